@@ -1,0 +1,391 @@
+//! Every message of the protocol.
+//!
+//! Two families travel on two QUIC channels:
+//! - [`Control`] on the one bidirectional control stream per player: reliable and ordered
+//!   (handshake, match events, clock pings, goodbye), framed by [`crate::codec`].
+//! - [`Datagram`] as unreliable QUIC datagrams: inputs up, snapshots down, every tick.
+
+use serde::{Deserialize, Serialize};
+use wincode::containers;
+use wincode::len::BincodeLen;
+use wincode::{SchemaRead, SchemaWrite};
+
+use crate::config::MatchConfig;
+use crate::ids::{EntityId, MatchId, PlayerId};
+use crate::token::SignedToken;
+
+/// Most inputs one [`InputFrame`] may carry: the newest plus redundant copies of the
+/// previous ones, so a lost datagram costs nothing.
+pub const MAX_INPUTS_PER_FRAME: usize = 8;
+/// Most entities one [`Snapshot`] may carry (bounded again by the datagram size).
+pub const MAX_SNAPSHOT_ENTITIES: usize = 256;
+/// Most players listed in a [`Welcome`] or a [`MatchEvent::MatchEnded`].
+pub const MAX_LISTED_PLAYERS: usize = 128;
+/// Longest human-readable detail string in a [`Reject`].
+pub const MAX_DETAIL_LEN: usize = 256;
+
+type InputsLen = BincodeLen<{ MAX_INPUTS_PER_FRAME * size_of::<PlayerInput>() }>;
+type EntitiesLen = BincodeLen<{ MAX_SNAPSHOT_ENTITIES * size_of::<EntityState>() }>;
+type PlayersLen = BincodeLen<{ MAX_LISTED_PLAYERS * size_of::<PlayerScore>() }>;
+type DetailLen = BincodeLen<MAX_DETAIL_LEN>;
+
+/// A reliable message on the control stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SchemaWrite, SchemaRead)]
+pub enum Control {
+    /// Client → edge, first message: who I am and which match I may join.
+    Hello(Hello),
+    /// Edge → client: you are in.
+    Welcome(Welcome),
+    /// Edge → client: you are not in; the connection closes after this.
+    Reject(Reject),
+    /// Edge → client: something happened in the match.
+    Event(TickedEvent),
+    /// Client → edge: clock probe.
+    Ping(Ping),
+    /// Edge → client: answer to a [`Control::Ping`].
+    Pong(Pong),
+    /// Either way: I am leaving, and why.
+    Goodbye(GoodbyeReason),
+}
+
+/// First message of a connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SchemaWrite, SchemaRead)]
+pub struct Hello {
+    /// Must equal [`crate::PROTOCOL_VERSION`]. Kept first so that an edge can read it
+    /// even from a Hello of another version (see [`crate::codec::peek_hello_version`]).
+    pub protocol_version: u16,
+    /// The signed token the cloud (or the dev tool) minted for this player and match.
+    pub connect_token: SignedToken,
+    /// Set when rejoining a match after a lost connection: the key from the earlier
+    /// [`Welcome`]. It lets the same token be presented again, and only by its holder.
+    pub reconnect_key: Option<[u8; 16]>,
+}
+
+/// The edge accepted the player.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SchemaWrite, SchemaRead)]
+pub struct Welcome {
+    /// The edge's protocol version.
+    pub protocol_version: u16,
+    /// The match joined.
+    pub match_id: MatchId,
+    /// The player, as named by the token.
+    pub player_id: PlayerId,
+    /// The entity this player controls.
+    pub entity: EntityId,
+    /// The match's current tick.
+    pub tick: u32,
+    /// The match configuration in force.
+    pub config: MatchConfig,
+    /// Present this in [`Hello::reconnect_key`] to rejoin after a lost connection.
+    pub reconnect_key: [u8; 16],
+    /// Everyone in the match now, with their scores.
+    #[wincode(with = "containers::Vec<PlayerScore, PlayersLen>")]
+    pub players: Vec<PlayerScore>,
+}
+
+/// One player's standing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, SchemaWrite, SchemaRead)]
+pub struct PlayerScore {
+    /// The player.
+    pub player: PlayerId,
+    /// Their character.
+    pub entity: EntityId,
+    /// Their score.
+    pub score: u32,
+}
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SchemaWrite, SchemaRead)]
+pub struct Reject {
+    /// Stable, machine-readable reason.
+    pub code: RejectCode,
+    /// Human-readable detail, for logs. At most [`MAX_DETAIL_LEN`] bytes.
+    #[wincode(with = "containers::Vec<u8, DetailLen>")]
+    pub detail: Vec<u8>,
+}
+
+impl Reject {
+    /// A reject with a detail message, cut to [`MAX_DETAIL_LEN`] bytes.
+    pub fn new(code: RejectCode, detail: &str) -> Self {
+        let mut end = detail.len().min(MAX_DETAIL_LEN);
+        while !detail.is_char_boundary(end) {
+            end -= 1;
+        }
+        Self { code, detail: detail.as_bytes()[..end].to_vec() }
+    }
+
+    /// The detail as text (lossy).
+    pub fn detail_text(&self) -> String {
+        String::from_utf8_lossy(&self.detail).into_owned()
+    }
+}
+
+/// Stable reasons for refusing a connection. Never renumbered: new codes go at the end.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, SchemaWrite, SchemaRead,
+)]
+pub enum RejectCode {
+    /// The client speaks another protocol version.
+    VersionMismatch,
+    /// The Hello could not be decoded, or was not the first message.
+    MalformedHello,
+    /// The token's signature does not verify with the edge's key.
+    BadSignature,
+    /// The token has expired.
+    Expired,
+    /// The token names another edge.
+    WrongEdge,
+    /// The token was already used (and no valid reconnect key came with it).
+    TokenReused,
+    /// The token's match configuration is out of bounds.
+    InvalidConfig,
+    /// The edge hosts as many matches or players as it may.
+    EdgeFull,
+    /// The match has as many players as its configuration allows.
+    MatchFull,
+    /// The match has ended.
+    MatchOver,
+    /// The edge is draining and takes no new players.
+    Draining,
+    /// No Hello arrived in time.
+    Timeout,
+}
+
+impl RejectCode {
+    /// Short stable name, used as a metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::VersionMismatch => "version_mismatch",
+            Self::MalformedHello => "malformed_hello",
+            Self::BadSignature => "bad_signature",
+            Self::Expired => "expired",
+            Self::WrongEdge => "wrong_edge",
+            Self::TokenReused => "token_reused",
+            Self::InvalidConfig => "invalid_config",
+            Self::EdgeFull => "edge_full",
+            Self::MatchFull => "match_full",
+            Self::MatchOver => "match_over",
+            Self::Draining => "draining",
+            Self::Timeout => "timeout",
+        }
+    }
+}
+
+/// A match event and the tick it happened on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SchemaWrite, SchemaRead)]
+pub struct TickedEvent {
+    /// Simulation tick of the event.
+    pub tick: u32,
+    /// What happened.
+    pub event: MatchEvent,
+}
+
+/// Something every player in a match must learn reliably.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SchemaWrite, SchemaRead)]
+pub enum MatchEvent {
+    /// A player joined (or rejoined) and controls `entity`.
+    PlayerJoined {
+        /// Who.
+        player: PlayerId,
+        /// Their character.
+        entity: EntityId,
+    },
+    /// A player left; their character stays for the reconnect grace period.
+    PlayerLeft {
+        /// Who.
+        player: PlayerId,
+    },
+    /// A hitscan shot hit another player.
+    Hit {
+        /// Who shot.
+        shooter: PlayerId,
+        /// Who was hit.
+        target: PlayerId,
+        /// The shooter's score after the hit.
+        shooter_score: u32,
+    },
+    /// The match is over; final scores, best first.
+    MatchEnded {
+        /// Why it ended.
+        reason: MatchEndReason,
+        /// Final standings.
+        #[wincode(with = "containers::Vec<PlayerScore, PlayersLen>")]
+        scores: Vec<PlayerScore>,
+    },
+}
+
+/// Why a match ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, SchemaWrite, SchemaRead)]
+pub enum MatchEndReason {
+    /// The match timer ran out.
+    TimeUp,
+    /// A player reached the score limit.
+    ScoreLimit,
+    /// Everyone left and the grace period passed.
+    Abandoned,
+    /// The edge shut down.
+    Shutdown,
+}
+
+/// Clock probe from the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, SchemaWrite, SchemaRead)]
+pub struct Ping {
+    /// Client's own clock, microseconds, echoed back untouched.
+    pub client_time_us: u64,
+}
+
+/// Clock answer from the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, SchemaWrite, SchemaRead)]
+pub struct Pong {
+    /// The ping's `client_time_us`.
+    pub client_time_us: u64,
+    /// The match tick when the edge answered.
+    pub server_tick: u32,
+}
+
+/// Why a peer is leaving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, SchemaWrite, SchemaRead)]
+pub enum GoodbyeReason {
+    /// The player quit.
+    Quit,
+    /// The match ended.
+    MatchOver,
+    /// The edge is shutting down.
+    Shutdown,
+    /// The peer broke the protocol.
+    ProtocolViolation,
+    /// The peer could not keep up with reliable traffic.
+    TooSlow,
+    /// The same player connected again elsewhere.
+    Replaced,
+}
+
+/// An unreliable message, one per QUIC datagram.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SchemaWrite, SchemaRead)]
+pub enum Datagram {
+    /// Client → edge: inputs.
+    Input(InputFrame),
+    /// Edge → client: state.
+    Snapshot(Snapshot),
+}
+
+/// Inputs from a client: the newest first, then up to [`MAX_INPUTS_PER_FRAME`]` - 1` earlier
+/// ones again, so that losing a datagram loses no input.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, SchemaWrite, SchemaRead)]
+pub struct InputFrame {
+    /// Newest snapshot tick the client has received (its ack).
+    pub ack_snapshot_tick: u32,
+    /// Newest first.
+    #[wincode(with = "containers::Vec<PlayerInput, InputsLen>")]
+    pub inputs: Vec<PlayerInput>,
+}
+
+/// One tick of a player's controls.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, SchemaWrite, SchemaRead,
+)]
+pub struct PlayerInput {
+    /// Sequence number, +1 per input; the edge applies each once, in order.
+    pub seq: u32,
+    /// Strafe axis, -127..=127 (right positive).
+    pub move_x: i8,
+    /// Forward axis, -127..=127 (forward positive).
+    pub move_z: i8,
+    /// Look yaw, a full turn in 65536 steps.
+    pub yaw: u16,
+    /// Look pitch, -16384..=16384 for -90..=90 degrees.
+    pub pitch: i16,
+    /// Button bits: [`PlayerInput::JUMP`], [`PlayerInput::FIRE`].
+    pub buttons: u8,
+    /// Snapshot tick the player was looking at when this input was made (for lag
+    /// compensation of shots).
+    pub view_tick: u32,
+}
+
+impl PlayerInput {
+    /// Jump button.
+    pub const JUMP: u8 = 1;
+    /// Fire button.
+    pub const FIRE: u8 = 2;
+
+    /// Yaw in radians, 0..2π.
+    pub fn yaw_radians(&self) -> f32 {
+        f32::from(self.yaw) * (std::f32::consts::TAU / 65536.0)
+    }
+
+    /// Pitch in radians, clamped to ±π/2.
+    pub fn pitch_radians(&self) -> f32 {
+        (f32::from(self.pitch) * (std::f32::consts::FRAC_PI_2 / 16384.0))
+            .clamp(-std::f32::consts::FRAC_PI_2, std::f32::consts::FRAC_PI_2)
+    }
+
+    /// Encodes a yaw in radians.
+    pub fn yaw_from_radians(yaw: f32) -> u16 {
+        let turns = (yaw / std::f32::consts::TAU).rem_euclid(1.0);
+        (turns * 65536.0) as u32 as u16
+    }
+
+    /// Encodes a pitch in radians.
+    pub fn pitch_from_radians(pitch: f32) -> i16 {
+        (pitch.clamp(-std::f32::consts::FRAC_PI_2, std::f32::consts::FRAC_PI_2)
+            * (16384.0 / std::f32::consts::FRAC_PI_2)) as i16
+    }
+}
+
+/// Replicated state for one client at one tick.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, SchemaWrite, SchemaRead)]
+pub struct Snapshot {
+    /// Simulation tick this state is from.
+    pub tick: u32,
+    /// Newest input sequence of this client the edge has applied.
+    pub ack_input_seq: u32,
+    /// Ticks left in the match.
+    pub ticks_left: u32,
+    /// Entities in this snapshot (the most important ones when not all fit).
+    #[wincode(with = "containers::Vec<EntityState, EntitiesLen>")]
+    pub entities: Vec<EntityState>,
+}
+
+/// What kind of thing an entity is.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, SchemaWrite, SchemaRead,
+)]
+pub enum EntityKind {
+    /// A player's character.
+    #[default]
+    Player,
+    /// A dynamic prop.
+    Prop,
+}
+
+/// One replicated entity.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, SchemaWrite, SchemaRead)]
+pub struct EntityState {
+    /// Which entity.
+    pub id: EntityId,
+    /// What it is.
+    pub kind: EntityKind,
+    /// Position, metres.
+    pub position: [f32; 3],
+    /// Orientation quaternion (x, y, z, w).
+    pub rotation: [f32; 4],
+    /// Linear velocity, metres per second.
+    pub velocity: [f32; 3],
+}
+
+impl EntityState {
+    /// Encoded size in bytes (fixed: the format has no variable-length fields here).
+    pub const ENCODED_LEN: usize = 4 + 4 + 12 + 16 + 12;
+}
+
+impl Snapshot {
+    /// Encoded size of a snapshot's header (the `Datagram` tag, fields and the entity
+    /// count), without its entities.
+    pub const HEADER_LEN: usize = 4 + 4 + 4 + 4 + 8;
+
+    /// How many entities fit in a datagram of `max_len` bytes.
+    pub fn entities_fitting(max_len: usize) -> usize {
+        (max_len.saturating_sub(Self::HEADER_LEN) / EntityState::ENCODED_LEN)
+            .min(MAX_SNAPSHOT_ENTITIES)
+    }
+}

@@ -1,0 +1,186 @@
+//! proptest strategies for every protocol type (shared by the protocol's test files).
+
+use outpost_protocol::*;
+use proptest::collection::vec;
+use proptest::prelude::*;
+
+pub fn f() -> impl Strategy<Value = f32> {
+    -1.0e6f32..1.0e6
+}
+
+pub fn match_config() -> impl Strategy<Value = MatchConfig> {
+    (any::<u16>(), any::<u32>(), any::<u16>(), any::<u32>(), any::<u16>(), f(), any::<u64>())
+        .prop_map(|(tick_hz, duration_s, max_players, score_limit, props, half, seed)| {
+            MatchConfig {
+                mode: GameModeId::Arena,
+                tick_hz,
+                duration_s,
+                max_players,
+                score_limit,
+                props,
+                arena_half_extent: half,
+                seed,
+            }
+        })
+}
+
+pub fn signed_token() -> impl Strategy<Value = SignedToken> {
+    (vec(any::<u8>(), 0..300), vec(any::<u8>(), 64))
+        .prop_map(|(body, signature)| SignedToken { body, signature })
+}
+
+pub fn player_score() -> impl Strategy<Value = PlayerScore> {
+    (any::<u64>(), any::<u32>(), any::<u32>()).prop_map(|(p, e, score)| PlayerScore {
+        player: PlayerId(p),
+        entity: EntityId(e),
+        score,
+    })
+}
+
+pub fn reject_code() -> impl Strategy<Value = RejectCode> {
+    prop_oneof![
+        Just(RejectCode::VersionMismatch),
+        Just(RejectCode::MalformedHello),
+        Just(RejectCode::BadSignature),
+        Just(RejectCode::Expired),
+        Just(RejectCode::WrongEdge),
+        Just(RejectCode::TokenReused),
+        Just(RejectCode::InvalidConfig),
+        Just(RejectCode::EdgeFull),
+        Just(RejectCode::MatchFull),
+        Just(RejectCode::MatchOver),
+        Just(RejectCode::Draining),
+        Just(RejectCode::Timeout),
+    ]
+}
+
+pub fn match_event() -> impl Strategy<Value = MatchEvent> {
+    prop_oneof![
+        (any::<u64>(), any::<u32>()).prop_map(|(p, e)| MatchEvent::PlayerJoined {
+            player: PlayerId(p),
+            entity: EntityId(e)
+        }),
+        any::<u64>().prop_map(|p| MatchEvent::PlayerLeft { player: PlayerId(p) }),
+        (any::<u64>(), any::<u64>(), any::<u32>()).prop_map(|(s, t, score)| MatchEvent::Hit {
+            shooter: PlayerId(s),
+            target: PlayerId(t),
+            shooter_score: score
+        }),
+        (
+            prop_oneof![
+                Just(MatchEndReason::TimeUp),
+                Just(MatchEndReason::ScoreLimit),
+                Just(MatchEndReason::Abandoned),
+                Just(MatchEndReason::Shutdown)
+            ],
+            vec(player_score(), 0..MAX_LISTED_PLAYERS)
+        )
+            .prop_map(|(reason, scores)| MatchEvent::MatchEnded { reason, scores }),
+    ]
+}
+
+pub fn goodbye() -> impl Strategy<Value = GoodbyeReason> {
+    prop_oneof![
+        Just(GoodbyeReason::Quit),
+        Just(GoodbyeReason::MatchOver),
+        Just(GoodbyeReason::Shutdown),
+        Just(GoodbyeReason::ProtocolViolation),
+        Just(GoodbyeReason::TooSlow),
+        Just(GoodbyeReason::Replaced),
+    ]
+}
+
+pub fn hello() -> impl Strategy<Value = Hello> {
+    (any::<u16>(), signed_token(), any::<Option<[u8; 16]>>()).prop_map(
+        |(protocol_version, connect_token, reconnect_key)| Hello {
+            protocol_version,
+            connect_token,
+            reconnect_key,
+        },
+    )
+}
+
+pub fn welcome() -> impl Strategy<Value = Welcome> {
+    (
+        any::<u16>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u32>(),
+        any::<u32>(),
+        match_config(),
+        any::<[u8; 16]>(),
+        vec(player_score(), 0..MAX_LISTED_PLAYERS),
+    )
+        .prop_map(|(v, m, p, e, tick, config, reconnect_key, players)| Welcome {
+            protocol_version: v,
+            match_id: MatchId(m),
+            player_id: PlayerId(p),
+            entity: EntityId(e),
+            tick,
+            config,
+            reconnect_key,
+            players,
+        })
+}
+
+pub fn control() -> impl Strategy<Value = Control> {
+    prop_oneof![
+        hello().prop_map(Control::Hello),
+        welcome().prop_map(Control::Welcome),
+        (reject_code(), ".{0,80}").prop_map(|(code, d)| Control::Reject(Reject::new(code, &d))),
+        (any::<u32>(), match_event())
+            .prop_map(|(tick, event)| Control::Event(TickedEvent { tick, event })),
+        any::<u64>().prop_map(|t| Control::Ping(Ping { client_time_us: t })),
+        (any::<u64>(), any::<u32>()).prop_map(|(t, s)| Control::Pong(Pong {
+            client_time_us: t,
+            server_tick: s
+        })),
+        goodbye().prop_map(Control::Goodbye),
+    ]
+}
+
+pub fn player_input() -> impl Strategy<Value = PlayerInput> {
+    (any::<u32>(), any::<i8>(), any::<i8>(), any::<u16>(), any::<i16>(), any::<u8>(), any::<u32>())
+        .prop_map(|(seq, move_x, move_z, yaw, pitch, buttons, view_tick)| PlayerInput {
+            seq,
+            move_x,
+            move_z,
+            yaw,
+            pitch,
+            buttons,
+            view_tick,
+        })
+}
+
+pub fn entity_state() -> impl Strategy<Value = EntityState> {
+    (
+        any::<u32>(),
+        prop_oneof![Just(EntityKind::Player), Just(EntityKind::Prop)],
+        [f(), f(), f()],
+        [f(), f(), f(), f()],
+        [f(), f(), f()],
+    )
+        .prop_map(|(id, kind, position, rotation, velocity)| EntityState {
+            id: EntityId(id),
+            kind,
+            position,
+            rotation,
+            velocity,
+        })
+}
+
+pub fn datagram() -> impl Strategy<Value = Datagram> {
+    prop_oneof![
+        (any::<u32>(), vec(player_input(), 0..=MAX_INPUTS_PER_FRAME)).prop_map(
+            |(ack_snapshot_tick, inputs)| Datagram::Input(InputFrame { ack_snapshot_tick, inputs })
+        ),
+        (any::<u32>(), any::<u32>(), any::<u32>(), vec(entity_state(), 0..20)).prop_map(
+            |(tick, ack_input_seq, ticks_left, entities)| Datagram::Snapshot(Snapshot {
+                tick,
+                ack_input_seq,
+                ticks_left,
+                entities
+            })
+        ),
+    ]
+}
