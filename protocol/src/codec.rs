@@ -43,10 +43,16 @@ pub enum CodecError {
     Encode(#[from] wincode::WriteError),
 }
 
-fn encode<T: wincode::SchemaWrite<Wire, Src = T>>(value: &T, max: usize) -> Result<Vec<u8>, CodecError> {
+fn encode<T: wincode::SchemaWrite<Wire, Src = T>>(
+    value: &T,
+    max: usize,
+) -> Result<Vec<u8>, CodecError> {
     let bytes = wincode::config::serialize(value, WIRE)?;
     if bytes.len() > max {
-        return Err(CodecError::TooLarge { len: bytes.len(), max });
+        return Err(CodecError::TooLarge {
+            len: bytes.len(),
+            max,
+        });
     }
     Ok(bytes)
 }
@@ -56,7 +62,10 @@ fn decode<T: for<'de> wincode::SchemaRead<'de, Wire, Dst = T>>(
     max: usize,
 ) -> Result<T, CodecError> {
     if bytes.len() > max {
-        return Err(CodecError::TooLarge { len: bytes.len(), max });
+        return Err(CodecError::TooLarge {
+            len: bytes.len(),
+            max,
+        });
     }
     Ok(wincode::config::deserialize_exact(bytes, WIRE)?)
 }
@@ -94,7 +103,10 @@ pub fn encode_frame(message: &Control) -> Result<Vec<u8>, CodecError> {
 pub fn frame_len(header: [u8; FRAME_HEADER_LEN]) -> Result<usize, CodecError> {
     let len = u32::from_le_bytes(header) as usize;
     if len > MAX_CONTROL_FRAME {
-        return Err(CodecError::TooLarge { len, max: MAX_CONTROL_FRAME });
+        return Err(CodecError::TooLarge {
+            len,
+            max: MAX_CONTROL_FRAME,
+        });
     }
     Ok(len)
 }

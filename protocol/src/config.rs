@@ -5,7 +5,17 @@ use wincode::{SchemaRead, SchemaWrite};
 
 /// The game mode a match runs.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, SchemaWrite, SchemaRead,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    SchemaWrite,
+    SchemaRead,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum GameModeId {
@@ -74,9 +84,21 @@ impl MatchConfig {
                 Err(ConfigError { field, reason })
             }
         };
-        check((10..=240).contains(&self.tick_hz), "tick_hz", "must be 10..=240")?;
-        check((5..=7200).contains(&self.duration_s), "duration_s", "must be 5..=7200")?;
-        check((1..=128).contains(&self.max_players), "max_players", "must be 1..=128")?;
+        check(
+            (10..=240).contains(&self.tick_hz),
+            "tick_hz",
+            "must be 10..=240",
+        )?;
+        check(
+            (5..=7200).contains(&self.duration_s),
+            "duration_s",
+            "must be 5..=7200",
+        )?;
+        check(
+            (1..=128).contains(&self.max_players),
+            "max_players",
+            "must be 1..=128",
+        )?;
         check(self.props <= 4096, "props", "must be at most 4096")?;
         check(
             self.arena_half_extent.is_finite() && (8.0..=1000.0).contains(&self.arena_half_extent),

@@ -111,7 +111,10 @@ impl Reject {
         while !detail.is_char_boundary(end) {
             end -= 1;
         }
-        Self { code, detail: detail.as_bytes()[..end].to_vec() }
+        Self {
+            code,
+            detail: detail.as_bytes()[..end].to_vec(),
+        }
     }
 
     /// The detail as text (lossy).
@@ -348,7 +351,17 @@ pub struct Snapshot {
 
 /// What kind of thing an entity is.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, SchemaWrite, SchemaRead,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    SchemaWrite,
+    SchemaRead,
 )]
 pub enum EntityKind {
     /// A player's character.
@@ -359,7 +372,9 @@ pub enum EntityKind {
 }
 
 /// One replicated entity.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, SchemaWrite, SchemaRead)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, SchemaWrite, SchemaRead,
+)]
 pub struct EntityState {
     /// Which entity.
     pub id: EntityId,

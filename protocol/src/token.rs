@@ -92,7 +92,9 @@ pub struct TokenSigner {
 impl TokenSigner {
     /// A signer from a 32-byte Ed25519 secret seed. The caller supplies the randomness.
     pub fn from_seed(seed: &[u8; 32]) -> Self {
-        Self { key: SigningKey::from_bytes(seed) }
+        Self {
+            key: SigningKey::from_bytes(seed),
+        }
     }
 
     /// The public key edges must trust.
@@ -110,7 +112,10 @@ impl TokenSigner {
             return Err(TokenError::TooLong);
         }
         let signature = self.key.sign(&signed_message(&body));
-        Ok(SignedToken { body, signature: signature.to_bytes().to_vec() })
+        Ok(SignedToken {
+            body,
+            signature: signature.to_bytes().to_vec(),
+        })
     }
 }
 
@@ -123,7 +128,9 @@ pub struct TokenVerifier {
 impl TokenVerifier {
     /// A verifier trusting this Ed25519 public key; `None` if the bytes are not a valid key.
     pub fn new(public_key: &[u8; 32]) -> Option<Self> {
-        VerifyingKey::from_bytes(public_key).ok().map(|key| Self { key })
+        VerifyingKey::from_bytes(public_key)
+            .ok()
+            .map(|key| Self { key })
     }
 
     /// Verifies the signature, then the body's expiry, edge and configuration.
@@ -136,7 +143,10 @@ impl TokenVerifier {
     ) -> Result<ConnectToken, TokenError> {
         let claims = self.verify_signature(token)?;
         if now_ms >= claims.expires_at_ms {
-            return Err(TokenError::Expired { expires_at_ms: claims.expires_at_ms, now_ms });
+            return Err(TokenError::Expired {
+                expires_at_ms: claims.expires_at_ms,
+                now_ms,
+            });
         }
         if claims.edge_id != edge_id {
             return Err(TokenError::WrongEdge(claims.edge_id));
@@ -148,8 +158,11 @@ impl TokenVerifier {
     /// Verifies only the signature and decodes the body: for reconnects, where the token
     /// may have expired since it was first used but the reconnect key proves possession.
     pub fn verify_signature(&self, token: &SignedToken) -> Result<ConnectToken, TokenError> {
-        let signature: [u8; 64] =
-            token.signature.as_slice().try_into().map_err(|_| TokenError::BadSignature)?;
+        let signature: [u8; 64] = token
+            .signature
+            .as_slice()
+            .try_into()
+            .map_err(|_| TokenError::BadSignature)?;
         let signature = Signature::from_bytes(&signature);
         self.key
             .verify_strict(&signed_message(&token.body), &signature)

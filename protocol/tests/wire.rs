@@ -153,7 +153,10 @@ fn unknown_enum_tags_are_refused() {
 fn hello_version_is_readable_from_any_version() {
     let hello = Control::Hello(Hello {
         protocol_version: 7,
-        connect_token: SignedToken { body: vec![1, 2], signature: vec![0; 64] },
+        connect_token: SignedToken {
+            body: vec![1, 2],
+            signature: vec![0; 64],
+        },
         reconnect_key: None,
     });
     let payload = codec::encode_control(&hello).unwrap();
@@ -183,22 +186,40 @@ fn token_checks() {
     let signer = TokenSigner::from_seed(&[5; 32]);
     let verifier = TokenVerifier::new(&signer.public_key()).unwrap();
     let signed = signer.sign(&sample_token(10_000)).unwrap();
-    assert_eq!(verifier.verify(&signed, 5_000, "edge-a").unwrap(), sample_token(10_000));
-    assert!(matches!(verifier.verify(&signed, 10_000, "edge-a"), Err(TokenError::Expired { .. })));
-    assert!(matches!(verifier.verify(&signed, 5_000, "edge-b"), Err(TokenError::WrongEdge(_))));
+    assert_eq!(
+        verifier.verify(&signed, 5_000, "edge-a").unwrap(),
+        sample_token(10_000)
+    );
+    assert!(matches!(
+        verifier.verify(&signed, 10_000, "edge-a"),
+        Err(TokenError::Expired { .. })
+    ));
+    assert!(matches!(
+        verifier.verify(&signed, 5_000, "edge-b"),
+        Err(TokenError::WrongEdge(_))
+    ));
 
     let forger = TokenSigner::from_seed(&[6; 32]);
     let forged = forger.sign(&sample_token(10_000)).unwrap();
-    assert_eq!(verifier.verify(&forged, 5_000, "edge-a"), Err(TokenError::BadSignature));
+    assert_eq!(
+        verifier.verify(&forged, 5_000, "edge-a"),
+        Err(TokenError::BadSignature)
+    );
 
     let mut tampered = signed.clone();
     tampered.body[0] ^= 1;
-    assert_eq!(verifier.verify(&tampered, 5_000, "edge-a"), Err(TokenError::BadSignature));
+    assert_eq!(
+        verifier.verify(&tampered, 5_000, "edge-a"),
+        Err(TokenError::BadSignature)
+    );
 
     let mut bad_config = sample_token(10_000);
     bad_config.config.tick_hz = 0;
     let signed = signer.sign(&bad_config).unwrap();
-    assert!(matches!(verifier.verify(&signed, 5_000, "edge-a"), Err(TokenError::InvalidConfig(_))));
+    assert!(matches!(
+        verifier.verify(&signed, 5_000, "edge-a"),
+        Err(TokenError::InvalidConfig(_))
+    ));
 
     let mut long_edge = sample_token(10_000);
     long_edge.edge_id = "x".repeat(65);
@@ -229,8 +250,14 @@ fn snapshot_sizes_are_what_the_edge_budgets() {
 #[test]
 fn config_bounds() {
     assert!(MatchConfig::default().validate().is_ok());
-    let bad = MatchConfig { arena_half_extent: f32::NAN, ..MatchConfig::default() };
+    let bad = MatchConfig {
+        arena_half_extent: f32::NAN,
+        ..MatchConfig::default()
+    };
     assert_eq!(bad.validate().unwrap_err().field, "arena_half_extent");
-    let bad = MatchConfig { max_players: 0, ..MatchConfig::default() };
+    let bad = MatchConfig {
+        max_players: 0,
+        ..MatchConfig::default()
+    };
     assert_eq!(bad.validate().unwrap_err().field, "max_players");
 }

@@ -9,9 +9,17 @@ pub fn f() -> impl Strategy<Value = f32> {
 }
 
 pub fn match_config() -> impl Strategy<Value = MatchConfig> {
-    (any::<u16>(), any::<u32>(), any::<u16>(), any::<u32>(), any::<u16>(), f(), any::<u64>())
-        .prop_map(|(tick_hz, duration_s, max_players, score_limit, props, half, seed)| {
-            MatchConfig {
+    (
+        any::<u16>(),
+        any::<u32>(),
+        any::<u16>(),
+        any::<u32>(),
+        any::<u16>(),
+        f(),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(tick_hz, duration_s, max_players, score_limit, props, half, seed)| MatchConfig {
                 mode: GameModeId::Arena,
                 tick_hz,
                 duration_s,
@@ -20,8 +28,8 @@ pub fn match_config() -> impl Strategy<Value = MatchConfig> {
                 props,
                 arena_half_extent: half,
                 seed,
-            }
-        })
+            },
+        )
 }
 
 pub fn signed_token() -> impl Strategy<Value = SignedToken> {
@@ -60,7 +68,9 @@ pub fn match_event() -> impl Strategy<Value = MatchEvent> {
             player: PlayerId(p),
             entity: EntityId(e)
         }),
-        any::<u64>().prop_map(|p| MatchEvent::PlayerLeft { player: PlayerId(p) }),
+        any::<u64>().prop_map(|p| MatchEvent::PlayerLeft {
+            player: PlayerId(p)
+        }),
         (any::<u64>(), any::<u64>(), any::<u32>()).prop_map(|(s, t, score)| MatchEvent::Hit {
             shooter: PlayerId(s),
             target: PlayerId(t),
@@ -111,16 +121,18 @@ pub fn welcome() -> impl Strategy<Value = Welcome> {
         any::<[u8; 16]>(),
         vec(player_score(), 0..MAX_LISTED_PLAYERS),
     )
-        .prop_map(|(v, m, p, e, tick, config, reconnect_key, players)| Welcome {
-            protocol_version: v,
-            match_id: MatchId(m),
-            player_id: PlayerId(p),
-            entity: EntityId(e),
-            tick,
-            config,
-            reconnect_key,
-            players,
-        })
+        .prop_map(
+            |(v, m, p, e, tick, config, reconnect_key, players)| Welcome {
+                protocol_version: v,
+                match_id: MatchId(m),
+                player_id: PlayerId(p),
+                entity: EntityId(e),
+                tick,
+                config,
+                reconnect_key,
+                players,
+            },
+        )
 }
 
 pub fn control() -> impl Strategy<Value = Control> {
@@ -140,16 +152,26 @@ pub fn control() -> impl Strategy<Value = Control> {
 }
 
 pub fn player_input() -> impl Strategy<Value = PlayerInput> {
-    (any::<u32>(), any::<i8>(), any::<i8>(), any::<u16>(), any::<i16>(), any::<u8>(), any::<u32>())
-        .prop_map(|(seq, move_x, move_z, yaw, pitch, buttons, view_tick)| PlayerInput {
-            seq,
-            move_x,
-            move_z,
-            yaw,
-            pitch,
-            buttons,
-            view_tick,
-        })
+    (
+        any::<u32>(),
+        any::<i8>(),
+        any::<i8>(),
+        any::<u16>(),
+        any::<i16>(),
+        any::<u8>(),
+        any::<u32>(),
+    )
+        .prop_map(
+            |(seq, move_x, move_z, yaw, pitch, buttons, view_tick)| PlayerInput {
+                seq,
+                move_x,
+                move_z,
+                yaw,
+                pitch,
+                buttons,
+                view_tick,
+            },
+        )
 }
 
 pub fn entity_state() -> impl Strategy<Value = EntityState> {
@@ -172,15 +194,24 @@ pub fn entity_state() -> impl Strategy<Value = EntityState> {
 pub fn datagram() -> impl Strategy<Value = Datagram> {
     prop_oneof![
         (any::<u32>(), vec(player_input(), 0..=MAX_INPUTS_PER_FRAME)).prop_map(
-            |(ack_snapshot_tick, inputs)| Datagram::Input(InputFrame { ack_snapshot_tick, inputs })
-        ),
-        (any::<u32>(), any::<u32>(), any::<u32>(), vec(entity_state(), 0..20)).prop_map(
-            |(tick, ack_input_seq, ticks_left, entities)| Datagram::Snapshot(Snapshot {
-                tick,
-                ack_input_seq,
-                ticks_left,
-                entities
+            |(ack_snapshot_tick, inputs)| Datagram::Input(InputFrame {
+                ack_snapshot_tick,
+                inputs
             })
         ),
+        (
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+            vec(entity_state(), 0..20)
+        )
+            .prop_map(
+                |(tick, ack_input_seq, ticks_left, entities)| Datagram::Snapshot(Snapshot {
+                    tick,
+                    ack_input_seq,
+                    ticks_left,
+                    entities
+                })
+            ),
     ]
 }

@@ -1,0 +1,202 @@
+//! The arena: a walled floor with pillars, boxes to push, and players with hitscan
+//! weapons scoring a point per hit.
+
+mod combat;
+pub mod movement;
+
+use bevy_ecs::prelude::*;
+use outpost_protocol::{EntityId, EntityKind, MatchConfig, PlayerId};
+use rapier3d::prelude::*;
+
+use crate::components::{NetId, Replicated, RigidBodyRef};
+use crate::game::{NetIds, SimError, TickSet};
+use crate::mode::GameMode;
+use crate::physics::Physics;
+use crate::rng::SplitMix64;
+
+pub use movement::{Character, move_character};
+
+/// Half-height of the cylindrical part of a character's capsule, metres.
+pub const CAPSULE_HALF_HEIGHT: f32 = 0.5;
+/// Radius of a character's capsule, metres.
+pub const CAPSULE_RADIUS: f32 = 0.4;
+/// Half the side of a prop box, metres.
+pub const PROP_HALF_EXTENT: f32 = 0.5;
+/// Height of the arena's walls, metres.
+pub const WALL_HEIGHT: f32 = 4.0;
+/// Fraction of the arena's half extent around the centre kept free of pillars.
+pub const CLEAR_CENTRE_RADIUS: f32 = 0.35;
+/// Anything below this height has fallen out of the arena and is put back.
+pub const KILL_HEIGHT: f32 = -10.0;
+
+/// The arena game mode.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Arena;
+
+/// Where players appear, by seat.
+#[derive(Resource, Debug, Clone)]
+pub struct SpawnPoints(pub Vec<Vector>);
+
+impl GameMode for Arena {
+    fn name(&self) -> &'static str {
+        "arena"
+    }
+
+    fn setup(
+        &self,
+        config: &MatchConfig,
+        world: &mut World,
+        schedule: &mut Schedule,
+    ) -> Result<(), SimError> {
+        let half = config.arena_half_extent;
+        let mut rng = SplitMix64::new(config.seed);
+        build_level(&mut world.resource_mut::<Physics>().world, half, &mut rng);
+        for _ in 0..config.props {
+            let at = Vector::new(
+                rng.range(-0.8 * half, 0.8 * half),
+                rng.range(PROP_HALF_EXTENT, 4.0),
+                rng.range(-0.8 * half, 0.8 * half),
+            );
+            spawn_prop(world, at);
+        }
+        let ring = 0.6 * half;
+        let spawns = (0..config.max_players)
+            .map(|i| {
+                let angle = f32::from(i) * std::f32::consts::TAU / f32::from(config.max_players);
+                Vector::new(ring * angle.cos(), spawn_height(), ring * angle.sin())
+            })
+            .collect();
+        world.insert_resource(SpawnPoints(spawns));
+
+        schedule.add_systems(movement::move_characters.in_set(TickSet::PrePhysics));
+        schedule.add_systems(
+            (combat::fire_weapons, keep_in_bounds)
+                .chain()
+                .in_set(TickSet::PostPhysics),
+        );
+        Ok(())
+    }
+
+    fn spawn_player(&self, world: &mut World, _player: PlayerId, net_id: EntityId) -> Entity {
+        let spawns = world.resource::<SpawnPoints>();
+        let seat = (net_id.0 as usize) % spawns.0.len().max(1);
+        let at = spawns
+            .0
+            .get(seat)
+            .copied()
+            .unwrap_or(Vector::new(0.0, spawn_height(), 0.0));
+        let mut physics = world.resource_mut::<Physics>();
+        let body = physics
+            .world
+            .insert_body(RigidBodyBuilder::kinematic_position_based().translation(at));
+        physics.world.insert_collider(
+            ColliderBuilder::capsule_y(CAPSULE_HALF_HEIGHT, CAPSULE_RADIUS)
+                .user_data(u128::from(net_id.0)),
+            Some(body),
+        );
+        world
+            .spawn((
+                Replicated(EntityKind::Player),
+                RigidBodyRef(body),
+                Character::default(),
+            ))
+            .id()
+    }
+}
+
+/// Spawns a dynamic prop box at a point; returns its network id.
+pub fn spawn_prop(world: &mut World, at: Vector) -> EntityId {
+    let net_id = world.resource_mut::<NetIds>().allocate();
+    let mut physics = world.resource_mut::<Physics>();
+    let body = physics
+        .world
+        .insert_body(RigidBodyBuilder::dynamic().translation(at));
+    physics.world.insert_collider(
+        ColliderBuilder::cuboid(PROP_HALF_EXTENT, PROP_HALF_EXTENT, PROP_HALF_EXTENT)
+            .user_data(u128::from(net_id.0))
+            .friction(0.6),
+        Some(body),
+    );
+    world.spawn((
+        NetId(net_id),
+        Replicated(EntityKind::Prop),
+        RigidBodyRef(body),
+    ));
+    net_id
+}
+
+/// Height of a character's centre standing on the floor.
+pub fn spawn_height() -> f32 {
+    CAPSULE_HALF_HEIGHT + CAPSULE_RADIUS + 0.05
+}
+
+/// The static level: floor, four walls, a few pillars placed by the seed.
+fn build_level(physics: &mut PhysicsWorld, half: f32, rng: &mut SplitMix64) {
+    let fixed = |physics: &mut PhysicsWorld, at: Vector, half_extents: Vector| {
+        let body = physics.insert_body(RigidBodyBuilder::fixed().translation(at));
+        physics.insert_collider(
+            ColliderBuilder::cuboid(half_extents.x, half_extents.y, half_extents.z)
+                .user_data(0)
+                .friction(0.8),
+            Some(body),
+        );
+    };
+    fixed(
+        physics,
+        Vector::new(0.0, -0.5, 0.0),
+        Vector::new(half + 1.0, 0.5, half + 1.0),
+    );
+    let wall_y = WALL_HEIGHT / 2.0;
+    for (x, z, hx, hz) in [
+        (half + 0.5, 0.0, 0.5, half + 1.0),
+        (-half - 0.5, 0.0, 0.5, half + 1.0),
+        (0.0, half + 0.5, half + 1.0, 0.5),
+        (0.0, -half - 0.5, half + 1.0, 0.5),
+    ] {
+        fixed(
+            physics,
+            Vector::new(x, wall_y, z),
+            Vector::new(hx, wall_y, hz),
+        );
+    }
+    // Pillars stand in a ring, leaving the middle open: a clear centre for fights.
+    let pillars = (half / 5.0) as usize;
+    for _ in 0..pillars {
+        let angle = rng.range(0.0, std::f32::consts::TAU);
+        let radius = rng.range(CLEAR_CENTRE_RADIUS * half, 0.9 * half);
+        let at = Vector::new(radius * angle.cos(), 1.5, radius * angle.sin());
+        fixed(physics, at, Vector::new(0.75, 1.5, 0.75));
+    }
+}
+
+/// Puts back whatever fell out of the arena.
+fn keep_in_bounds(
+    mut physics: ResMut<Physics>,
+    entities: Query<(&RigidBodyRef, &Replicated)>,
+    spawns: Res<SpawnPoints>,
+) {
+    for (body, replicated) in &entities {
+        let Some(rb) = physics.world.bodies.get_mut(body.0) else {
+            continue;
+        };
+        if rb.translation().y >= KILL_HEIGHT {
+            continue;
+        }
+        match replicated.0 {
+            EntityKind::Player => {
+                let at = spawns
+                    .0
+                    .first()
+                    .copied()
+                    .unwrap_or(Vector::new(0.0, spawn_height(), 0.0));
+                rb.set_translation(at, true);
+                rb.set_next_kinematic_translation(at);
+            }
+            EntityKind::Prop => {
+                rb.set_translation(Vector::new(0.0, 2.0, 0.0), true);
+                rb.set_linvel(Vector::ZERO, true);
+                rb.set_angvel(Vector::ZERO, true);
+            }
+        }
+    }
+}

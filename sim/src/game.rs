@@ -1,0 +1,463 @@
+//! A match: one world, one schedule, one fixed tick.
+
+use std::collections::BTreeMap;
+
+use bevy_ecs::prelude::*;
+use bevy_ecs::schedule::SingleThreadedExecutor;
+use outpost_protocol::{
+    ConfigError, EntityId, EntityKind, EntityState, GameModeId, MatchConfig, MatchEndReason,
+    MatchEvent, MatchId, PlayerId, PlayerInput, PlayerScore, TickedEvent,
+};
+
+use crate::components::{Controls, NetId, PlayerSlot, Replicated, RigidBodyRef};
+use crate::mode::GameMode;
+use crate::physics::{Collisions, Physics, step_physics};
+
+/// The fixed order of work inside one tick. Every system of every mode belongs to one.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TickSet {
+    /// The clock advances and each player's next input comes into force.
+    ApplyInputs,
+    /// Game rules before physics: character movement, forces.
+    PrePhysics,
+    /// One physics step.
+    Physics,
+    /// Reactions to the step's collision events.
+    CollisionEvents,
+    /// Game rules after physics: shots, scoring, respawns.
+    PostPhysics,
+    /// End-of-match checks and history for lag compensation and replays.
+    Record,
+}
+
+/// The match clock.
+#[derive(Resource, Debug, Clone)]
+pub struct MatchClock {
+    /// Ticks completed; the tick being simulated during a run of the schedule.
+    pub tick: u32,
+    /// Ticks per second.
+    pub tick_hz: u16,
+    /// Seconds per tick.
+    pub dt: f32,
+    /// Match length in ticks.
+    pub duration_ticks: u32,
+}
+
+/// Events produced during ticks, waiting for the caller to take them.
+#[derive(Resource, Debug, Default)]
+pub struct MatchEvents {
+    pending: Vec<TickedEvent>,
+}
+
+impl MatchEvents {
+    /// Records an event at a tick.
+    pub fn push(&mut self, tick: u32, event: MatchEvent) {
+        self.pending.push(TickedEvent { tick, event });
+    }
+}
+
+/// How the match ended, once it has.
+#[derive(Resource, Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MatchOutcome(pub Option<MatchEndReason>);
+
+/// Why the simulation refused a request.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimError {
+    /// The configuration is out of bounds.
+    #[error(transparent)]
+    InvalidConfig(#[from] ConfigError),
+    /// The match already has `max_players` players.
+    #[error("match is full ({0} players)")]
+    MatchFull(u16),
+    /// The match has ended.
+    #[error("match is over")]
+    MatchOver,
+}
+
+/// One running match.
+pub struct Match {
+    id: MatchId,
+    config: MatchConfig,
+    world: World,
+    schedule: Schedule,
+    mode: Box<dyn GameMode>,
+    players: BTreeMap<PlayerId, Entity>,
+}
+
+impl std::fmt::Debug for Match {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Match")
+            .field("id", &self.id)
+            .field("mode", &self.mode.name())
+            .field("tick", &self.tick())
+            .field("players", &self.players.len())
+            .finish()
+    }
+}
+
+impl Match {
+    /// Creates a match of the configured mode.
+    pub fn new(id: MatchId, config: &MatchConfig) -> Result<Self, SimError> {
+        let mode: Box<dyn GameMode> = match config.mode {
+            GameModeId::Arena => Box::new(crate::arena::Arena),
+        };
+        Self::with_mode(id, config, mode)
+    }
+
+    /// Creates a match running the given mode.
+    pub fn with_mode(
+        id: MatchId,
+        config: &MatchConfig,
+        mode: Box<dyn GameMode>,
+    ) -> Result<Self, SimError> {
+        config.validate()?;
+        let dt = 1.0 / f32::from(config.tick_hz);
+        let mut world = World::new();
+        let mut physics = Physics::default();
+        physics.world.integration_parameters.dt = dt;
+        world.insert_resource(physics);
+        world.insert_resource(Collisions::default());
+        world.insert_resource(MatchClock {
+            tick: 0,
+            tick_hz: config.tick_hz,
+            dt,
+            duration_ticks: config.duration_ticks(),
+        });
+        world.insert_resource(MatchEvents::default());
+        world.insert_resource(MatchOutcome::default());
+        world.insert_resource(ScoreLimit(config.score_limit));
+        world.insert_resource(NetIds { next: 1 });
+
+        let mut schedule = Schedule::default();
+        // One thread, and systems in a fixed order: the same inputs give the same state.
+        schedule.set_executor(SingleThreadedExecutor::new());
+        schedule.configure_sets(
+            (
+                TickSet::ApplyInputs,
+                TickSet::PrePhysics,
+                TickSet::Physics,
+                TickSet::CollisionEvents,
+                TickSet::PostPhysics,
+                TickSet::Record,
+            )
+                .chain(),
+        );
+        schedule.add_systems(
+            (advance_clock, apply_inputs)
+                .chain()
+                .in_set(TickSet::ApplyInputs),
+        );
+        schedule.add_systems(step_physics.in_set(TickSet::Physics));
+        schedule.add_systems(check_match_end.in_set(TickSet::Record));
+        mode.setup(config, &mut world, &mut schedule)?;
+
+        Ok(Self {
+            id,
+            config: config.clone(),
+            world,
+            schedule,
+            mode,
+            players: BTreeMap::new(),
+        })
+    }
+
+    /// The match id.
+    pub fn id(&self) -> MatchId {
+        self.id
+    }
+
+    /// The configuration it runs.
+    pub fn config(&self) -> &MatchConfig {
+        &self.config
+    }
+
+    /// Ticks completed.
+    pub fn tick(&self) -> u32 {
+        self.world.resource::<MatchClock>().tick
+    }
+
+    /// Ticks until the timer ends the match.
+    pub fn ticks_left(&self) -> u32 {
+        let clock = self.world.resource::<MatchClock>();
+        clock.duration_ticks.saturating_sub(clock.tick)
+    }
+
+    /// How the match ended, if it has.
+    pub fn outcome(&self) -> Option<MatchEndReason> {
+        self.world.resource::<MatchOutcome>().0
+    }
+
+    /// Whether the match has ended.
+    pub fn is_over(&self) -> bool {
+        self.outcome().is_some()
+    }
+
+    /// Seats a player, or reseats one who was already here (a reconnect). Returns the
+    /// entity they control.
+    pub fn add_player(&mut self, player: PlayerId) -> Result<EntityId, SimError> {
+        if self.is_over() {
+            return Err(SimError::MatchOver);
+        }
+        let tick = self.tick();
+        if let Some(&entity) = self.players.get(&player) {
+            let mut entity = self.world.entity_mut(entity);
+            if let Some(mut slot) = entity.get_mut::<PlayerSlot>() {
+                slot.connected = true;
+            }
+            let net_id = entity.get::<NetId>().map(|n| n.0).unwrap_or_default();
+            self.world.resource_mut::<MatchEvents>().push(
+                tick,
+                MatchEvent::PlayerJoined {
+                    player,
+                    entity: net_id,
+                },
+            );
+            return Ok(net_id);
+        }
+        if self.players.len() >= usize::from(self.config.max_players) {
+            return Err(SimError::MatchFull(self.config.max_players));
+        }
+        let net_id = self.world.resource_mut::<NetIds>().allocate();
+        let entity = self.mode.spawn_player(&mut self.world, player, net_id);
+        self.world.entity_mut(entity).insert((
+            NetId(net_id),
+            PlayerSlot {
+                player,
+                connected: true,
+                score: 0,
+            },
+            Controls::default(),
+        ));
+        self.players.insert(player, entity);
+        self.world.resource_mut::<MatchEvents>().push(
+            tick,
+            MatchEvent::PlayerJoined {
+                player,
+                entity: net_id,
+            },
+        );
+        Ok(net_id)
+    }
+
+    /// Marks a player's connection lost; their character stays and stands still.
+    pub fn disconnect_player(&mut self, player: PlayerId) {
+        let Some(&entity) = self.players.get(&player) else {
+            return;
+        };
+        if let Some(mut controls) = self.world.get_mut::<Controls>(entity) {
+            controls.queue.clear();
+            controls.current = PlayerInput {
+                seq: controls.last_applied_seq,
+                ..Default::default()
+            };
+        }
+        if let Some(mut slot) = self.world.get_mut::<PlayerSlot>(entity) {
+            if !slot.connected {
+                return;
+            }
+            slot.connected = false;
+        }
+        let tick = self.tick();
+        self.world
+            .resource_mut::<MatchEvents>()
+            .push(tick, MatchEvent::PlayerLeft { player });
+    }
+
+    /// Removes a player and their character for good.
+    pub fn remove_player(&mut self, player: PlayerId) {
+        self.disconnect_player(player);
+        let Some(entity) = self.players.remove(&player) else {
+            return;
+        };
+        if let Some(&RigidBodyRef(handle)) = self.world.get::<RigidBodyRef>(entity) {
+            let mut physics = self.world.resource_mut::<Physics>();
+            physics.world.remove_body_with_colliders(handle, true);
+        }
+        self.world.despawn(entity);
+    }
+
+    /// Players seated (connected or within their grace period).
+    pub fn player_count(&self) -> usize {
+        self.players.len()
+    }
+
+    /// Players whose connection is up.
+    pub fn connected_count(&self) -> usize {
+        self.players
+            .values()
+            .filter(|&&e| self.world.get::<PlayerSlot>(e).is_some_and(|s| s.connected))
+            .count()
+    }
+
+    /// The entity a player controls.
+    pub fn player_entity(&self, player: PlayerId) -> Option<EntityId> {
+        let entity = *self.players.get(&player)?;
+        self.world.get::<NetId>(entity).map(|n| n.0)
+    }
+
+    /// Queues an input for a player. Inputs already applied or queued are ignored, so
+    /// redundant copies are harmless. Returns whether it was queued.
+    pub fn push_input(&mut self, player: PlayerId, input: PlayerInput) -> bool {
+        let Some(&entity) = self.players.get(&player) else {
+            return false;
+        };
+        self.world
+            .get_mut::<Controls>(entity)
+            .is_some_and(|mut c| c.push(input))
+    }
+
+    /// Sequence number of the newest input applied for a player.
+    pub fn ack_input_seq(&self, player: PlayerId) -> Option<u32> {
+        let entity = *self.players.get(&player)?;
+        self.world
+            .get::<Controls>(entity)
+            .map(|c| c.last_applied_seq)
+    }
+
+    /// Advances the match by one tick. Does nothing once it has ended.
+    pub fn step(&mut self) {
+        if !self.is_over() {
+            self.schedule.run(&mut self.world);
+        }
+    }
+
+    /// Ends the match now (the edge shutting down, everyone gone).
+    pub fn end(&mut self, reason: MatchEndReason) {
+        if self.is_over() {
+            return;
+        }
+        let tick = self.tick();
+        let scores = self.scores();
+        self.world.resource_mut::<MatchOutcome>().0 = Some(reason);
+        self.world
+            .resource_mut::<MatchEvents>()
+            .push(tick, MatchEvent::MatchEnded { reason, scores });
+    }
+
+    /// Takes the events produced since the last call, in order.
+    pub fn drain_events(&mut self) -> Vec<TickedEvent> {
+        std::mem::take(&mut self.world.resource_mut::<MatchEvents>().pending)
+    }
+
+    /// Standings, best first (ties: lower player id first).
+    pub fn scores(&self) -> Vec<PlayerScore> {
+        standings(self.players.values().filter_map(|&e| {
+            let slot = self.world.get::<PlayerSlot>(e)?;
+            let net_id = self.world.get::<NetId>(e)?;
+            Some(PlayerScore {
+                player: slot.player,
+                entity: net_id.0,
+                score: slot.score,
+            })
+        }))
+    }
+
+    /// Replicated state of every replicated entity, by entity id.
+    pub fn replicated_state(&mut self) -> Vec<EntityState> {
+        let mut out = Vec::new();
+        self.write_replicated_state(&mut out);
+        out
+    }
+
+    /// Writes replicated state into `out` (cleared first), by entity id.
+    pub fn write_replicated_state(&mut self, out: &mut Vec<EntityState>) {
+        out.clear();
+        let mut query = self.world.query::<(&NetId, &Replicated, &RigidBodyRef)>();
+        let physics = self.world.resource::<Physics>();
+        for (net_id, replicated, body) in query.iter(&self.world) {
+            let Some(rb) = physics.world.bodies.get(body.0) else {
+                continue;
+            };
+            let p = rb.translation();
+            let r = rb.rotation();
+            let v = rb.linvel();
+            out.push(EntityState {
+                id: net_id.0,
+                kind: replicated.0,
+                position: [p.x, p.y, p.z],
+                rotation: [r.x, r.y, r.z, r.w],
+                velocity: [v.x, v.y, v.z],
+            });
+        }
+        out.sort_unstable_by_key(|e| e.id);
+    }
+
+    /// The ECS world, for modes, tools and tests.
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    /// The ECS world, mutably.
+    pub fn world_mut(&mut self) -> &mut World {
+        &mut self.world
+    }
+
+    /// Number of replicated entities of a kind.
+    pub fn count_of(&mut self, kind: EntityKind) -> usize {
+        let mut query = self.world.query::<&Replicated>();
+        query.iter(&self.world).filter(|r| r.0 == kind).count()
+    }
+}
+
+/// Hands out network ids, unique within a match, in spawn order.
+#[derive(Resource, Debug)]
+pub struct NetIds {
+    next: u32,
+}
+
+impl NetIds {
+    /// The next free id.
+    pub fn allocate(&mut self) -> EntityId {
+        let id = EntityId(self.next);
+        self.next += 1;
+        id
+    }
+}
+
+/// Standings, best first; ties go to the lower player id.
+fn standings(scores: impl Iterator<Item = PlayerScore>) -> Vec<PlayerScore> {
+    let mut scores: Vec<PlayerScore> = scores.collect();
+    scores.sort_by(|a, b| b.score.cmp(&a.score).then(a.player.cmp(&b.player)));
+    scores
+}
+
+/// The configured score limit (0 = none).
+#[derive(Resource, Debug, Clone, Copy)]
+struct ScoreLimit(u32);
+
+fn advance_clock(mut clock: ResMut<MatchClock>) {
+    clock.tick += 1;
+}
+
+fn apply_inputs(mut players: Query<&mut Controls>) {
+    for mut controls in &mut players {
+        controls.advance();
+    }
+}
+
+fn check_match_end(
+    clock: Res<MatchClock>,
+    limit: Res<ScoreLimit>,
+    players: Query<(&PlayerSlot, &NetId)>,
+    mut outcome: ResMut<MatchOutcome>,
+    mut events: ResMut<MatchEvents>,
+) {
+    if outcome.0.is_some() {
+        return;
+    }
+    let reason = if limit.0 > 0 && players.iter().any(|(slot, _)| slot.score >= limit.0) {
+        MatchEndReason::ScoreLimit
+    } else if clock.tick >= clock.duration_ticks {
+        MatchEndReason::TimeUp
+    } else {
+        return;
+    };
+    let scores = standings(players.iter().map(|(slot, id)| PlayerScore {
+        player: slot.player,
+        entity: id.0,
+        score: slot.score,
+    }));
+    outcome.0 = Some(reason);
+    events.push(clock.tick, MatchEvent::MatchEnded { reason, scores });
+}
