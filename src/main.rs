@@ -1,1 +1,68 @@
-fn main() {}
+//! The `outpost` command: argument parsing and wiring of the Outpost crates.
+
+mod dev;
+mod edge;
+
+use clap::{Parser, Subcommand};
+
+/// Outpost: real-time game and AR edge platform.
+#[derive(Parser)]
+#[command(name = "outpost", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run an edge and a match of bots on this machine, with a live status line.
+    Dev(dev::DevArgs),
+    /// Run an edge server.
+    Edge(edge::EdgeArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Dev(args) => runtime.block_on(dev::run(args)),
+        Command::Edge(args) => runtime.block_on(edge::run(args)),
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: the given level).
+pub(crate) fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM); says which.
+pub(crate) async fn stop_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return ctrl_c().await,
+            };
+        tokio::select! {
+            name = ctrl_c() => name,
+            _ = term.recv() => "SIGTERM",
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c().await
+}
+
+async fn ctrl_c() -> &'static str {
+    match tokio::signal::ctrl_c().await {
+        Ok(()) => "Ctrl-C",
+        Err(_) => std::future::pending().await,
+    }
+}

@@ -1,1 +1,84 @@
-//! stub
+//! # outpost-client
+//!
+//! The client SDK: what a game links to play on Outpost. Given an assignment (an edge's
+//! address, its certificate fingerprint and a connect token), [`Client::connect`] opens a
+//! QUIC connection, presents the token and returns a [`Session`]: send inputs every tick,
+//! read the newest snapshot, receive reliable match events, measure round-trip time.
+//!
+//! What it is not: a renderer or an input system. The game reads state from the session
+//! and draws it; it turns its own controls into [`PlayerInput`]s.
+//!
+//! ```no_run
+//! use outpost_client::{Assignment, Client, Trust};
+//! use outpost_protocol::PlayerInput;
+//!
+//! # async fn play(assignment: Assignment) -> Result<(), outpost_client::ClientError> {
+//! let client = Client::new()?;
+//! let session = client.connect(&assignment).await?;
+//! session.send_input(PlayerInput { move_z: 127, ..Default::default() })?;
+//! if let Some(snapshot) = session.latest_snapshot() {
+//!     println!("tick {}: {} entities", snapshot.tick, snapshot.entities.len());
+//! }
+//! session.close().await;
+//! # Ok(()) }
+//! ```
+
+mod bot;
+mod session;
+mod tls;
+
+use std::net::SocketAddr;
+
+pub use bot::{Bot, BotReport, BotStyle};
+pub use outpost_protocol::{PlayerInput, SignedToken};
+pub use session::{Client, Session, SessionStats};
+pub use tls::Trust;
+
+/// Where and how to join a match: what the cloud's matchmaker (or the dev tool) hands a
+/// player.
+#[derive(Debug, Clone)]
+pub struct Assignment {
+    /// The edge's QUIC address.
+    pub edge_addr: SocketAddr,
+    /// Name the edge's certificate is checked against (with [`Trust::Roots`]).
+    pub server_name: String,
+    /// How to trust the edge.
+    pub trust: Trust,
+    /// The signed token admitting this player to this match.
+    pub connect_token: SignedToken,
+}
+
+/// What can go wrong talking to an edge.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The edge refused the player.
+    #[error("edge refused the connection: {code:?} ({detail})")]
+    Rejected {
+        /// The reason code.
+        code: outpost_protocol::RejectCode,
+        /// The edge's explanation.
+        detail: String,
+    },
+    /// TLS could not be set up.
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+    /// The local UDP socket could not be opened.
+    #[error("cannot open a UDP socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// The connection could not start.
+    #[error("cannot connect: {0}")]
+    Connect(#[from] quinn::ConnectError),
+    /// The connection failed or was closed.
+    #[error("connection lost: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    /// The edge broke the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(&'static str),
+    /// The edge did not answer in time.
+    #[error("timed out waiting for the edge")]
+    Timeout,
+    /// The session has ended.
+    #[error("session closed")]
+    Closed,
+}

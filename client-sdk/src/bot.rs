@@ -1,0 +1,154 @@
+//! A scripted player built only on the public API: it wanders, turns toward the nearest
+//! opponent, shoots, and now and then jumps. Used by `outpost dev`, tests and load tests.
+
+use std::future::Future;
+use std::time::Duration;
+
+use outpost_protocol::{EntityKind, MatchEvent, PlayerInput};
+use outpost_sim::SplitMix64;
+use tokio::time::MissedTickBehavior;
+
+use crate::session::Session;
+
+/// How a bot moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BotStyle {
+    /// Runs in a new random direction every second or two, toward opponents now and then.
+    Wander,
+    /// Stands still (but still aims and shoots).
+    Stand,
+}
+
+/// What a bot saw and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BotReport {
+    /// Snapshots received.
+    pub snapshots_received: u64,
+    /// Inputs sent.
+    pub inputs_sent: u64,
+    /// Match events received.
+    pub events_received: u64,
+    /// Hits this bot scored (as reported by the edge).
+    pub hits: u32,
+    /// Whether the match ended while the bot played.
+    pub match_ended: bool,
+    /// Whether the connection was up until the bot stopped.
+    pub stayed_connected: bool,
+}
+
+/// A scripted player on a session.
+pub struct Bot {
+    session: Session,
+    rng: SplitMix64,
+    style: BotStyle,
+}
+
+impl Bot {
+    /// A bot playing `session`, its choices drawn from `seed`.
+    pub fn new(session: Session, seed: u64, style: BotStyle) -> Self {
+        Self {
+            session,
+            rng: SplitMix64::new(seed),
+            style,
+        }
+    }
+
+    /// The session the bot plays on.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Plays at the match's tick rate until `stop` completes, the match ends or the
+    /// connection drops; then says goodbye and reports.
+    pub async fn run(mut self, stop: impl Future<Output = ()>) -> BotReport {
+        let tick_hz = u32::from(self.session.welcome().config.tick_hz.max(1));
+        let mut ticks = tokio::time::interval(Duration::from_secs(1) / tick_hz);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let me = self.session.entity();
+        let player = self.session.welcome().player_id;
+        let mut report = BotReport {
+            stayed_connected: true,
+            ..BotReport::default()
+        };
+        let mut heading = self.rng.range(0.0, std::f32::consts::TAU);
+        let mut tick: u64 = 0;
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                _ = ticks.tick() => {}
+            }
+            while let Some(event) = self.session.try_next_event() {
+                match event.event {
+                    MatchEvent::Hit { shooter, .. } if shooter == player => report.hits += 1,
+                    MatchEvent::MatchEnded { .. } => report.match_ended = true,
+                    _ => {}
+                }
+            }
+            if report.match_ended || self.session.goodbye().is_some() {
+                break;
+            }
+            if self.session.is_closed() {
+                report.stayed_connected = false;
+                break;
+            }
+            tick += 1;
+            if tick % 90 == 0 {
+                heading = self.rng.range(0.0, std::f32::consts::TAU);
+            }
+            let mut input = PlayerInput::default();
+            if let Some(snapshot) = self.session.latest_snapshot()
+                && let Some(mine) = snapshot.entities.iter().find(|e| e.id == me)
+            {
+                let nearest = snapshot
+                    .entities
+                    .iter()
+                    .filter(|e| e.kind == EntityKind::Player && e.id != me)
+                    .map(|e| {
+                        let d = [
+                            e.position[0] - mine.position[0],
+                            e.position[1] - mine.position[1],
+                            e.position[2] - mine.position[2],
+                        ];
+                        (d, d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
+                    })
+                    .min_by(|a, b| a.1.total_cmp(&b.1));
+                if let Some((d, dist2)) = nearest {
+                    let yaw = d[0].atan2(d[2]);
+                    let pitch = d[1].atan2((d[0] * d[0] + d[2] * d[2]).sqrt());
+                    input.yaw = PlayerInput::yaw_from_radians(yaw);
+                    input.pitch = PlayerInput::pitch_from_radians(pitch);
+                    if dist2 < 60.0 * 60.0 {
+                        input.buttons |= PlayerInput::FIRE;
+                    }
+                    if self.style == BotStyle::Wander && tick % 300 < 60 {
+                        heading = yaw; // close in now and then
+                    }
+                } else {
+                    input.yaw = PlayerInput::yaw_from_radians(heading);
+                }
+                if self.style == BotStyle::Wander {
+                    // Move along `heading` whatever the look direction: strafe-relative axes.
+                    let relative = heading - input.yaw_radians();
+                    input.move_z = (relative.cos() * 127.0) as i8;
+                    input.move_x = (-relative.sin() * 127.0) as i8;
+                    if self.rng.next_u64() % 100 == 0 {
+                        input.buttons |= PlayerInput::JUMP;
+                    }
+                }
+            }
+            if self.session.send_input(input).is_err() {
+                report.stayed_connected = false;
+                break;
+            }
+        }
+        let stats = self.session.stats();
+        report.snapshots_received = stats.snapshots_received;
+        report.inputs_sent = stats.inputs_sent;
+        report.events_received = stats.events_received;
+        if report.stayed_connected {
+            self.session.close().await;
+        }
+        report
+    }
+}

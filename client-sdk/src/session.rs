@@ -1,0 +1,455 @@
+//! A connection to an edge: the handshake, then tasks that read snapshots and events
+//! while the game sends inputs.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use outpost_protocol::codec::{self, FRAME_HEADER_LEN};
+use outpost_protocol::{
+    Control, Datagram, EntityId, GoodbyeReason, Hello, InputFrame, PROTOCOL_VERSION, Ping,
+    PlayerInput, Snapshot, TickedEvent, Welcome,
+};
+use quinn::{Connection, RecvStream, SendStream, VarInt};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, timeout};
+
+use crate::tls::client_config;
+use crate::{Assignment, ClientError};
+
+/// Inputs sent again with every new one, so a lost datagram loses nothing: the newest
+/// plus three before it.
+pub const REDUNDANT_INPUTS: usize = 4;
+/// Events buffered for the game before the oldest unread ones are dropped.
+const EVENT_QUEUE: usize = 1024;
+/// Control messages queued for sending.
+const CONTROL_QUEUE: usize = 64;
+
+/// An endpoint for connecting to edges; one can serve many sessions.
+pub struct Client {
+    endpoint: quinn::Endpoint,
+    handshake_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+impl Client {
+    /// A client bound to an ephemeral IPv4 UDP port.
+    pub fn new() -> Result<Self, ClientError> {
+        Self::bind(SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// A client bound to a given local address (use `[::]:0` for IPv6 edges).
+    pub fn bind(addr: SocketAddr) -> Result<Self, ClientError> {
+        let endpoint = quinn::Endpoint::client(addr)?;
+        Ok(Self {
+            endpoint,
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(10),
+        })
+    }
+
+    /// Joins the match an assignment names.
+    pub async fn connect(&self, assignment: &Assignment) -> Result<Session, ClientError> {
+        self.open(assignment, None).await
+    }
+
+    /// Rejoins a match after a lost connection, within the edge's grace period, with the
+    /// same assignment and the key from the first [`Welcome`].
+    pub async fn reconnect(
+        &self,
+        assignment: &Assignment,
+        reconnect_key: [u8; 16],
+    ) -> Result<Session, ClientError> {
+        self.open(assignment, Some(reconnect_key)).await
+    }
+
+    /// Sends a raw Hello and returns the connection and the edge's first answer, for tests
+    /// and tools that probe an edge's admission rules.
+    pub async fn probe(
+        &self,
+        assignment: &Assignment,
+        hello: &Hello,
+    ) -> Result<(Connection, Control), ClientError> {
+        let conn = self.dial(assignment).await?;
+        let (mut send, mut recv) = conn.open_bi().await?;
+        write_frame(&mut send, &Control::Hello(hello.clone())).await?;
+        let answer = timeout(self.handshake_timeout, read_frame(&mut recv))
+            .await
+            .map_err(|_| ClientError::Timeout)??;
+        Ok((conn, answer))
+    }
+
+    async fn dial(&self, assignment: &Assignment) -> Result<Connection, ClientError> {
+        let config = client_config(&assignment.trust, self.idle_timeout)?;
+        let connecting =
+            self.endpoint
+                .connect_with(config, assignment.edge_addr, &assignment.server_name)?;
+        Ok(timeout(self.handshake_timeout, connecting)
+            .await
+            .map_err(|_| ClientError::Timeout)??)
+    }
+
+    async fn open(
+        &self,
+        assignment: &Assignment,
+        reconnect_key: Option<[u8; 16]>,
+    ) -> Result<Session, ClientError> {
+        let conn = self.dial(assignment).await?;
+        let (mut send, mut recv) = conn.open_bi().await?;
+        let hello = Hello {
+            protocol_version: PROTOCOL_VERSION,
+            connect_token: assignment.connect_token.clone(),
+            reconnect_key,
+        };
+        write_frame(&mut send, &Control::Hello(hello)).await?;
+        let answer = timeout(self.handshake_timeout, read_frame(&mut recv))
+            .await
+            .map_err(|_| ClientError::Timeout)??;
+        let welcome = match answer {
+            Control::Welcome(welcome) => welcome,
+            Control::Reject(reject) => {
+                conn.close(VarInt::from_u32(0), b"rejected");
+                return Err(ClientError::Rejected {
+                    code: reject.code,
+                    detail: reject.detail_text(),
+                });
+            }
+            _ => return Err(ClientError::Protocol("expected Welcome or Reject")),
+        };
+        Ok(Session::start(conn, send, recv, welcome))
+    }
+
+    /// The local address the client's UDP socket is bound to.
+    pub fn local_addr(&self) -> Result<SocketAddr, ClientError> {
+        Ok(self.endpoint.local_addr()?)
+    }
+}
+
+async fn write_frame(send: &mut SendStream, message: &Control) -> Result<(), ClientError> {
+    let frame =
+        codec::encode_frame(message).map_err(|_| ClientError::Protocol("message too large"))?;
+    send.write_all(&frame)
+        .await
+        .map_err(|_| ClientError::Closed)
+}
+
+async fn read_frame(recv: &mut RecvStream) -> Result<Control, ClientError> {
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    recv.read_exact(&mut header)
+        .await
+        .map_err(|_| ClientError::Closed)?;
+    let len =
+        codec::frame_len(header).map_err(|_| ClientError::Protocol("control frame too large"))?;
+    let mut payload = vec![0u8; len];
+    recv.read_exact(&mut payload)
+        .await
+        .map_err(|_| ClientError::Closed)?;
+    codec::decode_control(&payload).map_err(|_| ClientError::Protocol("malformed control message"))
+}
+
+/// Counters of one session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Snapshots received and decoded.
+    pub snapshots_received: u64,
+    /// Datagram bytes received.
+    pub bytes_received: u64,
+    /// Inputs sent (each once, however many times repeated for redundancy).
+    pub inputs_sent: u64,
+    /// Events received.
+    pub events_received: u64,
+    /// Events dropped because the game did not read them.
+    pub events_dropped: u64,
+    /// Datagrams from the edge that did not decode as snapshots.
+    pub datagrams_rejected: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    snapshots_received: AtomicU64,
+    bytes_received: AtomicU64,
+    inputs_sent: AtomicU64,
+    events_received: AtomicU64,
+    events_dropped: AtomicU64,
+    datagrams_rejected: AtomicU64,
+    ping_rtt_us: AtomicU64,
+}
+
+#[derive(Default)]
+struct InputHistory {
+    next_seq: u32,
+    recent: VecDeque<PlayerInput>,
+}
+
+/// A player's live connection to a match.
+pub struct Session {
+    conn: Connection,
+    welcome: Welcome,
+    counters: Arc<Counters>,
+    snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
+    events: mpsc::Receiver<TickedEvent>,
+    goodbye: Arc<Mutex<Option<GoodbyeReason>>>,
+    control: mpsc::Sender<Control>,
+    inputs: Mutex<InputHistory>,
+    epoch: Instant,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Session {
+    fn start(conn: Connection, send: SendStream, recv: RecvStream, welcome: Welcome) -> Self {
+        let counters = Arc::new(Counters::default());
+        let (snapshot_tx, snapshots) = watch::channel(None);
+        let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+        let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
+        let goodbye = Arc::new(Mutex::new(None));
+        let epoch = Instant::now();
+        let tasks = vec![
+            tokio::spawn(read_control(
+                recv,
+                events_tx,
+                counters.clone(),
+                goodbye.clone(),
+                epoch,
+            )),
+            tokio::spawn(read_datagrams(conn.clone(), snapshot_tx, counters.clone())),
+            tokio::spawn(write_control(send, control_rx)),
+        ];
+        let next_seq = 0;
+        Self {
+            conn,
+            welcome,
+            counters,
+            snapshots,
+            events,
+            goodbye,
+            control,
+            inputs: Mutex::new(InputHistory {
+                next_seq,
+                recent: VecDeque::new(),
+            }),
+            epoch,
+            tasks,
+        }
+    }
+
+    /// The edge's welcome: match, player, entity, configuration, reconnect key.
+    pub fn welcome(&self) -> &Welcome {
+        &self.welcome
+    }
+
+    /// The entity this player controls.
+    pub fn entity(&self) -> EntityId {
+        self.welcome.entity
+    }
+
+    /// Sends one tick of input. The SDK numbers it, stamps it with the newest snapshot
+    /// tick seen (unless `view_tick` is set) and repeats the previous few inputs with it.
+    /// Returns the input's sequence number.
+    pub fn send_input(&self, mut input: PlayerInput) -> Result<u32, ClientError> {
+        let ack = self.latest_tick();
+        if input.view_tick == 0 {
+            input.view_tick = ack;
+        }
+        let frame = {
+            let mut history = self.inputs.lock().unwrap_or_else(|e| e.into_inner());
+            history.next_seq += 1;
+            input.seq = history.next_seq;
+            history.recent.push_front(input);
+            history.recent.truncate(REDUNDANT_INPUTS);
+            InputFrame {
+                ack_snapshot_tick: ack,
+                inputs: history.recent.iter().copied().collect(),
+            }
+        };
+        let bytes = codec::encode_datagram(&Datagram::Input(frame))
+            .map_err(|_| ClientError::Protocol("input frame too large"))?;
+        match self.conn.send_datagram(Bytes::from(bytes)) {
+            Ok(()) => {}
+            Err(quinn::SendDatagramError::ConnectionLost(err)) => return Err(err.into()),
+            Err(_) => return Err(ClientError::Closed),
+        }
+        self.counters.inputs_sent.fetch_add(1, Ordering::Relaxed);
+        Ok(input.seq)
+    }
+
+    /// Sends raw bytes as a datagram (for tools and tests that probe the edge).
+    pub fn send_raw_datagram(&self, bytes: Vec<u8>) -> Result<(), ClientError> {
+        self.conn
+            .send_datagram(Bytes::from(bytes))
+            .map_err(|_| ClientError::Closed)
+    }
+
+    /// The newest snapshot received.
+    pub fn latest_snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.snapshots.borrow().clone()
+    }
+
+    /// Tick of the newest snapshot received (0 before the first).
+    pub fn latest_tick(&self) -> u32 {
+        self.snapshots.borrow().as_ref().map_or(0, |s| s.tick)
+    }
+
+    /// Waits for a snapshot newer than the last one seen through this call.
+    pub async fn next_snapshot(&mut self) -> Option<Arc<Snapshot>> {
+        self.snapshots.changed().await.ok()?;
+        self.snapshots.borrow_and_update().clone()
+    }
+
+    /// The next match event, waiting for it; `None` once the session has ended.
+    pub async fn next_event(&mut self) -> Option<TickedEvent> {
+        self.events.recv().await
+    }
+
+    /// The next match event if one is waiting.
+    pub fn try_next_event(&mut self) -> Option<TickedEvent> {
+        self.events.try_recv().ok()
+    }
+
+    /// The edge's goodbye, once it said one.
+    pub fn goodbye(&self) -> Option<GoodbyeReason> {
+        *self.goodbye.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the connection has closed.
+    pub fn is_closed(&self) -> bool {
+        self.conn.close_reason().is_some()
+    }
+
+    /// Why the connection closed, once it has.
+    pub fn close_reason(&self) -> Option<quinn::ConnectionError> {
+        self.conn.close_reason()
+    }
+
+    /// The transport's smoothed round-trip time.
+    pub fn rtt(&self) -> Duration {
+        self.conn.rtt()
+    }
+
+    /// Round-trip time of the newest answered [`Session::ping`], if any.
+    pub fn ping_rtt(&self) -> Option<Duration> {
+        match self.counters.ping_rtt_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+
+    /// Sends a clock ping on the control stream; the answer updates [`Session::ping_rtt`].
+    pub fn ping(&self) -> Result<(), ClientError> {
+        let client_time_us = self.epoch.elapsed().as_micros() as u64;
+        self.control
+            .try_send(Control::Ping(Ping { client_time_us }))
+            .map_err(|_| ClientError::Closed)
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> SessionStats {
+        let c = &self.counters;
+        SessionStats {
+            snapshots_received: c.snapshots_received.load(Ordering::Relaxed),
+            bytes_received: c.bytes_received.load(Ordering::Relaxed),
+            inputs_sent: c.inputs_sent.load(Ordering::Relaxed),
+            events_received: c.events_received.load(Ordering::Relaxed),
+            events_dropped: c.events_dropped.load(Ordering::Relaxed),
+            datagrams_rejected: c.datagrams_rejected.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Says goodbye and closes the connection (waiting briefly for the edge to close).
+    pub async fn close(self) {
+        let _ = self
+            .control
+            .send(Control::Goodbye(GoodbyeReason::Quit))
+            .await;
+        let _ = timeout(Duration::from_secs(1), self.conn.closed()).await;
+        self.conn.close(VarInt::from_u32(0), b"quit");
+    }
+
+    /// Drops the connection without a goodbye, as a crash or a lost network would.
+    pub fn abort(self) {
+        self.conn.close(VarInt::from_u32(0), b"abort");
+    }
+
+    /// The underlying QUIC connection (for tools and tests).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+async fn read_control(
+    mut recv: RecvStream,
+    events: mpsc::Sender<TickedEvent>,
+    counters: Arc<Counters>,
+    goodbye: Arc<Mutex<Option<GoodbyeReason>>>,
+    epoch: Instant,
+) {
+    while let Ok(message) = read_frame(&mut recv).await {
+        match message {
+            Control::Event(event) => {
+                counters.events_received.fetch_add(1, Ordering::Relaxed);
+                if events.try_send(event).is_err() {
+                    counters.events_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Control::Pong(pong) => {
+                let now = epoch.elapsed().as_micros() as u64;
+                let rtt = now.saturating_sub(pong.client_time_us).max(1);
+                counters.ping_rtt_us.store(rtt, Ordering::Relaxed);
+            }
+            Control::Goodbye(reason) => {
+                *goodbye.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+                return;
+            }
+            _ => return,
+        }
+    }
+}
+
+async fn read_datagrams(
+    conn: Connection,
+    snapshots: watch::Sender<Option<Arc<Snapshot>>>,
+    counters: Arc<Counters>,
+) {
+    while let Ok(bytes) = conn.read_datagram().await {
+        counters
+            .bytes_received
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        let Ok(Datagram::Snapshot(snapshot)) = codec::decode_datagram(&bytes) else {
+            counters.datagrams_rejected.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        counters.snapshots_received.fetch_add(1, Ordering::Relaxed);
+        // Datagrams may arrive out of order: keep only newer state.
+        snapshots.send_if_modified(|latest| {
+            if latest.as_ref().is_some_and(|l| l.tick >= snapshot.tick) {
+                return false;
+            }
+            *latest = Some(Arc::new(snapshot));
+            true
+        });
+    }
+}
+
+async fn write_control(mut send: SendStream, mut control: mpsc::Receiver<Control>) {
+    while let Some(message) = control.recv().await {
+        let goodbye = matches!(message, Control::Goodbye(_));
+        if write_frame(&mut send, &message).await.is_err() {
+            return;
+        }
+        if goodbye {
+            let _ = send.finish();
+            return;
+        }
+    }
+}

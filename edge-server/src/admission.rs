@@ -1,0 +1,228 @@
+//! Who may join: connect-token checks and replay protection. Pure apart from the time
+//! the caller passes in, so every rule is unit-tested.
+
+use std::collections::HashMap;
+
+use outpost_protocol::{ConnectToken, Hello, RejectCode, TokenError, TokenVerifier};
+
+/// Most remembered token nonces. Far above what the edge's player capacity can use
+/// within a token lifetime; when full, expired entries are pruned, and if that frees
+/// nothing, new players are refused rather than memory growing.
+pub const MAX_REMEMBERED_NONCES: usize = 200_000;
+/// How long after a token's expiry it may still be used to reconnect (with its reconnect
+/// key): the longest a match can run.
+pub const RECONNECT_WINDOW_MS: u64 = 7_200_000;
+
+/// A token admitted: what it grants and the key for reconnecting with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admitted {
+    /// The token's claims.
+    pub token: ConnectToken,
+    /// The key to present when reconnecting with this token.
+    pub reconnect_key: [u8; 16],
+    /// Whether this is a reconnect with a token used before.
+    pub reconnect: bool,
+}
+
+struct Seen {
+    reconnect_key: [u8; 16],
+    forget_at_ms: u64,
+}
+
+/// Token verification plus the memory of nonces already used.
+pub struct Admission {
+    verifier: TokenVerifier,
+    edge_id: String,
+    seen: HashMap<[u8; 16], Seen>,
+}
+
+impl Admission {
+    /// Admission for an edge, trusting a verifier's key.
+    pub fn new(verifier: TokenVerifier, edge_id: String) -> Self {
+        Self {
+            verifier,
+            edge_id,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Decides on a Hello. `fresh_key` becomes the reconnect key of a first use.
+    pub fn admit(
+        &mut self,
+        hello: &Hello,
+        now_ms: u64,
+        fresh_key: [u8; 16],
+    ) -> Result<Admitted, RejectCode> {
+        if hello.protocol_version != outpost_protocol::PROTOCOL_VERSION {
+            return Err(RejectCode::VersionMismatch);
+        }
+        if let Some(key) = hello.reconnect_key {
+            // A reconnect: the signature must hold, the edge must match, and the key must
+            // be the one issued at first use. Expiry is not checked again: the key proves
+            // the holder was admitted while the token was valid.
+            let token = self
+                .verifier
+                .verify_signature(&hello.connect_token)
+                .map_err(reject_code)?;
+            if token.edge_id != self.edge_id {
+                return Err(RejectCode::WrongEdge);
+            }
+            let known = self
+                .seen
+                .get(&token.nonce)
+                .filter(|seen| now_ms < seen.forget_at_ms);
+            return match known {
+                Some(seen) if keys_equal(&seen.reconnect_key, &key) => Ok(Admitted {
+                    token,
+                    reconnect_key: key,
+                    reconnect: true,
+                }),
+                _ => Err(RejectCode::TokenReused),
+            };
+        }
+        let token = self
+            .verifier
+            .verify(&hello.connect_token, now_ms, &self.edge_id)
+            .map_err(reject_code)?;
+        if self.seen.contains_key(&token.nonce) {
+            return Err(RejectCode::TokenReused);
+        }
+        if self.seen.len() >= MAX_REMEMBERED_NONCES {
+            self.seen.retain(|_, seen| now_ms < seen.forget_at_ms);
+            if self.seen.len() >= MAX_REMEMBERED_NONCES {
+                return Err(RejectCode::EdgeFull);
+            }
+        }
+        self.seen.insert(
+            token.nonce,
+            Seen {
+                reconnect_key: fresh_key,
+                forget_at_ms: token.expires_at_ms.saturating_add(RECONNECT_WINDOW_MS),
+            },
+        );
+        Ok(Admitted {
+            token,
+            reconnect_key: fresh_key,
+            reconnect: false,
+        })
+    }
+
+    /// Nonces remembered now.
+    pub fn remembered(&self) -> usize {
+        self.seen.len()
+    }
+}
+
+/// Compares keys in time independent of where they differ.
+fn keys_equal(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The reject code a token error earns.
+pub fn reject_code(err: TokenError) -> RejectCode {
+    match err {
+        TokenError::Expired { .. } => RejectCode::Expired,
+        TokenError::WrongEdge(_) => RejectCode::WrongEdge,
+        TokenError::InvalidConfig(_) => RejectCode::InvalidConfig,
+        TokenError::BadSignature | TokenError::Malformed => RejectCode::BadSignature,
+        _ => RejectCode::MalformedHello,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use outpost_protocol::*;
+
+    use super::*;
+
+    fn setup() -> (TokenSigner, Admission) {
+        let signer = TokenSigner::from_seed(&[4; 32]);
+        let verifier = TokenVerifier::new(&signer.public_key()).expect("valid key");
+        (signer, Admission::new(verifier, "edge-1".into()))
+    }
+
+    fn hello(signer: &TokenSigner, nonce: u8, expires_at_ms: u64, key: Option<[u8; 16]>) -> Hello {
+        let token = ConnectToken {
+            player_id: PlayerId(1),
+            match_id: MatchId(2),
+            edge_id: "edge-1".into(),
+            config: MatchConfig::default(),
+            issued_at_ms: 0,
+            expires_at_ms,
+            nonce: [nonce; 16],
+        };
+        Hello {
+            protocol_version: PROTOCOL_VERSION,
+            connect_token: signer.sign(&token).expect("signs"),
+            reconnect_key: key,
+        }
+    }
+
+    #[test]
+    fn first_use_is_admitted_and_reuse_refused() {
+        let (signer, mut admission) = setup();
+        let first = admission
+            .admit(&hello(&signer, 1, 100, None), 10, [7; 16])
+            .expect("admitted");
+        assert!(!first.reconnect);
+        assert_eq!(first.reconnect_key, [7; 16]);
+        assert_eq!(
+            admission.admit(&hello(&signer, 1, 100, None), 11, [8; 16]),
+            Err(RejectCode::TokenReused)
+        );
+    }
+
+    #[test]
+    fn reconnect_needs_the_issued_key_and_survives_expiry() {
+        let (signer, mut admission) = setup();
+        admission
+            .admit(&hello(&signer, 1, 100, None), 10, [7; 16])
+            .expect("admitted");
+        let again = admission.admit(&hello(&signer, 1, 100, Some([7; 16])), 500, [0; 16]);
+        assert!(again.expect("reconnect admitted").reconnect);
+        assert_eq!(
+            admission.admit(&hello(&signer, 1, 100, Some([6; 16])), 500, [0; 16]),
+            Err(RejectCode::TokenReused)
+        );
+        // A key for a token never used is worthless.
+        assert_eq!(
+            admission.admit(&hello(&signer, 2, 100, Some([7; 16])), 50, [0; 16]),
+            Err(RejectCode::TokenReused)
+        );
+        // Past the reconnect window the nonce is forgotten, and the token is dead.
+        assert_eq!(
+            admission.admit(
+                &hello(&signer, 1, 100, Some([7; 16])),
+                100 + RECONNECT_WINDOW_MS,
+                [0; 16]
+            ),
+            Err(RejectCode::TokenReused)
+        );
+    }
+
+    #[test]
+    fn token_errors_map_to_reject_codes() {
+        let (signer, mut admission) = setup();
+        assert_eq!(
+            admission.admit(&hello(&signer, 1, 100, None), 100, [0; 16]),
+            Err(RejectCode::Expired)
+        );
+        let forger = TokenSigner::from_seed(&[5; 32]);
+        assert_eq!(
+            admission.admit(&hello(&forger, 1, 100, None), 10, [0; 16]),
+            Err(RejectCode::BadSignature)
+        );
+        let mut old = hello(&signer, 3, 100, None);
+        old.protocol_version = 0;
+        assert_eq!(
+            admission.admit(&old, 10, [0; 16]),
+            Err(RejectCode::VersionMismatch)
+        );
+        let other_edge = Admission::new(
+            TokenVerifier::new(&signer.public_key()).expect("key"),
+            "edge-2".into(),
+        )
+        .admit(&hello(&signer, 4, 100, None), 10, [0; 16]);
+        assert_eq!(other_edge, Err(RejectCode::WrongEdge));
+    }
+}

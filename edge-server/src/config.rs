@@ -1,0 +1,129 @@
+//! Edge configuration, validated at start.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the edge's TLS certificate comes from.
+#[derive(Debug, Clone)]
+pub enum TlsSource {
+    /// A self-signed certificate generated at start (development). Clients pin its
+    /// SHA-256 fingerprint, which the edge reports.
+    SelfSigned,
+    /// A certificate chain and private key in PEM files (production).
+    Files {
+        /// PEM certificate chain, leaf first.
+        cert: PathBuf,
+        /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+        key: PathBuf,
+    },
+}
+
+/// How an edge runs. Every field documents its default and bounds; [`EdgeConfig::validate`]
+/// enforces them.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// This edge's id; connect tokens must name it. 1..=64 bytes.
+    pub edge_id: String,
+    /// UDP address of the QUIC endpoint. Default `127.0.0.1:7777`.
+    pub listen: SocketAddr,
+    /// TCP address of the admin HTTP server (`/metrics`, `/healthz`, `/readyz`); `None`
+    /// to run without one. Default `127.0.0.1:7780`.
+    pub http_listen: Option<SocketAddr>,
+    /// Ed25519 public key connect tokens must be signed with.
+    pub token_public_key: [u8; 32],
+    /// TLS certificate source. Default self-signed.
+    pub tls: TlsSource,
+    /// Most matches hosted at once. Default 64; 1..=10_000.
+    pub max_matches: usize,
+    /// Most players connected at once, across matches. Default 1024; 1..=100_000.
+    pub max_players: usize,
+    /// Simulation worker threads. Default 1; 1..=256.
+    pub sim_threads: usize,
+    /// How long a new connection has to send its Hello. Default 5 s.
+    pub hello_timeout: Duration,
+    /// How long a disconnected player's seat is kept for a reconnect. Default 15 s.
+    pub reconnect_grace: Duration,
+    /// Connections idle this long are closed. Default 10 s; at least 1 s.
+    pub idle_timeout: Duration,
+    /// Input datagrams one connection may send per second before the excess is dropped.
+    /// Default 240 (four per tick at 60 Hz); at least 10.
+    pub max_input_rate_hz: u32,
+}
+
+impl EdgeConfig {
+    /// A configuration with every default, trusting `token_public_key`.
+    pub fn new(edge_id: impl Into<String>, token_public_key: [u8; 32]) -> Self {
+        Self {
+            edge_id: edge_id.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7777)),
+            http_listen: Some(SocketAddr::from(([127, 0, 0, 1], 7780))),
+            token_public_key,
+            tls: TlsSource::SelfSigned,
+            max_matches: 64,
+            max_players: 1024,
+            sim_threads: 1,
+            hello_timeout: Duration::from_secs(5),
+            reconnect_grace: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(10),
+            max_input_rate_hz: 240,
+        }
+    }
+
+    /// Checks every field against its bounds; the error names the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let check = |ok: bool, field: &'static str, reason: &'static str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError { field, reason })
+            }
+        };
+        check(
+            (1..=outpost_protocol::token::MAX_EDGE_ID_LEN).contains(&self.edge_id.len()),
+            "edge_id",
+            "must be 1..=64 bytes",
+        )?;
+        check(
+            (1..=10_000).contains(&self.max_matches),
+            "max_matches",
+            "must be 1..=10000",
+        )?;
+        check(
+            (1..=100_000).contains(&self.max_players),
+            "max_players",
+            "must be 1..=100000",
+        )?;
+        check(
+            (1..=256).contains(&self.sim_threads),
+            "sim_threads",
+            "must be 1..=256",
+        )?;
+        check(
+            !self.hello_timeout.is_zero(),
+            "hello_timeout",
+            "must be positive",
+        )?;
+        check(
+            self.idle_timeout >= Duration::from_secs(1),
+            "idle_timeout",
+            "must be at least 1 s",
+        )?;
+        check(
+            self.max_input_rate_hz >= 10,
+            "max_input_rate_hz",
+            "must be at least 10",
+        )?;
+        Ok(())
+    }
+}
+
+/// A configuration value out of bounds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("edge config `{field}` {reason}")]
+pub struct ConfigError {
+    /// The field.
+    pub field: &'static str,
+    /// Its bounds.
+    pub reason: &'static str,
+}

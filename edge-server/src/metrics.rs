@@ -1,0 +1,171 @@
+//! Prometheus metrics of one edge, in its own registry (several edges can share a
+//! process, as they do in tests).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Label of the rejects counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    /// A [`outpost_protocol::RejectCode::as_str`].
+    pub reason: &'static str,
+}
+
+/// Every metric an edge exports.
+pub struct EdgeMetrics {
+    registry: Registry,
+    /// Time to run one match tick (inputs, physics, rules, snapshots), seconds.
+    pub tick_duration: Histogram,
+    /// Ticks skipped because a worker fell too far behind its clock.
+    pub missed_ticks: Counter,
+    /// Players connected now.
+    pub players: Gauge,
+    /// Matches hosted now.
+    pub matches: Gauge,
+    /// Players admitted (joins and rejoins).
+    pub joins: Counter,
+    /// Datagrams received.
+    pub datagrams_in: Counter,
+    /// Datagrams sent.
+    pub datagrams_out: Counter,
+    /// Datagram bytes received.
+    pub bytes_in: Counter,
+    /// Datagram bytes sent.
+    pub bytes_out: Counter,
+    /// Datagrams dropped as malformed, unexpected or over the rate limit.
+    pub datagrams_rejected: Counter,
+    /// Control-stream frames refused as malformed or unexpected.
+    pub control_rejected: Counter,
+    /// Inputs dropped because a sim worker's queue was full.
+    pub inputs_dropped: Counter,
+    /// Snapshots dropped because a connection's queue was full.
+    pub snapshots_dropped: Counter,
+    /// Connections refused, by reason.
+    pub rejects: Family<RejectLabels, Counter>,
+}
+
+impl EdgeMetrics {
+    /// Fresh metrics in a fresh registry.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("outpost_edge");
+        let buckets = [
+            0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.004, 0.008, 0.016, 0.033, 0.066, 0.1,
+        ];
+        let metrics = Self {
+            registry: Registry::default(),
+            tick_duration: Histogram::new(buckets),
+            missed_ticks: Counter::default(),
+            players: Gauge::default(),
+            matches: Gauge::default(),
+            joins: Counter::default(),
+            datagrams_in: Counter::default(),
+            datagrams_out: Counter::default(),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            datagrams_rejected: Counter::default(),
+            control_rejected: Counter::default(),
+            inputs_dropped: Counter::default(),
+            snapshots_dropped: Counter::default(),
+            rejects: Family::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "tick_duration_seconds",
+            "Time to run one match tick",
+            metrics.tick_duration.clone(),
+        );
+        r.register(
+            "missed_ticks",
+            "Ticks skipped by a late sim worker",
+            metrics.missed_ticks.clone(),
+        );
+        r.register("players", "Players connected", metrics.players.clone());
+        r.register("matches", "Matches hosted", metrics.matches.clone());
+        r.register("joins", "Players admitted", metrics.joins.clone());
+        r.register(
+            "datagrams_in",
+            "Datagrams received",
+            metrics.datagrams_in.clone(),
+        );
+        r.register(
+            "datagrams_out",
+            "Datagrams sent",
+            metrics.datagrams_out.clone(),
+        );
+        r.register(
+            "datagram_bytes_in",
+            "Datagram bytes received",
+            metrics.bytes_in.clone(),
+        );
+        r.register(
+            "datagram_bytes_out",
+            "Datagram bytes sent",
+            metrics.bytes_out.clone(),
+        );
+        r.register(
+            "datagrams_rejected",
+            "Datagrams dropped as invalid",
+            metrics.datagrams_rejected.clone(),
+        );
+        r.register(
+            "control_rejected",
+            "Control frames refused",
+            metrics.control_rejected.clone(),
+        );
+        r.register(
+            "inputs_dropped",
+            "Inputs dropped on a full sim queue",
+            metrics.inputs_dropped.clone(),
+        );
+        r.register(
+            "snapshots_dropped",
+            "Snapshots dropped on a full send queue",
+            metrics.snapshots_dropped.clone(),
+        );
+        r.register(
+            "rejects",
+            "Connections refused, by reason",
+            metrics.rejects.clone(),
+        );
+        Self {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// Counts a refused connection.
+    pub fn reject(&self, code: outpost_protocol::RejectCode) {
+        self.rejects
+            .get_or_create(&RejectLabels {
+                reason: code.as_str(),
+            })
+            .inc();
+    }
+
+    /// Refused connections of one reason so far.
+    pub fn rejects_of(&self, code: outpost_protocol::RejectCode) -> u64 {
+        self.rejects
+            .get_or_create(&RejectLabels {
+                reason: code.as_str(),
+            })
+            .get()
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for EdgeMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

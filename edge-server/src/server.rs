@@ -1,0 +1,260 @@
+//! Starting an edge, and the handle that observes and stops it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hdrhistogram::Histogram;
+use outpost_protocol::TokenVerifier;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admission::Admission;
+use crate::config::EdgeConfig;
+use crate::directory::Directory;
+use crate::metrics::EdgeMetrics;
+use crate::session::{self, Shared};
+use crate::tls::Certificate;
+use crate::worker::{self, COMMAND_QUEUE, WorkerContext};
+
+/// Connections being handshaken beyond the player capacity.
+const HANDSHAKE_SLACK: usize = 64;
+/// How long shutdown waits for goodbyes to be delivered.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Tick-time percentiles of an edge since it started.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TickStats {
+    /// Ticks measured.
+    pub ticks: u64,
+    /// Median tick time, milliseconds.
+    pub p50_ms: f64,
+    /// 99th percentile tick time, milliseconds.
+    pub p99_ms: f64,
+    /// Longest tick, milliseconds.
+    pub max_ms: f64,
+}
+
+/// A running edge.
+pub struct Edge {
+    shared: Arc<Shared>,
+    endpoint: quinn::Endpoint,
+    quic_addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
+    fingerprint: [u8; 32],
+    tick_times_us: Arc<Mutex<Histogram<u64>>>,
+    stop_workers: Arc<AtomicBool>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    connections: TaskTracker,
+    cancel: CancellationToken,
+    accept_task: JoinHandle<()>,
+    http_task: Option<JoinHandle<()>>,
+}
+
+impl Edge {
+    /// Validates the config, binds the QUIC endpoint and the admin HTTP server, and starts
+    /// the sim workers. Must be called inside a tokio runtime.
+    pub async fn start(config: EdgeConfig) -> anyhow::Result<Self> {
+        config.validate()?;
+        let verifier = TokenVerifier::new(&config.token_public_key)
+            .context("token_public_key is not a valid Ed25519 public key")?;
+        let certificate = Certificate::load(&config.tls)?;
+        let endpoint = quinn::Endpoint::server(certificate.server_config(&config)?, config.listen)
+            .with_context(|| format!("binding QUIC endpoint on {}", config.listen))?;
+        let quic_addr = endpoint.local_addr()?;
+
+        let metrics = Arc::new(EdgeMetrics::new());
+        let directory = Arc::new(Directory::new(config.sim_threads, config.max_matches));
+        let tick_times_us = Arc::new(Mutex::new(
+            Histogram::new_with_bounds(1, 10_000_000, 3).context("tick histogram bounds")?,
+        ));
+        let stop_workers = Arc::new(AtomicBool::new(false));
+        let mut senders = Vec::with_capacity(config.sim_threads);
+        let mut workers = Vec::with_capacity(config.sim_threads);
+        for index in 0..config.sim_threads {
+            let (tx, rx) = std::sync::mpsc::sync_channel(COMMAND_QUEUE);
+            senders.push(tx);
+            let ctx = WorkerContext {
+                metrics: metrics.clone(),
+                directory: directory.clone(),
+                tick_times_us: tick_times_us.clone(),
+                stop: stop_workers.clone(),
+                reconnect_grace: config.reconnect_grace,
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("outpost-sim-{index}"))
+                .spawn(move || worker::run(ctx, rx))
+                .context("spawning a sim worker thread")?;
+            workers.push(handle);
+        }
+
+        let shared = Arc::new(Shared {
+            admission: Mutex::new(Admission::new(verifier, config.edge_id.clone())),
+            config: config.clone(),
+            metrics,
+            directory,
+            workers: senders,
+            accepting: AtomicBool::new(true),
+            next_session: AtomicU64::new(1),
+        });
+        let cancel = CancellationToken::new();
+        let connections = TaskTracker::new();
+
+        let (http_addr, http_task) = match config.http_listen {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding admin HTTP on {addr}"))?;
+                let bound = listener.local_addr()?;
+                let router = crate::http::router(shared.clone());
+                let cancel = cancel.clone();
+                let task = tokio::spawn(async move {
+                    let served = axum::serve(listener, router)
+                        .with_graceful_shutdown(cancel.cancelled_owned())
+                        .await;
+                    if let Err(err) = served {
+                        tracing::error!(?err, "admin HTTP server failed");
+                    }
+                });
+                (Some(bound), Some(task))
+            }
+            None => (None, None),
+        };
+
+        let accept_task = {
+            let endpoint = endpoint.clone();
+            let shared = shared.clone();
+            let connections = connections.clone();
+            let cancel = cancel.clone();
+            let limit = Arc::new(tokio::sync::Semaphore::new(
+                config.max_players + HANDSHAKE_SLACK,
+            ));
+            tokio::spawn(async move {
+                loop {
+                    let incoming = tokio::select! {
+                        incoming = endpoint.accept() => incoming,
+                        () = cancel.cancelled() => break,
+                    };
+                    let Some(incoming) = incoming else { break };
+                    let Ok(permit) = limit.clone().try_acquire_owned() else {
+                        incoming.refuse();
+                        continue;
+                    };
+                    let shared = shared.clone();
+                    connections.spawn(async move {
+                        session::serve(shared, incoming).await;
+                        drop(permit);
+                    });
+                }
+            })
+        };
+
+        tracing::info!(
+            edge_id = %config.edge_id,
+            quic = %quic_addr,
+            http = ?http_addr,
+            fingerprint = %hex(&certificate.fingerprint),
+            "edge listening"
+        );
+        Ok(Self {
+            shared,
+            endpoint,
+            quic_addr,
+            http_addr,
+            fingerprint: certificate.fingerprint,
+            tick_times_us,
+            stop_workers,
+            workers,
+            connections,
+            cancel,
+            accept_task,
+            http_task,
+        })
+    }
+
+    /// Where the QUIC endpoint listens.
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.quic_addr
+    }
+
+    /// Where the admin HTTP server listens, if it runs.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// SHA-256 fingerprint of the edge's certificate, for clients to pin.
+    pub fn cert_fingerprint(&self) -> [u8; 32] {
+        self.fingerprint
+    }
+
+    /// The edge's metrics.
+    pub fn metrics(&self) -> &EdgeMetrics {
+        &self.shared.metrics
+    }
+
+    /// Matches hosted now.
+    pub fn matches(&self) -> usize {
+        self.shared.directory.len()
+    }
+
+    /// Tick-time percentiles since start.
+    pub fn tick_stats(&self) -> TickStats {
+        let times = self.tick_times_us.lock().unwrap_or_else(|e| e.into_inner());
+        let ms = |us: u64| us as f64 / 1000.0;
+        TickStats {
+            ticks: times.len(),
+            p50_ms: ms(times.value_at_quantile(0.5)),
+            p99_ms: ms(times.value_at_quantile(0.99)),
+            max_ms: ms(times.max()),
+        }
+    }
+
+    /// Stops taking new matches (players may still join running ones); `/readyz` turns 503.
+    pub fn drain(&self) {
+        self.shared.accepting.store(false, Ordering::Release);
+    }
+
+    /// Drains, then waits until every match has ended or `deadline` passes.
+    pub async fn drain_and_wait(&self, deadline: Duration) {
+        self.drain();
+        let until = tokio::time::Instant::now() + deadline;
+        while !self.shared.directory.is_empty() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Ends every match (players get `MatchEnded` and a goodbye), closes every
+    /// connection, stops the sim workers and the admin server.
+    pub async fn shutdown(self) {
+        self.drain();
+        self.cancel.cancel();
+        self.stop_workers.store(true, Ordering::Release);
+        let workers = self.workers;
+        let _ = tokio::task::spawn_blocking(move || {
+            for worker in workers {
+                let _ = worker.join();
+            }
+        })
+        .await;
+        self.connections.close();
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.connections.wait()).await;
+        self.endpoint.close(
+            quinn::VarInt::from_u32(session::close_code::DONE),
+            b"shutdown",
+        );
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.endpoint.wait_idle()).await;
+        let _ = self.accept_task.await;
+        if let Some(task) = self.http_task {
+            let _ = task.await;
+        }
+        tracing::info!("edge stopped");
+    }
+}
+
+/// Lower-case hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

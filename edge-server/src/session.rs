@@ -1,0 +1,438 @@
+//! One player's connection: the handshake, then four pumps (control in and out,
+//! datagrams in and out) until either side ends it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use outpost_protocol::codec::{self, FRAME_HEADER_LEN};
+use outpost_protocol::{
+    Control, Datagram, GoodbyeReason, Hello, MatchId, PROTOCOL_VERSION, PlayerId, Pong, Reject,
+    RejectCode, Welcome,
+};
+use quinn::{Connection, RecvStream, SendStream, VarInt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, timeout};
+use tracing::Instrument as _;
+
+use crate::admission::Admission;
+use crate::config::EdgeConfig;
+use crate::directory::{Directory, Route};
+use crate::metrics::EdgeMetrics;
+use crate::worker::{CONTROL_QUEUE, Command, DATAGRAM_QUEUE, SessionLink};
+
+/// QUIC application close codes the edge uses.
+pub mod close_code {
+    /// Normal end: the match ended, the player quit, or the edge shut down.
+    pub const DONE: u32 = 0;
+    /// The connection was refused; a `Reject` preceded it on the control stream.
+    pub const REJECTED: u32 = 1;
+    /// The peer broke the protocol.
+    pub const PROTOCOL_VIOLATION: u32 = 2;
+    /// The peer could not keep up with reliable traffic, or was replaced by a reconnect.
+    pub const DROPPED: u32 = 3;
+}
+
+/// How long a refused client gets to read its `Reject` before the connection closes.
+const REJECT_LINGER: Duration = Duration::from_secs(1);
+/// Burst of input datagrams allowed above the steady rate.
+const INPUT_BURST: f64 = 32.0;
+
+/// State every connection task shares.
+pub(crate) struct Shared {
+    pub config: EdgeConfig,
+    pub metrics: Arc<EdgeMetrics>,
+    pub directory: Arc<Directory>,
+    pub admission: Mutex<Admission>,
+    pub workers: Vec<std::sync::mpsc::SyncSender<Command>>,
+    pub accepting: AtomicBool,
+    pub next_session: AtomicU64,
+}
+
+enum FrameError {
+    Closed,
+    Invalid,
+}
+
+async fn read_frame(recv: &mut RecvStream) -> Result<Vec<u8>, FrameError> {
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    recv.read_exact(&mut header)
+        .await
+        .map_err(|_| FrameError::Closed)?;
+    let len = codec::frame_len(header).map_err(|_| FrameError::Invalid)?;
+    let mut payload = vec![0u8; len];
+    recv.read_exact(&mut payload)
+        .await
+        .map_err(|_| FrameError::Closed)?;
+    Ok(payload)
+}
+
+async fn write_frame(send: &mut SendStream, message: &Control) -> bool {
+    match codec::encode_frame(message) {
+        Ok(frame) => send.write_all(&frame).await.is_ok(),
+        Err(err) => {
+            tracing::error!(?err, "could not encode a control message");
+            false
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Serves one incoming connection to its end.
+pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
+    let remote = incoming.remote_address();
+    let conn = match incoming.await {
+        Ok(conn) => conn,
+        Err(err) => {
+            tracing::debug!(%remote, ?err, "handshake failed");
+            return;
+        }
+    };
+    let span = tracing::info_span!("conn", %remote);
+    async move {
+        let Ok(Ok((mut send, mut recv))) = timeout(shared.config.hello_timeout, conn.accept_bi()).await
+        else {
+            shared.metrics.reject(RejectCode::Timeout);
+            conn.close(VarInt::from_u32(close_code::REJECTED), b"no control stream");
+            return;
+        };
+        match admit(&shared, &conn, &mut send, &mut recv).await {
+            Ok(session) => session.run(&shared, conn, send, recv).await,
+            Err(reject) => {
+                shared.metrics.reject(reject.code);
+                tracing::info!(code = reject.code.as_str(), detail = %reject.detail_text(), "refused");
+                let _ = write_frame(&mut send, &Control::Reject(reject)).await;
+                let _ = send.finish();
+                let _ = timeout(REJECT_LINGER, conn.closed()).await;
+                conn.close(VarInt::from_u32(close_code::REJECTED), b"rejected");
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Which seat a connection holds.
+struct SeatKey {
+    id: u64,
+    match_id: MatchId,
+    player: PlayerId,
+    route: Route,
+}
+
+impl SeatKey {
+    fn leave(&self, shared: &Shared) {
+        let leave = Command::Leave {
+            match_id: self.match_id,
+            player: self.player,
+            session: self.id,
+        };
+        // If the worker's queue is full the leave is lost, but the worker notices the
+        // closed link on its next snapshot and treats it as a leave all the same.
+        let _ = shared.workers[self.route.worker].try_send(leave);
+    }
+}
+
+/// A player admitted and seated, with the channels the sim worker feeds.
+struct Session {
+    seat: SeatKey,
+    datagrams: mpsc::Receiver<Bytes>,
+    control: mpsc::Receiver<Control>,
+    control_tx: mpsc::Sender<Control>,
+    max_datagram: Arc<AtomicUsize>,
+}
+
+async fn admit(
+    shared: &Arc<Shared>,
+    conn: &Connection,
+    send: &mut SendStream,
+    recv: &mut RecvStream,
+) -> Result<Session, Reject> {
+    let payload = match timeout(shared.config.hello_timeout, read_frame(recv)).await {
+        Err(_) => return Err(Reject::new(RejectCode::Timeout, "no hello in time")),
+        Ok(Err(FrameError::Closed)) => {
+            return Err(Reject::new(RejectCode::MalformedHello, "stream ended"));
+        }
+        Ok(Err(FrameError::Invalid)) => {
+            return Err(Reject::new(RejectCode::MalformedHello, "frame too large"));
+        }
+        Ok(Ok(payload)) => payload,
+    };
+    let hello: Hello = match codec::decode_control(&payload) {
+        Ok(Control::Hello(hello)) => hello,
+        Ok(_) => {
+            return Err(Reject::new(
+                RejectCode::MalformedHello,
+                "first message must be Hello",
+            ));
+        }
+        Err(_) => {
+            return Err(match codec::peek_hello_version(&payload) {
+                Some(v) if v != PROTOCOL_VERSION => Reject::new(
+                    RejectCode::VersionMismatch,
+                    &format!("edge speaks protocol {PROTOCOL_VERSION}, client {v}"),
+                ),
+                _ => Reject::new(RejectCode::MalformedHello, "hello does not decode"),
+            });
+        }
+    };
+    if hello.protocol_version != PROTOCOL_VERSION {
+        return Err(Reject::new(
+            RejectCode::VersionMismatch,
+            &format!(
+                "edge speaks protocol {PROTOCOL_VERSION}, client {}",
+                hello.protocol_version
+            ),
+        ));
+    }
+    let admitted = {
+        let mut admission = shared.admission.lock().unwrap_or_else(|e| e.into_inner());
+        admission.admit(&hello, now_ms(), rand::random())
+    }
+    .map_err(|code| Reject::new(code, "connect token refused"))?;
+    let token = admitted.token;
+    if !admitted.reconnect && shared.metrics.players.get() >= shared.config.max_players as i64 {
+        return Err(Reject::new(
+            RejectCode::EdgeFull,
+            "edge has no free player slot",
+        ));
+    }
+    let accepting = shared.accepting.load(Ordering::Acquire);
+    let (route, created) = shared
+        .directory
+        .route(token.match_id, accepting)
+        .map_err(|code| Reject::new(code, "match cannot be hosted here"))?;
+
+    let id = shared.next_session.fetch_add(1, Ordering::Relaxed);
+    let (datagram_tx, datagrams) = mpsc::channel(DATAGRAM_QUEUE);
+    let (control_tx, control) = mpsc::channel(CONTROL_QUEUE);
+    let max_datagram = Arc::new(AtomicUsize::new(conn.max_datagram_size().unwrap_or(0)));
+    let (reply_tx, reply) = oneshot::channel();
+    let join = Command::Join {
+        match_id: token.match_id,
+        config: token.config.clone(),
+        player: token.player_id,
+        tick: route.tick.clone(),
+        link: SessionLink {
+            id,
+            datagrams: datagram_tx,
+            control: control_tx.clone(),
+            max_datagram: max_datagram.clone(),
+        },
+        reply: reply_tx,
+    };
+    if shared.workers[route.worker].try_send(join).is_err() {
+        if created {
+            shared.directory.remove(token.match_id);
+        }
+        return Err(Reject::new(RejectCode::EdgeFull, "simulation queue full"));
+    }
+    let joined = reply
+        .await
+        .map_err(|_| Reject::new(RejectCode::Draining, "edge is shutting down"))?
+        .map_err(|code| Reject::new(code, "match refused the player"))?;
+    let welcome = Control::Welcome(Welcome {
+        protocol_version: PROTOCOL_VERSION,
+        match_id: token.match_id,
+        player_id: token.player_id,
+        entity: joined.entity,
+        tick: joined.tick,
+        config: token.config,
+        reconnect_key: admitted.reconnect_key,
+        players: joined.players,
+    });
+    let session = Session {
+        seat: SeatKey {
+            id,
+            match_id: token.match_id,
+            player: token.player_id,
+            route,
+        },
+        datagrams,
+        control,
+        control_tx,
+        max_datagram,
+    };
+    if !write_frame(send, &welcome).await {
+        session.seat.leave(shared);
+        return Err(Reject::new(
+            RejectCode::MalformedHello,
+            "could not send welcome",
+        ));
+    }
+    tracing::info!(match_id = %token.match_id, player = %token.player_id, reconnect = admitted.reconnect, "joined");
+    Ok(session)
+}
+
+/// Why a session ended, and how to close the connection.
+enum End {
+    Closed,
+    Quit,
+    Violation,
+    Goodbye,
+    Dropped,
+}
+
+impl Session {
+    async fn run(
+        self,
+        shared: &Arc<Shared>,
+        conn: Connection,
+        mut send: SendStream,
+        mut recv: RecvStream,
+    ) {
+        let Session {
+            seat,
+            mut datagrams,
+            mut control,
+            control_tx,
+            max_datagram,
+        } = self;
+        let control_in = control_in(shared, &mut recv, &control_tx, &seat.route);
+        let datagrams_in = datagrams_in(shared, &conn, &seat);
+        let control_out = control_out(&mut send, &mut control);
+        let datagrams_out = datagrams_out(shared, &conn, &mut datagrams, &max_datagram);
+        let end = tokio::select! {
+            end = control_in => end,
+            end = datagrams_in => end,
+            end = control_out => end,
+            end = datagrams_out => end,
+        };
+        seat.leave(shared);
+        let (code, reason): (u32, &[u8]) = match end {
+            End::Closed => (close_code::DONE, b"closed"),
+            End::Quit => (close_code::DONE, b"goodbye"),
+            End::Goodbye => {
+                // Let the client read its goodbye and close first.
+                let _ = send.finish();
+                let _ = timeout(REJECT_LINGER, conn.closed()).await;
+                (close_code::DONE, b"goodbye")
+            }
+            End::Violation => {
+                let _ = write_frame(
+                    &mut send,
+                    &Control::Goodbye(GoodbyeReason::ProtocolViolation),
+                )
+                .await;
+                let _ = send.finish();
+                (close_code::PROTOCOL_VIOLATION, b"protocol violation")
+            }
+            End::Dropped => (close_code::DROPPED, b"dropped"),
+        };
+        conn.close(VarInt::from_u32(code), reason);
+        tracing::info!(match_id = %seat.match_id, player = %seat.player, "left");
+    }
+}
+
+async fn control_in(
+    shared: &Shared,
+    recv: &mut RecvStream,
+    control_tx: &mpsc::Sender<Control>,
+    route: &Route,
+) -> End {
+    loop {
+        let payload = match read_frame(recv).await {
+            Ok(payload) => payload,
+            Err(FrameError::Closed) => return End::Closed,
+            Err(FrameError::Invalid) => {
+                shared.metrics.control_rejected.inc();
+                return End::Violation;
+            }
+        };
+        match codec::decode_control(&payload) {
+            Ok(Control::Ping(ping)) => {
+                let pong = Pong {
+                    client_time_us: ping.client_time_us,
+                    server_tick: route.tick.load(Ordering::Acquire),
+                };
+                // A client flooding pings without reading answers loses the answers.
+                let _ = control_tx.try_send(Control::Pong(pong));
+            }
+            Ok(Control::Goodbye(_)) => return End::Quit,
+            Ok(_) | Err(_) => {
+                shared.metrics.control_rejected.inc();
+                return End::Violation;
+            }
+        }
+    }
+}
+
+async fn datagrams_in(shared: &Shared, conn: &Connection, seat: &SeatKey) -> End {
+    let rate = f64::from(shared.config.max_input_rate_hz);
+    let mut tokens = INPUT_BURST;
+    let mut last = Instant::now();
+    loop {
+        let Ok(bytes) = conn.read_datagram().await else {
+            return End::Closed;
+        };
+        shared.metrics.datagrams_in.inc();
+        shared.metrics.bytes_in.inc_by(bytes.len() as u64);
+        let now = Instant::now();
+        tokens = (tokens + now.duration_since(last).as_secs_f64() * rate).min(INPUT_BURST);
+        last = now;
+        if tokens < 1.0 {
+            shared.metrics.datagrams_rejected.inc();
+            continue;
+        }
+        tokens -= 1.0;
+        let frame = match codec::decode_datagram(&bytes) {
+            Ok(Datagram::Input(frame)) => frame,
+            Ok(Datagram::Snapshot(_)) | Err(_) => {
+                shared.metrics.datagrams_rejected.inc();
+                continue;
+            }
+        };
+        let input = Command::Input {
+            match_id: seat.match_id,
+            player: seat.player,
+            session: seat.id,
+            frame,
+        };
+        if shared.workers[seat.route.worker].try_send(input).is_err() {
+            shared.metrics.inputs_dropped.inc();
+        }
+    }
+}
+
+async fn control_out(send: &mut SendStream, control: &mut mpsc::Receiver<Control>) -> End {
+    while let Some(message) = control.recv().await {
+        let goodbye = matches!(message, Control::Goodbye(_));
+        if !write_frame(send, &message).await {
+            return End::Closed;
+        }
+        if goodbye {
+            return End::Goodbye;
+        }
+    }
+    // The worker dropped this seat's link: too slow, or replaced by a reconnect.
+    End::Dropped
+}
+
+async fn datagrams_out(
+    shared: &Shared,
+    conn: &Connection,
+    datagrams: &mut mpsc::Receiver<Bytes>,
+    max_datagram: &AtomicUsize,
+) -> End {
+    while let Some(bytes) = datagrams.recv().await {
+        let len = bytes.len() as u64;
+        match conn.send_datagram(bytes) {
+            Ok(()) => {
+                shared.metrics.datagrams_out.inc();
+                shared.metrics.bytes_out.inc_by(len);
+            }
+            Err(quinn::SendDatagramError::TooLarge) => {
+                shared.metrics.snapshots_dropped.inc();
+            }
+            Err(_) => return End::Closed,
+        }
+        max_datagram.store(conn.max_datagram_size().unwrap_or(0), Ordering::Relaxed);
+    }
+    std::future::pending().await
+}

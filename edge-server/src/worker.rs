@@ -1,0 +1,439 @@
+//! Sim workers: dedicated threads that each own a set of matches and tick them on their
+//! fixed clocks. They meet the network only through bounded channels: commands (joins,
+//! inputs, leaves) in, encoded datagrams and control messages out. A slow client can
+//! never stall a tick: a full queue drops and counts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use outpost_protocol::{
+    Control, Datagram, EntityId, EntityState, GoodbyeReason, InputFrame, MatchConfig,
+    MatchEndReason, MatchId, PlayerId, PlayerScore, RejectCode, Snapshot, codec,
+};
+use outpost_sim::{Match, SimError};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::directory::Directory;
+use crate::metrics::EdgeMetrics;
+use crate::snapshot;
+
+/// Ticks a late worker runs back to back before it gives up on the rest and counts them
+/// as missed.
+const MAX_CATCH_UP_TICKS: u32 = 4;
+/// Capacity of a worker's command queue.
+pub(crate) const COMMAND_QUEUE: usize = 16_384;
+/// Snapshots queued per connection; more means the connection is not draining.
+pub(crate) const DATAGRAM_QUEUE: usize = 4;
+/// Control messages queued per connection; a client this far behind is dropped.
+pub(crate) const CONTROL_QUEUE: usize = 256;
+
+/// The sim side's end of one player's connection.
+pub(crate) struct SessionLink {
+    /// Unique per connection, so a stale connection's leave cannot unseat a newer one.
+    pub id: u64,
+    /// Encoded snapshot datagrams out.
+    pub datagrams: mpsc::Sender<Bytes>,
+    /// Reliable messages out.
+    pub control: mpsc::Sender<Control>,
+    /// The connection's current datagram size limit, kept fresh by the network side.
+    pub max_datagram: Arc<AtomicUsize>,
+}
+
+/// What the network side asks of a worker.
+pub(crate) enum Command {
+    /// Seat a player (creating the match if it is new) and start sending to them.
+    Join {
+        match_id: MatchId,
+        config: MatchConfig,
+        player: PlayerId,
+        tick: Arc<AtomicU32>,
+        link: SessionLink,
+        reply: oneshot::Sender<Result<Joined, RejectCode>>,
+    },
+    /// Inputs from a player.
+    Input {
+        match_id: MatchId,
+        player: PlayerId,
+        session: u64,
+        frame: InputFrame,
+    },
+    /// A player's connection ended.
+    Leave {
+        match_id: MatchId,
+        player: PlayerId,
+        session: u64,
+    },
+}
+
+/// A seat granted.
+pub(crate) struct Joined {
+    pub entity: EntityId,
+    pub tick: u32,
+    pub players: Vec<PlayerScore>,
+}
+
+/// What workers share with the rest of the edge.
+pub(crate) struct WorkerContext {
+    pub metrics: Arc<EdgeMetrics>,
+    pub directory: Arc<Directory>,
+    pub tick_times_us: Arc<Mutex<Histogram<u64>>>,
+    pub stop: Arc<AtomicBool>,
+    pub reconnect_grace: Duration,
+}
+
+struct Seat {
+    entity: EntityId,
+    link: Option<SessionLink>,
+    left_at: Option<Instant>,
+    rotation: usize,
+}
+
+struct Hosted {
+    game: Match,
+    tick: Arc<AtomicU32>,
+    period: Duration,
+    next_tick_at: Instant,
+    seats: BTreeMap<PlayerId, Seat>,
+}
+
+struct Worker {
+    ctx: WorkerContext,
+    matches: HashMap<MatchId, Hosted>,
+    state: Vec<EntityState>,
+    selected: Vec<EntityState>,
+}
+
+/// Runs a worker until the stop flag is set or every command sender is gone.
+pub(crate) fn run(ctx: WorkerContext, commands: Receiver<Command>) {
+    let mut worker = Worker {
+        ctx,
+        matches: HashMap::new(),
+        state: Vec::new(),
+        selected: Vec::new(),
+    };
+    loop {
+        if worker.ctx.stop.load(Ordering::Acquire) {
+            break;
+        }
+        loop {
+            match commands.try_recv() {
+                Ok(command) => worker.handle(command),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    worker.shutdown();
+                    return;
+                }
+            }
+        }
+        worker.run_due_ticks(Instant::now());
+        match worker.matches.values().map(|m| m.next_tick_at).min() {
+            Some(deadline) => {
+                let now = Instant::now();
+                if deadline > now {
+                    std::thread::sleep(deadline - now);
+                }
+            }
+            None => match commands.recv_timeout(Duration::from_millis(50)) {
+                Ok(command) => worker.handle(command),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
+        }
+    }
+    worker.shutdown();
+}
+
+impl Worker {
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Join {
+                match_id,
+                config,
+                player,
+                tick,
+                link,
+                reply,
+            } => {
+                let result = self.join(match_id, &config, player, tick, link);
+                // The connection may be gone already; the seat then times out as a leave.
+                let _ = reply.send(result);
+            }
+            Command::Input {
+                match_id,
+                player,
+                session,
+                frame,
+            } => {
+                let Some(hosted) = self.matches.get_mut(&match_id) else {
+                    return;
+                };
+                let current = hosted
+                    .seats
+                    .get(&player)
+                    .and_then(|s| s.link.as_ref())
+                    .map(|l| l.id);
+                if current == Some(session) {
+                    for input in frame.inputs.iter().rev() {
+                        hosted.game.push_input(player, *input);
+                    }
+                }
+            }
+            Command::Leave {
+                match_id,
+                player,
+                session,
+            } => {
+                let Some(hosted) = self.matches.get_mut(&match_id) else {
+                    return;
+                };
+                let Some(seat) = hosted.seats.get_mut(&player) else {
+                    return;
+                };
+                if seat.link.as_ref().is_some_and(|l| l.id == session) {
+                    seat.link = None;
+                    seat.left_at = Some(Instant::now());
+                    hosted.game.disconnect_player(player);
+                    self.ctx.metrics.players.dec();
+                }
+            }
+        }
+    }
+
+    fn join(
+        &mut self,
+        match_id: MatchId,
+        config: &MatchConfig,
+        player: PlayerId,
+        tick: Arc<AtomicU32>,
+        link: SessionLink,
+    ) -> Result<Joined, RejectCode> {
+        if !self.matches.contains_key(&match_id) {
+            let game = Match::new(match_id, config).map_err(|err| {
+                self.ctx.directory.remove(match_id);
+                match err {
+                    SimError::InvalidConfig(_) => RejectCode::InvalidConfig,
+                    _ => RejectCode::MatchOver,
+                }
+            })?;
+            let period = Duration::from_secs(1) / u32::from(config.tick_hz);
+            self.matches.insert(
+                match_id,
+                Hosted {
+                    game,
+                    tick,
+                    period,
+                    next_tick_at: Instant::now() + period,
+                    seats: BTreeMap::new(),
+                },
+            );
+            self.ctx.metrics.matches.inc();
+            tracing::info!(match_id = %match_id, "match created");
+        }
+        let Some(hosted) = self.matches.get_mut(&match_id) else {
+            return Err(RejectCode::MatchOver);
+        };
+        let entity = match hosted.game.add_player(player) {
+            Ok(entity) => entity,
+            Err(err) => {
+                if hosted.seats.is_empty() {
+                    self.close_match(match_id);
+                }
+                return Err(match err {
+                    SimError::MatchFull(_) => RejectCode::MatchFull,
+                    _ => RejectCode::MatchOver,
+                });
+            }
+        };
+        let seat = hosted.seats.entry(player).or_insert(Seat {
+            entity,
+            link: None,
+            left_at: None,
+            rotation: 0,
+        });
+        if seat.link.is_none() {
+            self.ctx.metrics.players.inc();
+        }
+        // A reconnect takes the seat over; the old connection's queues close with it.
+        seat.link = Some(link);
+        seat.left_at = None;
+        self.ctx.metrics.joins.inc();
+        Ok(Joined {
+            entity,
+            tick: hosted.game.tick(),
+            players: hosted.game.scores(),
+        })
+    }
+
+    fn run_due_ticks(&mut self, now: Instant) {
+        let mut finished = Vec::new();
+        let ids: Vec<MatchId> = self.matches.keys().copied().collect();
+        for match_id in ids {
+            let mut ran = 0;
+            loop {
+                let Some(hosted) = self.matches.get_mut(&match_id) else {
+                    break;
+                };
+                if hosted.next_tick_at > now {
+                    break;
+                }
+                if ran == MAX_CATCH_UP_TICKS {
+                    let behind = now.duration_since(hosted.next_tick_at).as_nanos()
+                        / hosted.period.as_nanos().max(1);
+                    self.ctx.metrics.missed_ticks.inc_by(behind as u64 + 1);
+                    hosted.next_tick_at = now + hosted.period;
+                    break;
+                }
+                hosted.next_tick_at += hosted.period;
+                ran += 1;
+                if self.tick(match_id) {
+                    finished.push(match_id);
+                    break;
+                }
+            }
+        }
+        for match_id in finished {
+            self.close_match(match_id);
+        }
+    }
+
+    /// Runs one tick of a match and sends its results. Returns whether the match is over.
+    fn tick(&mut self, match_id: MatchId) -> bool {
+        let started = Instant::now();
+        let Some(hosted) = self.matches.get_mut(&match_id) else {
+            return true;
+        };
+        hosted.game.step();
+        let tick = hosted.game.tick();
+        hosted.tick.store(tick, Ordering::Release);
+
+        let mut too_slow = Vec::new();
+        for event in hosted.game.drain_events() {
+            for (player, seat) in &hosted.seats {
+                let Some(link) = &seat.link else { continue };
+                if link
+                    .control
+                    .try_send(Control::Event(event.clone()))
+                    .is_err()
+                {
+                    too_slow.push(*player);
+                }
+            }
+        }
+
+        hosted.game.write_replicated_state(&mut self.state);
+        let mut gone = Vec::new();
+        let ticks_left = hosted.game.ticks_left();
+        for (player, seat) in &mut hosted.seats {
+            let Some(link) = &seat.link else { continue };
+            let capacity = Snapshot::entities_fitting(link.max_datagram.load(Ordering::Relaxed));
+            snapshot::select(
+                &self.state,
+                seat.entity,
+                capacity,
+                &mut seat.rotation,
+                &mut self.selected,
+            );
+            let datagram = Datagram::Snapshot(Snapshot {
+                tick,
+                ack_input_seq: hosted.game.ack_input_seq(*player).unwrap_or(0),
+                ticks_left,
+                entities: std::mem::take(&mut self.selected),
+            });
+            if let Ok(bytes) = codec::encode_datagram(&datagram) {
+                match link.datagrams.try_send(Bytes::from(bytes)) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        self.ctx.metrics.snapshots_dropped.inc();
+                    }
+                    // The connection is gone without a word: treat it as a leave.
+                    Err(mpsc::error::TrySendError::Closed(_)) => gone.push(*player),
+                }
+            }
+            if let Datagram::Snapshot(s) = datagram {
+                self.selected = s.entities;
+            }
+        }
+
+        // Seats whose connection fell behind on reliable traffic, or vanished, lose their
+        // link (a dropped queue ends the connection) and wait out the grace period.
+        for player in too_slow.into_iter().chain(gone) {
+            if let Some(seat) = hosted.seats.get_mut(&player)
+                && seat.link.take().is_some()
+            {
+                seat.left_at = Some(started);
+                hosted.game.disconnect_player(player);
+                self.ctx.metrics.players.dec();
+                tracing::debug!(match_id = %match_id, player = %player, "connection gone or too slow; seat kept for the grace period");
+            }
+        }
+        // Seats whose grace ran out are given up.
+        let grace = self.ctx.reconnect_grace;
+        let expired: Vec<PlayerId> = hosted
+            .seats
+            .iter()
+            .filter(|(_, s)| {
+                s.left_at
+                    .is_some_and(|at| started.duration_since(at) >= grace)
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        for player in expired {
+            hosted.seats.remove(&player);
+            hosted.game.remove_player(player);
+        }
+        if hosted.seats.is_empty() && !hosted.game.is_over() {
+            hosted.game.end(MatchEndReason::Abandoned);
+        }
+
+        let elapsed = started.elapsed();
+        self.ctx
+            .metrics
+            .tick_duration
+            .observe(elapsed.as_secs_f64());
+        if let Ok(mut times) = self.ctx.tick_times_us.lock() {
+            times.saturating_record(elapsed.as_micros() as u64);
+        }
+        hosted.game.is_over()
+    }
+
+    /// Says goodbye to everyone in a match and forgets it.
+    fn close_match(&mut self, match_id: MatchId) {
+        let Some(mut hosted) = self.matches.remove(&match_id) else {
+            return;
+        };
+        let reason = match hosted.game.outcome() {
+            Some(MatchEndReason::Shutdown) => GoodbyeReason::Shutdown,
+            _ => GoodbyeReason::MatchOver,
+        };
+        let events = hosted.game.drain_events();
+        for seat in hosted.seats.values_mut() {
+            let Some(link) = seat.link.take() else {
+                continue;
+            };
+            for event in &events {
+                let _ = link.control.try_send(Control::Event(event.clone()));
+            }
+            let _ = link.control.try_send(Control::Goodbye(reason));
+            self.ctx.metrics.players.dec();
+        }
+        self.ctx.directory.remove(match_id);
+        self.ctx.metrics.matches.dec();
+        let outcome = hosted.game.outcome();
+        tracing::info!(match_id = %match_id, ?outcome, ticks = hosted.game.tick(), "match closed");
+    }
+
+    fn shutdown(&mut self) {
+        let ids: Vec<MatchId> = self.matches.keys().copied().collect();
+        for match_id in ids {
+            if let Some(hosted) = self.matches.get_mut(&match_id) {
+                hosted.game.end(MatchEndReason::Shutdown);
+            }
+            self.close_match(match_id);
+        }
+    }
+}
