@@ -80,6 +80,15 @@ fn now_ms() -> u64 {
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     crate::init_tracing("warn");
+    let match_config = MatchConfig {
+        duration_s: args.match_seconds,
+        max_players: args.bots.max(2),
+        tick_hz: args.tick_hz,
+        props: args.props,
+        seed: rand::random(),
+        ..MatchConfig::default()
+    };
+    match_config.validate().context("match settings")?;
     // A fresh signing key per run: dev tokens are minted and checked in this process.
     let signer = TokenSigner::from_seed(&rand::random());
     let mut config = EdgeConfig::new(EDGE_ID, signer.public_key());
@@ -95,15 +104,6 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         outpost_edge::hex(&edge.cert_fingerprint()),
     );
 
-    let match_config = MatchConfig {
-        duration_s: args.match_seconds,
-        max_players: args.bots.max(2),
-        tick_hz: args.tick_hz,
-        props: args.props,
-        seed: rand::random(),
-        ..MatchConfig::default()
-    };
-    match_config.validate().context("match settings")?;
     let match_id = MatchId(rand::random());
     let client = Client::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let stop = CancellationToken::new();
@@ -190,7 +190,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     };
     edge.shutdown().await;
     if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
+        #[expect(clippy::print_stdout, reason = "the summary is the command's output")]
+        {
+            println!("{}", serde_json::to_string(&summary)?);
+        }
     } else {
         eprintln!(
             "\n{} bots · {} ticks · tick p50 {:.3} ms p99 {:.3} ms · {} hits · fewest snapshots per bot {}",

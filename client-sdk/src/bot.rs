@@ -93,7 +93,7 @@ impl Bot {
                 break;
             }
             tick += 1;
-            if tick % 90 == 0 {
+            if tick.is_multiple_of(90) {
                 heading = self.rng.range(0.0, std::f32::consts::TAU);
             }
             let mut input = PlayerInput::default();
@@ -132,7 +132,7 @@ impl Bot {
                     let relative = heading - input.yaw_radians();
                     input.move_z = (relative.cos() * 127.0) as i8;
                     input.move_x = (-relative.sin() * 127.0) as i8;
-                    if self.rng.next_u64() % 100 == 0 {
+                    if self.rng.next_u64().is_multiple_of(100) {
                         input.buttons |= PlayerInput::JUMP;
                     }
                 }

@@ -31,7 +31,7 @@ use std::net::SocketAddr;
 
 pub use bot::{Bot, BotReport, BotStyle};
 pub use outpost_protocol::{PlayerInput, SignedToken};
-pub use session::{Client, Session, SessionStats};
+pub use session::{Client, Probe, Session, SessionStats};
 pub use tls::Trust;
 
 /// Where and how to join a match: what the cloud's matchmaker (or the dev tool) hands a

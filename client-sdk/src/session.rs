@@ -67,23 +67,31 @@ impl Client {
         self.open(assignment, Some(reconnect_key)).await
     }
 
-    /// Sends a raw Hello and returns the connection and the edge's first answer, for tests
-    /// and tools that probe an edge's admission rules.
+    /// Sends a raw Hello and returns the bare connection, its control stream and the
+    /// edge's first answer: for tests and tools that probe an edge's admission rules and
+    /// its handling of bad input.
     pub async fn probe(
         &self,
         assignment: &Assignment,
         hello: &Hello,
-    ) -> Result<(Connection, Control), ClientError> {
-        let conn = self.dial(assignment).await?;
+    ) -> Result<Probe, ClientError> {
+        let conn = self.connect_raw(assignment).await?;
         let (mut send, mut recv) = conn.open_bi().await?;
         write_frame(&mut send, &Control::Hello(hello.clone())).await?;
         let answer = timeout(self.handshake_timeout, read_frame(&mut recv))
             .await
             .map_err(|_| ClientError::Timeout)??;
-        Ok((conn, answer))
+        Ok(Probe {
+            conn,
+            send,
+            recv,
+            answer,
+        })
     }
 
-    async fn dial(&self, assignment: &Assignment) -> Result<Connection, ClientError> {
+    /// Opens a bare QUIC connection to the assignment's edge, with no Hello sent: for
+    /// tools and tests that speak the protocol themselves.
+    pub async fn connect_raw(&self, assignment: &Assignment) -> Result<Connection, ClientError> {
         let config = client_config(&assignment.trust, self.idle_timeout)?;
         let connecting =
             self.endpoint
@@ -98,7 +106,7 @@ impl Client {
         assignment: &Assignment,
         reconnect_key: Option<[u8; 16]>,
     ) -> Result<Session, ClientError> {
-        let conn = self.dial(assignment).await?;
+        let conn = self.connect_raw(assignment).await?;
         let (mut send, mut recv) = conn.open_bi().await?;
         let hello = Hello {
             protocol_version: PROTOCOL_VERSION,
@@ -127,6 +135,18 @@ impl Client {
     pub fn local_addr(&self) -> Result<SocketAddr, ClientError> {
         Ok(self.endpoint.local_addr()?)
     }
+}
+
+/// A bare connection after a Hello, from [`Client::probe`].
+pub struct Probe {
+    /// The connection.
+    pub conn: Connection,
+    /// The control stream, client to edge.
+    pub send: SendStream,
+    /// The control stream, edge to client.
+    pub recv: RecvStream,
+    /// The edge's answer to the Hello.
+    pub answer: Control,
 }
 
 async fn write_frame(send: &mut SendStream, message: &Control) -> Result<(), ClientError> {
@@ -284,10 +304,12 @@ impl Session {
         Ok(input.seq)
     }
 
-    /// Sends raw bytes as a datagram (for tools and tests that probe the edge).
-    pub fn send_raw_datagram(&self, bytes: Vec<u8>) -> Result<(), ClientError> {
+    /// Sends raw bytes as a datagram, waiting for send-buffer room rather than dropping
+    /// (for tools and tests that probe the edge).
+    pub async fn send_raw_datagram(&self, bytes: Vec<u8>) -> Result<(), ClientError> {
         self.conn
-            .send_datagram(Bytes::from(bytes))
+            .send_datagram_wait(Bytes::from(bytes))
+            .await
             .map_err(|_| ClientError::Closed)
     }
 

@@ -274,10 +274,7 @@ impl Worker {
         let ids: Vec<MatchId> = self.matches.keys().copied().collect();
         for match_id in ids {
             let mut ran = 0;
-            loop {
-                let Some(hosted) = self.matches.get_mut(&match_id) else {
-                    break;
-                };
+            while let Some(hosted) = self.matches.get_mut(&match_id) {
                 if hosted.next_tick_at > now {
                     break;
                 }

@@ -379,9 +379,9 @@ fn scripted_run() -> (Vec<u32>, Vec<TickedEvent>) {
             ..MatchConfig::default()
         },
     )
-    .unwrap();
+    .expect("valid config");
     for p in 1..=6 {
-        game.add_player(PlayerId(p)).unwrap();
+        game.add_player(PlayerId(p)).expect("a free seat");
     }
     let mut rng = SplitMix64::new(1234);
     let mut events = Vec::new();

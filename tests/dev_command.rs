@@ -1,0 +1,67 @@
+//! `outpost dev` as a user runs it: an edge and bots, a JSON summary at exit.
+
+use std::process::Command;
+
+#[test]
+fn dev_runs_a_match_of_bots_and_reports_json() {
+    let output = Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .args([
+            "dev",
+            "--bots",
+            "3",
+            "--duration",
+            "3s",
+            "--json",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .expect("outpost runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "outpost dev failed:\n{stderr}");
+    assert!(
+        stderr.contains("certificate sha256"),
+        "prints where it listens:\n{stderr}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("stdout is one JSON object");
+    assert_eq!(summary["players_joined"], 3);
+    assert_eq!(summary["bots_connected_throughout"], 3);
+    assert!(
+        summary["ticks"].as_u64().expect("ticks") >= 150,
+        "{summary}"
+    );
+    assert!(
+        summary["min_snapshots_received_per_bot"]
+            .as_u64()
+            .expect("count")
+            > 0,
+        "{summary}"
+    );
+    assert!(
+        summary["tick_ms_p99"].as_f64().expect("p99")
+            >= summary["tick_ms_p50"].as_f64().expect("p50")
+    );
+    assert_eq!(summary["datagrams_rejected"], 0);
+}
+
+#[test]
+fn dev_refuses_bad_settings_with_a_clear_message() {
+    let output = Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .args([
+            "dev",
+            "--tick-hz",
+            "5",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .expect("outpost runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("tick_hz"), "names the field:\n{stderr}");
+}
