@@ -29,6 +29,9 @@ pub struct DevArgs {
     /// Length of the match in seconds.
     #[arg(long, default_value_t = 300)]
     match_seconds: u32,
+    /// Score that ends the match; 0 for none (the match runs its full length).
+    #[arg(long, default_value_t = 0)]
+    score_limit: u32,
     /// Simulation rate.
     #[arg(long, default_value_t = 60)]
     tick_hz: u16,
@@ -82,6 +85,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     crate::init_tracing("warn");
     let match_config = MatchConfig {
         duration_s: args.match_seconds,
+        score_limit: args.score_limit,
         max_players: args.bots.max(2),
         tick_hz: args.tick_hz,
         props: args.props,
