@@ -6,7 +6,9 @@
 )]
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use outpost_protocol::{Datagram, EntityId, EntityKind, EntityState, Snapshot, codec};
+use outpost_protocol::{
+    Datagram, EntityId, EntityKind, EntityState, MatchConfig, Quantizer, Snapshot, codec, delta,
+};
 use std::hint::black_box;
 
 fn entities(n: u32) -> Vec<EntityState> {
@@ -51,12 +53,12 @@ fn encode_1000_entities(c: &mut Criterion) {
 }
 
 fn snapshot_datagram(c: &mut Criterion) {
-    let entities = entities(Snapshot::entities_fitting(1200) as u32);
     let datagram = Datagram::Snapshot(Snapshot {
         tick: 1,
+        baseline_tick: 0,
         ack_input_seq: 1,
         ticks_left: 9,
-        entities,
+        body: vec![0x5a; 1100],
     });
     let bytes = codec::encode_datagram(&datagram).expect("encodes");
     c.bench_function("protocol/encode_snapshot_datagram", |b| {
@@ -67,5 +69,48 @@ fn snapshot_datagram(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, encode_1000_entities, snapshot_datagram);
+fn netcode(c: &mut Criterion) {
+    let quantizer = Quantizer::for_config(&MatchConfig::default());
+    let state = entities(1000);
+    c.bench_function("netcode/quantize_1000_entities", |b| {
+        b.iter(|| {
+            black_box(&state)
+                .iter()
+                .map(|e| e.quantize(&quantizer, None))
+                .collect::<Vec<_>>()
+        })
+    });
+    let baseline: Vec<_> = state.iter().map(|e| e.quantize(&quantizer, None)).collect();
+    // A quarter of the entities moved a little and turned.
+    let current: Vec<_> = state
+        .iter()
+        .map(|e| {
+            let mut e = *e;
+            if e.id.0 % 4 == 0 {
+                e.position[0] += 0.1;
+                e.position[1] += 0.02;
+                e.rotation = [0.0, 0.1, 0.0, 0.995];
+            }
+            e.quantize(&quantizer, None)
+        })
+        .collect();
+    let body = delta::encode(&quantizer, &baseline, &current);
+    let keyframe = delta::encode(&quantizer, &[], &current);
+    c.bench_function("netcode/delta_encode_1000_quarter_moving", |b| {
+        b.iter(|| delta::encode(&quantizer, black_box(&baseline), black_box(&current)))
+    });
+    c.bench_function("netcode/delta_decode_1000_quarter_moving", |b| {
+        b.iter(|| {
+            delta::decode(&quantizer, black_box(&baseline), black_box(&body)).expect("decodes")
+        })
+    });
+    c.bench_function("netcode/keyframe_encode_1000", |b| {
+        b.iter(|| delta::encode(&quantizer, &[], black_box(&current)))
+    });
+    c.bench_function("netcode/keyframe_decode_1000", |b| {
+        b.iter(|| delta::decode(&quantizer, &[], black_box(&keyframe)).expect("decodes"))
+    });
+}
+
+criterion_group!(benches, encode_1000_entities, snapshot_datagram, netcode);
 criterion_main!(benches);

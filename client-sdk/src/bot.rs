@@ -97,18 +97,24 @@ impl Bot {
                 heading = self.rng.range(0.0, std::f32::consts::TAU);
             }
             let mut input = PlayerInput::default();
-            if let Some(snapshot) = self.session.latest_snapshot()
-                && let Some(mine) = snapshot.entities.iter().find(|e| e.id == me)
+            // Aim where the player sees others: interpolated remote characters, seen from
+            // the predicted own one. The shot carries that view tick, and the edge rewinds
+            // to it.
+            let me_at = self.session.predicted_self().map(|p| p.position);
+            let render_tick = self.session.render_tick();
+            if let (Some(mine), Some(render_tick), Some(world)) =
+                (me_at, render_tick, self.session.latest_snapshot())
             {
-                let nearest = snapshot
+                let nearest = world
                     .entities
                     .iter()
                     .filter(|e| e.kind == EntityKind::Player && e.id != me)
+                    .filter_map(|e| self.session.interpolated(e.id, render_tick))
                     .map(|e| {
                         let d = [
-                            e.position[0] - mine.position[0],
-                            e.position[1] - mine.position[1],
-                            e.position[2] - mine.position[2],
+                            e.position[0] - mine[0],
+                            e.position[1] - mine[1],
+                            e.position[2] - mine[2],
                         ];
                         (d, d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
                     })
@@ -127,14 +133,14 @@ impl Bot {
                 } else {
                     input.yaw = PlayerInput::yaw_from_radians(heading);
                 }
-                if self.style == BotStyle::Wander {
-                    // Move along `heading` whatever the look direction: strafe-relative axes.
-                    let relative = heading - input.yaw_radians();
-                    input.move_z = (relative.cos() * 127.0) as i8;
-                    input.move_x = (-relative.sin() * 127.0) as i8;
-                    if self.rng.next_u64().is_multiple_of(100) {
-                        input.buttons |= PlayerInput::JUMP;
-                    }
+            }
+            if self.style == BotStyle::Wander {
+                // Move along `heading` whatever the look direction: strafe-relative axes.
+                let relative = heading - input.yaw_radians();
+                input.move_z = (relative.cos() * 127.0) as i8;
+                input.move_x = (-relative.sin() * 127.0) as i8;
+                if self.rng.next_u64().is_multiple_of(100) {
+                    input.buttons |= PlayerInput::JUMP;
                 }
             }
             if self.session.send_input(input).is_err() {

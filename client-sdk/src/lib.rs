@@ -24,14 +24,17 @@
 //! ```
 
 mod bot;
+pub mod link;
+pub mod netcode;
 mod session;
 mod tls;
 
 use std::net::SocketAddr;
 
 pub use bot::{Bot, BotReport, BotStyle};
+pub use netcode::{PredictedSelf, WorldState};
 pub use outpost_protocol::{PlayerInput, SignedToken};
-pub use session::{Client, Probe, Session, SessionStats};
+pub use session::{Client, NetcodeStats, Probe, Session, SessionStats};
 pub use tls::Trust;
 
 /// Where and how to join a match: what the cloud's matchmaker (or the dev tool) hands a

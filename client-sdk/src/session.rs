@@ -10,14 +10,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use outpost_protocol::codec::{self, FRAME_HEADER_LEN};
 use outpost_protocol::{
-    Control, Datagram, EntityId, GoodbyeReason, Hello, InputFrame, PROTOCOL_VERSION, Ping,
-    PlayerInput, Snapshot, TickedEvent, Welcome,
+    Control, Datagram, EntityId, EntityState, GoodbyeReason, Hello, InputFrame, PROTOCOL_VERSION,
+    Ping, PlayerInput, TickedEvent, Welcome,
 };
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
 
+use crate::netcode::{ClockSync, Decoder, PredictedSelf, Prediction, Timeline, WorldState};
 use crate::tls::client_config;
 use crate::{Assignment, ClientError};
 
@@ -184,8 +185,24 @@ pub struct SessionStats {
     pub events_received: u64,
     /// Events dropped because the game did not read them.
     pub events_dropped: u64,
-    /// Datagrams from the edge that did not decode as snapshots.
+    /// Datagrams from the edge that could not be used: malformed, or their baseline gone.
     pub datagrams_rejected: u64,
+}
+
+/// How the netcode is doing for this session.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NetcodeStats {
+    /// Distance between the predicted own position and the server's, for each input the
+    /// server acknowledged (metres; the last few thousand).
+    pub prediction_errors: Vec<f32>,
+    /// Reconciliations that moved the prediction.
+    pub corrections: u64,
+    /// Furthest a remote entity was extrapolated, milliseconds.
+    pub max_extrapolated_ms: f64,
+    /// Current interpolation delay, milliseconds.
+    pub interpolation_delay_ms: f64,
+    /// Measured snapshot arrival jitter, milliseconds.
+    pub jitter_ms: f64,
 }
 
 #[derive(Default)]
@@ -205,12 +222,32 @@ struct InputHistory {
     recent: VecDeque<PlayerInput>,
 }
 
+/// The session's netcode state, shared by the datagram task and the game's calls.
+struct Net {
+    decoder: Decoder,
+    clock: ClockSync,
+    timeline: Timeline,
+    prediction: Option<Prediction>,
+    unreconciled: Option<Arc<WorldState>>,
+}
+
+impl Net {
+    fn reconcile(&mut self) {
+        if let (Some(world), Some(prediction)) =
+            (self.unreconciled.take(), self.prediction.as_mut())
+        {
+            prediction.reconcile(&world);
+        }
+    }
+}
+
 /// A player's live connection to a match.
 pub struct Session {
     conn: Connection,
     welcome: Welcome,
     counters: Arc<Counters>,
-    snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
+    net: Arc<Mutex<Net>>,
+    snapshots: watch::Receiver<Option<Arc<WorldState>>>,
     events: mpsc::Receiver<TickedEvent>,
     goodbye: Arc<Mutex<Option<GoodbyeReason>>>,
     control: mpsc::Sender<Control>,
@@ -227,6 +264,10 @@ impl Drop for Session {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Session {
     fn start(conn: Connection, send: SendStream, recv: RecvStream, welcome: Welcome) -> Self {
         let counters = Arc::new(Counters::default());
@@ -235,6 +276,13 @@ impl Session {
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let goodbye = Arc::new(Mutex::new(None));
         let epoch = Instant::now();
+        let net = Arc::new(Mutex::new(Net {
+            decoder: Decoder::new(&welcome.config, welcome.entity),
+            clock: ClockSync::new(&welcome.config),
+            timeline: Timeline::default(),
+            prediction: Prediction::new(&welcome.config, welcome.entity),
+            unreconciled: None,
+        }));
         let tasks = vec![
             tokio::spawn(read_control(
                 recv,
@@ -243,22 +291,25 @@ impl Session {
                 goodbye.clone(),
                 epoch,
             )),
-            tokio::spawn(read_datagrams(conn.clone(), snapshot_tx, counters.clone())),
+            tokio::spawn(read_datagrams(
+                conn.clone(),
+                snapshot_tx,
+                counters.clone(),
+                net.clone(),
+                epoch,
+            )),
             tokio::spawn(write_control(send, control_rx)),
         ];
-        let next_seq = 0;
         Self {
             conn,
             welcome,
             counters,
+            net,
             snapshots,
             events,
             goodbye,
             control,
-            inputs: Mutex::new(InputHistory {
-                next_seq,
-                recent: VecDeque::new(),
-            }),
+            inputs: Mutex::new(InputHistory::default()),
             epoch,
             tasks,
         }
@@ -274,16 +325,26 @@ impl Session {
         self.welcome.entity
     }
 
-    /// Sends one tick of input. The SDK numbers it, stamps it with the newest snapshot
-    /// tick seen (unless `view_tick` is set) and repeats the previous few inputs with it.
-    /// Returns the input's sequence number.
+    /// Sends one tick of input and predicts its effect on the own character. The SDK
+    /// numbers it, stamps it with the tick the player is viewing remote entities at
+    /// (unless `view_tick` is set: it is what lag compensation rewinds to), acknowledges
+    /// the newest snapshot, and repeats the previous few inputs with it. Returns the
+    /// input's sequence number.
     pub fn send_input(&self, mut input: PlayerInput) -> Result<u32, ClientError> {
-        let ack = self.latest_tick();
-        if input.view_tick == 0 {
-            input.view_tick = ack;
-        }
+        let now = self.epoch.elapsed().as_secs_f64();
+        let ack = {
+            let mut net = lock(&self.net);
+            net.reconcile();
+            if input.view_tick == 0 {
+                input.view_tick = net
+                    .clock
+                    .render_tick(now)
+                    .map_or(0, |t| t.max(0.0).round() as u32);
+            }
+            net.decoder.newest()
+        };
         let frame = {
-            let mut history = self.inputs.lock().unwrap_or_else(|e| e.into_inner());
+            let mut history = lock(&self.inputs);
             history.next_seq += 1;
             input.seq = history.next_seq;
             history.recent.push_front(input);
@@ -300,6 +361,9 @@ impl Session {
             Err(quinn::SendDatagramError::ConnectionLost(err)) => return Err(err.into()),
             Err(_) => return Err(ClientError::Closed),
         }
+        if let Some(prediction) = lock(&self.net).prediction.as_mut() {
+            prediction.apply(&input);
+        }
         self.counters.inputs_sent.fetch_add(1, Ordering::Relaxed);
         Ok(input.seq)
     }
@@ -313,18 +377,51 @@ impl Session {
             .map_err(|_| ClientError::Closed)
     }
 
-    /// The newest snapshot received.
-    pub fn latest_snapshot(&self) -> Option<Arc<Snapshot>> {
+    /// The player's own character as predicted from the inputs sent, reconciled with the
+    /// newest server state, with corrections smoothed. `None` until the first snapshot.
+    pub fn predicted_self(&self) -> Option<PredictedSelf> {
+        let mut net = lock(&self.net);
+        net.reconcile();
+        net.prediction.as_ref().and_then(Prediction::current)
+    }
+
+    /// A remote entity as it should be drawn at `render_tick` (see
+    /// [`Session::render_tick`]): interpolated between the snapshots around that tick, or
+    /// extrapolated at most 250 ms past the newest.
+    pub fn interpolated(&self, entity: EntityId, render_tick: f64) -> Option<EntityState> {
+        let mut net = lock(&self.net);
+        let tick_hz = net.clock.tick_hz();
+        net.timeline.at(entity, render_tick, tick_hz)
+    }
+
+    /// The tick remote entities should be drawn at now: the newest state less an
+    /// interpolation delay that adapts to the measured jitter.
+    pub fn render_tick(&self) -> Option<f64> {
+        lock(&self.net)
+            .clock
+            .render_tick(self.epoch.elapsed().as_secs_f64())
+    }
+
+    /// The estimated current server tick.
+    pub fn server_tick(&self) -> Option<f64> {
+        let rtt = self.conn.rtt().as_secs_f64();
+        lock(&self.net)
+            .clock
+            .server_tick(self.epoch.elapsed().as_secs_f64(), rtt)
+    }
+
+    /// The newest state received.
+    pub fn latest_snapshot(&self) -> Option<Arc<WorldState>> {
         self.snapshots.borrow().clone()
     }
 
-    /// Tick of the newest snapshot received (0 before the first).
+    /// Tick of the newest state received (0 before the first).
     pub fn latest_tick(&self) -> u32 {
         self.snapshots.borrow().as_ref().map_or(0, |s| s.tick)
     }
 
-    /// Waits for a snapshot newer than the last one seen through this call.
-    pub async fn next_snapshot(&mut self) -> Option<Arc<Snapshot>> {
+    /// Waits for a state newer than the last one seen through this call.
+    pub async fn next_snapshot(&mut self) -> Option<Arc<WorldState>> {
         self.snapshots.changed().await.ok()?;
         self.snapshots.borrow_and_update().clone()
     }
@@ -341,7 +438,7 @@ impl Session {
 
     /// The edge's goodbye, once it said one.
     pub fn goodbye(&self) -> Option<GoodbyeReason> {
-        *self.goodbye.lock().unwrap_or_else(|e| e.into_inner())
+        *lock(&self.goodbye)
     }
 
     /// Whether the connection has closed.
@@ -388,6 +485,23 @@ impl Session {
         }
     }
 
+    /// Prediction, interpolation and clock figures so far.
+    pub fn netcode_stats(&self) -> NetcodeStats {
+        let net = lock(&self.net);
+        let hz = net.clock.tick_hz();
+        NetcodeStats {
+            prediction_errors: net
+                .prediction
+                .as_ref()
+                .map(Prediction::errors)
+                .unwrap_or_default(),
+            corrections: net.prediction.as_ref().map_or(0, Prediction::corrections),
+            max_extrapolated_ms: net.timeline.max_extrapolated_s() * 1000.0,
+            interpolation_delay_ms: net.clock.interpolation_delay_ticks() / hz * 1000.0,
+            jitter_ms: net.clock.jitter_ticks() / hz * 1000.0,
+        }
+    }
+
     /// Says goodbye and closes the connection (waiting briefly for the edge to close).
     pub async fn close(self) {
         let _ = self
@@ -430,7 +544,7 @@ async fn read_control(
                 counters.ping_rtt_us.store(rtt, Ordering::Relaxed);
             }
             Control::Goodbye(reason) => {
-                *goodbye.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+                *lock(&goodbye) = Some(reason);
                 return;
             }
             _ => return,
@@ -440,8 +554,10 @@ async fn read_control(
 
 async fn read_datagrams(
     conn: Connection,
-    snapshots: watch::Sender<Option<Arc<Snapshot>>>,
+    snapshots: watch::Sender<Option<Arc<WorldState>>>,
     counters: Arc<Counters>,
+    net: Arc<Mutex<Net>>,
+    epoch: Instant,
 ) {
     while let Ok(bytes) = conn.read_datagram().await {
         counters
@@ -451,15 +567,28 @@ async fn read_datagrams(
             counters.datagrams_rejected.fetch_add(1, Ordering::Relaxed);
             continue;
         };
-        counters.snapshots_received.fetch_add(1, Ordering::Relaxed);
-        // Datagrams may arrive out of order: keep only newer state.
-        snapshots.send_if_modified(|latest| {
-            if latest.as_ref().is_some_and(|l| l.tick >= snapshot.tick) {
-                return false;
+        let world = {
+            let mut net = lock(&net);
+            match net.decoder.decode(&snapshot) {
+                Ok(world) => {
+                    let world = Arc::new(world);
+                    net.clock
+                        .on_snapshot(world.tick, epoch.elapsed().as_secs_f64());
+                    let hz = net.clock.tick_hz();
+                    net.timeline.push(&world, hz);
+                    net.unreconciled = Some(world.clone());
+                    world
+                }
+                // Datagrams may arrive out of order: an older one is simply superseded.
+                Err(crate::netcode::SnapshotIssue::Stale) => continue,
+                Err(_) => {
+                    counters.datagrams_rejected.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
             }
-            *latest = Some(Arc::new(snapshot));
-            true
-        });
+        };
+        counters.snapshots_received.fetch_add(1, Ordering::Relaxed);
+        snapshots.send_replace(Some(world));
     }
 }
 

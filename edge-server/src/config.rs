@@ -46,6 +46,12 @@ pub struct EdgeConfig {
     pub reconnect_grace: Duration,
     /// Connections idle this long are closed. Default 10 s; at least 1 s.
     pub idle_timeout: Duration,
+    /// Snapshot bandwidth per client, bits per second: snapshots are cut to this share
+    /// (and never exceed one datagram). Default 128 000; at least 8 000.
+    pub client_bandwidth_bps: u32,
+    /// Area-of-interest radius, metres: entities farther from a player's character are
+    /// not sent to them. Default 48; at least 4.
+    pub interest_radius: f32,
     /// Input datagrams one connection may send per second before the excess is dropped.
     /// Default 240 (four per tick at 60 Hz); at least 10.
     pub max_input_rate_hz: u32,
@@ -67,6 +73,8 @@ impl EdgeConfig {
             reconnect_grace: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(10),
             max_input_rate_hz: 240,
+            client_bandwidth_bps: 128_000,
+            interest_radius: 48.0,
         }
     }
 
@@ -108,6 +116,16 @@ impl EdgeConfig {
             self.idle_timeout >= Duration::from_secs(1),
             "idle_timeout",
             "must be at least 1 s",
+        )?;
+        check(
+            self.client_bandwidth_bps >= 8_000,
+            "client_bandwidth_bps",
+            "must be at least 8000",
+        )?;
+        check(
+            self.interest_radius.is_finite() && self.interest_radius >= 4.0,
+            "interest_radius",
+            "must be at least 4 metres",
         )?;
         check(
             self.max_input_rate_hz >= 10,

@@ -30,7 +30,7 @@ mod http;
 pub mod metrics;
 mod server;
 mod session;
-mod snapshot;
+pub mod snapshot;
 pub mod tls;
 mod worker;
 

@@ -83,6 +83,11 @@ impl Edge {
                 tick_times_us: tick_times_us.clone(),
                 stop: stop_workers.clone(),
                 reconnect_grace: config.reconnect_grace,
+                interest: crate::snapshot::Interest {
+                    radius: config.interest_radius,
+                    ..Default::default()
+                },
+                bandwidth_bps: config.client_bandwidth_bps,
             };
             let handle = std::thread::Builder::new()
                 .name(format!("outpost-sim-{index}"))

@@ -1,100 +1,468 @@
-//! Choosing what goes into one client's snapshot when it cannot all fit.
+//! What each client is sent, tick by tick: interest, priority, budget, delta.
 //!
-//! Full state for now (delta compression and interest management come later), but a
-//! snapshot never exceeds the connection's datagram size: the client's own character
-//! comes first, then other characters, then props in a rotation that sends each prop in
-//! turn, so nothing starves.
+//! For every client the edge keeps the views it sent, by tick. A new snapshot:
+//!
+//! 1. takes as baseline the newest view the client acknowledged (or nothing: a keyframe);
+//! 2. finds what is relevant to the client: its own character always, everything else
+//!    within the area of interest around it (a spatial grid makes that cheap);
+//! 3. costs nothing for entities the client already has exactly; lists removals for
+//!    entities that left its interest;
+//! 4. ranks the changed and new entities by a priority accumulator — importance
+//!    (kind, nearness) added every snapshot until the entity is sent — and takes them in
+//!    that order while they fit the byte budget (a fair share of the client's bandwidth,
+//!    never more than one datagram);
+//! 5. encodes the new view against the baseline ([`outpost_protocol::delta`]).
+//!
+//! An entity that did not fit keeps, in the new view, the value the client already has,
+//! and its priority keeps growing, so it goes next time. Pure: no clock, no I/O.
 
-use outpost_protocol::{EntityId, EntityKind, EntityState};
+use std::collections::{HashMap, VecDeque};
 
-/// Picks at most `capacity` entities from `state` (sorted by id) for a client who
-/// controls `own`. `cursor` carries the prop rotation between snapshots.
-pub fn select(
-    state: &[EntityState],
-    own: EntityId,
-    capacity: usize,
-    cursor: &mut usize,
-    out: &mut Vec<EntityState>,
-) {
-    out.clear();
-    if capacity == 0 {
-        return;
-    }
-    if let Some(me) = state.iter().find(|e| e.id == own) {
-        out.push(*me);
-    }
-    for player in state
-        .iter()
-        .filter(|e| e.kind == EntityKind::Player && e.id != own)
-    {
-        if out.len() == capacity {
-            return;
+use outpost_protocol::delta::{self, EntityView, QMotion, View};
+use outpost_protocol::{EntityId, EntityKind, EntityState, Quantizer, Snapshot};
+
+/// Views remembered per client: a second at 60 snapshots per second.
+pub const SENT_HISTORY: usize = 64;
+/// Bits reserved for an entry's id gap while budgeting (the exact gap is known only
+/// once the selection is sorted; see [`delta::gap_bits`]).
+const GAP_ESTIMATE_BITS: u32 = 9;
+
+/// Area-of-interest settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Interest {
+    /// Entities farther than this from a client's character are not sent, metres.
+    pub radius: f32,
+    /// Side of a grid cell, metres.
+    pub cell: f32,
+}
+
+impl Default for Interest {
+    fn default() -> Self {
+        Self {
+            radius: 48.0,
+            cell: 16.0,
         }
-        out.push(*player);
     }
-    let props: Vec<&EntityState> = state
-        .iter()
-        .filter(|e| e.kind != EntityKind::Player)
-        .collect();
-    if props.is_empty() {
-        return;
+}
+
+/// A uniform grid over the entities of one tick, for area-of-interest queries.
+#[derive(Debug, Default)]
+pub struct InterestGrid {
+    cell: f32,
+    cells: HashMap<(i32, i32), Vec<usize>>,
+}
+
+impl InterestGrid {
+    /// Buckets `entities` by cell.
+    pub fn build(entities: &[EntityState], cell: f32) -> Self {
+        let mut grid = Self {
+            cell,
+            cells: HashMap::new(),
+        };
+        grid.rebuild(entities, cell);
+        grid
     }
-    let room = (capacity - out.len()).min(props.len());
-    let start = *cursor % props.len();
-    out.extend(props.iter().cycle().skip(start).take(room).copied());
-    *cursor = (start + room) % props.len();
+
+    /// Buckets `entities` again, reusing allocations.
+    pub fn rebuild(&mut self, entities: &[EntityState], cell: f32) {
+        self.cell = cell.max(1.0);
+        for bucket in self.cells.values_mut() {
+            bucket.clear();
+        }
+        for (index, entity) in entities.iter().enumerate() {
+            self.cells
+                .entry(self.key(entity.position))
+                .or_default()
+                .push(index);
+        }
+    }
+
+    fn key(&self, p: [f32; 3]) -> (i32, i32) {
+        (
+            (p[0] / self.cell).floor() as i32,
+            (p[2] / self.cell).floor() as i32,
+        )
+    }
+
+    /// Indices of entities within `radius` (horizontally) of `center`.
+    pub fn query(
+        &self,
+        entities: &[EntityState],
+        center: [f32; 3],
+        radius: f32,
+        out: &mut Vec<usize>,
+    ) {
+        out.clear();
+        let reach = (radius / self.cell).ceil() as i32;
+        let (cx, cz) = self.key(center);
+        let r2 = radius * radius;
+        for x in cx - reach..=cx + reach {
+            for z in cz - reach..=cz + reach {
+                let Some(bucket) = self.cells.get(&(x, z)) else {
+                    continue;
+                };
+                out.extend(bucket.iter().copied().filter(|&i| {
+                    let p = entities[i].position;
+                    let (dx, dz) = (p[0] - center[0], p[2] - center[2]);
+                    dx * dx + dz * dz <= r2
+                }));
+            }
+        }
+        out.sort_unstable();
+    }
+}
+
+/// One tick's world, shared by every client's snapshot.
+pub struct Frame<'a> {
+    /// The tick.
+    pub tick: u32,
+    /// The match's grid.
+    pub quantizer: &'a Quantizer,
+    /// Replicated state, sorted by id.
+    pub entities: &'a [EntityState],
+    /// The same entities in an interest grid.
+    pub grid: &'a InterestGrid,
+    /// Interest settings.
+    pub interest: Interest,
+}
+
+/// A snapshot body ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Built {
+    /// Tick of the baseline it is a delta against (0: keyframe).
+    pub baseline_tick: u32,
+    /// The encoded body.
+    pub body: Vec<u8>,
+    /// Entities in the client's view after it.
+    pub view_len: usize,
+    /// Changed or new entities that did not fit this time.
+    pub deferred: usize,
+}
+
+/// One client's snapshot state.
+#[derive(Debug)]
+pub struct ClientSnapshots {
+    own: EntityId,
+    sent: VecDeque<(u32, View)>,
+    acked: u32,
+    priority: HashMap<EntityId, f32>,
+    scratch: Vec<usize>,
+}
+
+impl ClientSnapshots {
+    /// State for a client controlling `own`.
+    pub fn new(own: EntityId) -> Self {
+        Self {
+            own,
+            sent: VecDeque::with_capacity(SENT_HISTORY),
+            acked: 0,
+            priority: HashMap::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Records an acknowledgement: the client has the snapshot of `tick`. Acks for ticks
+    /// never sent are ignored.
+    pub fn ack(&mut self, tick: u32) {
+        if tick > self.acked && self.sent.iter().any(|(t, _)| *t == tick) {
+            self.acked = tick;
+        }
+    }
+
+    /// The newest acknowledged tick.
+    pub fn acked(&self) -> u32 {
+        self.acked
+    }
+
+    /// Builds the next snapshot body within `budget` bytes of body.
+    pub fn build(
+        &mut self,
+        frame: &Frame<'_>,
+        own_motion: Option<QMotion>,
+        budget: usize,
+    ) -> Built {
+        let empty = View::new();
+        let (baseline_tick, baseline) = match self.sent.iter().find(|(t, _)| *t == self.acked) {
+            Some((t, view)) => (*t, view),
+            None => (0, &empty),
+        };
+        let own_state = frame.entities.iter().find(|e| e.id == self.own);
+        let center = own_state.map_or([0.0; 3], |e| e.position);
+        frame.grid.query(
+            frame.entities,
+            center,
+            frame.interest.radius,
+            &mut self.scratch,
+        );
+        if let Some(i) = frame.entities.iter().position(|e| e.id == self.own)
+            && !self.scratch.contains(&i)
+        {
+            self.scratch.push(i);
+            self.scratch.sort_unstable();
+        }
+
+        // Relevant entities, quantized; what is unchanged, what competes for the budget.
+        let mut next: View = Vec::with_capacity(self.scratch.len());
+        let mut pending: Vec<(f32, u32, usize)> = Vec::new(); // (priority, cost, index in next)
+        let mut candidates: Vec<(EntityView, Option<EntityView>)> =
+            Vec::with_capacity(self.scratch.len());
+        for &i in &self.scratch {
+            let state = &frame.entities[i];
+            let motion = if state.id == self.own {
+                own_motion
+            } else {
+                None
+            };
+            let target = state.quantize(frame.quantizer, motion);
+            let base = baseline
+                .binary_search_by_key(&state.id, |e| e.id)
+                .ok()
+                .map(|b| baseline[b]);
+            candidates.push((target, base));
+        }
+        for (index, (target, base)) in candidates.iter().enumerate() {
+            if *base == Some(*target) {
+                self.priority.remove(&target.id);
+                next.push(*target);
+                continue;
+            }
+            let importance = if target.id == self.own {
+                f32::INFINITY
+            } else {
+                let p = frame.quantizer.position_value(target.position);
+                let (dx, dz) = (p[0] - center[0], p[2] - center[2]);
+                let near = 1.0 + 16.0 / (4.0 + (dx * dx + dz * dz).sqrt());
+                let kind = if target.kind == EntityKind::Player {
+                    4.0
+                } else {
+                    1.0
+                };
+                // A new entity matters more than a refresh of one already shown.
+                let fresh = if base.is_none() { 2.0 } else { 1.0 };
+                kind * near * fresh
+            };
+            let acc = self.priority.entry(target.id).or_insert(0.0);
+            *acc += importance;
+            let cost =
+                delta::entry_bits(frame.quantizer, base.as_ref(), target) + GAP_ESTIMATE_BITS;
+            pending.push((*acc, cost, index));
+            if let Some(base) = base {
+                next.push(*base); // until chosen, the client keeps what it has
+            }
+        }
+        // Candidates are in id order (entities are, and so is the grid query).
+        let removed = baseline
+            .iter()
+            .filter(|b| {
+                candidates
+                    .binary_search_by_key(&b.id, |(t, _)| t.id)
+                    .is_err()
+            })
+            .count();
+
+        pending.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let fixed_bits = delta::header_bits(removed as u32, pending.len() as u32)
+            + removed as u32 * GAP_ESTIMATE_BITS;
+        let mut room = (budget * 8).saturating_sub(fixed_bits as usize) as u32;
+        let mut chosen: Vec<usize> = Vec::new();
+        for &(_, cost, index) in &pending {
+            if cost <= room {
+                room -= cost;
+                chosen.push(index);
+            }
+        }
+        loop {
+            let mut view = next.clone();
+            for &index in &chosen {
+                let (target, _) = &candidates[index];
+                match view.binary_search_by_key(&target.id, |e| e.id) {
+                    Ok(at) => view[at] = *target,
+                    Err(at) => view.insert(at, *target),
+                }
+            }
+            let body = delta::encode(frame.quantizer, baseline, &view);
+            if body.len() <= budget || chosen.is_empty() {
+                for &index in &chosen {
+                    self.priority.remove(&candidates[index].0.id);
+                }
+                let built = Built {
+                    baseline_tick,
+                    body,
+                    view_len: view.len(),
+                    deferred: pending.len() - chosen.len(),
+                };
+                if self.sent.len() == SENT_HISTORY {
+                    self.sent.pop_front();
+                }
+                self.sent.push_back((frame.tick, view));
+                // Baselines older than the oldest remembered view can no longer be used.
+                if !self.sent.iter().any(|(t, _)| *t == self.acked) {
+                    self.acked = 0;
+                }
+                return built;
+            }
+            // The gap estimate was short: drop the least important choice and retry.
+            chosen.pop();
+        }
+    }
+}
+
+/// The body budget for a client: its share of `bandwidth_bps` at `snapshot_hz`, and never
+/// more than fits in a datagram of `max_datagram` bytes.
+pub fn body_budget(bandwidth_bps: u32, snapshot_hz: u16, max_datagram: usize) -> usize {
+    let share = (bandwidth_bps / 8 / u32::from(snapshot_hz.max(1))) as usize;
+    share.min(max_datagram).saturating_sub(Snapshot::HEADER_LEN)
 }
 
 #[cfg(test)]
 mod tests {
+    use outpost_protocol::MatchConfig;
+
     use super::*;
 
-    fn entity(id: u32, kind: EntityKind) -> EntityState {
+    fn entity(id: u32, kind: EntityKind, x: f32, z: f32) -> EntityState {
         EntityState {
             id: EntityId(id),
             kind,
-            ..EntityState::default()
+            position: [x, 0.5, z],
+            rotation: [0.0, 0.0, 0.0, 1.0],
+            velocity: [0.0; 3],
         }
     }
 
-    fn world() -> Vec<EntityState> {
-        let mut state: Vec<EntityState> = (1..=10).map(|i| entity(i, EntityKind::Prop)).collect();
-        state.extend((11..=13).map(|i| entity(i, EntityKind::Player)));
-        state
+    fn world(offset: f32) -> Vec<EntityState> {
+        let mut all: Vec<EntityState> = (1..=400)
+            .map(|i| {
+                entity(
+                    i,
+                    EntityKind::Prop,
+                    (i % 20) as f32 * 3.0 - 30.0 + offset,
+                    (i / 20) as f32 * 3.0 - 30.0,
+                )
+            })
+            .collect();
+        all.push(entity(500, EntityKind::Player, 0.0, 0.0));
+        all.push(entity(501, EntityKind::Player, 5.0, 5.0));
+        all
     }
 
-    #[test]
-    fn everything_is_sent_when_it_fits() {
-        let (mut out, mut cursor) = (Vec::new(), 0);
-        select(&world(), EntityId(12), 100, &mut cursor, &mut out);
-        assert_eq!(out.len(), 13);
-        assert_eq!(out[0].id, EntityId(12), "own character first");
-    }
-
-    #[test]
-    fn players_first_then_props_in_rotation() {
-        let state = world();
-        let (mut out, mut cursor) = (Vec::new(), 0);
-        let mut seen = std::collections::BTreeSet::new();
-        for _ in 0..4 {
-            select(&state, EntityId(13), 6, &mut cursor, &mut out);
-            assert_eq!(out.len(), 6);
-            assert_eq!(out[0].id, EntityId(13));
-            assert!(out[1..3].iter().all(|e| e.kind == EntityKind::Player));
-            seen.extend(out[3..].iter().map(|e| e.id));
+    fn frame<'a>(
+        tick: u32,
+        q: &'a Quantizer,
+        entities: &'a [EntityState],
+        grid: &'a InterestGrid,
+    ) -> Frame<'a> {
+        Frame {
+            tick,
+            quantizer: q,
+            entities,
+            grid,
+            interest: Interest {
+                radius: 20.0,
+                cell: 8.0,
+            },
         }
-        assert_eq!(seen.len(), 10, "every prop is sent in turn");
     }
 
     #[test]
-    fn tiny_budgets_keep_the_most_important() {
-        let (mut out, mut cursor) = (Vec::new(), 0);
-        select(&world(), EntityId(11), 1, &mut cursor, &mut out);
-        assert_eq!(
-            out.iter().map(|e| e.id).collect::<Vec<_>>(),
-            vec![EntityId(11)]
+    fn interest_keeps_what_is_near() {
+        let entities = world(0.0);
+        let grid = InterestGrid::build(&entities, 8.0);
+        let mut near = Vec::new();
+        grid.query(&entities, [0.0, 0.0, 0.0], 10.0, &mut near);
+        assert!(!near.is_empty());
+        assert!(
+            near.iter()
+                .all(|&i| entities[i].position[0].hypot(entities[i].position[2]) <= 10.0)
         );
-        select(&world(), EntityId(11), 0, &mut cursor, &mut out);
-        assert!(out.is_empty());
+        let brute = entities
+            .iter()
+            .filter(|e| e.position[0].hypot(e.position[2]) <= 10.0)
+            .count();
+        assert_eq!(near.len(), brute);
+    }
+
+    #[test]
+    fn budgets_hold_and_deferred_entities_catch_up() {
+        let q = Quantizer::for_config(&MatchConfig::default());
+        let mut client = ClientSnapshots::new(EntityId(500));
+        let mut decoded: View = Vec::new();
+        let mut last_tick = 0;
+        for tick in 1..=40u32 {
+            // Everything moves every tick.
+            let entities = world(tick as f32 * 0.05);
+            let grid = InterestGrid::build(&entities, 8.0);
+            let built = client.build(&frame(tick, &q, &entities, &grid), None, 200);
+            assert!(
+                built.body.len() <= 200,
+                "tick {tick}: {} bytes",
+                built.body.len()
+            );
+            let base: View = if built.baseline_tick == 0 {
+                Vec::new()
+            } else {
+                assert_eq!(built.baseline_tick, last_tick);
+                decoded.clone()
+            };
+            decoded = delta::decode(&q, &base, &built.body).expect("decodes");
+            assert!(
+                decoded.iter().any(|e| e.id == EntityId(500)),
+                "own character always in view"
+            );
+            client.ack(tick);
+            last_tick = tick;
+        }
+        // With everything moving and 200 bytes, not all fits each time, but rotation means
+        // every relevant entity was refreshed recently: none is more than 1.5 m stale.
+        let entities = world(40.0 * 0.05);
+        for e in &decoded {
+            let truth = entities.iter().find(|t| t.id == e.id).expect("exists");
+            let shown = q.position_value(e.position);
+            assert!(
+                (shown[0] - truth.position[0]).abs() < 1.5,
+                "entity {:?} stale",
+                e.id
+            );
+        }
+    }
+
+    #[test]
+    fn an_unchanged_world_costs_almost_nothing_once_acked() {
+        let q = Quantizer::for_config(&MatchConfig::default());
+        let mut client = ClientSnapshots::new(EntityId(500));
+        let entities = world(0.0);
+        let grid = InterestGrid::build(&entities, 8.0);
+        let mut tick = 0;
+        let mut last = Built {
+            baseline_tick: 0,
+            body: Vec::new(),
+            view_len: 0,
+            deferred: 1,
+        };
+        while last.deferred > 0 || last.baseline_tick == 0 {
+            tick += 1;
+            last = client.build(&frame(tick, &q, &entities, &grid), None, 1000);
+            client.ack(tick);
+            assert!(tick < 50);
+        }
+        tick += 1;
+        let steady = client.build(&frame(tick, &q, &entities, &grid), None, 1000);
+        assert_eq!(steady.body.len(), 2, "nothing changed: two empty counts");
+    }
+
+    #[test]
+    fn acks_for_unknown_ticks_are_ignored() {
+        let mut client = ClientSnapshots::new(EntityId(1));
+        client.ack(99);
+        assert_eq!(client.acked(), 0);
+    }
+
+    #[test]
+    fn budget_is_a_share_of_bandwidth_capped_by_the_datagram() {
+        assert_eq!(body_budget(96_000, 30, 1200), 400 - Snapshot::HEADER_LEN);
+        assert_eq!(
+            body_budget(10_000_000, 30, 1200),
+            1200 - Snapshot::HEADER_LEN
+        );
     }
 }

@@ -13,14 +13,15 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use outpost_protocol::{
     Control, Datagram, EntityId, EntityState, GoodbyeReason, InputFrame, MatchConfig,
-    MatchEndReason, MatchId, PlayerId, PlayerScore, RejectCode, Snapshot, codec,
+    MatchEndReason, MatchId, PlayerId, PlayerScore, QMotion, Quantizer, RejectCode, Snapshot,
+    codec, quantize,
 };
 use outpost_sim::{Match, SimError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::directory::Directory;
 use crate::metrics::EdgeMetrics;
-use crate::snapshot;
+use crate::snapshot::{self, ClientSnapshots, Frame, Interest, InterestGrid};
 
 /// Ticks a late worker runs back to back before it gives up on the rest and counts them
 /// as missed.
@@ -84,13 +85,14 @@ pub(crate) struct WorkerContext {
     pub tick_times_us: Arc<Mutex<Histogram<u64>>>,
     pub stop: Arc<AtomicBool>,
     pub reconnect_grace: Duration,
+    pub interest: Interest,
+    pub bandwidth_bps: u32,
 }
 
 struct Seat {
-    entity: EntityId,
     link: Option<SessionLink>,
     left_at: Option<Instant>,
-    rotation: usize,
+    snapshots: ClientSnapshots,
 }
 
 struct Hosted {
@@ -99,13 +101,14 @@ struct Hosted {
     period: Duration,
     next_tick_at: Instant,
     seats: BTreeMap<PlayerId, Seat>,
+    quantizer: Quantizer,
+    grid: InterestGrid,
 }
 
 struct Worker {
     ctx: WorkerContext,
     matches: HashMap<MatchId, Hosted>,
     state: Vec<EntityState>,
-    selected: Vec<EntityState>,
 }
 
 /// Runs a worker until the stop flag is set or every command sender is gone.
@@ -114,7 +117,6 @@ pub(crate) fn run(ctx: WorkerContext, commands: Receiver<Command>) {
         ctx,
         matches: HashMap::new(),
         state: Vec::new(),
-        selected: Vec::new(),
     };
     loop {
         if worker.ctx.stop.load(Ordering::Acquire) {
@@ -178,6 +180,9 @@ impl Worker {
                     .and_then(|s| s.link.as_ref())
                     .map(|l| l.id);
                 if current == Some(session) {
+                    if let Some(seat) = hosted.seats.get_mut(&player) {
+                        seat.snapshots.ack(frame.ack_snapshot_tick);
+                    }
                     for input in frame.inputs.iter().rev() {
                         hosted.game.push_input(player, *input);
                     }
@@ -229,6 +234,8 @@ impl Worker {
                     period,
                     next_tick_at: Instant::now() + period,
                     seats: BTreeMap::new(),
+                    quantizer: Quantizer::for_config(config),
+                    grid: InterestGrid::default(),
                 },
             );
             self.ctx.metrics.matches.inc();
@@ -249,11 +256,10 @@ impl Worker {
                 });
             }
         };
-        let seat = hosted.seats.entry(player).or_insert(Seat {
-            entity,
+        let seat = hosted.seats.entry(player).or_insert_with(|| Seat {
             link: None,
             left_at: None,
-            rotation: 0,
+            snapshots: ClientSnapshots::new(entity),
         });
         if seat.link.is_none() {
             self.ctx.metrics.players.inc();
@@ -322,26 +328,39 @@ impl Worker {
             }
         }
 
-        hosted.game.write_replicated_state(&mut self.state);
         let mut gone = Vec::new();
-        let ticks_left = hosted.game.ticks_left();
-        for (player, seat) in &mut hosted.seats {
-            let Some(link) = &seat.link else { continue };
-            let capacity = Snapshot::entities_fitting(link.max_datagram.load(Ordering::Relaxed));
-            snapshot::select(
-                &self.state,
-                seat.entity,
-                capacity,
-                &mut seat.rotation,
-                &mut self.selected,
-            );
-            let datagram = Datagram::Snapshot(Snapshot {
+        if tick % hosted.game.config().ticks_per_snapshot() == 0 {
+            hosted.game.write_replicated_state(&mut self.state);
+            hosted.grid.rebuild(&self.state, self.ctx.interest.cell);
+            let frame = Frame {
                 tick,
-                ack_input_seq: hosted.game.ack_input_seq(*player).unwrap_or(0),
-                ticks_left,
-                entities: std::mem::take(&mut self.selected),
-            });
-            if let Ok(bytes) = codec::encode_datagram(&datagram) {
+                quantizer: &hosted.quantizer,
+                entities: &self.state,
+                grid: &hosted.grid,
+                interest: self.ctx.interest,
+            };
+            let ticks_left = hosted.game.ticks_left();
+            let snapshot_hz = hosted.game.config().snapshot_hz;
+            for (player, seat) in &mut hosted.seats {
+                let Some(link) = &seat.link else { continue };
+                let motion = hosted.game.motion(*player).map(|m| QMotion {
+                    velocity: quantize::velocity(m.velocity),
+                    grounded: m.grounded,
+                });
+                let max_datagram = link.max_datagram.load(Ordering::Relaxed);
+                let budget =
+                    snapshot::body_budget(self.ctx.bandwidth_bps, snapshot_hz, max_datagram);
+                let built = seat.snapshots.build(&frame, motion, budget);
+                let datagram = Datagram::Snapshot(Snapshot {
+                    tick,
+                    baseline_tick: built.baseline_tick,
+                    ack_input_seq: hosted.game.ack_input_seq(*player).unwrap_or(0),
+                    ticks_left,
+                    body: built.body,
+                });
+                let Ok(bytes) = codec::encode_datagram(&datagram) else {
+                    continue;
+                };
                 match link.datagrams.try_send(Bytes::from(bytes)) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(_)) => {
@@ -350,9 +369,6 @@ impl Worker {
                     // The connection is gone without a word: treat it as a leave.
                     Err(mpsc::error::TrySendError::Closed(_)) => gone.push(*player),
                 }
-            }
-            if let Datagram::Snapshot(s) = datagram {
-                self.selected = s.entities;
             }
         }
 

@@ -33,6 +33,8 @@ pub struct MatchConfig {
     pub mode: GameModeId,
     /// Simulation rate in ticks per second. Default 60; 10..=240.
     pub tick_hz: u16,
+    /// Snapshots per second sent to each player. Default 30; must divide `tick_hz`.
+    pub snapshot_hz: u16,
     /// Match length in seconds. Default 300; 5..=7200.
     pub duration_s: u32,
     /// Most players at once. Default 16; 1..=128.
@@ -44,6 +46,9 @@ pub struct MatchConfig {
     /// Half the side of the square arena floor, in metres. Default 40; 8..=1000.
     /// Everything replicated stays inside these bounds.
     pub arena_half_extent: f32,
+    /// Furthest back a shot is rewound for lag compensation, milliseconds. Default 200;
+    /// at most 1000.
+    pub max_rewind_ms: u16,
     /// Seed for the level layout. Same seed, same level.
     pub seed: u64,
 }
@@ -53,11 +58,13 @@ impl Default for MatchConfig {
         Self {
             mode: GameModeId::Arena,
             tick_hz: 60,
+            snapshot_hz: 30,
             duration_s: 300,
             max_players: 16,
             score_limit: 25,
             props: 40,
             arena_half_extent: 40.0,
+            max_rewind_ms: 200,
             seed: 0,
         }
     }
@@ -99,6 +106,11 @@ impl MatchConfig {
             "max_players",
             "must be 1..=128",
         )?;
+        check(
+            self.max_rewind_ms <= 1000,
+            "max_rewind_ms",
+            "must be at most 1000",
+        )?;
         check(self.props <= 4096, "props", "must be at most 4096")?;
         check(
             self.arena_half_extent.is_finite() && (8.0..=1000.0).contains(&self.arena_half_extent),
@@ -106,6 +118,11 @@ impl MatchConfig {
             "must be 8..=1000 metres",
         )?;
         Ok(())
+    }
+
+    /// Ticks between two snapshots.
+    pub fn ticks_per_snapshot(&self) -> u32 {
+        u32::from(self.tick_hz / self.snapshot_hz.max(1)).max(1)
     }
 
     /// Length of the match in ticks.

@@ -31,13 +31,19 @@
 
 pub mod codec;
 pub mod config;
+pub mod delta;
 pub mod ids;
+pub mod link;
 pub mod message;
+pub mod quantize;
+pub mod rng;
 pub mod token;
 
 pub use config::{ConfigError, GameModeId, MatchConfig};
+pub use delta::{EntityView, QMotion, View};
 pub use ids::{EntityId, MatchId, PlayerId};
 pub use message::*;
+pub use quantize::Quantizer;
 pub use token::{ConnectToken, SignedToken, TokenError, TokenSigner, TokenVerifier};
 
 /// Version of the wire protocol spoken by this build. A peer with another version is

@@ -11,21 +11,23 @@ use wincode::len::BincodeLen;
 use wincode::{SchemaRead, SchemaWrite};
 
 use crate::config::MatchConfig;
+use crate::delta::{EntityView, QMotion};
 use crate::ids::{EntityId, MatchId, PlayerId};
+use crate::quantize::{self, Quantizer};
 use crate::token::SignedToken;
 
 /// Most inputs one [`InputFrame`] may carry: the newest plus redundant copies of the
 /// previous ones, so a lost datagram costs nothing.
 pub const MAX_INPUTS_PER_FRAME: usize = 8;
-/// Most entities one [`Snapshot`] may carry (bounded again by the datagram size).
-pub const MAX_SNAPSHOT_ENTITIES: usize = 256;
+/// Largest snapshot body, in bytes (a datagram never carries more).
+pub const MAX_SNAPSHOT_BODY: usize = crate::codec::MAX_DATAGRAM;
 /// Most players listed in a [`Welcome`] or a [`MatchEvent::MatchEnded`].
 pub const MAX_LISTED_PLAYERS: usize = 128;
 /// Longest human-readable detail string in a [`Reject`].
 pub const MAX_DETAIL_LEN: usize = 256;
 
 type InputsLen = BincodeLen<{ MAX_INPUTS_PER_FRAME * size_of::<PlayerInput>() }>;
-type EntitiesLen = BincodeLen<{ MAX_SNAPSHOT_ENTITIES * size_of::<EntityState>() }>;
+type BodyLen = BincodeLen<MAX_SNAPSHOT_BODY>;
 type PlayersLen = BincodeLen<{ MAX_LISTED_PLAYERS * size_of::<PlayerScore>() }>;
 type DetailLen = BincodeLen<MAX_DETAIL_LEN>;
 
@@ -335,18 +337,28 @@ impl PlayerInput {
     }
 }
 
-/// Replicated state for one client at one tick.
+/// Replicated state for one client at one tick: a bit-packed body (see [`crate::delta`])
+/// holding the client's view of the world, delta-compressed against the view it had at
+/// `baseline_tick`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, SchemaWrite, SchemaRead)]
 pub struct Snapshot {
     /// Simulation tick this state is from.
     pub tick: u32,
+    /// Tick of the snapshot this one is a delta against; 0 for a keyframe.
+    pub baseline_tick: u32,
     /// Newest input sequence of this client the edge has applied.
     pub ack_input_seq: u32,
     /// Ticks left in the match.
     pub ticks_left: u32,
-    /// Entities in this snapshot (the most important ones when not all fit).
-    #[wincode(with = "containers::Vec<EntityState, EntitiesLen>")]
-    pub entities: Vec<EntityState>,
+    /// The encoded view, at most [`MAX_SNAPSHOT_BODY`] bytes.
+    #[wincode(with = "containers::Vec<u8, BodyLen>")]
+    pub body: Vec<u8>,
+}
+
+impl Snapshot {
+    /// Encoded size of a snapshot datagram without its body: the `Datagram` tag, four
+    /// `u32` fields and the body's `u64` length.
+    pub const HEADER_LEN: usize = 4 + 4 * 4 + 8;
 }
 
 /// What kind of thing an entity is.
@@ -389,18 +401,27 @@ pub struct EntityState {
 }
 
 impl EntityState {
-    /// Encoded size in bytes (fixed: the format has no variable-length fields here).
-    pub const ENCODED_LEN: usize = 4 + 4 + 12 + 16 + 12;
-}
+    /// This state as its quantized view (`motion` for a client's own character).
+    pub fn quantize(&self, quantizer: &Quantizer, motion: Option<QMotion>) -> EntityView {
+        EntityView {
+            id: self.id,
+            kind: self.kind,
+            position: quantizer.position(self.position),
+            rotation: quantize::rotation(self.rotation),
+            motion,
+        }
+    }
 
-impl Snapshot {
-    /// Encoded size of a snapshot's header (the `Datagram` tag, fields and the entity
-    /// count), without its entities.
-    pub const HEADER_LEN: usize = 4 + 4 + 4 + 4 + 8;
-
-    /// How many entities fit in a datagram of `max_len` bytes.
-    pub fn entities_fitting(max_len: usize) -> usize {
-        (max_len.saturating_sub(Self::HEADER_LEN) / EntityState::ENCODED_LEN)
-            .min(MAX_SNAPSHOT_ENTITIES)
+    /// The state a quantized view stands for (velocity zero unless the view has motion).
+    pub fn from_view(quantizer: &Quantizer, view: &EntityView) -> Self {
+        Self {
+            id: view.id,
+            kind: view.kind,
+            position: quantizer.position_value(view.position),
+            rotation: quantize::rotation_value(view.rotation),
+            velocity: view
+                .motion
+                .map_or([0.0; 3], |m| quantize::velocity_value(m.velocity)),
+        }
     }
 }

@@ -235,16 +235,16 @@ fn reject_detail_is_cut_on_a_char_boundary() {
 }
 
 #[test]
-fn snapshot_sizes_are_what_the_edge_budgets() {
+fn snapshot_header_is_what_the_edge_budgets() {
     let snapshot = Datagram::Snapshot(Snapshot {
         tick: 1,
+        baseline_tick: 0,
         ack_input_seq: 2,
         ticks_left: 3,
-        entities: vec![EntityState::default(); 10],
+        body: vec![7; 100],
     });
     let len = codec::encode_datagram(&snapshot).unwrap().len();
-    assert_eq!(len, Snapshot::HEADER_LEN + 10 * EntityState::ENCODED_LEN);
-    assert_eq!(Snapshot::entities_fitting(len), 10);
+    assert_eq!(len, Snapshot::HEADER_LEN + 100);
 }
 
 #[test]

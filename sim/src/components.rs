@@ -33,15 +33,37 @@ pub struct PlayerSlot {
     pub score: u32,
 }
 
-/// A player's inputs: queued ones waiting for their tick, and the one in force.
+/// Queued inputs beyond which the edge applies two per tick to catch up.
+pub const CATCH_UP_DEPTH: usize = 4;
+
+/// A character's motion: what the client needs, besides position, to predict it.
+#[derive(Component, Debug, Clone, Copy, Default, PartialEq)]
+pub struct Motion {
+    /// Velocity, metres per second.
+    pub velocity: [f32; 3],
+    /// Standing on something.
+    pub grounded: bool,
+}
+
+/// A player's inputs: queued ones waiting for their tick, and those applied this tick.
+///
+/// Movement runs once per input, not once per tick: a tick with no input moves the
+/// character not at all, and a tick after a late burst applies two. The character's
+/// state is then a function of its input sequence alone, which is what lets a client
+/// predict it exactly.
 #[derive(Component, Debug, Clone, Default)]
 pub struct Controls {
     /// Inputs not applied yet, in sequence order.
     pub queue: VecDeque<PlayerInput>,
-    /// The input applied this tick.
+    /// Inputs applied this tick, in order (usually one; none when none arrived; two
+    /// when catching up).
+    pub this_tick: Vec<PlayerInput>,
+    /// The newest input applied (aim and held buttons).
     pub current: PlayerInput,
     /// Sequence number of the newest input applied.
     pub last_applied_seq: u32,
+    /// Inputs applied so far.
+    pub applied: u64,
     /// Inputs refused because the queue was full.
     pub dropped: u64,
 }
@@ -75,14 +97,23 @@ impl Controls {
         true
     }
 
-    /// Moves to the next queued input, or repeats the held controls (movement and look,
-    /// never a one-shot button) when none arrived in time.
+    /// Takes this tick's inputs from the queue: one, or two when the queue is deeper
+    /// than [`CATCH_UP_DEPTH`], or none.
     pub fn advance(&mut self) {
-        if let Some(next) = self.queue.pop_front() {
+        self.this_tick.clear();
+        let take = if self.queue.len() > CATCH_UP_DEPTH {
+            2
+        } else {
+            1
+        };
+        for _ in 0..take {
+            let Some(next) = self.queue.pop_front() else {
+                break;
+            };
             self.last_applied_seq = next.seq;
             self.current = next;
-        } else {
-            self.current.buttons &= !(PlayerInput::FIRE | PlayerInput::JUMP);
+            self.applied += 1;
+            self.this_tick.push(next);
         }
     }
 }

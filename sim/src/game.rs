@@ -9,7 +9,7 @@ use outpost_protocol::{
     MatchEvent, MatchId, PlayerId, PlayerInput, PlayerScore, TickedEvent,
 };
 
-use crate::components::{Controls, NetId, PlayerSlot, Replicated, RigidBodyRef};
+use crate::components::{Controls, Motion, NetId, PlayerSlot, Replicated, RigidBodyRef};
 use crate::mode::GameMode;
 use crate::physics::{Collisions, Physics, step_physics};
 
@@ -247,6 +247,7 @@ impl Match {
         };
         if let Some(mut controls) = self.world.get_mut::<Controls>(entity) {
             controls.queue.clear();
+            controls.this_tick.clear();
             controls.current = PlayerInput {
                 seq: controls.last_applied_seq,
                 ..Default::default()
@@ -307,6 +308,20 @@ impl Match {
             .is_some_and(|mut c| c.push(input))
     }
 
+    /// A player's character motion (velocity, grounded), for replicating to its owner.
+    pub fn motion(&self, player: PlayerId) -> Option<Motion> {
+        let entity = *self.players.get(&player)?;
+        self.world.get::<Motion>(entity).copied()
+    }
+
+    /// How many inputs of a player were applied, and how many dropped on a full queue.
+    pub fn input_counts(&self, player: PlayerId) -> Option<(u64, u64)> {
+        let entity = *self.players.get(&player)?;
+        self.world
+            .get::<Controls>(entity)
+            .map(|c| (c.applied, c.dropped))
+    }
+
     /// Sequence number of the newest input applied for a player.
     pub fn ack_input_seq(&self, player: PlayerId) -> Option<u32> {
         let entity = *self.players.get(&player)?;
@@ -363,21 +378,29 @@ impl Match {
     /// Writes replicated state into `out` (cleared first), by entity id.
     pub fn write_replicated_state(&mut self, out: &mut Vec<EntityState>) {
         out.clear();
-        let mut query = self.world.query::<(&NetId, &Replicated, &RigidBodyRef)>();
+        let mut query = self
+            .world
+            .query::<(&NetId, &Replicated, &RigidBodyRef, Option<&Motion>)>();
         let physics = self.world.resource::<Physics>();
-        for (net_id, replicated, body) in query.iter(&self.world) {
+        for (net_id, replicated, body, motion) in query.iter(&self.world) {
             let Some(rb) = physics.world.bodies.get(body.0) else {
                 continue;
             };
             let p = rb.translation();
             let r = rb.rotation();
-            let v = rb.linvel();
+            let v = motion.map_or_else(
+                || {
+                    let v = rb.linvel();
+                    [v.x, v.y, v.z]
+                },
+                |m| m.velocity,
+            );
             out.push(EntityState {
                 id: net_id.0,
                 kind: replicated.0,
                 position: [p.x, p.y, p.z],
                 rotation: [r.x, r.y, r.z, r.w],
-                velocity: [v.x, v.y, v.z],
+                velocity: v,
             });
         }
         out.sort_unstable_by_key(|e| e.id);

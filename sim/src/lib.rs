@@ -33,14 +33,15 @@ mod components;
 mod game;
 mod mode;
 mod physics;
-mod rng;
 
-pub use components::{Controls, NetId, PlayerSlot, Replicated, RigidBodyRef};
+pub use components::{
+    CATCH_UP_DEPTH, Controls, Motion, NetId, PlayerSlot, Replicated, RigidBodyRef,
+};
 pub use game::{Match, MatchClock, MatchEvents, MatchOutcome, NetIds, SimError, TickSet};
 pub use mode::GameMode;
 pub use outpost_protocol::MatchConfig;
+pub use outpost_protocol::rng::SplitMix64;
 pub use physics::{Collisions, Physics};
-pub use rng::SplitMix64;
 
 /// Re-export of the physics engine, so modes and tests name the same version.
 pub use rapier3d;

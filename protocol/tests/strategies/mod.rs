@@ -10,7 +10,7 @@ pub fn f() -> impl Strategy<Value = f32> {
 
 pub fn match_config() -> impl Strategy<Value = MatchConfig> {
     (
-        any::<u16>(),
+        (any::<u16>(), any::<u16>(), any::<u16>()),
         any::<u32>(),
         any::<u16>(),
         any::<u32>(),
@@ -19,14 +19,24 @@ pub fn match_config() -> impl Strategy<Value = MatchConfig> {
         any::<u64>(),
     )
         .prop_map(
-            |(tick_hz, duration_s, max_players, score_limit, props, half, seed)| MatchConfig {
+            |(
+                (tick_hz, snapshot_hz, max_rewind_ms),
+                duration_s,
+                max_players,
+                score_limit,
+                props,
+                half,
+                seed,
+            )| MatchConfig {
                 mode: GameModeId::Arena,
                 tick_hz,
+                snapshot_hz,
                 duration_s,
                 max_players,
                 score_limit,
                 props,
                 arena_half_extent: half,
+                max_rewind_ms,
                 seed,
             },
         )
@@ -174,23 +184,6 @@ pub fn player_input() -> impl Strategy<Value = PlayerInput> {
         )
 }
 
-pub fn entity_state() -> impl Strategy<Value = EntityState> {
-    (
-        any::<u32>(),
-        prop_oneof![Just(EntityKind::Player), Just(EntityKind::Prop)],
-        [f(), f(), f()],
-        [f(), f(), f(), f()],
-        [f(), f(), f()],
-    )
-        .prop_map(|(id, kind, position, rotation, velocity)| EntityState {
-            id: EntityId(id),
-            kind,
-            position,
-            rotation,
-            velocity,
-        })
-}
-
 pub fn datagram() -> impl Strategy<Value = Datagram> {
     prop_oneof![
         (any::<u32>(), vec(player_input(), 0..=MAX_INPUTS_PER_FRAME)).prop_map(
@@ -203,15 +196,17 @@ pub fn datagram() -> impl Strategy<Value = Datagram> {
             any::<u32>(),
             any::<u32>(),
             any::<u32>(),
-            vec(entity_state(), 0..20)
+            any::<u32>(),
+            vec(any::<u8>(), 0..1200)
         )
-            .prop_map(
-                |(tick, ack_input_seq, ticks_left, entities)| Datagram::Snapshot(Snapshot {
+            .prop_map(|(tick, baseline_tick, ack_input_seq, ticks_left, body)| {
+                Datagram::Snapshot(Snapshot {
                     tick,
+                    baseline_tick,
                     ack_input_seq,
                     ticks_left,
-                    entities
+                    body,
                 })
-            ),
+            }),
     ]
 }

@@ -1,20 +1,23 @@
 //! The arena: a walled floor with pillars, boxes to push, and players with hitscan
 //! weapons scoring a point per hit.
 
-mod combat;
+pub mod combat;
 pub mod movement;
+pub mod prediction;
 
 use bevy_ecs::prelude::*;
 use outpost_protocol::{EntityId, EntityKind, MatchConfig, PlayerId};
 use rapier3d::prelude::*;
 
-use crate::components::{NetId, Replicated, RigidBodyRef};
+use crate::components::{Motion, NetId, Replicated, RigidBodyRef};
 use crate::game::{NetIds, SimError, TickSet};
 use crate::mode::GameMode;
 use crate::physics::Physics;
-use crate::rng::SplitMix64;
+use outpost_protocol::rng::SplitMix64;
 
+pub use combat::HitboxHistory;
 pub use movement::{Character, move_character};
+pub use prediction::Predictor;
 
 /// Half-height of the cylindrical part of a character's capsule, metres.
 pub const CAPSULE_HALF_HEIGHT: f32 = 0.5;
@@ -68,7 +71,11 @@ impl GameMode for Arena {
             .collect();
         world.insert_resource(SpawnPoints(spawns));
 
+        let history_ticks = usize::from(config.tick_hz);
+        let max_rewind = u32::from(config.max_rewind_ms) * u32::from(config.tick_hz) / 1000;
+        world.insert_resource(HitboxHistory::new(history_ticks, max_rewind));
         schedule.add_systems(movement::move_characters.in_set(TickSet::PrePhysics));
+        schedule.add_systems(combat::record_hitboxes.in_set(TickSet::Record));
         schedule.add_systems(
             (combat::fire_weapons, keep_in_bounds)
                 .chain()
@@ -99,6 +106,7 @@ impl GameMode for Arena {
                 Replicated(EntityKind::Player),
                 RigidBodyRef(body),
                 Character::default(),
+                Motion::default(),
             ))
             .id()
     }
@@ -131,7 +139,7 @@ pub fn spawn_height() -> f32 {
 }
 
 /// The static level: floor, four walls, a few pillars placed by the seed.
-fn build_level(physics: &mut PhysicsWorld, half: f32, rng: &mut SplitMix64) {
+pub(crate) fn build_level(physics: &mut PhysicsWorld, half: f32, rng: &mut SplitMix64) {
     let fixed = |physics: &mut PhysicsWorld, at: Vector, half_extents: Vector| {
         let body = physics.insert_body(RigidBodyBuilder::fixed().translation(at));
         physics.insert_collider(

@@ -1,15 +1,20 @@
 //! Character movement: the code the edge runs authoritatively and the client runs again
 //! to predict its own character. Both call [`move_character`] on the same state, so
 //! prediction agrees with the server unless something the client cannot see intervenes.
+//!
+//! Velocity is snapped to the wire's grid after every move, so the velocity a client
+//! receives is exactly the server's. Position is not: snapping it could nudge the
+//! character inside the controller's skin distance from the floor or a wall, which stops
+//! it sliding; the client starts from the quantized position instead (within 1 mm).
 
 use bevy_ecs::prelude::*;
-use outpost_protocol::PlayerInput;
+use outpost_protocol::{PlayerInput, quantize};
 use rapier3d::control::{
     CharacterAutostep, CharacterCollision, CharacterLength, KinematicCharacterController,
 };
 use rapier3d::prelude::*;
 
-use crate::components::{Controls, NetId, RigidBodyRef};
+use crate::components::{Controls, Motion, NetId, RigidBodyRef};
 use crate::game::MatchClock;
 use crate::physics::Physics;
 
@@ -22,13 +27,9 @@ pub const GRAVITY: f32 = 20.0;
 /// Mass a character pushes props with, kilograms.
 pub const CHARACTER_MASS: f32 = 80.0;
 
-/// A character's own motion state (what the physics body does not hold).
+/// Arena-only character state (what is neither in the body nor in [`Motion`]).
 #[derive(Component, Debug, Clone, Copy, Default, PartialEq)]
 pub struct Character {
-    /// Velocity the character wants this tick (metres per second).
-    pub velocity: Vector,
-    /// Whether it stood on something after its last move.
-    pub grounded: bool,
     /// Ticks until it may fire again.
     pub fire_cooldown: u32,
 }
@@ -59,37 +60,39 @@ fn controller() -> KinematicCharacterController {
     }
 }
 
-/// Moves one character by one tick of `input`: walk, jump, fall, slide along walls, and
-/// push the props it runs into.
+/// Moves one character by one input: walk, jump, fall, slide along walls, push the props
+/// it runs into; snaps its velocity to the wire's grid. Starts from the body's pending
+/// (next) position, so several inputs can be applied within one physics step.
 pub fn move_character(
     physics: &mut PhysicsWorld,
     body: RigidBodyHandle,
     input: &PlayerInput,
-    state: &mut Character,
+    motion: &mut Motion,
     dt: f32,
 ) {
     let yaw = input.yaw_radians();
     let forward = facing(yaw);
-    let right = Vector::new(forward.z, 0.0, -forward.x);
+    // Facing +Z with Y up, the character's left is +X.
+    let left = Vector::new(forward.z, 0.0, -forward.x);
     let mut wish =
-        forward * (f32::from(input.move_z) / 127.0) + right * (-f32::from(input.move_x) / 127.0);
+        forward * (f32::from(input.move_z) / 127.0) - left * (f32::from(input.move_x) / 127.0);
     if wish.length_squared() > 1.0 {
         wish = wish.normalize();
     }
-    let mut vertical = state.velocity.y;
-    if state.grounded && input.buttons & PlayerInput::JUMP != 0 {
+    let mut vertical = motion.velocity[1];
+    if motion.grounded && input.buttons & PlayerInput::JUMP != 0 {
         vertical = JUMP_SPEED;
-    } else if state.grounded {
+    } else if motion.grounded {
         vertical = -GRAVITY * dt;
     } else {
         vertical -= GRAVITY * dt;
     }
-    state.velocity = Vector::new(wish.x * RUN_SPEED, vertical, wish.z * RUN_SPEED);
+    let velocity = Vector::new(wish.x * RUN_SPEED, vertical, wish.z * RUN_SPEED);
 
     let Some(rb) = physics.bodies.get(body) else {
         return;
     };
-    let start = *rb.position();
+    let start = *rb.next_position();
     let Some(&collider) = rb.colliders().first() else {
         return;
     };
@@ -107,14 +110,16 @@ pub fn move_character(
         .exclude_sensors();
     let movement = {
         let queries = physics.query_pipeline_with_filter(filter);
-        controller.move_shape(dt, &queries, &*shape, &start, state.velocity * dt, |c| {
+        controller.move_shape(dt, &queries, &*shape, &start, velocity * dt, |c| {
             collisions.push(c)
         })
     };
-    state.grounded = movement.grounded;
-    if movement.grounded && state.velocity.y < 0.0 {
-        state.velocity.y = 0.0;
+    let mut velocity = [velocity.x, velocity.y, velocity.z];
+    if movement.grounded && velocity[1] < 0.0 {
+        velocity[1] = 0.0;
     }
+    motion.velocity = quantize::snap_velocity(velocity);
+    motion.grounded = movement.grounded;
     let next = Pose::from_parts(
         start.translation + movement.translation,
         Rotation::from_rotation_y(yaw),
@@ -139,21 +144,17 @@ pub fn move_character(
     }
 }
 
-/// Moves every character by its current input, in entity-id order.
+/// Moves every character by this tick's inputs, in entity-id order.
 pub(crate) fn move_characters(
     clock: Res<MatchClock>,
     mut physics: ResMut<Physics>,
-    mut characters: Query<(&NetId, &RigidBodyRef, &Controls, &mut Character)>,
+    mut characters: Query<(&NetId, &RigidBodyRef, &Controls, &mut Motion)>,
 ) {
     let mut ordered: Vec<_> = characters.iter_mut().collect();
     ordered.sort_unstable_by_key(|(id, ..)| **id);
-    for (_, body, controls, mut character) in ordered {
-        move_character(
-            &mut physics.world,
-            body.0,
-            &controls.current,
-            &mut character,
-            clock.dt,
-        );
+    for (_, body, controls, mut motion) in ordered {
+        for input in &controls.this_tick {
+            move_character(&mut physics.world, body.0, input, &mut motion, clock.dt);
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! The deterministic random numbers behind level layouts.
+//! Deterministic random numbers: level layouts, link-conditioner fates, test scripts.
 //!
 //! SplitMix64 (Steele, Lea, Flood 2014), written out here rather than taken from a crate:
 //! a level generated from a seed must stay the same level for as long as replays of it
@@ -21,6 +21,11 @@ impl SplitMix64 {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
+    }
+
+    /// A float uniformly in `0..1`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// A float uniformly in `lo..hi`.

@@ -1,0 +1,426 @@
+//! The client half of the netcode, free of I/O: decoding snapshots against the views
+//! already received, estimating the server's clock, buffering remote entities for
+//! interpolation, and predicting the player's own character with reconciliation.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use outpost_protocol::delta::{self, View};
+use outpost_protocol::{
+    EntityId, EntityState, MatchConfig, PlayerInput, Quantizer, Snapshot, quantize,
+};
+use outpost_sim::Motion;
+use outpost_sim::arena::Predictor;
+
+/// Views kept as possible baselines (the edge only uses ticks it was told we have).
+const VIEW_HISTORY: usize = 64;
+/// Seconds of samples kept per remote entity.
+const TIMELINE_SECONDS: f64 = 1.0;
+/// Longest a remote entity is extrapolated past its newest sample, seconds.
+pub const MAX_EXTRAPOLATION_S: f64 = 0.25;
+/// Prediction errors remembered for statistics.
+const ERROR_HISTORY: usize = 4096;
+/// Fraction of a visual correction kept per input tick (the rest is smoothed away).
+const SMOOTHING: f32 = 0.85;
+/// Obstacles closer than this to the predicted character are placed in its world.
+const OBSTACLE_RADIUS: f32 = 8.0;
+
+/// A snapshot decoded into the full world the client sees.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct WorldState {
+    /// Server tick.
+    pub tick: u32,
+    /// Newest own input the server applied.
+    pub ack_input_seq: u32,
+    /// Ticks left in the match.
+    pub ticks_left: u32,
+    /// Every entity in view, sorted by id (velocity is zero except for the own character).
+    pub entities: Vec<EntityState>,
+    /// The own character's motion, when in view.
+    pub own_motion: Option<Motion>,
+}
+
+/// Why a snapshot could not be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotIssue {
+    /// Older than one already decoded.
+    Stale,
+    /// Its baseline is no longer (or never was) held.
+    NoBaseline,
+    /// The body did not decode.
+    Malformed,
+}
+
+/// Estimates of the server's clock from snapshot arrivals.
+#[derive(Debug, Clone)]
+pub struct ClockSync {
+    tick_hz: f64,
+    snapshot_ticks: f64,
+    offset: Option<f64>,
+    jitter: f64,
+}
+
+impl ClockSync {
+    /// For a match's rates.
+    pub fn new(config: &MatchConfig) -> Self {
+        Self {
+            tick_hz: f64::from(config.tick_hz),
+            snapshot_ticks: f64::from(config.ticks_per_snapshot()),
+            offset: None,
+            jitter: 0.0,
+        }
+    }
+
+    /// A snapshot of `tick` arrived at local time `now_s`.
+    pub fn on_snapshot(&mut self, tick: u32, now_s: f64) {
+        let sample = f64::from(tick) - now_s * self.tick_hz;
+        match self.offset {
+            None => self.offset = Some(sample),
+            Some(offset) if sample > offset => {
+                // Less delayed than any before: the best estimate of the link's floor.
+                self.offset = Some(offset + (sample - offset) * 0.5);
+            }
+            Some(offset) => {
+                let late = offset - sample;
+                self.jitter += (late - self.jitter) * 0.05;
+                // Drift down slowly, so one late arrival does not move the clock.
+                self.offset = Some(offset - late * 0.002);
+            }
+        }
+    }
+
+    /// The server tick whose snapshot would arrive now on the fastest path seen.
+    pub fn arrival_tick(&self, now_s: f64) -> Option<f64> {
+        self.offset.map(|offset| now_s * self.tick_hz + offset)
+    }
+
+    /// The server tick now, given the round-trip time.
+    pub fn server_tick(&self, now_s: f64, rtt_s: f64) -> Option<f64> {
+        self.arrival_tick(now_s)
+            .map(|t| t + rtt_s / 2.0 * self.tick_hz)
+    }
+
+    /// Arrival jitter, in ticks.
+    pub fn jitter_ticks(&self) -> f64 {
+        self.jitter
+    }
+
+    /// How far behind the newest state remote entities are drawn, in ticks: one
+    /// snapshot interval, plus room for the measured jitter, plus one tick; at most
+    /// 250 ms.
+    pub fn interpolation_delay_ticks(&self) -> f64 {
+        let wanted = self.snapshot_ticks + 2.5 * self.jitter + 1.0;
+        wanted.clamp(self.snapshot_ticks, MAX_EXTRAPOLATION_S * self.tick_hz)
+    }
+
+    /// The tick remote entities should be drawn at now.
+    pub fn render_tick(&self, now_s: f64) -> Option<f64> {
+        self.arrival_tick(now_s)
+            .map(|t| t - self.interpolation_delay_ticks())
+    }
+
+    /// Ticks per second.
+    pub fn tick_hz(&self) -> f64 {
+        self.tick_hz
+    }
+}
+
+/// Past states of the entities in view, for interpolation.
+#[derive(Debug, Default)]
+pub struct Timeline {
+    samples: BTreeMap<EntityId, VecDeque<(u32, EntityState)>>,
+    max_extrapolated_s: f64,
+}
+
+impl Timeline {
+    /// Adds a decoded world; forgets samples older than a second and entities gone from it.
+    pub fn push(&mut self, world: &WorldState, tick_hz: f64) {
+        let keep = (TIMELINE_SECONDS * tick_hz) as u32;
+        self.samples
+            .retain(|id, _| world.entities.binary_search_by_key(id, |e| e.id).is_ok());
+        for entity in &world.entities {
+            let samples = self.samples.entry(entity.id).or_default();
+            if samples.back().is_some_and(|(t, _)| *t >= world.tick) {
+                continue;
+            }
+            samples.push_back((world.tick, *entity));
+            while samples.front().is_some_and(|(t, _)| world.tick - t > keep) {
+                samples.pop_front();
+            }
+        }
+    }
+
+    /// An entity's state at a (fractional) tick: interpolated between the samples around
+    /// it, or extrapolated from the newest two for at most [`MAX_EXTRAPOLATION_S`].
+    pub fn at(&mut self, id: EntityId, tick: f64, tick_hz: f64) -> Option<EntityState> {
+        let samples = self.samples.get(&id)?;
+        let (newest_tick, newest) = *samples.back()?;
+        if tick >= f64::from(newest_tick) {
+            let Some(&(older_tick, older)) = samples.iter().rev().nth(1) else {
+                return Some(newest);
+            };
+            let ahead = (tick - f64::from(newest_tick)).min(MAX_EXTRAPOLATION_S * tick_hz);
+            self.max_extrapolated_s = self.max_extrapolated_s.max(ahead / tick_hz);
+            let span = f64::from(newest_tick - older_tick).max(1.0);
+            return Some(blend(&older, &newest, (1.0 + ahead / span) as f32));
+        }
+        let after = samples.iter().position(|(t, _)| f64::from(*t) >= tick)?;
+        if after == 0 {
+            return Some(samples[0].1);
+        }
+        let (t0, a) = samples[after - 1];
+        let (t1, b) = samples[after];
+        Some(blend(
+            &a,
+            &b,
+            ((tick - f64::from(t0)) / f64::from(t1 - t0).max(1.0)) as f32,
+        ))
+    }
+
+    /// The furthest any entity has been extrapolated, seconds.
+    pub fn max_extrapolated_s(&self) -> f64 {
+        self.max_extrapolated_s
+    }
+}
+
+/// Linear blend of positions, normalised blend of rotations (`f` may exceed 1 to
+/// extrapolate).
+fn blend(a: &EntityState, b: &EntityState, f: f32) -> EntityState {
+    let mut out = *b;
+    for i in 0..3 {
+        out.position[i] = a.position[i] + (b.position[i] - a.position[i]) * f;
+    }
+    let dot: f32 = a.rotation.iter().zip(&b.rotation).map(|(x, y)| x * y).sum();
+    let sign = if dot < 0.0 { -1.0 } else { 1.0 };
+    let f = f.min(1.0);
+    let r: [f32; 4] = std::array::from_fn(|i| a.rotation[i] * (1.0 - f) + sign * b.rotation[i] * f);
+    let n = r.iter().map(|c| c * c).sum::<f32>().sqrt().max(1e-6);
+    out.rotation = r.map(|c| c / n);
+    out
+}
+
+/// Decodes snapshots against the views received before.
+#[derive(Debug)]
+pub struct Decoder {
+    quantizer: Quantizer,
+    own: EntityId,
+    views: VecDeque<(u32, View)>,
+}
+
+impl Decoder {
+    /// A decoder for a match and a player's own entity.
+    pub fn new(config: &MatchConfig, own: EntityId) -> Self {
+        Self {
+            quantizer: Quantizer::for_config(config),
+            own,
+            views: VecDeque::with_capacity(VIEW_HISTORY),
+        }
+    }
+
+    /// Newest tick decoded (the ack to send), 0 before the first.
+    pub fn newest(&self) -> u32 {
+        self.views.back().map_or(0, |(t, _)| *t)
+    }
+
+    /// Decodes a snapshot into the world it describes.
+    pub fn decode(&mut self, snapshot: &Snapshot) -> Result<WorldState, SnapshotIssue> {
+        if snapshot.tick <= self.newest() {
+            return Err(SnapshotIssue::Stale);
+        }
+        let empty = View::new();
+        let baseline = if snapshot.baseline_tick == 0 {
+            &empty
+        } else {
+            self.views
+                .iter()
+                .find(|(t, _)| *t == snapshot.baseline_tick)
+                .map(|(_, v)| v)
+                .ok_or(SnapshotIssue::NoBaseline)?
+        };
+        let view = delta::decode(&self.quantizer, baseline, &snapshot.body)
+            .map_err(|_| SnapshotIssue::Malformed)?;
+        let own_motion = view
+            .iter()
+            .find(|e| e.id == self.own)
+            .and_then(|e| e.motion)
+            .map(|m| Motion {
+                velocity: quantize::velocity_value(m.velocity),
+                grounded: m.grounded,
+            });
+        let entities = view
+            .iter()
+            .map(|e| EntityState::from_view(&self.quantizer, e))
+            .collect();
+        if self.views.len() == VIEW_HISTORY {
+            self.views.pop_front();
+        }
+        self.views.push_back((snapshot.tick, view));
+        Ok(WorldState {
+            tick: snapshot.tick,
+            ack_input_seq: snapshot.ack_input_seq,
+            ticks_left: snapshot.ticks_left,
+            entities,
+            own_motion,
+        })
+    }
+}
+
+/// The player's own character, predicted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PredictedSelf {
+    /// Where to draw it: the prediction plus a decaying share of the last correction.
+    pub position: [f32; 3],
+    /// The prediction itself.
+    pub predicted: [f32; 3],
+    /// Its velocity.
+    pub velocity: [f32; 3],
+    /// Sequence of the newest input it includes.
+    pub seq: u32,
+}
+
+/// Prediction and reconciliation of the own character.
+pub struct Prediction {
+    predictor: Predictor,
+    own: EntityId,
+    started: bool,
+    pending: VecDeque<(PlayerInput, [f32; 3])>,
+    correction: [f32; 3],
+    errors: VecDeque<f32>,
+    corrections: u64,
+    last_reconciled: u32,
+}
+
+impl std::fmt::Debug for Prediction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prediction")
+            .field("started", &self.started)
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+/// Inputs kept for replay; beyond this the oldest are dropped (the server is far behind
+/// or gone, and the next reconciliation snaps).
+const MAX_PENDING: usize = 256;
+
+impl Prediction {
+    /// Prediction for a match, of `own`.
+    pub fn new(config: &MatchConfig, own: EntityId) -> Option<Self> {
+        Some(Self {
+            predictor: Predictor::new(config).ok()?,
+            own,
+            started: false,
+            pending: VecDeque::new(),
+            correction: [0.0; 3],
+            errors: VecDeque::new(),
+            corrections: 0,
+            last_reconciled: 0,
+        })
+    }
+
+    /// Applies an input the player just sent.
+    pub fn apply(&mut self, input: &PlayerInput) {
+        let position = if self.started {
+            self.predictor.apply(input)
+        } else {
+            [f32::NAN; 3]
+        };
+        if self.pending.len() == MAX_PENDING {
+            self.pending.pop_front();
+        }
+        self.pending.push_back((*input, position));
+        self.correction = self.correction.map(|c| c * SMOOTHING);
+    }
+
+    /// Reconciles with the server's state after input `ack`: measures the prediction
+    /// error, rewinds to the server's state and replays the inputs it has not applied.
+    pub fn reconcile(&mut self, world: &WorldState) {
+        if world.ack_input_seq <= self.last_reconciled && self.started {
+            return;
+        }
+        let Some(own) = world.entities.iter().find(|e| e.id == self.own) else {
+            return;
+        };
+        let motion = world.own_motion.unwrap_or_default();
+        let before = self.predictor.position();
+        if let Some(&(_, predicted)) = self
+            .pending
+            .iter()
+            .find(|(i, _)| i.seq == world.ack_input_seq)
+            && predicted[0].is_finite()
+        {
+            let error = distance(predicted, own.position);
+            if self.errors.len() == ERROR_HISTORY {
+                self.errors.pop_front();
+            }
+            self.errors.push_back(error);
+        }
+        while self
+            .pending
+            .front()
+            .is_some_and(|(i, _)| i.seq <= world.ack_input_seq)
+        {
+            self.pending.pop_front();
+        }
+        let near: Vec<EntityState> = world
+            .entities
+            .iter()
+            .filter(|e| distance(e.position, own.position) < OBSTACLE_RADIUS)
+            .copied()
+            .collect();
+        self.predictor.set_obstacles(&near, self.own);
+        self.predictor.reset(own.position, motion);
+        for (input, predicted) in self.pending.iter_mut() {
+            *predicted = self.predictor.apply(input);
+        }
+        let after = self.predictor.position();
+        if self.started {
+            let jump = [
+                before[0] - after[0],
+                before[1] - after[1],
+                before[2] - after[2],
+            ];
+            if distance(before, after) > 1e-4 {
+                self.corrections += 1;
+                // Large jumps (a teleport) are not smoothed.
+                if distance(before, after) < 2.0 {
+                    for (c, j) in self.correction.iter_mut().zip(jump) {
+                        *c += j;
+                    }
+                }
+            }
+        }
+        self.started = true;
+        self.last_reconciled = world.ack_input_seq;
+    }
+
+    /// The predicted character, once the first server state arrived.
+    pub fn current(&self) -> Option<PredictedSelf> {
+        if !self.started {
+            return None;
+        }
+        let predicted = self.predictor.position();
+        Some(PredictedSelf {
+            position: [0, 1, 2].map(|i| predicted[i] + self.correction[i]),
+            predicted,
+            velocity: self.predictor.motion().velocity,
+            seq: self
+                .pending
+                .back()
+                .map_or(self.last_reconciled, |(i, _)| i.seq),
+        })
+    }
+
+    /// Prediction errors measured so far (metres), newest last.
+    pub fn errors(&self) -> Vec<f32> {
+        self.errors.iter().copied().collect()
+    }
+
+    /// Reconciliations that moved the prediction.
+    pub fn corrections(&self) -> u64 {
+        self.corrections
+    }
+}
+
+fn distance(a: [f32; 3], b: [f32; 3]) -> f32 {
+    ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
+}

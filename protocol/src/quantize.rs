@@ -1,0 +1,196 @@
+//! Quantization: the exact integers state is sent as.
+//!
+//! Positions snap to a grid of [`POSITION_STEP`] (about 2 mm) inside the match's bounds;
+//! orientations are "smallest three" quaternions with 10 bits per component; velocities
+//! (sent only where a client needs them: its own character) snap to 1/256 m/s. Client and
+//! edge use these same functions, and the edge snaps its characters' authoritative state
+//! to the same grid, so a client's prediction starts from exactly what the server has.
+
+use crate::config::MatchConfig;
+
+/// Position resolution, metres (1/512 m ≈ 2 mm).
+pub const POSITION_STEP: f32 = 1.0 / 512.0;
+/// Bits per "smallest three" quaternion component.
+pub const ROTATION_COMPONENT_BITS: u32 = 10;
+/// Velocity resolution, metres per second.
+pub const VELOCITY_STEP: f32 = 1.0 / 256.0;
+/// Largest speed represented, metres per second (faster clamps).
+pub const MAX_SPEED: f32 = 64.0;
+/// Bits per velocity axis.
+pub const VELOCITY_BITS: u32 = 15;
+/// Lowest height represented, metres.
+pub const MIN_HEIGHT: f32 = -16.0;
+/// Highest height represented, metres.
+pub const MAX_HEIGHT: f32 = 48.0;
+/// Margin around the arena floor inside the bounds, metres.
+pub const BOUNDS_MARGIN: f32 = 8.0;
+
+/// A position on the grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct QPosition(pub [u32; 3]);
+
+/// A "smallest three" orientation: which component was largest (and dropped), and the
+/// other three on a 10-bit grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct QRotation {
+    /// Index (0..4) of the dropped, largest component.
+    pub largest: u8,
+    /// The other three, in order, each `0..1024`.
+    pub components: [u16; 3],
+}
+
+/// A velocity on the grid (offset binary: 0 is `-MAX_SPEED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct QVelocity(pub [u32; 3]);
+
+/// The grid of one match: its bounds and the bits each axis needs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quantizer {
+    min: [f32; 3],
+    steps: [u32; 3],
+    bits: [u32; 3],
+}
+
+impl Quantizer {
+    /// The grid for a match: the arena floor plus a margin, heights from
+    /// [`MIN_HEIGHT`] to [`MAX_HEIGHT`].
+    pub fn for_config(config: &MatchConfig) -> Self {
+        let half = config.arena_half_extent + BOUNDS_MARGIN;
+        Self::new([-half, MIN_HEIGHT, -half], [half, MAX_HEIGHT, half])
+    }
+
+    /// A grid over explicit bounds.
+    pub fn new(min: [f32; 3], max: [f32; 3]) -> Self {
+        let mut steps = [0u32; 3];
+        let mut bits = [0u32; 3];
+        for axis in 0..3 {
+            steps[axis] = ((max[axis] - min[axis]) / POSITION_STEP).ceil().max(1.0) as u32;
+            bits[axis] = u32::BITS - steps[axis].leading_zeros();
+        }
+        Self { min, steps, bits }
+    }
+
+    /// Bits per position axis.
+    pub fn position_bits(&self) -> [u32; 3] {
+        self.bits
+    }
+
+    /// The nearest grid point (positions outside the bounds clamp to them).
+    pub fn position(&self, p: [f32; 3]) -> QPosition {
+        let mut q = [0u32; 3];
+        for axis in 0..3 {
+            let v = if p[axis].is_finite() {
+                p[axis]
+            } else {
+                self.min[axis]
+            };
+            let steps = ((v - self.min[axis]) / POSITION_STEP).round();
+            q[axis] = steps.clamp(0.0, self.steps[axis] as f32) as u32;
+        }
+        QPosition(q)
+    }
+
+    /// The point a grid position stands for.
+    pub fn position_value(&self, q: QPosition) -> [f32; 3] {
+        std::array::from_fn(|axis| {
+            self.min[axis] + q.0[axis].min(self.steps[axis]) as f32 * POSITION_STEP
+        })
+    }
+
+    /// Whether a grid position is inside the grid (decoders check what they read).
+    pub fn contains(&self, q: QPosition) -> bool {
+        (0..3).all(|axis| q.0[axis] <= self.steps[axis])
+    }
+
+    /// Snaps a position to the grid.
+    pub fn snap_position(&self, p: [f32; 3]) -> [f32; 3] {
+        self.position_value(self.position(p))
+    }
+}
+
+const COMPONENT_MAX: f32 = ((1 << ROTATION_COMPONENT_BITS) - 1) as f32;
+
+/// Quantizes a quaternion `(x, y, z, w)`; it need not be exactly unit length.
+pub fn rotation(q: [f32; 4]) -> QRotation {
+    let length = q.iter().map(|c| c * c).sum::<f32>().sqrt();
+    let q = if length.is_finite() && length > 1e-6 {
+        q.map(|c| c / length)
+    } else {
+        [0.0, 0.0, 0.0, 1.0]
+    };
+    let largest = (0..4)
+        .max_by(|&a, &b| q[a].abs().total_cmp(&q[b].abs()))
+        .unwrap_or(3);
+    // q and -q are the same rotation: make the dropped component positive.
+    let sign = if q[largest] < 0.0 { -1.0 } else { 1.0 };
+    let mut components = [0u16; 3];
+    let mut k = 0;
+    for (i, c) in q.iter().enumerate() {
+        if i == largest {
+            continue;
+        }
+        let unit = (sign * c * std::f32::consts::SQRT_2).clamp(-1.0, 1.0);
+        components[k] = (((unit + 1.0) / 2.0) * COMPONENT_MAX).round() as u16;
+        k += 1;
+    }
+    QRotation {
+        largest: largest as u8,
+        components,
+    }
+}
+
+/// The unit quaternion `(x, y, z, w)` a quantized rotation stands for.
+pub fn rotation_value(r: QRotation) -> [f32; 4] {
+    let mut q = [0f32; 4];
+    let largest = usize::from(r.largest.min(3));
+    let mut sum = 0.0;
+    let mut k = 0;
+    for (i, slot) in q.iter_mut().enumerate() {
+        if i == largest {
+            continue;
+        }
+        let c = (f32::from(r.components[k].min(COMPONENT_MAX as u16)) / COMPONENT_MAX * 2.0 - 1.0)
+            / std::f32::consts::SQRT_2;
+        *slot = c;
+        sum += c * c;
+        k += 1;
+    }
+    q[largest] = (1.0 - sum).max(0.0).sqrt();
+    let length = q.iter().map(|c| c * c).sum::<f32>().sqrt();
+    q.map(|c| c / length)
+}
+
+const VELOCITY_OFFSET: f32 = MAX_SPEED / VELOCITY_STEP;
+const VELOCITY_MAX_Q: u32 = (1 << VELOCITY_BITS) - 1;
+
+/// Quantizes a velocity (components beyond ±[`MAX_SPEED`] clamp).
+pub fn velocity(v: [f32; 3]) -> QVelocity {
+    QVelocity(v.map(|c| {
+        let c = if c.is_finite() { c } else { 0.0 };
+        (c / VELOCITY_STEP + VELOCITY_OFFSET)
+            .round()
+            .clamp(0.0, VELOCITY_MAX_Q as f32) as u32
+    }))
+}
+
+/// The velocity a quantized one stands for.
+pub fn velocity_value(v: QVelocity) -> [f32; 3] {
+    v.0.map(|c| (c.min(VELOCITY_MAX_Q) as f32 - VELOCITY_OFFSET) * VELOCITY_STEP)
+}
+
+/// Snaps a velocity to the grid.
+pub fn snap_velocity(v: [f32; 3]) -> [f32; 3] {
+    velocity_value(velocity(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_sizes_follow_the_arena() {
+        let q = Quantizer::for_config(&MatchConfig::default());
+        // 96 m at 1/512 m: 49 152 steps, 16 bits; 64 m of height: 15 bits... plus one.
+        assert_eq!(q.position_bits(), [16, 16, 16]);
+    }
+}
