@@ -7,8 +7,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::Args;
+use outpost_client::link::LinkRelay;
 use outpost_client::{Assignment, Bot, BotReport, BotStyle, Client, Trust};
 use outpost_edge::{Edge, EdgeConfig};
+use outpost_protocol::link::LinkConfig;
 use outpost_protocol::{ConnectToken, MatchConfig, MatchId, PlayerId, TokenSigner};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -47,6 +49,10 @@ pub struct DevArgs {
     /// Simulation worker threads.
     #[arg(long, default_value_t = 1)]
     sim_threads: usize,
+    /// Put the bots behind a link conditioner: `good`, `average`, `poor` or `bursty`
+    /// (latency, jitter and loss each way).
+    #[arg(long, value_parser = parse_link)]
+    link: Option<LinkConfig>,
     /// Print one JSON summary on stdout at exit.
     #[arg(long)]
     json: bool,
@@ -73,6 +79,16 @@ struct Summary {
     datagrams_in: u64,
     snapshots_dropped: u64,
     match_ended: bool,
+    prediction_error_m_p50: f64,
+    prediction_error_m_p99: f64,
+    max_extrapolated_ms: f64,
+    acks_in_order: bool,
+    snapshot_kbps_per_bot: f64,
+}
+
+fn parse_link(name: &str) -> Result<LinkConfig, String> {
+    LinkConfig::preset(name)
+        .ok_or_else(|| format!("unknown link preset `{name}` (good, average, poor, bursty)"))
 }
 
 fn now_ms() -> u64 {
@@ -110,6 +126,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     let match_id = MatchId(rand::random());
     let client = Client::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    // With --link the bots reach the edge through a conditioning relay.
+    let relay = match args.link {
+        Some(link) => Some(LinkRelay::symmetric(edge.quic_addr(), link, rand::random()).await?),
+        None => None,
+    };
+    let edge_addr = relay.as_ref().map_or(edge.quic_addr(), LinkRelay::addr);
     let stop = CancellationToken::new();
     let mut bots = Vec::with_capacity(usize::from(args.bots));
     for n in 0..args.bots {
@@ -123,7 +145,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             nonce: rand::random(),
         };
         let assignment = Assignment {
-            edge_addr: edge.quic_addr(),
+            edge_addr,
             server_name: "localhost".into(),
             trust: Trust::Pinned(edge.cert_fingerprint()),
             connect_token: signer.sign(&token)?,
@@ -164,6 +186,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     let tick = edge.tick_stats();
     let metrics = edge.metrics();
+    let errors: Vec<f32> = reports
+        .iter()
+        .flat_map(|r| r.netcode.prediction_errors.iter().copied())
+        .collect();
     let summary = Summary {
         bots: args.bots,
         duration_s: elapsed.as_secs_f64(),
@@ -191,6 +217,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         datagrams_in: metrics.datagrams_in.get(),
         snapshots_dropped: metrics.snapshots_dropped.get(),
         match_ended: reports.iter().any(|r| r.match_ended),
+        prediction_error_m_p50: percentile(&errors, 0.5),
+        prediction_error_m_p99: percentile(&errors, 0.99),
+        max_extrapolated_ms: reports
+            .iter()
+            .map(|r| r.netcode.max_extrapolated_ms)
+            .fold(0.0, f64::max),
+        acks_in_order: reports.iter().all(|r| r.acks_in_order),
+        snapshot_kbps_per_bot: metrics.bytes_out.get() as f64 * 8.0
+            / 1000.0
+            / elapsed.as_secs_f64()
+            / f64::from(args.bots),
     };
     edge.shutdown().await;
     if args.json {
@@ -249,4 +286,15 @@ async fn status_line(edge: &Edge, quiet: bool) {
             eprintln!("{line}");
         }
     }
+}
+
+/// The `q` quantile of `values` (0 when empty).
+pub(crate) fn percentile(values: &[f32], q: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f32::total_cmp);
+    let index = ((sorted.len() - 1) as f64 * q).round() as usize;
+    f64::from(sorted[index])
 }

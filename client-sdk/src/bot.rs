@@ -20,7 +20,7 @@ pub enum BotStyle {
 }
 
 /// What a bot saw and did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct BotReport {
     /// Snapshots received.
     pub snapshots_received: u64,
@@ -34,6 +34,10 @@ pub struct BotReport {
     pub match_ended: bool,
     /// Whether the connection was up until the bot stopped.
     pub stayed_connected: bool,
+    /// Whether every state received acknowledged inputs in order (never going back).
+    pub acks_in_order: bool,
+    /// Prediction, interpolation and clock figures at the end.
+    pub netcode: crate::NetcodeStats,
 }
 
 /// A scripted player on a session.
@@ -68,8 +72,10 @@ impl Bot {
         let player = self.session.welcome().player_id;
         let mut report = BotReport {
             stayed_connected: true,
+            acks_in_order: true,
             ..BotReport::default()
         };
+        let mut last_ack = (0u32, 0u32);
         let mut heading = self.rng.range(0.0, std::f32::consts::TAU);
         let mut tick: u64 = 0;
         tokio::pin!(stop);
@@ -84,6 +90,14 @@ impl Bot {
                     MatchEvent::MatchEnded { .. } => report.match_ended = true,
                     _ => {}
                 }
+            }
+            if let Some(world) = self.session.latest_snapshot()
+                && world.tick > last_ack.0
+            {
+                if world.ack_input_seq < last_ack.1 {
+                    report.acks_in_order = false;
+                }
+                last_ack = (world.tick, world.ack_input_seq);
             }
             if report.match_ended || self.session.goodbye().is_some() {
                 break;
@@ -127,8 +141,12 @@ impl Bot {
                     if dist2 < 60.0 * 60.0 {
                         input.buttons |= PlayerInput::FIRE;
                     }
-                    if self.style == BotStyle::Wander && tick % 300 < 60 {
-                        heading = yaw; // close in now and then
+                    if self.style == BotStyle::Wander {
+                        if dist2 < 4.0 * 4.0 {
+                            heading = yaw + std::f32::consts::PI; // keep a few metres away
+                        } else if tick % 300 < 60 {
+                            heading = yaw; // close in now and then
+                        }
                     }
                 } else {
                     input.yaw = PlayerInput::yaw_from_radians(heading);
@@ -152,6 +170,7 @@ impl Bot {
         report.snapshots_received = stats.snapshots_received;
         report.inputs_sent = stats.inputs_sent;
         report.events_received = stats.events_received;
+        report.netcode = self.session.netcode_stats();
         if report.stayed_connected {
             self.session.close().await;
         }

@@ -368,7 +368,12 @@ impl Prediction {
             .copied()
             .collect();
         self.predictor.set_obstacles(&near, self.own);
-        self.predictor.reset(own.position, motion);
+        // The server's position arrives rounded to the 2 mm grid; rounded down, it can sit
+        // inside the character controller's skin above the floor, which blocks the next
+        // move. Start one grid step higher: the controller's snap to ground settles it.
+        let mut start = own.position;
+        start[1] += quantize::POSITION_STEP;
+        self.predictor.reset(start, motion);
         for (input, predicted) in self.pending.iter_mut() {
             *predicted = self.predictor.apply(input);
         }

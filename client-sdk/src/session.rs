@@ -22,9 +22,10 @@ use crate::netcode::{ClockSync, Decoder, PredictedSelf, Prediction, Timeline, Wo
 use crate::tls::client_config;
 use crate::{Assignment, ClientError};
 
-/// Inputs sent again with every new one, so a lost datagram loses nothing: the newest
-/// plus three before it.
-pub const REDUNDANT_INPUTS: usize = 4;
+/// Most inputs in one datagram: the newest and every earlier one the edge has not yet
+/// acknowledged, up to this many (133 ms of inputs at 60 Hz), so a burst of lost
+/// datagrams loses no input.
+pub const REDUNDANT_INPUTS: usize = outpost_protocol::MAX_INPUTS_PER_FRAME;
 /// Events buffered for the game before the oldest unread ones are dropped.
 const EVENT_QUEUE: usize = 1024;
 /// Control messages queued for sending.
@@ -229,13 +230,16 @@ struct Net {
     timeline: Timeline,
     prediction: Option<Prediction>,
     unreconciled: Option<Arc<WorldState>>,
+    acked_input: u32,
 }
 
 impl Net {
     fn reconcile(&mut self) {
-        if let (Some(world), Some(prediction)) =
-            (self.unreconciled.take(), self.prediction.as_mut())
-        {
+        let Some(world) = self.unreconciled.take() else {
+            return;
+        };
+        self.acked_input = self.acked_input.max(world.ack_input_seq);
+        if let Some(prediction) = self.prediction.as_mut() {
             prediction.reconcile(&world);
         }
     }
@@ -282,6 +286,7 @@ impl Session {
             timeline: Timeline::default(),
             prediction: Prediction::new(&welcome.config, welcome.entity),
             unreconciled: None,
+            acked_input: 0,
         }));
         let tasks = vec![
             tokio::spawn(read_control(
@@ -328,8 +333,8 @@ impl Session {
     /// Sends one tick of input and predicts its effect on the own character. The SDK
     /// numbers it, stamps it with the tick the player is viewing remote entities at
     /// (unless `view_tick` is set: it is what lag compensation rewinds to), acknowledges
-    /// the newest snapshot, and repeats the previous few inputs with it. Returns the
-    /// input's sequence number.
+    /// the newest snapshot, and repeats with it the earlier inputs the edge has not yet
+    /// acknowledged. Returns the input's sequence number.
     pub fn send_input(&self, mut input: PlayerInput) -> Result<u32, ClientError> {
         let now = self.epoch.elapsed().as_secs_f64();
         let ack = {
@@ -341,14 +346,22 @@ impl Session {
                     .render_tick(now)
                     .map_or(0, |t| t.max(0.0).round() as u32);
             }
-            net.decoder.newest()
+            let applied = net.unreconciled.as_ref().map_or(0, |w| w.ack_input_seq);
+            (net.decoder.newest(), applied.max(net.acked_input))
         };
+        let (ack, acked_input) = ack;
         let frame = {
             let mut history = lock(&self.inputs);
             history.next_seq += 1;
             input.seq = history.next_seq;
             history.recent.push_front(input);
             history.recent.truncate(REDUNDANT_INPUTS);
+            // What the edge already applied needs no repeating.
+            while history.recent.len() > 1
+                && history.recent.back().is_some_and(|i| i.seq <= acked_input)
+            {
+                history.recent.pop_back();
+            }
             InputFrame {
                 ack_snapshot_tick: ack,
                 inputs: history.recent.iter().copied().collect(),

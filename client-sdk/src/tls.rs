@@ -113,7 +113,12 @@ pub(crate) fn client_config(
         .datagram_receive_buffer_size(Some(64 * 1024))
         .datagram_send_buffer_size(16 * 1024)
         .max_concurrent_bidi_streams(0u32.into())
-        .max_concurrent_uni_streams(0u32.into());
+        .max_concurrent_uni_streams(0u32.into())
+        // BBR paces by measured bandwidth and round trip; loss-based controllers (Cubic,
+        // NewReno) read a lossy mobile link's random loss as congestion, shrink to a couple
+        // of packets per round trip and batch a dozen tick datagrams into each, so one lost
+        // packet loses more inputs or snapshots than redundancy covers.
+        .congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
     config.transport_config(Arc::new(transport));
     Ok(config)
 }

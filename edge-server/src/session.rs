@@ -34,8 +34,10 @@ pub mod close_code {
     pub const DROPPED: u32 = 3;
 }
 
-/// How long a refused client gets to read its `Reject` before the connection closes.
-const REJECT_LINGER: Duration = Duration::from_secs(1);
+/// Longest the edge waits, after a last message (`Reject`, `Goodbye`), for the peer to
+/// acknowledge it before closing: on a lossy, slow link the retransmissions take a few
+/// round trips, and closing first would discard the message.
+const FAREWELL_LINGER: Duration = Duration::from_secs(5);
 /// Burst of input datagrams allowed above the steady rate.
 const INPUT_BURST: f64 = 32.0;
 
@@ -84,6 +86,22 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Finishes the control stream and waits (bounded) until the peer has acknowledged all
+/// of it, or has closed the connection itself, so the last message is not lost.
+async fn farewell(send: &mut SendStream, conn: &Connection) {
+    let _ = send.finish();
+    let acknowledged = async {
+        let _ = send.stopped().await;
+    };
+    let _ = timeout(FAREWELL_LINGER, async {
+        tokio::select! {
+            () = acknowledged => {}
+            _ = conn.closed() => {}
+        }
+    })
+    .await;
+}
+
 /// Serves one incoming connection to its end.
 pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
     let remote = incoming.remote_address();
@@ -108,8 +126,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
                 shared.metrics.reject(reject.code);
                 tracing::info!(code = reject.code.as_str(), detail = %reject.detail_text(), "refused");
                 let _ = write_frame(&mut send, &Control::Reject(reject)).await;
-                let _ = send.finish();
-                let _ = timeout(REJECT_LINGER, conn.closed()).await;
+                farewell(&mut send, &conn).await;
                 conn.close(VarInt::from_u32(close_code::REJECTED), b"rejected");
             }
         }
@@ -309,9 +326,7 @@ impl Session {
             End::Closed => (close_code::DONE, b"closed"),
             End::Quit => (close_code::DONE, b"goodbye"),
             End::Goodbye => {
-                // Let the client read its goodbye and close first.
-                let _ = send.finish();
-                let _ = timeout(REJECT_LINGER, conn.closed()).await;
+                farewell(&mut send, &conn).await;
                 (close_code::DONE, b"goodbye")
             }
             End::Violation => {

@@ -83,7 +83,12 @@ pub fn transport_config(idle_timeout: Duration) -> anyhow::Result<quinn::Transpo
         .datagram_receive_buffer_size(Some(DATAGRAM_RECEIVE_BUFFER))
         .datagram_send_buffer_size(DATAGRAM_SEND_BUFFER)
         .max_concurrent_bidi_streams(1u32.into())
-        .max_concurrent_uni_streams(0u32.into());
+        .max_concurrent_uni_streams(0u32.into())
+        // BBR paces by measured bandwidth and round trip; loss-based controllers (Cubic,
+        // NewReno) read a lossy mobile link's random loss as congestion, shrink to a couple
+        // of packets per round trip and batch a dozen tick datagrams into each, so one lost
+        // packet loses more inputs or snapshots than redundancy covers.
+        .congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
     Ok(transport)
 }
 

@@ -1,4 +1,8 @@
 //! Shared set-up for the end-to-end tests: an edge on loopback and tokens for it.
+#![allow(
+    dead_code,
+    reason = "each test file uses a different subset of these helpers"
+)]
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -9,9 +9,7 @@
 
 use bevy_ecs::prelude::*;
 use outpost_protocol::{PlayerInput, quantize};
-use rapier3d::control::{
-    CharacterAutostep, CharacterCollision, CharacterLength, KinematicCharacterController,
-};
+use rapier3d::control::{CharacterAutostep, CharacterLength, KinematicCharacterController};
 use rapier3d::prelude::*;
 
 use crate::components::{Controls, Motion, NetId, RigidBodyRef};
@@ -24,8 +22,6 @@ pub const RUN_SPEED: f32 = 6.0;
 pub const JUMP_SPEED: f32 = 6.5;
 /// Gravity on characters, metres per second squared.
 pub const GRAVITY: f32 = 20.0;
-/// Mass a character pushes props with, kilograms.
-pub const CHARACTER_MASS: f32 = 80.0;
 
 /// Arena-only character state (what is neither in the body nor in [`Motion`]).
 #[derive(Component, Debug, Clone, Copy, Default, PartialEq)]
@@ -60,8 +56,8 @@ fn controller() -> KinematicCharacterController {
     }
 }
 
-/// Moves one character by one input: walk, jump, fall, slide along walls, push the props
-/// it runs into; snaps its velocity to the wire's grid. Starts from the body's pending
+/// Moves one character by one input: walk, jump, fall, slide along walls and other
+/// characters, shove the props it runs into; snaps its velocity to the wire's grid. Starts from the body's pending
 /// (next) position, so several inputs can be applied within one physics step.
 pub fn move_character(
     physics: &mut PhysicsWorld,
@@ -79,14 +75,16 @@ pub fn move_character(
     if wish.length_squared() > 1.0 {
         wish = wish.normalize();
     }
-    let mut vertical = motion.velocity[1];
-    if motion.grounded && input.buttons & PlayerInput::JUMP != 0 {
-        vertical = JUMP_SPEED;
+    // Grounded, a character gets no downward push: the controller's snap to ground keeps
+    // it on slopes and steps, and pressing it into the floor would leave it inside the
+    // controller's skin distance, where rapier blocks the next horizontal move.
+    let vertical = if motion.grounded && input.buttons & PlayerInput::JUMP != 0 {
+        JUMP_SPEED
     } else if motion.grounded {
-        vertical = -GRAVITY * dt;
+        0.0
     } else {
-        vertical -= GRAVITY * dt;
-    }
+        motion.velocity[1] - GRAVITY * dt
+    };
     let velocity = Vector::new(wish.x * RUN_SPEED, vertical, wish.z * RUN_SPEED);
 
     let Some(rb) = physics.bodies.get(body) else {
@@ -103,16 +101,16 @@ pub fn move_character(
     else {
         return;
     };
-    let controller = controller();
-    let mut collisions: Vec<CharacterCollision> = Vec::new();
-    let filter = QueryFilter::default()
+    // Only the level (fixed bodies) and other characters block a character. Props do
+    // not: a character shoves them aside instead. Movement then depends on inputs and
+    // the static level alone, which is what lets a client predict it exactly; a box
+    // that blocked for a few ticks while being pushed would be a round trip of error.
+    let filter = QueryFilter::exclude_dynamic()
         .exclude_rigid_body(body)
         .exclude_sensors();
     let movement = {
         let queries = physics.query_pipeline_with_filter(filter);
-        controller.move_shape(dt, &queries, &*shape, &start, velocity * dt, |c| {
-            collisions.push(c)
-        })
+        controller().move_shape(dt, &queries, &*shape, &start, velocity * dt, |_| {})
     };
     let mut velocity = [velocity.x, velocity.y, velocity.z];
     if movement.grounded && velocity[1] < 0.0 {
@@ -127,20 +125,43 @@ pub fn move_character(
     if let Some(rb) = physics.bodies.get_mut(body) {
         rb.set_next_kinematic_position(next);
     }
-    if !collisions.is_empty() {
-        let mut queries = physics.broad_phase.as_query_pipeline_mut(
-            physics.narrow_phase.query_dispatcher(),
-            &mut physics.bodies,
-            &mut physics.colliders,
-            filter,
-        );
-        controller.solve_character_collision_impulses(
-            dt,
-            &mut queries,
-            &*shape,
-            CHARACTER_MASS,
-            &collisions,
-        );
+    shove_props(
+        physics,
+        &*shape,
+        next,
+        Vector::new(velocity[0], 0.0, velocity[2]),
+    );
+}
+
+/// Gives every prop the character overlaps at `pose` at least the character's horizontal
+/// velocity, away from the character.
+fn shove_props(physics: &mut PhysicsWorld, shape: &dyn Shape, pose: Pose, velocity: Vector) {
+    let speed = velocity.length();
+    if speed < 1e-3 {
+        return;
+    }
+    let props = QueryFilter::only_dynamic().exclude_sensors();
+    let touched: Vec<RigidBodyHandle> = physics
+        .intersect_shape(pose, shape, props)
+        .filter_map(|(_, collider)| collider.parent())
+        .collect();
+    for handle in touched {
+        let Some(prop) = physics.bodies.get_mut(handle) else {
+            continue;
+        };
+        let mut away = prop.translation() - pose.translation;
+        away.y = 0.0;
+        let away = if away.length_squared() > 1e-6 {
+            away.normalize()
+        } else {
+            velocity / speed
+        };
+        let closing = speed - prop.linvel().dot(away);
+        if closing > 0.0 {
+            let impulse =
+                away * (closing * prop.mass()) + Vector::new(0.0, 0.1 * closing * prop.mass(), 0.0);
+            prop.apply_impulse(impulse, true);
+        }
     }
 }
 

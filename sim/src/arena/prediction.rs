@@ -9,7 +9,7 @@ use outpost_protocol::{EntityId, EntityKind, EntityState, MatchConfig, PlayerInp
 use rapier3d::prelude::*;
 
 use super::movement::move_character;
-use super::{CAPSULE_HALF_HEIGHT, CAPSULE_RADIUS, PROP_HALF_EXTENT, build_level};
+use super::{CAPSULE_HALF_HEIGHT, CAPSULE_RADIUS, build_level};
 use crate::components::Motion;
 use crate::game::SimError;
 
@@ -62,13 +62,21 @@ impl Predictor {
     pub fn reset(&mut self, position: [f32; 3], motion: Motion) {
         let at = Vector::new(position[0], position[1], position[2]);
         if let Some(rb) = self.physics.bodies.get_mut(self.body) {
-            rb.set_translation(at, false);
+            rb.set_translation(at, true);
             rb.set_next_kinematic_translation(at);
         }
+        // Rapier treats a set position as a teleport on the next step, overriding any
+        // kinematic target set before it: take that step now, so the next input moves.
+        self.physics.step();
         self.motion = motion;
     }
 
-    /// Places the other entities (everything in `entities` except `own`) as obstacles.
+    /// Places the other characters in `entities` (all but `own`) as obstacles.
+    ///
+    /// Props are left out on purpose: on the server a character running into a box
+    /// knocks it aside within a tick and carries on, while a box frozen where the last
+    /// snapshot showed it would block the prediction until the next reconciliation — a
+    /// whole round trip of error. Passing through props is the closer guess.
     pub fn set_obstacles<'a>(
         &mut self,
         entities: impl IntoIterator<Item = &'a EntityState>,
@@ -76,7 +84,7 @@ impl Predictor {
     ) {
         let mut seen = Vec::new();
         for entity in entities {
-            if entity.id == own {
+            if entity.id == own || entity.kind != EntityKind::Player {
                 continue;
             }
             seen.push(entity.id);
@@ -95,16 +103,7 @@ impl Predictor {
                     let handle = self
                         .physics
                         .insert_body(RigidBodyBuilder::kinematic_position_based().pose(pose));
-                    let shape = match entity.kind {
-                        EntityKind::Player => {
-                            ColliderBuilder::capsule_y(CAPSULE_HALF_HEIGHT, CAPSULE_RADIUS)
-                        }
-                        EntityKind::Prop => ColliderBuilder::cuboid(
-                            PROP_HALF_EXTENT,
-                            PROP_HALF_EXTENT,
-                            PROP_HALF_EXTENT,
-                        ),
-                    };
+                    let shape = ColliderBuilder::capsule_y(CAPSULE_HALF_HEIGHT, CAPSULE_RADIUS);
                     self.physics.insert_collider(shape, Some(handle));
                     self.obstacles.insert(entity.id, handle);
                     handle
