@@ -35,6 +35,12 @@ pub struct WorldState {
     pub ticks_left: u32,
     /// Every entity in view, sorted by id (velocity is zero except for the own character).
     pub entities: Vec<EntityState>,
+    /// For each of `entities`, the tick of the snapshot its value was sent in: older than
+    /// `tick` when the value was carried over from the baseline.
+    pub value_ticks: Vec<u32>,
+    /// Entities the server removed from this client's view (they left its interest or
+    /// the match).
+    pub removed: Vec<EntityId>,
     /// The own character's motion, when in view.
     pub own_motion: Option<Motion>,
 }
@@ -132,21 +138,41 @@ pub struct Timeline {
 }
 
 impl Timeline {
-    /// Adds a decoded world; forgets samples older than a second and entities gone from it.
+    /// Adds a decoded world. Each entity takes a value only if it is newer than the newest
+    /// it has (a view may carry an older value over from its baseline); entities the
+    /// server removed, or not updated for a second, are forgotten; samples older than a
+    /// second are dropped.
     pub fn push(&mut self, world: &WorldState, tick_hz: f64) {
         let keep = (TIMELINE_SECONDS * tick_hz) as u32;
-        self.samples
-            .retain(|id, _| world.entities.binary_search_by_key(id, |e| e.id).is_ok());
-        for entity in &world.entities {
+        for id in &world.removed {
+            self.samples.remove(id);
+        }
+        for (entity, &value_tick) in world.entities.iter().zip(&world.value_ticks) {
             let samples = self.samples.entry(entity.id).or_default();
-            if samples.back().is_some_and(|(t, _)| *t >= world.tick) {
+            if samples.back().is_some_and(|(t, _)| *t >= value_tick) {
                 continue;
             }
-            samples.push_back((world.tick, *entity));
-            while samples.front().is_some_and(|(t, _)| world.tick - t > keep) {
+            samples.push_back((value_tick, *entity));
+        }
+        self.samples.retain(|_, samples| {
+            while samples.len() > 2
+                && samples
+                    .front()
+                    .is_some_and(|(t, _)| world.tick.saturating_sub(*t) > keep)
+            {
                 samples.pop_front();
             }
-        }
+            samples
+                .back()
+                .is_some_and(|(t, _)| world.tick.saturating_sub(*t) <= keep)
+        });
+    }
+
+    /// The newest known state of every entity shown.
+    pub fn newest(&self) -> impl Iterator<Item = &EntityState> {
+        self.samples
+            .values()
+            .filter_map(|s| s.back().map(|(_, e)| e))
     }
 
     /// An entity's state at a (fractional) tick: interpolated between the samples around
@@ -203,7 +229,7 @@ fn blend(a: &EntityState, b: &EntityState, f: f32) -> EntityState {
 pub struct Decoder {
     quantizer: Quantizer,
     own: EntityId,
-    views: VecDeque<(u32, View)>,
+    views: VecDeque<(u32, View, Vec<u32>)>,
 }
 
 impl Decoder {
@@ -218,7 +244,7 @@ impl Decoder {
 
     /// Newest tick decoded (the ack to send), 0 before the first.
     pub fn newest(&self) -> u32 {
-        self.views.back().map_or(0, |(t, _)| *t)
+        self.views.back().map_or(0, |(t, ..)| *t)
     }
 
     /// Decodes a snapshot into the world it describes.
@@ -226,18 +252,31 @@ impl Decoder {
         if snapshot.tick <= self.newest() {
             return Err(SnapshotIssue::Stale);
         }
-        let empty = View::new();
-        let baseline = if snapshot.baseline_tick == 0 {
-            &empty
+        let (empty, no_ticks) = (View::new(), Vec::new());
+        let (baseline, baseline_ticks) = if snapshot.baseline_tick == 0 {
+            (&empty, &no_ticks)
         } else {
             self.views
                 .iter()
-                .find(|(t, _)| *t == snapshot.baseline_tick)
-                .map(|(_, v)| v)
+                .find(|(t, ..)| *t == snapshot.baseline_tick)
+                .map(|(_, v, ticks)| (v, ticks))
                 .ok_or(SnapshotIssue::NoBaseline)?
         };
         let view = delta::decode(&self.quantizer, baseline, &snapshot.body)
             .map_err(|_| SnapshotIssue::Malformed)?;
+        // A value equal to the baseline's was carried over; any other was sent now.
+        let value_ticks: Vec<u32> = view
+            .iter()
+            .map(|e| match baseline.binary_search_by_key(&e.id, |b| b.id) {
+                Ok(i) if baseline[i] == *e => baseline_ticks[i],
+                _ => snapshot.tick,
+            })
+            .collect();
+        let removed: Vec<EntityId> = baseline
+            .iter()
+            .filter(|b| view.binary_search_by_key(&b.id, |e| e.id).is_err())
+            .map(|b| b.id)
+            .collect();
         let own_motion = view
             .iter()
             .find(|e| e.id == self.own)
@@ -253,12 +292,15 @@ impl Decoder {
         if self.views.len() == VIEW_HISTORY {
             self.views.pop_front();
         }
-        self.views.push_back((snapshot.tick, view));
+        self.views
+            .push_back((snapshot.tick, view, value_ticks.clone()));
         Ok(WorldState {
             tick: snapshot.tick,
             ack_input_seq: snapshot.ack_input_seq,
             ticks_left: snapshot.ticks_left,
             entities,
+            value_ticks,
+            removed,
             own_motion,
         })
     }

@@ -47,7 +47,7 @@ pub struct EdgeConfig {
     /// Connections idle this long are closed. Default 10 s; at least 1 s.
     pub idle_timeout: Duration,
     /// Snapshot bandwidth per client, bits per second: snapshots are cut to this share
-    /// (and never exceed one datagram). Default 128 000; at least 8 000.
+    /// (and never exceed one datagram). Default 96 000; at least 8 000.
     pub client_bandwidth_bps: u32,
     /// Area-of-interest radius, metres: entities farther from a player's character are
     /// not sent to them. Default 48; at least 4.
@@ -73,7 +73,7 @@ impl EdgeConfig {
             reconnect_grace: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(10),
             max_input_rate_hz: 240,
-            client_bandwidth_bps: 128_000,
+            client_bandwidth_bps: 96_000,
             interest_radius: 48.0,
         }
     }

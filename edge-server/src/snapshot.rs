@@ -14,7 +14,10 @@
 //! 5. encodes the new view against the baseline ([`outpost_protocol::delta`]).
 //!
 //! An entity that did not fit keeps, in the new view, the value the client already has,
-//! and its priority keeps growing, so it goes next time. Pure: no clock, no I/O.
+//! and its priority keeps growing, so it goes next time. (A value sent in a snapshot
+//! not yet acknowledged may thus be absent from the next view; the client knows which
+//! snapshot each value came from and never shows an older one over a newer one — see
+//! `outpost_client::netcode`.) Pure: no clock, no I/O.
 
 use std::collections::{HashMap, VecDeque};
 

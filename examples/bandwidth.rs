@@ -1,0 +1,471 @@
+//! Snapshot bandwidth per client, measured through the real pipeline: the edge's interest,
+//! priority and budget ([`outpost_edge::snapshot`]), the bit-packed delta codec, and the
+//! client's decoder — with acknowledgements arriving a round trip late.
+//!
+//! ```text
+//! cargo run --release --example bandwidth -- --scene cubes --json
+//! cargo run --release --example bandwidth -- --scene arena --players 64 --props 1000 --json
+//! ```
+//!
+//! `cubes` is the scene of Glenn Fiedler's "Snapshot Compression": 901 cubes, 60 snapshots
+//! per second, a large cube ploughing through them and throwing them about. `arena` is
+//! Outpost's own mode with scripted players. "Naive" is full uncompressed state for every
+//! entity in every snapshot, at Fiedler's 321 bits per entity.
+
+use std::collections::VecDeque;
+
+use bevy_ecs::prelude::*;
+use clap::{Parser, ValueEnum};
+use outpost_client::netcode::{Decoder, Timeline};
+use outpost_edge::snapshot::{ClientSnapshots, Frame, Interest, InterestGrid, body_budget};
+use outpost_protocol::delta::QMotion;
+use outpost_protocol::{
+    EntityId, EntityKind, MatchConfig, MatchId, PlayerId, PlayerInput, Quantizer, Snapshot,
+    quantize,
+};
+use outpost_sim::rapier3d::prelude::*;
+use outpost_sim::{
+    GameMode, Match, NetId, NetIds, Physics, Replicated, RigidBodyRef, SimError, SplitMix64,
+    TickSet,
+};
+use serde::Serialize;
+
+/// Bits per entity of full, uncompressed state (Fiedler's figure: 17.37 Mbit/s for 901
+/// cubes at 60 Hz).
+const NAIVE_BITS_PER_ENTITY: f64 = 321.0;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Scene {
+    Cubes,
+    Arena,
+}
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Which scene.
+    #[arg(long, value_enum)]
+    scene: Scene,
+    /// Players (arena).
+    #[arg(long, default_value_t = 64)]
+    players: u16,
+    /// Props (arena).
+    #[arg(long, default_value_t = 1000)]
+    props: u16,
+    /// Seconds simulated.
+    #[arg(long, default_value_t = 20)]
+    seconds: u32,
+    /// Snapshot rate; default 60 for cubes, 30 for the arena.
+    #[arg(long)]
+    snapshot_hz: Option<u16>,
+    /// Per-client snapshot budget, kbit/s; default 256 for cubes (Fiedler's target), the
+    /// edge's default (96) for the arena.
+    #[arg(long)]
+    budget_kbps: Option<u32>,
+    /// Round-trip time before an acknowledgement reaches the edge, milliseconds.
+    #[arg(long, default_value_t = 100)]
+    rtt_ms: u32,
+    /// Clients measured in the arena (each a different player's view).
+    #[arg(long, default_value_t = 64)]
+    clients: u16,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Report {
+    scene: &'static str,
+    entities: usize,
+    avg_moving_entities: f64,
+    snapshot_hz: u16,
+    naive_kbps: f64,
+    kbps_per_client: f64,
+    ratio: f64,
+    budget_kbps: u32,
+    clients: usize,
+    avg_view_entities: f64,
+    avg_deferred_per_snapshot: f64,
+    position_error_m_mean: f64,
+    position_error_m_p99: f64,
+}
+
+// ---- The cubes scene, as a game mode --------------------------------------------------
+
+/// Fiedler's cubes: a 30×30 grid of small cubes and one large cube driven through them.
+struct Cubes;
+
+#[derive(Component)]
+struct Plough;
+
+#[derive(Resource)]
+struct Kicks(SplitMix64);
+
+impl GameMode for Cubes {
+    fn name(&self) -> &'static str {
+        "cubes"
+    }
+
+    fn setup(
+        &self,
+        _config: &MatchConfig,
+        world: &mut World,
+        schedule: &mut Schedule,
+    ) -> Result<(), SimError> {
+        let spawn = |world: &mut World, at: Vector, half: f32, kind: EntityKind| {
+            let id = world.resource_mut::<NetIds>().allocate();
+            let mut physics = world.resource_mut::<Physics>();
+            let body = physics
+                .world
+                .insert_body(RigidBodyBuilder::dynamic().translation(at));
+            physics.world.insert_collider(
+                ColliderBuilder::cuboid(half, half, half).density(1.0),
+                Some(body),
+            );
+            world
+                .spawn((NetId(id), Replicated(kind), RigidBodyRef(body)))
+                .id()
+        };
+        {
+            let mut physics = world.resource_mut::<Physics>();
+            let floor = physics
+                .world
+                .insert_body(RigidBodyBuilder::fixed().translation(Vector::new(0.0, -0.5, 0.0)));
+            physics
+                .world
+                .insert_collider(ColliderBuilder::cuboid(60.0, 0.5, 60.0), Some(floor));
+        }
+        let plough = spawn(world, Vector::new(-20.0, 1.0, 0.0), 1.0, EntityKind::Player);
+        world.entity_mut(plough).insert(Plough);
+        for i in 0..900 {
+            let (x, z) = ((i % 30) as f32 - 14.5, (i / 30) as f32 - 14.5);
+            spawn(world, Vector::new(x, 0.5, z), 0.45, EntityKind::Prop);
+        }
+        world.insert_resource(Kicks(SplitMix64::new(7)));
+        schedule.add_systems(drive.in_set(TickSet::PrePhysics));
+        Ok(())
+    }
+
+    fn spawn_player(&self, world: &mut World, _player: PlayerId, _net_id: EntityId) -> Entity {
+        world.spawn_empty().id()
+    }
+}
+
+/// Drives the big cube around a loop through the grid and throws the cubes near it about.
+fn drive(
+    clock: Res<outpost_sim::MatchClock>,
+    mut physics: ResMut<Physics>,
+    mut kicks: ResMut<Kicks>,
+    plough: Query<&RigidBodyRef, With<Plough>>,
+) {
+    let t = clock.tick as f32 * clock.dt;
+    let target = Vector::new(14.0 * (t * 0.4).cos(), 1.0, 14.0 * (t * 0.8).sin());
+    let Ok(body) = plough.single() else { return };
+    let Some(rb) = physics.world.bodies.get_mut(body.0) else {
+        return;
+    };
+    let at = rb.translation();
+    let pull = (target - at) * 4.0 - rb.linvel();
+    rb.set_linvel(rb.linvel() + pull * clock.dt * 4.0, true);
+    // Cubes near the plough are thrown up and away, as in Fiedler's demo.
+    let near: Vec<RigidBodyHandle> = physics
+        .world
+        .intersect_shape(
+            Pose::from_translation(at),
+            &Ball::new(4.5),
+            QueryFilter::only_dynamic(),
+        )
+        .filter_map(|(_, c)| c.parent())
+        .filter(|h| *h != body.0)
+        .collect();
+    // Cubes thrown off the floor come back down on it.
+    let fallen: Vec<RigidBodyHandle> = physics
+        .world
+        .rigid_bodies()
+        .filter(|(_, rb)| rb.is_dynamic() && rb.translation().y < -2.0)
+        .map(|(h, _)| h)
+        .collect();
+    for handle in fallen {
+        let at = Vector::new(kicks.0.range(-14.0, 14.0), 3.0, kicks.0.range(-14.0, 14.0));
+        if let Some(cube) = physics.world.bodies.get_mut(handle) {
+            cube.set_translation(at, true);
+            cube.set_linvel(Vector::ZERO, true);
+        }
+    }
+    for handle in near {
+        if !kicks.0.next_u64().is_multiple_of(2) {
+            continue;
+        }
+        if let Some(cube) = physics.world.bodies.get_mut(handle) {
+            if cube.linvel().length() > 2.0 {
+                continue; // already flying
+            }
+            let mut away = cube.translation() - at;
+            away.y = 0.0;
+            let away = away.normalize_or_zero();
+            let up = kicks.0.range(0.5, 2.0);
+            cube.apply_impulse((away * 2.0 + Vector::new(0.0, up, 0.0)) * cube.mass(), true);
+            cube.apply_torque_impulse(
+                Vector::new(kicks.0.range(-0.3, 0.3), kicks.0.range(-0.3, 0.3), 0.0),
+                true,
+            );
+        }
+    }
+}
+
+// ---- Measuring ------------------------------------------------------------------------
+
+/// One client: the edge's per-client state, the client's decoder, acks in flight.
+struct Viewer {
+    player: Option<PlayerId>,
+    edge: ClientSnapshots,
+    decoder: Decoder,
+    shown: Timeline,
+    acks: VecDeque<(u32, u32)>, // (arrives at tick, acknowledges tick)
+    bytes: u64,
+    snapshots: u64,
+    view_entities: u64,
+    deferred: u64,
+}
+
+fn percentile(values: &mut [f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    values[((values.len() - 1) as f64 * q).round() as usize]
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let (mut game, snapshot_hz, budget_kbps, interest) = match args.scene {
+        Scene::Cubes => {
+            let hz = args.snapshot_hz.unwrap_or(60);
+            let config = MatchConfig {
+                props: 0,
+                tick_hz: 60,
+                snapshot_hz: hz,
+                duration_s: 7200,
+                arena_half_extent: 40.0,
+                max_players: 1,
+                ..MatchConfig::default()
+            };
+            let game = Match::with_mode(MatchId(1), &config, Box::new(Cubes))?;
+            // Fiedler's client sees every cube.
+            (
+                game,
+                hz,
+                args.budget_kbps.unwrap_or(256),
+                Interest {
+                    radius: 1000.0,
+                    cell: 16.0,
+                },
+            )
+        }
+        Scene::Arena => {
+            let hz = args.snapshot_hz.unwrap_or(30);
+            let config = MatchConfig {
+                props: args.props,
+                max_players: args.players.max(1),
+                snapshot_hz: hz,
+                duration_s: 7200,
+                score_limit: 0,
+                seed: 3,
+                ..MatchConfig::default()
+            };
+            let mut game = Match::new(MatchId(1), &config)?;
+            for p in 1..=args.players {
+                game.add_player(PlayerId(u64::from(p)))?;
+            }
+            (
+                game,
+                hz,
+                args.budget_kbps.unwrap_or(
+                    outpost_edge::EdgeConfig::new("bench", [0; 32]).client_bandwidth_bps / 1000,
+                ),
+                Interest::default(),
+            )
+        }
+    };
+    let config = game.config().clone();
+    let quantizer = Quantizer::for_config(&config);
+    let ticks_per_snapshot = config.ticks_per_snapshot();
+    let rtt_ticks = (args.rtt_ms * u32::from(config.tick_hz)).div_ceil(1000);
+    let budget = body_budget(budget_kbps * 1000, snapshot_hz, 1200);
+
+    let mut state = Vec::new();
+    game.write_replicated_state(&mut state);
+    let mut viewers: Vec<Viewer> = match args.scene {
+        Scene::Cubes => {
+            let own = state
+                .iter()
+                .find(|e| e.kind == EntityKind::Player)
+                .map_or(EntityId(1), |e| e.id);
+            vec![viewer(own, None, &config)]
+        }
+        Scene::Arena => (1..=args.players.min(args.clients))
+            .filter_map(|p| {
+                let player = PlayerId(u64::from(p));
+                Some(viewer(game.player_entity(player)?, Some(player), &config))
+            })
+            .collect(),
+    };
+
+    let mut rng = SplitMix64::new(11);
+    let mut headings: Vec<f32> = (0..args.players)
+        .map(|_| rng.range(0.0, std::f32::consts::TAU))
+        .collect();
+    let mut grid = InterestGrid::default();
+    let mut previous: Vec<(EntityId, outpost_protocol::EntityView)> = Vec::new();
+    let (mut moving_total, mut frames) = (0u64, 0u64);
+    let mut errors: Vec<f64> = Vec::new();
+    let total_ticks = args.seconds * u32::from(config.tick_hz);
+    let warmup = u32::from(config.tick_hz); // the first second fills views; not measured
+    for tick_index in 0..total_ticks {
+        if matches!(args.scene, Scene::Arena) {
+            for p in 0..args.players {
+                if rng.next_u64().is_multiple_of(90) {
+                    headings[usize::from(p)] = rng.range(0.0, std::f32::consts::TAU);
+                }
+                let input = PlayerInput {
+                    seq: tick_index + 1,
+                    move_z: 127,
+                    yaw: PlayerInput::yaw_from_radians(headings[usize::from(p)]),
+                    buttons: if rng.next_u64().is_multiple_of(15) {
+                        PlayerInput::FIRE
+                    } else {
+                        0
+                    },
+                    ..PlayerInput::default()
+                };
+                game.push_input(PlayerId(u64::from(p) + 1), input);
+            }
+        }
+        game.step();
+        game.drain_events();
+        let tick = game.tick();
+        if tick % ticks_per_snapshot != 0 {
+            continue;
+        }
+        game.write_replicated_state(&mut state);
+        grid.rebuild(&state, interest.cell);
+        let frame = Frame {
+            tick,
+            quantizer: &quantizer,
+            entities: &state,
+            grid: &grid,
+            interest,
+        };
+        let measured = tick_index >= warmup;
+        // Moving: quantized state changed since the previous snapshot.
+        let now: Vec<(EntityId, outpost_protocol::EntityView)> = state
+            .iter()
+            .map(|e| (e.id, e.quantize(&quantizer, None)))
+            .collect();
+        if measured && !previous.is_empty() {
+            moving_total += now
+                .iter()
+                .zip(&previous)
+                .filter(|(a, b)| a.1 != b.1)
+                .count() as u64;
+            frames += 1;
+        }
+        previous = now;
+        for v in &mut viewers {
+            while v.acks.front().is_some_and(|(at, _)| *at <= tick) {
+                if let Some((_, acked)) = v.acks.pop_front() {
+                    v.edge.ack(acked);
+                }
+            }
+            let motion = v.player.and_then(|p| game.motion(p)).map(|m| QMotion {
+                velocity: quantize::velocity(m.velocity),
+                grounded: m.grounded,
+            });
+            let built = v.edge.build(&frame, motion, budget);
+            let snapshot = Snapshot {
+                tick,
+                baseline_tick: built.baseline_tick,
+                ack_input_seq: 0,
+                ticks_left: 0,
+                body: built.body,
+            };
+            let world = v
+                .decoder
+                .decode(&snapshot)
+                .map_err(|e| anyhow::anyhow!("decode failed: {e:?}"))?;
+            v.acks.push_back((tick + rtt_ticks, tick));
+            if measured {
+                v.bytes += (Snapshot::HEADER_LEN + snapshot.body.len()) as u64;
+                v.snapshots += 1;
+                v.view_entities += world.entities.len() as u64;
+                v.deferred += built.deferred as u64;
+                // What the client shows (its newest value of each entity) against the truth.
+                v.shown.push(&world, f64::from(config.tick_hz));
+                for shown in v.shown.newest().step_by(4) {
+                    if let Ok(i) = state.binary_search_by_key(&shown.id, |e| e.id) {
+                        let truth = state[i].position;
+                        let d = (0..3)
+                            .map(|a| (truth[a] - shown.position[a]).powi(2))
+                            .sum::<f32>()
+                            .sqrt();
+                        errors.push(f64::from(d));
+                    }
+                }
+            }
+        }
+    }
+
+    let seconds = f64::from(total_ticks - warmup) / f64::from(config.tick_hz);
+    let clients = viewers.len().max(1);
+    let kbps = viewers
+        .iter()
+        .map(|v| v.bytes as f64 * 8.0 / 1000.0 / seconds)
+        .sum::<f64>()
+        / clients as f64;
+    let snapshots: u64 = viewers.iter().map(|v| v.snapshots).sum::<u64>().max(1);
+    let entities = state.len();
+    let naive = entities as f64 * NAIVE_BITS_PER_ENTITY * f64::from(snapshot_hz) / 1000.0;
+    let mean = errors.iter().sum::<f64>() / errors.len().max(1) as f64;
+    let report = Report {
+        scene: match args.scene {
+            Scene::Cubes => "cubes",
+            Scene::Arena => "arena",
+        },
+        entities,
+        avg_moving_entities: moving_total as f64 / frames.max(1) as f64,
+        snapshot_hz,
+        naive_kbps: naive,
+        kbps_per_client: kbps,
+        ratio: kbps / naive,
+        budget_kbps,
+        clients,
+        avg_view_entities: viewers.iter().map(|v| v.view_entities).sum::<u64>() as f64
+            / snapshots as f64,
+        avg_deferred_per_snapshot: viewers.iter().map(|v| v.deferred).sum::<u64>() as f64
+            / snapshots as f64,
+        position_error_m_mean: mean,
+        position_error_m_p99: percentile(&mut errors, 0.99),
+    };
+    if args.json {
+        #[expect(clippy::print_stdout, reason = "the report is the example's output")]
+        {
+            println!("{}", serde_json::to_string(&report)?);
+        }
+    } else {
+        eprintln!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(())
+}
+
+fn viewer(own: EntityId, player: Option<PlayerId>, config: &MatchConfig) -> Viewer {
+    Viewer {
+        player,
+        edge: ClientSnapshots::new(own),
+        decoder: Decoder::new(config, own),
+        shown: Timeline::default(),
+        acks: VecDeque::new(),
+        bytes: 0,
+        snapshots: 0,
+        view_entities: 0,
+        deferred: 0,
+    }
+}
