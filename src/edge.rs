@@ -38,6 +38,12 @@ pub struct EdgeArgs {
     /// Simulation worker threads.
     #[arg(long, env = "OUTPOST_SIM_THREADS", default_value_t = 1)]
     sim_threads: usize,
+    /// Snapshot budget per player, kbit/s.
+    #[arg(long, env = "OUTPOST_CLIENT_BANDWIDTH_KBPS", default_value_t = 96)]
+    client_bandwidth_kbps: u32,
+    /// Area-of-interest radius, metres.
+    #[arg(long, env = "OUTPOST_INTEREST_RADIUS", default_value_t = 48.0)]
+    interest_radius: f32,
     /// How long SIGTERM waits for running matches to finish before ending them.
     #[arg(long, env = "OUTPOST_DRAIN_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
@@ -71,6 +77,8 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     config.max_matches = args.max_matches;
     config.max_players = args.max_players;
     config.sim_threads = args.sim_threads;
+    config.client_bandwidth_bps = args.client_bandwidth_kbps.saturating_mul(1000);
+    config.interest_radius = args.interest_radius;
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         config.tls = TlsSource::Files { cert, key };
     }

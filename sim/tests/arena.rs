@@ -1,9 +1,13 @@
 //! The arena mode: movement, pushing, shooting, scoring, match end, determinism.
 
+mod common;
+
+use common::{position, teleport, yaw_towards};
+
 use outpost_protocol::*;
 use outpost_sim::arena::{self, spawn_height};
 use outpost_sim::rapier3d::prelude::Vector;
-use outpost_sim::{Match, Physics, RigidBodyRef, SplitMix64};
+use outpost_sim::{Match, SplitMix64};
 
 fn config(props: u16) -> MatchConfig {
     MatchConfig {
@@ -13,28 +17,10 @@ fn config(props: u16) -> MatchConfig {
     }
 }
 
-fn position(game: &mut Match, id: EntityId) -> [f32; 3] {
-    game.replicated_state()
-        .into_iter()
-        .find(|e| e.id == id)
-        .expect("entity replicated")
-        .position
-}
-
-/// Places a player's character at a point, as if it had walked there.
-fn teleport(game: &mut Match, player: PlayerId, at: Vector) {
+/// Places a player's character at a point.
+fn teleport_player(game: &mut Match, player: PlayerId, at: Vector) {
     let id = game.player_entity(player).expect("seated");
-    let world = game.world_mut();
-    let mut query = world.query::<(&outpost_sim::NetId, &RigidBodyRef)>();
-    let body = query
-        .iter(world)
-        .find(|(n, _)| n.0 == id)
-        .map(|(_, b)| b.0)
-        .expect("body");
-    let mut physics = world.resource_mut::<Physics>();
-    let rb = physics.world.bodies.get_mut(body).expect("rb");
-    rb.set_translation(at, true);
-    rb.set_next_kinematic_translation(at);
+    teleport(game, id, at);
 }
 
 /// Feeds `ticks` copies of an input (with rising sequence numbers) and steps.
@@ -51,7 +37,7 @@ fn hold(game: &mut Match, player: PlayerId, mut input: PlayerInput, ticks: u32) 
 fn a_player_walks_where_they_look() {
     let mut game = Match::new(MatchId(1), &config(0)).unwrap();
     let me = game.add_player(PlayerId(1)).unwrap();
-    teleport(
+    teleport_player(
         &mut game,
         PlayerId(1),
         Vector::new(0.0, spawn_height(), 0.0),
@@ -128,7 +114,7 @@ fn a_player_jumps_and_lands() {
 fn walking_into_a_prop_pushes_it() {
     let mut game = Match::new(MatchId(1), &config(0)).unwrap();
     game.add_player(PlayerId(1)).unwrap();
-    teleport(
+    teleport_player(
         &mut game,
         PlayerId(1),
         Vector::new(0.0, spawn_height(), -3.0),
@@ -152,21 +138,17 @@ fn walking_into_a_prop_pushes_it() {
     );
 }
 
-fn yaw_towards(from: [f32; 3], to: [f32; 3]) -> u16 {
-    PlayerInput::yaw_from_radians((to[0] - from[0]).atan2(to[2] - from[2]))
-}
-
 #[test]
 fn a_hit_scores_and_is_reported() {
     let mut game = Match::new(MatchId(1), &config(0)).unwrap();
     let shooter = game.add_player(PlayerId(1)).unwrap();
     let target = game.add_player(PlayerId(2)).unwrap();
-    teleport(
+    teleport_player(
         &mut game,
         PlayerId(1),
         Vector::new(0.0, spawn_height(), 0.0),
     );
-    teleport(
+    teleport_player(
         &mut game,
         PlayerId(2),
         Vector::new(0.0, spawn_height(), 8.0),
@@ -227,12 +209,12 @@ fn holding_fire_is_rate_limited() {
     let mut game = Match::new(MatchId(1), &config(0)).unwrap();
     let shooter = game.add_player(PlayerId(1)).unwrap();
     let target = game.add_player(PlayerId(2)).unwrap();
-    teleport(
+    teleport_player(
         &mut game,
         PlayerId(1),
         Vector::new(0.0, spawn_height(), 0.0),
     );
-    teleport(
+    teleport_player(
         &mut game,
         PlayerId(2),
         Vector::new(0.0, spawn_height(), 8.0),
@@ -288,12 +270,12 @@ fn the_score_limit_ends_the_match() {
     let mut game = Match::new(MatchId(1), &cfg).unwrap();
     let shooter = game.add_player(PlayerId(1)).unwrap();
     let target = game.add_player(PlayerId(2)).unwrap();
-    teleport(
+    teleport_player(
         &mut game,
         PlayerId(1),
         Vector::new(0.0, spawn_height(), 0.0),
     );
-    teleport(
+    teleport_player(
         &mut game,
         PlayerId(2),
         Vector::new(3.0, spawn_height(), 3.0),

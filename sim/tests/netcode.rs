@@ -1,10 +1,14 @@
 //! What the netcode relies on in the simulation: movement per input command, prediction
 //! that matches the server exactly, and lag-compensated shots.
 
+mod common;
+
+use common::{position, teleport, yaw_towards};
+
 use outpost_protocol::*;
 use outpost_sim::arena::{Predictor, spawn_height};
 use outpost_sim::rapier3d::prelude::Vector;
-use outpost_sim::{Match, Motion, Physics, RigidBodyRef, SplitMix64};
+use outpost_sim::{Match, Motion, SplitMix64};
 
 fn config() -> MatchConfig {
     MatchConfig {
@@ -13,28 +17,6 @@ fn config() -> MatchConfig {
         max_players: 4,
         ..MatchConfig::default()
     }
-}
-
-fn position(game: &mut Match, id: EntityId) -> [f32; 3] {
-    game.replicated_state()
-        .into_iter()
-        .find(|e| e.id == id)
-        .expect("replicated")
-        .position
-}
-
-fn teleport(game: &mut Match, id: EntityId, at: Vector) {
-    let world = game.world_mut();
-    let mut query = world.query::<(&outpost_sim::NetId, &RigidBodyRef)>();
-    let body = query
-        .iter(world)
-        .find(|(n, _)| n.0 == id)
-        .map(|(_, b)| b.0)
-        .expect("body");
-    let mut physics = world.resource_mut::<Physics>();
-    let rb = physics.world.bodies.get_mut(body).expect("rb");
-    rb.set_translation(at, true);
-    rb.set_next_kinematic_translation(at);
 }
 
 #[test]
@@ -149,19 +131,20 @@ fn reconciling_from_a_snapshot_replays_to_the_same_place() {
     );
 }
 
-fn yaw_towards(from: [f32; 3], to: [f32; 3]) -> u16 {
-    PlayerInput::yaw_from_radians((to[0] - from[0]).atan2(to[2] - from[2]))
-}
-
-/// Runs a target strafing across the shooter's view for `ticks`, returning its positions.
-fn strafe(game: &mut Match, target: EntityId, seq: &mut u32, ticks: u32) -> Vec<(u32, [f32; 3])> {
+/// A shooter at the origin and a target 10 m ahead strafing for `ticks`; returns the match,
+/// the two entities, the last input sequence used, and where the target was at each tick.
+fn strafing_duel(ticks: u32) -> (Match, EntityId, EntityId, u32, Vec<(u32, [f32; 3])>) {
+    let mut game = Match::new(MatchId(1), &config()).expect("match");
+    let shooter = game.add_player(PlayerId(1)).expect("seat");
+    let target = game.add_player(PlayerId(2)).expect("seat");
+    teleport(&mut game, shooter, Vector::new(0.0, spawn_height(), 0.0));
+    teleport(&mut game, target, Vector::new(-3.0, spawn_height(), 10.0));
     let mut seen = Vec::new();
-    for _ in 0..ticks {
-        *seq += 1;
+    for seq in 1..=ticks {
         game.push_input(
             PlayerId(2),
             PlayerInput {
-                seq: *seq,
+                seq,
                 move_x: 127,
                 ..Default::default()
             },
@@ -169,109 +152,22 @@ fn strafe(game: &mut Match, target: EntityId, seq: &mut u32, ticks: u32) -> Vec<
         game.push_input(
             PlayerId(1),
             PlayerInput {
-                seq: *seq,
+                seq,
                 ..Default::default()
             },
         );
         game.step();
-        seen.push((game.tick(), position(game, target)));
+        seen.push((game.tick(), position(&mut game, target)));
     }
-    seen
+    (game, shooter, target, ticks, seen)
 }
 
-#[test]
-fn a_shot_at_where_the_shooter_saw_a_moving_target_hits() {
-    let mut game = Match::new(MatchId(1), &config()).expect("match");
-    let shooter = game.add_player(PlayerId(1)).expect("seat");
-    let target = game.add_player(PlayerId(2)).expect("seat");
-    teleport(&mut game, shooter, Vector::new(0.0, spawn_height(), 0.0));
-    teleport(&mut game, target, Vector::new(-3.0, spawn_height(), 10.0));
-    let mut seq = 0;
-    let seen = strafe(&mut game, target, &mut seq, 30);
-    // At 100 ms round trip plus interpolation, the shooter sees the target 6 ticks late.
-    let (view_tick, old) = seen[seen.len() - 7];
-    let me = position(&mut game, shooter);
-    let now = position(&mut game, target);
-    assert!(
-        (now[0] - old[0]).abs() > 0.5,
-        "the target moved on: {old:?} -> {now:?}"
-    );
-    seq += 1;
+/// Fires one shot at `at`, claiming to have seen it at `view_tick`; whether it hit.
+fn fire(game: &mut Match, shooter: EntityId, seq: u32, at: [f32; 3], view_tick: u32) -> bool {
+    let me = position(game, shooter);
     let shot = PlayerInput {
         seq,
-        yaw: yaw_towards(me, old),
-        buttons: PlayerInput::FIRE,
-        view_tick: view_tick + 1,
-        ..Default::default()
-    };
-    game.push_input(PlayerId(1), shot);
-    game.push_input(
-        PlayerId(2),
-        PlayerInput {
-            seq,
-            move_x: 127,
-            ..Default::default()
-        },
-    );
-    game.step();
-    let hits: Vec<_> = game
-        .drain_events()
-        .into_iter()
-        .filter(|e| matches!(e.event, MatchEvent::Hit { .. }))
-        .collect();
-    assert_eq!(hits.len(), 1, "rewound to tick {view_tick}, the shot hits");
-
-    // Without rewinding (claiming the current tick), the same aim misses.
-    let mut game2 = Match::new(MatchId(1), &config()).expect("match");
-    let shooter2 = game2.add_player(PlayerId(1)).expect("seat");
-    let target2 = game2.add_player(PlayerId(2)).expect("seat");
-    teleport(&mut game2, shooter2, Vector::new(0.0, spawn_height(), 0.0));
-    teleport(&mut game2, target2, Vector::new(-3.0, spawn_height(), 10.0));
-    let mut seq2 = 0;
-    let seen2 = strafe(&mut game2, target2, &mut seq2, 30);
-    let (_, old2) = seen2[seen2.len() - 7];
-    seq2 += 1;
-    let unrewound = PlayerInput {
-        seq: seq2,
-        yaw: yaw_towards(me, old2),
-        buttons: PlayerInput::FIRE,
-        view_tick: game2.tick() + 1,
-        ..Default::default()
-    };
-    game2.push_input(PlayerId(1), unrewound);
-    game2.push_input(
-        PlayerId(2),
-        PlayerInput {
-            seq: seq2,
-            move_x: 127,
-            ..Default::default()
-        },
-    );
-    game2.step();
-    assert!(
-        game2
-            .drain_events()
-            .iter()
-            .all(|e| !matches!(e.event, MatchEvent::Hit { .. }))
-    );
-}
-
-#[test]
-fn a_shot_older_than_the_clamp_is_not_rewound_past_it() {
-    let mut game = Match::new(MatchId(1), &config()).expect("match");
-    let shooter = game.add_player(PlayerId(1)).expect("seat");
-    let target = game.add_player(PlayerId(2)).expect("seat");
-    teleport(&mut game, shooter, Vector::new(0.0, spawn_height(), 0.0));
-    teleport(&mut game, target, Vector::new(-3.0, spawn_height(), 10.0));
-    let mut seq = 0;
-    let seen = strafe(&mut game, target, &mut seq, 50);
-    // Claim to have seen the target 40 ticks (667 ms) ago; the clamp is 200 ms = 12 ticks.
-    let (view_tick, old) = seen[seen.len() - 41];
-    let me = position(&mut game, shooter);
-    seq += 1;
-    let shot = PlayerInput {
-        seq,
-        yaw: yaw_towards(me, old),
+        yaw: yaw_towards(me, at),
         buttons: PlayerInput::FIRE,
         view_tick,
         ..Default::default()
@@ -286,10 +182,43 @@ fn a_shot_older_than_the_clamp_is_not_rewound_past_it() {
         },
     );
     game.step();
+    game.drain_events()
+        .iter()
+        .any(|e| matches!(e.event, MatchEvent::Hit { .. }))
+}
+
+#[test]
+fn a_shot_at_where_the_shooter_saw_a_moving_target_hits() {
+    let (mut game, shooter, target, seq, seen) = strafing_duel(30);
+    // At 100 ms round trip plus interpolation, the shooter sees the target 6 ticks late.
+    let (view_tick, old) = seen[seen.len() - 7];
+    let now = position(&mut game, target);
     assert!(
-        game.drain_events()
-            .iter()
-            .all(|e| !matches!(e.event, MatchEvent::Hit { .. })),
+        (now[0] - old[0]).abs() > 0.5,
+        "the target moved on: {old:?} -> {now:?}"
+    );
+    assert!(
+        fire(&mut game, shooter, seq + 1, old, view_tick + 1),
+        "rewound to tick {view_tick}, the shot hits"
+    );
+
+    // Without rewinding (claiming the current tick), the same aim misses.
+    let (mut game, shooter, _, seq, seen) = strafing_duel(30);
+    let (_, old) = seen[seen.len() - 7];
+    let now_tick = game.tick() + 1;
+    assert!(
+        !fire(&mut game, shooter, seq + 1, old, now_tick),
+        "unrewound, the shot misses"
+    );
+}
+
+#[test]
+fn a_shot_older_than_the_clamp_is_not_rewound_past_it() {
+    let (mut game, shooter, _, seq, seen) = strafing_duel(50);
+    // Claim to have seen the target 40 ticks (667 ms) ago; the clamp is 200 ms = 12 ticks.
+    let (view_tick, old) = seen[seen.len() - 41];
+    assert!(
+        !fire(&mut game, shooter, seq + 1, old, view_tick),
         "a shot at where the target was 667 ms ago must not land"
     );
 }
