@@ -160,7 +160,11 @@ async fn lag_compensated_shots_hit_a_moving_target_over_100_ms() {
         ticks.tick().await;
         tick += 1;
         // The target strafes back and forth at full speed.
-        let strafe = if (tick / 60).is_multiple_of(2) { 127 } else { -127 };
+        let strafe = if (tick / 60).is_multiple_of(2) {
+            127
+        } else {
+            -127
+        };
         target
             .send_input(PlayerInput {
                 move_x: strafe,

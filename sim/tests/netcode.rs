@@ -131,9 +131,17 @@ fn reconciling_from_a_snapshot_replays_to_the_same_place() {
     );
 }
 
-/// A shooter at the origin and a target 10 m ahead strafing for `ticks`; returns the match,
-/// the two entities, the last input sequence used, and where the target was at each tick.
-fn strafing_duel(ticks: u32) -> (Match, EntityId, EntityId, u32, Vec<(u32, [f32; 3])>) {
+/// A shooter, a strafing target, and where the target was at each tick.
+struct Duel {
+    game: Match,
+    shooter: EntityId,
+    target: EntityId,
+    seq: u32,
+    seen: Vec<(u32, [f32; 3])>,
+}
+
+/// A shooter at the origin and a target 10 m ahead strafing for `ticks`.
+fn strafing_duel(ticks: u32) -> Duel {
     let mut game = Match::new(MatchId(1), &config()).expect("match");
     let shooter = game.add_player(PlayerId(1)).expect("seat");
     let target = game.add_player(PlayerId(2)).expect("seat");
@@ -159,7 +167,13 @@ fn strafing_duel(ticks: u32) -> (Match, EntityId, EntityId, u32, Vec<(u32, [f32;
         game.step();
         seen.push((game.tick(), position(&mut game, target)));
     }
-    (game, shooter, target, ticks, seen)
+    Duel {
+        game,
+        shooter,
+        target,
+        seq: ticks,
+        seen,
+    }
 }
 
 /// Fires one shot at `at`, claiming to have seen it at `view_tick`; whether it hit.
@@ -189,7 +203,13 @@ fn fire(game: &mut Match, shooter: EntityId, seq: u32, at: [f32; 3], view_tick: 
 
 #[test]
 fn a_shot_at_where_the_shooter_saw_a_moving_target_hits() {
-    let (mut game, shooter, target, seq, seen) = strafing_duel(30);
+    let Duel {
+        mut game,
+        shooter,
+        target,
+        seq,
+        seen,
+    } = strafing_duel(30);
     // At 100 ms round trip plus interpolation, the shooter sees the target 6 ticks late.
     let (view_tick, old) = seen[seen.len() - 7];
     let now = position(&mut game, target);
@@ -203,7 +223,13 @@ fn a_shot_at_where_the_shooter_saw_a_moving_target_hits() {
     );
 
     // Without rewinding (claiming the current tick), the same aim misses.
-    let (mut game, shooter, _, seq, seen) = strafing_duel(30);
+    let Duel {
+        mut game,
+        shooter,
+        seq,
+        seen,
+        ..
+    } = strafing_duel(30);
     let (_, old) = seen[seen.len() - 7];
     let now_tick = game.tick() + 1;
     assert!(
@@ -214,7 +240,13 @@ fn a_shot_at_where_the_shooter_saw_a_moving_target_hits() {
 
 #[test]
 fn a_shot_older_than_the_clamp_is_not_rewound_past_it() {
-    let (mut game, shooter, _, seq, seen) = strafing_duel(50);
+    let Duel {
+        mut game,
+        shooter,
+        seq,
+        seen,
+        ..
+    } = strafing_duel(50);
     // Claim to have seen the target 40 ticks (667 ms) ago; the clamp is 200 ms = 12 ticks.
     let (view_tick, old) = seen[seen.len() - 41];
     assert!(
