@@ -12,7 +12,7 @@ use outpost_protocol::{
 use std::hint::black_box;
 
 fn entities(n: u32) -> Vec<EntityState> {
-    (0..n)
+    (1..=n)
         .map(|i| {
             let f = i as f32;
             EntityState {

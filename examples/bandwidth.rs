@@ -20,8 +20,8 @@ use outpost_client::netcode::{Decoder, Timeline};
 use outpost_edge::snapshot::{ClientSnapshots, Frame, Interest, InterestGrid, body_budget};
 use outpost_protocol::delta::QMotion;
 use outpost_protocol::{
-    EntityId, EntityKind, MatchConfig, MatchId, PlayerId, PlayerInput, Quantizer, Snapshot,
-    quantize,
+    EntityId, EntityKind, EntityView, MatchConfig, MatchId, PlayerId, PlayerInput, Quantizer,
+    Snapshot, quantize,
 };
 use outpost_sim::rapier3d::prelude::*;
 use outpost_sim::{
@@ -315,7 +315,7 @@ fn main() -> anyhow::Result<()> {
         .map(|_| rng.range(0.0, std::f32::consts::TAU))
         .collect();
     let mut grid = InterestGrid::default();
-    let mut previous: Vec<(EntityId, outpost_protocol::EntityView)> = Vec::new();
+    let mut previous: Vec<(EntityId, EntityView)> = Vec::new();
     let (mut moving_total, mut frames) = (0u64, 0u64);
     let mut errors: Vec<f64> = Vec::new();
     let total_ticks = args.seconds * u32::from(config.tick_hz);
@@ -348,19 +348,19 @@ fn main() -> anyhow::Result<()> {
         }
         game.write_replicated_state(&mut state);
         grid.rebuild(&state, interest.cell);
+        let quantized: Vec<EntityView> =
+            state.iter().map(|e| e.quantize(&quantizer, None)).collect();
         let frame = Frame {
             tick,
             quantizer: &quantizer,
             entities: &state,
+            quantized: &quantized,
             grid: &grid,
             interest,
         };
         let measured = tick_index >= warmup;
         // Moving: quantized state changed since the previous snapshot.
-        let now: Vec<(EntityId, outpost_protocol::EntityView)> = state
-            .iter()
-            .map(|e| (e.id, e.quantize(&quantizer, None)))
-            .collect();
+        let now: Vec<(EntityId, EntityView)> = quantized.iter().map(|e| (e.id, *e)).collect();
         if measured && !previous.is_empty() {
             moving_total += now
                 .iter()

@@ -123,6 +123,9 @@ pub struct Frame<'a> {
     pub quantizer: &'a Quantizer,
     /// Replicated state, sorted by id.
     pub entities: &'a [EntityState],
+    /// The same entities quantized (without motion), index for index: quantized once per
+    /// tick, shared by every client's snapshot.
+    pub quantized: &'a [EntityView],
     /// The same entities in an interest grid.
     pub grid: &'a InterestGrid,
     /// Interest settings.
@@ -211,12 +214,10 @@ impl ClientSnapshots {
             Vec::with_capacity(self.scratch.len());
         for &i in &self.scratch {
             let state = &frame.entities[i];
-            let motion = if state.id == self.own {
-                own_motion
-            } else {
-                None
-            };
-            let target = state.quantize(frame.quantizer, motion);
+            let mut target = frame.quantized[i];
+            if state.id == self.own {
+                target.motion = own_motion;
+            }
             let base = baseline
                 .binary_search_by_key(&state.id, |e| e.id)
                 .ok()
@@ -349,16 +350,22 @@ mod tests {
         all
     }
 
+    fn quantized(q: &Quantizer, entities: &[EntityState]) -> Vec<EntityView> {
+        entities.iter().map(|e| e.quantize(q, None)).collect()
+    }
+
     fn frame<'a>(
         tick: u32,
         q: &'a Quantizer,
         entities: &'a [EntityState],
+        quantized: &'a [EntityView],
         grid: &'a InterestGrid,
     ) -> Frame<'a> {
         Frame {
             tick,
             quantizer: q,
             entities,
+            quantized,
             grid,
             interest: Interest {
                 radius: 20.0,
@@ -395,7 +402,11 @@ mod tests {
             // Everything moves every tick.
             let entities = world(tick as f32 * 0.05);
             let grid = InterestGrid::build(&entities, 8.0);
-            let built = client.build(&frame(tick, &q, &entities, &grid), None, 200);
+            let built = client.build(
+                &frame(tick, &q, &entities, &quantized(&q, &entities), &grid),
+                None,
+                200,
+            );
             assert!(
                 built.body.len() <= 200,
                 "tick {tick}: {} bytes",
@@ -434,6 +445,7 @@ mod tests {
         let q = Quantizer::for_config(&MatchConfig::default());
         let mut client = ClientSnapshots::new(EntityId(500));
         let entities = world(0.0);
+        let views = quantized(&q, &entities);
         let grid = InterestGrid::build(&entities, 8.0);
         let mut tick = 0;
         let mut last = Built {
@@ -444,12 +456,12 @@ mod tests {
         };
         while last.deferred > 0 || last.baseline_tick == 0 {
             tick += 1;
-            last = client.build(&frame(tick, &q, &entities, &grid), None, 1000);
+            last = client.build(&frame(tick, &q, &entities, &views, &grid), None, 1000);
             client.ack(tick);
             assert!(tick < 50);
         }
         tick += 1;
-        let steady = client.build(&frame(tick, &q, &entities, &grid), None, 1000);
+        let steady = client.build(&frame(tick, &q, &entities, &views, &grid), None, 1000);
         assert_eq!(steady.body.len(), 2, "nothing changed: two empty counts");
     }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use outpost_protocol::{
-    Control, Datagram, EntityId, EntityState, GoodbyeReason, InputFrame, MatchConfig,
+    Control, Datagram, EntityId, EntityState, EntityView, GoodbyeReason, InputFrame, MatchConfig,
     MatchEndReason, MatchId, PlayerId, PlayerScore, QMotion, Quantizer, RejectCode, Snapshot,
     codec, quantize,
 };
@@ -109,6 +109,7 @@ struct Worker {
     ctx: WorkerContext,
     matches: HashMap<MatchId, Hosted>,
     state: Vec<EntityState>,
+    quantized: Vec<EntityView>,
 }
 
 /// Runs a worker until the stop flag is set or every command sender is gone.
@@ -117,6 +118,7 @@ pub(crate) fn run(ctx: WorkerContext, commands: Receiver<Command>) {
         ctx,
         matches: HashMap::new(),
         state: Vec::new(),
+        quantized: Vec::new(),
     };
     loop {
         if worker.ctx.stop.load(Ordering::Acquire) {
@@ -332,10 +334,17 @@ impl Worker {
         if tick % hosted.game.config().ticks_per_snapshot() == 0 {
             hosted.game.write_replicated_state(&mut self.state);
             hosted.grid.rebuild(&self.state, self.ctx.interest.cell);
+            self.quantized.clear();
+            self.quantized.extend(
+                self.state
+                    .iter()
+                    .map(|e| e.quantize(&hosted.quantizer, None)),
+            );
             let frame = Frame {
                 tick,
                 quantizer: &hosted.quantizer,
                 entities: &self.state,
+                quantized: &self.quantized,
                 grid: &hosted.grid,
                 interest: self.ctx.interest,
             };

@@ -316,13 +316,16 @@ fn write_entry(w: &mut Writer, quantizer: &Quantizer, base: Option<&EntityView>,
 /// Encodes `current` against `baseline` (both sorted by id). Returns the body bytes.
 ///
 /// An entity's kind is sent only when it is new to the baseline: network ids are never
-/// reused within a match, so an id keeps its kind.
+/// reused within a match, so an id keeps its kind. Id 0 is reserved (ids are coded as
+/// gaps from 0): an entity with id 0 is left out rather than corrupting the body.
 pub fn encode(quantizer: &Quantizer, baseline: &[EntityView], current: &[EntityView]) -> Vec<u8> {
+    let baseline: Vec<&EntityView> = baseline.iter().filter(|e| e.id.0 != 0).collect();
+    let current: Vec<&EntityView> = current.iter().filter(|e| e.id.0 != 0).collect();
     let mut removed = Vec::new();
     let mut entries: Vec<(Option<&EntityView>, &EntityView)> = Vec::new();
     let (mut b, mut c) = (0, 0);
     while b < baseline.len() || c < current.len() {
-        match (baseline.get(b), current.get(c)) {
+        match (baseline.get(b).copied(), current.get(c).copied()) {
             (Some(base), Some(cur)) if base.id == cur.id => {
                 if base != cur {
                     entries.push((Some(base), cur));

@@ -30,6 +30,7 @@ id_type!(
     MatchId(u64)
 );
 id_type!(
-    /// A replicated entity inside one match (a player's character, a prop).
+    /// A replicated entity inside one match (a player's character, a prop). Id 0 is
+    /// reserved: matches hand out ids from 1.
     EntityId(u32)
 );

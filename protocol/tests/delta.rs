@@ -291,3 +291,22 @@ fn bodies_that_contradict_their_baseline_are_refused() {
     assert!(delta::decode(&q, &[], &removal).is_err());
     assert_eq!(delta::decode(&q, &one, &[]), Err(DeltaError::Truncated));
 }
+
+/// Regression test: an entity with the reserved id 0 once made the encoder write a
+/// corrupt id gap; it is now left out and the rest of the body decodes.
+#[test]
+fn entity_id_zero_is_left_out_not_corrupting() {
+    let q = quantizer();
+    let entity = |id| EntityView {
+        id: EntityId(id),
+        kind: EntityKind::Prop,
+        position: q.position([1.0, 1.0, 1.0]),
+        rotation: quantize::rotation([0.0, 0.0, 0.0, 1.0]),
+        motion: None,
+    };
+    let body = delta::encode(&q, &[], &[entity(0), entity(1), entity(7)]);
+    assert_eq!(
+        delta::decode(&q, &[], &body).unwrap(),
+        vec![entity(1), entity(7)]
+    );
+}
