@@ -3,6 +3,7 @@
 
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -125,15 +126,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     );
 
     let match_id = MatchId(rand::random());
-    let client = Client::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let client = Arc::new(Client::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?);
     // With --link the bots reach the edge through a conditioning relay.
     let relay = match args.link {
         Some(link) => Some(LinkRelay::symmetric(edge.quic_addr(), link, rand::random()).await?),
         None => None,
     };
     let edge_addr = relay.as_ref().map_or(edge.quic_addr(), LinkRelay::addr);
-    let stop = CancellationToken::new();
-    let mut bots = Vec::with_capacity(usize::from(args.bots));
+    // All bots join at once, as players do; then all play.
+    let mut joins = Vec::with_capacity(usize::from(args.bots));
     for n in 0..args.bots {
         let token = ConnectToken {
             player_id: PlayerId(u64::from(n) + 1),
@@ -150,11 +151,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             trust: Trust::Pinned(edge.cert_fingerprint()),
             connect_token: signer.sign(&token)?,
         };
-        let session = client
-            .connect(&assignment)
-            .await
-            .with_context(|| format!("bot {n} joining"))?;
-        let bot = Bot::new(session, u64::from(n), BotStyle::Wander);
+        let client = client.clone();
+        joins.push(tokio::spawn(
+            async move { client.connect(&assignment).await },
+        ));
+    }
+    let stop = CancellationToken::new();
+    let mut bots = Vec::with_capacity(joins.len());
+    for (n, join) in joins.into_iter().enumerate() {
+        let session = join.await?.with_context(|| format!("bot {n} joining"))?;
+        let bot = Bot::new(session, n as u64, BotStyle::Wander);
         let stop = stop.clone();
         bots.push(tokio::spawn(bot.run(async move { stop.cancelled().await })));
     }

@@ -135,6 +135,7 @@ impl ClockSync {
 pub struct Timeline {
     samples: BTreeMap<EntityId, VecDeque<(u32, EntityState)>>,
     max_extrapolated_s: f64,
+    newest_world: u32,
 }
 
 impl Timeline {
@@ -144,6 +145,7 @@ impl Timeline {
     /// second are dropped.
     pub fn push(&mut self, world: &WorldState, tick_hz: f64) {
         let keep = (TIMELINE_SECONDS * tick_hz) as u32;
+        self.newest_world = self.newest_world.max(world.tick);
         for id in &world.removed {
             self.samples.remove(id);
         }
@@ -176,11 +178,17 @@ impl Timeline {
     }
 
     /// An entity's state at a (fractional) tick: interpolated between the samples around
-    /// it, or extrapolated from the newest two for at most [`MAX_EXTRAPOLATION_S`].
+    /// it; past the newest sample, held there if newer snapshots carried the same value
+    /// (it came to rest, or waits its turn in the budget: either way, nothing says it
+    /// moves on), or else — snapshots themselves are late — extrapolated from the newest
+    /// two for at most [`MAX_EXTRAPOLATION_S`].
     pub fn at(&mut self, id: EntityId, tick: f64, tick_hz: f64) -> Option<EntityState> {
         let samples = self.samples.get(&id)?;
         let (newest_tick, newest) = *samples.back()?;
         if tick >= f64::from(newest_tick) {
+            if newest_tick < self.newest_world {
+                return Some(newest);
+            }
             let Some(&(older_tick, older)) = samples.iter().rev().nth(1) else {
                 return Some(newest);
             };
