@@ -1,5 +1,6 @@
 //! The `outpost` command: argument parsing and wiring of the Outpost crates.
 
+mod cloud;
 mod dev;
 mod edge;
 
@@ -19,6 +20,8 @@ enum Command {
     Dev(dev::DevArgs),
     /// Run an edge server.
     Edge(edge::EdgeArgs),
+    /// Run the cloud services' HTTP API (auth).
+    Cloud(cloud::CloudArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -29,6 +32,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(args) => runtime.block_on(dev::run(args)),
         Command::Edge(args) => runtime.block_on(edge::run(args)),
+        Command::Cloud(args) => runtime.block_on(cloud::run(args)),
     }
 }
 

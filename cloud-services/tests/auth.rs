@@ -1,0 +1,309 @@
+//! Auth: guest login, refresh rotation, the published keys, key rotation, and every kind
+//! of bad token and bad body answered with a clean 4xx in the API's error shape.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use outpost_cloud::auth::Jwks;
+use outpost_cloud::{AccessClaims, Cloud, CloudConfig, KeyRing, MemoryStore, router};
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+const SEED: [u8; 32] = [42; 32];
+
+fn cloud_with(config: CloudConfig) -> Arc<Cloud> {
+    let keys = KeyRing::from_seed(&config, SEED);
+    Arc::new(Cloud {
+        config,
+        keys,
+        store: Arc::new(MemoryStore::default()),
+    })
+}
+
+fn cloud() -> Arc<Cloud> {
+    cloud_with(CloudConfig::dev())
+}
+
+async fn call(cloud: &Arc<Cloud>, request: Request<Body>) -> (StatusCode, Value) {
+    let response = router(cloud.clone())
+        .oneshot(request)
+        .await
+        .expect("router answers");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn post(path: &str, body: &str) -> Request<Body> {
+    Request::post(path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_owned()))
+        .expect("request")
+}
+
+fn me(token: &str) -> Request<Body> {
+    Request::get("/v1/me")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .expect("request")
+}
+
+async fn login(cloud: &Arc<Cloud>, device: &str) -> Value {
+    let (status, body) = call(
+        cloud,
+        post(
+            "/v1/auth/guest",
+            &json!({ "device_id": device }).to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+fn assert_error(status: StatusCode, body: &Value, expected: StatusCode, code: &str) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn a_guest_logs_in_and_is_recognised() {
+    let cloud = cloud();
+    let first = login(&cloud, "device-a").await;
+    let again = login(&cloud, "device-a").await;
+    let other = login(&cloud, "device-b").await;
+    assert_eq!(
+        first["player_id"], again["player_id"],
+        "the same device is the same player"
+    );
+    assert_ne!(first["player_id"], other["player_id"]);
+    assert_eq!(first["expires_in"], 900);
+    let (status, body) = call(&cloud, me(first["access_token"].as_str().expect("token"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["player_id"], first["player_id"]);
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_work_once() {
+    let cloud = cloud();
+    let session = login(&cloud, "device-a").await;
+    let refresh = json!({ "refresh_token": session["refresh_token"] }).to_string();
+    let (status, renewed) = call(&cloud, post("/v1/auth/refresh", &refresh)).await;
+    assert_eq!(status, StatusCode::OK, "{renewed}");
+    assert_eq!(renewed["player_id"], session["player_id"]);
+    assert_ne!(renewed["refresh_token"], session["refresh_token"]);
+    let (status, body) = call(&cloud, post("/v1/auth/refresh", &refresh)).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (status, body) = call(
+        &cloud,
+        post("/v1/auth/refresh", r#"{"refresh_token":"made-up"}"#),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
+async fn tokens_verify_with_only_the_published_keys() {
+    let cloud = cloud();
+    let session = login(&cloud, "device-a").await;
+    let token = session["access_token"].as_str().expect("token");
+    let (status, jwks) = call(
+        &cloud,
+        Request::get("/.well-known/jwks.json")
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let jwks: Jwks = serde_json::from_value(jwks).expect("a JWKS");
+    let kid = jsonwebtoken::decode_header(token)
+        .expect("header")
+        .kid
+        .expect("kid");
+    let key = jwks
+        .keys
+        .iter()
+        .find(|k| k.kid == kid)
+        .expect("the token's key is published");
+    assert_eq!(
+        (key.kty.as_str(), key.crv.as_str(), key.alg.as_str()),
+        ("OKP", "Ed25519", "EdDSA")
+    );
+    // An independent verifier (as an edge would be) with just the JWK.
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    validation.set_audience(&["outpost"]);
+    validation.set_issuer(&["outpost-cloud"]);
+    let claims = jsonwebtoken::decode::<AccessClaims>(
+        token,
+        &DecodingKey::from_ed_components(&key.x).expect("key"),
+        &validation,
+    )
+    .expect("verifies")
+    .claims;
+    assert_eq!(claims.sub, session["player_id"].to_string());
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_accepted_during_the_overlap_and_not_after() {
+    let cloud = cloud();
+    let before = login(&cloud, "device-a").await;
+    let old_kid = cloud.keys.current_kid();
+    cloud.keys.rotate([7; 32]);
+    assert_ne!(cloud.keys.current_kid(), old_kid);
+    let jwks = cloud.keys.jwks();
+    assert_eq!(jwks.keys.len(), 2, "old and new keys are both published");
+    let (status, _) = call(&cloud, me(before["access_token"].as_str().expect("token"))).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a token signed before rotation still works"
+    );
+    let after = login(&cloud, "device-a").await;
+    let kid = jsonwebtoken::decode_header(after["access_token"].as_str().expect("token"))
+        .expect("header")
+        .kid;
+    assert_eq!(kid, Some(cloud.keys.current_kid()));
+
+    // With no overlap, a rotation retires the old key at once.
+    let strict = cloud_with(CloudConfig {
+        key_overlap: Duration::ZERO,
+        ..CloudConfig::dev()
+    });
+    let before = login(&strict, "device-a").await;
+    strict.keys.rotate([8; 32]);
+    let (status, body) = call(&strict, me(before["access_token"].as_str().expect("token"))).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_eq!(strict.keys.jwks().keys.len(), 1);
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// Signs claims with the test seed's key (the cloud's own), with the cloud's kid.
+fn forge(cloud: &Cloud, claims: &Value, seed: [u8; 32]) -> String {
+    let mut der = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    der.extend_from_slice(&seed);
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(cloud.keys.current_kid());
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_ed_der(&der)).expect("signs")
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_without_a_hint_of_success() {
+    let cloud = cloud();
+    let good = json!({ "sub": "1", "iss": "outpost-cloud", "aud": "outpost", "exp": now() + 600, "iat": now() });
+    // Control: the same claims signed with the real key pass.
+    let (status, _) = call(&cloud, me(&forge(&cloud, &good, SEED))).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let mut cases: Vec<(&str, String)> = Vec::new();
+    cases.push((
+        "forged (another key, same kid)",
+        forge(&cloud, &good, [9; 32]),
+    ));
+    let mut expired = good.clone();
+    expired["exp"] = json!(now() - 60);
+    cases.push(("expired", forge(&cloud, &expired, SEED)));
+    let mut wrong_aud = good.clone();
+    wrong_aud["aud"] = json!("someone-else");
+    cases.push(("wrong aud", forge(&cloud, &wrong_aud, SEED)));
+    let mut no_aud = good.clone();
+    no_aud.as_object_mut().expect("object").remove("aud");
+    cases.push(("no aud", forge(&cloud, &no_aud, SEED)));
+    let mut no_exp = good.clone();
+    no_exp.as_object_mut().expect("object").remove("exp");
+    cases.push(("no exp", forge(&cloud, &no_exp, SEED)));
+    let mut wrong_iss = good.clone();
+    wrong_iss["iss"] = json!("evil");
+    cases.push(("wrong iss", forge(&cloud, &wrong_iss, SEED)));
+    let none_header = URL_SAFE_NO_PAD.encode(format!(
+        r#"{{"alg":"none","typ":"JWT","kid":"{}"}}"#,
+        cloud.keys.current_kid()
+    ));
+    let payload = URL_SAFE_NO_PAD.encode(good.to_string());
+    cases.push(("alg=none", format!("{none_header}.{payload}.")));
+    // Algorithm confusion: HMAC keyed with the public key.
+    let public = cloud.keys.jwks().keys[0].x.clone();
+    let mut hs = Header::new(Algorithm::HS256);
+    hs.kid = Some(cloud.keys.current_kid());
+    cases.push((
+        "HS256 with the public key",
+        jsonwebtoken::encode(&hs, &good, &EncodingKey::from_secret(public.as_bytes()))
+            .expect("signs"),
+    ));
+    cases.push(("garbage", "not.a.token".to_owned()));
+
+    for (what, token) in cases {
+        let (status, body) = call(&cloud, me(&token)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+        assert_eq!(body["error"]["code"], "unauthorized", "{what}");
+    }
+    let (status, body) = call(
+        &cloud,
+        Request::get("/v1/me").body(Body::empty()).expect("request"),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
+async fn bad_bodies_get_clean_errors_and_change_nothing() {
+    let cloud = cloud();
+    for (what, body) in [
+        ("malformed JSON", "{\"device_id\": "),
+        ("wrong type", r#"{"device_id": 5}"#),
+        ("unknown field", r#"{"device_id": "a", "admin": true}"#),
+        ("missing field", r#"{}"#),
+        ("empty device id", r#"{"device_id": ""}"#),
+    ] {
+        let (status, response) = call(&cloud, post("/v1/auth/guest", body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {response}");
+        assert_eq!(response["error"]["code"], "invalid_request", "{what}");
+    }
+    let huge = json!({ "device_id": "x".repeat(20_000) }).to_string();
+    let (status, response) = call(&cloud, post("/v1/auth/guest", &huge)).await;
+    assert_error(
+        status,
+        &response,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+    );
+    let plain = Request::post("/v1/auth/guest")
+        .body(Body::from(r#"{"device_id":"a"}"#))
+        .expect("request");
+    let (status, response) = call(&cloud, plain).await;
+    assert_error(
+        status,
+        &response,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+    let (status, response) = call(
+        &cloud,
+        Request::get("/v1/nowhere")
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
+    assert_error(status, &response, StatusCode::NOT_FOUND, "not_found");
+    // None of that created a player: the first real login is player 1.
+    assert_eq!(login(&cloud, "device-z").await["player_id"], 1);
+}
