@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
-use outpost_cloud::{Cloud, CloudConfig, KeyRing, MemoryStore};
+use outpost_cloud::{Cloud, CloudConfig, KeyRing, MemoryStore, RedisStore, Store};
 
 /// Cloud options. Each also reads an `OUTPOST_*` environment variable.
 #[derive(Args, Debug)]
@@ -16,6 +16,10 @@ pub struct CloudArgs {
     /// without it a key is generated for this run (tokens die with the process).
     #[arg(long, env = "OUTPOST_SIGNING_KEY_FILE")]
     signing_key_file: Option<PathBuf>,
+    /// Redis URL (`redis://host:port/db`) for players and sessions; without it they live in
+    /// memory and end with the process.
+    #[arg(long, env = "OUTPOST_REDIS_URL")]
+    redis_url: Option<String>,
     /// `iss` of access tokens.
     #[arg(long, env = "OUTPOST_ISSUER", default_value = "outpost-cloud")]
     issuer: String,
@@ -39,10 +43,14 @@ pub async fn run(args: CloudArgs) -> anyhow::Result<()> {
             KeyRing::generate(&config)
         }
     };
+    let store: std::sync::Arc<dyn Store> = match &args.redis_url {
+        Some(url) => std::sync::Arc::new(RedisStore::connect(url, "outpost").await?),
+        None => std::sync::Arc::new(MemoryStore::default()),
+    };
     let cloud = std::sync::Arc::new(Cloud {
         config,
         keys,
-        store: std::sync::Arc::new(MemoryStore::default()),
+        store,
     });
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     eprintln!(

@@ -32,7 +32,7 @@ use tower_http::timeout::TimeoutLayer;
 
 pub use auth::{AccessClaims, KeyRing};
 pub use error::ApiError;
-pub use store::{MemoryStore, Store};
+pub use store::{MemoryStore, RedisStore, Store};
 
 /// How the cloud runs. Every field documents its default and bounds.
 #[derive(Debug, Clone)]

@@ -1,5 +1,6 @@
-//! Storage behind a trait: the in-memory store for `outpost dev` and tests (a Redis store
-//! for production comes with the rest of the cloud services).
+//! Storage behind a trait: [`MemoryStore`] for `outpost dev` and unit tests,
+//! [`RedisStore`] for production. One conformance suite (`tests/store.rs`) runs against
+//! both.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -17,12 +18,14 @@ pub type StoreFuture<'a, T> =
 pub trait Store: Send + Sync {
     /// The player of a device, created on first sight.
     fn player_for_device<'a>(&'a self, device_id: &'a str) -> StoreFuture<'a, u64>;
-    /// Remembers a refresh token (by hash) for a player until `expires_at` (Unix seconds).
+    /// Remembers a refresh token (by hash) for a player until `expires_at` (Unix seconds);
+    /// one already expired at `now` is not stored.
     fn put_refresh<'a>(
         &'a self,
         token_hash: &'a str,
         player_id: u64,
         expires_at: u64,
+        now: u64,
     ) -> StoreFuture<'a, ()>;
     /// Takes a refresh token: returns its player once, if it exists and has not expired.
     fn take_refresh<'a>(&'a self, token_hash: &'a str, now: u64) -> StoreFuture<'a, Option<u64>>;
@@ -66,11 +69,14 @@ impl Store for MemoryStore {
         token_hash: &'a str,
         player_id: u64,
         expires_at: u64,
+        now: u64,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            self.lock()
-                .refresh
-                .insert(token_hash.to_owned(), (player_id, expires_at));
+            if expires_at > now {
+                self.lock()
+                    .refresh
+                    .insert(token_hash.to_owned(), (player_id, expires_at));
+            }
             Ok(())
         })
     }
@@ -80,6 +86,110 @@ impl Store for MemoryStore {
             let mut memory = self.lock();
             memory.refresh.retain(|_, (_, expires)| *expires > now);
             Ok(memory.refresh.remove(token_hash).map(|(player, _)| player))
+        })
+    }
+}
+
+/// Redis, through a connection manager (reconnects by itself). Key names carry a hash tag
+/// (`{auth}`) so they stay in one slot under Redis Cluster.
+#[derive(Clone)]
+pub struct RedisStore {
+    redis: redis::aio::ConnectionManager,
+    prefix: String,
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://host:port/db`); `prefix` namespaces every key.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(redis_error)?;
+        let redis = client.get_connection_manager().await.map_err(redis_error)?;
+        Ok(Self {
+            redis,
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}:{{auth}}:{name}", self.prefix)
+    }
+}
+
+fn redis_error(err: redis::RedisError) -> StoreError {
+    StoreError(err.to_string())
+}
+
+impl Store for RedisStore {
+    fn player_for_device<'a>(&'a self, device_id: &'a str) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let mut redis = self.redis.clone();
+            let players = self.key("players");
+            let known: Option<u64> = redis::cmd("HGET")
+                .arg(&players)
+                .arg(device_id)
+                .query_async(&mut redis)
+                .await
+                .map_err(redis_error)?;
+            if let Some(id) = known {
+                return Ok(id);
+            }
+            let id: u64 = redis::cmd("INCR")
+                .arg(self.key("player_seq"))
+                .query_async(&mut redis)
+                .await
+                .map_err(redis_error)?;
+            let created: bool = redis::cmd("HSETNX")
+                .arg(&players)
+                .arg(device_id)
+                .arg(id)
+                .query_async(&mut redis)
+                .await
+                .map_err(redis_error)?;
+            if created {
+                return Ok(id);
+            }
+            // Another request created it first: theirs stands (our id goes unused).
+            let id: Option<u64> = redis::cmd("HGET")
+                .arg(&players)
+                .arg(device_id)
+                .query_async(&mut redis)
+                .await
+                .map_err(redis_error)?;
+            id.ok_or_else(|| StoreError("player vanished while being created".into()))
+        })
+    }
+
+    fn put_refresh<'a>(
+        &'a self,
+        token_hash: &'a str,
+        player_id: u64,
+        expires_at: u64,
+        now: u64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            if expires_at <= now {
+                return Ok(());
+            }
+            let mut redis = self.redis.clone();
+            redis::cmd("SET")
+                .arg(self.key(&format!("refresh:{token_hash}")))
+                .arg(player_id)
+                .arg("EXAT")
+                .arg(expires_at)
+                .query_async::<()>(&mut redis)
+                .await
+                .map_err(redis_error)
+        })
+    }
+
+    fn take_refresh<'a>(&'a self, token_hash: &'a str, _now: u64) -> StoreFuture<'a, Option<u64>> {
+        Box::pin(async move {
+            let mut redis = self.redis.clone();
+            // GETDEL is atomic: of two concurrent refreshes with one token, one wins.
+            redis::cmd("GETDEL")
+                .arg(self.key(&format!("refresh:{token_hash}")))
+                .query_async(&mut redis)
+                .await
+                .map_err(redis_error)
         })
     }
 }

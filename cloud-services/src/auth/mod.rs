@@ -83,7 +83,7 @@ async fn open_session(cloud: &Cloud, player_id: u64) -> Result<Session, ApiError
     let expires_at = now_secs() + cloud.config.refresh_ttl.as_secs();
     cloud
         .store
-        .put_refresh(&hash(&refresh_token), player_id, expires_at)
+        .put_refresh(&hash(&refresh_token), player_id, expires_at, now_secs())
         .await
         .map_err(ApiError::internal)?;
     Ok(Session {
