@@ -93,12 +93,34 @@ pub struct Cloud {
     pub store: Arc<dyn Store>,
 }
 
-/// The whole API as a router.
+/// The OpenAPI description of every route (each is registered together with its
+/// documentation, so the two cannot drift apart).
+#[derive(utoipa::OpenApi)]
+#[openapi(info(
+    title = "Outpost cloud API",
+    description = "Auth, and next matchmaking, leaderboards and replays."
+))]
+struct ApiDoc;
+
+/// The API's routes and their OpenAPI document.
+pub fn routes_and_document() -> (Router<Arc<Cloud>>, utoipa::openapi::OpenApi) {
+    use utoipa::OpenApi as _;
+    utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(auth::routes())
+        .split_for_parts()
+}
+
+/// The whole API as a router, with its OpenAPI document at `/v1/openapi.json`.
 pub fn router(cloud: Arc<Cloud>) -> Router {
     let max_body = cloud.config.max_body;
     let timeout = cloud.config.request_timeout;
-    Router::new()
-        .merge(auth::routes())
+    let (routes, document) = routes_and_document();
+    let document = Arc::new(document);
+    routes
+        .route(
+            "/v1/openapi.json",
+            axum::routing::get(move || async move { axum::Json((*document).clone()) }),
+        )
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(TimeoutLayer::with_status_code(

@@ -71,14 +71,14 @@ fn now_secs() -> u64 {
 }
 
 /// A JSON Web Key Set, as published.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Jwks {
     /// The keys.
     pub keys: Vec<Jwk>,
 }
 
 /// One published key (OKP / Ed25519).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Jwk {
     /// Key type: `OKP`.
     pub kty: String,

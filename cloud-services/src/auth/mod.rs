@@ -5,33 +5,35 @@ mod keys;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use keys::{AccessClaims, Jwk, Jwks, KeyRing, TokenRejected};
 
 use crate::Cloud;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ErrorBody};
 
 /// Longest device id accepted, bytes.
 pub const MAX_DEVICE_ID: usize = 128;
 
-pub(crate) fn routes() -> Router<Arc<Cloud>> {
-    Router::new()
-        .route("/v1/auth/guest", post(guest))
-        .route("/v1/auth/refresh", post(refresh))
-        .route("/v1/me", get(me))
-        .route("/.well-known/jwks.json", get(jwks))
+pub(crate) fn routes() -> OpenApiRouter<Arc<Cloud>> {
+    OpenApiRouter::new()
+        .routes(routes!(guest))
+        .routes(routes!(refresh))
+        .routes(routes!(me))
+        .routes(routes!(jwks))
 }
 
 /// Body of `POST /v1/auth/guest`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GuestLogin {
     /// A stable id of the device (1..=128 bytes): the same device gets the same player.
@@ -39,7 +41,7 @@ pub struct GuestLogin {
 }
 
 /// Body of `POST /v1/auth/refresh`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     /// The refresh token from the last login or refresh.
@@ -47,7 +49,7 @@ pub struct RefreshRequest {
 }
 
 /// A session: what login and refresh return.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Session {
     /// The player.
     pub player_id: u64,
@@ -60,7 +62,7 @@ pub struct Session {
 }
 
 /// `GET /v1/me`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Me {
     /// The player the bearer token names.
     pub player_id: u64,
@@ -94,6 +96,9 @@ async fn open_session(cloud: &Cloud, player_id: u64) -> Result<Session, ApiError
     })
 }
 
+/// Logs in as a guest: the same device id is the same player.
+#[utoipa::path(post, path = "/v1/auth/guest", tag = "auth", request_body = GuestLogin,
+    responses((status = 200, body = Session), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
 async fn guest(
     State(cloud): State<Arc<Cloud>>,
     ApiJson(login): ApiJson<GuestLogin>,
@@ -109,6 +114,9 @@ async fn guest(
     Ok(Json(open_session(&cloud, player_id).await?))
 }
 
+/// Trades a refresh token (once) for a new session.
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, body = Session), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn refresh(
     State(cloud): State<Arc<Cloud>>,
     ApiJson(request): ApiJson<RefreshRequest>,
@@ -145,12 +153,17 @@ pub fn bearer(cloud: &Cloud, headers: &HeaderMap) -> Result<u64, ApiError> {
         .map_err(|_| ApiError::unauthorized("token subject is not a player id"))
 }
 
+/// The player the bearer token names.
+#[utoipa::path(get, path = "/v1/me", tag = "auth",
+    responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
 async fn me(State(cloud): State<Arc<Cloud>>, headers: HeaderMap) -> Result<Json<Me>, ApiError> {
     Ok(Json(Me {
         player_id: bearer(&cloud, &headers)?,
     }))
 }
 
+/// The public keys access tokens are signed with.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth", responses((status = 200, body = Jwks)))]
 async fn jwks(
     State(cloud): State<Arc<Cloud>>,
 ) -> (
