@@ -20,6 +20,10 @@ pub struct CloudArgs {
     /// memory and end with the process.
     #[arg(long, env = "OUTPOST_REDIS_URL")]
     redis_url: Option<String>,
+    /// File holding the secret edges present to heartbeat (`Authorization: Edge …`);
+    /// without it no edge can register.
+    #[arg(long, env = "OUTPOST_EDGE_CREDENTIAL_FILE")]
+    edge_credential_file: Option<PathBuf>,
     /// `iss` of access tokens.
     #[arg(long, env = "OUTPOST_ISSUER", default_value = "outpost-cloud")]
     issuer: String,
@@ -30,9 +34,23 @@ pub struct CloudArgs {
 
 pub async fn run(args: CloudArgs) -> anyhow::Result<()> {
     crate::init_tracing("info");
+    let edge_credential = match &args.edge_credential_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|err| anyhow::anyhow!("reading {}: {err}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    anyhow::ensure!(
+        edge_credential.as_ref().is_none_or(|c| c.len() >= 16),
+        "the edge credential must be at least 16 characters"
+    );
     let config = CloudConfig {
         issuer: args.issuer,
         audience: args.audience,
+        edge_credential,
         ..CloudConfig::dev()
     };
     config.validate().map_err(anyhow::Error::msg)?;

@@ -19,6 +19,7 @@
 //! ```
 
 pub mod auth;
+pub mod edges;
 pub mod error;
 pub mod store;
 
@@ -52,6 +53,11 @@ pub struct CloudConfig {
     pub max_body: usize,
     /// Longest a request may take. Default 10 s.
     pub request_timeout: Duration,
+    /// Secret edges present (`Authorization: Edge …`) to heartbeat; `None` refuses every
+    /// edge. `serve` and `outpost dev` generate one.
+    pub edge_credential: Option<String>,
+    /// How long an edge stays registered after its last heartbeat. Default 15 s.
+    pub edge_ttl: Duration,
 }
 
 impl CloudConfig {
@@ -65,6 +71,8 @@ impl CloudConfig {
             key_overlap: Duration::from_secs(15 * 60),
             max_body: 16 * 1024,
             request_timeout: Duration::from_secs(10),
+            edge_credential: None,
+            edge_ttl: Duration::from_secs(15),
         }
     }
 
@@ -107,6 +115,7 @@ pub fn routes_and_document() -> (Router<Arc<Cloud>>, utoipa::openapi::OpenApi) {
     use utoipa::OpenApi as _;
     utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::routes())
+        .merge(edges::routes())
         .split_for_parts()
 }
 

@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::edges::EdgeRecord;
+
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 #[error("store: {0}")]
@@ -29,6 +31,10 @@ pub trait Store: Send + Sync {
     ) -> StoreFuture<'a, ()>;
     /// Takes a refresh token: returns its player once, if it exists and has not expired.
     fn take_refresh<'a>(&'a self, token_hash: &'a str, now: u64) -> StoreFuture<'a, Option<u64>>;
+    /// Registers or refreshes an edge until its `expires_at`.
+    fn put_edge<'a>(&'a self, edge: &'a EdgeRecord, now: u64) -> StoreFuture<'a, ()>;
+    /// The edges not expired at `now`.
+    fn live_edges(&self, now: u64) -> StoreFuture<'_, Vec<EdgeRecord>>;
 }
 
 #[derive(Default)]
@@ -36,6 +42,7 @@ struct Memory {
     players: HashMap<String, u64>,
     refresh: HashMap<String, (u64, u64)>,
     next_player: u64,
+    edges: HashMap<String, EdgeRecord>,
 }
 
 /// Everything in memory, lost at exit.
@@ -88,6 +95,25 @@ impl Store for MemoryStore {
             Ok(memory.refresh.remove(token_hash).map(|(player, _)| player))
         })
     }
+
+    fn put_edge<'a>(&'a self, edge: &'a EdgeRecord, now: u64) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            if edge.expires_at > now {
+                self.lock()
+                    .edges
+                    .insert(edge.heartbeat.edge_id.clone(), edge.clone());
+            }
+            Ok(())
+        })
+    }
+
+    fn live_edges(&self, now: u64) -> StoreFuture<'_, Vec<EdgeRecord>> {
+        Box::pin(async move {
+            let mut memory = self.lock();
+            memory.edges.retain(|_, e| e.expires_at > now);
+            Ok(memory.edges.values().cloned().collect())
+        })
+    }
 }
 
 /// Redis, through a connection manager (reconnects by itself). Key names carry a hash tag
@@ -111,6 +137,10 @@ impl RedisStore {
 
     fn key(&self, name: &str) -> String {
         format!("{}:{{auth}}:{name}", self.prefix)
+    }
+
+    fn edge_key(&self, name: &str) -> String {
+        format!("{}:{{edges}}:{name}", self.prefix)
     }
 }
 
@@ -190,6 +220,69 @@ impl Store for RedisStore {
                 .query_async(&mut redis)
                 .await
                 .map_err(redis_error)
+        })
+    }
+
+    fn put_edge<'a>(&'a self, edge: &'a EdgeRecord, now: u64) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            if edge.expires_at <= now {
+                return Ok(());
+            }
+            let json = serde_json::to_string(edge).map_err(|e| StoreError(e.to_string()))?;
+            let mut redis = self.redis.clone();
+            redis::pipe()
+                .atomic()
+                .cmd("SET")
+                .arg(self.edge_key(&edge.heartbeat.edge_id))
+                .arg(json)
+                .arg("EXAT")
+                .arg(edge.expires_at)
+                .ignore()
+                .cmd("SADD")
+                .arg(self.edge_key("index"))
+                .arg(&edge.heartbeat.edge_id)
+                .ignore()
+                .query_async::<()>(&mut redis)
+                .await
+                .map_err(redis_error)
+        })
+    }
+
+    fn live_edges(&self, now: u64) -> StoreFuture<'_, Vec<EdgeRecord>> {
+        Box::pin(async move {
+            let mut redis = self.redis.clone();
+            let ids: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(self.edge_key("index"))
+                .query_async(&mut redis)
+                .await
+                .map_err(redis_error)?;
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let keys: Vec<String> = ids.iter().map(|id| self.edge_key(id)).collect();
+            let values: Vec<Option<String>> = redis::cmd("MGET")
+                .arg(&keys)
+                .query_async(&mut redis)
+                .await
+                .map_err(redis_error)?;
+            let mut live = Vec::new();
+            let mut gone = Vec::new();
+            for (id, value) in ids.iter().zip(values) {
+                match value.and_then(|v| serde_json::from_str::<EdgeRecord>(&v).ok()) {
+                    Some(edge) if edge.expires_at > now => live.push(edge),
+                    Some(_) => {}
+                    None => gone.push(id.clone()),
+                }
+            }
+            if !gone.is_empty() {
+                redis::cmd("SREM")
+                    .arg(self.edge_key("index"))
+                    .arg(&gone)
+                    .query_async::<()>(&mut redis)
+                    .await
+                    .map_err(redis_error)?;
+            }
+            Ok(live)
         })
     }
 }

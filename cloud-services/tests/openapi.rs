@@ -59,6 +59,8 @@ async fn every_route_is_documented_and_every_documented_route_is_served() {
         "/v1/auth/refresh",
         "/v1/me",
         "/.well-known/jwks.json",
+        "/v1/edges/heartbeat",
+        "/v1/edges",
     ] {
         assert!(
             paths.contains_key(expected),
@@ -84,7 +86,7 @@ async fn every_route_is_documented_and_every_documented_route_is_served() {
             probed += 1;
         }
     }
-    assert_eq!(probed, 4);
+    assert_eq!(probed, 6);
     // Documented responses name the error shape.
     assert!(
         document["components"]["schemas"]["ErrorBody"].is_object(),

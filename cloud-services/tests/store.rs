@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use outpost_cloud::edges::{EdgeHeartbeat, EdgeRecord};
 use outpost_cloud::{MemoryStore, RedisStore, Store};
 
 /// A private Redis server, stopped and deleted on drop.
@@ -162,6 +163,57 @@ async fn conformance(store: Arc<dyn Store>) {
             .await
             .expect("store works"),
         None
+    );
+
+    // Edges: registered by heartbeat, refreshed in place, forgotten once expired.
+    let edge = |id: &str, load: u32, expires_at: u64| EdgeRecord {
+        heartbeat: EdgeHeartbeat {
+            edge_id: id.into(),
+            region: "eu-west".into(),
+            quic_addr: "127.0.0.1:7777".into(),
+            cert_sha256: "ab".repeat(32),
+            capacity: 100,
+            load,
+            draining: false,
+        },
+        last_seen: now,
+        expires_at,
+    };
+    store
+        .put_edge(&edge("edge-1", 5, now + 15), now)
+        .await
+        .expect("store works");
+    store
+        .put_edge(&edge("edge-2", 0, now + 15), now)
+        .await
+        .expect("store works");
+    store
+        .put_edge(&edge("edge-1", 9, now + 20), now)
+        .await
+        .expect("store works");
+    let mut live = store.live_edges(now).await.expect("store works");
+    live.sort_by(|a, b| a.heartbeat.edge_id.cmp(&b.heartbeat.edge_id));
+    assert_eq!(
+        live,
+        vec![edge("edge-1", 9, now + 20), edge("edge-2", 0, now + 15)]
+    );
+    let later = store.live_edges(now + 16).await.expect("store works");
+    assert_eq!(
+        later,
+        vec![edge("edge-1", 9, now + 20)],
+        "edge-2 went silent"
+    );
+    store
+        .put_edge(&edge("edge-3", 0, now - 1), now)
+        .await
+        .expect("store works");
+    assert!(
+        store
+            .live_edges(now)
+            .await
+            .expect("store works")
+            .iter()
+            .all(|e| e.heartbeat.edge_id != "edge-3")
     );
 }
 

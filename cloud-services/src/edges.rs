@@ -1,0 +1,155 @@
+//! The edge registry: edges heartbeat what they are and how loaded; silent ones expire.
+//! Matchmaking will place matches only on live, non-draining edges with room.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::Cloud;
+use crate::error::{ApiError, ApiJson, ErrorBody};
+
+/// What an edge says of itself, every few seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeHeartbeat {
+    /// The edge's id, as connect tokens name it (1..=64 bytes).
+    pub edge_id: String,
+    /// Its region, e.g. `eu-west` (1..=32 of `a-z`, `0-9`, `-`).
+    pub region: String,
+    /// Its QUIC address, `host:port`.
+    pub quic_addr: String,
+    /// SHA-256 of its certificate, 64 hex digits (clients pin it).
+    pub cert_sha256: String,
+    /// Most players it takes.
+    pub capacity: u32,
+    /// Players on it now.
+    pub load: u32,
+    /// Draining: running matches finish, no new ones.
+    pub draining: bool,
+}
+
+/// A registered edge, as the registry knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EdgeRecord {
+    /// What it last said.
+    #[serde(flatten)]
+    pub heartbeat: EdgeHeartbeat,
+    /// When it last spoke, Unix seconds.
+    pub last_seen: u64,
+    /// When it is forgotten unless it speaks again, Unix seconds.
+    pub expires_at: u64,
+}
+
+/// Answer to a heartbeat.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HeartbeatAck {
+    /// Seconds before the edge must speak again.
+    pub expires_in: u64,
+}
+
+/// The live edges.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EdgeList {
+    /// Edges that spoke within their time, by id.
+    pub edges: Vec<EdgeRecord>,
+}
+
+pub(crate) fn routes() -> OpenApiRouter<Arc<Cloud>> {
+    OpenApiRouter::new()
+        .routes(routes!(heartbeat))
+        .routes(routes!(list))
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Compares in time independent of where the inputs differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn check_edge_credential(cloud: &Cloud, headers: &HeaderMap) -> Result<(), ApiError> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Edge "))
+        .ok_or_else(|| ApiError::unauthorized("missing edge credential"))?;
+    match &cloud.config.edge_credential {
+        Some(expected) if same(presented.as_bytes(), expected.as_bytes()) => Ok(()),
+        _ => Err(ApiError::unauthorized("edge credential refused")),
+    }
+}
+
+fn validate(beat: &EdgeHeartbeat) -> Result<(), ApiError> {
+    if beat.edge_id.is_empty() || beat.edge_id.len() > outpost_protocol::token::MAX_EDGE_ID_LEN {
+        return Err(ApiError::invalid("edge_id must be 1..=64 bytes"));
+    }
+    let region_ok = (1..=32).contains(&beat.region.len())
+        && beat
+            .region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !region_ok {
+        return Err(ApiError::invalid("region must be 1..=32 of a-z, 0-9, -"));
+    }
+    if beat.quic_addr.parse::<std::net::SocketAddr>().is_err() {
+        return Err(ApiError::invalid(
+            "quic_addr must be host:port with an IP address",
+        ));
+    }
+    if beat.cert_sha256.len() != 64 || !beat.cert_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::invalid("cert_sha256 must be 64 hex digits"));
+    }
+    if beat.load > beat.capacity.saturating_mul(2) {
+        return Err(ApiError::invalid("load is implausibly above capacity"));
+    }
+    Ok(())
+}
+
+/// An edge reports itself; registering is the first heartbeat.
+#[utoipa::path(post, path = "/v1/edges/heartbeat", tag = "edges", request_body = EdgeHeartbeat,
+    security(("edge_credential" = [])),
+    responses((status = 200, body = HeartbeatAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn heartbeat(
+    State(cloud): State<Arc<Cloud>>,
+    headers: HeaderMap,
+    ApiJson(beat): ApiJson<EdgeHeartbeat>,
+) -> Result<Json<HeartbeatAck>, ApiError> {
+    check_edge_credential(&cloud, &headers)?;
+    validate(&beat)?;
+    let now = now_secs();
+    let ttl = cloud.config.edge_ttl.as_secs();
+    let record = EdgeRecord {
+        heartbeat: beat,
+        last_seen: now,
+        expires_at: now + ttl,
+    };
+    cloud
+        .store
+        .put_edge(&record, now)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(HeartbeatAck { expires_in: ttl }))
+}
+
+/// The edges alive now (for players measuring pings, and for placement).
+#[utoipa::path(get, path = "/v1/edges", tag = "edges", responses((status = 200, body = EdgeList)))]
+async fn list(State(cloud): State<Arc<Cloud>>) -> Result<Json<EdgeList>, ApiError> {
+    let mut edges = cloud
+        .store
+        .live_edges(now_secs())
+        .await
+        .map_err(ApiError::internal)?;
+    edges.sort_by(|a, b| a.heartbeat.edge_id.cmp(&b.heartbeat.edge_id));
+    Ok(Json(EdgeList { edges }))
+}
