@@ -21,6 +21,7 @@
 pub mod auth;
 pub mod edges;
 pub mod error;
+pub mod matchmaking;
 pub mod store;
 
 use std::future::Future;
