@@ -171,7 +171,11 @@ fn a_large_pool_forms_only_valid_matches() {
     let regions = ["eu", "us", "ap"];
     let tickets: Vec<Ticket> = (1..=10_000u64)
         .map(|id| {
-            let party = if rng.next_u64() % 5 == 0 { 2 } else { 1 };
+            let party = if rng.next_u64().is_multiple_of(5) {
+                2
+            } else {
+                1
+            };
             let ratings: Vec<f64> = (0..party)
                 .map(|_| 1500.0 + rng.range(-400.0, 400.0) as f64)
                 .collect();
