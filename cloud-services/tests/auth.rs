@@ -1,6 +1,8 @@
 //! Auth: guest login, refresh rotation, the published keys, key rotation, and every kind
 //! of bad token and bad body answered with a clean 4xx in the API's error shape.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -8,40 +10,20 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::call;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use outpost_cloud::auth::Jwks;
-use outpost_cloud::{AccessClaims, Cloud, CloudConfig, KeyRing, MemoryStore, router};
+use outpost_cloud::{AccessClaims, Cloud, CloudConfig};
 use serde_json::{Value, json};
-use tower::ServiceExt as _;
 
 const SEED: [u8; 32] = [42; 32];
 
 fn cloud_with(config: CloudConfig) -> Arc<Cloud> {
-    let keys = KeyRing::from_seed(&config, SEED);
-    Arc::new(Cloud {
-        config,
-        keys,
-        store: Arc::new(MemoryStore::default()),
-    })
+    common::cloud_with(config, SEED)
 }
 
 fn cloud() -> Arc<Cloud> {
     cloud_with(CloudConfig::dev())
-}
-
-async fn call(cloud: &Arc<Cloud>, request: Request<Body>) -> (StatusCode, Value) {
-    let response = router(cloud.clone())
-        .oneshot(request)
-        .await
-        .expect("router answers");
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .expect("body");
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
 }
 
 fn post(path: &str, body: &str) -> Request<Body> {

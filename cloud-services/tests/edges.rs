@@ -1,41 +1,25 @@
 //! The edge registry over HTTP: only edges with the credential may heartbeat, what they
 //! say is checked, and the live list shows them (draining ones marked).
 
+mod common;
+
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use outpost_cloud::{Cloud, CloudConfig, KeyRing, MemoryStore, router};
+use common::call;
+use outpost_cloud::{Cloud, CloudConfig};
 use serde_json::{Value, json};
-use tower::ServiceExt as _;
 
 const CREDENTIAL: &str = "edge-secret-for-tests";
 
 fn cloud(credential: Option<&str>) -> Arc<Cloud> {
-    let config = CloudConfig {
-        edge_credential: credential.map(str::to_owned),
-        ..CloudConfig::dev()
-    };
-    let keys = KeyRing::from_seed(&config, [3; 32]);
-    Arc::new(Cloud {
-        config,
-        keys,
-        store: Arc::new(MemoryStore::default()),
-    })
-}
-
-async fn call(cloud: &Arc<Cloud>, request: Request<Body>) -> (StatusCode, Value) {
-    let response = router(cloud.clone())
-        .oneshot(request)
-        .await
-        .expect("router answers");
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .expect("body");
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    common::cloud_with(
+        CloudConfig {
+            edge_credential: credential.map(str::to_owned),
+            ..CloudConfig::dev()
+        },
+        [3; 32],
     )
 }
 

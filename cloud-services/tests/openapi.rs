@@ -3,37 +3,17 @@
 //! only be added documented; this test checks the other direction too: every documented
 //! path and method is served (never the "no such route" fallback).
 
+mod common;
+
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use outpost_cloud::{Cloud, CloudConfig, KeyRing, MemoryStore, router};
-use serde_json::Value;
-use tower::ServiceExt as _;
+use common::call;
+use outpost_cloud::{Cloud, CloudConfig};
 
 fn cloud() -> Arc<Cloud> {
-    let config = CloudConfig::dev();
-    let keys = KeyRing::from_seed(&config, [1; 32]);
-    Arc::new(Cloud {
-        config,
-        keys,
-        store: Arc::new(MemoryStore::default()),
-    })
-}
-
-async fn call(cloud: &Arc<Cloud>, request: Request<Body>) -> (StatusCode, Value) {
-    let response = router(cloud.clone())
-        .oneshot(request)
-        .await
-        .expect("router answers");
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .expect("body");
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    common::cloud_with(CloudConfig::dev(), [1; 32])
 }
 
 #[tokio::test]
