@@ -23,6 +23,23 @@ fn teleport_player(game: &mut Match, player: PlayerId, at: Vector) {
     teleport(game, id, at);
 }
 
+/// Player 1 at the origin and player 2 at `target_at`, one tick run; returns the match,
+/// the shooter's entity, and the yaw from the shooter to the target.
+fn facing_off(cfg: &MatchConfig, target_at: Vector) -> (Match, EntityId, u16) {
+    let mut game = Match::new(MatchId(1), cfg).expect("valid config");
+    let shooter = game.add_player(PlayerId(1)).expect("a free seat");
+    let target = game.add_player(PlayerId(2)).expect("a free seat");
+    teleport_player(
+        &mut game,
+        PlayerId(1),
+        Vector::new(0.0, spawn_height(), 0.0),
+    );
+    teleport_player(&mut game, PlayerId(2), target_at);
+    game.step();
+    let yaw = yaw_towards(position(&mut game, shooter), position(&mut game, target));
+    (game, shooter, yaw)
+}
+
 /// Feeds `ticks` copies of an input (with rising sequence numbers) and steps.
 fn hold(game: &mut Match, player: PlayerId, mut input: PlayerInput, ticks: u32) {
     let start = game.ack_input_seq(player).unwrap_or(0);
@@ -140,22 +157,8 @@ fn walking_into_a_prop_pushes_it() {
 
 #[test]
 fn a_hit_scores_and_is_reported() {
-    let mut game = Match::new(MatchId(1), &config(0)).unwrap();
-    let shooter = game.add_player(PlayerId(1)).unwrap();
-    let target = game.add_player(PlayerId(2)).unwrap();
-    teleport_player(
-        &mut game,
-        PlayerId(1),
-        Vector::new(0.0, spawn_height(), 0.0),
-    );
-    teleport_player(
-        &mut game,
-        PlayerId(2),
-        Vector::new(0.0, spawn_height(), 8.0),
-    );
-    game.step();
+    let (mut game, shooter, yaw) = facing_off(&config(0), Vector::new(0.0, spawn_height(), 8.0));
     game.drain_events();
-    let yaw = yaw_towards(position(&mut game, shooter), position(&mut game, target));
     hold(
         &mut game,
         PlayerId(1),
@@ -206,21 +209,7 @@ fn a_hit_scores_and_is_reported() {
 
 #[test]
 fn holding_fire_is_rate_limited() {
-    let mut game = Match::new(MatchId(1), &config(0)).unwrap();
-    let shooter = game.add_player(PlayerId(1)).unwrap();
-    let target = game.add_player(PlayerId(2)).unwrap();
-    teleport_player(
-        &mut game,
-        PlayerId(1),
-        Vector::new(0.0, spawn_height(), 0.0),
-    );
-    teleport_player(
-        &mut game,
-        PlayerId(2),
-        Vector::new(0.0, spawn_height(), 8.0),
-    );
-    game.step();
-    let yaw = yaw_towards(position(&mut game, shooter), position(&mut game, target));
+    let (mut game, _, yaw) = facing_off(&config(0), Vector::new(0.0, spawn_height(), 8.0));
     hold(
         &mut game,
         PlayerId(1),
@@ -267,21 +256,7 @@ fn the_score_limit_ends_the_match() {
         score_limit: 1,
         ..config(0)
     };
-    let mut game = Match::new(MatchId(1), &cfg).unwrap();
-    let shooter = game.add_player(PlayerId(1)).unwrap();
-    let target = game.add_player(PlayerId(2)).unwrap();
-    teleport_player(
-        &mut game,
-        PlayerId(1),
-        Vector::new(0.0, spawn_height(), 0.0),
-    );
-    teleport_player(
-        &mut game,
-        PlayerId(2),
-        Vector::new(3.0, spawn_height(), 3.0),
-    );
-    game.step();
-    let yaw = yaw_towards(position(&mut game, shooter), position(&mut game, target));
+    let (mut game, _, yaw) = facing_off(&cfg, Vector::new(3.0, spawn_height(), 3.0));
     hold(
         &mut game,
         PlayerId(1),
