@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
-use outpost_cloud::{Cloud, CloudConfig, KeyRing, MemoryStore, RedisStore, Store};
+use outpost_cloud::{Cloud, CloudConfig, KeyRing, MemoryStore, ModeConfig, RedisStore, Store};
 
 /// Cloud options. Each also reads an `OUTPOST_*` environment variable.
 #[derive(Args, Debug)]
@@ -16,14 +16,31 @@ pub struct CloudArgs {
     /// without it a key is generated for this run (tokens die with the process).
     #[arg(long, env = "OUTPOST_SIGNING_KEY_FILE")]
     signing_key_file: Option<PathBuf>,
-    /// Redis URL (`redis://host:port/db`) for players and sessions; without it they live in
-    /// memory and end with the process.
+    /// Redis URL (`redis://host:port/db`) for everything the cloud keeps (players,
+    /// tickets, ratings, results, leaderboards, indexes); without it all of that lives in
+    /// memory and ends with the process.
     #[arg(long, env = "OUTPOST_REDIS_URL")]
     redis_url: Option<String>,
     /// File holding the secret edges present to heartbeat (`Authorization: Edge …`);
     /// without it no edge can register.
     #[arg(long, env = "OUTPOST_EDGE_CREDENTIAL_FILE")]
     edge_credential_file: Option<PathBuf>,
+    /// Folder replays are stored in (through `object_store`'s local file system).
+    #[arg(
+        long,
+        env = "OUTPOST_REPLAY_DIR",
+        default_value = "outpost-data/replays"
+    )]
+    replay_dir: PathBuf,
+    /// The current leaderboard season.
+    #[arg(long, env = "OUTPOST_SEASON", default_value = "1")]
+    season: String,
+    /// Players per arena match (a free-for-all).
+    #[arg(long, env = "OUTPOST_ARENA_PLAYERS", default_value_t = 8)]
+    arena_players: usize,
+    /// Length of an arena match, seconds.
+    #[arg(long, env = "OUTPOST_MATCH_SECONDS", default_value_t = 300)]
+    match_seconds: u32,
     /// `iss` of access tokens.
     #[arg(long, env = "OUTPOST_ISSUER", default_value = "outpost-cloud")]
     issuer: String,
@@ -51,35 +68,49 @@ pub async fn run(args: CloudArgs) -> anyhow::Result<()> {
         issuer: args.issuer,
         audience: args.audience,
         edge_credential,
+        season: args.season,
+        modes: vec![ModeConfig::arena_ffa(
+            args.arena_players,
+            args.match_seconds,
+        )],
         ..CloudConfig::dev()
     };
     config.validate().map_err(anyhow::Error::msg)?;
-    let keys = match &args.signing_key_file {
-        Some(path) => KeyRing::from_seed(&config, crate::edge::read_hex_key(path)?),
+    let seed = match &args.signing_key_file {
+        Some(path) => crate::edge::read_hex_key(path)?,
         None => {
-            tracing::warn!("no --signing-key-file: using a key generated for this run");
-            KeyRing::generate(&config)
+            tracing::warn!("no --signing-key-file: using keys generated for this run");
+            rand::random()
         }
     };
+    let keys = KeyRing::from_seed(&config, seed);
     let store: std::sync::Arc<dyn Store> = match &args.redis_url {
         Some(url) => std::sync::Arc::new(RedisStore::connect(url, "outpost").await?),
         None => std::sync::Arc::new(MemoryStore::default()),
     };
-    let cloud = std::sync::Arc::new(Cloud {
-        config,
-        keys,
-        store,
-    });
+    std::fs::create_dir_all(&args.replay_dir)?;
+    let blobs = std::sync::Arc::new(object_store::local::LocalFileSystem::new_with_prefix(
+        &args.replay_dir,
+    )?);
+    let cloud = std::sync::Arc::new(Cloud::new(config, keys, connect_seed(&seed), store, blobs));
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     eprintln!(
         "cloud listening: http://{} (JWKS at /.well-known/jwks.json)",
         listener.local_addr()?
     );
-    axum::serve(listener, outpost_cloud::router(cloud))
-        .with_graceful_shutdown(async {
-            let signal = crate::stop_signal().await;
-            tracing::info!(signal, "stopping");
-        })
-        .await?;
-    Ok(())
+    outpost_cloud::serve(listener, cloud, async {
+        let signal = crate::stop_signal().await;
+        tracing::info!(signal, "stopping");
+    })
+    .await
+}
+
+/// The connect-token key, derived from the signing key file's seed so one secret serves
+/// both (a different key per purpose).
+fn connect_seed(seed: &[u8; 32]) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(b"outpost-connect-token-key\0");
+    hasher.update(seed);
+    hasher.finalize().into()
 }

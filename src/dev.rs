@@ -1,38 +1,41 @@
-//! `outpost dev`: an edge and a match of bots on this machine, for trying Outpost out
-//! and for smoke-testing a build.
+//! `outpost dev`: the whole platform on this machine — cloud (embedded store, replays in
+//! a local folder), an edge linked to it, and bots that log in, matchmake, play matches
+//! back to back, and whose results reach the leaderboards and replays.
 
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
 use outpost_client::link::LinkRelay;
-use outpost_client::{Assignment, Bot, BotReport, BotStyle, Client, Trust};
+use outpost_client::{Bot, BotReport, BotStyle, Client, CloudClient};
+use outpost_cloud::{Cloud, CloudConfig, ModeConfig};
+use outpost_edge::cloud_link::{CloudLink, CloudLinkConfig, fetch_connect_key, http_client};
 use outpost_edge::{Edge, EdgeConfig};
+use outpost_protocol::MatchConfig;
 use outpost_protocol::link::LinkConfig;
-use outpost_protocol::{ConnectToken, MatchConfig, MatchId, PlayerId, TokenSigner};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 const EDGE_ID: &str = "dev-edge-1";
-/// Connect tokens minted by `outpost dev` are valid this long.
-const TOKEN_TTL: Duration = Duration::from_secs(60);
+const REGION: &str = "local";
 
 /// Options of `outpost dev`.
 #[derive(Args, Debug)]
 pub struct DevArgs {
-    /// Bots to play the match.
+    /// Bots to play; every match is all of them.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=128))]
     bots: u16,
-    /// Stop after this long (e.g. `10s`, `2m`); without it, run until Ctrl-C or the match ends.
+    /// Stop after this long (e.g. `30s`, `2m`); without it, run until Ctrl-C.
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
-    /// Length of the match in seconds.
-    #[arg(long, default_value_t = 300)]
+    /// Length of each match in seconds (matches run back to back).
+    #[arg(long, default_value_t = 20)]
     match_seconds: u32,
-    /// Score that ends the match; 0 for none (the match runs its full length).
+    /// Score that ends a match; 0 for none (the match runs its full length).
     #[arg(long, default_value_t = 0)]
     score_limit: u32,
     /// Simulation rate.
@@ -47,6 +50,13 @@ pub struct DevArgs {
     /// TCP address of the edge's admin HTTP server (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:7780")]
     http: SocketAddr,
+    /// TCP address of the cloud API (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    cloud_listen: SocketAddr,
+    /// Folder for replays, the edge's outbox and its cached JWKS; without it a temporary
+    /// folder, removed at exit.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// Simulation worker threads.
     #[arg(long, default_value_t = 1)]
     sim_threads: usize,
@@ -65,6 +75,7 @@ struct Summary {
     bots: u16,
     duration_s: f64,
     players_joined: u64,
+    matches_placed: u64,
     ticks: u64,
     tick_ms_p50: f64,
     tick_ms_p99: f64,
@@ -85,6 +96,10 @@ struct Summary {
     max_extrapolated_ms: f64,
     acks_in_order: bool,
     snapshot_kbps_per_bot: f64,
+    results_applied: u64,
+    leaderboard_entries: u64,
+    replays_stored: u64,
+    outbox_pending: usize,
 }
 
 fn parse_link(name: &str) -> Result<LinkConfig, String> {
@@ -92,10 +107,48 @@ fn parse_link(name: &str) -> Result<LinkConfig, String> {
         .ok_or_else(|| format!("unknown link preset `{name}` (good, average, poor, bursty)"))
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// What one bot did over all its matches.
+#[derive(Default)]
+struct BotTotals {
+    reports: Vec<BotReport>,
+}
+
+impl BotTotals {
+    fn snapshots(&self) -> u64 {
+        self.reports.iter().map(|r| r.snapshots_received).sum()
+    }
+}
+
+/// One bot: log in, then matchmake and play until stopped.
+async fn bot_loop(
+    n: u16,
+    cloud_url: String,
+    client: Arc<Client>,
+    relay: Option<SocketAddr>,
+    stop: CancellationToken,
+) -> anyhow::Result<BotTotals> {
+    let api = CloudClient::new(&cloud_url)?;
+    api.login(&format!("dev-bot-{n}")).await?;
+    let mut totals = BotTotals::default();
+    let mut round = 0u64;
+    while !stop.is_cancelled() {
+        let found = tokio::select! {
+            found = api.matchmake(&client, "arena", None, Duration::from_secs(120)) => found?,
+            () = stop.cancelled() => break,
+        };
+        let mut assignment = found.assignment;
+        if let Some(relay) = relay {
+            assignment.edge_addr = relay;
+        }
+        let session = client
+            .connect(&assignment)
+            .await
+            .with_context(|| format!("bot {n} joining match {}", found.match_id))?;
+        let bot = Bot::new(session, u64::from(n) << 32 | round, BotStyle::Wander);
+        totals.reports.push(bot.run(stop.cancelled()).await);
+        round += 1;
+    }
+    Ok(totals)
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
@@ -106,64 +159,98 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         max_players: args.bots.max(2),
         tick_hz: args.tick_hz,
         props: args.props,
-        seed: rand::random(),
         ..MatchConfig::default()
     };
     match_config.validate().context("match settings")?;
-    // A fresh signing key per run: dev tokens are minted and checked in this process.
-    let signer = TokenSigner::from_seed(&rand::random());
-    let mut config = EdgeConfig::new(EDGE_ID, signer.public_key());
+    let (data_dir, temporary) = match &args.data_dir {
+        Some(dir) => (dir.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("outpost-dev-{}", std::process::id())),
+            true,
+        ),
+    };
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+
+    // The cloud, in this process, on the embedded store.
+    let credential = format!("{:032x}", rand::random::<u128>());
+    let mut mode = ModeConfig::arena_ffa(usize::from(args.bots), args.match_seconds);
+    mode.match_config = match_config;
+    // Few players: widen fast, so back-to-back matches start within seconds whatever the
+    // ratings became.
+    for (step, after_ms) in mode.rules.steps.iter_mut().zip([0, 1_000, 2_000]) {
+        step.after_ms = after_ms;
+    }
+    let cloud_config = CloudConfig {
+        edge_credential: Some(credential.clone()),
+        modes: vec![mode],
+        ..CloudConfig::dev()
+    };
+    let cloud = Arc::new(Cloud::in_memory(
+        cloud_config,
+        Some(&data_dir.join("replays")),
+    )?);
+    let cloud_listener = tokio::net::TcpListener::bind(args.cloud_listen)
+        .await
+        .with_context(|| format!("binding the cloud API on {}", args.cloud_listen))?;
+    let cloud_url = format!("http://{}", cloud_listener.local_addr()?);
+    let cloud_stop = CancellationToken::new();
+    let cloud_task = tokio::spawn(outpost_cloud::serve(
+        cloud_listener,
+        cloud.clone(),
+        cloud_stop.clone().cancelled_owned(),
+    ));
+
+    // The edge, trusting the cloud's connect-token key from its JWKS.
+    let http = http_client()?;
+    let token_key = fetch_connect_key(&http, &cloud_url, Some(&data_dir.join("jwks.json"))).await?;
+    let mut config = EdgeConfig::new(EDGE_ID, token_key);
     config.listen = args.listen;
     config.http_listen = Some(args.http);
     config.sim_threads = args.sim_threads;
     config.max_players = usize::from(args.bots).max(16);
+    config.outbox_dir = Some(data_dir.join("outbox"));
     let edge = Edge::start(config).await?;
+    let link = CloudLink::start(&edge, CloudLinkConfig::new(&cloud_url, credential, REGION))?;
     eprintln!(
-        "outpost dev: edge {EDGE_ID} on quic {} · metrics http://{}/metrics · certificate sha256 {}",
+        "outpost dev: cloud {cloud_url} · edge {EDGE_ID} on quic {} · metrics http://{}/metrics · certificate sha256 {}",
         edge.quic_addr(),
         edge.http_addr().map(|a| a.to_string()).unwrap_or_default(),
         outpost_edge::hex(&edge.cert_fingerprint()),
     );
+    // Players find edges through the cloud: wait for the first heartbeat.
+    let registered = async {
+        while cloud
+            .store
+            .live_edges(unix_secs())
+            .await
+            .map_or(true, |e| e.is_empty())
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), registered)
+        .await
+        .context("the edge did not register with the cloud")?;
 
-    let match_id = MatchId(rand::random());
     let client = Arc::new(Client::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?);
     // With --link the bots reach the edge through a conditioning relay.
     let relay = match args.link {
         Some(link) => Some(LinkRelay::symmetric(edge.quic_addr(), link, rand::random()).await?),
         None => None,
     };
-    let edge_addr = relay.as_ref().map_or(edge.quic_addr(), LinkRelay::addr);
-    // All bots join at once, as players do; then all play.
-    let mut joins = Vec::with_capacity(usize::from(args.bots));
-    for n in 0..args.bots {
-        let token = ConnectToken {
-            player_id: PlayerId(u64::from(n) + 1),
-            match_id,
-            edge_id: EDGE_ID.to_owned(),
-            config: match_config.clone(),
-            issued_at_ms: now_ms(),
-            expires_at_ms: now_ms() + TOKEN_TTL.as_millis() as u64,
-            nonce: rand::random(),
-        };
-        let assignment = Assignment {
-            edge_addr,
-            server_name: "localhost".into(),
-            trust: Trust::Pinned(edge.cert_fingerprint()),
-            connect_token: signer.sign(&token)?,
-        };
-        let client = client.clone();
-        joins.push(tokio::spawn(
-            async move { client.connect(&assignment).await },
-        ));
-    }
     let stop = CancellationToken::new();
-    let mut bots = Vec::with_capacity(joins.len());
-    for (n, join) in joins.into_iter().enumerate() {
-        let session = join.await?.with_context(|| format!("bot {n} joining"))?;
-        let bot = Bot::new(session, n as u64, BotStyle::Wander);
-        let stop = stop.clone();
-        bots.push(tokio::spawn(bot.run(async move { stop.cancelled().await })));
-    }
+    let bots: Vec<_> = (0..args.bots)
+        .map(|n| {
+            tokio::spawn(bot_loop(
+                n,
+                cloud_url.clone(),
+                client.clone(),
+                relay.as_ref().map(LinkRelay::addr),
+                stop.clone(),
+            ))
+        })
+        .collect();
 
     let started = Instant::now();
     let deadline = async {
@@ -172,26 +259,61 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             None => std::future::pending().await,
         }
     };
-    let all_done = async {
-        while bots.iter().any(|b| !b.is_finished()) {
+    let any_failed = async {
+        while !bots.iter().any(|b| b.is_finished()) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
     let status = status_line(&edge, args.json);
     tokio::select! {
         () = deadline => {}
-        () = all_done => {}
+        () = any_failed => {}
         signal = crate::stop_signal() => eprintln!("\n{signal}: stopping"),
         () = status => {}
     }
     let elapsed = started.elapsed();
     stop.cancel();
-    let mut reports: Vec<BotReport> = Vec::with_capacity(bots.len());
-    for bot in bots {
-        reports.push(bot.await?);
+    let mut totals = Vec::with_capacity(bots.len());
+    for (n, bot) in bots.into_iter().enumerate() {
+        totals.push(bot.await?.with_context(|| format!("bot {n}"))?);
     }
     let tick = edge.tick_stats();
     let metrics = edge.metrics();
+    let (players_joined, missed_ticks) = (metrics.joins.get(), metrics.missed_ticks.get());
+    let (datagrams_rejected, datagrams_out, bytes_out, datagrams_in, snapshots_dropped) = (
+        metrics.datagrams_rejected.get(),
+        metrics.datagrams_out.get(),
+        metrics.bytes_out.get(),
+        metrics.datagrams_in.get(),
+        metrics.snapshots_dropped.get(),
+    );
+    // Ending the edge ends the running match: its result goes to the outbox too. Give
+    // the link a moment to deliver everything.
+    let outbox = edge.outbox().cloned();
+    edge.shutdown().await;
+    let drained = async {
+        while outbox
+            .as_ref()
+            .is_some_and(|o| o.pending().is_ok_and(|p| !p.is_empty()))
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), drained).await;
+    link.stop().await;
+    let outbox_pending = outbox
+        .as_ref()
+        .and_then(|o| o.pending().ok())
+        .map_or(0, |p| p.len());
+    let (_, leaderboard_entries) = cloud
+        .store
+        .board_page("arena-best:all", 0, 0)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    cloud_stop.cancel();
+    let _ = cloud_task.await;
+
+    let reports: Vec<&BotReport> = totals.iter().flat_map(|t| &t.reports).collect();
     let errors: Vec<f32> = reports
         .iter()
         .flat_map(|r| r.netcode.prediction_errors.iter().copied())
@@ -199,29 +321,25 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let summary = Summary {
         bots: args.bots,
         duration_s: elapsed.as_secs_f64(),
-        players_joined: metrics.joins.get(),
+        players_joined,
+        matches_placed: cloud.stats.matches_placed.get(),
         ticks: tick.ticks,
         tick_ms_p50: tick.p50_ms,
         tick_ms_p99: tick.p99_ms,
         tick_ms_max: tick.max_ms,
-        missed_ticks: metrics.missed_ticks.get(),
-        min_snapshots_received_per_bot: reports
+        missed_ticks,
+        min_snapshots_received_per_bot: totals.iter().map(BotTotals::snapshots).min().unwrap_or(0),
+        max_snapshots_received_per_bot: totals.iter().map(BotTotals::snapshots).max().unwrap_or(0),
+        bots_connected_throughout: totals
             .iter()
-            .map(|r| r.snapshots_received)
-            .min()
-            .unwrap_or(0),
-        max_snapshots_received_per_bot: reports
-            .iter()
-            .map(|r| r.snapshots_received)
-            .max()
-            .unwrap_or(0),
-        bots_connected_throughout: reports.iter().filter(|r| r.stayed_connected).count(),
+            .filter(|t| !t.reports.is_empty() && t.reports.iter().all(|r| r.stayed_connected))
+            .count(),
         hits: reports.iter().map(|r| r.hits).sum(),
-        datagrams_rejected: metrics.datagrams_rejected.get(),
-        datagrams_out: metrics.datagrams_out.get(),
-        datagram_bytes_out: metrics.bytes_out.get(),
-        datagrams_in: metrics.datagrams_in.get(),
-        snapshots_dropped: metrics.snapshots_dropped.get(),
+        datagrams_rejected,
+        datagrams_out,
+        datagram_bytes_out: bytes_out,
+        datagrams_in,
+        snapshots_dropped,
         match_ended: reports.iter().any(|r| r.match_ended),
         prediction_error_m_p50: percentile(&errors, 0.5),
         prediction_error_m_p99: percentile(&errors, 0.99),
@@ -230,12 +348,18 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             .map(|r| r.netcode.max_extrapolated_ms)
             .fold(0.0, f64::max),
         acks_in_order: reports.iter().all(|r| r.acks_in_order),
-        snapshot_kbps_per_bot: metrics.bytes_out.get() as f64 * 8.0
+        snapshot_kbps_per_bot: bytes_out as f64 * 8.0
             / 1000.0
             / elapsed.as_secs_f64()
             / f64::from(args.bots),
+        results_applied: cloud.stats.results_applied.get(),
+        leaderboard_entries,
+        replays_stored: cloud.stats.replays_stored.get(),
+        outbox_pending,
     };
-    edge.shutdown().await;
+    if temporary {
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
     if args.json {
         #[expect(clippy::print_stdout, reason = "the summary is the command's output")]
         {
@@ -243,16 +367,25 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         }
     } else {
         eprintln!(
-            "\n{} bots · {} ticks · tick p50 {:.3} ms p99 {:.3} ms · {} hits · fewest snapshots per bot {}",
+            "\n{} bots · {} matches · {} ticks · tick p50 {:.3} ms p99 {:.3} ms · {} hits · {} results applied · {} on the leaderboard · {} replays stored",
             summary.bots,
+            summary.matches_placed,
             summary.ticks,
             summary.tick_ms_p50,
             summary.tick_ms_p99,
             summary.hits,
-            summary.min_snapshots_received_per_bot
+            summary.results_applied,
+            summary.leaderboard_entries,
+            summary.replays_stored,
         );
     }
     Ok(())
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Redraws a one-line status every second on stderr (only when it is a terminal, or

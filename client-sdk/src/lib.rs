@@ -24,16 +24,20 @@
 //! ```
 
 mod bot;
+pub mod cloud;
 pub mod link;
 pub mod netcode;
+pub mod replay;
 mod session;
 mod tls;
 
 use std::net::SocketAddr;
 
 pub use bot::{Bot, BotReport, BotStyle};
+pub use cloud::{CloudClient, CloudError, MatchFound};
 pub use netcode::{PredictedSelf, WorldState};
 pub use outpost_protocol::{PlayerInput, SignedToken};
+pub use replay::{ReplayFrame, ReplayPlayer};
 pub use session::{Client, NetcodeStats, Probe, Session, SessionStats};
 pub use tls::Trust;
 

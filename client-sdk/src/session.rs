@@ -11,7 +11,7 @@ use bytes::Bytes;
 use outpost_protocol::codec::{self, FRAME_HEADER_LEN};
 use outpost_protocol::{
     Control, Datagram, EntityId, EntityState, GoodbyeReason, Hello, InputFrame, PROTOCOL_VERSION,
-    Ping, PlayerInput, TickedEvent, Welcome,
+    Ping, PlayerInput, SignedToken, TickedEvent, Welcome,
 };
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tokio::sync::{mpsc, watch};
@@ -20,7 +20,7 @@ use tokio::time::{Instant, timeout};
 
 use crate::netcode::{ClockSync, Decoder, PredictedSelf, Prediction, Timeline, WorldState};
 use crate::tls::client_config;
-use crate::{Assignment, ClientError};
+use crate::{Assignment, ClientError, Trust};
 
 /// Most inputs in one datagram: the newest and every earlier one the edge has not yet
 /// acknowledged, up to this many (133 ms of inputs at 60 Hz), so a burst of lost
@@ -89,6 +89,29 @@ impl Client {
             recv,
             answer,
         })
+    }
+
+    /// Round-trip time to an edge: a QUIC handshake, then the connection is closed.
+    pub async fn measure_rtt(
+        &self,
+        addr: SocketAddr,
+        fingerprint: [u8; 32],
+    ) -> Result<Duration, ClientError> {
+        let probe = Assignment {
+            edge_addr: addr,
+            server_name: "localhost".into(),
+            trust: Trust::Pinned(fingerprint),
+            connect_token: SignedToken {
+                body: Vec::new(),
+                signature: Vec::new(),
+            },
+        };
+        let conn = timeout(self.handshake_timeout, self.connect_raw(&probe))
+            .await
+            .map_err(|_| ClientError::Timeout)??;
+        let rtt = conn.rtt();
+        conn.close(VarInt::from_u32(0), b"ping");
+        Ok(rtt)
     }
 
     /// Opens a bare QUIC connection to the assignment's edge, with no Hello sent: for

@@ -78,7 +78,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn check_edge_credential(cloud: &Cloud, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn check_edge_credential(cloud: &Cloud, headers: &HeaderMap) -> Result<(), ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

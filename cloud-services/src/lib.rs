@@ -1,32 +1,49 @@
 //! # outpost-cloud
 //!
 //! The cloud half of Outpost: an axum HTTP API, JSON, versioned under `/v1`, with one
-//! error shape. This first part is **auth**: guest (device) login that returns a
-//! short-lived access token — a JWT signed with EdDSA (Ed25519) — and a rotating refresh
-//! token; the public keys at `/.well-known/jwks.json` with a `kid`, rotated with an
-//! overlap window, so edges can check tokens offline.
+//! error shape. It does what needs global data:
 //!
-//! What it is not (yet): matchmaking, the edge registry, results, leaderboards and
-//! replays come next, on the same router and store traits.
+//! - **auth**: guest (device) login → a short-lived access token (JWT, EdDSA) and a
+//!   rotating refresh token; keys at `/.well-known/jwks.json` with a `kid`;
+//! - **edge registry**: edges heartbeat their region, address, capacity and load;
+//! - **matchmaking**: tickets (parties kept whole, pings per region) matched by rating
+//!   and ping with widening windows, placed on the least-loaded edge, one connect token
+//!   per player;
+//! - **results** applied exactly once per match (ratings, leaderboards, histories);
+//! - **leaderboards** (top, around, rank; all-time, daily, weekly, season), cacheable;
+//! - **replays**, stored through `object_store` and indexed by match and player.
+//!
+//! State lives behind the [`Store`] trait: [`RedisStore`] in production,
+//! [`MemoryStore`] for one machine.
 //!
 //! ```no_run
-//! use outpost_cloud::{CloudConfig, serve};
+//! use std::sync::Arc;
+//! use outpost_cloud::{Cloud, CloudConfig, serve};
 //!
 //! # async fn run() -> anyhow::Result<()> {
+//! let cloud = Arc::new(Cloud::in_memory(CloudConfig::dev(), None)?);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! serve(listener, CloudConfig::dev(), std::future::pending()).await?;
+//! serve(listener, cloud, std::future::pending()).await?;
 //! # Ok(()) }
 //! ```
 
 pub mod auth;
 pub mod edges;
 pub mod error;
+pub mod leaderboards;
+pub mod matcher;
 pub mod matchmaking;
+pub mod modes;
+pub mod ratings;
+pub mod replays;
+pub mod results;
 pub mod store;
+pub mod tickets;
 
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -34,6 +51,8 @@ use tower_http::timeout::TimeoutLayer;
 
 pub use auth::{AccessClaims, KeyRing};
 pub use error::ApiError;
+pub use modes::ModeConfig;
+use outpost_protocol::TokenSigner;
 pub use store::{MemoryStore, RedisStore, Store};
 
 /// How the cloud runs. Every field documents its default and bounds.
@@ -59,6 +78,14 @@ pub struct CloudConfig {
     pub edge_credential: Option<String>,
     /// How long an edge stays registered after its last heartbeat. Default 15 s.
     pub edge_ttl: Duration,
+    /// Game modes players can ask for. Default: `arena`, a free-for-all of 8.
+    pub modes: Vec<ModeConfig>,
+    /// The current season (the `season` leaderboard window). Default `1`.
+    pub season: String,
+    /// How often each mode's matcher runs. Default 100 ms; 10 ms..=10 s.
+    pub matcher_interval: Duration,
+    /// Largest replay upload, bytes. Default 64 MiB.
+    pub max_replay_bytes: usize,
 }
 
 impl CloudConfig {
@@ -74,6 +101,10 @@ impl CloudConfig {
             request_timeout: Duration::from_secs(10),
             edge_credential: None,
             edge_ttl: Duration::from_secs(15),
+            modes: vec![ModeConfig::arena_ffa(8, 300)],
+            season: "1".into(),
+            matcher_interval: Duration::from_millis(100),
+            max_replay_bytes: 64 * 1024 * 1024,
         }
     }
 
@@ -88,18 +119,158 @@ impl CloudConfig {
         if self.issuer.is_empty() || self.audience.is_empty() {
             return Err("issuer and audience must be set".into());
         }
+        if !(Duration::from_millis(10)..=Duration::from_secs(10)).contains(&self.matcher_interval) {
+            return Err("matcher_interval must be 10 ms..=10 s".into());
+        }
+        if self.season.is_empty()
+            || self.season.len() > 32
+            || !self
+                .season
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err("season must be 1..=32 of a-z, A-Z, 0-9, -".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for mode in &self.modes {
+            if !tickets::valid_region(&mode.name) || !names.insert(mode.name.clone()) {
+                return Err(format!("mode name `{}` is invalid or repeated", mode.name));
+            }
+            if mode.rules.match_size() == 0 || mode.rules.match_size() > 128 {
+                return Err(format!(
+                    "mode `{}`: a match must hold 1..=128 players",
+                    mode.name
+                ));
+            }
+            mode.match_config
+                .validate()
+                .map_err(|e| format!("mode `{}`: {e}", mode.name))?;
+            for board in &mode.boards {
+                if !tickets::valid_region(&board.name) || !names.insert(board.name.clone()) {
+                    return Err(format!(
+                        "board name `{}` is invalid or repeated",
+                        board.name
+                    ));
+                }
+            }
+        }
         Ok(())
     }
+}
+
+/// A monotonically increasing count.
+#[derive(Debug, Default)]
+pub struct Count(AtomicU64);
+
+impl Count {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The count.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// What this replica has done since it started.
+#[derive(Debug, Default)]
+pub struct CloudStats {
+    /// Matches placed by this replica's matchers.
+    pub matches_placed: Count,
+    /// Results applied (not counting repeats).
+    pub results_applied: Count,
+    /// Replays stored (not counting repeats).
+    pub replays_stored: Count,
 }
 
 /// Shared state of the API.
 pub struct Cloud {
     /// Configuration.
     pub config: CloudConfig,
-    /// Signing keys.
+    /// Signing keys of access tokens.
     pub keys: KeyRing,
-    /// Players, sessions.
+    /// Signing key of connect tokens (published in the JWKS with a `connect-` kid).
+    pub connect: TokenSigner,
+    /// Players, sessions, tickets, results, boards, indexes.
     pub store: Arc<dyn Store>,
+    /// Replay bytes.
+    pub blobs: Arc<dyn object_store::ObjectStore>,
+    /// Counters.
+    pub stats: CloudStats,
+    /// This replica's id, as it holds matcher leases.
+    pub instance: String,
+    pub(crate) reservations: Mutex<matcher::Reservations>,
+}
+
+impl Cloud {
+    /// A cloud over `store` and `blobs`. `connect_seed` is the connect-token signing key.
+    pub fn new(
+        config: CloudConfig,
+        keys: KeyRing,
+        connect_seed: [u8; 32],
+        store: Arc<dyn Store>,
+        blobs: Arc<dyn object_store::ObjectStore>,
+    ) -> Self {
+        Self {
+            config,
+            keys,
+            connect: TokenSigner::from_seed(&connect_seed),
+            store,
+            blobs,
+            stats: CloudStats::default(),
+            instance: format!("{:016x}", rand::random::<u64>()),
+            reservations: Mutex::new(matcher::Reservations::default()),
+        }
+    }
+
+    /// A cloud with fresh keys, the memory store, and replays in `replay_dir` (in memory
+    /// without one).
+    pub fn in_memory(
+        config: CloudConfig,
+        replay_dir: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
+        config.validate().map_err(anyhow::Error::msg)?;
+        let keys = KeyRing::generate(&config);
+        let blobs: Arc<dyn object_store::ObjectStore> = match replay_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir)?)
+            }
+            None => Arc::new(object_store::memory::InMemory::new()),
+        };
+        Ok(Self::new(
+            config,
+            keys,
+            rand::random(),
+            Arc::new(MemoryStore::default()),
+            blobs,
+        ))
+    }
+
+    /// A configured mode.
+    pub fn mode(&self, name: &str) -> Option<&ModeConfig> {
+        self.config.modes.iter().find(|m| m.name == name)
+    }
+
+    /// The `kid` of the connect-token key in the JWKS.
+    pub fn connect_kid(&self) -> String {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let public = self.connect.public_key();
+        format!(
+            "connect-{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(&sha2::Sha256::digest(public)[..8])
+        )
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The OpenAPI description of every route (each is registered together with its
@@ -107,16 +278,21 @@ pub struct Cloud {
 #[derive(utoipa::OpenApi)]
 #[openapi(info(
     title = "Outpost cloud API",
-    description = "Auth, and next matchmaking, leaderboards and replays."
+    description = "Auth, edge registry, matchmaking, results, leaderboards and replays."
 ))]
 struct ApiDoc;
 
-/// The API's routes and their OpenAPI document.
-pub fn routes_and_document() -> (Router<Arc<Cloud>>, utoipa::openapi::OpenApi) {
+/// The API's routes and their OpenAPI document; uploads of replays take up to
+/// `max_replay` bytes.
+pub fn routes_and_document(max_replay: usize) -> (Router<Arc<Cloud>>, utoipa::openapi::OpenApi) {
     use utoipa::OpenApi as _;
     utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::routes())
         .merge(edges::routes())
+        .merge(tickets::routes())
+        .merge(results::routes())
+        .merge(leaderboards::routes())
+        .merge(replays::routes(max_replay))
         .split_for_parts()
 }
 
@@ -124,7 +300,7 @@ pub fn routes_and_document() -> (Router<Arc<Cloud>>, utoipa::openapi::OpenApi) {
 pub fn router(cloud: Arc<Cloud>) -> Router {
     let max_body = cloud.config.max_body;
     let timeout = cloud.config.request_timeout;
-    let (routes, document) = routes_and_document();
+    let (routes, document) = routes_and_document(cloud.config.max_replay_bytes);
     let document = Arc::new(document);
     routes
         .route(
@@ -140,21 +316,20 @@ pub fn router(cloud: Arc<Cloud>) -> Router {
         .with_state(cloud)
 }
 
-/// Serves the API on `listener` with an in-memory store and fresh keys until `shutdown`.
+/// Serves the API on `listener`, with a matcher per mode, until `shutdown`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    config: CloudConfig,
+    cloud: Arc<Cloud>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    config.validate().map_err(anyhow::Error::msg)?;
-    let keys = KeyRing::generate(&config);
-    let cloud = Arc::new(Cloud {
-        config,
-        keys,
-        store: Arc::new(MemoryStore::default()),
-    });
-    axum::serve(listener, router(cloud))
+    cloud.config.validate().map_err(anyhow::Error::msg)?;
+    let matchers = matcher::spawn(cloud.clone());
+    let served = axum::serve(listener, router(cloud))
         .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
+    for task in matchers {
+        task.abort();
+    }
+    served?;
     Ok(())
 }

@@ -55,6 +55,15 @@ pub struct EdgeConfig {
     /// Input datagrams one connection may send per second before the excess is dropped.
     /// Default 240 (four per tick at 60 Hz); at least 10.
     pub max_input_rate_hz: u32,
+    /// Folder of the outbox: results and replays of ended matches wait there until the
+    /// cloud link delivers them. `None`: ended matches are only logged, nothing is
+    /// recorded. Default `None`.
+    pub outbox_dir: Option<PathBuf>,
+    /// Largest replay recorded per match, bytes. Default 32 MiB.
+    pub max_replay_bytes: usize,
+    /// Most replay bytes kept pending in the outbox (results are always kept). Default
+    /// 2 GiB.
+    pub max_outbox_replay_bytes: u64,
 }
 
 impl EdgeConfig {
@@ -75,6 +84,9 @@ impl EdgeConfig {
             max_input_rate_hz: 240,
             client_bandwidth_bps: 96_000,
             interest_radius: 48.0,
+            outbox_dir: None,
+            max_replay_bytes: 32 * 1024 * 1024,
+            max_outbox_replay_bytes: 2 * 1024 * 1024 * 1024,
         }
     }
 

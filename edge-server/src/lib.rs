@@ -24,10 +24,12 @@
 //! ```
 
 pub mod admission;
+pub mod cloud_link;
 pub mod config;
 mod directory;
 mod http;
 pub mod metrics;
+pub mod outbox;
 mod server;
 mod session;
 pub mod snapshot;
@@ -36,5 +38,5 @@ mod worker;
 
 pub use config::{ConfigError, EdgeConfig, TlsSource};
 pub use metrics::EdgeMetrics;
-pub use server::{Edge, TickStats, hex};
+pub use server::{Edge, EdgeStatus, TickStats, hex};
 pub use session::close_code;

@@ -16,12 +16,15 @@ use crate::admission::Admission;
 use crate::config::EdgeConfig;
 use crate::directory::Directory;
 use crate::metrics::EdgeMetrics;
+use crate::outbox::{ItemKind, Outbox};
 use crate::session::{self, Shared};
 use crate::tls::Certificate;
-use crate::worker::{self, COMMAND_QUEUE, WorkerContext};
+use crate::worker::{self, COMMAND_QUEUE, FinishedMatch, WorkerContext};
 
 /// Connections being handshaken beyond the player capacity.
 const HANDSHAKE_SLACK: usize = 64;
+/// Ended matches queued for the outbox writer.
+const FINISHED_QUEUE: usize = 64;
 /// How long shutdown waits for goodbyes to be delivered.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -38,6 +41,46 @@ pub struct TickStats {
     pub max_ms: f64,
 }
 
+/// What an edge reports of itself, readable from other tasks.
+#[derive(Clone)]
+pub struct EdgeStatus {
+    shared: Arc<Shared>,
+    quic_addr: SocketAddr,
+    fingerprint: [u8; 32],
+}
+
+impl EdgeStatus {
+    /// Its id.
+    pub fn edge_id(&self) -> String {
+        self.shared.config.edge_id.clone()
+    }
+
+    /// Where its QUIC endpoint is bound.
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.quic_addr
+    }
+
+    /// Its certificate's SHA-256.
+    pub fn cert_fingerprint(&self) -> [u8; 32] {
+        self.fingerprint
+    }
+
+    /// Most players it takes.
+    pub fn capacity(&self) -> u32 {
+        self.shared.config.max_players.min(u32::MAX as usize) as u32
+    }
+
+    /// Players connected now.
+    pub fn players(&self) -> u64 {
+        self.shared.metrics.players.get().max(0) as u64
+    }
+
+    /// Whether it takes no new matches.
+    pub fn is_draining(&self) -> bool {
+        !self.shared.accepting.load(Ordering::Acquire)
+    }
+}
+
 /// A running edge.
 pub struct Edge {
     shared: Arc<Shared>,
@@ -52,6 +95,8 @@ pub struct Edge {
     cancel: CancellationToken,
     accept_task: JoinHandle<()>,
     http_task: Option<JoinHandle<()>>,
+    outbox: Option<Arc<Outbox>>,
+    outbox_writer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Edge {
@@ -72,12 +117,34 @@ impl Edge {
             Histogram::new_with_bounds(1, 10_000_000, 3).context("tick histogram bounds")?,
         ));
         let stop_workers = Arc::new(AtomicBool::new(false));
+        let outbox = match &config.outbox_dir {
+            Some(dir) => Some(Arc::new(
+                Outbox::open(dir, config.max_outbox_replay_bytes)
+                    .with_context(|| format!("opening the outbox in {}", dir.display()))?,
+            )),
+            None => None,
+        };
+        let (finished_tx, outbox_writer) = match &outbox {
+            Some(outbox) => {
+                let (tx, rx) = std::sync::mpsc::sync_channel(FINISHED_QUEUE);
+                let outbox = outbox.clone();
+                let edge_id = config.edge_id.clone();
+                let writer = std::thread::Builder::new()
+                    .name("outpost-outbox".into())
+                    .spawn(move || write_outbox(&outbox, &edge_id, &rx))
+                    .context("spawning the outbox writer")?;
+                (Some(tx), Some(writer))
+            }
+            None => (None, None),
+        };
         let mut senders = Vec::with_capacity(config.sim_threads);
         let mut workers = Vec::with_capacity(config.sim_threads);
         for index in 0..config.sim_threads {
             let (tx, rx) = std::sync::mpsc::sync_channel(COMMAND_QUEUE);
             senders.push(tx);
             let ctx = WorkerContext {
+                finished: finished_tx.clone(),
+                max_replay_bytes: config.max_replay_bytes,
                 metrics: metrics.clone(),
                 directory: directory.clone(),
                 tick_times_us: tick_times_us.clone(),
@@ -177,6 +244,8 @@ impl Edge {
             cancel,
             accept_task,
             http_task,
+            outbox,
+            outbox_writer,
         })
     }
 
@@ -193,6 +262,35 @@ impl Edge {
     /// SHA-256 fingerprint of the edge's certificate, for clients to pin.
     pub fn cert_fingerprint(&self) -> [u8; 32] {
         self.fingerprint
+    }
+
+    /// A handle on what the edge reports of itself (for heartbeats).
+    pub fn status(&self) -> EdgeStatus {
+        EdgeStatus {
+            shared: self.shared.clone(),
+            quic_addr: self.quic_addr,
+            fingerprint: self.fingerprint,
+        }
+    }
+
+    /// The outbox, if the edge keeps one.
+    pub fn outbox(&self) -> Option<&Arc<Outbox>> {
+        self.outbox.as_ref()
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &EdgeConfig {
+        &self.shared.config
+    }
+
+    /// Players connected now.
+    pub fn players(&self) -> u64 {
+        self.shared.metrics.players.get().max(0) as u64
+    }
+
+    /// Whether it is draining (taking no new matches).
+    pub fn is_draining(&self) -> bool {
+        !self.shared.accepting.load(Ordering::Acquire)
     }
 
     /// The edge's metrics.
@@ -238,9 +336,14 @@ impl Edge {
         self.cancel.cancel();
         self.stop_workers.store(true, Ordering::Release);
         let workers = self.workers;
+        let outbox_writer = self.outbox_writer;
+        // Workers end their matches (results go to the outbox), then the writer drains.
         let _ = tokio::task::spawn_blocking(move || {
             for worker in workers {
                 let _ = worker.join();
+            }
+            if let Some(writer) = outbox_writer {
+                let _ = writer.join();
             }
         })
         .await;
@@ -262,4 +365,44 @@ impl Edge {
 /// Lower-case hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The outbox writer thread: each ended match's result, then its replay, durably.
+fn write_outbox(
+    outbox: &Outbox,
+    edge_id: &str,
+    finished: &std::sync::mpsc::Receiver<FinishedMatch>,
+) {
+    use outpost_protocol::MatchEndReason;
+    while let Ok(done) = finished.recv() {
+        let outcome = match done.outcome {
+            Some(MatchEndReason::TimeUp | MatchEndReason::ScoreLimit) => "completed",
+            Some(MatchEndReason::Abandoned) => "abandoned",
+            Some(MatchEndReason::Shutdown) | None => "shutdown",
+        };
+        let result = serde_json::json!({
+            "edge_id": edge_id,
+            "outcome": outcome,
+            "ticks": done.ticks,
+            "players": done.scores.iter().map(|s| serde_json::json!({
+                "player_id": s.player.0,
+                "score": s.score,
+            })).collect::<Vec<_>>(),
+        });
+        match outbox.put(
+            done.match_id,
+            ItemKind::Result,
+            result.to_string().as_bytes(),
+        ) {
+            Ok(()) => tracing::info!(match_id = %done.match_id, outcome, "result in the outbox"),
+            Err(err) => {
+                tracing::error!(match_id = %done.match_id, %err, "writing the result to the outbox failed");
+            }
+        }
+        if let Some(replay) = done.replay
+            && let Err(err) = outbox.put(done.match_id, ItemKind::Replay, &replay)
+        {
+            tracing::warn!(match_id = %done.match_id, %err, "replay not kept");
+        }
+    }
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
+use outpost_protocol::replay::{ReplayHeader, ReplayWriter};
 use outpost_protocol::{
     Control, Datagram, EntityId, EntityState, EntityView, GoodbyeReason, InputFrame, MatchConfig,
     MatchEndReason, MatchId, PlayerId, PlayerScore, QMotion, Quantizer, RejectCode, Snapshot,
@@ -78,8 +79,21 @@ pub(crate) struct Joined {
     pub players: Vec<PlayerScore>,
 }
 
+/// A match that ended, for the outbox.
+pub(crate) struct FinishedMatch {
+    pub match_id: MatchId,
+    pub outcome: Option<MatchEndReason>,
+    pub ticks: u32,
+    pub scores: Vec<PlayerScore>,
+    pub replay: Option<Vec<u8>>,
+}
+
 /// What workers share with the rest of the edge.
 pub(crate) struct WorkerContext {
+    /// Where ended matches go (the outbox writer); `None`: nowhere, and no recording.
+    pub finished: Option<std::sync::mpsc::SyncSender<FinishedMatch>>,
+    /// Largest replay recorded per match, bytes.
+    pub max_replay_bytes: usize,
     pub metrics: Arc<EdgeMetrics>,
     pub directory: Arc<Directory>,
     pub tick_times_us: Arc<Mutex<Histogram<u64>>>,
@@ -103,6 +117,7 @@ struct Hosted {
     seats: BTreeMap<PlayerId, Seat>,
     quantizer: Quantizer,
     grid: InterestGrid,
+    recorder: Option<ReplayWriter>,
 }
 
 struct Worker {
@@ -228,6 +243,16 @@ impl Worker {
                 }
             })?;
             let period = Duration::from_secs(1) / u32::from(config.tick_hz);
+            let recorder = self.ctx.finished.is_some().then(|| {
+                let header = ReplayHeader {
+                    match_id,
+                    config: config.clone(),
+                    started_at_ms: std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64),
+                };
+                ReplayWriter::new(&header, self.ctx.max_replay_bytes)
+            });
             self.matches.insert(
                 match_id,
                 Hosted {
@@ -238,6 +263,7 @@ impl Worker {
                     seats: BTreeMap::new(),
                     quantizer: Quantizer::for_config(config),
                     grid: InterestGrid::default(),
+                    recorder,
                 },
             );
             self.ctx.metrics.matches.inc();
@@ -340,6 +366,12 @@ impl Worker {
                     .iter()
                     .map(|e| e.quantize(&hosted.quantizer, None)),
             );
+            if let Some(recorder) = &mut hosted.recorder {
+                if !self.quantized.is_sorted_by_key(|v| v.id) {
+                    self.quantized.sort_by_key(|v| v.id);
+                }
+                recorder.push(tick, &self.quantized);
+            }
             let frame = Frame {
                 tick,
                 quantizer: &hosted.quantizer,
@@ -447,6 +479,20 @@ impl Worker {
         self.ctx.metrics.matches.dec();
         let outcome = hosted.game.outcome();
         tracing::info!(match_id = %match_id, ?outcome, ticks = hosted.game.tick(), "match closed");
+        if let Some(finished) = &self.ctx.finished {
+            let record = FinishedMatch {
+                match_id,
+                outcome,
+                ticks: hosted.game.tick(),
+                scores: hosted.game.scores(),
+                replay: hosted.recorder.take().map(ReplayWriter::finish),
+            };
+            // Blocks only if the outbox writer is 64 matches behind: rare, and losing a
+            // result is worse than a late tick.
+            if finished.send(record).is_err() {
+                tracing::error!(match_id = %match_id, "outbox writer gone; result lost");
+            }
+        }
     }
 
     fn shutdown(&mut self) {

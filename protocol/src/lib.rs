@@ -36,6 +36,7 @@ pub mod ids;
 pub mod link;
 pub mod message;
 pub mod quantize;
+pub mod replay;
 pub mod rng;
 pub mod token;
 

@@ -176,6 +176,30 @@ impl TokenVerifier {
     }
 }
 
+impl SignedToken {
+    /// The token as text, for JSON: `base64url(body).base64url(signature)`.
+    pub fn to_text(&self) -> String {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!("{}.{}", b64.encode(&self.body), b64.encode(&self.signature))
+    }
+
+    /// Reads [`SignedToken::to_text`]'s form; `None` if it is not that form or too long.
+    pub fn from_text(text: &str) -> Option<Self> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        if text.len() > 2 * MAX_TOKEN_BODY {
+            return None;
+        }
+        let (body, signature) = text.split_once('.')?;
+        let token = Self {
+            body: b64.decode(body).ok()?,
+            signature: b64.decode(signature).ok()?,
+        };
+        (token.body.len() <= MAX_TOKEN_BODY && token.signature.len() == 64).then_some(token)
+    }
+}
+
 fn signed_message(body: &[u8]) -> Vec<u8> {
     let mut message = Vec::with_capacity(SIGNING_CONTEXT.len() + body.len());
     message.extend_from_slice(SIGNING_CONTEXT);

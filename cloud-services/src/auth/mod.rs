@@ -162,7 +162,22 @@ async fn me(State(cloud): State<Arc<Cloud>>, headers: HeaderMap) -> Result<Json<
     }))
 }
 
-/// The public keys access tokens are signed with.
+/// Access-token keys and the connect-token key (its `kid` starts with `connect-`).
+fn published_keys(cloud: &Cloud) -> Jwks {
+    let mut jwks = cloud.keys.jwks();
+    jwks.keys.push(Jwk {
+        kty: "OKP".into(),
+        crv: "Ed25519".into(),
+        x: URL_SAFE_NO_PAD.encode(cloud.connect.public_key()),
+        kid: cloud.connect_kid(),
+        alg: "EdDSA".into(),
+        use_: "sig".into(),
+    });
+    jwks
+}
+
+/// The public keys access tokens (and, under a `connect-` kid, connect tokens) are
+/// signed with.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth", responses((status = 200, body = Jwks)))]
 async fn jwks(
     State(cloud): State<Arc<Cloud>>,
@@ -174,6 +189,6 @@ async fn jwks(
     (
         StatusCode::OK,
         [(header::CACHE_CONTROL, "public, max-age=300")],
-        Json(cloud.keys.jwks()),
+        Json(published_keys(&cloud)),
     )
 }

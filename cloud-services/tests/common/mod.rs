@@ -15,11 +15,13 @@ use tower::ServiceExt as _;
 /// A cloud with an in-memory store and a signing key from `seed`.
 pub fn cloud_with(config: CloudConfig, seed: [u8; 32]) -> Arc<Cloud> {
     let keys = KeyRing::from_seed(&config, seed);
-    Arc::new(Cloud {
+    Arc::new(Cloud::new(
         config,
         keys,
-        store: Arc::new(MemoryStore::default()),
-    })
+        [7; 32],
+        Arc::new(MemoryStore::default()),
+        Arc::new(object_store::memory::InMemory::new()),
+    ))
 }
 
 /// Sends one request through the whole router; the status and the JSON body (or null).

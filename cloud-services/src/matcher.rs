@@ -1,0 +1,220 @@
+//! The matcher loop: one per mode, and across cloud replicas one per mode at a time (a
+//! lease in the store). Each round it expires stale tickets, runs a pass of the pure
+//! matcher over the searching tickets and the live edges, mints one connect token per
+//! player and settles the tickets — all of a match's tickets or none.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use outpost_protocol::{ConnectToken, MatchId, PlayerId, TokenError, TokenSigner};
+
+use crate::edges::EdgeRecord;
+use crate::matchmaking::{EdgeSlot, FormedMatch, Ticket, TicketPlayer, pass};
+use crate::modes::ModeConfig;
+use crate::store::{MatchRecord, Placement, StoreError, TicketRecord, TicketStatus};
+use crate::{Cloud, now_ms};
+
+/// How long placements count against an edge's room before its heartbeats show them.
+const RESERVATION: Duration = Duration::from_secs(5);
+
+/// Seats promised on edges but perhaps not yet in their heartbeats.
+#[derive(Default)]
+pub struct Reservations {
+    by_edge: HashMap<String, VecDeque<(u64, u32)>>,
+}
+
+impl Reservations {
+    fn held(&mut self, edge_id: &str, now_ms: u64) -> u32 {
+        let Some(list) = self.by_edge.get_mut(edge_id) else {
+            return 0;
+        };
+        while list
+            .front()
+            .is_some_and(|(at, _)| at + RESERVATION.as_millis() as u64 <= now_ms)
+        {
+            list.pop_front();
+        }
+        list.iter().map(|(_, n)| n).sum()
+    }
+
+    fn add(&mut self, edge_id: &str, players: u32, now_ms: u64) {
+        let list = self.by_edge.entry(edge_id.to_owned()).or_default();
+        list.push_back((now_ms, players));
+        // Bounded: more than this many placements on one edge in the window is
+        // impossible with sane capacities; the oldest are forgotten first.
+        if list.len() > 4096 {
+            list.pop_front();
+        }
+    }
+}
+
+/// A placement's connect tokens are valid this long.
+pub const TOKEN_TTL: Duration = Duration::from_secs(60);
+
+/// Everything one formed match becomes: its record and its settled tickets.
+pub fn place(
+    formed: &FormedMatch,
+    tickets: &HashMap<u64, &TicketRecord>,
+    edge: &EdgeRecord,
+    mode: &ModeConfig,
+    match_id: u64,
+    signer: &TokenSigner,
+    now_ms: u64,
+) -> Result<(MatchRecord, Vec<TicketRecord>), TokenError> {
+    let players: usize = formed.teams.iter().map(Vec::len).sum();
+    let mut config = mode.match_config.clone();
+    config.max_players = players.clamp(1, 128) as u16;
+    config.seed = match_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ now_ms;
+    let mut updates = Vec::with_capacity(formed.tickets.len());
+    for id in &formed.tickets {
+        let Some(ticket) = tickets.get(id) else {
+            continue;
+        };
+        let mut tokens = BTreeMap::new();
+        for member in &ticket.players {
+            let token = ConnectToken {
+                player_id: PlayerId(member.player_id),
+                match_id: MatchId(match_id),
+                edge_id: edge.heartbeat.edge_id.clone(),
+                config: config.clone(),
+                issued_at_ms: now_ms,
+                expires_at_ms: now_ms + TOKEN_TTL.as_millis() as u64,
+                nonce: rand::random(),
+            };
+            tokens.insert(member.player_id, signer.sign(&token)?.to_text());
+        }
+        let mut update = (*ticket).clone();
+        update.status = TicketStatus::Matched;
+        update.placement = Some(Placement {
+            match_id,
+            edge_id: edge.heartbeat.edge_id.clone(),
+            region: formed.region.clone(),
+            quic_addr: edge.heartbeat.quic_addr.clone(),
+            cert_sha256: edge.heartbeat.cert_sha256.clone(),
+            tokens,
+            teams: formed.teams.clone(),
+        });
+        updates.push(update);
+    }
+    let record = MatchRecord {
+        match_id,
+        mode: mode.name.clone(),
+        edge_id: edge.heartbeat.edge_id.clone(),
+        region: formed.region.clone(),
+        teams: formed.teams.clone(),
+        created_at_ms: now_ms,
+    };
+    Ok((record, updates))
+}
+
+/// The matcher's view of a stored ticket.
+pub fn as_ticket(record: &TicketRecord) -> Ticket {
+    Ticket {
+        id: record.id,
+        players: record
+            .players
+            .iter()
+            .map(|p| TicketPlayer {
+                player_id: p.player_id,
+                rating: p.rating,
+            })
+            .collect(),
+        pings_ms: record.pings_ms.clone(),
+        created_at_ms: record.created_at_ms,
+    }
+}
+
+/// One round for `mode`, if this replica holds the mode's lease. Returns the matches
+/// placed.
+pub async fn round(cloud: &Cloud, mode: &ModeConfig) -> Result<usize, StoreError> {
+    let lease_ttl = cloud.config.matcher_interval.saturating_mul(5).as_millis() as u64;
+    if !cloud
+        .store
+        .lease(
+            &format!("matcher:{}", mode.name),
+            &cloud.instance,
+            lease_ttl,
+        )
+        .await?
+    {
+        return Ok(0);
+    }
+    let now = now_ms();
+    let mut searching = cloud.store.searching(&mode.name).await?;
+    let (expired, live): (Vec<TicketRecord>, Vec<TicketRecord>) =
+        searching.drain(..).partition(|t| t.expires_at_ms <= now);
+    for mut ticket in expired {
+        ticket.status = TicketStatus::Expired;
+        cloud.store.settle(std::slice::from_ref(&ticket)).await?;
+    }
+    if live.is_empty() {
+        return Ok(0);
+    }
+    let edges = cloud.store.live_edges(now / 1000).await?;
+    let mut slots: Vec<EdgeSlot> = {
+        let mut reservations = cloud.reservations.lock().unwrap_or_else(|e| e.into_inner());
+        edges
+            .iter()
+            .map(|e| EdgeSlot {
+                edge_id: e.heartbeat.edge_id.clone(),
+                region: e.heartbeat.region.clone(),
+                free: e
+                    .heartbeat
+                    .capacity
+                    .saturating_sub(e.heartbeat.load)
+                    .saturating_sub(reservations.held(&e.heartbeat.edge_id, now)),
+                draining: e.heartbeat.draining,
+            })
+            .collect()
+    };
+    let tickets: Vec<Ticket> = live.iter().map(as_ticket).collect();
+    let formed = pass(&tickets, &mut slots, &mode.rules, now);
+    let by_id: HashMap<u64, &TicketRecord> = live.iter().map(|t| (t.id, t)).collect();
+    let mut placed = 0;
+    for m in &formed {
+        let Some(edge) = edges.iter().find(|e| e.heartbeat.edge_id == m.edge_id) else {
+            continue;
+        };
+        let match_id = cloud.store.next_id("match").await?;
+        let (record, updates) = place(m, &by_id, edge, mode, match_id, &cloud.connect, now_ms())
+            .map_err(|e| StoreError(e.to_string()))?;
+        cloud.store.put_match(&record).await?;
+        // A ticket cancelled meanwhile voids the match; the rest search on.
+        if cloud.store.settle(&updates).await? {
+            let players: u32 = m.teams.iter().map(|t| t.len() as u32).sum();
+            cloud
+                .reservations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .add(&m.edge_id, players, now);
+            cloud.stats.matches_placed.inc();
+            placed += 1;
+            tracing::info!(match_id, edge = %m.edge_id, region = %m.region, players, "match placed");
+        }
+    }
+    Ok(placed)
+}
+
+/// Runs a matcher per mode until the task is dropped or aborted.
+pub fn spawn(cloud: Arc<Cloud>) -> Vec<tokio::task::JoinHandle<()>> {
+    cloud
+        .config
+        .modes
+        .iter()
+        .cloned()
+        .map(|mode| {
+            let cloud = cloud.clone();
+            tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(cloud.config.matcher_interval);
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    ticker.tick().await;
+                    if let Err(err) = round(&cloud, &mode).await {
+                        tracing::warn!(mode = %mode.name, %err, "matcher round failed; retrying");
+                    }
+                }
+            })
+        })
+        .collect()
+}

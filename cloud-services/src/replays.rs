@@ -1,0 +1,190 @@
+//! Replays: the edge uploads each match's recording (see `outpost_protocol::replay`); the
+//! cloud keeps the bytes through `object_store` (a local folder by default, S3/GCS/Azure
+//! by configuration) and indexes them by match and by player. Downloads are immutable:
+//! cached for a year, revalidated by `ETag`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use object_store::ObjectStoreExt as _;
+use object_store::path::Path as ObjectPath;
+use outpost_protocol::replay::ReplayReader;
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::edges::check_edge_credential;
+use crate::error::{ApiError, ErrorBody};
+use crate::leaderboards::{cached, etag_matches, hex};
+use crate::results::{LimitQuery, checked_limit};
+use crate::store::ReplayMeta;
+use crate::{Cloud, now_ms};
+
+pub(crate) fn routes(max_replay: usize) -> OpenApiRouter<Arc<Cloud>> {
+    OpenApiRouter::new()
+        .routes(routes!(upload, download))
+        .layer(DefaultBodyLimit::max(max_replay))
+        .routes(routes!(of_player))
+}
+
+/// Where a match's replay is kept in the object store.
+pub fn object_path(match_id: u64) -> ObjectPath {
+    ObjectPath::from(format!("replays/{match_id}.opr"))
+}
+
+/// Answer to an upload.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReplayAck {
+    /// The index entry.
+    #[serde(flatten)]
+    pub meta: ReplayMeta,
+    /// False if the match already had this replay (the upload was a retry).
+    pub stored: bool,
+}
+
+/// The edge uploads a match's replay. Idempotent: a retry of the same bytes answers
+/// `stored: false`; different bytes for a stored match are refused (409).
+#[utoipa::path(put, path = "/v1/replays/{match_id}", tag = "replays",
+    params(("match_id" = u64, Path, description = "Match id")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    security(("edge_credential" = [])),
+    responses((status = 200, body = ReplayAck), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn upload(
+    State(cloud): State<Arc<Cloud>>,
+    headers: HeaderMap,
+    Path(match_id): Path<u64>,
+    body: Bytes,
+) -> Result<Json<ReplayAck>, ApiError> {
+    check_edge_credential(&cloud, &headers)?;
+    let reader = ReplayReader::parse(body.to_vec())
+        .map_err(|e| ApiError::invalid(format!("not a replay: {e}")))?;
+    if reader.header().match_id.0 != match_id {
+        return Err(ApiError::invalid("the replay is of another match"));
+    }
+    let record = cloud
+        .store
+        .match_record(match_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("no such match"))?;
+    let sha256 = hex(&sha2::Sha256::digest(&body));
+    if let Some(existing) = cloud
+        .store
+        .replay(match_id)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        if existing.sha256 == sha256 {
+            return Ok(Json(ReplayAck {
+                meta: existing,
+                stored: false,
+            }));
+        }
+        return Err(ApiError::conflict(
+            "replay_exists",
+            "the match has a different replay",
+        ));
+    }
+    // Bytes first, index second: an index entry always points at stored bytes.
+    cloud
+        .blobs
+        .put(&object_path(match_id), body.clone().into())
+        .await
+        .map_err(ApiError::internal)?;
+    let meta = ReplayMeta {
+        match_id,
+        players: record.teams.iter().flatten().copied().collect(),
+        bytes: body.len() as u64,
+        sha256,
+        stored_at_ms: now_ms(),
+    };
+    let stored = cloud
+        .store
+        .put_replay(&meta)
+        .await
+        .map_err(ApiError::internal)?;
+    if stored {
+        cloud.stats.replays_stored.inc();
+        tracing::info!(match_id, bytes = meta.bytes, "replay stored");
+    }
+    Ok(Json(ReplayAck { meta, stored }))
+}
+
+/// A match's replay bytes. Immutable: cache forever, revalidate by `ETag`.
+#[utoipa::path(get, path = "/v1/replays/{match_id}", tag = "replays",
+    params(("match_id" = u64, Path, description = "Match id")),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 304), (status = 404, body = ErrorBody)))]
+async fn download(
+    State(cloud): State<Arc<Cloud>>,
+    headers: HeaderMap,
+    Path(match_id): Path<u64>,
+) -> Result<Response, ApiError> {
+    let meta = cloud
+        .store
+        .replay(match_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("no replay for this match"))?;
+    let etag = format!("\"{}\"", meta.sha256);
+    let bytes = if etag_matches(&headers, &etag) {
+        Vec::new()
+    } else {
+        cloud
+            .blobs
+            .get(&object_path(match_id))
+            .await
+            .map_err(ApiError::internal)?
+            .bytes()
+            .await
+            .map_err(ApiError::internal)?
+            .to_vec()
+    };
+    let response = cached(
+        &headers,
+        bytes,
+        &etag,
+        "public, max-age=31536000, immutable",
+        "application/octet-stream",
+    );
+    Ok(response)
+}
+
+/// A player's replays.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReplayList {
+    /// Newest first.
+    pub replays: Vec<ReplayMeta>,
+}
+
+/// The replays of a player's matches, newest first.
+#[utoipa::path(get, path = "/v1/players/{player_id}/replays", tag = "replays",
+    params(("player_id" = u64, Path, description = "Player id"), LimitQuery),
+    responses((status = 200, body = ReplayList), (status = 400, body = ErrorBody)))]
+async fn of_player(
+    State(cloud): State<Arc<Cloud>>,
+    Path(player_id): Path<u64>,
+    Query(query): Query<LimitQuery>,
+) -> Result<Json<ReplayList>, ApiError> {
+    let limit = checked_limit(query.limit)?;
+    let ids = cloud
+        .store
+        .player_replays(player_id, limit)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut replays = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(meta) = cloud.store.replay(id).await.map_err(ApiError::internal)? {
+            replays.push(meta);
+        }
+    }
+    Ok(Json(ReplayList { replays }))
+}

@@ -1,0 +1,653 @@
+//! The Redis store, through a connection manager (reconnects by itself). Keys carry hash
+//! tags so that what one script touches shares a Redis Cluster slot: `{auth}`, `{edges}`,
+//! `{mm}` (tickets, leases, placed matches), `{play}` (results, ratings, leaderboards,
+//! histories) and `{replays}`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::{
+    BoardEntry, BoardOp, HISTORY_LEN, MatchRecord, Rating, ReplayMeta, ResultWrite, Store,
+    StoreError, StoreFuture, TicketRecord, TicketStatus, member_player,
+};
+use crate::edges::EdgeRecord;
+
+/// How long settled tickets stay readable, milliseconds.
+const SETTLED_KEEP_MS: u64 = 10 * 60 * 1000;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn json_error(err: serde_json::Error) -> StoreError {
+    StoreError(err.to_string())
+}
+
+/// Moves tickets out of searching, all or none. KEYS: n ticket keys, then the n
+/// searching sets; ARGV: n new bodies, then the n ids.
+const SETTLE: &str = r"
+local n = #KEYS / 2
+for i = 1, n do
+  local v = redis.call('GET', KEYS[i])
+  if not v then return 0 end
+  if cjson.decode(v).status ~= 'searching' then return 0 end
+end
+for i = 1, n do
+  redis.call('SET', KEYS[i], ARGV[i], 'KEEPTTL')
+  redis.call('ZREM', KEYS[n + i], ARGV[n + i])
+end
+return 1
+";
+
+const LEASE: &str = r"
+local v = redis.call('GET', KEYS[1])
+if (not v) or v == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// Applies a result once. KEYS[1]: the result marker, KEYS[2]: the mode's ratings, then
+/// whatever the payload's indices name. ARGV[1]: the result, ARGV[2]: the payload.
+const APPLY_RESULT: &str = r"
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
+local p = cjson.decode(ARGV[2])
+for _, r in ipairs(p.ratings) do redis.call('HSET', KEYS[2], r[1], r[2]) end
+for _, o in ipairs(p.boards) do
+  local z, h, op, player = KEYS[o[1]], KEYS[o[2]], o[3], o[4]
+  local value, member, expire = tonumber(o[5]), o[6], tonumber(o[7])
+  local m = redis.call('HGET', h, player)
+  local old = nil
+  if m then old = tonumber(redis.call('ZSCORE', z, m)) end
+  local new = nil
+  if op == 'best' then
+    if (not old) or value > old then new = value end
+  elseif op == 'set' then new = value
+  else new = (old or 0) + value end
+  if new then
+    if m then redis.call('ZREM', z, m) end
+    redis.call('ZADD', z, new, member)
+    redis.call('HSET', h, player, member)
+  end
+  if expire > 0 then
+    redis.call('EXPIREAT', z, expire)
+    redis.call('EXPIREAT', h, expire)
+  end
+end
+for _, x in ipairs(p.history) do
+  redis.call('LPUSH', KEYS[x[1]], x[2])
+  redis.call('LTRIM', KEYS[x[1]], 0, tonumber(p.keep) - 1)
+end
+return 1
+";
+
+/// Indexes a replay once. KEYS[1]: the replay, then the players' lists.
+const PUT_REPLAY: &str = r"
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
+for i = 2, #KEYS do
+  redis.call('LPUSH', KEYS[i], ARGV[2])
+  redis.call('LTRIM', KEYS[i], 0, tonumber(ARGV[3]) - 1)
+end
+return 1
+";
+
+/// Redis, through a connection manager (reconnects by itself).
+#[derive(Clone)]
+pub struct RedisStore {
+    redis: redis::aio::ConnectionManager,
+    prefix: String,
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://host:port/db`); `prefix` namespaces every key.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(redis_error)?;
+        let redis = client.get_connection_manager().await.map_err(redis_error)?;
+        Ok(Self {
+            redis,
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}:{{auth}}:{name}", self.prefix)
+    }
+
+    fn edge_key(&self, name: &str) -> String {
+        format!("{}:{{edges}}:{name}", self.prefix)
+    }
+
+    /// Tickets, leases, placed matches: the matchmaker's slot.
+    fn mm_key(&self, name: &str) -> String {
+        format!("{}:{{mm}}:{name}", self.prefix)
+    }
+
+    /// Results, ratings, leaderboards, histories: one slot, so a result applies in one
+    /// script (atomically, exactly once).
+    fn play_key(&self, name: &str) -> String {
+        format!("{}:{{play}}:{name}", self.prefix)
+    }
+
+    fn replay_key(&self, name: &str) -> String {
+        format!("{}:{{replays}}:{name}", self.prefix)
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        let mut redis = self.redis.clone();
+        cmd.query_async(&mut redis).await.map_err(redis_error)
+    }
+}
+
+fn redis_error(err: redis::RedisError) -> StoreError {
+    StoreError(err.to_string())
+}
+
+impl Store for RedisStore {
+    fn player_for_device<'a>(&'a self, device_id: &'a str) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let mut redis = self.redis.clone();
+            let players = self.key("players");
+            let known: Option<u64> = redis::cmd("HGET")
+                .arg(&players)
+                .arg(device_id)
+                .query_async(&mut redis)
+                .await
+                .map_err(redis_error)?;
+            if let Some(id) = known {
+                return Ok(id);
+            }
+            let id: u64 = redis::cmd("INCR")
+                .arg(self.key("player_seq"))
+                .query_async(&mut redis)
+                .await
+                .map_err(redis_error)?;
+            let created: bool = redis::cmd("HSETNX")
+                .arg(&players)
+                .arg(device_id)
+                .arg(id)
+                .query_async(&mut redis)
+                .await
+                .map_err(redis_error)?;
+            if created {
+                return Ok(id);
+            }
+            // Another request created it first: theirs stands (our id goes unused).
+            let id: Option<u64> = redis::cmd("HGET")
+                .arg(&players)
+                .arg(device_id)
+                .query_async(&mut redis)
+                .await
+                .map_err(redis_error)?;
+            id.ok_or_else(|| StoreError("player vanished while being created".into()))
+        })
+    }
+
+    fn put_refresh<'a>(
+        &'a self,
+        token_hash: &'a str,
+        player_id: u64,
+        expires_at: u64,
+        now: u64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            if expires_at <= now {
+                return Ok(());
+            }
+            let mut redis = self.redis.clone();
+            redis::cmd("SET")
+                .arg(self.key(&format!("refresh:{token_hash}")))
+                .arg(player_id)
+                .arg("EXAT")
+                .arg(expires_at)
+                .query_async::<()>(&mut redis)
+                .await
+                .map_err(redis_error)
+        })
+    }
+
+    fn take_refresh<'a>(&'a self, token_hash: &'a str, _now: u64) -> StoreFuture<'a, Option<u64>> {
+        Box::pin(async move {
+            let mut redis = self.redis.clone();
+            // GETDEL is atomic: of two concurrent refreshes with one token, one wins.
+            redis::cmd("GETDEL")
+                .arg(self.key(&format!("refresh:{token_hash}")))
+                .query_async(&mut redis)
+                .await
+                .map_err(redis_error)
+        })
+    }
+
+    fn put_edge<'a>(&'a self, edge: &'a EdgeRecord, now: u64) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            if edge.expires_at <= now {
+                return Ok(());
+            }
+            let json = serde_json::to_string(edge).map_err(|e| StoreError(e.to_string()))?;
+            let mut redis = self.redis.clone();
+            redis::pipe()
+                .atomic()
+                .cmd("SET")
+                .arg(self.edge_key(&edge.heartbeat.edge_id))
+                .arg(json)
+                .arg("EXAT")
+                .arg(edge.expires_at)
+                .ignore()
+                .cmd("SADD")
+                .arg(self.edge_key("index"))
+                .arg(&edge.heartbeat.edge_id)
+                .ignore()
+                .query_async::<()>(&mut redis)
+                .await
+                .map_err(redis_error)
+        })
+    }
+
+    fn live_edges(&self, now: u64) -> StoreFuture<'_, Vec<EdgeRecord>> {
+        Box::pin(async move {
+            let mut redis = self.redis.clone();
+            let ids: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(self.edge_key("index"))
+                .query_async(&mut redis)
+                .await
+                .map_err(redis_error)?;
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let keys: Vec<String> = ids.iter().map(|id| self.edge_key(id)).collect();
+            let values: Vec<Option<String>> = redis::cmd("MGET")
+                .arg(&keys)
+                .query_async(&mut redis)
+                .await
+                .map_err(redis_error)?;
+            let mut live = Vec::new();
+            let mut gone = Vec::new();
+            for (id, value) in ids.iter().zip(values) {
+                match value.and_then(|v| serde_json::from_str::<EdgeRecord>(&v).ok()) {
+                    Some(edge) if edge.expires_at > now => live.push(edge),
+                    Some(_) => {}
+                    None => gone.push(id.clone()),
+                }
+            }
+            if !gone.is_empty() {
+                redis::cmd("SREM")
+                    .arg(self.edge_key("index"))
+                    .arg(&gone)
+                    .query_async::<()>(&mut redis)
+                    .await
+                    .map_err(redis_error)?;
+            }
+            Ok(live)
+        })
+    }
+
+    fn next_id<'a>(&'a self, sequence: &'a str) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            self.query(redis::cmd("INCR").arg(self.mm_key(&format!("seq:{sequence}"))))
+                .await
+        })
+    }
+
+    fn put_ticket<'a>(&'a self, ticket: &'a TicketRecord) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let json = serde_json::to_string(ticket).map_err(json_error)?;
+            let keep = ticket
+                .expires_at_ms
+                .saturating_sub(now_ms())
+                .saturating_add(SETTLED_KEEP_MS);
+            let mut redis = self.redis.clone();
+            redis::pipe()
+                .atomic()
+                .cmd("SET")
+                .arg(self.mm_key(&format!("ticket:{}", ticket.id)))
+                .arg(json)
+                .arg("PX")
+                .arg(keep)
+                .ignore()
+                .cmd("ZADD")
+                .arg(self.mm_key(&format!("searching:{}", ticket.mode)))
+                .arg(ticket.created_at_ms)
+                .arg(ticket.id)
+                .ignore()
+                .query_async::<()>(&mut redis)
+                .await
+                .map_err(redis_error)
+        })
+    }
+
+    fn ticket(&self, id: u64) -> StoreFuture<'_, Option<TicketRecord>> {
+        Box::pin(async move {
+            let json: Option<String> = self
+                .query(redis::cmd("GET").arg(self.mm_key(&format!("ticket:{id}"))))
+                .await?;
+            json.map(|j| serde_json::from_str(&j).map_err(json_error))
+                .transpose()
+        })
+    }
+
+    fn searching<'a>(&'a self, mode: &'a str) -> StoreFuture<'a, Vec<TicketRecord>> {
+        Box::pin(async move {
+            let set = self.mm_key(&format!("searching:{mode}"));
+            let ids: Vec<u64> = self
+                .query(redis::cmd("ZRANGE").arg(&set).arg(0).arg(-1))
+                .await?;
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let keys: Vec<String> = ids
+                .iter()
+                .map(|id| self.mm_key(&format!("ticket:{id}")))
+                .collect();
+            let mut tickets = Vec::with_capacity(ids.len());
+            let mut gone = Vec::new();
+            for (chunk_ids, chunk_keys) in ids.chunks(1000).zip(keys.chunks(1000)) {
+                let values: Vec<Option<String>> =
+                    self.query(redis::cmd("MGET").arg(chunk_keys)).await?;
+                for (id, value) in chunk_ids.iter().zip(values) {
+                    match value.and_then(|v| serde_json::from_str::<TicketRecord>(&v).ok()) {
+                        Some(t) if t.status == TicketStatus::Searching => tickets.push(t),
+                        _ => gone.push(*id),
+                    }
+                }
+            }
+            if !gone.is_empty() {
+                self.query::<()>(redis::cmd("ZREM").arg(&set).arg(&gone))
+                    .await?;
+            }
+            Ok(tickets)
+        })
+    }
+
+    fn settle<'a>(&'a self, updates: &'a [TicketRecord]) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            if updates.is_empty() {
+                return Ok(true);
+            }
+            let script = redis::Script::new(SETTLE);
+            let mut invocation = script.prepare_invoke();
+            for update in updates {
+                invocation.key(self.mm_key(&format!("ticket:{}", update.id)));
+            }
+            for update in updates {
+                invocation.key(self.mm_key(&format!("searching:{}", update.mode)));
+            }
+            for update in updates {
+                invocation.arg(serde_json::to_string(update).map_err(json_error)?);
+            }
+            for update in updates {
+                invocation.arg(update.id);
+            }
+            let mut redis = self.redis.clone();
+            let done: i64 = invocation
+                .invoke_async(&mut redis)
+                .await
+                .map_err(redis_error)?;
+            Ok(done == 1)
+        })
+    }
+
+    fn lease<'a>(&'a self, name: &'a str, holder: &'a str, ttl_ms: u64) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut redis = self.redis.clone();
+            let held: i64 = redis::Script::new(LEASE)
+                .key(self.mm_key(&format!("lease:{name}")))
+                .arg(holder)
+                .arg(ttl_ms)
+                .invoke_async(&mut redis)
+                .await
+                .map_err(redis_error)?;
+            Ok(held == 1)
+        })
+    }
+
+    fn put_match<'a>(&'a self, record: &'a MatchRecord) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let json = serde_json::to_string(record).map_err(json_error)?;
+            // Kept a week: results may arrive late, after an outage.
+            self.query(
+                redis::cmd("SET")
+                    .arg(self.mm_key(&format!("match:{}", record.match_id)))
+                    .arg(json)
+                    .arg("EX")
+                    .arg(7 * 86_400),
+            )
+            .await
+        })
+    }
+
+    fn match_record(&self, match_id: u64) -> StoreFuture<'_, Option<MatchRecord>> {
+        Box::pin(async move {
+            let json: Option<String> = self
+                .query(redis::cmd("GET").arg(self.mm_key(&format!("match:{match_id}"))))
+                .await?;
+            json.map(|j| serde_json::from_str(&j).map_err(json_error))
+                .transpose()
+        })
+    }
+
+    fn ratings<'a>(
+        &'a self,
+        mode: &'a str,
+        players: &'a [u64],
+    ) -> StoreFuture<'a, Vec<Option<Rating>>> {
+        Box::pin(async move {
+            if players.is_empty() {
+                return Ok(Vec::new());
+            }
+            let values: Vec<Option<String>> = self
+                .query(
+                    redis::cmd("HMGET")
+                        .arg(self.play_key(&format!("ratings:{mode}")))
+                        .arg(players),
+                )
+                .await?;
+            Ok(values
+                .into_iter()
+                .map(|v| {
+                    let (mu, sigma) = v.as_deref()?.split_once(':')?;
+                    Some(Rating {
+                        mu: mu.parse().ok()?,
+                        sigma: sigma.parse().ok()?,
+                    })
+                })
+                .collect())
+        })
+    }
+
+    fn apply_result<'a>(&'a self, write: &'a ResultWrite) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut keys = vec![
+                self.play_key(&format!("result:{}", write.match_id)),
+                self.play_key(&format!("ratings:{}", write.mode)),
+            ];
+            let index = |keys: &mut Vec<String>, key: String| {
+                keys.push(key);
+                keys.len()
+            };
+            let ratings: Vec<(String, String)> = write
+                .ratings
+                .iter()
+                .map(|(p, r)| (p.to_string(), format!("{}:{}", r.mu, r.sigma)))
+                .collect();
+            let mut boards = Vec::with_capacity(write.boards.len());
+            for w in &write.boards {
+                let z = index(&mut keys, self.play_key(&format!("lb:{}", w.board)));
+                let h = index(&mut keys, self.play_key(&format!("lb:{}:members", w.board)));
+                let op = match w.op {
+                    BoardOp::Best => "best",
+                    BoardOp::Set => "set",
+                    BoardOp::Incr => "incr",
+                };
+                boards.push(serde_json::json!([
+                    z,
+                    h,
+                    op,
+                    w.player_id.to_string(),
+                    w.value.to_string(),
+                    super::board_member(w.at_ms, w.player_id),
+                    w.expire_at.to_string(),
+                ]));
+            }
+            let mut history = Vec::with_capacity(write.players.len());
+            for player in &write.players {
+                let k = index(&mut keys, self.play_key(&format!("history:{player}")));
+                history.push(serde_json::json!([k, write.match_id.to_string()]));
+            }
+            let payload = serde_json::json!({
+                "ratings": ratings,
+                "boards": boards,
+                "history": history,
+                "keep": HISTORY_LEN.to_string(),
+            });
+            let script = redis::Script::new(APPLY_RESULT);
+            let mut invocation = script.prepare_invoke();
+            for key in &keys {
+                invocation.key(key);
+            }
+            invocation.arg(&write.result_json).arg(payload.to_string());
+            let mut redis = self.redis.clone();
+            let applied: i64 = invocation
+                .invoke_async(&mut redis)
+                .await
+                .map_err(redis_error)?;
+            Ok(applied == 1)
+        })
+    }
+
+    fn result(&self, match_id: u64) -> StoreFuture<'_, Option<String>> {
+        Box::pin(async move {
+            self.query(redis::cmd("GET").arg(self.play_key(&format!("result:{match_id}"))))
+                .await
+        })
+    }
+
+    fn history(&self, player_id: u64, limit: usize) -> StoreFuture<'_, Vec<u64>> {
+        Box::pin(async move {
+            self.query(
+                redis::cmd("LRANGE")
+                    .arg(self.play_key(&format!("history:{player_id}")))
+                    .arg(0)
+                    .arg(limit as i64 - 1),
+            )
+            .await
+        })
+    }
+
+    fn board_page<'a>(
+        &'a self,
+        board: &'a str,
+        offset: u64,
+        limit: u64,
+    ) -> StoreFuture<'a, (Vec<BoardEntry>, u64)> {
+        Box::pin(async move {
+            let key = self.play_key(&format!("lb:{board}"));
+            if limit == 0 {
+                let total: u64 = self.query(redis::cmd("ZCARD").arg(&key)).await?;
+                return Ok((Vec::new(), total));
+            }
+            let mut redis = self.redis.clone();
+            let (rows, total): (Vec<(String, f64)>, u64) = redis::pipe()
+                .cmd("ZRANGE")
+                .arg(&key)
+                .arg(offset)
+                .arg(offset + limit - 1)
+                .arg("REV")
+                .arg("WITHSCORES")
+                .cmd("ZCARD")
+                .arg(&key)
+                .query_async(&mut redis)
+                .await
+                .map_err(redis_error)?;
+            let entries = rows
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, (member, score))| {
+                    Some(BoardEntry {
+                        rank: offset + i as u64 + 1,
+                        player_id: member_player(&member)?,
+                        score,
+                    })
+                })
+                .collect();
+            Ok((entries, total))
+        })
+    }
+
+    fn board_entry<'a>(
+        &'a self,
+        board: &'a str,
+        player_id: u64,
+    ) -> StoreFuture<'a, Option<BoardEntry>> {
+        Box::pin(async move {
+            let key = self.play_key(&format!("lb:{board}"));
+            let member: Option<String> = self
+                .query(
+                    redis::cmd("HGET")
+                        .arg(self.play_key(&format!("lb:{board}:members")))
+                        .arg(player_id),
+                )
+                .await?;
+            let Some(member) = member else {
+                return Ok(None);
+            };
+            let mut redis = self.redis.clone();
+            let (rank, score): (Option<u64>, Option<f64>) = redis::pipe()
+                .cmd("ZREVRANK")
+                .arg(&key)
+                .arg(&member)
+                .cmd("ZSCORE")
+                .arg(&key)
+                .arg(&member)
+                .query_async(&mut redis)
+                .await
+                .map_err(redis_error)?;
+            Ok(rank.zip(score).map(|(rank, score)| BoardEntry {
+                rank: rank + 1,
+                player_id,
+                score,
+            }))
+        })
+    }
+
+    fn put_replay<'a>(&'a self, meta: &'a ReplayMeta) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let json = serde_json::to_string(meta).map_err(json_error)?;
+            let script = redis::Script::new(PUT_REPLAY);
+            let mut invocation = script.prepare_invoke();
+            invocation.key(self.replay_key(&format!("replay:{}", meta.match_id)));
+            for player in &meta.players {
+                invocation.key(self.replay_key(&format!("player:{player}")));
+            }
+            invocation.arg(json).arg(meta.match_id).arg(HISTORY_LEN);
+            let mut redis = self.redis.clone();
+            let stored: i64 = invocation
+                .invoke_async(&mut redis)
+                .await
+                .map_err(redis_error)?;
+            Ok(stored == 1)
+        })
+    }
+
+    fn replay(&self, match_id: u64) -> StoreFuture<'_, Option<ReplayMeta>> {
+        Box::pin(async move {
+            let json: Option<String> = self
+                .query(redis::cmd("GET").arg(self.replay_key(&format!("replay:{match_id}"))))
+                .await?;
+            json.map(|j| serde_json::from_str(&j).map_err(json_error))
+                .transpose()
+        })
+    }
+
+    fn player_replays(&self, player_id: u64, limit: usize) -> StoreFuture<'_, Vec<u64>> {
+        Box::pin(async move {
+            self.query(
+                redis::cmd("LRANGE")
+                    .arg(self.replay_key(&format!("player:{player_id}")))
+                    .arg(0)
+                    .arg(limit as i64 - 1),
+            )
+            .await
+        })
+    }
+}

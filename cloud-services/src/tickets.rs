@@ -1,0 +1,282 @@
+//! Matchmaking tickets over HTTP: create, poll (or long-poll), cancel. The matcher
+//! (`matcher.rs`) settles them.
+#![allow(
+    unused_qualifications,
+    reason = "utoipa's `params(...)` expansion names the query type by path"
+)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::bearer;
+use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::store::{TicketMember, TicketRecord, TicketStatus};
+use crate::{Cloud, now_ms};
+
+/// Most regions a ticket may list.
+pub const MAX_REGIONS: usize = 32;
+/// Longest a poll waits for a change.
+pub const MAX_WAIT: Duration = Duration::from_secs(8);
+
+pub(crate) fn routes() -> OpenApiRouter<Arc<Cloud>> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(poll, cancel))
+}
+
+/// Body of `POST /v1/matchmaking/tickets`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TicketRequest {
+    /// Game mode, e.g. `arena`.
+    pub mode: String,
+    /// The party, the caller included; omitted: the caller alone. Kept together, on one
+    /// team.
+    #[serde(default)]
+    pub party: Option<Vec<u64>>,
+    /// Measured round-trip time per region, milliseconds (the worst of the party's).
+    pub pings_ms: BTreeMap<String, u32>,
+}
+
+/// Where to play, for the player asking.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TicketAssignment {
+    /// The match.
+    pub match_id: u64,
+    /// The edge.
+    pub edge_id: String,
+    /// Its region.
+    pub region: String,
+    /// Its QUIC address.
+    pub quic_addr: String,
+    /// SHA-256 of its certificate, hex: pin it.
+    pub cert_sha256: String,
+    /// This player's connect token.
+    pub connect_token: String,
+    /// This player's team (0-based).
+    pub team: usize,
+}
+
+/// A ticket, as its players see it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TicketView {
+    /// Ticket id.
+    pub id: u64,
+    /// Game mode.
+    pub mode: String,
+    /// Where it is.
+    pub status: TicketStatus,
+    /// The party.
+    pub players: Vec<u64>,
+    /// Made at, Unix milliseconds.
+    pub created_at_ms: u64,
+    /// Stops searching at, Unix milliseconds.
+    pub expires_at_ms: u64,
+    /// Set once matched.
+    pub assignment: Option<TicketAssignment>,
+}
+
+fn view(ticket: &TicketRecord, player: u64) -> TicketView {
+    let assignment = ticket.placement.as_ref().and_then(|p| {
+        Some(TicketAssignment {
+            match_id: p.match_id,
+            edge_id: p.edge_id.clone(),
+            region: p.region.clone(),
+            quic_addr: p.quic_addr.clone(),
+            cert_sha256: p.cert_sha256.clone(),
+            connect_token: p.tokens.get(&player)?.clone(),
+            team: p.teams.iter().position(|t| t.contains(&player))?,
+        })
+    });
+    TicketView {
+        id: ticket.id,
+        mode: ticket.mode.clone(),
+        status: ticket.status,
+        players: ticket.players.iter().map(|p| p.player_id).collect(),
+        created_at_ms: ticket.created_at_ms,
+        expires_at_ms: ticket.expires_at_ms,
+        assignment,
+    }
+}
+
+pub(crate) fn valid_region(region: &str) -> bool {
+    (1..=32).contains(&region.len())
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Asks for a match.
+#[utoipa::path(post, path = "/v1/matchmaking/tickets", tag = "matchmaking",
+    request_body = TicketRequest, security(("bearer" = [])),
+    responses((status = 201, body = TicketView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
+async fn create(
+    State(cloud): State<Arc<Cloud>>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<TicketRequest>,
+) -> Result<(StatusCode, Json<TicketView>), ApiError> {
+    let player = bearer(&cloud, &headers)?;
+    let mode = cloud
+        .mode(&request.mode)
+        .ok_or_else(|| ApiError::invalid(format!("unknown mode `{}`", request.mode)))?;
+    let party = request.party.unwrap_or_else(|| vec![player]);
+    let unique: BTreeSet<u64> = party.iter().copied().collect();
+    if !unique.contains(&player) || unique.len() != party.len() {
+        return Err(ApiError::invalid(
+            "party must list distinct players, the caller among them",
+        ));
+    }
+    if party.len() > mode.rules.team_size {
+        return Err(ApiError::invalid(format!(
+            "party of {} does not fit a team of {}",
+            party.len(),
+            mode.rules.team_size
+        )));
+    }
+    if request.pings_ms.is_empty() || request.pings_ms.len() > MAX_REGIONS {
+        return Err(ApiError::invalid("pings_ms must name 1..=32 regions"));
+    }
+    if let Some((region, _)) = request
+        .pings_ms
+        .iter()
+        .find(|(r, ms)| !valid_region(r) || **ms > 10_000)
+    {
+        return Err(ApiError::invalid(format!(
+            "pings_ms: `{region}` must be 1..=32 of a-z, 0-9, - with a ping of at most 10000 ms"
+        )));
+    }
+    let ratings = cloud
+        .store
+        .ratings(&mode.name, &party)
+        .await
+        .map_err(ApiError::internal)?;
+    let id = cloud
+        .store
+        .next_id("ticket")
+        .await
+        .map_err(ApiError::internal)?;
+    let now = now_ms();
+    let ticket = TicketRecord {
+        id,
+        mode: mode.name.clone(),
+        owner: player,
+        players: party
+            .iter()
+            .zip(ratings)
+            .map(|(p, r)| TicketMember {
+                player_id: *p,
+                rating: r.unwrap_or_default().mu,
+            })
+            .collect(),
+        pings_ms: request.pings_ms,
+        created_at_ms: now,
+        expires_at_ms: now + mode.ticket_ttl.as_millis() as u64,
+        status: TicketStatus::Searching,
+        placement: None,
+    };
+    cloud
+        .store
+        .put_ticket(&ticket)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok((StatusCode::CREATED, Json(view(&ticket, player))))
+}
+
+/// Query of `GET /v1/matchmaking/tickets/{id}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PollQuery {
+    /// Wait up to this long (ms, at most 8000) for the ticket to leave `searching`.
+    pub wait_ms: Option<u64>,
+}
+
+async fn ticket_of(cloud: &Cloud, id: u64, player: u64) -> Result<TicketRecord, ApiError> {
+    cloud
+        .store
+        .ticket(id)
+        .await
+        .map_err(ApiError::internal)?
+        .filter(|t| t.players.iter().any(|p| p.player_id == player))
+        .ok_or_else(|| ApiError::not_found("no such ticket"))
+}
+
+/// A ticket; with `wait_ms`, answers as soon as it is matched, cancelled or expired
+/// (long poll).
+#[utoipa::path(get, path = "/v1/matchmaking/tickets/{id}", tag = "matchmaking",
+    params(("id" = u64, Path, description = "Ticket id"), PollQuery), security(("bearer" = [])),
+    responses((status = 200, body = TicketView), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+async fn poll(
+    State(cloud): State<Arc<Cloud>>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+    Query(query): Query<PollQuery>,
+) -> Result<Json<TicketView>, ApiError> {
+    let player = bearer(&cloud, &headers)?;
+    let wait = Duration::from_millis(query.wait_ms.unwrap_or(0))
+        .min(MAX_WAIT)
+        .min(
+            cloud
+                .config
+                .request_timeout
+                .saturating_sub(Duration::from_secs(1)),
+        );
+    let until = tokio::time::Instant::now() + wait;
+    loop {
+        let ticket = ticket_of(&cloud, id, player).await?;
+        if ticket.status != TicketStatus::Searching || tokio::time::Instant::now() >= until {
+            return Ok(Json(view(&ticket, player)));
+        }
+        // The store is the truth across replicas; a settled ticket shows at the next look.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Cancels a searching ticket. A matched ticket cannot be cancelled (409).
+#[utoipa::path(delete, path = "/v1/matchmaking/tickets/{id}", tag = "matchmaking",
+    params(("id" = u64, Path, description = "Ticket id")), security(("bearer" = [])),
+    responses((status = 200, body = TicketView), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn cancel(
+    State(cloud): State<Arc<Cloud>>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> Result<Json<TicketView>, ApiError> {
+    let player = bearer(&cloud, &headers)?;
+    let mut ticket = ticket_of(&cloud, id, player).await?;
+    match ticket.status {
+        TicketStatus::Cancelled => return Ok(Json(view(&ticket, player))),
+        TicketStatus::Searching => {}
+        other => {
+            return Err(ApiError::conflict(
+                "ticket_settled",
+                format!("ticket is {other:?}, no longer searching"),
+            ));
+        }
+    }
+    ticket.status = TicketStatus::Cancelled;
+    if cloud
+        .store
+        .settle(std::slice::from_ref(&ticket))
+        .await
+        .map_err(ApiError::internal)?
+    {
+        return Ok(Json(view(&ticket, player)));
+    }
+    // The matcher settled it first.
+    let ticket = ticket_of(&cloud, id, player).await?;
+    Err(ApiError::conflict(
+        "ticket_settled",
+        format!("ticket is {:?}, no longer searching", ticket.status),
+    ))
+}

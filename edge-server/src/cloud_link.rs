@@ -1,0 +1,365 @@
+//! The edge's link to the cloud: it registers and heartbeats (region, address,
+//! certificate fingerprint, capacity, load, draining), fetches the connect-token key from
+//! the cloud's JWKS (and caches it, so an edge can restart while the cloud is away), and
+//! delivers the outbox — results, then replays — with retries and capped, jittered
+//! exponential backoff. During a cloud outage matches go on and the outbox fills; when
+//! the cloud is back it drains. Nothing is lost (the outbox is on disk) and nothing is
+//! doubled (the cloud applies a match's result and replay once).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::outbox::{Item, ItemKind, Outbox};
+use crate::server::EdgeStatus;
+
+/// How the link runs.
+#[derive(Debug, Clone)]
+pub struct CloudLinkConfig {
+    /// Base URL of the cloud API, e.g. `https://cloud.example.com`.
+    pub cloud_url: String,
+    /// The edge credential (`Authorization: Edge …`).
+    pub credential: String,
+    /// This edge's region, e.g. `eu-west`.
+    pub region: String,
+    /// Address players reach the QUIC endpoint at. Default: the bound address.
+    pub advertise_addr: Option<std::net::SocketAddr>,
+    /// Heartbeat period. Default 2 s (the cloud forgets an edge after 15 s of silence).
+    pub heartbeat_every: Duration,
+    /// First retry delay after a failed delivery. Default 250 ms.
+    pub backoff_min: Duration,
+    /// Longest retry delay. Default 30 s.
+    pub backoff_max: Duration,
+}
+
+impl CloudLinkConfig {
+    /// Defaults for a cloud at `cloud_url`.
+    pub fn new(
+        cloud_url: impl Into<String>,
+        credential: impl Into<String>,
+        region: impl Into<String>,
+    ) -> Self {
+        Self {
+            cloud_url: cloud_url.into().trim_end_matches('/').to_owned(),
+            credential: credential.into(),
+            region: region.into(),
+            advertise_addr: None,
+            heartbeat_every: Duration::from_secs(2),
+            backoff_min: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the link has done.
+#[derive(Debug, Default)]
+pub struct LinkStats {
+    /// Results the cloud acknowledged.
+    pub results_delivered: AtomicU64,
+    /// Replays the cloud acknowledged.
+    pub replays_delivered: AtomicU64,
+    /// Delivery attempts that failed and will be retried.
+    pub retries: AtomicU64,
+    /// Items the cloud refused for good (set aside in `outbox/dead`).
+    pub refused: AtomicU64,
+    /// Heartbeats acknowledged.
+    pub heartbeats: AtomicU64,
+}
+
+/// An HTTP client for the cloud (rustls with the ring provider, timeouts set).
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .context("building the HTTP client")
+}
+
+#[derive(Deserialize, Serialize)]
+struct Jwks {
+    keys: Vec<Jwk>,
+}
+
+#[derive(Deserialize, Serialize)]
+struct Jwk {
+    kid: String,
+    x: String,
+}
+
+fn connect_key_of(jwks: &Jwks) -> Option<[u8; 32]> {
+    let key = jwks.keys.iter().find(|k| k.kid.starts_with("connect-"))?;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&key.x)
+        .ok()?
+        .try_into()
+        .ok()
+}
+
+/// The cloud's connect-token public key, from its JWKS. A fetched JWKS is cached in
+/// `cache`; when the cloud cannot be reached the cached one is used.
+pub async fn fetch_connect_key(
+    http: &reqwest::Client,
+    cloud_url: &str,
+    cache: Option<&Path>,
+) -> anyhow::Result<[u8; 32]> {
+    let url = format!("{}/.well-known/jwks.json", cloud_url.trim_end_matches('/'));
+    let fetched = async {
+        let response = http.get(&url).send().await?.error_for_status()?;
+        response.json::<Jwks>().await
+    }
+    .await;
+    match fetched {
+        Ok(jwks) => {
+            let key = connect_key_of(&jwks).context("the cloud's JWKS has no connect- key")?;
+            if let Some(cache) = cache {
+                let json = serde_json::to_vec(&jwks)?;
+                let tmp = cache.with_extension("tmp");
+                std::fs::write(&tmp, json)?;
+                std::fs::rename(&tmp, cache)?;
+            }
+            Ok(key)
+        }
+        Err(err) => {
+            let cache = cache.with_context(|| format!("fetching {url}: {err}"))?;
+            let text = std::fs::read(cache)
+                .with_context(|| format!("fetching {url}: {err}; and no cached JWKS"))?;
+            let jwks: Jwks = serde_json::from_slice(&text).context("cached JWKS")?;
+            tracing::warn!(%err, "cloud unreachable: using the cached JWKS");
+            connect_key_of(&jwks).context("cached JWKS has no connect- key")
+        }
+    }
+}
+
+/// A running link. Dropping it does not stop it; call [`CloudLink::stop`].
+pub struct CloudLink {
+    cancel: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stats: Arc<LinkStats>,
+}
+
+impl CloudLink {
+    /// Starts heartbeating `edge` and delivering its outbox (if it keeps one).
+    pub fn start(edge: &crate::Edge, config: CloudLinkConfig) -> anyhow::Result<Self> {
+        let http = http_client()?;
+        let cancel = CancellationToken::new();
+        let stats = Arc::new(LinkStats::default());
+        let config = Arc::new(config);
+        let mut tasks = vec![tokio::spawn(heartbeats(
+            http.clone(),
+            config.clone(),
+            edge.status(),
+            stats.clone(),
+            cancel.clone(),
+        ))];
+        if let Some(outbox) = edge.outbox() {
+            tasks.push(tokio::spawn(deliver_outbox(
+                http,
+                config,
+                outbox.clone(),
+                stats.clone(),
+                cancel.clone(),
+            )));
+        }
+        Ok(Self {
+            cancel,
+            tasks,
+            stats,
+        })
+    }
+
+    /// What it has done.
+    pub fn stats(&self) -> &Arc<LinkStats> {
+        &self.stats
+    }
+
+    /// Stops heartbeating and delivering (what is undelivered stays in the outbox).
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Heartbeat<'a> {
+    edge_id: &'a str,
+    region: &'a str,
+    quic_addr: String,
+    cert_sha256: String,
+    capacity: u32,
+    load: u32,
+    draining: bool,
+}
+
+async fn heartbeats(
+    http: reqwest::Client,
+    config: Arc<CloudLinkConfig>,
+    edge: EdgeStatus,
+    stats: Arc<LinkStats>,
+    cancel: CancellationToken,
+) {
+    let url = format!("{}/v1/edges/heartbeat", config.cloud_url);
+    let mut ticker = tokio::time::interval(config.heartbeat_every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = cancel.cancelled() => return,
+        }
+        let beat = Heartbeat {
+            edge_id: &edge.edge_id(),
+            region: &config.region,
+            quic_addr: config
+                .advertise_addr
+                .unwrap_or(edge.quic_addr())
+                .to_string(),
+            cert_sha256: crate::hex(&edge.cert_fingerprint()),
+            capacity: edge.capacity(),
+            load: edge.players().min(u64::from(u32::MAX)) as u32,
+            draining: edge.is_draining(),
+        };
+        let sent = http
+            .post(&url)
+            .header("authorization", format!("Edge {}", config.credential))
+            .json(&beat)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status);
+        match sent {
+            Ok(_) => {
+                stats.heartbeats.fetch_add(1, Ordering::Relaxed);
+                if failing {
+                    tracing::info!("cloud reachable again");
+                    failing = false;
+                }
+            }
+            Err(err) if !failing => {
+                tracing::warn!(%err, "heartbeat failed; matches go on, retrying");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// What the cloud said of a delivery.
+enum Delivery {
+    Done,
+    Refused(String),
+    Retry(String),
+}
+
+async fn deliver(http: &reqwest::Client, config: &CloudLinkConfig, item: &Item) -> Delivery {
+    let bytes = match tokio::fs::read(&item.path).await {
+        Ok(bytes) => bytes,
+        Err(err) => return Delivery::Retry(format!("reading {}: {err}", item.path.display())),
+    };
+    let request = match item.kind {
+        ItemKind::Result => http
+            .post(format!(
+                "{}/v1/matches/{}/result",
+                config.cloud_url, item.match_id
+            ))
+            .header("content-type", "application/json"),
+        ItemKind::Replay => http
+            .put(format!("{}/v1/replays/{}", config.cloud_url, item.match_id))
+            .header("content-type", "application/octet-stream"),
+    };
+    let response = request
+        .header("authorization", format!("Edge {}", config.credential))
+        .body(bytes)
+        .send()
+        .await;
+    match response {
+        Err(err) => Delivery::Retry(err.to_string()),
+        Ok(r) if r.status().is_success() => Delivery::Done,
+        Ok(r) => {
+            let status = r.status();
+            let body = r.text().await.unwrap_or_default();
+            let transient = status.is_server_error()
+                || status == StatusCode::REQUEST_TIMEOUT
+                || status == StatusCode::TOO_MANY_REQUESTS
+                // A credential problem is the operator's to fix; keep the item meanwhile.
+                || status == StatusCode::UNAUTHORIZED;
+            if transient {
+                Delivery::Retry(format!("{status}: {body}"))
+            } else {
+                Delivery::Refused(format!("{status}: {body}"))
+            }
+        }
+    }
+}
+
+async fn deliver_outbox(
+    http: reqwest::Client,
+    config: Arc<CloudLinkConfig>,
+    outbox: Arc<Outbox>,
+    stats: Arc<LinkStats>,
+    cancel: CancellationToken,
+) {
+    let mut backoff = config.backoff_min;
+    loop {
+        let mut failed = false;
+        let items = outbox.pending().unwrap_or_else(|err| {
+            tracing::error!(%err, "reading the outbox");
+            Vec::new()
+        });
+        for item in items {
+            if cancel.is_cancelled() {
+                return;
+            }
+            match deliver(&http, &config, &item).await {
+                Delivery::Done => {
+                    let counter = match item.kind {
+                        ItemKind::Result => &stats.results_delivered,
+                        ItemKind::Replay => &stats.replays_delivered,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    if let Err(err) = outbox.done(&item) {
+                        tracing::error!(%err, "removing a delivered outbox item");
+                    }
+                    tracing::info!(match_id = %item.match_id, kind = ?item.kind, "delivered to the cloud");
+                }
+                Delivery::Refused(why) => {
+                    stats.refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(match_id = %item.match_id, kind = ?item.kind, %why, "the cloud refused an outbox item; set aside in outbox/dead");
+                    if let Err(err) = outbox.dead(&item) {
+                        tracing::error!(%err, "setting aside an outbox item");
+                    }
+                }
+                Delivery::Retry(why) => {
+                    stats.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(match_id = %item.match_id, %why, ?backoff, "delivery failed; will retry");
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        if failed {
+            // Full jitter: a fleet of edges coming back does not stampede the cloud.
+            let wait = backoff.mul_f64(0.5 + rand::random::<f64>() * 0.5);
+            backoff = (backoff * 2).min(config.backoff_max);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = cancel.cancelled() => return,
+            }
+        } else {
+            backoff = config.backoff_min;
+            tokio::select! {
+                () = outbox.written() => {}
+                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                () = cancel.cancelled() => return,
+            }
+        }
+    }
+}
