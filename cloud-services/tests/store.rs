@@ -2,68 +2,20 @@
 //! starts its own `redis-server` on a free port in a temporary folder, and fails with a
 //! clear message if the binary is missing.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+#[path = "common/redis.rs"]
+mod redis_server;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+
+use redis_server::RedisServer;
 
 use outpost_cloud::edges::{EdgeHeartbeat, EdgeRecord};
+use outpost_cloud::store::{
+    BoardOp, BoardWrite, MatchRecord, Rating, ReplayMeta, ResultWrite, TicketMember, TicketRecord,
+    TicketStatus,
+};
 use outpost_cloud::{MemoryStore, RedisStore, Store};
-
-/// A private Redis server, stopped and deleted on drop.
-struct RedisServer {
-    child: Child,
-    dir: PathBuf,
-    url: String,
-}
-
-impl RedisServer {
-    async fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("a free port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let dir =
-            std::env::temp_dir().join(format!("outpost-redis-test-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp folder");
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!("cannot start redis-server ({err}): install it (Debian: apt-get install redis-server)")
-            });
-        let url = format!("redis://127.0.0.1:{port}/0");
-        let server = Self { child, dir, url };
-        // Wait, bounded, until it answers.
-        let client = redis::Client::open(server.url.as_str()).expect("url");
-        for _ in 0..100 {
-            if let Ok(mut con) = client.get_multiplexed_async_connection().await
-                && redis::cmd("PING")
-                    .query_async::<String>(&mut con)
-                    .await
-                    .is_ok()
-            {
-                return server;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("redis-server on port {port} did not answer within 5 s");
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 async fn conformance(store: Arc<dyn Store>) {
     // Players: one per device, stable.
@@ -217,9 +169,259 @@ async fn conformance(store: Arc<dyn Store>) {
     );
 }
 
+fn ticket(id: u64, mode: &str, players: &[u64]) -> TicketRecord {
+    TicketRecord {
+        id,
+        mode: mode.into(),
+        owner: players[0],
+        players: players
+            .iter()
+            .map(|p| TicketMember {
+                player_id: *p,
+                rating: 25.0,
+            })
+            .collect(),
+        pings_ms: BTreeMap::from([("eu".to_owned(), 20)]),
+        created_at_ms: 1_000 + id,
+        expires_at_ms: u64::MAX / 4,
+        status: TicketStatus::Searching,
+        placement: None,
+    }
+}
+
+fn settled(mut t: TicketRecord, status: TicketStatus) -> TicketRecord {
+    t.status = status;
+    t
+}
+
+/// Tickets, leases, matches, results, boards, histories, replays.
+async fn play_conformance(store: Arc<dyn Store>) {
+    // Sequences count from 1, per name.
+    assert_eq!(store.next_id("ticket").await.expect("works"), 1);
+    assert_eq!(store.next_id("ticket").await.expect("works"), 2);
+    assert_eq!(store.next_id("match").await.expect("works"), 1);
+
+    // Tickets: searching per mode; settling is all or nothing.
+    for t in [
+        ticket(1, "arena", &[1]),
+        ticket(2, "arena", &[2, 3]),
+        ticket(3, "duel", &[4]),
+    ] {
+        store.put_ticket(&t).await.expect("works");
+    }
+    let mut ids: Vec<u64> = store
+        .searching("arena")
+        .await
+        .expect("works")
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, vec![1, 2]);
+    assert!(
+        store
+            .settle(&[settled(ticket(1, "arena", &[1]), TicketStatus::Cancelled)])
+            .await
+            .expect("works")
+    );
+    assert!(
+        !store
+            .settle(&[
+                settled(ticket(1, "arena", &[1]), TicketStatus::Matched),
+                settled(ticket(2, "arena", &[2, 3]), TicketStatus::Matched),
+            ])
+            .await
+            .expect("works"),
+        "ticket 1 was cancelled: the match must not take ticket 2 either"
+    );
+    assert_eq!(
+        store.ticket(2).await.expect("works").expect("kept").status,
+        TicketStatus::Searching
+    );
+    assert_eq!(
+        store.ticket(1).await.expect("works").expect("kept").status,
+        TicketStatus::Cancelled
+    );
+    assert_eq!(store.searching("arena").await.expect("works").len(), 1);
+    assert!(store.ticket(99).await.expect("works").is_none());
+
+    // Leases: one holder at a time; the holder renews.
+    assert!(
+        store
+            .lease("matcher:arena", "a", 60_000)
+            .await
+            .expect("works")
+    );
+    assert!(
+        !store
+            .lease("matcher:arena", "b", 60_000)
+            .await
+            .expect("works")
+    );
+    assert!(
+        store
+            .lease("matcher:arena", "a", 60_000)
+            .await
+            .expect("works")
+    );
+    assert!(store.lease("matcher:arena", "b-short", 1).await.is_ok());
+    assert!(store.lease("matcher:duel", "b", 1).await.expect("works"));
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert!(
+        store
+            .lease("matcher:duel", "c", 60_000)
+            .await
+            .expect("works"),
+        "an expired lease is free"
+    );
+
+    // Matches.
+    let record = MatchRecord {
+        match_id: 7,
+        mode: "arena".into(),
+        edge_id: "edge-1".into(),
+        region: "eu".into(),
+        teams: vec![vec![1, 2, 3]],
+        created_at_ms: 5,
+    };
+    store.put_match(&record).await.expect("works");
+    assert_eq!(store.match_record(7).await.expect("works"), Some(record));
+    assert_eq!(store.match_record(8).await.expect("works"), None);
+
+    // Results: once per match, with ratings, boards and histories in one step.
+    let board = |player, value, at_ms, op| BoardWrite {
+        board: "best:all".into(),
+        op,
+        player_id: player,
+        value,
+        at_ms,
+        expire_at: 0,
+    };
+    let write = ResultWrite {
+        match_id: 7,
+        mode: "arena".into(),
+        ratings: vec![(
+            1,
+            Rating {
+                mu: 27.5,
+                sigma: 7.0,
+            },
+        )],
+        boards: vec![
+            board(1, 10.0, 100, BoardOp::Best),
+            board(2, 10.0, 50, BoardOp::Best),
+            board(3, 4.0, 10, BoardOp::Best),
+        ],
+        players: vec![1, 2, 3],
+        result_json: "{\"m\":7}".into(),
+    };
+    assert!(store.apply_result(&write).await.expect("works"));
+    assert!(
+        !store.apply_result(&write).await.expect("works"),
+        "applied once"
+    );
+    assert_eq!(
+        store.result(7).await.expect("works").as_deref(),
+        Some("{\"m\":7}")
+    );
+    assert_eq!(
+        store.ratings("arena", &[1, 2]).await.expect("works"),
+        vec![
+            Some(Rating {
+                mu: 27.5,
+                sigma: 7.0
+            }),
+            None
+        ]
+    );
+    assert_eq!(store.history(2, 10).await.expect("works"), vec![7]);
+    // Ties: who got there first (player 2, at 50 ms) ranks higher.
+    let (rows, total) = store.board_page("best:all", 0, 10).await.expect("works");
+    assert_eq!(total, 3);
+    let order: Vec<(u64, u64, f64)> = rows
+        .iter()
+        .map(|e| (e.rank, e.player_id, e.score))
+        .collect();
+    assert_eq!(order, vec![(1, 2, 10.0), (2, 1, 10.0), (3, 3, 4.0)]);
+    // best keeps the higher; set replaces; incr adds.
+    let second = ResultWrite {
+        match_id: 8,
+        boards: vec![
+            board(3, 2.0, 200, BoardOp::Best),
+            board(1, 1.0, 200, BoardOp::Set),
+            BoardWrite {
+                board: "total:all".into(),
+                ..board(2, 3.0, 200, BoardOp::Incr)
+            },
+            BoardWrite {
+                board: "total:all".into(),
+                ..board(2, 4.0, 300, BoardOp::Incr)
+            },
+        ],
+        ..write.clone()
+    };
+    assert!(store.apply_result(&second).await.expect("works"));
+    let entry = |b: &'static str, p| {
+        let store = store.clone();
+        async move { store.board_entry(b, p).await.expect("works") }
+    };
+    assert_eq!(
+        entry("best:all", 3).await.map(|e| (e.rank, e.score)),
+        Some((2, 4.0))
+    );
+    assert_eq!(
+        entry("best:all", 1).await.map(|e| (e.rank, e.score)),
+        Some((3, 1.0))
+    );
+    assert_eq!(entry("total:all", 2).await.map(|e| e.score), Some(7.0));
+    assert_eq!(entry("best:all", 42).await, None);
+    assert_eq!(
+        store.history(2, 10).await.expect("works"),
+        vec![8, 7],
+        "newest first"
+    );
+    let (page, _) = store.board_page("best:all", 1, 1).await.expect("works");
+    assert_eq!(
+        page.iter()
+            .map(|e| (e.rank, e.player_id))
+            .collect::<Vec<_>>(),
+        vec![(2, 3)]
+    );
+    // A board past its expiry is gone.
+    let expired = ResultWrite {
+        match_id: 9,
+        boards: vec![BoardWrite {
+            board: "daily:d1".into(),
+            expire_at: 1,
+            ..board(1, 5.0, 1, BoardOp::Best)
+        }],
+        ..write.clone()
+    };
+    assert!(store.apply_result(&expired).await.expect("works"));
+    assert_eq!(
+        store.board_page("daily:d1", 0, 10).await.expect("works").1,
+        0
+    );
+
+    // Replays: indexed once, by match and player.
+    let meta = ReplayMeta {
+        match_id: 7,
+        players: vec![1, 2],
+        bytes: 10,
+        sha256: "ab".repeat(32),
+        stored_at_ms: 1,
+    };
+    assert!(store.put_replay(&meta).await.expect("works"));
+    assert!(!store.put_replay(&meta).await.expect("works"));
+    assert_eq!(store.replay(7).await.expect("works"), Some(meta));
+    assert_eq!(store.player_replays(2, 10).await.expect("works"), vec![7]);
+    assert!(store.player_replays(3, 10).await.expect("works").is_empty());
+}
+
 #[tokio::test]
 async fn the_memory_store_conforms() {
     conformance(Arc::new(MemoryStore::default())).await;
+    play_conformance(Arc::new(MemoryStore::default())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,5 +430,9 @@ async fn the_redis_store_conforms() {
     let store = RedisStore::connect(&server.url, "outpost-test")
         .await
         .expect("connects");
-    conformance(Arc::new(store)).await;
+    conformance(Arc::new(store.clone())).await;
+    let play = RedisStore::connect(&server.url, "outpost-play")
+        .await
+        .expect("connects");
+    play_conformance(Arc::new(play)).await;
 }

@@ -1,0 +1,558 @@
+//! Matchmaking, results, leaderboards and replays through the HTTP API, on the memory
+//! store: placement by ping, tokens minted per player, results applied exactly once,
+//! cacheable reads, and bad input refused without a trace.
+
+mod common;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use common::{call, cloud_with};
+use outpost_cloud::{Cloud, CloudConfig, ModeConfig, matcher};
+use outpost_protocol::replay::{ReplayHeader, ReplayWriter};
+use outpost_protocol::{MatchId, SignedToken, TokenVerifier};
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+const CREDENTIAL: &str = "edge-credential-for-tests";
+
+fn cloud() -> Arc<Cloud> {
+    let mut mode = ModeConfig::arena_ffa(2, 30);
+    mode.rules.steps[0].max_ping_ms = 60;
+    cloud_with(
+        CloudConfig {
+            edge_credential: Some(CREDENTIAL.into()),
+            modes: vec![mode],
+            ..CloudConfig::dev()
+        },
+        [3; 32],
+    )
+}
+
+fn json_request(method: &str, uri: &str, auth: Option<String>, body: &Value) -> Request<Body> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(auth) = auth {
+        builder = builder.header(header::AUTHORIZATION, auth);
+    }
+    builder.body(Body::from(body.to_string())).expect("request")
+}
+
+fn get(uri: &str, auth: Option<String>) -> Request<Body> {
+    let mut builder = Request::builder().uri(uri);
+    if let Some(auth) = auth {
+        builder = builder.header(header::AUTHORIZATION, auth);
+    }
+    builder.body(Body::empty()).expect("request")
+}
+
+fn edge_auth() -> Option<String> {
+    Some(format!("Edge {CREDENTIAL}"))
+}
+
+async fn heartbeat(cloud: &Arc<Cloud>, id: &str, region: &str, port: u16, draining: bool) {
+    let beat = json!({
+        "edge_id": id, "region": region, "quic_addr": format!("127.0.0.1:{port}"),
+        "cert_sha256": "ab".repeat(32), "capacity": 64, "load": 0, "draining": draining,
+    });
+    let (status, body) = call(
+        cloud,
+        json_request("POST", "/v1/edges/heartbeat", edge_auth(), &beat),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn login(cloud: &Arc<Cloud>, device: &str) -> (u64, String) {
+    let (status, body) = call(
+        cloud,
+        json_request(
+            "POST",
+            "/v1/auth/guest",
+            None,
+            &json!({"device_id": device}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    (
+        body["player_id"].as_u64().expect("id"),
+        format!("Bearer {}", body["access_token"].as_str().expect("token")),
+    )
+}
+
+async fn ticket(cloud: &Arc<Cloud>, bearer: &str, body: &Value) -> (StatusCode, Value) {
+    call(
+        cloud,
+        json_request(
+            "POST",
+            "/v1/matchmaking/tickets",
+            Some(bearer.to_owned()),
+            body,
+        ),
+    )
+    .await
+}
+
+/// Two players matched on edge `b-1`; returns their ids, bearers and the match id.
+async fn matched_pair(cloud: &Arc<Cloud>) -> (Vec<(u64, String)>, u64) {
+    heartbeat(cloud, "a-1", "region-a", 7001, false).await;
+    heartbeat(cloud, "b-1", "region-b", 7002, false).await;
+    let mut players = Vec::new();
+    let mut tickets = Vec::new();
+    for device in ["dev-1", "dev-2"] {
+        let (id, bearer) = login(cloud, device).await;
+        let (status, body) = ticket(
+            cloud,
+            &bearer,
+            &json!({"mode": "arena", "pings_ms": {"region-a": 50, "region-b": 12}}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["status"], "searching");
+        tickets.push(body["id"].as_u64().expect("ticket id"));
+        players.push((id, bearer));
+    }
+    let mode = cloud.config.modes[0].clone();
+    assert_eq!(matcher::round(cloud, &mode).await.expect("round"), 1);
+    let mut match_id = 0;
+    for ((player, bearer), ticket) in players.iter().zip(&tickets) {
+        let (status, body) = call(
+            cloud,
+            get(
+                &format!("/v1/matchmaking/tickets/{ticket}?wait_ms=100"),
+                Some(bearer.clone()),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["status"], "matched", "{body}");
+        let assignment = &body["assignment"];
+        assert_eq!(assignment["edge_id"], "b-1", "the pings favour region B");
+        assert_eq!(assignment["quic_addr"], "127.0.0.1:7002");
+        // The token is this player's, for that edge, signed with the published key.
+        let token = SignedToken::from_text(assignment["connect_token"].as_str().expect("token"))
+            .expect("token text");
+        let verifier = TokenVerifier::new(&cloud.connect.public_key()).expect("key");
+        let claims = verifier
+            .verify(&token, common_now_ms(), "b-1")
+            .expect("the edge would admit it");
+        assert_eq!(claims.player_id.0, *player);
+        match_id = assignment["match_id"].as_u64().expect("match id");
+        assert_eq!(claims.match_id.0, match_id);
+    }
+    (players, match_id)
+}
+
+fn common_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
+}
+
+fn result_body(players: &[(u64, String)], scores: &[i64]) -> Value {
+    json!({
+        "edge_id": "b-1", "outcome": "completed", "ticks": 1800,
+        "players": players.iter().zip(scores).map(|((p, _), s)| json!({"player_id": p, "score": s})).collect::<Vec<_>>(),
+    })
+}
+
+#[tokio::test]
+async fn tickets_are_placed_by_ping_with_tokens_and_cannot_be_cancelled_once_matched() {
+    let cloud = cloud();
+    let (players, _) = matched_pair(&cloud).await;
+    // The JWKS publishes the connect-token key next to the access-token keys.
+    let (_, jwks) = call(&cloud, get("/.well-known/jwks.json", None)).await;
+    assert!(
+        jwks["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .any(|k| k["kid"] == cloud.connect_kid().as_str())
+    );
+    let (status, body) = call(
+        &cloud,
+        Request::builder()
+            .method("DELETE")
+            .uri("/v1/matchmaking/tickets/1")
+            .header(header::AUTHORIZATION, players[0].1.clone())
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "ticket_settled");
+    // Someone else's ticket is not found.
+    let (_, stranger) = login(&cloud, "dev-3").await;
+    let (status, _) = call(&cloud, get("/v1/matchmaking/tickets/1", Some(stranger))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_searching_ticket_cancels_and_a_draining_or_far_edge_gets_nothing() {
+    let cloud = cloud();
+    heartbeat(&cloud, "b-1", "region-b", 7002, true).await;
+    heartbeat(&cloud, "a-1", "region-a", 7001, false).await;
+    let mut tickets = Vec::new();
+    for device in ["x-1", "x-2"] {
+        let (_, bearer) = login(&cloud, device).await;
+        // Region A is beyond the 60 ms first-step limit; B drains.
+        let (_, body) = ticket(
+            &cloud,
+            &bearer,
+            &json!({"mode": "arena", "pings_ms": {"region-a": 90, "region-b": 10}}),
+        )
+        .await;
+        tickets.push((body["id"].as_u64().expect("id"), bearer));
+    }
+    let mode = cloud.config.modes[0].clone();
+    assert_eq!(matcher::round(&cloud, &mode).await.expect("round"), 0);
+    let (id, bearer) = &tickets[0];
+    let delete = Request::builder()
+        .method("DELETE")
+        .uri(format!("/v1/matchmaking/tickets/{id}"))
+        .header(header::AUTHORIZATION, bearer.clone())
+        .body(Body::empty())
+        .expect("request");
+    let (status, body) = call(&cloud, delete).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "cancelled");
+    assert_eq!(
+        cloud.store.searching("arena").await.expect("store").len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn bad_tickets_are_refused_and_leave_nothing() {
+    let cloud = cloud();
+    let (_, bearer) = login(&cloud, "p").await;
+    let cases = [
+        json!({"mode": "nope", "pings_ms": {"eu": 10}}),
+        json!({"mode": "arena", "pings_ms": {}}),
+        json!({"mode": "arena", "pings_ms": {"EU WEST": 10}}),
+        json!({"mode": "arena", "pings_ms": {"eu": "fast"}}),
+        json!({"mode": "arena", "pings_ms": {"eu": 10}, "party": [999]}),
+        json!({"mode": "arena", "pings_ms": {"eu": 10}, "extra": true}),
+    ];
+    for case in cases {
+        let (status, body) = ticket(&cloud, &bearer, &case).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{case} → {body}");
+        assert!(body["error"]["code"].is_string(), "{body}");
+    }
+    for forged in [
+        "Bearer not.a.jwt",
+        "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0.",
+        "Basic x",
+    ] {
+        let (status, _) = ticket(
+            &cloud,
+            forged,
+            &json!({"mode": "arena", "pings_ms": {"eu": 10}}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, _) = call(
+        &cloud,
+        json_request(
+            "POST",
+            "/v1/matchmaking/tickets",
+            Some(bearer.clone()),
+            &json!("x".repeat(20_000)),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        cloud
+            .store
+            .searching("arena")
+            .await
+            .expect("store")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_result_posted_ten_times_at_once_and_in_turn_is_applied_once() {
+    let cloud = cloud();
+    let (players, match_id) = matched_pair(&cloud).await;
+    let uri = format!("/v1/matches/{match_id}/result");
+    let body = result_body(&players, &[7, 3]);
+    let concurrent: Vec<_> = (0..5)
+        .map(|_| {
+            let (cloud, uri, body) = (cloud.clone(), uri.clone(), body.clone());
+            tokio::spawn(async move {
+                call(&cloud, json_request("POST", &uri, edge_auth(), &body)).await
+            })
+        })
+        .collect();
+    let mut applied = 0;
+    for task in concurrent {
+        let (status, answer) = task.await.expect("task");
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        applied += usize::from(answer["applied"] == true);
+    }
+    for _ in 0..5 {
+        let (status, answer) = call(&cloud, json_request("POST", &uri, edge_auth(), &body)).await;
+        assert_eq!(status, StatusCode::OK);
+        applied += usize::from(answer["applied"] == true);
+    }
+    assert_eq!(applied, 1);
+    assert_eq!(cloud.stats.results_applied.get(), 1);
+    // Ratings moved once: the winner up, the loser down.
+    let ids = [players[0].0, players[1].0];
+    let ratings = cloud.store.ratings("arena", &ids).await.expect("store");
+    let (winner, loser) = (ratings[0].expect("rated"), ratings[1].expect("rated"));
+    assert!(winner.mu > 25.0 && loser.mu < 25.0, "{winner:?} {loser:?}");
+    assert_eq!(
+        cloud.store.history(ids[0], 10).await.expect("store"),
+        vec![match_id]
+    );
+    // The board: winner first; every read cacheable, and revalidates to 304.
+    let (status, page) = call(&cloud, get("/v1/leaderboards/arena-best?limit=1", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["total"], 2);
+    assert_eq!(page["entries"][0]["player_id"], ids[0]);
+    assert_eq!(page["next_cursor"], "1");
+    let (_, next) = call(
+        &cloud,
+        get("/v1/leaderboards/arena-best?limit=1&cursor=1", None),
+    )
+    .await;
+    assert_eq!(next["entries"][0]["player_id"], ids[1]);
+    assert_eq!(next["entries"][0]["rank"], 2);
+    let response = outpost_cloud::router(cloud.clone())
+        .oneshot(get("/v1/leaderboards/arena-best?period=daily", None))
+        .await
+        .expect("answers");
+    let etag = response.headers()[header::ETAG].clone();
+    assert!(
+        response.headers()[header::CACHE_CONTROL]
+            .to_str()
+            .expect("ascii")
+            .contains("max-age")
+    );
+    let revalidate = Request::builder()
+        .uri("/v1/leaderboards/arena-best?period=daily")
+        .header(header::IF_NONE_MATCH, etag)
+        .body(Body::empty())
+        .expect("request");
+    let response = outpost_cloud::router(cloud.clone())
+        .oneshot(revalidate)
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+    let (status, me) = call(
+        &cloud,
+        get(
+            &format!("/v1/leaderboards/arena-wins/players/{}", ids[0]),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (me["rank"].as_u64(), me["score"].as_f64()),
+        (Some(1), Some(1.0))
+    );
+    let (status, around) = call(
+        &cloud,
+        get(
+            &format!("/v1/leaderboards/arena-total/around/{}?limit=1", ids[1]),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(around["entries"].as_array().expect("rows").len(), 2);
+    for (uri, want) in [
+        (
+            "/v1/leaderboards/arena-best?period=hourly",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/leaderboards/arena-total?period=daily",
+            StatusCode::BAD_REQUEST,
+        ),
+        ("/v1/leaderboards/no-such-board", StatusCode::NOT_FOUND),
+        (
+            "/v1/leaderboards/arena-best?cursor=zz",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/leaderboards/arena-best?limit=1000",
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        assert_eq!(call(&cloud, get(uri, None)).await.0, want, "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn bad_results_are_refused_and_change_nothing() {
+    let cloud = cloud();
+    let (players, match_id) = matched_pair(&cloud).await;
+    let uri = format!("/v1/matches/{match_id}/result");
+    let good = result_body(&players, &[1, 2]);
+    let mut unknown_player = good.clone();
+    unknown_player["players"][0]["player_id"] = json!(424_242);
+    let mut wrong_edge = good.clone();
+    wrong_edge["edge_id"] = json!("a-1");
+    let mut extra = good.clone();
+    extra["bonus"] = json!(1);
+    let mut wrong_type = good.clone();
+    wrong_type["ticks"] = json!("many");
+    let raw = |text: &str| {
+        Request::builder()
+            .method("POST")
+            .uri(&uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::AUTHORIZATION, format!("Edge {CREDENTIAL}"))
+            .body(Body::from(text.to_owned()))
+            .expect("request")
+    };
+    let cases = [
+        (
+            json_request("POST", &uri, edge_auth(), &unknown_player),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json_request("POST", &uri, edge_auth(), &wrong_edge),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            json_request("POST", &uri, edge_auth(), &extra),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json_request("POST", &uri, edge_auth(), &wrong_type),
+            StatusCode::BAD_REQUEST,
+        ),
+        (raw("{\"edge_id\": "), StatusCode::BAD_REQUEST),
+        (raw(&"x".repeat(40_000)), StatusCode::PAYLOAD_TOO_LARGE),
+        (
+            json_request("POST", &uri, None, &good),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            json_request(
+                "POST",
+                &uri,
+                Some("Edge wrong-credential-000000".into()),
+                &good,
+            ),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            json_request("POST", "/v1/matches/999/result", edge_auth(), &good),
+            StatusCode::NOT_FOUND,
+        ),
+    ];
+    for (request, want) in cases {
+        let (status, body) = call(&cloud, request).await;
+        assert_eq!(status, want, "{body}");
+        assert!(body["error"]["code"].is_string(), "{body}");
+    }
+    assert_eq!(cloud.stats.results_applied.get(), 0);
+    assert_eq!(cloud.store.result(match_id).await.expect("store"), None);
+    assert_eq!(
+        cloud
+            .store
+            .board_page("arena-best:all", 0, 10)
+            .await
+            .expect("store")
+            .1,
+        0
+    );
+}
+
+fn replay_of(match_id: u64, cloud: &Cloud) -> Vec<u8> {
+    let header = ReplayHeader {
+        match_id: MatchId(match_id),
+        config: cloud.config.modes[0].match_config.clone(),
+        started_at_ms: 1,
+    };
+    ReplayWriter::new(&header, 1 << 20).finish()
+}
+
+#[tokio::test]
+async fn replays_upload_once_index_by_player_and_download_immutable() {
+    let cloud = cloud();
+    let (players, match_id) = matched_pair(&cloud).await;
+    let bytes = replay_of(match_id, &cloud);
+    let put = |body: Vec<u8>, auth: Option<String>| {
+        let mut builder = Request::builder()
+            .method("PUT")
+            .uri(format!("/v1/replays/{match_id}"))
+            .header(header::CONTENT_TYPE, "application/octet-stream");
+        if let Some(auth) = auth {
+            builder = builder.header(header::AUTHORIZATION, auth);
+        }
+        builder.body(Body::from(body)).expect("request")
+    };
+    assert_eq!(
+        call(&cloud, put(bytes.clone(), None)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(&cloud, put(b"not a replay".to_vec(), edge_auth()))
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        call(&cloud, put(replay_of(match_id + 1, &cloud), edge_auth()))
+            .await
+            .0,
+        StatusCode::BAD_REQUEST,
+        "a replay of another match"
+    );
+    let (status, first) = call(&cloud, put(bytes.clone(), edge_auth())).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["stored"], true);
+    let (status, again) = call(&cloud, put(bytes.clone(), edge_auth())).await;
+    assert_eq!((status, &again["stored"]), (StatusCode::OK, &json!(false)));
+    assert_eq!(cloud.stats.replays_stored.get(), 1);
+    let (_, list) = call(
+        &cloud,
+        get(&format!("/v1/players/{}/replays", players[1].0), None),
+    )
+    .await;
+    assert_eq!(list["replays"][0]["match_id"], match_id);
+    let response = outpost_cloud::router(cloud.clone())
+        .oneshot(get(&format!("/v1/replays/{match_id}"), None))
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()[header::CACHE_CONTROL]
+            .to_str()
+            .expect("ascii")
+            .contains("immutable")
+    );
+    let etag = response.headers()[header::ETAG].clone();
+    let downloaded = axum::body::to_bytes(response.into_body(), 1 << 24)
+        .await
+        .expect("body");
+    assert_eq!(downloaded.as_ref(), bytes.as_slice());
+    let revalidate = Request::builder()
+        .uri(format!("/v1/replays/{match_id}"))
+        .header(header::IF_NONE_MATCH, etag)
+        .body(Body::empty())
+        .expect("request");
+    let response = outpost_cloud::router(cloud.clone())
+        .oneshot(revalidate)
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(
+        call(&cloud, get("/v1/replays/4242", None)).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
