@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
+use outpost_edge::cloud_link::{CloudLink, CloudLinkConfig, fetch_connect_key, http_client};
 use outpost_edge::{Edge, EdgeConfig, TlsSource};
 
 /// Edge server options. Each also reads an `OUTPOST_*` environment variable.
@@ -20,9 +21,31 @@ pub struct EdgeArgs {
     /// TCP address for /metrics, /healthz and /readyz.
     #[arg(long, env = "OUTPOST_HTTP", default_value = "0.0.0.0:7780")]
     http: SocketAddr,
-    /// File holding the cloud's Ed25519 token-signing public key, as 64 hex digits.
-    #[arg(long, env = "OUTPOST_TOKEN_PUBLIC_KEY_FILE")]
-    token_public_key_file: PathBuf,
+    /// File holding the cloud's Ed25519 connect-token public key, as 64 hex digits;
+    /// without it the key is taken from the cloud's JWKS (`--cloud-url`).
+    #[arg(
+        long,
+        env = "OUTPOST_TOKEN_PUBLIC_KEY_FILE",
+        required_unless_present = "cloud_url"
+    )]
+    token_public_key_file: Option<PathBuf>,
+    /// Base URL of the cloud API: the edge registers and heartbeats there, takes the
+    /// connect-token key from its JWKS, and delivers results and replays.
+    #[arg(long, env = "OUTPOST_CLOUD_URL", requires_all = ["edge_credential_file", "outbox_dir"])]
+    cloud_url: Option<String>,
+    /// File holding the edge credential the cloud expects.
+    #[arg(long, env = "OUTPOST_EDGE_CREDENTIAL_FILE")]
+    edge_credential_file: Option<PathBuf>,
+    /// This edge's region, as players' pings name it.
+    #[arg(long, env = "OUTPOST_REGION", default_value = "local")]
+    region: String,
+    /// Folder of the outbox (results and replays waiting for the cloud) and the cached
+    /// JWKS. Keep it across restarts: what is in it is delivered then.
+    #[arg(long, env = "OUTPOST_OUTBOX_DIR")]
+    outbox_dir: Option<PathBuf>,
+    /// Address players reach the QUIC endpoint at, if not the bound one (NAT, 0.0.0.0).
+    #[arg(long, env = "OUTPOST_ADVERTISE")]
+    advertise: Option<SocketAddr>,
     /// PEM certificate chain; without it a self-signed certificate is generated.
     #[arg(long, env = "OUTPOST_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -71,7 +94,19 @@ fn parse_hex_key(text: &str) -> anyhow::Result<[u8; 32]> {
 
 pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     crate::init_tracing("info");
-    let mut config = EdgeConfig::new(args.edge_id, read_hex_key(&args.token_public_key_file)?);
+    let token_key = match (&args.token_public_key_file, &args.cloud_url) {
+        (Some(file), _) => read_hex_key(file)?,
+        (None, Some(url)) => {
+            let cache = args.outbox_dir.as_ref().map(|d| d.join("jwks.json"));
+            if let Some(dir) = &args.outbox_dir {
+                std::fs::create_dir_all(dir)?;
+            }
+            fetch_connect_key(&http_client()?, url, cache.as_deref()).await?
+        }
+        (None, None) => anyhow::bail!("--token-public-key-file or --cloud-url is needed"),
+    };
+    let mut config = EdgeConfig::new(args.edge_id, token_key);
+    config.outbox_dir.clone_from(&args.outbox_dir);
     config.listen = args.listen;
     config.http_listen = Some(args.http);
     config.max_matches = args.max_matches;
@@ -83,6 +118,20 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         config.tls = TlsSource::Files { cert, key };
     }
     let edge = Edge::start(config).await?;
+    let link = match &args.cloud_url {
+        Some(url) => {
+            let credential_file = args
+                .edge_credential_file
+                .as_ref()
+                .context("--edge-credential-file is needed with --cloud-url")?;
+            let credential = std::fs::read_to_string(credential_file)
+                .with_context(|| format!("reading {}", credential_file.display()))?;
+            let mut link = CloudLinkConfig::new(url, credential.trim(), &args.region);
+            link.advertise_addr = args.advertise;
+            Some(CloudLink::start(&edge, link)?)
+        }
+        None => None,
+    };
     eprintln!(
         "edge listening: quic {} · admin http://{} · certificate sha256 {}",
         edge.quic_addr(),
@@ -94,7 +143,21 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         tracing::info!(timeout = ?args.drain_timeout, "draining: no new matches, running ones finish");
         edge.drain_and_wait(args.drain_timeout).await;
     }
+    let outbox = edge.outbox().cloned();
     edge.shutdown().await;
+    if let Some(link) = link {
+        // Deliver what the shutdown wrote (bounded); the rest waits in the outbox.
+        let drained = async {
+            while outbox
+                .as_ref()
+                .is_some_and(|o| o.pending().is_ok_and(|p| !p.is_empty()))
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), drained).await;
+        link.stop().await;
+    }
     Ok(())
 }
 

@@ -10,11 +10,15 @@ fn dev_runs_a_match_of_bots_and_reports_json() {
             "--bots",
             "3",
             "--duration",
-            "3s",
+            "7s",
+            "--match-seconds",
+            "5",
             "--json",
             "--listen",
             "127.0.0.1:0",
             "--http",
+            "127.0.0.1:0",
+            "--cloud-listen",
             "127.0.0.1:0",
         ])
         .output()
@@ -27,7 +31,9 @@ fn dev_runs_a_match_of_bots_and_reports_json() {
     );
     let summary: serde_json::Value =
         serde_json::from_slice(&output.stdout).expect("stdout is one JSON object");
-    assert_eq!(summary["players_joined"], 3);
+    // Every match is all three bots; matches run back to back.
+    let matches = summary["matches_placed"].as_u64().expect("count");
+    assert_eq!(summary["players_joined"].as_u64(), Some(3 * matches), "{summary}");
     assert_eq!(summary["bots_connected_throughout"], 3);
     assert!(
         summary["ticks"].as_u64().expect("ticks") >= 150,
@@ -45,6 +51,21 @@ fn dev_runs_a_match_of_bots_and_reports_json() {
             >= summary["tick_ms_p50"].as_f64().expect("p50")
     );
     assert_eq!(summary["datagrams_rejected"], 0);
+    // The whole flow: login, ticket, match, result, leaderboard, replay.
+    assert!(
+        summary["matches_placed"].as_u64().expect("count") >= 1,
+        "{summary}"
+    );
+    assert!(
+        summary["results_applied"].as_u64().expect("count") >= 1,
+        "{summary}"
+    );
+    assert_eq!(summary["leaderboard_entries"], 3, "{summary}");
+    assert!(
+        summary["replays_stored"].as_u64().expect("count") >= 1,
+        "{summary}"
+    );
+    assert_eq!(summary["outbox_pending"], 0, "{summary}");
 }
 
 #[test]

@@ -1,0 +1,471 @@
+//! The whole platform against a real Redis: players log in, matchmake, play on an edge,
+//! and their result reaches ratings, leaderboards and a replay; a cloud outage mid-match
+//! loses and doubles nothing; an edge killed with a result in its outbox delivers it on
+//! restart. Everything binds loopback and stops by itself.
+
+#[path = "../cloud-services/tests/common/redis.rs"]
+mod redis_server;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use outpost_client::{Bot, BotStyle, Client, CloudClient};
+use outpost_cloud::{Cloud, CloudConfig, KeyRing, ModeConfig, RedisStore};
+use outpost_edge::cloud_link::{CloudLink, CloudLinkConfig, fetch_connect_key, http_client};
+use outpost_edge::{Edge, EdgeConfig};
+use redis_server::RedisServer;
+use tokio_util::sync::CancellationToken;
+
+const CREDENTIAL: &str = "edge-credential-for-e2e-tests";
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "outpost-e2e-{name}-{}-{:x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// A cloud process's worth: the API and matchers on `addr`, over Redis and a replay
+/// folder; the same seeds each start, as a restarted replica would have.
+struct CloudRun {
+    cloud: Arc<Cloud>,
+    url: String,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn start_cloud(
+    redis_url: &str,
+    replays: &Path,
+    addr: SocketAddr,
+    players: usize,
+    seconds: u32,
+) -> CloudRun {
+    let mut mode = ModeConfig::arena_ffa(players, seconds);
+    mode.match_config.props = 8;
+    let config = CloudConfig {
+        edge_credential: Some(CREDENTIAL.into()),
+        modes: vec![mode],
+        ..CloudConfig::dev()
+    };
+    let keys = KeyRing::from_seed(&config, [9; 32]);
+    let store = RedisStore::connect(redis_url, "e2e").await.expect("redis");
+    let blobs =
+        object_store::local::LocalFileSystem::new_with_prefix(replays).expect("replay folder");
+    let cloud = Arc::new(Cloud::new(
+        config,
+        keys,
+        [8; 32],
+        Arc::new(store),
+        Arc::new(blobs),
+    ));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .expect("bind cloud");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(outpost_cloud::serve(
+        listener,
+        cloud.clone(),
+        stop.clone().cancelled_owned(),
+    ));
+    CloudRun {
+        cloud,
+        url,
+        stop,
+        task,
+    }
+}
+
+impl CloudRun {
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.url
+            .trim_start_matches("http://")
+            .parse()
+            .expect("addr")
+    }
+}
+
+fn link_config(url: &str) -> CloudLinkConfig {
+    let mut link = CloudLinkConfig::new(url, CREDENTIAL, "local");
+    link.heartbeat_every = Duration::from_millis(200);
+    link.backoff_max = Duration::from_millis(400);
+    link
+}
+
+async fn start_edge(cloud_url: &str, outbox: &Path) -> (Edge, CloudLink) {
+    let key = fetch_connect_key(
+        &http_client().expect("http"),
+        cloud_url,
+        Some(&outbox.join("jwks.json")),
+    )
+    .await
+    .expect("connect key from the JWKS");
+    let mut config = EdgeConfig::new("e2e-edge", key);
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.http_listen = None;
+    config.outbox_dir = Some(outbox.to_owned());
+    let edge = Edge::start(config).await.expect("edge starts");
+    let link = CloudLink::start(&edge, link_config(cloud_url)).expect("link");
+    (edge, link)
+}
+
+async fn eventually<F: Future<Output = bool>>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> F,
+) {
+    let until = tokio::time::Instant::now() + limit;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn edge_listed(cloud: &Arc<Cloud>) {
+    let cloud = cloud.clone();
+    eventually("the edge to register", Duration::from_secs(10), move || {
+        let cloud = cloud.clone();
+        async move {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            cloud
+                .store
+                .live_edges(now)
+                .await
+                .is_ok_and(|e| !e.is_empty())
+        }
+    })
+    .await;
+}
+
+/// `n` players log in and matchmake at once; each plays its match to the end with a bot.
+async fn play_one_match(
+    cloud_url: &str,
+    devices: &[&str],
+    mid_match: impl Future<Output = ()>,
+) -> Vec<u64> {
+    let client = Arc::new(Client::bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("client"));
+    let mut players = Vec::new();
+    let mut games = Vec::new();
+    for (n, device) in devices.iter().enumerate() {
+        let api = CloudClient::new(cloud_url).expect("sdk");
+        players.push(api.login(device).await.expect("login"));
+        let client = client.clone();
+        games.push(tokio::spawn(async move {
+            let found = api
+                .matchmake(&client, "arena", None, Duration::from_secs(30))
+                .await
+                .expect("a match");
+            let session = client.connect(&found.assignment).await.expect("joins");
+            Bot::new(session, n as u64, BotStyle::Wander)
+                .run(std::future::pending())
+                .await
+        }));
+    }
+    mid_match.await;
+    for game in games {
+        let report = game.await.expect("bot");
+        assert!(report.match_ended, "every player saw the match end");
+    }
+    players
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_players_matchmake_play_and_are_rated_ranked_and_replayed() {
+    let redis = RedisServer::start().await;
+    let (replays, outbox) = (temp_dir("replays"), temp_dir("outbox"));
+    let run = start_cloud(
+        &redis.url,
+        &replays,
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        8,
+        5,
+    )
+    .await;
+    let (edge, link) = start_edge(&run.url, &outbox).await;
+    edge_listed(&run.cloud).await;
+    let devices: Vec<String> = (0..8).map(|n| format!("e2e-device-{n}")).collect();
+    let devices: Vec<&str> = devices.iter().map(String::as_str).collect();
+    let players = play_one_match(&run.url, &devices, async {}).await;
+
+    let cloud = run.cloud.clone();
+    eventually("the result and the replay", Duration::from_secs(15), || {
+        let cloud = cloud.clone();
+        async move { cloud.stats.results_applied.get() == 1 && cloud.stats.replays_stored.get() == 1 }
+    })
+    .await;
+    // Ratings: every player rated, with less uncertainty than a newcomer.
+    let ratings = run
+        .cloud
+        .store
+        .ratings("arena", &players)
+        .await
+        .expect("redis");
+    assert!(
+        ratings
+            .iter()
+            .all(|r| r.is_some_and(|r| r.sigma < 25.0 / 3.0)),
+        "{ratings:?}"
+    );
+    // The leaderboard, through the SDK.
+    let api = CloudClient::new(&run.url).expect("sdk");
+    let board = api
+        .leaderboard("arena-best", "all_time", 100, None)
+        .await
+        .expect("board");
+    assert_eq!(board.total, 8);
+    assert!(
+        board
+            .entries
+            .windows(2)
+            .all(|w| w[0].score >= w[1].score && w[0].rank < w[1].rank)
+    );
+    let weekly = api
+        .leaderboard("arena-best", "weekly", 3, None)
+        .await
+        .expect("weekly board");
+    assert_eq!((weekly.total, weekly.entries.len()), (8, 3));
+    assert!(weekly.next_cursor.is_some());
+    // The replay: listed for a player, downloads, plays back in time order, seeks.
+    let listed = api.replays(players[3]).await.expect("replays");
+    assert_eq!(listed.len(), 1);
+    let mut player = api
+        .download_replay(listed[0].match_id)
+        .await
+        .expect("download");
+    let (first, last) = player.ticks().expect("frames");
+    assert!(last > first + 100, "{first}..{last}");
+    let mut frames = 0;
+    let mut previous = 0;
+    while let Some(frame) = player.next_frame().expect("decodes") {
+        assert!(frame.tick > previous || frames == 0);
+        previous = frame.tick;
+        frames += 1;
+        let characters = frame
+            .entities
+            .iter()
+            .filter(|e| e.kind == outpost_protocol::EntityKind::Player)
+            .count();
+        assert!(characters <= 8);
+    }
+    assert!(frames >= 100, "{frames} frames");
+    let middle = first + (last - first) / 2;
+    player.seek(middle);
+    let frame = player
+        .next_frame()
+        .expect("decodes")
+        .expect("a frame after the middle");
+    assert!(frame.tick >= middle && frame.tick <= middle + 4);
+    assert_eq!(
+        frame
+            .entities
+            .iter()
+            .filter(|e| e.kind == outpost_protocol::EntityKind::Player)
+            .count(),
+        8,
+        "mid-match, all eight are in the world"
+    );
+
+    link.stop().await;
+    edge.shutdown().await;
+    run.stop().await;
+    let _ = std::fs::remove_dir_all(replays);
+    let _ = std::fs::remove_dir_all(outbox);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloud_outage_mid_match_loses_and_doubles_nothing() {
+    let redis = RedisServer::start().await;
+    let (replays, outbox) = (temp_dir("replays"), temp_dir("outbox"));
+    let run = start_cloud(
+        &redis.url,
+        &replays,
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        2,
+        5,
+    )
+    .await;
+    let addr = run.addr();
+    let (edge, link) = start_edge(&run.url, &outbox).await;
+    edge_listed(&run.cloud).await;
+    let url = run.url.clone();
+    // Once both have joined, the cloud goes away.
+    let outage = async {
+        let edge = &edge;
+        eventually(
+            "both players on the edge",
+            Duration::from_secs(15),
+            || async move { edge.players() == 2 },
+        )
+        .await;
+        run.stop().await;
+    };
+    play_one_match(&url, &["outage-1", "outage-2"], outage).await;
+    // The match finished; what it owes waits in the outbox while the cloud is down.
+    let pending = edge.outbox().expect("outbox").clone();
+    eventually(
+        "the result and replay in the outbox",
+        Duration::from_secs(5),
+        || {
+            let pending = pending.clone();
+            async move { pending.pending().is_ok_and(|p| p.len() == 2) }
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        link.stats()
+            .retries
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1,
+        "it kept trying"
+    );
+    // The cloud comes back on the same address; the outbox drains.
+    let back = start_cloud(&redis.url, &replays, addr, 2, 5).await;
+    let cloud = back.cloud.clone();
+    eventually("delivery after the outage", Duration::from_secs(15), || {
+        let cloud = cloud.clone();
+        async move { cloud.stats.results_applied.get() == 1 && cloud.stats.replays_stored.get() == 1 }
+    })
+    .await;
+    eventually("an empty outbox", Duration::from_secs(5), || {
+        let pending = pending.clone();
+        async move { pending.pending().is_ok_and(|p| p.is_empty()) }
+    })
+    .await;
+    // Applied once: the summed-score board holds exactly each player's score of the one
+    // match (a doubled delivery would have added it twice).
+    let result: serde_json::Value = serde_json::from_str(
+        &back
+            .cloud
+            .store
+            .result(1)
+            .await
+            .expect("redis")
+            .expect("the result"),
+    )
+    .expect("json");
+    let board = CloudClient::new(&back.url)
+        .expect("sdk")
+        .leaderboard("arena-total", "all_time", 10, None)
+        .await
+        .expect("board");
+    for line in result["players"].as_array().expect("players") {
+        let score = line["score"].as_f64().expect("score");
+        let on_board = board
+            .entries
+            .iter()
+            .find(|e| serde_json::json!(e.player_id) == line["player_id"])
+            .map_or(0.0, |e| e.score);
+        assert_eq!(on_board, score, "{result} vs {board:?}");
+    }
+    link.stop().await;
+    edge.shutdown().await;
+    back.stop().await;
+    let _ = std::fs::remove_dir_all(replays);
+    let _ = std::fs::remove_dir_all(outbox);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_killed_with_a_result_in_its_outbox_delivers_it_on_restart() {
+    let redis = RedisServer::start().await;
+    let (replays, outbox) = (temp_dir("replays"), temp_dir("outbox"));
+    let run = start_cloud(
+        &redis.url,
+        &replays,
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        2,
+        5,
+    )
+    .await;
+    let addr = run.addr();
+    let credential = outbox.join("credential");
+    std::fs::write(&credential, CREDENTIAL).expect("credential file");
+    let cloud_url = run.url.clone();
+    let spawn_edge = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_outpost"))
+            .args([
+                "edge",
+                "--edge-id",
+                "e2e-edge",
+                "--listen",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+            ])
+            .arg("--cloud-url")
+            .arg(&cloud_url)
+            .arg("--edge-credential-file")
+            .arg(&credential)
+            .arg("--outbox-dir")
+            .arg(&outbox)
+            .env("RUST_LOG", "warn")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("outpost edge starts")
+    };
+    let mut edge = spawn_edge();
+    edge_listed(&run.cloud).await;
+    let url = run.url.clone();
+    let cloud = run.cloud.clone();
+    // The cloud stops before the match ends, so the result stays in the outbox.
+    let outage = async {
+        let cloud = cloud.clone();
+        eventually("a match placed", Duration::from_secs(15), move || {
+            let cloud = cloud.clone();
+            async move { cloud.stats.matches_placed.get() == 1 }
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        run.stop().await;
+    };
+    play_one_match(&url, &["crash-1", "crash-2"], outage).await;
+    let result_file = outbox.join("pending").join("1.result.json");
+    eventually("the result in the outbox", Duration::from_secs(5), || {
+        let exists = result_file.exists();
+        async move { exists }
+    })
+    .await;
+    // Killed outright: no shutdown, no last delivery.
+    edge.kill().expect("kill");
+    edge.wait().expect("reaped");
+    assert!(
+        result_file.exists(),
+        "the result survived the crash on disk"
+    );
+
+    let back = start_cloud(&redis.url, &replays, addr, 2, 5).await;
+    assert_eq!(back.cloud.stats.results_applied.get(), 0);
+    let mut restarted = spawn_edge();
+    let cloud = back.cloud.clone();
+    eventually(
+        "the restarted edge's delivery",
+        Duration::from_secs(15),
+        || {
+            let cloud = cloud.clone();
+            async move { cloud.stats.results_applied.get() == 1 }
+        },
+    )
+    .await;
+    assert!(back.cloud.store.result(1).await.expect("redis").is_some());
+    let _ = restarted.kill();
+    let _ = restarted.wait();
+    back.stop().await;
+    let _ = std::fs::remove_dir_all(replays);
+    let _ = std::fs::remove_dir_all(outbox);
+}
