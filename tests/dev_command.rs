@@ -33,7 +33,11 @@ fn dev_runs_a_match_of_bots_and_reports_json() {
         serde_json::from_slice(&output.stdout).expect("stdout is one JSON object");
     // Every match is all three bots; matches run back to back.
     let matches = summary["matches_placed"].as_u64().expect("count");
-    assert_eq!(summary["players_joined"].as_u64(), Some(3 * matches), "{summary}");
+    assert_eq!(
+        summary["players_joined"].as_u64(),
+        Some(3 * matches),
+        "{summary}"
+    );
     assert_eq!(summary["bots_connected_throughout"], 3);
     assert!(
         summary["ticks"].as_u64().expect("ticks") >= 150,
