@@ -104,6 +104,8 @@ impl Client {
             connect_token: SignedToken {
                 body: Vec::new(),
                 signature: Vec::new(),
+                seat: 0,
+                secret: [0; 16],
             },
         };
         let conn = timeout(self.handshake_timeout, self.connect_raw(&probe))

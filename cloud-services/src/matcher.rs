@@ -66,6 +66,25 @@ pub fn place(
     let mut config = mode.match_config.clone();
     config.max_players = players.clamp(1, 128) as u16;
     config.seed = match_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ now_ms;
+    // One signature for the whole match: each player's token is the signed grant plus
+    // their seat and its secret.
+    let terms = ConnectToken {
+        player_id: PlayerId(0),
+        match_id: MatchId(match_id),
+        edge_id: edge.heartbeat.edge_id.clone(),
+        config,
+        issued_at_ms: now_ms,
+        expires_at_ms: now_ms + TOKEN_TTL.as_millis() as u64,
+        nonce: [0; 16],
+    };
+    let seats: Vec<(PlayerId, [u8; 16])> = formed
+        .tickets
+        .iter()
+        .filter_map(|id| tickets.get(id))
+        .flat_map(|t| t.players.iter())
+        .map(|p| (PlayerId(p.player_id), rand::random()))
+        .collect();
+    let mut signed = signer.sign_match(&terms, &seats)?.into_iter();
     let mut updates = Vec::with_capacity(formed.tickets.len());
     for id in &formed.tickets {
         let Some(ticket) = tickets.get(id) else {
@@ -73,16 +92,8 @@ pub fn place(
         };
         let mut tokens = BTreeMap::new();
         for member in &ticket.players {
-            let token = ConnectToken {
-                player_id: PlayerId(member.player_id),
-                match_id: MatchId(match_id),
-                edge_id: edge.heartbeat.edge_id.clone(),
-                config: config.clone(),
-                issued_at_ms: now_ms,
-                expires_at_ms: now_ms + TOKEN_TTL.as_millis() as u64,
-                nonce: rand::random(),
-            };
-            tokens.insert(member.player_id, signer.sign(&token)?.to_text());
+            let token = signed.next().ok_or(TokenError::TooLong)?;
+            tokens.insert(member.player_id, token.to_text());
         }
         let mut update = (*ticket).clone();
         update.status = TicketStatus::Matched;

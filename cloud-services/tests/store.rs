@@ -315,10 +315,21 @@ async fn play_conformance(store: Arc<dyn Store>) {
         players: vec![1, 2, 3],
         result_json: "{\"m\":7}".into(),
     };
-    assert!(store.apply_result(&write).await.expect("works"));
+    // Five deliveries of one result at once: exactly one applies it.
+    let racing: Vec<_> = (0..5)
+        .map(|_| {
+            let (store, write) = (store.clone(), write.clone());
+            tokio::spawn(async move { store.apply_result(&write).await.expect("works") })
+        })
+        .collect();
+    let mut applied = 0;
+    for task in racing {
+        applied += usize::from(task.await.expect("task"));
+    }
+    assert_eq!(applied, 1, "applied once of five concurrent deliveries");
     assert!(
         !store.apply_result(&write).await.expect("works"),
-        "applied once"
+        "and never again"
     );
     assert_eq!(
         store.result(7).await.expect("works").as_deref(),

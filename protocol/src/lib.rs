@@ -45,11 +45,13 @@ pub use delta::{EntityView, QMotion, View};
 pub use ids::{EntityId, MatchId, PlayerId};
 pub use message::*;
 pub use quantize::Quantizer;
-pub use token::{ConnectToken, SignedToken, TokenError, TokenSigner, TokenVerifier};
+pub use token::{
+    ConnectToken, MatchGrant, Seat, SignedToken, TokenError, TokenSigner, TokenVerifier,
+};
 
 /// Version of the wire protocol spoken by this build. A peer with another version is
 /// refused with [`RejectCode::VersionMismatch`].
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The QUIC ALPN protocol identifier for this protocol version.
 pub const ALPN: &[u8] = b"outpost/1";

@@ -14,7 +14,8 @@ pub const POSITION_STEP: f32 = 1.0 / 512.0;
 pub const ROTATION_COMPONENT_BITS: u32 = 10;
 /// Velocity resolution, metres per second.
 pub const VELOCITY_STEP: f32 = 1.0 / 256.0;
-/// Largest speed represented, metres per second (faster clamps).
+/// Speed bound, metres per second: components from -64 to 64 - 1/256 are represented;
+/// beyond that they clamp.
 pub const MAX_SPEED: f32 = 64.0;
 /// Bits per velocity axis.
 pub const VELOCITY_BITS: u32 = 15;

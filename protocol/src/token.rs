@@ -1,6 +1,14 @@
 //! Connect tokens: the cloud's signed permission for one player to join one match on one
 //! edge. The edge verifies them offline with the cloud's public key; no call back to the
 //! cloud is needed to admit a player.
+//!
+//! One signature covers a whole match: the signed body (a [`MatchGrant`]) lists every
+//! seat as a player id and a commitment — the first 16 bytes of SHA-256 over a 16-byte
+//! secret. Each player's token is that body and signature plus their seat number and
+//! their secret, which only they get; the edge checks the secret against the seat's
+//! commitment, so one player's token cannot admit another. Minting a match of eight costs
+//! one Ed25519 signature instead of eight. The secret is also the token's nonce: the edge
+//! admits it once.
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -12,16 +20,21 @@ use wincode::{SchemaRead, SchemaWrite};
 use crate::config::{ConfigError, MatchConfig};
 use crate::ids::{MatchId, PlayerId};
 
-/// Largest encoded token body, in bytes.
-pub const MAX_TOKEN_BODY: usize = 1024;
+/// Largest encoded token body, in bytes (a grant of 128 seats fits).
+pub const MAX_TOKEN_BODY: usize = 4096;
+/// Most seats one grant holds.
+pub const MAX_SEATS: usize = 128;
 /// Longest edge id, in bytes.
 pub const MAX_EDGE_ID_LEN: usize = 64;
 /// Domain separation: signatures over tokens can never be confused with any other
 /// signature made with the same key.
-const SIGNING_CONTEXT: &[u8] = b"outpost-connect-token/v1\0";
+const SIGNING_CONTEXT: &[u8] = b"outpost-connect-token/v2\0";
+/// Domain separation of seat commitments.
+const SEAT_CONTEXT: &[u8] = b"outpost-seat/v1\0";
 
 type BodyLen = BincodeLen<MAX_TOKEN_BODY>;
 type SignatureLen = BincodeLen<64>;
+type SeatsLen = BincodeLen<{ MAX_SEATS * size_of::<Seat>() }>;
 type Wire = Configuration<true, MAX_TOKEN_BODY>;
 const WIRE: Wire = Wire::new();
 
@@ -44,15 +57,59 @@ pub struct ConnectToken {
     pub nonce: [u8; 16],
 }
 
-/// A token body and its Ed25519 signature, as carried in [`crate::Hello`].
+/// One seat of a grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, SchemaWrite, SchemaRead)]
+pub struct Seat {
+    /// Whose seat.
+    pub player_id: PlayerId,
+    /// First 16 bytes of SHA-256 over the seat context and the player's secret.
+    pub commitment: [u8; 16],
+}
+
+/// What one signature grants: seats in one match on one edge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SchemaWrite, SchemaRead)]
+pub struct MatchGrant {
+    /// The match.
+    pub match_id: MatchId,
+    /// The edge that must host it. At most [`MAX_EDGE_ID_LEN`] bytes.
+    pub edge_id: String,
+    /// How the match is played.
+    pub config: MatchConfig,
+    /// When minted, milliseconds since the Unix epoch.
+    pub issued_at_ms: u64,
+    /// When it stops being valid, milliseconds since the Unix epoch.
+    pub expires_at_ms: u64,
+    /// The seats, at most [`MAX_SEATS`].
+    #[wincode(with = "containers::Vec<Seat, SeatsLen>")]
+    pub seats: Vec<Seat>,
+}
+
+/// A player's token, as carried in [`crate::Hello`]: the match's signed grant, and which
+/// seat is theirs with the secret that proves it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, SchemaWrite, SchemaRead)]
 pub struct SignedToken {
-    /// The encoded [`ConnectToken`].
+    /// The encoded [`MatchGrant`].
     #[wincode(with = "containers::Vec<u8, BodyLen>")]
     pub body: Vec<u8>,
     /// Ed25519 signature over the body (64 bytes).
     #[wincode(with = "containers::Vec<u8, SignatureLen>")]
     pub signature: Vec<u8>,
+    /// This player's seat in the grant.
+    pub seat: u16,
+    /// The secret behind that seat's commitment (the player's alone).
+    pub secret: [u8; 16],
+}
+
+/// The commitment to a seat secret.
+pub fn seat_commitment(secret: &[u8; 16]) -> [u8; 16] {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(SEAT_CONTEXT);
+    hasher.update(secret);
+    let digest = hasher.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
 }
 
 /// Why a token was refused.
@@ -102,20 +159,54 @@ impl TokenSigner {
         self.key.verifying_key().to_bytes()
     }
 
-    /// Signs a token.
+    /// Signs one player's token (a grant of one seat; the token's nonce is the seat's
+    /// secret).
     pub fn sign(&self, token: &ConnectToken) -> Result<SignedToken, TokenError> {
-        if token.edge_id.len() > MAX_EDGE_ID_LEN {
+        let mut tokens = self.sign_match(token, &[(token.player_id, token.nonce)])?;
+        tokens.pop().ok_or(TokenError::TooLong)
+    }
+
+    /// Signs a whole match once: the match, edge, configuration and times of `terms`
+    /// (its `player_id` and `nonce` are not used), one seat per `(player, secret)`.
+    /// Returns each player's token, in the order given. The caller supplies the secrets
+    /// (random, 16 bytes each).
+    pub fn sign_match(
+        &self,
+        terms: &ConnectToken,
+        seats: &[(PlayerId, [u8; 16])],
+    ) -> Result<Vec<SignedToken>, TokenError> {
+        if terms.edge_id.len() > MAX_EDGE_ID_LEN || seats.is_empty() || seats.len() > MAX_SEATS {
             return Err(TokenError::TooLong);
         }
-        let body = wincode::config::serialize(token, WIRE).map_err(|_| TokenError::TooLong)?;
+        let grant = MatchGrant {
+            match_id: terms.match_id,
+            edge_id: terms.edge_id.clone(),
+            config: terms.config.clone(),
+            issued_at_ms: terms.issued_at_ms,
+            expires_at_ms: terms.expires_at_ms,
+            seats: seats
+                .iter()
+                .map(|(player_id, secret)| Seat {
+                    player_id: *player_id,
+                    commitment: seat_commitment(secret),
+                })
+                .collect(),
+        };
+        let body = wincode::config::serialize(&grant, WIRE).map_err(|_| TokenError::TooLong)?;
         if body.len() > MAX_TOKEN_BODY {
             return Err(TokenError::TooLong);
         }
-        let signature = self.key.sign(&signed_message(&body));
-        Ok(SignedToken {
-            body,
-            signature: signature.to_bytes().to_vec(),
-        })
+        let signature = self.key.sign(&signed_message(&body)).to_bytes().to_vec();
+        Ok(seats
+            .iter()
+            .enumerate()
+            .map(|(seat, (_, secret))| SignedToken {
+                body: body.clone(),
+                signature: signature.clone(),
+                seat: seat as u16,
+                secret: *secret,
+            })
+            .collect())
     }
 }
 
@@ -167,21 +258,49 @@ impl TokenVerifier {
         self.key
             .verify_strict(&signed_message(&token.body), &signature)
             .map_err(|_| TokenError::BadSignature)?;
-        let claims: ConnectToken = wincode::config::deserialize_exact(&token.body, WIRE)
+        let grant: MatchGrant = wincode::config::deserialize_exact(&token.body, WIRE)
             .map_err(|_| TokenError::Malformed)?;
-        if claims.edge_id.len() > MAX_EDGE_ID_LEN {
+        if grant.edge_id.len() > MAX_EDGE_ID_LEN {
             return Err(TokenError::Malformed);
         }
-        Ok(claims)
+        let seat = grant
+            .seats
+            .get(usize::from(token.seat))
+            .ok_or(TokenError::BadSignature)?;
+        let proof = seat_commitment(&token.secret);
+        // Compared without an early exit.
+        let differs = proof
+            .iter()
+            .zip(&seat.commitment)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if differs != 0 {
+            return Err(TokenError::BadSignature);
+        }
+        Ok(ConnectToken {
+            player_id: seat.player_id,
+            match_id: grant.match_id,
+            edge_id: grant.edge_id,
+            config: grant.config,
+            issued_at_ms: grant.issued_at_ms,
+            expires_at_ms: grant.expires_at_ms,
+            nonce: token.secret,
+        })
     }
 }
 
 impl SignedToken {
-    /// The token as text, for JSON: `base64url(body).base64url(signature)`.
+    /// The token as text, for JSON:
+    /// `base64url(body).base64url(signature).seat.base64url(secret)`.
     pub fn to_text(&self) -> String {
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        format!("{}.{}", b64.encode(&self.body), b64.encode(&self.signature))
+        format!(
+            "{}.{}.{}.{}",
+            b64.encode(&self.body),
+            b64.encode(&self.signature),
+            self.seat,
+            b64.encode(self.secret)
+        )
     }
 
     /// Reads [`SignedToken::to_text`]'s form; `None` if it is not that form or too long.
@@ -191,10 +310,17 @@ impl SignedToken {
         if text.len() > 2 * MAX_TOKEN_BODY {
             return None;
         }
-        let (body, signature) = text.split_once('.')?;
+        let mut parts = text.split('.');
+        let (body, signature, seat, secret) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
         let token = Self {
             body: b64.decode(body).ok()?,
             signature: b64.decode(signature).ok()?,
+            seat: seat.parse().ok()?,
+            secret: b64.decode(secret).ok()?.try_into().ok()?,
         };
         (token.body.len() <= MAX_TOKEN_BODY && token.signature.len() == 64).then_some(token)
     }

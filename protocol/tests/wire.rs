@@ -3,6 +3,7 @@
 mod strategies;
 
 use outpost_protocol::codec::{self, CodecError};
+use outpost_protocol::token::seat_commitment;
 use outpost_protocol::*;
 use proptest::prelude::*;
 use strategies::*;
@@ -65,7 +66,12 @@ proptest! {
             issued_at_ms: 3, expires_at_ms: 4, nonce,
         };
         let signed = TokenSigner::from_seed(&[9; 32]).sign(&token).unwrap();
-        prop_assert_eq!(&signed.body, &bincode::serialize(&token).unwrap());
+        let grant = MatchGrant {
+            match_id: token.match_id, edge_id: token.edge_id.clone(), config: token.config.clone(),
+            issued_at_ms: 3, expires_at_ms: 4,
+            seats: vec![Seat { player_id: token.player_id, commitment: seat_commitment(&nonce) }],
+        };
+        prop_assert_eq!(&signed.body, &bincode::serialize(&grant).unwrap());
     }
 
     /// Every strict prefix of a valid message is an error (datagram) or "need more"
@@ -95,7 +101,7 @@ proptest! {
         let _ = codec::decode_frame(&bytes);
         let _ = codec::peek_hello_version(&bytes);
         let verifier = TokenVerifier::new(&TokenSigner::from_seed(&[1; 32]).public_key()).unwrap();
-        let token = SignedToken { body: bytes.clone(), signature: bytes.iter().copied().take(64).collect() };
+        let token = SignedToken { body: bytes.clone(), signature: bytes.iter().copied().take(64).collect(), seat: 0, secret: [0; 16] };
         prop_assert!(verifier.verify_signature(&token).is_err());
     }
 
@@ -156,6 +162,8 @@ fn hello_version_is_readable_from_any_version() {
         connect_token: SignedToken {
             body: vec![1, 2],
             signature: vec![0; 64],
+            seat: 0,
+            secret: [0; 16],
         },
         reconnect_key: None,
     });
@@ -260,4 +268,45 @@ fn config_bounds() {
         ..MatchConfig::default()
     };
     assert_eq!(bad.validate().unwrap_err().field, "max_players");
+}
+
+#[test]
+fn one_signature_seats_a_whole_match_and_no_token_admits_another_player() {
+    let signer = TokenSigner::from_seed(&[4; 32]);
+    let verifier = TokenVerifier::new(&signer.public_key()).unwrap();
+    let seats: Vec<(PlayerId, [u8; 16])> = (1..=8).map(|p| (PlayerId(p), [p as u8; 16])).collect();
+    let tokens = signer.sign_match(&sample_token(10_000), &seats).unwrap();
+    assert_eq!(tokens.len(), 8);
+    assert!(
+        tokens.windows(2).all(|w| w[0].signature == w[1].signature),
+        "one signature"
+    );
+    for (token, (player, secret)) in tokens.iter().zip(&seats) {
+        let claims = verifier.verify(token, 0, "edge-a").unwrap();
+        assert_eq!((claims.player_id, claims.nonce), (*player, *secret));
+        // The text form round-trips.
+        assert_eq!(
+            SignedToken::from_text(&token.to_text()).as_ref(),
+            Some(token)
+        );
+    }
+    // Player 1 pointing at player 2's seat, with their own secret: refused.
+    let mut stolen = tokens[0].clone();
+    stolen.seat = 1;
+    assert_eq!(
+        verifier.verify_signature(&stolen),
+        Err(TokenError::BadSignature)
+    );
+    // A guessed secret: refused. A seat past the grant: refused.
+    let mut guessed = tokens[2].clone();
+    guessed.secret[0] ^= 1;
+    assert_eq!(
+        verifier.verify_signature(&guessed),
+        Err(TokenError::BadSignature)
+    );
+    let mut beyond = tokens[0].clone();
+    beyond.seat = 8;
+    assert!(verifier.verify_signature(&beyond).is_err());
+    assert!(SignedToken::from_text("a.b").is_none());
+    assert!(signer.sign_match(&sample_token(10_000), &[]).is_err());
 }

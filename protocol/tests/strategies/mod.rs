@@ -43,8 +43,18 @@ pub fn match_config() -> impl Strategy<Value = MatchConfig> {
 }
 
 pub fn signed_token() -> impl Strategy<Value = SignedToken> {
-    (vec(any::<u8>(), 0..300), vec(any::<u8>(), 64))
-        .prop_map(|(body, signature)| SignedToken { body, signature })
+    (
+        vec(any::<u8>(), 0..300),
+        vec(any::<u8>(), 64),
+        any::<u16>(),
+        any::<[u8; 16]>(),
+    )
+        .prop_map(|(body, signature, seat, secret)| SignedToken {
+            body,
+            signature,
+            seat,
+            secret,
+        })
 }
 
 pub fn player_score() -> impl Strategy<Value = PlayerScore> {
