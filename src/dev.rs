@@ -14,6 +14,8 @@ use outpost_client::link::LinkRelay;
 use outpost_client::{Bot, BotReport, BotStyle, Client, CloudClient};
 use outpost_cloud::{Cloud, CloudConfig, ModeConfig};
 use outpost_edge::cloud_link::{CloudLink, CloudLinkConfig, fetch_connect_key, http_client};
+use outpost_edge::gateway::limits::Rate;
+use outpost_edge::gateway::{Gateway, GatewayConfig};
 use outpost_edge::{Edge, EdgeConfig};
 use outpost_protocol::MatchConfig;
 use outpost_protocol::link::LinkConfig;
@@ -53,6 +55,10 @@ pub struct DevArgs {
     /// TCP address of the cloud API (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:8080")]
     cloud_listen: SocketAddr,
+    /// TCP address of the edge's HTTP gateway, which the bots' SDK calls go through
+    /// (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    gateway_listen: SocketAddr,
     /// Folder for replays, the edge's outbox and its cached JWKS; without it a temporary
     /// folder, removed at exit.
     #[arg(long)]
@@ -100,6 +106,7 @@ struct Summary {
     leaderboard_entries: u64,
     replays_stored: u64,
     outbox_pending: usize,
+    gateway_requests: u64,
 }
 
 fn parse_link(name: &str) -> Result<LinkConfig, String> {
@@ -212,8 +219,22 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     config.outbox_dir = Some(data_dir.join("outbox"));
     let edge = Edge::start(config).await?;
     let link = CloudLink::start(&edge, CloudLinkConfig::new(&cloud_url, credential, REGION))?;
+    // Players reach the cloud through the edge's gateway, as they would at a PoP. Every
+    // bot comes from 127.0.0.1, so the per-address limits are raised to fit them all.
+    let mut gateway_config = GatewayConfig::new(&cloud_url, EDGE_ID, REGION);
+    gateway_config.listen = args.gateway_listen;
+    let everyone = Rate {
+        per_second: 100 * u32::from(args.bots),
+        burst: 100 * u32::from(args.bots),
+    };
+    gateway_config.default_limits.0 = everyone;
+    for group in &mut gateway_config.groups {
+        group.per_ip = everyone;
+    }
+    let gateway = Gateway::start(gateway_config).await?;
+    let api_url = format!("http://{}", gateway.addr());
     eprintln!(
-        "outpost dev: cloud {cloud_url} · edge {EDGE_ID} on quic {} · metrics http://{}/metrics · certificate sha256 {}",
+        "outpost dev: cloud {cloud_url} · gateway {api_url} · edge {EDGE_ID} on quic {} · metrics http://{}/metrics · certificate sha256 {}",
         edge.quic_addr(),
         edge.http_addr().map(|a| a.to_string()).unwrap_or_default(),
         outpost_edge::hex(&edge.cert_fingerprint()),
@@ -244,7 +265,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .map(|n| {
             tokio::spawn(bot_loop(
                 n,
-                cloud_url.clone(),
+                api_url.clone(),
                 client.clone(),
                 relay.as_ref().map(LinkRelay::addr),
                 stop.clone(),
@@ -310,6 +331,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .board_page("arena-best:all", 0, 0)
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
+    let gateway_requests = {
+        let stats = gateway.stats();
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        load(&stats.hits) + load(&stats.misses) + load(&stats.stale) + load(&stats.bypassed)
+    };
+    gateway.stop().await;
     cloud_stop.cancel();
     let _ = cloud_task.await;
 
@@ -356,6 +383,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         leaderboard_entries,
         replays_stored: cloud.stats.replays_stored.get(),
         outbox_pending,
+        gateway_requests,
     };
     if temporary {
         let _ = std::fs::remove_dir_all(&data_dir);

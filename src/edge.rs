@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use outpost_edge::cloud_link::{CloudLink, CloudLinkConfig, fetch_connect_key, http_client};
+use outpost_edge::gateway::{Gateway, GatewayConfig};
 use outpost_edge::{Edge, EdgeConfig, TlsSource};
 
 /// Edge server options. Each also reads an `OUTPOST_*` environment variable.
@@ -43,6 +44,10 @@ pub struct EdgeArgs {
     /// JWKS. Keep it across restarts: what is in it is delivered then.
     #[arg(long, env = "OUTPOST_OUTBOX_DIR")]
     outbox_dir: Option<PathBuf>,
+    /// TCP address of the HTTP gateway in front of the cloud API (caching, auth, rate
+    /// limits); needs `--cloud-url`. Without it, no gateway runs.
+    #[arg(long, env = "OUTPOST_GATEWAY_LISTEN", requires = "cloud_url")]
+    gateway_listen: Option<SocketAddr>,
     /// Address players reach the QUIC endpoint at, if not the bound one (NAT, 0.0.0.0).
     #[arg(long, env = "OUTPOST_ADVERTISE")]
     advertise: Option<SocketAddr>,
@@ -132,6 +137,16 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let gateway = match (&args.gateway_listen, &args.cloud_url) {
+        (Some(listen), Some(url)) => {
+            let mut config = GatewayConfig::new(url, edge.config().edge_id.clone(), &args.region);
+            config.listen = *listen;
+            let gateway = Gateway::start(config).await?;
+            eprintln!("gateway: http://{}", gateway.addr());
+            Some(gateway)
+        }
+        _ => None,
+    };
     eprintln!(
         "edge listening: quic {} · admin http://{} · certificate sha256 {}",
         edge.quic_addr(),
@@ -144,6 +159,9 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         edge.drain_and_wait(args.drain_timeout).await;
     }
     let outbox = edge.outbox().cloned();
+    if let Some(gateway) = gateway {
+        gateway.stop().await;
+    }
     edge.shutdown().await;
     if let Some(link) = link {
         // Deliver what the shutdown wrote (bounded); the rest waits in the outbox.

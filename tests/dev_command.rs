@@ -20,6 +20,8 @@ fn dev_runs_a_match_of_bots_and_reports_json() {
             "127.0.0.1:0",
             "--cloud-listen",
             "127.0.0.1:0",
+            "--gateway-listen",
+            "127.0.0.1:0",
         ])
         .output()
         .expect("outpost runs");
@@ -70,6 +72,11 @@ fn dev_runs_a_match_of_bots_and_reports_json() {
         "{summary}"
     );
     assert_eq!(summary["outbox_pending"], 0, "{summary}");
+    // The bots' cloud calls went through the edge's gateway.
+    assert!(
+        summary["gateway_requests"].as_u64().expect("count") >= 3 * 3,
+        "{summary}"
+    );
 }
 
 #[test]

@@ -27,6 +27,7 @@ pub mod admission;
 pub mod cloud_link;
 pub mod config;
 mod directory;
+pub mod gateway;
 mod http;
 pub mod metrics;
 pub mod outbox;

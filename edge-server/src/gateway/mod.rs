@@ -1,0 +1,761 @@
+//! The edge's HTTP gateway in front of the cloud API: players talk HTTP to the nearest
+//! edge, which answers from its cache, checks access tokens and rate limits locally, and
+//! forwards the rest to the cloud over pooled keep-alive connections.
+//!
+//! - **Cache** (bounded in bytes, `moka`): the origin's `Cache-Control` (`max-age`,
+//!   `s-maxage`, `no-store`, `private`, `no-cache`, `stale-while-revalidate`,
+//!   `stale-if-error`), `ETag` revalidation both ways, `Vary`, and request coalescing
+//!   (concurrent misses for one key make one origin request). Requests that carry
+//!   credentials are never answered from, nor stored in, the shared cache unless the
+//!   origin marks the response `public`/`s-maxage`.
+//! - **Auth**: routes under the configured prefixes need a valid access token, checked
+//!   against the cloud's JWKS; a refused token never reaches the origin. The player id
+//!   is passed on as `X-Outpost-Player`.
+//! - **Rate limits**: GCRA per client address and per player, per route group; 429 with
+//!   `Retry-After`.
+//! - `GET /v1/ping` is answered by the edge itself, for clients measuring latency.
+
+pub mod auth;
+pub mod cache;
+pub mod limits;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use governor::clock::DefaultClock;
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+use self::auth::KeyCache;
+use self::cache::{Directives, Entry, Use};
+use self::limits::{Limits, Rate};
+
+/// Limits for requests whose path starts with `prefix`.
+#[derive(Debug, Clone)]
+pub struct RouteGroup {
+    /// Path prefix, e.g. `/v1/auth/`.
+    pub prefix: String,
+    /// Per client address.
+    pub per_ip: Rate,
+    /// Per authenticated player.
+    pub per_player: Rate,
+}
+
+/// How the gateway runs.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Where it listens. Default `127.0.0.1:8081`.
+    pub listen: SocketAddr,
+    /// Base URL of the cloud API.
+    pub origin: String,
+    /// This edge's id and region (answered by `/v1/ping`, passed on as
+    /// `X-Outpost-Region`).
+    pub edge_id: String,
+    /// Region.
+    pub region: String,
+    /// `iss` and `aud` of access tokens. Default `outpost-cloud`, `outpost`.
+    pub issuer: String,
+    /// Audience.
+    pub audience: String,
+    /// Paths that need a player (a valid access token). Default: matchmaking and `/v1/me`.
+    pub auth_prefixes: Vec<String>,
+    /// Cache size, bytes. Default 64 MiB.
+    pub cache_bytes: u64,
+    /// Largest request body, bytes. Default 64 KiB.
+    pub max_body: usize,
+    /// Largest origin response relayed, bytes. Default 64 MiB.
+    pub max_response: usize,
+    /// Longest a client request may take, body included. Default 20 s.
+    pub request_timeout: Duration,
+    /// Longest the origin may take. Default 15 s (above the cloud's 8 s long polls).
+    pub origin_timeout: Duration,
+    /// Limits for paths no group names. Default 100/s burst 200 per address, 20/s burst
+    /// 40 per player.
+    pub default_limits: (Rate, Rate),
+    /// Route groups with their own limits (first matching prefix wins). Default: login at
+    /// 2/s burst 10 per address.
+    pub groups: Vec<RouteGroup>,
+    /// Most keys each limiter remembers. Default 100 000.
+    pub max_limiter_keys: usize,
+}
+
+impl GatewayConfig {
+    /// Defaults in front of `origin`.
+    pub fn new(
+        origin: impl Into<String>,
+        edge_id: impl Into<String>,
+        region: impl Into<String>,
+    ) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            origin: origin.into().trim_end_matches('/').to_owned(),
+            edge_id: edge_id.into(),
+            region: region.into(),
+            issuer: "outpost-cloud".into(),
+            audience: "outpost".into(),
+            auth_prefixes: vec!["/v1/matchmaking/".into(), "/v1/me".into()],
+            cache_bytes: 64 * 1024 * 1024,
+            max_body: 64 * 1024,
+            max_response: 64 * 1024 * 1024,
+            request_timeout: Duration::from_secs(20),
+            origin_timeout: Duration::from_secs(15),
+            default_limits: (
+                Rate {
+                    per_second: 100,
+                    burst: 200,
+                },
+                Rate {
+                    per_second: 20,
+                    burst: 40,
+                },
+            ),
+            groups: vec![RouteGroup {
+                prefix: "/v1/auth/".into(),
+                per_ip: Rate {
+                    per_second: 2,
+                    burst: 10,
+                },
+                per_player: Rate {
+                    per_second: 2,
+                    burst: 10,
+                },
+            }],
+            max_limiter_keys: 100_000,
+        }
+    }
+}
+
+/// What the gateway has done.
+#[derive(Debug, Default)]
+pub struct GatewayStats {
+    /// Answered from a fresh cache entry.
+    pub hits: AtomicU64,
+    /// Fetched because nothing usable was cached.
+    pub misses: AtomicU64,
+    /// Answered stale (while revalidating, or because the origin failed).
+    pub stale: AtomicU64,
+    /// Entries revalidated with a 304 from the origin.
+    pub revalidated: AtomicU64,
+    /// Requests that joined another request's origin fetch.
+    pub coalesced: AtomicU64,
+    /// Requests passed straight through (not cacheable).
+    pub bypassed: AtomicU64,
+    /// Requests sent to the origin.
+    pub origin_requests: AtomicU64,
+    /// Origin requests that failed (unreachable, timed out, 5xx).
+    pub origin_errors: AtomicU64,
+    /// Requests refused for a missing or bad token.
+    pub unauthorized: AtomicU64,
+    /// Requests refused by a rate limit.
+    pub rate_limited: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// One origin response, shared by every request that waited for it.
+#[derive(Debug, Clone)]
+struct Fetched {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FetchError {
+    Unreachable,
+    Timeout,
+    TooLarge,
+}
+
+type Flight = Arc<OnceCell<Result<Fetched, FetchError>>>;
+
+struct Group {
+    prefix: String,
+    limits: Limits<DefaultClock>,
+}
+
+struct Shared {
+    config: GatewayConfig,
+    http: reqwest::Client,
+    cache: moka::future::Cache<String, Arc<Entry>>,
+    inflight: Mutex<HashMap<String, Flight>>,
+    keys: KeyCache,
+    groups: Vec<Group>,
+    default_group: Limits<DefaultClock>,
+    stats: GatewayStats,
+}
+
+/// What is forwarded to the origin.
+#[derive(Clone)]
+struct Forward {
+    method: Method,
+    path_and_query: String,
+    headers: HeaderMap,
+    body: Bytes,
+    peer: IpAddr,
+    player: Option<u64>,
+}
+
+/// A running gateway.
+pub struct Gateway {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    cancel: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Binds and starts serving. The JWKS is fetched now if the origin answers (and on
+    /// the first token naming an unknown key otherwise).
+    pub async fn start(config: GatewayConfig) -> anyhow::Result<Self> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(1024)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(config.origin_timeout)
+            .build()
+            .context("building the origin client")?;
+        let keys = KeyCache::new(
+            http.clone(),
+            &config.origin,
+            &config.issuer,
+            &config.audience,
+            Duration::from_secs(10),
+        );
+        if let Err(err) = keys.refresh().await {
+            tracing::warn!(%err, "gateway: JWKS not fetched yet; will retry on demand");
+        }
+        let cache = moka::future::Cache::builder()
+            .max_capacity(config.cache_bytes)
+            .weigher(|_key: &String, entry: &Arc<Entry>| entry.weight())
+            .build();
+        let clock = DefaultClock::default();
+        let groups = config
+            .groups
+            .iter()
+            .map(|g| Group {
+                prefix: g.prefix.clone(),
+                limits: Limits::new(
+                    g.per_ip,
+                    g.per_player,
+                    clock.clone(),
+                    config.max_limiter_keys,
+                ),
+            })
+            .collect();
+        let default_group = Limits::new(
+            config.default_limits.0,
+            config.default_limits.1,
+            clock,
+            config.max_limiter_keys,
+        );
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding the gateway on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let timeout = config.request_timeout;
+        let shared = Arc::new(Shared {
+            config,
+            http,
+            cache,
+            inflight: Mutex::new(HashMap::new()),
+            keys,
+            groups,
+            default_group,
+            stats: GatewayStats::default(),
+        });
+        let router = Router::new()
+            .fallback(handle)
+            .with_state(shared.clone())
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                timeout,
+            ));
+        let cancel = CancellationToken::new();
+        let serve = {
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                let served = axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(cancel.cancelled_owned())
+                .await;
+                if let Err(err) = served {
+                    tracing::error!(%err, "gateway stopped");
+                }
+            })
+        };
+        let sweeper = {
+            let shared = shared.clone();
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(10));
+                loop {
+                    tokio::select! {
+                        _ = every.tick() => {}
+                        () = cancel.cancelled() => return,
+                    }
+                    for limits in shared
+                        .groups
+                        .iter()
+                        .map(|g| &g.limits)
+                        .chain([&shared.default_group])
+                    {
+                        limits.per_ip.sweep();
+                        limits.per_player.sweep();
+                    }
+                }
+            })
+        };
+        tracing::info!(%addr, origin = %shared.config.origin, "gateway listening");
+        Ok(Self {
+            shared,
+            addr,
+            cancel,
+            tasks: vec![serve, sweeper],
+        })
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What it has done.
+    pub fn stats(&self) -> &GatewayStats {
+        &self.shared.stats
+    }
+
+    /// Bytes the cache holds now.
+    pub async fn cached_bytes(&self) -> u64 {
+        self.shared.cache.run_pending_tasks().await;
+        self.shared.cache.weighted_size()
+    }
+
+    /// Stops serving.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// An error in the cloud's shape.
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({ "error": { "code": code, "message": message } });
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+fn limited(wait: Duration) -> Response {
+    let mut response = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "slow down");
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    if let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// Hop-by-hop headers: never forwarded either way.
+fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+    )
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let path = request.uri().path().to_owned();
+    if path == "/v1/ping" {
+        return (
+            [(header::CACHE_CONTROL, "no-store")],
+            axum::Json(serde_json::json!({
+                "edge_id": shared.config.edge_id,
+                "region": shared.config.region,
+            })),
+        )
+            .into_response();
+    }
+    if !(path.starts_with("/v1/") || path.starts_with("/.well-known/")) {
+        return error(StatusCode::NOT_FOUND, "not_found", "no such route");
+    }
+    let limits = shared
+        .groups
+        .iter()
+        .find(|g| path.starts_with(&g.prefix))
+        .map_or(&shared.default_group, |g| &g.limits);
+    if let Err(wait) = limits.per_ip.check(&peer.ip()) {
+        bump(&shared.stats.rate_limited);
+        return limited(wait);
+    }
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut player = None;
+    if shared
+        .config
+        .auth_prefixes
+        .iter()
+        .any(|p| path.starts_with(p.as_str()))
+    {
+        match shared.keys.player(authorization.as_deref()).await {
+            Ok(id) => player = Some(id),
+            Err(refused) => {
+                bump(&shared.stats.unauthorized);
+                return error(StatusCode::UNAUTHORIZED, "unauthorized", refused.0);
+            }
+        }
+        if let Some(id) = player
+            && let Err(wait) = limits.per_player.check(&id)
+        {
+            bump(&shared.stats.rate_limited);
+            return limited(wait);
+        }
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, shared.config.max_body).await else {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "request body too large",
+        );
+    };
+    let forward = Forward {
+        method: parts.method.clone(),
+        path_and_query: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| path.clone(), |p| p.as_str().to_owned()),
+        headers: parts.headers,
+        body,
+        peer: peer.ip(),
+        player,
+    };
+    if forward.method == Method::GET && authorization.is_none() {
+        return cached(&shared, forward).await;
+    }
+    bump(&shared.stats.bypassed);
+    match fetch(&shared, &forward, None).await {
+        Ok(fetched) => relay(fetched, "BYPASS"),
+        Err(err) => origin_failed(err),
+    }
+}
+
+fn origin_failed(err: FetchError) -> Response {
+    match err {
+        FetchError::Timeout => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "origin_timeout",
+            "the cloud did not answer in time",
+        ),
+        FetchError::Unreachable => error(
+            StatusCode::BAD_GATEWAY,
+            "origin_unreachable",
+            "the cloud cannot be reached",
+        ),
+        FetchError::TooLarge => error(
+            StatusCode::BAD_GATEWAY,
+            "origin_too_large",
+            "the cloud's answer is too large",
+        ),
+    }
+}
+
+fn relay(fetched: Fetched, how: &'static str) -> Response {
+    let mut response = Response::new(Body::from(fetched.body));
+    *response.status_mut() = fetched.status;
+    *response.headers_mut() = fetched.headers;
+    response
+        .headers_mut()
+        .insert("x-cache", HeaderValue::from_static(how));
+    response
+}
+
+/// Serves a stored entry (304 if the client has it).
+fn serve(entry: &Entry, request: &HeaderMap, how: &'static str) -> Response {
+    let mut response = if cache::not_modified(request, entry.etag()) {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        for name in [header::ETAG, header::CACHE_CONTROL, header::VARY] {
+            for value in entry.headers.get_all(&name) {
+                r.headers_mut().append(name.clone(), value.clone());
+            }
+        }
+        r
+    } else {
+        let mut r = Response::new(Body::from(entry.body.clone()));
+        *r.status_mut() = entry.status;
+        *r.headers_mut() = entry.headers.clone();
+        r
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::AGE,
+        HeaderValue::from(entry.age(Instant::now()).as_secs()),
+    );
+    headers.insert("x-cache", HeaderValue::from_static(how));
+    response
+}
+
+fn cache_key(forward: &Forward) -> String {
+    format!("GET {}", forward.path_and_query)
+}
+
+async fn cached(shared: &Arc<Shared>, forward: Forward) -> Response {
+    let key = cache_key(&forward);
+    let mut stale = None;
+    if let Some(entry) = shared.cache.get(&key).await
+        && entry.matches(&forward.headers)
+    {
+        match entry.usable(Instant::now()) {
+            Use::Fresh => {
+                bump(&shared.stats.hits);
+                return serve(&entry, &forward.headers, "HIT");
+            }
+            Use::StaleWhileRevalidate => {
+                bump(&shared.stats.stale);
+                let (behind, again, stored) = (shared.clone(), forward.clone(), entry.clone());
+                tokio::spawn(async move {
+                    let _ = coalesced(&behind, &again, Some(stored)).await;
+                });
+                return serve(&entry, &forward.headers, "STALE");
+            }
+            Use::Revalidate => stale = Some(entry),
+        }
+    }
+    match coalesced(shared, &forward, stale.clone()).await {
+        Ok(fetched) if fetched.status.is_server_error() => {
+            bump(&shared.stats.origin_errors);
+            match stale.filter(|e| e.usable_on_error(Instant::now())) {
+                Some(entry) => {
+                    bump(&shared.stats.stale);
+                    serve(&entry, &forward.headers, "STALE")
+                }
+                None => relay(fetched, "MISS"),
+            }
+        }
+        Ok(fetched) => {
+            // The client may hold what the origin (or the cache) says is current.
+            let etag = fetched.headers.get(header::ETAG).cloned();
+            if fetched.status == StatusCode::OK
+                && cache::not_modified(&forward.headers, etag.as_ref())
+            {
+                let mut r = Response::new(Body::empty());
+                *r.status_mut() = StatusCode::NOT_MODIFIED;
+                if let Some(etag) = etag {
+                    r.headers_mut().insert(header::ETAG, etag);
+                }
+                return r;
+            }
+            relay(fetched, "MISS")
+        }
+        Err(err) => {
+            bump(&shared.stats.origin_errors);
+            match stale.filter(|e| e.usable_on_error(Instant::now())) {
+                Some(entry) => {
+                    bump(&shared.stats.stale);
+                    serve(&entry, &forward.headers, "STALE")
+                }
+                None => origin_failed(err),
+            }
+        }
+    }
+}
+
+/// One origin fetch per key at a time: later requests for the key wait for the first's
+/// answer instead of asking the origin again.
+async fn coalesced(
+    shared: &Arc<Shared>,
+    forward: &Forward,
+    stale: Option<Arc<Entry>>,
+) -> Result<Fetched, FetchError> {
+    let key = cache_key(forward);
+    let flight: Flight = {
+        let mut inflight = shared.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        match inflight.get(&key) {
+            Some(flight) => {
+                bump(&shared.stats.coalesced);
+                flight.clone()
+            }
+            None => {
+                let flight: Flight = Arc::new(OnceCell::new());
+                inflight.insert(key.clone(), flight.clone());
+                flight
+            }
+        }
+    };
+    let result = flight
+        .get_or_init(|| fill(shared, forward, &key, stale))
+        .await
+        .clone();
+    let mut inflight = shared.inflight.lock().unwrap_or_else(|e| e.into_inner());
+    if inflight.get(&key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+        inflight.remove(&key);
+    }
+    result
+}
+
+/// Fetches for the cache: revalidates a stale entry by its `ETag`, stores what may be
+/// stored.
+async fn fill(
+    shared: &Arc<Shared>,
+    forward: &Forward,
+    key: &str,
+    stale: Option<Arc<Entry>>,
+) -> Result<Fetched, FetchError> {
+    // Filled by a flight that just ended?
+    if let Some(entry) = shared.cache.get(key).await
+        && entry.matches(&forward.headers)
+        && entry.usable(Instant::now()) == Use::Fresh
+    {
+        return Ok(as_fetched(&entry));
+    }
+    let mut origin_request = forward.clone();
+    origin_request.headers.remove(header::IF_NONE_MATCH);
+    origin_request.headers.remove(header::IF_MODIFIED_SINCE);
+    if let Some(etag) = stale.as_ref().and_then(|e| e.etag()) {
+        origin_request
+            .headers
+            .insert(header::IF_NONE_MATCH, etag.clone());
+    }
+    let fetched = fetch(shared, &origin_request, None).await?;
+    if fetched.status == StatusCode::NOT_MODIFIED
+        && let Some(stale) = stale
+    {
+        bump(&shared.stats.revalidated);
+        let mut entry = (*stale).clone();
+        entry.stored_at = Instant::now();
+        if fetched.headers.contains_key(header::CACHE_CONTROL) {
+            entry.directives = Directives::parse(&fetched.headers);
+            for value in fetched.headers.get_all(header::CACHE_CONTROL) {
+                entry.headers.insert(header::CACHE_CONTROL, value.clone());
+            }
+        }
+        let entry = Arc::new(entry);
+        shared.cache.insert(key.to_owned(), entry.clone()).await;
+        return Ok(as_fetched(&entry));
+    }
+    bump(&shared.stats.misses);
+    let directives = Directives::parse(&fetched.headers);
+    if directives.storable(fetched.status, false, &fetched.headers) {
+        let entry = Entry {
+            status: fetched.status,
+            headers: fetched.headers.clone(),
+            body: fetched.body.clone(),
+            stored_at: Instant::now(),
+            directives,
+            vary: cache::vary_of(&fetched.headers, &forward.headers),
+        };
+        shared.cache.insert(key.to_owned(), Arc::new(entry)).await;
+    }
+    Ok(fetched)
+}
+
+fn as_fetched(entry: &Entry) -> Fetched {
+    Fetched {
+        status: entry.status,
+        headers: entry.headers.clone(),
+        body: entry.body.clone(),
+    }
+}
+
+fn fetch_error(err: reqwest::Error) -> FetchError {
+    if err.is_timeout() {
+        FetchError::Timeout
+    } else {
+        FetchError::Unreachable
+    }
+}
+
+/// One request to the origin.
+async fn fetch(
+    shared: &Shared,
+    forward: &Forward,
+    _stale: Option<()>,
+) -> Result<Fetched, FetchError> {
+    bump(&shared.stats.origin_requests);
+    let url = format!("{}{}", shared.config.origin, forward.path_and_query);
+    let mut request = shared.http.request(forward.method.clone(), url);
+    for (name, value) in &forward.headers {
+        if !hop_by_hop(name)
+            && name.as_str() != "x-forwarded-for"
+            && !name.as_str().starts_with("x-outpost-")
+        {
+            request = request.header(name, value);
+        }
+    }
+    let forwarded_for = match forward
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(earlier) => format!("{earlier}, {}", forward.peer),
+        None => forward.peer.to_string(),
+    };
+    request = request
+        .header("x-forwarded-for", forwarded_for)
+        .header("x-outpost-region", shared.config.region.as_str());
+    if let Some(player) = forward.player {
+        request = request.header("x-outpost-player", player.to_string());
+    }
+    if !forward.body.is_empty() {
+        request = request.body(forward.body.clone());
+    }
+    let response = request.send().await.map_err(fetch_error)?;
+    if response
+        .content_length()
+        .is_some_and(|len| len > shared.config.max_response as u64)
+    {
+        return Err(FetchError::TooLarge);
+    }
+    let status = response.status();
+    let mut headers = HeaderMap::new();
+    for (name, value) in response.headers() {
+        if !hop_by_hop(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    let body = response.bytes().await.map_err(fetch_error)?;
+    if body.len() > shared.config.max_response {
+        return Err(FetchError::TooLarge);
+    }
+    Ok(Fetched {
+        status,
+        headers,
+        body,
+    })
+}
