@@ -231,7 +231,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     for group in &mut gateway_config.groups {
         group.per_ip = everyone;
     }
-    let gateway = Gateway::start(gateway_config).await?;
+    let gateway = Gateway::start_with_stats(gateway_config, edge.metrics().gateway.clone()).await?;
     let api_url = format!("http://{}", gateway.addr());
     eprintln!(
         "outpost dev: cloud {cloud_url} · gateway {api_url} · edge {EDGE_ID} on quic {} · metrics http://{}/metrics · certificate sha256 {}",
@@ -326,16 +326,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .as_ref()
         .and_then(|o| o.pending().ok())
         .map_or(0, |p| p.len());
-    let (_, leaderboard_entries) = cloud
-        .store
-        .board_page("arena-best:all", 0, 0)
-        .await
-        .map_err(|e| anyhow::anyhow!(e))?;
-    let gateway_requests = {
-        let stats = gateway.stats();
-        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-        load(&stats.hits) + load(&stats.misses) + load(&stats.stale) + load(&stats.bypassed)
-    };
+    // Read the way a game would: through the SDK and the gateway.
+    let leaderboard_entries = CloudClient::new(&api_url)?
+        .leaderboard("arena-best", "all_time", 100, None)
+        .await?
+        .total;
+    let gateway_requests = gateway.stats().answered();
     gateway.stop().await;
     cloud_stop.cancel();
     let _ = cloud_task.await;

@@ -141,7 +141,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         (Some(listen), Some(url)) => {
             let mut config = GatewayConfig::new(url, edge.config().edge_id.clone(), &args.region);
             config.listen = *listen;
-            let gateway = Gateway::start(config).await?;
+            let gateway = Gateway::start_with_stats(config, edge.metrics().gateway.clone()).await?;
             eprintln!("gateway: http://{}", gateway.addr());
             Some(gateway)
         }

@@ -46,6 +46,8 @@ pub struct EdgeMetrics {
     pub snapshots_dropped: Counter,
     /// Connections refused, by reason.
     pub rejects: Family<RejectLabels, Counter>,
+    /// The HTTP gateway's counters (zero when it does not run).
+    pub gateway: crate::gateway::GatewayStats,
 }
 
 impl EdgeMetrics {
@@ -71,6 +73,7 @@ impl EdgeMetrics {
             inputs_dropped: Counter::default(),
             snapshots_dropped: Counter::default(),
             rejects: Family::default(),
+            gateway: crate::gateway::GatewayStats::default(),
         };
         let r = &mut registry;
         r.register(
@@ -131,6 +134,7 @@ impl EdgeMetrics {
             "Connections refused, by reason",
             metrics.rejects.clone(),
         );
+        metrics.gateway.register(r);
         Self {
             registry,
             ..metrics

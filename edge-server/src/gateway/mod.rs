@@ -21,7 +21,6 @@ pub mod limits;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,6 +32,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use governor::clock::DefaultClock;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
@@ -135,33 +136,107 @@ impl GatewayConfig {
     }
 }
 
-/// What the gateway has done.
-#[derive(Debug, Default)]
+/// What the gateway has done: Prometheus counters, exported with the edge's metrics
+/// (`outpost_edge_gateway_*`). Clones share the counts.
+#[derive(Debug, Clone, Default)]
 pub struct GatewayStats {
     /// Answered from a fresh cache entry.
-    pub hits: AtomicU64,
+    pub hits: Counter,
     /// Fetched because nothing usable was cached.
-    pub misses: AtomicU64,
+    pub misses: Counter,
     /// Answered stale (while revalidating, or because the origin failed).
-    pub stale: AtomicU64,
+    pub stale: Counter,
     /// Entries revalidated with a 304 from the origin.
-    pub revalidated: AtomicU64,
+    pub revalidated: Counter,
     /// Requests that joined another request's origin fetch.
-    pub coalesced: AtomicU64,
+    pub coalesced: Counter,
     /// Requests passed straight through (not cacheable).
-    pub bypassed: AtomicU64,
+    pub bypassed: Counter,
     /// Requests sent to the origin.
-    pub origin_requests: AtomicU64,
+    pub origin_requests: Counter,
     /// Origin requests that failed (unreachable, timed out, 5xx).
-    pub origin_errors: AtomicU64,
+    pub origin_errors: Counter,
     /// Requests refused for a missing or bad token.
-    pub unauthorized: AtomicU64,
+    pub unauthorized: Counter,
     /// Requests refused by a rate limit.
-    pub rate_limited: AtomicU64,
+    pub rate_limited: Counter,
+    /// Bytes the cache holds (updated every few seconds).
+    pub cache_bytes: Gauge,
 }
 
-fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
+impl GatewayStats {
+    /// Registers every counter under `gateway_…`.
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        let counters = [
+            (
+                "gateway_cache_hits",
+                "Requests answered from a fresh cache entry",
+                &self.hits,
+            ),
+            (
+                "gateway_cache_misses",
+                "Requests fetched because nothing usable was cached",
+                &self.misses,
+            ),
+            (
+                "gateway_cache_stale",
+                "Requests answered stale",
+                &self.stale,
+            ),
+            (
+                "gateway_cache_revalidated",
+                "Entries revalidated by a 304 from the origin",
+                &self.revalidated,
+            ),
+            (
+                "gateway_coalesced",
+                "Requests that joined another's origin fetch",
+                &self.coalesced,
+            ),
+            (
+                "gateway_bypassed",
+                "Requests passed through uncached",
+                &self.bypassed,
+            ),
+            (
+                "gateway_origin_requests",
+                "Requests sent to the origin",
+                &self.origin_requests,
+            ),
+            (
+                "gateway_origin_errors",
+                "Origin requests that failed",
+                &self.origin_errors,
+            ),
+            (
+                "gateway_unauthorized",
+                "Requests refused for a missing or bad token",
+                &self.unauthorized,
+            ),
+            (
+                "gateway_rate_limited",
+                "Requests refused by a rate limit",
+                &self.rate_limited,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            registry.register(name, help, counter.clone());
+        }
+        registry.register(
+            "gateway_cache_bytes",
+            "Bytes the cache holds",
+            self.cache_bytes.clone(),
+        );
+    }
+
+    /// Requests answered (hits, misses, stale and pass-through).
+    pub fn answered(&self) -> u64 {
+        self.hits.get() + self.misses.get() + self.stale.get() + self.bypassed.get()
+    }
+}
+
+fn bump(counter: &Counter) {
+    counter.inc();
 }
 
 /// One origin response, shared by every request that waited for it.
@@ -217,9 +292,17 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Binds and starts serving. The JWKS is fetched now if the origin answers (and on
-    /// the first token naming an unknown key otherwise).
+    /// Binds and starts serving, counting into fresh stats. The JWKS is fetched now if
+    /// the origin answers (and on the first token naming an unknown key otherwise).
     pub async fn start(config: GatewayConfig) -> anyhow::Result<Self> {
+        Self::start_with_stats(config, GatewayStats::default()).await
+    }
+
+    /// Starts, counting into `stats` (e.g. the edge's, so `/metrics` shows them).
+    pub async fn start_with_stats(
+        config: GatewayConfig,
+        stats: GatewayStats,
+    ) -> anyhow::Result<Self> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)
@@ -275,7 +358,7 @@ impl Gateway {
             keys,
             groups,
             default_group,
-            stats: GatewayStats::default(),
+            stats,
         });
         let router = Router::new()
             .fallback(handle)
