@@ -85,7 +85,7 @@ pub(crate) fn read_hex_key(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
         .with_context(|| format!("{} must hold 64 hex digits", path.display()))
 }
 
-fn parse_hex_key(text: &str) -> anyhow::Result<[u8; 32]> {
+pub(crate) fn parse_hex_key(text: &str) -> anyhow::Result<[u8; 32]> {
     anyhow::ensure!(
         text.len() == 64 && text.is_ascii(),
         "expected 64 hex digits"

@@ -3,6 +3,7 @@
 mod cloud;
 mod dev;
 mod edge;
+mod loadtest;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +23,8 @@ enum Command {
     Edge(edge::EdgeArgs),
     /// Run the cloud services' HTTP API (auth).
     Cloud(cloud::CloudArgs),
+    /// Load-test an edge (or the full stack) with simulated players; reports figures.
+    Loadtest(loadtest::LoadtestArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,6 +36,7 @@ fn main() -> anyhow::Result<()> {
         Command::Dev(args) => runtime.block_on(dev::run(args)),
         Command::Edge(args) => runtime.block_on(edge::run(args)),
         Command::Cloud(args) => runtime.block_on(cloud::run(args)),
+        Command::Loadtest(args) => runtime.block_on(loadtest::run(args)),
     }
 }
 

@@ -240,6 +240,7 @@ struct Counters {
     events_dropped: AtomicU64,
     datagrams_rejected: AtomicU64,
     ping_rtt_us: AtomicU64,
+    input_rtt_us: AtomicU64,
 }
 
 #[derive(Default)]
@@ -256,9 +257,31 @@ struct Net {
     prediction: Option<Prediction>,
     unreconciled: Option<Arc<WorldState>>,
     acked_input: u32,
+    /// When recent inputs were sent (sequence, seconds since the session began), to time
+    /// their acknowledgement; bounded.
+    sent_at: VecDeque<(u32, f64)>,
 }
 
+/// Inputs remembered for timing their acknowledgement (two seconds at 60 Hz).
+const SENT_TIMES: usize = 128;
+
 impl Net {
+    /// Time from sending input `acked` to now, if it was remembered; forgets it and every
+    /// earlier one.
+    fn input_acked(&mut self, acked: u32, now_s: f64) -> Option<f64> {
+        let mut rtt = None;
+        while let Some(&(seq, sent)) = self.sent_at.front() {
+            if seq > acked {
+                break;
+            }
+            if seq == acked {
+                rtt = Some(now_s - sent);
+            }
+            self.sent_at.pop_front();
+        }
+        rtt
+    }
+
     fn reconcile(&mut self) {
         let Some(world) = self.unreconciled.take() else {
             return;
@@ -312,6 +335,7 @@ impl Session {
             prediction: Prediction::new(&welcome.config, welcome.entity),
             unreconciled: None,
             acked_input: 0,
+            sent_at: VecDeque::with_capacity(SENT_TIMES),
         }));
         let tasks = vec![
             tokio::spawn(read_control(
@@ -399,8 +423,15 @@ impl Session {
             Err(quinn::SendDatagramError::ConnectionLost(err)) => return Err(err.into()),
             Err(_) => return Err(ClientError::Closed),
         }
-        if let Some(prediction) = lock(&self.net).prediction.as_mut() {
-            prediction.apply(&input);
+        {
+            let mut net = lock(&self.net);
+            if net.sent_at.len() == SENT_TIMES {
+                net.sent_at.pop_front();
+            }
+            net.sent_at.push_back((input.seq, now));
+            if let Some(prediction) = net.prediction.as_mut() {
+                prediction.apply(&input);
+            }
         }
         self.counters.inputs_sent.fetch_add(1, Ordering::Relaxed);
         Ok(input.seq)
@@ -500,6 +531,24 @@ impl Session {
             0 => None,
             us => Some(Duration::from_micros(us)),
         }
+    }
+
+    /// Input-to-acknowledgement round trip of the newest acknowledged input: from
+    /// [`Session::send_input`] until a snapshot saying the edge applied it arrived. This
+    /// is what a player feels: transport, the wait for the next tick, and the wait for the
+    /// next snapshot.
+    pub fn input_rtt(&self) -> Option<Duration> {
+        match self.counters.input_rtt_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+
+    /// Turns off prediction of the own character for the rest of the session (it keeps a
+    /// small physics world per session): for tools that play without drawing, such as
+    /// load generators. [`Session::predicted_self`] then answers `None`.
+    pub fn disable_prediction(&self) {
+        lock(&self.net).prediction = None;
     }
 
     /// Sends a clock ping on the control stream; the answer updates [`Session::ping_rtt`].
@@ -610,8 +659,12 @@ async fn read_datagrams(
             match net.decoder.decode(&snapshot) {
                 Ok(world) => {
                     let world = Arc::new(world);
-                    net.clock
-                        .on_snapshot(world.tick, epoch.elapsed().as_secs_f64());
+                    let now = epoch.elapsed().as_secs_f64();
+                    if let Some(rtt) = net.input_acked(world.ack_input_seq, now) {
+                        let us = (rtt * 1e6).max(1.0) as u64;
+                        counters.input_rtt_us.store(us, Ordering::Relaxed);
+                    }
+                    net.clock.on_snapshot(world.tick, now);
                     let hz = net.clock.tick_hz();
                     net.timeline.push(&world, hz);
                     net.unreconciled = Some(world.clone());

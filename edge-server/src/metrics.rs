@@ -54,8 +54,10 @@ impl EdgeMetrics {
     /// Fresh metrics in a fresh registry.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("outpost_edge");
+        // Fine below a 60 Hz frame (16.7 ms), where the budget is decided.
         let buckets = [
-            0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.004, 0.008, 0.016, 0.033, 0.066, 0.1,
+            0.000_1, 0.000_25, 0.000_5, 0.000_75, 0.001, 0.001_5, 0.002, 0.003, 0.004, 0.006,
+            0.008, 0.012, 0.016, 0.033, 0.066, 0.1,
         ];
         let metrics = Self {
             registry: Registry::default(),

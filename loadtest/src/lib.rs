@@ -1,0 +1,432 @@
+//! # outpost-loadtest
+//!
+//! The load-testing harness behind `outpost loadtest`: N simulated players, each a
+//! client-SDK session playing like a bot (moving, turning toward the nearest opponent,
+//! shooting, jumping), joining matches of a given size at a given ramp-up rate, for a
+//! given time. Two ways in:
+//!
+//! - [`Target::Edge`]: straight to one edge, with connect tokens minted by the harness
+//!   from a dev key the edge trusts (one signature per match, as the cloud does);
+//! - [`Target::Stack`]: the full stack, each player logging in and matchmaking through
+//!   the cloud API (or an edge's gateway in front of it), then joining where it is sent.
+//!
+//! Every run is bounded: at most [`MAX_PLAYERS`] players and [`MAX_DURATION`], it stops
+//! by itself, and it talks only to loopback unless a host is named
+//! ([`LoadConfig::allowed_host`]). While it runs it records, every second, what players
+//! see (input-to-acknowledgement round trip, snapshot jitter, bandwidth each way,
+//! connects and errors by kind) and what the edge reports on its Prometheus `/metrics`
+//! (tick time quantiles, missed ticks). [`run`] returns a [`Report`]; [`report`] writes it
+//! as JSON and as a self-contained HTML page of plots.
+
+mod player;
+mod recorder;
+pub mod report;
+pub mod scrape;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use outpost_client::link::LinkRelay;
+use outpost_client::{Assignment, Client, Trust};
+use outpost_protocol::link::LinkConfig;
+use outpost_protocol::{ConnectToken, MatchConfig, MatchId, PlayerId, SignedToken, TokenSigner};
+use tokio_util::sync::CancellationToken;
+
+pub use recorder::Second;
+pub use report::Report;
+
+/// Most players one run may simulate.
+pub const MAX_PLAYERS: u32 = 10_000;
+/// Longest a run may hold its players.
+pub const MAX_DURATION: Duration = Duration::from_secs(3600);
+/// How long joining may take a player before it counts as a failed connect.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest the run waits for players to say goodbye after the end.
+const WIND_DOWN: Duration = Duration::from_secs(10);
+/// Players sharing one client endpoint (UDP socket); more endpoints spread the
+/// load generator's receive work over its threads.
+const PLAYERS_PER_ENDPOINT: u32 = 32;
+
+/// Where the players go.
+#[derive(Clone)]
+pub enum Target {
+    /// One edge, joined with tokens signed by `signer` (the edge must trust its public
+    /// key).
+    Edge {
+        /// The edge's QUIC address.
+        addr: SocketAddr,
+        /// The edge's certificate fingerprint (SHA-256 of its DER).
+        fingerprint: [u8; 32],
+        /// The edge's id, as tokens name it.
+        edge_id: String,
+        /// Dev key the edge trusts for connect tokens.
+        signer: Arc<TokenSigner>,
+    },
+    /// The full stack: log in and matchmake through `api_url`, join where sent.
+    Stack {
+        /// Base URL of the cloud API or of an edge's gateway in front of it.
+        api_url: String,
+        /// Game mode to matchmake in.
+        mode: String,
+    },
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Edge { addr, edge_id, .. } => f
+                .debug_struct("Edge")
+                .field("addr", addr)
+                .field("edge_id", edge_id)
+                .finish_non_exhaustive(),
+            Self::Stack { api_url, mode } => f
+                .debug_struct("Stack")
+                .field("api_url", api_url)
+                .field("mode", mode)
+                .finish(),
+        }
+    }
+}
+
+/// One load test.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// Where the players go.
+    pub target: Target,
+    /// Players to simulate (1..=[`MAX_PLAYERS`]).
+    pub players: u32,
+    /// Players per match (with [`Target::Edge`]; the stack's mode decides otherwise).
+    pub match_size: u16,
+    /// How long every player stays once all have joined (at most [`MAX_DURATION`]).
+    pub duration: Duration,
+    /// New players per second during the ramp-up.
+    pub ramp_per_s: u32,
+    /// Match settings for [`Target::Edge`] (tick and snapshot rates, props); its
+    /// `max_players` and `duration_s` are set from the run.
+    pub match_config: MatchConfig,
+    /// Inputs each player sends per second (at most the tick rate).
+    pub input_hz: u16,
+    /// Link conditions between every player and the edge (through a relay per
+    /// endpoint); `None` for the plain loopback.
+    pub link: Option<LinkConfig>,
+    /// Whether players predict their own character (costs load-generator CPU).
+    pub prediction: bool,
+    /// The edge's Prometheus `/metrics` URL, scraped every second for tick times.
+    pub metrics_url: Option<String>,
+    /// A non-loopback host the run may target; without it only loopback is allowed.
+    pub allowed_host: Option<IpAddr>,
+    /// Draw a live progress bar on stderr (when it is a terminal).
+    pub progress: bool,
+}
+
+/// A run that is not allowed or makes no sense.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Players outside 1..=MAX_PLAYERS.
+    #[error("--players must be between 1 and {MAX_PLAYERS} (got {0})")]
+    Players(u32),
+    /// No time, or too long.
+    #[error("--duration must be more than 0 and at most {limit}s (got {0:?})", limit = MAX_DURATION.as_secs())]
+    Duration(Duration),
+    /// A zero ramp never starts anybody.
+    #[error("--ramp must be at least 1 player per second")]
+    Ramp,
+    /// Match size out of range.
+    #[error("--match-size must be between 1 and 128 (got {0})")]
+    MatchSize(u16),
+    /// Input rate out of range.
+    #[error("--input-hz must be between 1 and the tick rate {tick_hz} (got {input_hz})")]
+    InputRate {
+        /// Asked.
+        input_hz: u16,
+        /// The match's tick rate.
+        tick_hz: u16,
+    },
+    /// Match settings the edge would refuse.
+    #[error("match settings: {0}")]
+    Match(String),
+    /// A host that is not loopback and was not named.
+    #[error(
+        "refusing to load {0}: it is not a loopback address; name it with --host {0} to confirm"
+    )]
+    NotLoopback(String),
+    /// A URL that cannot be understood.
+    #[error("cannot understand URL {0}")]
+    Url(String),
+}
+
+impl LoadConfig {
+    /// Checks the run is bounded and aimed where allowed.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.players == 0 || self.players > MAX_PLAYERS {
+            return Err(ConfigError::Players(self.players));
+        }
+        if self.duration.is_zero() || self.duration > MAX_DURATION {
+            return Err(ConfigError::Duration(self.duration));
+        }
+        if self.ramp_per_s == 0 {
+            return Err(ConfigError::Ramp);
+        }
+        if self.match_size == 0 || self.match_size > 128 {
+            return Err(ConfigError::MatchSize(self.match_size));
+        }
+        let tick_hz = self.match_config.tick_hz;
+        if self.input_hz == 0 || self.input_hz > tick_hz {
+            return Err(ConfigError::InputRate {
+                input_hz: self.input_hz,
+                tick_hz,
+            });
+        }
+        self.edge_match_config()
+            .validate()
+            .map_err(|e| ConfigError::Match(e.to_string()))?;
+        match &self.target {
+            Target::Edge { addr, .. } => self.check_host(addr.ip())?,
+            Target::Stack { api_url, .. } => self.check_url(api_url)?,
+        }
+        if let Some(url) = &self.metrics_url {
+            self.check_url(url)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the run may send to `ip`.
+    pub fn check_host(&self, ip: IpAddr) -> Result<(), ConfigError> {
+        if ip.is_loopback() || self.allowed_host == Some(ip) {
+            Ok(())
+        } else {
+            Err(ConfigError::NotLoopback(ip.to_string()))
+        }
+    }
+
+    fn check_url(&self, url: &str) -> Result<(), ConfigError> {
+        let parsed = reqwest::Url::parse(url).map_err(|_| ConfigError::Url(url.to_owned()))?;
+        let host = parsed
+            .host_str()
+            .ok_or_else(|| ConfigError::Url(url.to_owned()))?;
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        match bare.parse::<IpAddr>() {
+            Ok(ip) => self.check_host(ip),
+            Err(_) if bare == "localhost" => Ok(()),
+            // A named host is checked once resolved, by address.
+            Err(_) if self.allowed_host.is_some() => Ok(()),
+            Err(_) => Err(ConfigError::NotLoopback(bare.to_owned())),
+        }
+    }
+
+    /// Time from the first player to the last joining.
+    pub fn ramp_time(&self) -> Duration {
+        Duration::from_secs_f64(f64::from(self.players) / f64::from(self.ramp_per_s))
+    }
+
+    /// The longest a run can last: ramp, hold, connect time of the last player, wind-down.
+    pub fn time_bound(&self) -> Duration {
+        self.ramp_time() + self.duration + CONNECT_TIMEOUT + WIND_DOWN
+    }
+
+    /// The settings of the matches the harness asks an edge for: long enough to outlast
+    /// the run, ended by time only.
+    pub fn edge_match_config(&self) -> MatchConfig {
+        MatchConfig {
+            max_players: self.match_size,
+            score_limit: 0,
+            duration_s: (self.time_bound().as_secs() as u32 + 30).max(5),
+            ..self.match_config.clone()
+        }
+    }
+
+    /// Matches the harness opens on the edge.
+    pub fn matches(&self) -> u32 {
+        self.players.div_ceil(u32::from(self.match_size.max(1)))
+    }
+}
+
+/// Why a player failed, as the report counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum ErrorKind {
+    /// Login or matchmaking through the API failed.
+    Matchmaking,
+    /// The edge refused the token or the seat.
+    Rejected,
+    /// No answer in time while joining.
+    ConnectTimeout,
+    /// Joining failed otherwise (TLS, transport, protocol).
+    Connect,
+    /// The connection dropped while playing.
+    Disconnected,
+    /// The edge ended the session while playing (a goodbye before the end).
+    Kicked,
+    /// The matchmaker sent a player somewhere the run may not go.
+    RefusedTarget,
+}
+
+impl ErrorKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Matchmaking => "matchmaking",
+            Self::Rejected => "rejected",
+            Self::ConnectTimeout => "connect_timeout",
+            Self::Connect => "connect",
+            Self::Disconnected => "disconnected",
+            Self::Kicked => "kicked",
+            Self::RefusedTarget => "refused_target",
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Connect tokens for every player of a [`Target::Edge`] run, one signature per match.
+fn mint_tokens(
+    config: &LoadConfig,
+    edge_id: &str,
+    signer: &TokenSigner,
+) -> anyhow::Result<Vec<SignedToken>> {
+    let match_config = config.edge_match_config();
+    // Fresh ids each run, so runs against a long-lived edge never meet old matches.
+    let base: u64 = rand::random::<u64>() >> 24;
+    let player_base: u64 = rand::random::<u64>() >> 24;
+    let issued = now_ms();
+    let expires = issued + config.time_bound().as_millis() as u64 + 60_000;
+    let size = u32::from(config.match_size);
+    let mut tokens = Vec::with_capacity(config.players as usize);
+    for m in 0..config.matches() {
+        let first = m * size;
+        let seats: Vec<(PlayerId, [u8; 16])> = (first..(first + size).min(config.players))
+            .map(|p| (PlayerId(player_base + u64::from(p)), rand::random()))
+            .collect();
+        let terms = ConnectToken {
+            player_id: seats[0].0,
+            match_id: MatchId(base + u64::from(m)),
+            edge_id: edge_id.to_owned(),
+            config: match_config.clone(),
+            issued_at_ms: issued,
+            expires_at_ms: expires,
+            nonce: [0; 16],
+        };
+        tokens.extend(
+            signer
+                .sign_match(&terms, &seats)
+                .map_err(|e| anyhow::anyhow!("signing match {m}: {e}"))?,
+        );
+    }
+    Ok(tokens)
+}
+
+/// Runs a load test to its end and reports. Errors only when the run cannot start
+/// (bad settings, no socket); what goes wrong for players is counted in the report.
+pub async fn run(config: LoadConfig) -> anyhow::Result<Report> {
+    config.validate()?;
+    let config = Arc::new(config);
+    let endpoints = config.players.div_ceil(PLAYERS_PER_ENDPOINT) as usize;
+    let mut clients = Vec::with_capacity(endpoints);
+    let bind: SocketAddr = match &config.target {
+        Target::Edge { addr, .. } if addr.is_ipv6() => "[::]:0".parse()?,
+        Target::Edge { addr, .. } if addr.ip().is_loopback() => "127.0.0.1:0".parse()?,
+        _ => "0.0.0.0:0".parse()?,
+    };
+    for _ in 0..endpoints {
+        clients.push(Arc::new(
+            Client::bind(bind).context("opening a client endpoint")?,
+        ));
+    }
+    // With a link preset, each endpoint's players reach the edge through its own relay.
+    let mut relays = Vec::new();
+    if let (Some(link), Target::Edge { addr, .. }) = (config.link, &config.target) {
+        for _ in 0..endpoints {
+            relays.push(LinkRelay::symmetric(*addr, link, rand::random()).await?);
+        }
+    }
+    let tokens = match &config.target {
+        Target::Edge {
+            edge_id, signer, ..
+        } => Some(mint_tokens(&config, edge_id, signer)?),
+        Target::Stack { .. } => None,
+    };
+
+    let recorder = Arc::new(recorder::Recorder::new(config.players, config.match_size));
+    let stop = CancellationToken::new();
+    let scraper = config.metrics_url.clone().map(|url| {
+        tokio::spawn(scrape::watch(
+            url,
+            recorder.clone(),
+            stop.clone(),
+            Duration::from_secs(1),
+        ))
+    });
+    let collector = tokio::spawn(recorder::collect(recorder.clone(), stop.clone()));
+    let progress = config
+        .progress
+        .then(|| tokio::spawn(recorder::progress(recorder.clone(), stop.clone())));
+
+    let started = Instant::now();
+    let hold_until = tokio::time::Instant::now() + config.ramp_time() + config.duration;
+    let mut players = Vec::with_capacity(config.players as usize);
+    let gap = Duration::from_secs(1) / config.ramp_per_s;
+    let mut next = tokio::time::Instant::now();
+    for n in 0..config.players {
+        tokio::time::sleep_until(next).await;
+        next += gap;
+        let endpoint = n as usize % endpoints;
+        let join = match (&config.target, &tokens) {
+            (
+                Target::Edge {
+                    addr, fingerprint, ..
+                },
+                Some(tokens),
+            ) => player::Join::Direct(Assignment {
+                edge_addr: relays.get(endpoint).map_or(*addr, LinkRelay::addr),
+                server_name: "localhost".into(),
+                trust: Trust::Pinned(*fingerprint),
+                connect_token: tokens[n as usize].clone(),
+            }),
+            (Target::Stack { api_url, mode }, _) => player::Join::Stack {
+                api_url: api_url.clone(),
+                mode: mode.clone(),
+            },
+            (Target::Edge { .. }, None) => unreachable!("edge runs mint tokens"),
+        };
+        players.push(tokio::spawn(player::play(
+            n,
+            join,
+            clients[endpoint].clone(),
+            config.clone(),
+            recorder.clone(),
+            hold_until,
+        )));
+    }
+    recorder.ramp_done(started.elapsed());
+    tokio::time::sleep_until(hold_until).await;
+    recorder.hold_done();
+    // Players stop at `hold_until` by themselves; wait (bounded) for their goodbyes.
+    let _ = tokio::time::timeout(WIND_DOWN + CONNECT_TIMEOUT, async {
+        for player in &mut players {
+            let _ = player.await;
+        }
+    })
+    .await;
+    for player in &players {
+        player.abort();
+    }
+    // One last scrape so the end of the run is in the figures.
+    stop.cancel();
+    if let Some(scraper) = scraper {
+        let _ = scraper.await;
+    }
+    let _ = collector.await;
+    if let Some(progress) = progress {
+        let _ = progress.await;
+    }
+    drop(relays);
+    Ok(recorder.report(&config, started.elapsed()))
+}
+
+/// Counts by kind, for the report.
+pub(crate) type ErrorCounts = BTreeMap<String, u64>;

@@ -1,0 +1,226 @@
+//! One simulated player: join, then play like a bot until the end of the run, sampling
+//! what it sees once a second.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use outpost_client::{Assignment, Client, ClientError, CloudClient, Session};
+use outpost_protocol::rng::SplitMix64;
+use outpost_protocol::{EntityKind, PlayerInput};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::recorder::{PlayerSample, Recorder};
+use crate::{CONNECT_TIMEOUT, ErrorKind, LoadConfig};
+
+/// How a player gets into a match.
+pub(crate) enum Join {
+    /// With a token minted by the harness.
+    Direct(Assignment),
+    /// Log in and matchmake through the API.
+    Stack { api_url: String, mode: String },
+}
+
+async fn assignment(
+    n: u32,
+    join: Join,
+    client: &Client,
+    config: &LoadConfig,
+    deadline: Instant,
+) -> Result<Assignment, ErrorKind> {
+    match join {
+        Join::Direct(assignment) => Ok(assignment),
+        Join::Stack { api_url, mode } => {
+            let api = CloudClient::new(&api_url).map_err(|_| ErrorKind::Matchmaking)?;
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let found = tokio::time::timeout(wait, async {
+                api.login(&format!("loadtest-{}-{n}", std::process::id()))
+                    .await?;
+                api.matchmake(client, &mode, None, wait).await
+            })
+            .await
+            .map_err(|_| ErrorKind::Matchmaking)?
+            .map_err(|err| {
+                tracing::debug!(player = n, %err, "matchmaking failed");
+                ErrorKind::Matchmaking
+            })?;
+            config
+                .check_host(found.assignment.edge_addr.ip())
+                .map_err(|_| ErrorKind::RefusedTarget)?;
+            Ok(found.assignment)
+        }
+    }
+}
+
+fn connect_error(err: &ClientError) -> ErrorKind {
+    match err {
+        ClientError::Rejected { .. } => ErrorKind::Rejected,
+        ClientError::Timeout => ErrorKind::ConnectTimeout,
+        _ => ErrorKind::Connect,
+    }
+}
+
+/// Plays player `n` until `until`; everything it sees goes to `recorder`.
+pub(crate) async fn play(
+    n: u32,
+    join: Join,
+    client: Arc<Client>,
+    config: Arc<LoadConfig>,
+    recorder: Arc<Recorder>,
+    until: Instant,
+) {
+    recorder.connect_attempt();
+    let session = async {
+        let assignment = assignment(n, join, &client, &config, until).await?;
+        match tokio::time::timeout(CONNECT_TIMEOUT, client.connect(&assignment)).await {
+            Ok(Ok(session)) => Ok(session),
+            Ok(Err(err)) => {
+                tracing::debug!(player = n, %err, "join failed");
+                Err(connect_error(&err))
+            }
+            Err(_) => Err(ErrorKind::ConnectTimeout),
+        }
+    };
+    let session = match session.await {
+        Ok(session) => session,
+        Err(kind) => {
+            recorder.connect_failed(kind);
+            return;
+        }
+    };
+    if !config.prediction {
+        session.disable_prediction();
+    }
+    recorder.connected();
+    let outcome = drive(n, &session, &config, &recorder, until).await;
+    match outcome {
+        Ok(()) => {
+            recorder.finished(true);
+            session.close().await;
+        }
+        Err(kind) => {
+            recorder.error(kind);
+            recorder.finished(false);
+        }
+    }
+}
+
+/// Counters at the last sample, to turn totals into rates.
+struct Last {
+    at: Instant,
+    rx_bytes: u64,
+    tx_bytes: u64,
+    snapshots: u64,
+}
+
+fn sample(session: &Session, last: &mut Last) -> PlayerSample {
+    let now = Instant::now();
+    let stats = session.connection().stats();
+    let snapshots = session.stats().snapshots_received;
+    let seconds = now.duration_since(last.at).as_secs_f64().max(1e-3);
+    let sample = PlayerSample {
+        input_rtt_ms: session.input_rtt().map(|d| d.as_secs_f64() * 1000.0),
+        quic_rtt_ms: session.rtt().as_secs_f64() * 1000.0,
+        jitter_ms: session.netcode_stats().jitter_ms,
+        kbps_down: (stats.udp_rx.bytes - last.rx_bytes) as f64 * 8.0 / 1000.0 / seconds,
+        kbps_up: (stats.udp_tx.bytes - last.tx_bytes) as f64 * 8.0 / 1000.0 / seconds,
+        snapshots: snapshots - last.snapshots,
+    };
+    *last = Last {
+        at: now,
+        rx_bytes: stats.udp_rx.bytes,
+        tx_bytes: stats.udp_tx.bytes,
+        snapshots,
+    };
+    sample
+}
+
+/// The bot: wanders in straight runs, turns toward the nearest player it sees and shoots
+/// when close, jumps now and then. Aims from the newest snapshot (no interpolation: a
+/// load generator spends its CPU on sessions, not rendering).
+async fn drive(
+    n: u32,
+    session: &Session,
+    config: &LoadConfig,
+    recorder: &Recorder,
+    until: Instant,
+) -> Result<(), ErrorKind> {
+    let mut rng = SplitMix64::new(u64::from(n) ^ 0x5eed_0000_0000);
+    let period = Duration::from_secs(1) / u32::from(config.input_hz);
+    // Spread players' sends over the period instead of all on the same instant.
+    let offset = period.mul_f32(rng.range(0.0, 1.0));
+    let mut ticks = tokio::time::interval_at(Instant::now() + offset, period);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let sample_every = u32::from(config.input_hz);
+    let me = session.entity();
+    let stats = session.connection().stats();
+    let mut last = Last {
+        at: Instant::now(),
+        rx_bytes: stats.udp_rx.bytes,
+        tx_bytes: stats.udp_tx.bytes,
+        snapshots: 0,
+    };
+    let mut heading = rng.range(0.0, 1.0) * std::f32::consts::TAU;
+    let mut step = 0u32;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => return Ok(()),
+            _ = ticks.tick() => {}
+        }
+        if session.goodbye().is_some() {
+            return Err(ErrorKind::Kicked);
+        }
+        if session.is_closed() {
+            return Err(ErrorKind::Disconnected);
+        }
+        step += 1;
+        if step.is_multiple_of(sample_every) {
+            recorder.sample(sample(session, &mut last));
+        }
+        if rng.next_u64().is_multiple_of(u64::from(config.input_hz)) {
+            heading = rng.range(0.0, 1.0) * std::f32::consts::TAU;
+        }
+        let mut input = PlayerInput::default();
+        let mut look = heading;
+        if let Some(world) = session.latest_snapshot()
+            && let Some(own) = world.entities.iter().find(|e| e.id == me)
+        {
+            let nearest = world
+                .entities
+                .iter()
+                .filter(|e| e.kind == EntityKind::Player && e.id != me)
+                .map(|e| {
+                    let d = [
+                        e.position[0] - own.position[0],
+                        e.position[1] - own.position[1],
+                        e.position[2] - own.position[2],
+                    ];
+                    (d, d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
+                })
+                .min_by(|a, b| a.1.total_cmp(&b.1));
+            if let Some((d, dist2)) = nearest {
+                look = d[0].atan2(d[2]);
+                input.pitch =
+                    PlayerInput::pitch_from_radians(d[1].atan2((d[0] * d[0] + d[2] * d[2]).sqrt()));
+                if dist2 < 40.0 * 40.0 {
+                    input.buttons |= PlayerInput::FIRE;
+                }
+                if dist2 < 4.0 * 4.0 {
+                    heading = look + std::f32::consts::PI;
+                }
+            }
+        }
+        input.yaw = PlayerInput::yaw_from_radians(look);
+        let relative = heading - input.yaw_radians();
+        input.move_z = (relative.cos() * 127.0) as i8;
+        input.move_x = (-relative.sin() * 127.0) as i8;
+        if rng
+            .next_u64()
+            .is_multiple_of(u64::from(config.input_hz) * 2)
+        {
+            input.buttons |= PlayerInput::JUMP;
+        }
+        if session.send_input(input).is_err() {
+            return Err(ErrorKind::Disconnected);
+        }
+    }
+}

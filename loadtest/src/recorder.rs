@@ -1,0 +1,409 @@
+//! Collects what players and the edge report, second by second, and sums it up.
+
+use std::io::IsTerminal as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::report::Report;
+use crate::scrape::{EdgeScrape, tick_quantile_ms};
+use crate::{ErrorCounts, ErrorKind, LoadConfig};
+
+/// What one player saw over the last second.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PlayerSample {
+    pub input_rtt_ms: Option<f64>,
+    pub quic_rtt_ms: f64,
+    pub jitter_ms: f64,
+    pub kbps_down: f64,
+    pub kbps_up: f64,
+    pub snapshots: u64,
+}
+
+/// One second of the run, as plotted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Second {
+    /// Seconds since the run began (end of this second).
+    pub t_s: f64,
+    /// Players connected at the end of the second.
+    pub players_connected: u64,
+    /// Joins that succeeded so far.
+    pub connects_ok: u64,
+    /// Joins that failed so far.
+    pub connects_failed: u64,
+    /// Errors of this second, by kind.
+    pub errors: ErrorCounts,
+    /// Input-to-acknowledgement round trip across players, milliseconds.
+    pub rtt_ms_p50: f64,
+    /// 95th percentile of the same.
+    pub rtt_ms_p95: f64,
+    /// 99th percentile of the same.
+    pub rtt_ms_p99: f64,
+    /// Snapshot arrival jitter across players (median), milliseconds.
+    pub jitter_ms_p50: f64,
+    /// 99th percentile of the same.
+    pub jitter_ms_p99: f64,
+    /// Median per-player download, kbit/s (UDP payload, all QUIC overhead included).
+    pub kbps_down_p50: f64,
+    /// Median per-player upload, kbit/s.
+    pub kbps_up_p50: f64,
+    /// Snapshots received by all players in this second.
+    pub snapshots_per_s: u64,
+    /// Edge tick time, median over this second, milliseconds (from its metrics).
+    pub tick_ms_p50: Option<f64>,
+    /// Edge tick time, 99th percentile over this second.
+    pub tick_ms_p99: Option<f64>,
+    /// Ticks the edge missed in this second.
+    pub missed_ticks: Option<u64>,
+}
+
+/// A histogram of microseconds (or bits per second) up to an hour's worth.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant bounds are valid")
+}
+
+fn quantile(h: &Histogram<u64>, q: f64, scale: f64) -> f64 {
+    if h.is_empty() {
+        0.0
+    } else {
+        h.value_at_quantile(q) as f64 / scale
+    }
+}
+
+#[derive(Default)]
+struct Window {
+    samples: Vec<PlayerSample>,
+    errors: ErrorCounts,
+}
+
+/// Whole-run figures over the hold (after the ramp, until the end).
+struct Totals {
+    input_rtt_us: Histogram<u64>,
+    quic_rtt_us: Histogram<u64>,
+    jitter_us: Histogram<u64>,
+    down_bps: Histogram<u64>,
+    up_bps: Histogram<u64>,
+    snapshots: u64,
+    errors: ErrorCounts,
+    series: Vec<Second>,
+    scrapes: Vec<(Duration, EdgeScrape)>,
+    scrape_failures: u64,
+    ramp: Option<Duration>,
+    hold_end: Option<Duration>,
+}
+
+/// Shared by every player, the scraper and the collector.
+pub(crate) struct Recorder {
+    started: Instant,
+    target: u32,
+    match_size: u16,
+    attempts: AtomicU64,
+    connected: AtomicU64,
+    joined: AtomicU64,
+    failed: AtomicU64,
+    stayed: AtomicU64,
+    holding: AtomicBool,
+    window: Mutex<Window>,
+    totals: Mutex<Totals>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Recorder {
+    pub(crate) fn new(target: u32, match_size: u16) -> Self {
+        Self {
+            started: Instant::now(),
+            target,
+            match_size,
+            attempts: AtomicU64::new(0),
+            connected: AtomicU64::new(0),
+            joined: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            stayed: AtomicU64::new(0),
+            holding: AtomicBool::new(false),
+            window: Mutex::new(Window::default()),
+            totals: Mutex::new(Totals {
+                input_rtt_us: histogram(),
+                quic_rtt_us: histogram(),
+                jitter_us: histogram(),
+                down_bps: histogram(),
+                up_bps: histogram(),
+                snapshots: 0,
+                errors: ErrorCounts::new(),
+                series: Vec::new(),
+                scrapes: Vec::new(),
+                scrape_failures: 0,
+                ramp: None,
+                hold_end: None,
+            }),
+        }
+    }
+
+    pub(crate) fn connect_attempt(&self) {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connected(&self) {
+        self.connected.fetch_add(1, Ordering::Relaxed);
+        self.joined.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connect_failed(&self, kind: ErrorKind) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        self.error(kind);
+    }
+
+    pub(crate) fn error(&self, kind: ErrorKind) {
+        *lock(&self.window)
+            .errors
+            .entry(kind.as_str().to_owned())
+            .or_default() += 1;
+    }
+
+    /// A player stopped: at the end of the run (`stayed`) or because its session broke.
+    pub(crate) fn finished(&self, stayed: bool) {
+        self.connected.fetch_sub(1, Ordering::Relaxed);
+        if stayed {
+            self.stayed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn sample(&self, sample: PlayerSample) {
+        lock(&self.window).samples.push(sample);
+    }
+
+    pub(crate) fn ramp_done(&self, at: Duration) {
+        lock(&self.totals).ramp = Some(at);
+        self.holding.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn hold_done(&self) {
+        self.holding.store(false, Ordering::Release);
+        lock(&self.totals).hold_end = Some(self.started.elapsed());
+    }
+
+    pub(crate) fn edge_scrape(&self, scrape: EdgeScrape) {
+        lock(&self.totals)
+            .scrapes
+            .push((self.started.elapsed(), scrape));
+    }
+
+    pub(crate) fn scrape_failed(&self) {
+        lock(&self.totals).scrape_failures += 1;
+    }
+
+    /// Closes the current second: its percentiles go to the series, and during the hold
+    /// its samples go to the run's totals.
+    fn close_second(&self) {
+        let window = std::mem::take(&mut *lock(&self.window));
+        let holding = self.holding.load(Ordering::Acquire);
+        let mut rtt = histogram();
+        let mut jitter = histogram();
+        let mut down = histogram();
+        let mut up = histogram();
+        let mut quic = histogram();
+        let mut snapshots = 0;
+        for s in &window.samples {
+            if let Some(ms) = s.input_rtt_ms {
+                let _ = rtt.record((ms * 1000.0).max(1.0) as u64);
+            }
+            let _ = quic.record((s.quic_rtt_ms * 1000.0).max(1.0) as u64);
+            let _ = jitter.record((s.jitter_ms * 1000.0).max(1.0) as u64);
+            let _ = down.record((s.kbps_down * 1000.0).max(1.0) as u64);
+            let _ = up.record((s.kbps_up * 1000.0).max(1.0) as u64);
+            snapshots += s.snapshots;
+        }
+        let mut totals = lock(&self.totals);
+        let t = self.started.elapsed();
+        let (tick_ms_p50, tick_ms_p99, missed_ticks) = match totals.scrapes.as_slice() {
+            [.., (_, before), (at, after)] if t.saturating_sub(*at) < Duration::from_secs(2) => (
+                tick_quantile_ms(Some(before), after, 0.5),
+                tick_quantile_ms(Some(before), after, 0.99),
+                Some(after.missed_ticks.saturating_sub(before.missed_ticks)),
+            ),
+            _ => (None, None, None),
+        };
+        let second = Second {
+            t_s: t.as_secs_f64(),
+            players_connected: self.connected.load(Ordering::Relaxed),
+            connects_ok: self.joined.load(Ordering::Relaxed),
+            connects_failed: self.failed.load(Ordering::Relaxed),
+            errors: window.errors.clone(),
+            rtt_ms_p50: quantile(&rtt, 0.5, 1000.0),
+            rtt_ms_p95: quantile(&rtt, 0.95, 1000.0),
+            rtt_ms_p99: quantile(&rtt, 0.99, 1000.0),
+            jitter_ms_p50: quantile(&jitter, 0.5, 1000.0),
+            jitter_ms_p99: quantile(&jitter, 0.99, 1000.0),
+            kbps_down_p50: quantile(&down, 0.5, 1000.0),
+            kbps_up_p50: quantile(&up, 0.5, 1000.0),
+            snapshots_per_s: snapshots,
+            tick_ms_p50,
+            tick_ms_p99,
+            missed_ticks,
+        };
+        totals.series.push(second);
+        for (kind, n) in window.errors {
+            *totals.errors.entry(kind).or_default() += n;
+        }
+        if holding {
+            let _ = totals.input_rtt_us.add(&rtt);
+            let _ = totals.quic_rtt_us.add(&quic);
+            let _ = totals.jitter_us.add(&jitter);
+            let _ = totals.down_bps.add(&down);
+            let _ = totals.up_bps.add(&up);
+            totals.snapshots += snapshots;
+        }
+    }
+
+    /// The newest second recorded.
+    fn latest(&self) -> Option<Second> {
+        lock(&self.totals).series.last().cloned()
+    }
+
+    /// The run's report.
+    pub(crate) fn report(&self, config: &LoadConfig, elapsed: Duration) -> Report {
+        let totals = lock(&self.totals);
+        let ramp = totals.ramp.unwrap_or_default();
+        let hold_end = totals.hold_end.unwrap_or(elapsed);
+        let hold = hold_end.saturating_sub(ramp);
+        // Edge figures over the hold: from the last scrape before it began to the first
+        // after it ended.
+        let before = totals
+            .scrapes
+            .iter()
+            .rev()
+            .find(|(at, _)| *at <= ramp)
+            .map(|(_, s)| s);
+        let after = totals
+            .scrapes
+            .iter()
+            .find(|(at, _)| *at >= hold_end)
+            .or(totals.scrapes.last())
+            .map(|(_, s)| s);
+        let tick = |q| after.and_then(|a| tick_quantile_ms(before, a, q));
+        let errors_total = totals.errors.values().sum();
+        Report {
+            players_target: self.target,
+            players_connected: self.stayed.load(Ordering::Relaxed),
+            players_joined: self.joined.load(Ordering::Relaxed),
+            connect_attempts: self.attempts.load(Ordering::Relaxed),
+            connect_failures: self.failed.load(Ordering::Relaxed),
+            matches: config.matches(),
+            match_size: config.match_size,
+            tick_hz: config.match_config.tick_hz,
+            snapshot_hz: config.match_config.snapshot_hz,
+            input_hz: config.input_hz,
+            ramp_s: ramp.as_secs_f64(),
+            duration_s: hold.as_secs_f64(),
+            elapsed_s: elapsed.as_secs_f64(),
+            ticks: after.zip(before).map_or_else(
+                || after.map_or(0, EdgeScrape::ticks),
+                |(a, b)| a.ticks().saturating_sub(b.ticks()),
+            ),
+            tick_ms_p50: tick(0.5),
+            tick_ms_p99: tick(0.99),
+            missed_ticks: after.map(|a| {
+                a.missed_ticks
+                    .saturating_sub(before.map_or(0, |b| b.missed_ticks))
+            }),
+            edge_snapshots_dropped: after.map(|a| {
+                a.snapshots_dropped
+                    .saturating_sub(before.map_or(0, |b| b.snapshots_dropped))
+            }),
+            rtt_ms_p50: quantile(&totals.input_rtt_us, 0.5, 1000.0),
+            rtt_ms_p95: quantile(&totals.input_rtt_us, 0.95, 1000.0),
+            rtt_ms_p99: quantile(&totals.input_rtt_us, 0.99, 1000.0),
+            quic_rtt_ms_p50: quantile(&totals.quic_rtt_us, 0.5, 1000.0),
+            quic_rtt_ms_p99: quantile(&totals.quic_rtt_us, 0.99, 1000.0),
+            jitter_ms_p50: quantile(&totals.jitter_us, 0.5, 1000.0),
+            jitter_ms_p99: quantile(&totals.jitter_us, 0.99, 1000.0),
+            kbps_down_per_player_p50: quantile(&totals.down_bps, 0.5, 1000.0),
+            kbps_down_per_player_p99: quantile(&totals.down_bps, 0.99, 1000.0),
+            kbps_up_per_player_p50: quantile(&totals.up_bps, 0.5, 1000.0),
+            snapshots_received: totals.snapshots,
+            snapshots_per_s: totals.snapshots as f64 / hold.as_secs_f64().max(1e-3),
+            errors: errors_total,
+            errors_by_kind: totals.errors.clone(),
+            scrape_failures: totals.scrape_failures,
+            series: totals.series.clone(),
+        }
+    }
+}
+
+/// Closes a second every second until `stop`, then the last (partial) one.
+pub(crate) async fn collect(recorder: Arc<Recorder>, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => recorder.close_second(),
+            () = stop.cancelled() => {
+                recorder.close_second();
+                return;
+            }
+        }
+    }
+}
+
+/// The live progress: a bar on a terminal, a line every five seconds otherwise.
+pub(crate) async fn progress(recorder: Arc<Recorder>, stop: CancellationToken) {
+    let tty = std::io::stderr().is_terminal();
+    let bar = indicatif::ProgressBar::new(u64::from(recorder.target));
+    if tty {
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed:>4} [{bar:30}] {pos}/{len} players · {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut n = 0u64;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = stop.cancelled() => break,
+        }
+        n += 1;
+        let connected = recorder.connected.load(Ordering::Relaxed);
+        let latest = recorder.latest().unwrap_or_default();
+        let (errors, matches) = {
+            let totals = lock(&recorder.totals);
+            let matches = totals.scrapes.last().map_or_else(
+                || connected.div_ceil(u64::from(recorder.match_size.max(1))),
+                |(_, s)| s.matches,
+            );
+            (totals.errors.values().sum::<u64>(), matches)
+        };
+        let message = format!(
+            "{} matches · {} snapshots/s · rtt p50 {:.1} ms p99 {:.1} ms · tick p99 {} · {} errors",
+            matches,
+            latest.snapshots_per_s,
+            latest.rtt_ms_p50,
+            latest.rtt_ms_p99,
+            latest
+                .tick_ms_p99
+                .map_or_else(|| "-".to_owned(), |t| format!("{t:.2} ms")),
+            errors,
+        );
+        bar.set_position(connected);
+        bar.set_message(message.clone());
+        if !tty && n.is_multiple_of(5) {
+            eprintln!(
+                "{:>4}s {connected}/{} players · {message}",
+                recorder.started.elapsed().as_secs(),
+                recorder.target
+            );
+        }
+    }
+    bar.finish_and_clear();
+}

@@ -1,0 +1,306 @@
+//! `outpost loadtest`: simulated players against an edge (or the full stack), with live
+//! progress and a report. See `outpost_loadtest` for what is measured.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{ArgGroup, Args};
+use outpost_loadtest::{LoadConfig, Target};
+use outpost_protocol::link::LinkConfig;
+use outpost_protocol::{MatchConfig, TokenSigner};
+
+/// Options of `outpost loadtest`.
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("target").required(true).args(["spawn_edge", "edge", "api", "print_public_key"])))]
+pub struct LoadtestArgs {
+    /// Players to simulate (1 to 10,000).
+    #[arg(long, required_unless_present = "print_public_key")]
+    players: Option<u32>,
+    /// How long to hold every player once all have joined (e.g. `30s`; at most 1h).
+    #[arg(long, value_parser = humantime::parse_duration, required_unless_present = "print_public_key")]
+    duration: Option<Duration>,
+    /// Players per match.
+    #[arg(long, default_value_t = 16)]
+    match_size: u16,
+    /// New players per second while ramping up.
+    #[arg(long, default_value_t = 100)]
+    ramp: u32,
+    /// Simulation rate of the matches (with --spawn-edge or --edge).
+    #[arg(long, default_value_t = 60)]
+    tick_hz: u16,
+    /// Snapshots per second to each player (must divide the tick rate).
+    #[arg(long, default_value_t = 30)]
+    snapshot_hz: u16,
+    /// Inputs per second from each player (at most the tick rate).
+    #[arg(long, default_value_t = 30)]
+    input_hz: u16,
+    /// Props in each arena.
+    #[arg(long, default_value_t = 40)]
+    props: u16,
+    /// Link conditions between players and the edge: `good`, `average`, `poor`, `bursty`.
+    #[arg(long, value_parser = parse_link)]
+    link: Option<LinkConfig>,
+    /// Players predict their own character, as a game would (costs load-generator CPU).
+    #[arg(long)]
+    prediction: bool,
+    /// Start an edge as a child process on loopback, with a fresh dev key, and test it.
+    #[arg(long)]
+    spawn_edge: bool,
+    /// Simulation threads of the spawned edge.
+    #[arg(long, default_value_t = 2, requires = "spawn_edge")]
+    edge_sim_threads: usize,
+    /// QUIC address of a running edge to test; it must trust the public key of
+    /// `--token-seed-file` (see `--print-public-key`).
+    #[arg(long, requires_all = ["edge_fingerprint", "token_seed_file"])]
+    edge: Option<SocketAddr>,
+    /// The edge's certificate SHA-256 fingerprint, 64 hex digits (it logs it at start).
+    #[arg(long)]
+    edge_fingerprint: Option<String>,
+    /// The edge's id, as connect tokens must name it.
+    #[arg(long, default_value = "loadtest-edge")]
+    edge_id: String,
+    /// File holding the 32-byte Ed25519 seed of the dev token key, as 64 hex digits.
+    #[arg(long)]
+    token_seed_file: Option<PathBuf>,
+    /// Print the public key of `--token-seed-file` (for the edge's
+    /// `--token-public-key-file`) and exit.
+    #[arg(long, requires = "token_seed_file")]
+    print_public_key: bool,
+    /// The edge's Prometheus metrics URL (e.g. `http://127.0.0.1:7780/metrics`), scraped
+    /// for tick times.
+    #[arg(long)]
+    metrics: Option<String>,
+    /// Full stack: base URL of the cloud API or an edge's gateway; players log in and
+    /// matchmake there.
+    #[arg(long)]
+    api: Option<String>,
+    /// Game mode to matchmake in (with --api).
+    #[arg(long, default_value = "arena")]
+    mode: String,
+    /// A non-loopback host the run may target. Without it, only loopback is tested.
+    #[arg(long)]
+    host: Option<IpAddr>,
+    /// Print the report as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Write report.json and index.html (with plots) into this folder.
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+fn parse_link(name: &str) -> Result<LinkConfig, String> {
+    LinkConfig::preset(name)
+        .ok_or_else(|| format!("unknown link preset `{name}` (good, average, poor, bursty)"))
+}
+
+/// The spawned edge; killed when dropped.
+struct ChildEdge {
+    child: Child,
+    addr: SocketAddr,
+    metrics_url: String,
+    fingerprint: [u8; 32],
+}
+
+impl Drop for ChildEdge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `outpost edge` on loopback trusting `public_key`; waits for its address line.
+fn spawn_edge(
+    args: &LoadtestArgs,
+    public_key: [u8; 32],
+    players: u32,
+    matches: u32,
+    dir: &std::path::Path,
+) -> anyhow::Result<ChildEdge> {
+    let key_file = dir.join("token-public-key");
+    std::fs::write(&key_file, hex(&public_key))?;
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["edge", "--edge-id", &args.edge_id])
+        .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .arg("--token-public-key-file")
+        .arg(&key_file)
+        .args(["--max-players", &players.to_string()])
+        .args(["--max-matches", &matches.to_string()])
+        .args(["--sim-threads", &args.edge_sim_threads.to_string()])
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or("warn".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting the edge")?;
+    let stderr = child.stderr.take().context("the edge's stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Read the edge's log: its address line comes back here, everything goes on to ours.
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("edge listening: ") {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(rest.to_owned());
+                }
+            } else {
+                eprintln!("edge: {line}");
+            }
+        }
+    });
+    let guard = |child| ChildEdge {
+        child,
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        metrics_url: String::new(),
+        fingerprint: [0; 32],
+    };
+    let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) else {
+        drop(guard(child));
+        anyhow::bail!("the spawned edge did not start (see its log above)");
+    };
+    let mut edge = guard(child);
+    // "quic ADDR · admin http://ADDR · certificate sha256 HEX"
+    for part in line.split(" · ") {
+        if let Some(addr) = part.strip_prefix("quic ") {
+            edge.addr = addr.parse().context("the edge's QUIC address")?;
+        } else if let Some(url) = part.strip_prefix("admin ") {
+            edge.metrics_url = format!("{url}/metrics");
+        } else if let Some(fp) = part.strip_prefix("certificate sha256 ") {
+            edge.fingerprint = crate::edge::parse_hex_key(fp).context("the edge's fingerprint")?;
+        }
+    }
+    anyhow::ensure!(
+        edge.addr.port() != 0 && !edge.metrics_url.is_empty(),
+        "cannot read the spawned edge's addresses from: {line}"
+    );
+    Ok(edge)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
+    crate::init_tracing("warn");
+    let seed = match &args.token_seed_file {
+        Some(file) => Some(crate::edge::read_hex_key(file)?),
+        None => None,
+    };
+    if args.print_public_key {
+        let seed = seed.context("--token-seed-file is needed")?;
+        #[expect(clippy::print_stdout, reason = "the key is the command's output")]
+        {
+            println!("{}", hex(&TokenSigner::from_seed(&seed).public_key()));
+        }
+        return Ok(());
+    }
+    let (Some(players), Some(duration)) = (args.players, args.duration) else {
+        anyhow::bail!("--players and --duration are needed: every run is bounded");
+    };
+    let match_config = MatchConfig {
+        tick_hz: args.tick_hz,
+        snapshot_hz: args.snapshot_hz,
+        props: args.props,
+        ..MatchConfig::default()
+    };
+    let placeholder = Target::Stack {
+        api_url: String::new(),
+        mode: String::new(),
+    };
+    let mut config = LoadConfig {
+        target: placeholder,
+        players,
+        match_size: args.match_size,
+        duration,
+        ramp_per_s: args.ramp,
+        match_config,
+        input_hz: args.input_hz,
+        link: args.link,
+        prediction: args.prediction,
+        metrics_url: args.metrics.clone(),
+        allowed_host: args.host,
+        progress: true,
+    };
+    let temp = std::env::temp_dir().join(format!("outpost-loadtest-{}", std::process::id()));
+    let mut spawned = None;
+    config.target = if args.spawn_edge {
+        let signer = Arc::new(TokenSigner::from_seed(&rand::random()));
+        // Check the run before starting anything.
+        config.target = Target::Edge {
+            addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+            fingerprint: [0; 32],
+            edge_id: args.edge_id.clone(),
+            signer: signer.clone(),
+        };
+        config.validate()?;
+        std::fs::create_dir_all(&temp)?;
+        let edge = spawn_edge(&args, signer.public_key(), players, config.matches(), &temp);
+        let _ = std::fs::remove_dir_all(&temp);
+        let edge = edge?;
+        eprintln!(
+            "outpost loadtest: spawned edge on quic {} · metrics {}",
+            edge.addr, edge.metrics_url
+        );
+        config.metrics_url = Some(edge.metrics_url.clone());
+        let target = Target::Edge {
+            addr: edge.addr,
+            fingerprint: edge.fingerprint,
+            edge_id: args.edge_id.clone(),
+            signer,
+        };
+        spawned = Some(edge);
+        target
+    } else if let Some(addr) = args.edge {
+        let fingerprint = args
+            .edge_fingerprint
+            .as_deref()
+            .context("--edge-fingerprint is needed with --edge")?;
+        Target::Edge {
+            addr,
+            fingerprint: crate::edge::parse_hex_key(fingerprint)
+                .context("--edge-fingerprint must be 64 hex digits")?,
+            edge_id: args.edge_id.clone(),
+            signer: Arc::new(TokenSigner::from_seed(
+                &seed.context("--token-seed-file is needed with --edge")?,
+            )),
+        }
+    } else if let Some(api) = &args.api {
+        Target::Stack {
+            api_url: api.trim_end_matches('/').to_owned(),
+            mode: args.mode.clone(),
+        }
+    } else {
+        anyhow::bail!("say where to send players: --spawn-edge, --edge or --api");
+    };
+    eprintln!(
+        "outpost loadtest: {} players in matches of {} · ramp {}/s · hold {} · {} Hz ticks, {} Hz snapshots, {} Hz inputs",
+        players,
+        args.match_size,
+        args.ramp,
+        humantime::format_duration(duration),
+        args.tick_hz,
+        args.snapshot_hz,
+        args.input_hz,
+    );
+    let report = outpost_loadtest::run(config).await?;
+    drop(spawned);
+    eprintln!("{}", report.summary());
+    if let Some(dir) = &args.report {
+        let page = report.write(dir)?;
+        eprintln!("report: {}", page.display());
+    }
+    if args.json {
+        #[expect(clippy::print_stdout, reason = "the report is the command's output")]
+        {
+            println!("{}", serde_json::to_string(&report)?);
+        }
+    }
+    Ok(())
+}
