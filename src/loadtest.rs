@@ -45,7 +45,8 @@ pub struct LoadtestArgs {
     /// Link conditions between players and the edge: `good`, `average`, `poor`, `bursty`.
     #[arg(long, value_parser = parse_link)]
     link: Option<LinkConfig>,
-    /// Players predict their own character, as a game would (costs load-generator CPU).
+    /// Players predict their own character and interpolate the others, as a game would
+    /// (costs load-generator CPU).
     #[arg(long)]
     prediction: bool,
     /// Start an edge as a child process on loopback, with a fresh dev key, and test it.

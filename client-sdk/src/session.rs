@@ -260,6 +260,8 @@ struct Net {
     /// When recent inputs were sent (sequence, seconds since the session began), to time
     /// their acknowledgement; bounded.
     sent_at: VecDeque<(u32, f64)>,
+    /// Whether remote entities are kept for interpolation.
+    interpolate: bool,
 }
 
 /// Inputs remembered for timing their acknowledgement (two seconds at 60 Hz).
@@ -336,6 +338,7 @@ impl Session {
             unreconciled: None,
             acked_input: 0,
             sent_at: VecDeque::with_capacity(SENT_TIMES),
+            interpolate: true,
         }));
         let tasks = vec![
             tokio::spawn(read_control(
@@ -551,6 +554,15 @@ impl Session {
         lock(&self.net).prediction = None;
     }
 
+    /// Stops keeping remote entities' past states for the rest of the session: for tools
+    /// that play without drawing. [`Session::interpolated`] then answers `None`; the
+    /// newest snapshot is still there.
+    pub fn disable_interpolation(&self) {
+        let mut net = lock(&self.net);
+        net.interpolate = false;
+        net.timeline = Timeline::default();
+    }
+
     /// Sends a clock ping on the control stream; the answer updates [`Session::ping_rtt`].
     pub fn ping(&self) -> Result<(), ClientError> {
         let client_time_us = self.epoch.elapsed().as_micros() as u64;
@@ -665,8 +677,10 @@ async fn read_datagrams(
                         counters.input_rtt_us.store(us, Ordering::Relaxed);
                     }
                     net.clock.on_snapshot(world.tick, now);
-                    let hz = net.clock.tick_hz();
-                    net.timeline.push(&world, hz);
+                    if net.interpolate {
+                        let hz = net.clock.tick_hz();
+                        net.timeline.push(&world, hz);
+                    }
                     net.unreconciled = Some(world.clone());
                     world
                 }

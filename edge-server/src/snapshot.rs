@@ -19,7 +19,9 @@
 //! snapshot each value came from and never shows an older one over a newer one — see
 //! `outpost_client::netcode`.) Pure: no clock, no I/O.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use outpost_protocol::delta::{self, EntityView, QMotion, View};
 use outpost_protocol::{EntityId, EntityKind, EntityState, Quantizer, Snapshot};
@@ -60,7 +62,7 @@ impl InterestGrid {
     pub fn build(entities: &[EntityState], cell: f32) -> Self {
         let mut grid = Self {
             cell,
-            cells: HashMap::new(),
+            cells: HashMap::default(),
         };
         grid.rebuild(entities, cell);
         grid
@@ -152,7 +154,13 @@ pub struct ClientSnapshots {
     sent: VecDeque<(u32, View)>,
     acked: u32,
     priority: HashMap<EntityId, f32>,
+    // Buffers reused from build to build (a build runs per client per snapshot).
     scratch: Vec<usize>,
+    next: View,
+    pending: Vec<(f32, u32, usize)>,
+    candidates: Vec<(EntityView, Option<EntityView>)>,
+    chosen: Vec<usize>,
+    spare: View,
 }
 
 impl ClientSnapshots {
@@ -162,8 +170,13 @@ impl ClientSnapshots {
             own,
             sent: VecDeque::with_capacity(SENT_HISTORY),
             acked: 0,
-            priority: HashMap::new(),
+            priority: HashMap::default(),
             scratch: Vec::new(),
+            next: View::new(),
+            pending: Vec::new(),
+            candidates: Vec::new(),
+            chosen: Vec::new(),
+            spare: View::new(),
         }
     }
 
@@ -187,35 +200,44 @@ impl ClientSnapshots {
         own_motion: Option<QMotion>,
         budget: usize,
     ) -> Built {
+        let Self {
+            own,
+            sent,
+            acked,
+            priority,
+            scratch,
+            next,
+            pending,
+            candidates,
+            chosen,
+            spare,
+        } = self;
+        let own = *own;
         let empty = View::new();
-        let (baseline_tick, baseline) = match self.sent.iter().find(|(t, _)| *t == self.acked) {
+        let (baseline_tick, baseline) = match sent.iter().find(|(t, _)| *t == *acked) {
             Some((t, view)) => (*t, view),
             None => (0, &empty),
         };
-        let own_state = frame.entities.iter().find(|e| e.id == self.own);
-        let center = own_state.map_or([0.0; 3], |e| e.position);
-        frame.grid.query(
-            frame.entities,
-            center,
-            frame.interest.radius,
-            &mut self.scratch,
-        );
-        if let Some(i) = frame.entities.iter().position(|e| e.id == self.own)
-            && !self.scratch.contains(&i)
+        let own_index = frame.entities.iter().position(|e| e.id == own);
+        let center = own_index.map_or([0.0; 3], |i| frame.entities[i].position);
+        frame
+            .grid
+            .query(frame.entities, center, frame.interest.radius, scratch);
+        if let Some(i) = own_index
+            && scratch.binary_search(&i).is_err()
         {
-            self.scratch.push(i);
-            self.scratch.sort_unstable();
+            scratch.push(i);
+            scratch.sort_unstable();
         }
 
         // Relevant entities, quantized; what is unchanged, what competes for the budget.
-        let mut next: View = Vec::with_capacity(self.scratch.len());
-        let mut pending: Vec<(f32, u32, usize)> = Vec::new(); // (priority, cost, index in next)
-        let mut candidates: Vec<(EntityView, Option<EntityView>)> =
-            Vec::with_capacity(self.scratch.len());
-        for &i in &self.scratch {
+        next.clear();
+        pending.clear(); // (priority, cost, index in candidates)
+        candidates.clear();
+        for &i in scratch.iter() {
             let state = &frame.entities[i];
             let mut target = frame.quantized[i];
-            if state.id == self.own {
+            if state.id == own {
                 target.motion = own_motion;
             }
             let base = baseline
@@ -226,11 +248,11 @@ impl ClientSnapshots {
         }
         for (index, (target, base)) in candidates.iter().enumerate() {
             if *base == Some(*target) {
-                self.priority.remove(&target.id);
+                priority.remove(&target.id);
                 next.push(*target);
                 continue;
             }
-            let importance = if target.id == self.own {
+            let importance = if target.id == own {
                 f32::INFINITY
             } else {
                 let p = frame.quantizer.position_value(target.position);
@@ -245,7 +267,7 @@ impl ClientSnapshots {
                 let fresh = if base.is_none() { 2.0 } else { 1.0 };
                 kind * near * fresh
             };
-            let acc = self.priority.entry(target.id).or_insert(0.0);
+            let acc = priority.entry(target.id).or_insert(0.0);
             *acc += importance;
             let cost =
                 delta::entry_bits(frame.quantizer, base.as_ref(), target) + GAP_ESTIMATE_BITS;
@@ -268,16 +290,18 @@ impl ClientSnapshots {
         let fixed_bits = delta::header_bits(removed as u32, pending.len() as u32)
             + removed as u32 * GAP_ESTIMATE_BITS;
         let mut room = (budget * 8).saturating_sub(fixed_bits as usize) as u32;
-        let mut chosen: Vec<usize> = Vec::new();
-        for &(_, cost, index) in &pending {
+        chosen.clear();
+        for &(_, cost, index) in pending.iter() {
             if cost <= room {
                 room -= cost;
                 chosen.push(index);
             }
         }
+        let mut view = std::mem::take(spare);
         loop {
-            let mut view = next.clone();
-            for &index in &chosen {
+            view.clear();
+            view.extend_from_slice(next);
+            for &index in chosen.iter() {
                 let (target, _) = &candidates[index];
                 match view.binary_search_by_key(&target.id, |e| e.id) {
                     Ok(at) => view[at] = *target,
@@ -286,8 +310,8 @@ impl ClientSnapshots {
             }
             let body = delta::encode(frame.quantizer, baseline, &view);
             if body.len() <= budget || chosen.is_empty() {
-                for &index in &chosen {
-                    self.priority.remove(&candidates[index].0.id);
+                for &index in chosen.iter() {
+                    priority.remove(&candidates[index].0.id);
                 }
                 let built = Built {
                     baseline_tick,
@@ -295,13 +319,15 @@ impl ClientSnapshots {
                     view_len: view.len(),
                     deferred: pending.len() - chosen.len(),
                 };
-                if self.sent.len() == SENT_HISTORY {
-                    self.sent.pop_front();
+                if sent.len() == SENT_HISTORY
+                    && let Some((_, oldest)) = sent.pop_front()
+                {
+                    *spare = oldest;
                 }
-                self.sent.push_back((frame.tick, view));
+                sent.push_back((frame.tick, view));
                 // Baselines older than the oldest remembered view can no longer be used.
-                if !self.sent.iter().any(|(t, _)| *t == self.acked) {
-                    self.acked = 0;
+                if !sent.iter().any(|(t, _)| *t == *acked) {
+                    *acked = 0;
                 }
                 return built;
             }

@@ -112,7 +112,8 @@ pub struct LoadConfig {
     /// Link conditions between every player and the edge (through a relay per
     /// endpoint); `None` for the plain loopback.
     pub link: Option<LinkConfig>,
-    /// Whether players predict their own character (costs load-generator CPU).
+    /// Whether players predict their own character and interpolate the others, as a
+    /// game client does (costs load-generator CPU; off, they aim from the newest snapshot).
     pub prediction: bool,
     /// The edge's Prometheus `/metrics` URL, scraped every second for tick times.
     pub metrics_url: Option<String>,
@@ -430,3 +431,132 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<Report> {
 
 /// Counts by kind, for the report.
 pub(crate) type ErrorCounts = BTreeMap<String, u64>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(target: Target) -> LoadConfig {
+        LoadConfig {
+            target,
+            players: 32,
+            match_size: 16,
+            duration: Duration::from_secs(10),
+            ramp_per_s: 100,
+            match_config: MatchConfig::default(),
+            input_hz: 30,
+            link: None,
+            prediction: false,
+            metrics_url: None,
+            allowed_host: None,
+            progress: false,
+        }
+    }
+
+    fn edge(addr: &str) -> Target {
+        Target::Edge {
+            addr: addr.parse().expect("addr"),
+            fingerprint: [0; 32],
+            edge_id: "e".into(),
+            signer: Arc::new(TokenSigner::from_seed(&[3; 32])),
+        }
+    }
+
+    fn stack(url: &str) -> Target {
+        Target::Stack {
+            api_url: url.into(),
+            mode: "arena".into(),
+        }
+    }
+
+    #[test]
+    fn loopback_is_allowed_and_other_hosts_only_when_named() {
+        assert_eq!(config(edge("127.0.0.1:7777")).validate(), Ok(()));
+        assert_eq!(config(edge("127.8.9.1:7777")).validate(), Ok(()));
+        assert_eq!(config(edge("[::1]:7777")).validate(), Ok(()));
+        assert_eq!(config(stack("http://localhost:8080")).validate(), Ok(()));
+        assert_eq!(config(stack("http://[::1]:8080")).validate(), Ok(()));
+        assert_eq!(
+            config(edge("192.0.2.7:7777")).validate(),
+            Err(ConfigError::NotLoopback("192.0.2.7".into()))
+        );
+        assert_eq!(
+            config(stack("https://play.example.com")).validate(),
+            Err(ConfigError::NotLoopback("play.example.com".into()))
+        );
+        let mut named = config(edge("192.0.2.7:7777"));
+        named.allowed_host = Some("192.0.2.7".parse().expect("ip"));
+        assert_eq!(named.validate(), Ok(()));
+        // Naming one host does not open another.
+        named.target = edge("192.0.2.8:7777");
+        assert!(named.validate().is_err());
+        // The metrics URL is held to the same rule.
+        let mut metrics = config(edge("127.0.0.1:7777"));
+        metrics.metrics_url = Some("http://198.51.100.1:7780/metrics".into());
+        assert!(metrics.validate().is_err());
+    }
+
+    #[test]
+    fn runs_are_bounded() {
+        let ok = config(edge("127.0.0.1:7777"));
+        type Spoil = fn(&mut LoadConfig);
+        let cases: [(Spoil, ConfigError); 5] = [
+            (|c| c.players = 0, ConfigError::Players(0)),
+            (
+                |c| c.players = MAX_PLAYERS + 1,
+                ConfigError::Players(MAX_PLAYERS + 1),
+            ),
+            (
+                |c| c.duration = Duration::ZERO,
+                ConfigError::Duration(Duration::ZERO),
+            ),
+            (
+                |c| c.duration = MAX_DURATION + Duration::from_secs(1),
+                ConfigError::Duration(MAX_DURATION + Duration::from_secs(1)),
+            ),
+            (|c| c.ramp_per_s = 0, ConfigError::Ramp),
+        ];
+        for (spoil, expected) in cases {
+            let mut c = ok.clone();
+            spoil(&mut c);
+            assert_eq!(c.validate(), Err(expected));
+        }
+        let mut fast_inputs = ok.clone();
+        fast_inputs.input_hz = 61;
+        assert!(matches!(
+            fast_inputs.validate(),
+            Err(ConfigError::InputRate { .. })
+        ));
+        // The whole run has a ceiling: ramp, hold, the last join and the wind-down.
+        assert_eq!(ok.ramp_time(), Duration::from_millis(320));
+        assert_eq!(
+            ok.time_bound(),
+            Duration::from_millis(320) + Duration::from_secs(10) + CONNECT_TIMEOUT + WIND_DOWN
+        );
+        // Matches outlast the run and end by time only.
+        let matches = ok.edge_match_config();
+        assert!(u64::from(matches.duration_s) > ok.time_bound().as_secs());
+        assert_eq!(matches.score_limit, 0);
+        assert_eq!(matches.max_players, 16);
+        assert_eq!(ok.matches(), 2);
+    }
+
+    #[test]
+    fn tokens_seat_every_player_once_in_matches_of_the_asked_size() {
+        let signer = TokenSigner::from_seed(&[5; 32]);
+        let verifier = outpost_protocol::TokenVerifier::new(&signer.public_key()).expect("key");
+        let mut c = config(edge("127.0.0.1:7777"));
+        c.players = 40;
+        let tokens = mint_tokens(&c, "e", &signer).expect("mints");
+        assert_eq!(tokens.len(), 40);
+        let mut per_match = BTreeMap::<u64, u32>::new();
+        let mut players = std::collections::BTreeSet::new();
+        for token in &tokens {
+            let t = verifier.verify_signature(token).expect("valid token");
+            *per_match.entry(t.match_id.0).or_default() += 1;
+            assert!(players.insert(t.player_id), "one seat per player");
+            assert_eq!(t.edge_id, "e");
+        }
+        assert_eq!(per_match.values().copied().collect::<Vec<_>>(), [16, 16, 8]);
+    }
+}

@@ -89,6 +89,7 @@ pub(crate) async fn play(
     };
     if !config.prediction {
         session.disable_prediction();
+        session.disable_interpolation();
     }
     recorder.connected();
     let outcome = drive(n, &session, &config, &recorder, until).await;

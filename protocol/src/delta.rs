@@ -348,7 +348,11 @@ pub fn encode(quantizer: &Quantizer, baseline: &[EntityView], current: &[EntityV
             (None, None) => break,
         }
     }
-    let mut w = Writer::new(Vec::new());
+    // Sized for a typical body up front: growing it byte by byte costs more than the
+    // encoding.
+    let mut w = Writer::new(Vec::with_capacity(
+        8 + 2 * removed.len() + 16 * entries.len(),
+    ));
     write_count(&mut w, removed.len() as u32);
     let mut previous = 0u32;
     for id in removed {

@@ -1,0 +1,250 @@
+//! The edge's hot paths on one busy arena (64 players driven by bots' inputs, 1,000
+//! props): a whole arena tick against a bare rapier step of the same scene (the physics
+//! floor; their ratio is what the ECS, character movement, combat and lag compensation
+//! cost on top), snapshot building with delta encoding for all 64 clients, and the
+//! area-of-interest query.
+#![allow(
+    missing_docs,
+    reason = "criterion's macros generate undocumented items"
+)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use outpost_edge::snapshot::{ClientSnapshots, Frame, Interest, InterestGrid, body_budget};
+use outpost_protocol::rng::SplitMix64;
+use outpost_protocol::{
+    Datagram, EntityState, EntityView, MatchConfig, MatchId, PlayerId, PlayerInput, Quantizer,
+    Snapshot, codec,
+};
+use outpost_sim::rapier3d::prelude::{CollisionPipeline, PhysicsPipeline, PhysicsWorld};
+use outpost_sim::{Match, Physics};
+
+const PLAYERS: u64 = 64;
+const PROPS: u16 = 1000;
+
+/// Bots' inputs: runs in changing directions, turning, shooting, jumping now and then.
+struct Bots {
+    rng: SplitMix64,
+    seq: u32,
+    headings: Vec<f32>,
+}
+
+impl Bots {
+    fn new() -> Self {
+        let mut rng = SplitMix64::new(7);
+        let headings = (0..PLAYERS)
+            .map(|_| rng.range(0.0, std::f32::consts::TAU))
+            .collect();
+        Self {
+            rng,
+            seq: 0,
+            headings,
+        }
+    }
+
+    fn push(&mut self, game: &mut Match) {
+        self.seq += 1;
+        for (p, heading) in self.headings.iter_mut().enumerate() {
+            if self.rng.next_u64().is_multiple_of(90) {
+                *heading = self.rng.range(0.0, std::f32::consts::TAU);
+            }
+            let fire = self.rng.next_u64().is_multiple_of(4);
+            let jump = self.rng.next_u64().is_multiple_of(120);
+            let input = PlayerInput {
+                seq: self.seq,
+                move_x: 0,
+                move_z: 127,
+                yaw: PlayerInput::yaw_from_radians(*heading),
+                pitch: 0,
+                buttons: (u8::from(fire) * PlayerInput::FIRE)
+                    | (u8::from(jump) * PlayerInput::JUMP),
+                view_tick: game.tick().saturating_sub(6),
+            };
+            game.push_input(PlayerId(p as u64 + 1), input);
+        }
+    }
+}
+
+/// The busy arena, warmed up for two seconds of play.
+fn arena() -> (Match, Bots) {
+    let config = MatchConfig {
+        max_players: PLAYERS as u16,
+        props: PROPS,
+        score_limit: 0,
+        duration_s: 7200,
+        seed: 11,
+        ..MatchConfig::default()
+    };
+    let mut game = Match::new(MatchId(1), &config).expect("valid config");
+    for p in 1..=PLAYERS {
+        game.add_player(PlayerId(p)).expect("seat");
+    }
+    let mut bots = Bots::new();
+    for _ in 0..120 {
+        bots.push(&mut game);
+        game.step();
+    }
+    (game, bots)
+}
+
+/// A copy of a physics world to step on its own (rapier's world has no `Clone`; its
+/// parts do). The pipelines are workspaces and start empty.
+fn copy_world(w: &PhysicsWorld) -> PhysicsWorld {
+    PhysicsWorld {
+        gravity: w.gravity,
+        integration_parameters: w.integration_parameters,
+        physics_pipeline: PhysicsPipeline::new(),
+        collision_pipeline: CollisionPipeline::new(),
+        islands: w.islands.clone(),
+        broad_phase: w.broad_phase.clone(),
+        narrow_phase: w.narrow_phase.clone(),
+        bodies: w.bodies.clone(),
+        colliders: w.colliders.clone(),
+        impulse_joints: w.impulse_joints.clone(),
+        multibody_joints: w.multibody_joints.clone(),
+        soft_bodies: w.soft_bodies.clone(),
+        ccd_solver: w.ccd_solver.clone(),
+    }
+}
+
+fn tick_vs_physics(c: &mut Criterion) {
+    let mut group = c.benchmark_group("arena_64_players_1000_props");
+    let (mut game, mut bots) = arena();
+    group.bench_function("arena_tick", |b| {
+        b.iter(|| {
+            bots.push(&mut game);
+            game.step();
+        });
+    });
+    // The same scene, as the match leaves it tick after tick, stepped by rapier alone.
+    // The pipeline (a workspace) is kept warm across copies, as the match's is.
+    let (mut game, mut bots) = arena();
+    let mut pipeline = PhysicsPipeline::new();
+    group.bench_function("bare_rapier_step", |b| {
+        b.iter_batched_ref(
+            || {
+                bots.push(&mut game);
+                game.step();
+                copy_world(&game.world().resource::<Physics>().world)
+            },
+            |world| {
+                std::mem::swap(&mut world.physics_pipeline, &mut pipeline);
+                world.step();
+                std::mem::swap(&mut world.physics_pipeline, &mut pipeline);
+            },
+            BatchSize::LargeInput,
+        );
+    });
+    group.finish();
+}
+
+/// One tick's shared frame inputs, as the worker prepares them.
+struct Prepared {
+    state: Vec<EntityState>,
+    quantized: Vec<EntityView>,
+    grid: InterestGrid,
+}
+
+fn prepare(game: &mut Match, quantizer: &Quantizer, interest: Interest) -> Prepared {
+    let mut state = Vec::new();
+    game.write_replicated_state(&mut state);
+    let grid = InterestGrid::build(&state, interest.cell);
+    let quantized = state.iter().map(|e| e.quantize(quantizer, None)).collect();
+    Prepared {
+        state,
+        quantized,
+        grid,
+    }
+}
+
+fn snapshots(c: &mut Criterion) {
+    let (mut game, mut bots) = arena();
+    let quantizer = Quantizer::for_config(game.config());
+    let interest = Interest::default();
+    let snapshot_hz = game.config().snapshot_hz;
+    let budget = body_budget(96_000, snapshot_hz, 1200);
+    let mut clients: Vec<(PlayerId, ClientSnapshots)> = (1..=PLAYERS)
+        .map(|p| {
+            let entity = game.player_entity(PlayerId(p)).expect("seated");
+            (PlayerId(p), ClientSnapshots::new(entity))
+        })
+        .collect();
+    let mut last_tick = 0;
+    // Each iteration: the world moves on two ticks (a 30 Hz snapshot at 60 Hz, untimed),
+    // then every client's snapshot is built against its newest acknowledged one and
+    // encoded as a datagram (timed).
+    c.bench_function("snapshot/build_and_delta_encode_64_clients", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                for _ in 0..2 {
+                    bots.push(&mut game);
+                    game.step();
+                }
+                let prepared = prepare(&mut game, &quantizer, interest);
+                let tick = game.tick();
+                let started = Instant::now();
+                let frame = Frame {
+                    tick,
+                    quantizer: &quantizer,
+                    entities: &prepared.state,
+                    quantized: &prepared.quantized,
+                    grid: &prepared.grid,
+                    interest,
+                };
+                for (player, client) in &mut clients {
+                    // Clients acknowledge the previous snapshot (one round trip behind).
+                    client.ack(last_tick);
+                    let built = client.build(&frame, None, budget);
+                    let datagram = Datagram::Snapshot(Snapshot {
+                        tick,
+                        baseline_tick: built.baseline_tick,
+                        ack_input_seq: game.ack_input_seq(*player).unwrap_or(0),
+                        ticks_left: 0,
+                        body: built.body,
+                    });
+                    black_box(codec::encode_datagram(&datagram).expect("fits"));
+                }
+                spent += started.elapsed();
+                last_tick = tick;
+            }
+            spent
+        });
+    });
+
+    let prepared = prepare(&mut game, &quantizer, interest);
+    let centers: Vec<[f32; 3]> = clients
+        .iter()
+        .filter_map(|(p, _)| {
+            let entity = game.player_entity(*p)?;
+            prepared
+                .state
+                .iter()
+                .find(|e| e.id == entity)
+                .map(|e| e.position)
+        })
+        .collect();
+    let mut out = Vec::new();
+    c.bench_function("interest/query_64_clients_1064_entities", |b| {
+        b.iter(|| {
+            for center in &centers {
+                prepared
+                    .grid
+                    .query(&prepared.state, *center, interest.radius, &mut out);
+                black_box(out.len());
+            }
+        });
+    });
+    c.bench_function("interest/grid_build_1064_entities", |b| {
+        b.iter(|| black_box(InterestGrid::build(&prepared.state, interest.cell)));
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(6));
+    targets = tick_vs_physics, snapshots
+}
+criterion_main!(benches);

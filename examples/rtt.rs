@@ -1,0 +1,185 @@
+//! Input-to-acknowledgement round trip through an edge, beside its anchor: the raw QUIC
+//! datagram round trip on the same loopback, measured side by side in one run.
+//!
+//! ```text
+//! cargo run --release --example rtt -- --json
+//! ```
+//!
+//! The anchor is a quinn endpoint that echoes every datagram back (no game, no tick).
+//! The measured path is the SDK's: `Session::send_input` until a snapshot says the edge
+//! applied that input. On top of the transport it waits for the next tick (up to one
+//! tick) and, with snapshots at the tick rate, goes out with that tick's snapshot. The
+//! target is `p50(input) ≤ 2 × p50(raw) + one tick`.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use clap::Parser;
+use outpost_client::{Assignment, Client, Trust};
+use outpost_edge::tls::Certificate;
+use outpost_edge::{Edge, EdgeConfig, TlsSource};
+use outpost_protocol::{ConnectToken, MatchConfig, MatchId, PlayerId, PlayerInput, TokenSigner};
+
+#[derive(Parser)]
+struct Args {
+    /// Samples of each.
+    #[arg(long, default_value_t = 2000)]
+    samples: usize,
+    /// Simulation (and snapshot) rate of the match.
+    #[arg(long, default_value_t = 60)]
+    tick_hz: u16,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+fn quantile(values: &mut [f64], q: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[((values.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Round trips of single datagrams to an echoing quinn endpoint, milliseconds.
+async fn raw_quinn(samples: usize) -> anyhow::Result<Vec<f64>> {
+    let certificate = Certificate::load(&TlsSource::SelfSigned)?;
+    let mut edge_config = EdgeConfig::new("echo", [0; 32]);
+    edge_config.listen = "127.0.0.1:0".parse()?;
+    let server =
+        quinn::Endpoint::server(certificate.server_config(&edge_config)?, edge_config.listen)?;
+    let addr = server.local_addr()?;
+    let echo = tokio::spawn(async move {
+        while let Some(incoming) = server.accept().await {
+            let Ok(conn) = incoming.await else { continue };
+            while let Ok(datagram) = conn.read_datagram().await {
+                if conn.send_datagram(datagram).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let client = Client::bind("127.0.0.1:0".parse()?)?;
+    let conn = client
+        .connect_raw(&Assignment {
+            edge_addr: addr,
+            server_name: "localhost".into(),
+            trust: Trust::Pinned(certificate.fingerprint),
+            connect_token: placeholder_token(),
+        })
+        .await?;
+    let payload = Bytes::from(vec![0u8; 32]);
+    let mut rtts = Vec::with_capacity(samples);
+    for _ in 0..samples + 100 {
+        let sent = Instant::now();
+        conn.send_datagram(payload.clone())?;
+        conn.read_datagram().await?;
+        rtts.push(sent.elapsed().as_secs_f64() * 1000.0);
+        // Spaced like a game's inputs, not back to back.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    echo.abort();
+    Ok(rtts.split_off(100))
+}
+
+fn placeholder_token() -> outpost_protocol::SignedToken {
+    TokenSigner::from_seed(&[1; 32])
+        .sign(&ConnectToken {
+            player_id: PlayerId(1),
+            match_id: MatchId(1),
+            edge_id: "echo".into(),
+            config: MatchConfig::default(),
+            issued_at_ms: 0,
+            expires_at_ms: 0,
+            nonce: [0; 16],
+        })
+        .expect("signs")
+}
+
+/// Input-to-acknowledgement round trips through an edge, milliseconds.
+async fn through_edge(samples: usize, tick_hz: u16) -> anyhow::Result<Vec<f64>> {
+    let signer = TokenSigner::from_seed(&rand::random());
+    let mut config = EdgeConfig::new("rtt-edge", signer.public_key());
+    config.listen = "127.0.0.1:0".parse()?;
+    let edge = Edge::start(config).await?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
+    let match_config = MatchConfig {
+        tick_hz,
+        snapshot_hz: tick_hz,
+        props: 0,
+        score_limit: 0,
+        ..MatchConfig::default()
+    };
+    let token = signer.sign(&ConnectToken {
+        player_id: PlayerId(1),
+        match_id: MatchId(1),
+        edge_id: "rtt-edge".into(),
+        config: match_config,
+        issued_at_ms: now,
+        expires_at_ms: now + 60_000,
+        nonce: rand::random(),
+    })?;
+    let client = Client::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let mut session = client
+        .connect(&Assignment {
+            edge_addr: edge.quic_addr(),
+            server_name: "localhost".into(),
+            trust: Trust::Pinned(edge.cert_fingerprint()),
+            connect_token: token,
+        })
+        .await?;
+    session.disable_prediction();
+    let mut rtts = Vec::with_capacity(samples);
+    let mut ticker = tokio::time::interval(Duration::from_secs(1) / u32::from(tick_hz));
+    let mut last = None;
+    while rtts.len() < samples + 60 {
+        tokio::select! {
+            _ = ticker.tick() => {
+                session.send_input(PlayerInput { move_z: 127, ..PlayerInput::default() })?;
+            }
+            world = session.next_snapshot() => {
+                anyhow::ensure!(world.is_some(), "the session ended");
+                let rtt = session.input_rtt();
+                if rtt.is_some() && rtt != last {
+                    rtts.push(rtt.unwrap_or_default().as_secs_f64() * 1000.0);
+                    last = rtt;
+                }
+            }
+        }
+    }
+    session.close().await;
+    edge.shutdown().await;
+    Ok(rtts.split_off(60))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut raw = raw_quinn(args.samples).await?;
+    let mut input = through_edge(args.samples, args.tick_hz).await?;
+    let tick_ms = 1000.0 / f64::from(args.tick_hz);
+    let raw_p50 = quantile(&mut raw, 0.5);
+    let raw_p99 = quantile(&mut raw, 0.99);
+    let input_p50 = quantile(&mut input, 0.5);
+    let input_p99 = quantile(&mut input, 0.99);
+    let bound = 2.0 * raw_p50 + tick_ms;
+    let report = serde_json::json!({
+        "samples": args.samples,
+        "tick_ms": tick_ms,
+        "raw_quinn_rtt_ms_p50": raw_p50,
+        "raw_quinn_rtt_ms_p99": raw_p99,
+        "input_ack_rtt_ms_p50": input_p50,
+        "input_ack_rtt_ms_p99": input_p99,
+        "target_ms": bound,
+        "input_p50_within_target": input_p50 <= bound,
+        "input_p50_over_raw_minus_tick": (input_p50 - tick_ms) / raw_p50,
+    });
+    if args.json {
+        #[expect(clippy::print_stdout, reason = "the report is the example's output")]
+        {
+            println!("{report}");
+        }
+    } else {
+        eprintln!("{report:#}");
+    }
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! `outpost loadtest` end to end: a small run against a spawned edge, its JSON and HTML
+//! report checked for consistency; and the runs it must refuse.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn outpost(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the outpost binary runs")
+}
+
+fn number(report: &serde_json::Value, field: &str) -> f64 {
+    report[field]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{field} missing or not a number in {report}"))
+}
+
+#[test]
+fn small_load_test_holds_every_player_and_reports_consistent_figures() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let report_dir = dir.path().join("report");
+    let output = outpost(&[
+        "loadtest",
+        "--spawn-edge",
+        "--players",
+        "32",
+        "--match-size",
+        "16",
+        "--duration",
+        "10s",
+        "--ramp",
+        "32",
+        "--json",
+        "--report",
+        report_dir.to_str().expect("utf-8 path"),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "loadtest failed: {stderr}");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8 JSON");
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+
+    // Everyone joined, stayed, and nothing failed.
+    assert_eq!(number(&report, "players_target"), 32.0);
+    assert_eq!(number(&report, "players_connected"), 32.0, "{stderr}");
+    assert_eq!(number(&report, "players_joined"), 32.0);
+    assert_eq!(number(&report, "connect_attempts"), 32.0);
+    assert_eq!(number(&report, "connect_failures"), 0.0);
+    assert_eq!(
+        number(&report, "errors"),
+        0.0,
+        "{}",
+        report["errors_by_kind"]
+    );
+    assert_eq!(number(&report, "matches"), 2.0);
+    assert_eq!(number(&report, "scrape_failures"), 0.0);
+    // The hold lasted as asked (the run bounds it), after a ramp of about a second.
+    let held = number(&report, "duration_s");
+    assert!((9.5..12.0).contains(&held), "held {held} s");
+    assert!(number(&report, "ramp_s") < 5.0);
+    // Figures are present, positive and ordered.
+    for field in [
+        "tick_ms_p50",
+        "rtt_ms_p50",
+        "quic_rtt_ms_p50",
+        "kbps_down_per_player_p50",
+        "kbps_up_per_player_p50",
+        "snapshots_per_s",
+    ] {
+        assert!(number(&report, field) > 0.0, "{field} in {report}");
+    }
+    assert!(number(&report, "tick_ms_p99") >= number(&report, "tick_ms_p50"));
+    assert!(number(&report, "rtt_ms_p99") >= number(&report, "rtt_ms_p95"));
+    assert!(number(&report, "rtt_ms_p95") >= number(&report, "rtt_ms_p50"));
+    assert!(report["missed_ticks"].is_u64(), "missed_ticks scraped");
+    // Two matches at 60 Hz for the hold: the edge's tick count says it kept time within
+    // a generous margin (missed ticks are counted separately).
+    let ticks = number(&report, "ticks");
+    assert!(ticks > 2.0 * 60.0 * held * 0.5, "{ticks} ticks in {held} s");
+    // Snapshots: 32 players at 30 Hz, most of which arrive.
+    let per_second = number(&report, "snapshots_per_s");
+    assert!(
+        per_second > 32.0 * 30.0 * 0.5 && per_second < 32.0 * 30.0 * 1.2,
+        "{per_second} snapshots/s"
+    );
+    assert_eq!(
+        number(&report, "snapshots_received"),
+        report["snapshots_received"].as_u64().expect("count") as f64
+    );
+    // The series covers the run, one entry a second.
+    let series = report["series"].as_array().expect("series");
+    let elapsed = number(&report, "elapsed_s");
+    assert!(
+        series.len() as f64 >= elapsed - 2.0,
+        "{} seconds recorded of {elapsed}",
+        series.len()
+    );
+    assert!(series.iter().any(|s| s["tick_ms_p99"].as_f64().is_some()));
+    assert!(series.iter().any(|s| s["players_connected"] == 32));
+
+    // The report folder: the same JSON, and a page with its six plots inline.
+    let saved: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(report_dir.join("report.json")).expect("report.json"),
+    )
+    .expect("report.json parses");
+    assert_eq!(saved, report);
+    let page = std::fs::read_to_string(report_dir.join("index.html")).expect("index.html");
+    assert!(page.starts_with("<!doctype html>"));
+    assert_eq!(page.matches("<svg").count(), 6, "six plots");
+    for title in [
+        "Input-to-acknowledgement round trip",
+        "Snapshot inter-arrival jitter",
+        "Bandwidth per player",
+        "Edge tick time",
+        "Connects",
+        "Errors by kind",
+    ] {
+        assert!(page.contains(title), "plot {title}");
+    }
+    assert!(!page.contains("src=\"http"), "self-contained");
+    assert!(Path::new(&report_dir.join("index.html")).exists());
+}
+
+#[test]
+fn unbounded_runs_and_non_loopback_targets_are_refused() {
+    let seed = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(seed.path(), "11".repeat(32)).expect("seed written");
+    let seed = seed.path().to_str().expect("utf-8 path");
+    let fingerprint = "22".repeat(32);
+    let refusals: [(&[&str], &str); 7] = [
+        (&["--spawn-edge", "--players", "10"], "--duration"),
+        (&["--spawn-edge", "--duration", "10s"], "--players"),
+        (
+            &["--spawn-edge", "--players", "0", "--duration", "10s"],
+            "--players must be between 1 and 10000",
+        ),
+        (
+            &["--spawn-edge", "--players", "20000", "--duration", "10s"],
+            "--players must be between 1 and 10000",
+        ),
+        (
+            &["--spawn-edge", "--players", "10", "--duration", "2h"],
+            "--duration must be more than 0 and at most 3600s",
+        ),
+        (
+            &[
+                "--edge",
+                "10.1.2.3:7777",
+                "--edge-fingerprint",
+                &fingerprint,
+                "--token-seed-file",
+                seed,
+                "--players",
+                "10",
+                "--duration",
+                "10s",
+            ],
+            "not a loopback address; name it with --host 10.1.2.3",
+        ),
+        (
+            &[
+                "--api",
+                "http://example.com:8080",
+                "--players",
+                "10",
+                "--duration",
+                "10s",
+            ],
+            "refusing to load example.com",
+        ),
+    ];
+    for (args, expected) in refusals {
+        let mut full = vec!["loadtest"];
+        full.extend_from_slice(args);
+        let output = outpost(&full);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} was accepted");
+        assert!(
+            stderr.contains(expected),
+            "{args:?}: expected `{expected}` in: {stderr}"
+        );
+        assert!(output.stdout.is_empty(), "{args:?} printed a report");
+    }
+    // Asking for the dev key's public half needs no target and sends nothing.
+    let output = outpost(&["loadtest", "--print-public-key", "--token-seed-file", seed]);
+    assert!(output.status.success());
+    let public = String::from_utf8(output.stdout).expect("utf-8");
+    assert_eq!(public.trim().len(), 64);
+}
