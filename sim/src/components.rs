@@ -33,8 +33,11 @@ pub struct PlayerSlot {
     pub score: u32,
 }
 
-/// Queued inputs beyond which the edge applies two per tick to catch up.
-pub const CATCH_UP_DEPTH: usize = 4;
+/// Queued inputs beyond which the edge applies two per tick to catch up. One input of
+/// slack absorbs arrival jitter; anything deeper is latency every input would wait
+/// through (a client sending at the tick rate never drains a standing queue by itself),
+/// so it is worked off at once.
+pub const CATCH_UP_DEPTH: usize = 1;
 
 /// A character's motion: what the client needs, besides position, to predict it.
 #[derive(Component, Debug, Clone, Copy, Default, PartialEq)]

@@ -46,10 +46,25 @@ fn a_tick_without_input_does_not_move_and_a_burst_catches_up() {
     game.step();
     assert_eq!(
         game.ack_input_seq(PlayerId(1)),
-        Some(5),
+        Some(7),
+        "two per tick until at most one waits"
+    );
+    game.push_input(PlayerId(1), forward(8));
+    game.push_input(PlayerId(1), forward(9));
+    game.step();
+    assert_eq!(
+        game.ack_input_seq(PlayerId(1)),
+        Some(9),
+        "two waiting is still more than the slack"
+    );
+    game.push_input(PlayerId(1), forward(10));
+    game.step();
+    assert_eq!(
+        game.ack_input_seq(PlayerId(1)),
+        Some(10),
         "then one per tick again"
     );
-    assert_eq!(game.input_counts(PlayerId(1)), Some((5, 0)));
+    assert_eq!(game.input_counts(PlayerId(1)), Some((10, 0)));
 }
 
 /// The client predicts its character with the same code on the same grid: with nothing
