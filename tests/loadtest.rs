@@ -189,3 +189,80 @@ fn unbounded_runs_and_non_loopback_targets_are_refused() {
     let public = String::from_utf8(output.stdout).expect("utf-8");
     assert_eq!(public.trim().len(), 64);
 }
+
+/// `outpost dev` killed when dropped.
+struct Dev(std::process::Child);
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn full_stack_players_log_in_and_matchmake_through_the_gateway() {
+    use std::io::{BufRead as _, BufReader};
+    // The whole platform on loopback, free ports; its matches are of two players.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .args(["dev", "--bots", "2", "--duration", "60s"])
+        .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args([
+            "--cloud-listen",
+            "127.0.0.1:0",
+            "--gateway-listen",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("outpost dev starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let dev = Dev(child);
+    // "outpost dev: cloud URL · gateway URL · edge ID on quic ADDR · metrics URL · …"
+    let banner = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .find(|line| line.starts_with("outpost dev:"))
+        .expect("outpost dev prints its addresses");
+    let field = |prefix: &str| {
+        banner
+            .split(" · ")
+            .find_map(|part| part.strip_prefix(prefix))
+            .map(|rest| rest.split(' ').next().unwrap_or(rest).to_owned())
+            .unwrap_or_else(|| panic!("no `{prefix}` in {banner}"))
+    };
+    let gateway = field("gateway ");
+    let metrics = field("metrics ");
+    let output = outpost(&[
+        "loadtest",
+        "--api",
+        &gateway,
+        "--metrics",
+        &metrics,
+        "--players",
+        "4",
+        "--duration",
+        "5s",
+        "--json",
+    ]);
+    drop(dev);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "loadtest failed: {stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("one JSON object");
+    assert_eq!(number(&report, "players_connected"), 4.0, "{stderr}");
+    assert_eq!(
+        number(&report, "errors"),
+        0.0,
+        "{}",
+        report["errors_by_kind"]
+    );
+    // Matched by the cloud two by two (the dev mode's size); a loadtest player may be
+    // paired with one of the dev bots, which matchmake too.
+    let matches = number(&report, "matches");
+    assert!((2.0..=4.0).contains(&matches), "{matches} matches");
+    assert!(number(&report, "rtt_ms_p50") > 0.0);
+    assert!(number(&report, "tick_ms_p99") > 0.0);
+}

@@ -91,7 +91,7 @@ pub(crate) async fn play(
         session.disable_prediction();
         session.disable_interpolation();
     }
-    recorder.connected();
+    recorder.connected(session.welcome().match_id.0);
     let outcome = drive(n, &session, &config, &recorder, until).await;
     match outcome {
         Ok(()) => {

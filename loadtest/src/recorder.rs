@@ -107,6 +107,7 @@ pub(crate) struct Recorder {
     failed: AtomicU64,
     stayed: AtomicU64,
     holding: AtomicBool,
+    matches: Mutex<std::collections::BTreeSet<u64>>,
     window: Mutex<Window>,
     totals: Mutex<Totals>,
 }
@@ -127,6 +128,7 @@ impl Recorder {
             failed: AtomicU64::new(0),
             stayed: AtomicU64::new(0),
             holding: AtomicBool::new(false),
+            matches: Mutex::new(std::collections::BTreeSet::new()),
             window: Mutex::new(Window::default()),
             totals: Mutex::new(Totals {
                 input_rtt_us: histogram(),
@@ -149,7 +151,9 @@ impl Recorder {
         self.attempts.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn connected(&self) {
+    /// A player joined match `match_id`.
+    pub(crate) fn connected(&self, match_id: u64) {
+        lock(&self.matches).insert(match_id);
         self.connected.fetch_add(1, Ordering::Relaxed);
         self.joined.fetch_add(1, Ordering::Relaxed);
     }
@@ -294,7 +298,7 @@ impl Recorder {
             players_joined: self.joined.load(Ordering::Relaxed),
             connect_attempts: self.attempts.load(Ordering::Relaxed),
             connect_failures: self.failed.load(Ordering::Relaxed),
-            matches: config.matches(),
+            matches: lock(&self.matches).len() as u32,
             match_size: config.match_size,
             tick_hz: config.match_config.tick_hz,
             snapshot_hz: config.match_config.snapshot_hz,

@@ -23,9 +23,9 @@ pub struct Report {
     pub connect_attempts: u64,
     /// Joins that failed.
     pub connect_failures: u64,
-    /// Matches the players were spread over.
+    /// Matches the players joined.
     pub matches: u32,
-    /// Players per match.
+    /// Players per match asked for (the mode decides with the full stack).
     pub match_size: u16,
     /// Simulation rate.
     pub tick_hz: u16,
