@@ -18,8 +18,9 @@ use outpost_protocol::{
     Datagram, EntityState, EntityView, MatchConfig, MatchId, PlayerId, PlayerInput, Quantizer,
     Snapshot, codec,
 };
+use outpost_sim::arena::move_character;
 use outpost_sim::rapier3d::prelude::{CollisionPipeline, PhysicsPipeline, PhysicsWorld};
-use outpost_sim::{Match, Physics};
+use outpost_sim::{Match, Motion, Physics, PlayerSlot, RigidBodyRef};
 
 const PLAYERS: u64 = 64;
 const PROPS: u16 = 1000;
@@ -32,9 +33,9 @@ struct Bots {
 }
 
 impl Bots {
-    fn new() -> Self {
+    fn new(players: u64) -> Self {
         let mut rng = SplitMix64::new(7);
-        let headings = (0..PLAYERS)
+        let headings = (0..players)
             .map(|_| rng.range(0.0, std::f32::consts::TAU))
             .collect();
         Self {
@@ -45,7 +46,15 @@ impl Bots {
     }
 
     fn push(&mut self, game: &mut Match) {
+        for (player, input) in self.next(game.tick()) {
+            game.push_input(player, input);
+        }
+    }
+
+    /// Every player's next input.
+    fn next(&mut self, tick: u32) -> Vec<(PlayerId, PlayerInput)> {
         self.seq += 1;
+        let mut inputs = Vec::with_capacity(self.headings.len());
         for (p, heading) in self.headings.iter_mut().enumerate() {
             if self.rng.next_u64().is_multiple_of(90) {
                 *heading = self.rng.range(0.0, std::f32::consts::TAU);
@@ -60,28 +69,34 @@ impl Bots {
                 pitch: 0,
                 buttons: (u8::from(fire) * PlayerInput::FIRE)
                     | (u8::from(jump) * PlayerInput::JUMP),
-                view_tick: game.tick().saturating_sub(6),
+                view_tick: tick.saturating_sub(6),
             };
-            game.push_input(PlayerId(p as u64 + 1), input);
+            inputs.push((PlayerId(p as u64 + 1), input));
         }
+        inputs
     }
 }
 
 /// The busy arena, warmed up for two seconds of play.
 fn arena() -> (Match, Bots) {
+    arena_of(PLAYERS, PROPS)
+}
+
+/// An arena of `players` bots and `props` props, warmed up for two seconds of play.
+fn arena_of(players: u64, props: u16) -> (Match, Bots) {
     let config = MatchConfig {
-        max_players: PLAYERS as u16,
-        props: PROPS,
+        max_players: players as u16,
+        props,
         score_limit: 0,
         duration_s: 7200,
         seed: 11,
         ..MatchConfig::default()
     };
     let mut game = Match::new(MatchId(1), &config).expect("valid config");
-    for p in 1..=PLAYERS {
+    for p in 1..=players {
         game.add_player(PlayerId(p)).expect("seat");
     }
-    let mut bots = Bots::new();
+    let mut bots = Bots::new(players);
     for _ in 0..120 {
         bots.push(&mut game);
         game.step();
@@ -110,34 +125,55 @@ fn copy_world(w: &PhysicsWorld) -> PhysicsWorld {
 }
 
 fn tick_vs_physics(c: &mut Criterion) {
-    let mut group = c.benchmark_group("arena_64_players_1000_props");
-    let (mut game, mut bots) = arena();
-    group.bench_function("arena_tick", |b| {
-        b.iter(|| {
-            bots.push(&mut game);
-            game.step();
-        });
-    });
-    // The same scene, as the match leaves it tick after tick, stepped by rapier alone.
-    // The pipeline (a workspace) is kept warm across copies, as the match's is.
-    let (mut game, mut bots) = arena();
-    let mut pipeline = PhysicsPipeline::new();
-    group.bench_function("bare_rapier_step", |b| {
-        b.iter_batched_ref(
-            || {
+    // The scene, and the load test's (a default 16-player match).
+    for (players, props) in [(PLAYERS, PROPS), (16, 40)] {
+        let mut group = c.benchmark_group(format!("arena_{players}_players_{props}_props"));
+        let (mut game, mut bots) = arena_of(players, props);
+        group.bench_function("arena_tick", |b| {
+            b.iter(|| {
                 bots.push(&mut game);
                 game.step();
-                copy_world(&game.world().resource::<Physics>().world)
-            },
-            |world| {
-                std::mem::swap(&mut world.physics_pipeline, &mut pipeline);
-                world.step();
-                std::mem::swap(&mut world.physics_pipeline, &mut pipeline);
-            },
-            BatchSize::LargeInput,
-        );
-    });
-    group.finish();
+            });
+        });
+        // The physics floor of the same scene: rapier alone, as the match leaves it tick
+        // after tick — each character moved by rapier's character controller with its
+        // next input (the same call the match makes), then one step. No ECS, combat, lag
+        // compensation, events or replication. The pipeline (a workspace) is kept warm
+        // across copies, as the match's is.
+        let (mut game, mut bots) = arena_of(players, props);
+        let mut pipeline = PhysicsPipeline::new();
+        let dt = 1.0 / f32::from(game.config().tick_hz);
+        group.bench_function("bare_rapier_step", |b| {
+            b.iter_batched_ref(
+                || {
+                    bots.push(&mut game);
+                    game.step();
+                    let inputs = bots.next(game.tick());
+                    let mut characters = Vec::with_capacity(inputs.len());
+                    let mut query = game
+                        .world_mut()
+                        .query::<(&PlayerSlot, &RigidBodyRef, &Motion)>();
+                    for (slot, body, motion) in query.iter(game.world()) {
+                        if let Some((_, input)) = inputs.iter().find(|(p, _)| *p == slot.player) {
+                            characters.push((body.0, *input, *motion));
+                        }
+                    }
+                    let world = copy_world(&game.world().resource::<Physics>().world);
+                    (world, characters)
+                },
+                |(world, characters)| {
+                    std::mem::swap(&mut world.physics_pipeline, &mut pipeline);
+                    for (body, input, motion) in characters.iter_mut() {
+                        move_character(world, *body, input, motion, dt);
+                    }
+                    world.step();
+                    std::mem::swap(&mut world.physics_pipeline, &mut pipeline);
+                },
+                BatchSize::LargeInput,
+            );
+        });
+        group.finish();
+    }
 }
 
 /// One tick's shared frame inputs, as the worker prepares them.
