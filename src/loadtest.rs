@@ -290,7 +290,14 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         args.snapshot_hz,
         args.input_hz,
     );
-    let report = outpost_loadtest::run(config).await?;
+    // Asked to stop (Ctrl-C, SIGTERM), the run ends at once and the spawned edge with it.
+    let report = tokio::select! {
+        report = outpost_loadtest::run(config) => report?,
+        signal = crate::stop_signal() => {
+            drop(spawned);
+            anyhow::bail!("{signal}: load test stopped before its end; no report");
+        }
+    };
     drop(spawned);
     eprintln!("{}", report.summary());
     if let Some(dir) = &args.report {

@@ -162,9 +162,12 @@ async fn drive(
     };
     let mut heading = rng.range(0.0, 1.0) * std::f32::consts::TAU;
     let mut step = 0u32;
+    // One timer for the end, not a new one every tick.
+    let end = tokio::time::sleep_until(until);
+    tokio::pin!(end);
     loop {
         tokio::select! {
-            () = tokio::time::sleep_until(until) => return Ok(()),
+            () = &mut end => return Ok(()),
             _ = ticks.tick() => {}
         }
         if session.goodbye().is_some() {
