@@ -237,7 +237,9 @@ fn blend(a: &EntityState, b: &EntityState, f: f32) -> EntityState {
 pub struct Decoder {
     quantizer: Quantizer,
     own: EntityId,
-    views: VecDeque<(u32, View, Vec<u32>)>,
+    /// Recent views: tick, quantized entities, the tick each value was sent at, and the
+    /// entities decoded (so values carried over need no decoding again).
+    views: VecDeque<(u32, View, Vec<u32>, Vec<EntityState>)>,
 }
 
 impl Decoder {
@@ -260,26 +262,34 @@ impl Decoder {
         if snapshot.tick <= self.newest() {
             return Err(SnapshotIssue::Stale);
         }
-        let (empty, no_ticks) = (View::new(), Vec::new());
-        let (baseline, baseline_ticks) = if snapshot.baseline_tick == 0 {
-            (&empty, &no_ticks)
+        let (empty, no_ticks, no_states) = (View::new(), Vec::new(), Vec::new());
+        let (baseline, baseline_ticks, baseline_states) = if snapshot.baseline_tick == 0 {
+            (&empty, &no_ticks, &no_states)
         } else {
             self.views
                 .iter()
                 .find(|(t, ..)| *t == snapshot.baseline_tick)
-                .map(|(_, v, ticks)| (v, ticks))
+                .map(|(_, v, ticks, states)| (v, ticks, states))
                 .ok_or(SnapshotIssue::NoBaseline)?
         };
         let view = delta::decode(&self.quantizer, baseline, &snapshot.body)
             .map_err(|_| SnapshotIssue::Malformed)?;
-        // A value equal to the baseline's was carried over; any other was sent now.
-        let value_ticks: Vec<u32> = view
-            .iter()
-            .map(|e| match baseline.binary_search_by_key(&e.id, |b| b.id) {
-                Ok(i) if baseline[i] == *e => baseline_ticks[i],
-                _ => snapshot.tick,
-            })
-            .collect();
+        // A value equal to the baseline's was carried over (and is decoded already); any
+        // other was sent now.
+        let mut value_ticks = Vec::with_capacity(view.len());
+        let mut entities = Vec::with_capacity(view.len());
+        for e in &view {
+            match baseline.binary_search_by_key(&e.id, |b| b.id) {
+                Ok(i) if baseline[i] == *e => {
+                    value_ticks.push(baseline_ticks[i]);
+                    entities.push(baseline_states[i]);
+                }
+                _ => {
+                    value_ticks.push(snapshot.tick);
+                    entities.push(EntityState::from_view(&self.quantizer, e));
+                }
+            }
+        }
         let removed: Vec<EntityId> = baseline
             .iter()
             .filter(|b| view.binary_search_by_key(&b.id, |e| e.id).is_err())
@@ -293,15 +303,11 @@ impl Decoder {
                 velocity: quantize::velocity_value(m.velocity),
                 grounded: m.grounded,
             });
-        let entities = view
-            .iter()
-            .map(|e| EntityState::from_view(&self.quantizer, e))
-            .collect();
         if self.views.len() == VIEW_HISTORY {
             self.views.pop_front();
         }
         self.views
-            .push_back((snapshot.tick, view, value_ticks.clone()));
+            .push_back((snapshot.tick, view, value_ticks.clone(), entities.clone()));
         Ok(WorldState {
             tick: snapshot.tick,
             ack_input_seq: snapshot.ack_input_seq,
