@@ -415,10 +415,30 @@ async fn datagrams_in(shared: &Shared, conn: &Connection, seat: &SeatKey) -> End
     }
 }
 
+/// Most control bytes gathered into one stream write.
+const CONTROL_BATCH_BYTES: usize = 16 * 1024;
+
 async fn control_out(send: &mut SendStream, control: &mut mpsc::Receiver<Control>) -> End {
-    while let Some(message) = control.recv().await {
-        let goodbye = matches!(message, Control::Goodbye(_));
-        if !write_frame(send, &message).await {
+    let mut batch = Vec::new();
+    while let Some(first) = control.recv().await {
+        // A tick's events reach a seat together: one stream write for all of them.
+        batch.clear();
+        let mut next = Some(first);
+        let mut goodbye = false;
+        while let Some(message) = next.take() {
+            goodbye = matches!(message, Control::Goodbye(_));
+            match codec::encode_frame(&message) {
+                Ok(frame) => batch.extend_from_slice(&frame),
+                Err(err) => {
+                    tracing::error!(?err, "could not encode a control message");
+                    return End::Closed;
+                }
+            }
+            if !goodbye && batch.len() < CONTROL_BATCH_BYTES {
+                next = control.try_recv().ok();
+            }
+        }
+        if send.write_all(&batch).await.is_err() {
             return End::Closed;
         }
         if goodbye {
