@@ -99,19 +99,22 @@ fn parse_link(name: &str) -> Result<LinkConfig, String> {
         .ok_or_else(|| format!("unknown link preset `{name}` (good, average, poor, bursty)"))
 }
 
+/// A child process, killed when dropped.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The spawned edge; killed when dropped.
 struct ChildEdge {
-    child: Child,
+    _process: KillOnDrop,
     addr: SocketAddr,
     metrics_url: String,
     fingerprint: [u8; 32],
-}
-
-impl Drop for ChildEdge {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Starts `outpost edge` on loopback trusting `public_key`; waits for its address line.
@@ -123,7 +126,7 @@ fn spawn_edge(
     dir: &std::path::Path,
 ) -> anyhow::Result<ChildEdge> {
     let key_file = dir.join("token-public-key");
-    std::fs::write(&key_file, hex(&public_key))?;
+    std::fs::write(&key_file, outpost_edge::hex(&public_key))?;
     let mut child = Command::new(std::env::current_exe()?)
         .args(["edge", "--edge-id", &args.edge_id])
         .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
@@ -156,36 +159,23 @@ fn spawn_edge(
             }
         }
     });
-    let guard = |child| ChildEdge {
-        child,
-        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        metrics_url: String::new(),
-        fingerprint: [0; 32],
-    };
-    let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) else {
-        drop(guard(child));
-        anyhow::bail!("the spawned edge did not start (see its log above)");
-    };
-    let mut edge = guard(child);
+    let process = KillOnDrop(child);
+    let line = rx
+        .recv_timeout(Duration::from_secs(20))
+        .map_err(|_| anyhow::anyhow!("the spawned edge did not start (see its log above)"))?;
     // "quic ADDR · admin http://ADDR · certificate sha256 HEX"
-    for part in line.split(" · ") {
-        if let Some(addr) = part.strip_prefix("quic ") {
-            edge.addr = addr.parse().context("the edge's QUIC address")?;
-        } else if let Some(url) = part.strip_prefix("admin ") {
-            edge.metrics_url = format!("{url}/metrics");
-        } else if let Some(fp) = part.strip_prefix("certificate sha256 ") {
-            edge.fingerprint = crate::edge::parse_hex_key(fp).context("the edge's fingerprint")?;
-        }
-    }
-    anyhow::ensure!(
-        edge.addr.port() != 0 && !edge.metrics_url.is_empty(),
-        "cannot read the spawned edge's addresses from: {line}"
-    );
-    Ok(edge)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let part = |prefix: &str| {
+        line.split(" · ")
+            .find_map(|part| part.strip_prefix(prefix))
+            .with_context(|| format!("no `{prefix}` in the spawned edge's line: {line}"))
+    };
+    Ok(ChildEdge {
+        addr: part("quic ")?.parse().context("the edge's QUIC address")?,
+        metrics_url: format!("{}/metrics", part("admin ")?),
+        fingerprint: crate::edge::parse_hex_key(part("certificate sha256 ")?)
+            .context("the edge's fingerprint")?,
+        _process: process,
+    })
 }
 
 pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
@@ -198,7 +188,10 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         let seed = seed.context("--token-seed-file is needed")?;
         #[expect(clippy::print_stdout, reason = "the key is the command's output")]
         {
-            println!("{}", hex(&TokenSigner::from_seed(&seed).public_key()));
+            println!(
+                "{}",
+                outpost_edge::hex(&TokenSigner::from_seed(&seed).public_key())
+            );
         }
         return Ok(());
     }

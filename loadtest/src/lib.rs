@@ -348,8 +348,8 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<Report> {
     let tokens = match &config.target {
         Target::Edge {
             edge_id, signer, ..
-        } => Some(mint_tokens(&config, edge_id, signer)?),
-        Target::Stack { .. } => None,
+        } => mint_tokens(&config, edge_id, signer)?,
+        Target::Stack { .. } => Vec::new(),
     };
 
     let recorder = Arc::new(recorder::Recorder::new(config.players, config.match_size));
@@ -376,23 +376,19 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<Report> {
         tokio::time::sleep_until(next).await;
         next += gap;
         let endpoint = n as usize % endpoints;
-        let join = match (&config.target, &tokens) {
-            (
-                Target::Edge {
-                    addr, fingerprint, ..
-                },
-                Some(tokens),
-            ) => player::Join::Direct(Assignment {
+        let join = match &config.target {
+            Target::Edge {
+                addr, fingerprint, ..
+            } => player::Join::Direct(Assignment {
                 edge_addr: relays.get(endpoint).map_or(*addr, LinkRelay::addr),
                 server_name: "localhost".into(),
                 trust: Trust::Pinned(*fingerprint),
                 connect_token: tokens[n as usize].clone(),
             }),
-            (Target::Stack { api_url, mode }, _) => player::Join::Stack {
+            Target::Stack { api_url, mode } => player::Join::Stack {
                 api_url: api_url.clone(),
                 mode: mode.clone(),
             },
-            (Target::Edge { .. }, None) => unreachable!("edge runs mint tokens"),
         };
         players.push(tokio::spawn(player::play(
             n,

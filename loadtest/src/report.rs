@@ -172,10 +172,8 @@ impl Report {
         ];
         // Errors by kind, cumulative; a flat line at zero when there were none.
         let palette = [RED, MAGENTA, CYAN, BLACK, GREEN, BLUE, YELLOW];
-        let mut kinds: Vec<&String> = self.errors_by_kind.keys().collect();
-        kinds.dedup();
         let mut error_lines = Vec::new();
-        for (i, kind) in kinds.iter().enumerate() {
+        for (i, kind) in self.errors_by_kind.keys().enumerate() {
             let mut sum = 0.0;
             error_lines.push(Line {
                 name: kind.as_str(),
@@ -184,7 +182,7 @@ impl Report {
                     .series
                     .iter()
                     .map(|s| {
-                        sum += s.errors.get(*kind).copied().unwrap_or(0) as f64;
+                        sum += s.errors.get(kind).copied().unwrap_or(0) as f64;
                         (s.t_s, sum)
                     })
                     .collect(),
