@@ -72,6 +72,23 @@ pub struct EdgeArgs {
     /// Area-of-interest radius, metres.
     #[arg(long, env = "OUTPOST_INTEREST_RADIUS", default_value_t = 48.0)]
     interest_radius: f32,
+    /// How long a new connection has to finish its QUIC handshake and send its Hello.
+    #[arg(long, env = "OUTPOST_HELLO_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    hello_timeout: Duration,
+    /// Most connections pending at once (handshaking, or without a valid Hello yet).
+    #[arg(long, env = "OUTPOST_MAX_PENDING_HANDSHAKES", default_value_t = 1024)]
+    max_pending_handshakes: usize,
+    /// Most pending connections from one address (IPv6: one /64).
+    #[arg(
+        long,
+        env = "OUTPOST_MAX_PENDING_HANDSHAKES_PER_ADDRESS",
+        default_value_t = 16
+    )]
+    max_pending_handshakes_per_address: usize,
+    /// Pending connections above which new addresses must answer a QUIC Retry first
+    /// (0: always).
+    #[arg(long, env = "OUTPOST_RETRY_ABOVE_PENDING", default_value_t = 64)]
+    retry_above_pending: usize,
     /// How long SIGTERM waits for running matches to finish before ending them.
     #[arg(long, env = "OUTPOST_DRAIN_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
@@ -119,6 +136,10 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     config.sim_threads = args.sim_threads;
     config.client_bandwidth_bps = args.client_bandwidth_kbps.saturating_mul(1000);
     config.interest_radius = args.interest_radius;
+    config.hello_timeout = args.hello_timeout;
+    config.max_pending_handshakes = args.max_pending_handshakes;
+    config.max_pending_handshakes_per_address = args.max_pending_handshakes_per_address;
+    config.retry_above_pending = args.retry_above_pending;
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         config.tls = TlsSource::Files { cert, key };
     }

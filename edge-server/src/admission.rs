@@ -107,6 +107,12 @@ impl Admission {
         })
     }
 
+    /// Forgets a first use that came to nothing (the player was refused after the token
+    /// checked out), so the token may be presented again.
+    pub fn release(&mut self, nonce: &[u8; 16]) {
+        self.seen.remove(nonce);
+    }
+
     /// Nonces remembered now.
     pub fn remembered(&self) -> usize {
         self.seen.len()

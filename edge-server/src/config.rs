@@ -40,8 +40,18 @@ pub struct EdgeConfig {
     pub max_players: usize,
     /// Simulation worker threads. Default 1; 1..=256.
     pub sim_threads: usize,
-    /// How long a new connection has to send its Hello. Default 5 s.
+    /// How long a new connection has, from its first packet, to finish the QUIC
+    /// handshake and send its Hello. Default 5 s.
     pub hello_timeout: Duration,
+    /// Most connections pending at once: handshaking, or handshaken without a valid
+    /// Hello yet. Default 1024; 1..=100_000.
+    pub max_pending_handshakes: usize,
+    /// Most pending connections from one address (an IPv6 /64). Default 16; 1..=1024.
+    pub max_pending_handshakes_per_address: usize,
+    /// Pending connections above which an address must be validated by a QUIC Retry
+    /// (one more round trip) before its handshake goes on; 0 validates every address.
+    /// Default 64; at most `max_pending_handshakes`.
+    pub retry_above_pending: usize,
     /// How long a disconnected player's seat is kept for a reconnect. Default 15 s.
     pub reconnect_grace: Duration,
     /// Connections idle this long are closed. Default 10 s; at least 1 s.
@@ -79,6 +89,9 @@ impl EdgeConfig {
             max_players: 1024,
             sim_threads: 1,
             hello_timeout: Duration::from_secs(5),
+            max_pending_handshakes: 1024,
+            max_pending_handshakes_per_address: 16,
+            retry_above_pending: 64,
             reconnect_grace: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(10),
             max_input_rate_hz: 240,
@@ -123,6 +136,21 @@ impl EdgeConfig {
             !self.hello_timeout.is_zero(),
             "hello_timeout",
             "must be positive",
+        )?;
+        check(
+            (1..=100_000).contains(&self.max_pending_handshakes),
+            "max_pending_handshakes",
+            "must be 1..=100000",
+        )?;
+        check(
+            (1..=1024).contains(&self.max_pending_handshakes_per_address),
+            "max_pending_handshakes_per_address",
+            "must be 1..=1024",
+        )?;
+        check(
+            self.retry_above_pending <= self.max_pending_handshakes,
+            "retry_above_pending",
+            "must be at most max_pending_handshakes",
         )?;
         check(
             self.idle_timeout >= Duration::from_secs(1),

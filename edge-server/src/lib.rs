@@ -28,6 +28,7 @@ pub mod cloud_link;
 pub mod config;
 mod directory;
 pub mod gateway;
+pub mod handshake;
 mod http;
 pub mod metrics;
 pub mod outbox;

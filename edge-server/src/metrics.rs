@@ -46,6 +46,13 @@ pub struct EdgeMetrics {
     pub snapshots_dropped: Counter,
     /// Connections refused, by reason.
     pub rejects: Family<RejectLabels, Counter>,
+    /// Connections pending now: handshaking, or without a valid Hello yet.
+    pub handshakes_pending: Gauge,
+    /// Initials answered with a Retry (address validation).
+    pub handshake_retries: Counter,
+    /// Initials refused before any handshake, by reason
+    /// ([`crate::handshake::Refusal::as_str`]).
+    pub handshakes_refused: Family<RejectLabels, Counter>,
     /// The HTTP gateway's counters (zero when it does not run).
     pub gateway: crate::gateway::GatewayStats,
 }
@@ -75,6 +82,9 @@ impl EdgeMetrics {
             inputs_dropped: Counter::default(),
             snapshots_dropped: Counter::default(),
             rejects: Family::default(),
+            handshakes_pending: Gauge::default(),
+            handshake_retries: Counter::default(),
+            handshakes_refused: Family::default(),
             gateway: crate::gateway::GatewayStats::default(),
         };
         let r = &mut registry;
@@ -136,6 +146,21 @@ impl EdgeMetrics {
             "Connections refused, by reason",
             metrics.rejects.clone(),
         );
+        r.register(
+            "handshakes_pending",
+            "Connections handshaking or without a valid Hello yet",
+            metrics.handshakes_pending.clone(),
+        );
+        r.register(
+            "handshake_retries",
+            "Initials answered with a Retry",
+            metrics.handshake_retries.clone(),
+        );
+        r.register(
+            "handshakes_refused",
+            "Initials refused before a handshake, by reason",
+            metrics.handshakes_refused.clone(),
+        );
         metrics.gateway.register(r);
         Self {
             registry,
@@ -157,6 +182,24 @@ impl EdgeMetrics {
         self.rejects
             .get_or_create(&RejectLabels {
                 reason: code.as_str(),
+            })
+            .get()
+    }
+
+    /// Counts an Initial refused before its handshake.
+    pub fn refuse_handshake(&self, refusal: crate::handshake::Refusal) {
+        self.handshakes_refused
+            .get_or_create(&RejectLabels {
+                reason: refusal.as_str(),
+            })
+            .inc();
+    }
+
+    /// Initials refused for one reason so far.
+    pub fn handshakes_refused_of(&self, refusal: crate::handshake::Refusal) -> u64 {
+        self.handshakes_refused
+            .get_or_create(&RejectLabels {
+                reason: refusal.as_str(),
             })
             .get()
     }

@@ -15,14 +15,13 @@ use tokio_util::task::TaskTracker;
 use crate::admission::Admission;
 use crate::config::EdgeConfig;
 use crate::directory::Directory;
+use crate::handshake::{Decision, HandshakeGate, HandshakeLimits};
 use crate::metrics::EdgeMetrics;
 use crate::outbox::{ItemKind, Outbox};
 use crate::session::{self, Shared};
 use crate::tls::Certificate;
 use crate::worker::{self, COMMAND_QUEUE, FinishedMatch, WorkerContext};
 
-/// Connections being handshaken beyond the player capacity.
-const HANDSHAKE_SLACK: usize = 64;
 /// Ended matches queued for the outbox writer.
 const FINISHED_QUEUE: usize = 64;
 /// How long shutdown waits for goodbyes to be delivered.
@@ -165,6 +164,7 @@ impl Edge {
 
         let shared = Arc::new(Shared {
             admission: Mutex::new(Admission::new(verifier, config.edge_id.clone())),
+            player_slots: Arc::new(tokio::sync::Semaphore::new(config.max_players)),
             config: config.clone(),
             metrics,
             directory,
@@ -201,9 +201,14 @@ impl Edge {
             let shared = shared.clone();
             let connections = connections.clone();
             let cancel = cancel.clone();
-            let limit = Arc::new(tokio::sync::Semaphore::new(
-                config.max_players + HANDSHAKE_SLACK,
-            ));
+            let gate = HandshakeGate::new(
+                HandshakeLimits {
+                    max_pending: config.max_pending_handshakes,
+                    max_pending_per_address: config.max_pending_handshakes_per_address,
+                    retry_above: config.retry_above_pending,
+                },
+                shared.metrics.handshakes_pending.clone(),
+            );
             tokio::spawn(async move {
                 loop {
                     let incoming = tokio::select! {
@@ -211,15 +216,28 @@ impl Edge {
                         () = cancel.cancelled() => break,
                     };
                     let Some(incoming) = incoming else { break };
-                    let Ok(permit) = limit.clone().try_acquire_owned() else {
-                        incoming.refuse();
-                        continue;
+                    let decision = gate.decide(
+                        incoming.remote_address().ip(),
+                        incoming.remote_address_validated(),
+                        incoming.may_retry(),
+                    );
+                    let pending = match decision {
+                        Decision::Accept(pending) => pending,
+                        Decision::Retry => {
+                            shared.metrics.handshake_retries.inc();
+                            if let Err(err) = incoming.retry() {
+                                err.into_incoming().refuse();
+                            }
+                            continue;
+                        }
+                        Decision::Refuse(refusal) => {
+                            shared.metrics.refuse_handshake(refusal);
+                            incoming.refuse();
+                            continue;
+                        }
                     };
                     let shared = shared.clone();
-                    connections.spawn(async move {
-                        session::serve(shared, incoming).await;
-                        drop(permit);
-                    });
+                    connections.spawn(session::serve(shared, incoming, pending));
                 }
             })
         };

@@ -12,13 +12,15 @@ use outpost_protocol::{
     RejectCode, Welcome,
 };
 use quinn::{Connection, RecvStream, SendStream, VarInt};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Instant, timeout};
+use tokio::time::{Instant, timeout, timeout_at};
 use tracing::Instrument as _;
 
-use crate::admission::Admission;
+use crate::admission::{Admission, Admitted};
 use crate::config::EdgeConfig;
 use crate::directory::{Directory, Route};
+use crate::handshake::Pending;
 use crate::metrics::EdgeMetrics;
 use crate::worker::{CONTROL_QUEUE, Command, DATAGRAM_QUEUE, SessionLink};
 
@@ -47,6 +49,9 @@ pub(crate) struct Shared {
     pub metrics: Arc<EdgeMetrics>,
     pub directory: Arc<Directory>,
     pub admission: Mutex<Admission>,
+    /// One permit per player slot ([`EdgeConfig::max_players`]), taken after a valid
+    /// Hello and held for the session.
+    pub player_slots: Arc<tokio::sync::Semaphore>,
     pub workers: Vec<std::sync::mpsc::SyncSender<Command>>,
     pub accepting: AtomicBool,
     pub next_session: AtomicU64,
@@ -102,25 +107,35 @@ async fn farewell(send: &mut SendStream, conn: &Connection) {
     .await;
 }
 
-/// Serves one incoming connection to its end.
-pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
+/// Serves one incoming connection to its end. `pending` holds its place among pending
+/// handshakes until it has sent a valid Hello (or been refused).
+pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming, pending: Pending) {
     let remote = incoming.remote_address();
-    let conn = match incoming.await {
-        Ok(conn) => conn,
-        Err(err) => {
+    // The handshake and the Hello share one deadline from the first packet.
+    let deadline = Instant::now() + shared.config.hello_timeout;
+    let conn = match timeout_at(deadline, incoming).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(err)) => {
             tracing::debug!(%remote, ?err, "handshake failed");
+            return;
+        }
+        Err(_) => {
+            shared.metrics.reject(RejectCode::Timeout);
+            tracing::debug!(%remote, "handshake timed out");
             return;
         }
     };
     let span = tracing::info_span!("conn", %remote);
     async move {
-        let Ok(Ok((mut send, mut recv))) = timeout(shared.config.hello_timeout, conn.accept_bi()).await
-        else {
+        let Ok(Ok((mut send, mut recv))) = timeout_at(deadline, conn.accept_bi()).await else {
+            drop(pending);
             shared.metrics.reject(RejectCode::Timeout);
             conn.close(VarInt::from_u32(close_code::REJECTED), b"no control stream");
             return;
         };
-        match admit(&shared, &conn, &mut send, &mut recv).await {
+        let admitted = admit(&shared, &conn, &mut send, &mut recv, deadline).await;
+        drop(pending);
+        match admitted {
             Ok(session) => session.run(&shared, conn, send, recv).await,
             Err(reject) => {
                 shared.metrics.reject(reject.code);
@@ -158,6 +173,9 @@ impl SeatKey {
 
 /// A player admitted and seated, with the channels the sim worker feeds.
 struct Session {
+    /// The player slot, held while the session lives (`None` for a reconnect that found
+    /// none free).
+    _slot: Option<OwnedSemaphorePermit>,
     seat: SeatKey,
     datagrams: mpsc::Receiver<Bytes>,
     control: mpsc::Receiver<Control>,
@@ -165,13 +183,35 @@ struct Session {
     max_datagram: Arc<AtomicUsize>,
 }
 
+/// Reads the Hello (by `deadline`) and seats its player.
 async fn admit(
     shared: &Arc<Shared>,
     conn: &Connection,
     send: &mut SendStream,
     recv: &mut RecvStream,
+    deadline: Instant,
 ) -> Result<Session, Reject> {
-    let payload = match timeout(shared.config.hello_timeout, read_frame(recv)).await {
+    let hello = read_hello(recv, deadline).await?;
+    let admitted = {
+        let mut admission = shared.admission.lock().unwrap_or_else(|e| e.into_inner());
+        admission.admit(&hello, now_ms(), rand::random())
+    }
+    .map_err(|code| Reject::new(code, "connect token refused"))?;
+    let nonce = admitted.token.nonce;
+    let reconnect = admitted.reconnect;
+    let seated = seat(shared, conn, send, admitted).await;
+    if seated.is_err() && !reconnect {
+        // Refused after the token checked out (no room, the match refused): the token was
+        // not used, so it stays good for another try.
+        let mut admission = shared.admission.lock().unwrap_or_else(|e| e.into_inner());
+        admission.release(&nonce);
+    }
+    seated
+}
+
+/// The first frame, which must be a Hello of this protocol version.
+async fn read_hello(recv: &mut RecvStream, deadline: Instant) -> Result<Hello, Reject> {
+    let payload = match timeout_at(deadline, read_frame(recv)).await {
         Err(_) => return Err(Reject::new(RejectCode::Timeout, "no hello in time")),
         Ok(Err(FrameError::Closed)) => {
             return Err(Reject::new(RejectCode::MalformedHello, "stream ended"));
@@ -208,18 +248,29 @@ async fn admit(
             ),
         ));
     }
-    let admitted = {
-        let mut admission = shared.admission.lock().unwrap_or_else(|e| e.into_inner());
-        admission.admit(&hello, now_ms(), rand::random())
-    }
-    .map_err(|code| Reject::new(code, "connect token refused"))?;
+    Ok(hello)
+}
+
+/// Takes a player slot, routes the match and seats the admitted player in it.
+async fn seat(
+    shared: &Arc<Shared>,
+    conn: &Connection,
+    send: &mut SendStream,
+    admitted: Admitted,
+) -> Result<Session, Reject> {
+    // A reconnect takes over a seat whose old connection may still hold its slot until
+    // it times out; it goes on without one rather than be refused by its own ghost.
+    let slot = match shared.player_slots.clone().try_acquire_owned() {
+        Ok(slot) => Some(slot),
+        Err(_) if admitted.reconnect => None,
+        Err(_) => {
+            return Err(Reject::new(
+                RejectCode::EdgeFull,
+                "edge has no free player slot",
+            ));
+        }
+    };
     let token = admitted.token;
-    if !admitted.reconnect && shared.metrics.players.get() >= shared.config.max_players as i64 {
-        return Err(Reject::new(
-            RejectCode::EdgeFull,
-            "edge has no free player slot",
-        ));
-    }
     let accepting = shared.accepting.load(Ordering::Acquire);
     let (route, created) = shared
         .directory
@@ -265,6 +316,7 @@ async fn admit(
         players: joined.players,
     });
     let session = Session {
+        _slot: slot,
         seat: SeatKey {
             id,
             match_id: token.match_id,
@@ -305,6 +357,7 @@ impl Session {
         mut recv: RecvStream,
     ) {
         let Session {
+            _slot,
             seat,
             mut datagrams,
             mut control,

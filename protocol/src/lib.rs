@@ -29,6 +29,7 @@
 //! # Ok::<(), outpost_protocol::codec::CodecError>(())
 //! ```
 
+pub mod addr;
 pub mod codec;
 pub mod config;
 pub mod delta;
