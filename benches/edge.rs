@@ -63,6 +63,7 @@ impl Bots {
             let jump = self.rng.next_u64().is_multiple_of(120);
             let input = PlayerInput {
                 seq: self.seq,
+                ticks: 1,
                 move_x: 0,
                 move_z: 127,
                 yaw: PlayerInput::yaw_from_radians(*heading),

@@ -35,7 +35,7 @@ use std::net::SocketAddr;
 
 pub use bot::{Bot, BotReport, BotStyle};
 pub use cloud::{CloudClient, CloudError, MatchFound};
-pub use netcode::{PredictedSelf, WorldState};
+pub use netcode::{PredictedSelf, WorldState, input_ticks};
 pub use outpost_protocol::{PlayerInput, SignedToken};
 pub use replay::{ReplayFrame, ReplayPlayer};
 pub use session::{Client, NetcodeStats, Probe, Session, SessionStats};

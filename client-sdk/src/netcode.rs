@@ -482,6 +482,46 @@ impl Prediction {
     }
 }
 
+/// Ticks the `n`-th input (from 0) of a client sending `input_hz` inputs a second
+/// stands for in a match of `tick_hz`: the whole ticks between it and the next, so the
+/// inputs add up to the clock (60 Hz ticks, 40 inputs a second: 1, 2, 1, 2, …). Set it
+/// as [`PlayerInput::ticks`]. Clamped to 1..=[`outpost_protocol::MAX_INPUT_TICKS`]; a
+/// client sending faster than the tick rate cannot move faster than one sending at it.
+pub fn input_ticks(tick_hz: u16, input_hz: u16, n: u64) -> u8 {
+    let (tick_hz, input_hz) = (u64::from(tick_hz), u64::from(input_hz.max(1)));
+    let due = |k: u64| k.saturating_mul(tick_hz) / input_hz;
+    let ticks = due(n + 1) - due(n);
+    ticks.clamp(1, u64::from(outpost_protocol::MAX_INPUT_TICKS)) as u8
+}
+
 fn distance(a: [f32; 3], b: [f32; 3]) -> f32 {
     ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::input_ticks;
+
+    #[test]
+    fn input_ticks_add_up_to_the_clock() {
+        let sum = |tick_hz, input_hz| {
+            (0..u64::from(input_hz))
+                .map(|n| u32::from(input_ticks(tick_hz, input_hz, n)))
+                .sum::<u32>()
+        };
+        // A second of inputs stands for a second of ticks.
+        assert_eq!(sum(60, 60), 60);
+        assert_eq!(sum(60, 30), 60);
+        assert_eq!(sum(60, 40), 60);
+        assert_eq!(sum(240, 30), 240);
+        assert_eq!(input_ticks(60, 30, 7), 2);
+        assert_eq!(
+            (0..4).map(|n| input_ticks(60, 40, n)).collect::<Vec<_>>(),
+            [1, 2, 1, 2]
+        );
+        // Faster than the clock claims a tick each (the edge drops the excess); slower
+        // than an eighth of it is capped.
+        assert_eq!(input_ticks(60, 120, 3), 1);
+        assert_eq!(input_ticks(60, 5, 0), 8);
+    }
 }

@@ -382,7 +382,10 @@ impl Session {
         self.welcome.entity
     }
 
-    /// Sends one tick of input and predicts its effect on the own character. The SDK
+    /// Sends an input and predicts its effect on the own character. The input stands for
+    /// `input.ticks` ticks (1 by default: call once per tick; a game sending at another
+    /// fixed rate sets it with [`crate::input_ticks`]); the edge never lets a player's
+    /// inputs claim more time than its clock gives them. The SDK
     /// numbers it, stamps it with the tick the player is viewing remote entities at
     /// (unless `view_tick` is set: it is what lag compensation rewinds to), acknowledges
     /// the newest snapshot, and repeats with it the earlier inputs the edge has not yet

@@ -42,6 +42,9 @@ pub struct EdgeMetrics {
     pub control_rejected: Counter,
     /// Inputs dropped because a sim worker's queue was full.
     pub inputs_dropped: Counter,
+    /// Inputs the simulation dropped: beyond the player's time budget (sent faster than
+    /// the clock), its input queue full, or claiming an impossible span.
+    pub inputs_over_budget: Counter,
     /// Snapshots dropped because a connection's queue was full.
     pub snapshots_dropped: Counter,
     /// Connections refused, by reason.
@@ -80,6 +83,7 @@ impl EdgeMetrics {
             datagrams_rejected: Counter::default(),
             control_rejected: Counter::default(),
             inputs_dropped: Counter::default(),
+            inputs_over_budget: Counter::default(),
             snapshots_dropped: Counter::default(),
             rejects: Family::default(),
             handshakes_pending: Gauge::default(),
@@ -135,6 +139,11 @@ impl EdgeMetrics {
             "inputs_dropped",
             "Inputs dropped on a full sim queue",
             metrics.inputs_dropped.clone(),
+        );
+        r.register(
+            "inputs_over_budget",
+            "Inputs the simulation dropped: over the time budget, queue full or invalid",
+            metrics.inputs_over_budget.clone(),
         );
         r.register(
             "snapshots_dropped",

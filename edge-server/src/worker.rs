@@ -118,6 +118,8 @@ struct Hosted {
     quantizer: Quantizer,
     grid: InterestGrid,
     recorder: Option<ReplayWriter>,
+    /// Inputs the simulation had dropped at the last count.
+    dropped_inputs: u64,
 }
 
 struct Worker {
@@ -264,6 +266,7 @@ impl Worker {
                     quantizer: Quantizer::for_config(config),
                     grid: InterestGrid::default(),
                     recorder,
+                    dropped_inputs: 0,
                 },
             );
             self.ctx.metrics.matches.inc();
@@ -358,6 +361,12 @@ impl Worker {
 
         let mut gone = Vec::new();
         if tick % hosted.game.config().ticks_per_snapshot() == 0 {
+            let dropped = hosted.game.dropped_inputs();
+            self.ctx
+                .metrics
+                .inputs_over_budget
+                .inc_by(dropped.saturating_sub(hosted.dropped_inputs));
+            hosted.dropped_inputs = dropped;
             hosted.game.write_replicated_state(&mut self.state);
             hosted.grid.rebuild(&self.state, self.ctx.interest.cell);
             self.quantized.clear();

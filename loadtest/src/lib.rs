@@ -140,7 +140,9 @@ pub enum ConfigError {
     #[error("--match-size must be between 1 and 128 (got {0})")]
     MatchSize(u16),
     /// Input rate out of range.
-    #[error("--input-hz must be between 1 and the tick rate {tick_hz} (got {input_hz})")]
+    #[error(
+        "--input-hz must be between an eighth of the tick rate and the tick rate {tick_hz} (got {input_hz})"
+    )]
     InputRate {
         /// Asked.
         input_hz: u16,
@@ -176,7 +178,8 @@ impl LoadConfig {
             return Err(ConfigError::MatchSize(self.match_size));
         }
         let tick_hz = self.match_config.tick_hz;
-        if self.input_hz == 0 || self.input_hz > tick_hz {
+        let slowest = tick_hz.div_ceil(u16::from(outpost_protocol::MAX_INPUT_TICKS));
+        if self.input_hz < slowest.max(1) || self.input_hz > tick_hz {
             return Err(ConfigError::InputRate {
                 input_hz: self.input_hz,
                 tick_hz,

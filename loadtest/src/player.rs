@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use outpost_client::{Assignment, Client, ClientError, CloudClient, Session};
+use outpost_client::{Assignment, Client, ClientError, CloudClient, Session, input_ticks};
 use outpost_protocol::rng::SplitMix64;
 use outpost_protocol::{EntityKind, PlayerInput};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -183,7 +183,14 @@ async fn drive(
         if rng.next_u64().is_multiple_of(u64::from(config.input_hz)) {
             heading = rng.range(0.0, 1.0) * std::f32::consts::TAU;
         }
-        let mut input = PlayerInput::default();
+        let mut input = PlayerInput {
+            ticks: input_ticks(
+                config.match_config.tick_hz,
+                config.input_hz,
+                u64::from(step),
+            ),
+            ..PlayerInput::default()
+        };
         let mut look = heading;
         if let Some(world) = session.latest_snapshot()
             && let Some(own) = world.entities.iter().find(|e| e.id == me)

@@ -52,7 +52,7 @@ pub use token::{
 
 /// Version of the wire protocol spoken by this build. A peer with another version is
 /// refused with [`RejectCode::VersionMismatch`].
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The QUIC ALPN protocol identifier for this protocol version.
 pub const ALPN: &[u8] = b"outpost/1";

@@ -285,13 +285,19 @@ pub struct InputFrame {
     pub inputs: Vec<PlayerInput>,
 }
 
-/// One tick of a player's controls.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, SchemaWrite, SchemaRead,
-)]
+/// Most simulation ticks one [`PlayerInput`] may stand for.
+pub const MAX_INPUT_TICKS: u8 = 8;
+
+/// A player's controls for one or more ticks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, SchemaWrite, SchemaRead)]
 pub struct PlayerInput {
     /// Sequence number, +1 per input; the edge applies each once, in order.
     pub seq: u32,
+    /// Simulation ticks this input stands for, 1..=[`MAX_INPUT_TICKS`]: 1 for a client
+    /// that sends every tick, 2 for one that sends every other tick. The edge spends
+    /// each player's inputs against the match clock, so the ticks a client claims can
+    /// never add up to more time than has passed: sending faster never moves faster.
+    pub ticks: u8,
     /// Strafe axis, -127..=127 (right positive).
     pub move_x: i8,
     /// Forward axis, -127..=127 (forward positive).
@@ -305,6 +311,21 @@ pub struct PlayerInput {
     /// Snapshot tick the player was looking at when this input was made (for lag
     /// compensation of shots).
     pub view_tick: u32,
+}
+
+impl Default for PlayerInput {
+    fn default() -> Self {
+        Self {
+            seq: 0,
+            ticks: 1,
+            move_x: 0,
+            move_z: 0,
+            yaw: 0,
+            pitch: 0,
+            buttons: 0,
+            view_tick: 0,
+        }
+    }
 }
 
 impl PlayerInput {

@@ -246,8 +246,7 @@ impl Match {
             return;
         };
         if let Some(mut controls) = self.world.get_mut::<Controls>(entity) {
-            controls.queue.clear();
-            controls.this_tick.clear();
+            controls.clear();
             controls.current = PlayerInput {
                 seq: controls.last_applied_seq,
                 ..Default::default()
@@ -320,6 +319,13 @@ impl Match {
         self.world
             .get::<Controls>(entity)
             .map(|c| (c.applied, c.dropped))
+    }
+
+    /// Inputs dropped so far across the players seated now (queue full, over the time
+    /// budget, impossible spans).
+    pub fn dropped_inputs(&mut self) -> u64 {
+        let mut query = self.world.query::<&Controls>();
+        query.iter(&self.world).map(|c| c.dropped).sum()
     }
 
     /// Sequence number of the newest input applied for a player.
@@ -453,10 +459,17 @@ fn advance_clock(mut clock: ResMut<MatchClock>) {
     clock.tick += 1;
 }
 
-fn apply_inputs(mut players: Query<&mut Controls>) {
+fn apply_inputs(clock: Res<MatchClock>, mut players: Query<&mut Controls>) {
+    let credit = input_credit_ticks(clock.tick_hz);
     for mut controls in &mut players {
-        controls.advance();
+        controls.advance(credit);
     }
+}
+
+/// Most input ticks a player may bank beyond the clock: a quarter of a second, and at
+/// least two of the longest inputs, so a backlog after a burst of loss is worked off.
+pub fn input_credit_ticks(tick_hz: u16) -> i32 {
+    (i32::from(tick_hz) / 4).max(2 * i32::from(outpost_protocol::MAX_INPUT_TICKS))
 }
 
 fn check_match_end(

@@ -35,9 +35,12 @@ mod mode;
 mod physics;
 
 pub use components::{
-    CATCH_UP_DEPTH, Controls, Motion, NetId, PlayerSlot, Replicated, RigidBodyRef,
+    CATCH_UP_DEPTH, Controls, MAX_QUEUED_TICKS, Motion, NetId, OVER_BUDGET_SLACK, PlayerSlot,
+    Replicated, RigidBodyRef,
 };
-pub use game::{Match, MatchClock, MatchEvents, MatchOutcome, NetIds, SimError, TickSet};
+pub use game::{
+    Match, MatchClock, MatchEvents, MatchOutcome, NetIds, SimError, TickSet, input_credit_ticks,
+};
 pub use mode::GameMode;
 pub use outpost_protocol::MatchConfig;
 pub use outpost_protocol::rng::SplitMix64;

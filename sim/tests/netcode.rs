@@ -20,7 +20,7 @@ fn config() -> MatchConfig {
 }
 
 #[test]
-fn a_tick_without_input_does_not_move_and_a_burst_catches_up() {
+fn a_tick_without_input_does_not_move_and_a_backlog_after_loss_catches_up() {
     let mut game = Match::new(MatchId(1), &config()).expect("match");
     let me = game.add_player(PlayerId(1)).expect("seat");
     let forward = |seq| PlayerInput {
@@ -33,82 +33,153 @@ fn a_tick_without_input_does_not_move_and_a_burst_catches_up() {
     let after_one = position(&mut game, me);
     game.step();
     assert_eq!(position(&mut game, me), after_one, "no input, no movement");
-    for seq in 2..=7 {
+    // Three more ticks of silence (lost datagrams), then the next datagram's redundant
+    // copies: the ticks that passed pay for the backlog, worked off two per tick.
+    game.step();
+    game.step();
+    game.step();
+    for seq in 2..=6 {
         game.push_input(PlayerId(1), forward(seq));
     }
     game.step();
-    assert_eq!(
-        game.ack_input_seq(PlayerId(1)),
-        Some(3),
-        "two inputs applied to catch up"
-    );
+    assert_eq!(game.ack_input_seq(PlayerId(1)), Some(3), "two to catch up");
     game.step();
+    assert_eq!(game.ack_input_seq(PlayerId(1)), Some(5), "two again");
+    game.push_input(PlayerId(1), forward(7));
     game.step();
     assert_eq!(
         game.ack_input_seq(PlayerId(1)),
         Some(7),
-        "two per tick until at most one waits"
+        "two waiting is more than the slack"
     );
     game.push_input(PlayerId(1), forward(8));
-    game.push_input(PlayerId(1), forward(9));
     game.step();
     assert_eq!(
         game.ack_input_seq(PlayerId(1)),
-        Some(9),
-        "two waiting is still more than the slack"
+        Some(8),
+        "then one per tick"
     );
-    game.push_input(PlayerId(1), forward(10));
-    game.step();
-    assert_eq!(
-        game.ack_input_seq(PlayerId(1)),
-        Some(10),
-        "then one per tick again"
+    assert_eq!(game.input_counts(PlayerId(1)), Some((8, 0)), "none dropped");
+}
+
+/// Regression test for the speed hack: a client sending inputs at 120 a second moved at
+/// twice the speed of one sending 60, because every input was one movement step and a
+/// backlog was worked off two per tick. Now inputs spend a per-player time budget that
+/// never outruns the match clock, and an input stands for the ticks it covers, so one
+/// sending 30 a second (each standing for two ticks) moves at full speed too.
+#[test]
+fn speed_hack_sending_faster_does_not_move_faster() {
+    let distance = |inputs_per_s: u32| {
+        let cfg = MatchConfig {
+            props: 0,
+            seed: 42,
+            max_players: 1,
+            arena_half_extent: 200.0,
+            ..MatchConfig::default()
+        };
+        let mut game = Match::new(MatchId(1), &cfg).expect("match");
+        let me = game.add_player(PlayerId(1)).expect("seat");
+        // The arena's centre is clear of pillars for 70 m: nothing in the way.
+        teleport(&mut game, me, Vector::new(0.0, spawn_height(), 0.0));
+        game.step();
+        game.step();
+        let start = position(&mut game, me);
+        let tick_hz = u32::from(cfg.tick_hz);
+        // An honest client below the tick rate says what each input covers; one above it
+        // can only claim a tick each, which is more time than it has.
+        let ticks = (tick_hz / inputs_per_s).max(1) as u8;
+        let mut seq = 0;
+        for tick in 0..5 * tick_hz {
+            // Inputs sent during this tick: `inputs_per_s / tick_hz` of them, evenly.
+            let due = (tick + 1) * inputs_per_s / tick_hz - tick * inputs_per_s / tick_hz;
+            for _ in 0..due {
+                seq += 1;
+                let input = PlayerInput {
+                    seq,
+                    ticks,
+                    move_z: 127,
+                    ..Default::default()
+                };
+                game.push_input(PlayerId(1), input);
+            }
+            game.step();
+        }
+        let end = position(&mut game, me);
+        let covered = ((end[0] - start[0]).powi(2) + (end[2] - start[2]).powi(2)).sqrt();
+        let (_, dropped) = game.input_counts(PlayerId(1)).expect("counts");
+        (covered, dropped)
+    };
+    let (honest, none) = distance(60);
+    assert_eq!(none, 0);
+    assert!(
+        (29.0..=30.5).contains(&honest),
+        "6 m/s for 5 s, got {honest} m"
     );
-    assert_eq!(game.input_counts(PlayerId(1)), Some((10, 0)));
+    for rate in [30, 120, 240] {
+        let (covered, dropped) = distance(rate);
+        assert!(
+            (covered - honest).abs() <= 0.05 * honest,
+            "{rate} inputs/s covered {covered} m, 60/s {honest} m"
+        );
+        if rate > 60 {
+            // Everything beyond one tick of input per tick was dropped and counted.
+            let sent = u64::from(rate) * 5;
+            assert!(dropped >= sent - 5 * 60 - 40, "{rate}/s dropped {dropped}");
+        } else {
+            assert_eq!(dropped, 0, "an honest slow client loses nothing");
+        }
+    }
 }
 
 /// The client predicts its character with the same code on the same grid: with nothing
-/// else moving nearby, prediction equals the server's state bit for bit.
+/// else moving nearby, prediction equals the server's state bit for bit, for a client
+/// sending every tick and for one sending every other tick (each input standing for two).
 #[test]
 fn prediction_matches_the_server_exactly() {
-    let cfg = config();
-    let mut game = Match::new(MatchId(1), &cfg).expect("match");
-    let me = game.add_player(PlayerId(1)).expect("seat");
-    game.step();
-    let start = game
-        .replicated_state()
-        .into_iter()
-        .find(|e| e.id == me)
-        .expect("me");
-    let mut predictor = Predictor::new(&cfg).expect("predictor");
-    predictor.reset(start.position, game.motion(PlayerId(1)).expect("motion"));
-    let mut rng = SplitMix64::new(5);
-    for seq in 1..=600u32 {
-        let input = PlayerInput {
-            seq,
-            move_x: (rng.next_u64() % 255) as u8 as i8,
-            move_z: (rng.next_u64() % 255) as u8 as i8,
-            yaw: (rng.next_u64() % 65536) as u16,
-            buttons: if rng.next_u64().is_multiple_of(20) {
-                PlayerInput::JUMP
-            } else {
-                0
-            },
-            ..Default::default()
-        };
-        game.push_input(PlayerId(1), input);
+    for ticks in [1u8, 2] {
+        let cfg = config();
+        let mut game = Match::new(MatchId(1), &cfg).expect("match");
+        let me = game.add_player(PlayerId(1)).expect("seat");
         game.step();
-        let predicted = predictor.apply(&input);
-        let server = position(&mut game, me);
-        assert_eq!(
-            predicted.map(f32::to_bits),
-            server.map(f32::to_bits),
-            "input {seq}"
-        );
-        assert_eq!(
-            predictor.motion(),
-            game.motion(PlayerId(1)).expect("motion")
-        );
+        let start = game
+            .replicated_state()
+            .into_iter()
+            .find(|e| e.id == me)
+            .expect("me");
+        let mut predictor = Predictor::new(&cfg).expect("predictor");
+        predictor.reset(start.position, game.motion(PlayerId(1)).expect("motion"));
+        let mut rng = SplitMix64::new(5);
+        for seq in 1..=600 / u32::from(ticks) {
+            let input = PlayerInput {
+                seq,
+                ticks,
+                move_x: (rng.next_u64() % 255) as u8 as i8,
+                move_z: (rng.next_u64() % 255) as u8 as i8,
+                yaw: (rng.next_u64() % 65536) as u16,
+                buttons: if rng.next_u64().is_multiple_of(20) {
+                    PlayerInput::JUMP
+                } else {
+                    0
+                },
+                ..Default::default()
+            };
+            game.push_input(PlayerId(1), input);
+            for _ in 0..ticks {
+                game.step();
+            }
+            let predicted = predictor.apply(&input);
+            let server = position(&mut game, me);
+            assert_eq!(
+                predicted.map(f32::to_bits),
+                server.map(f32::to_bits),
+                "input {seq} of {ticks} ticks"
+            );
+            assert_eq!(
+                predictor.motion(),
+                game.motion(PlayerId(1)).expect("motion")
+            );
+        }
+        assert_eq!(game.input_counts(PlayerId(1)).map(|c| c.1), Some(0));
     }
 }
 

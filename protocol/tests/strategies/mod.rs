@@ -174,6 +174,7 @@ pub fn control() -> impl Strategy<Value = Control> {
 pub fn player_input() -> impl Strategy<Value = PlayerInput> {
     (
         any::<u32>(),
+        any::<u8>(),
         any::<i8>(),
         any::<i8>(),
         any::<u16>(),
@@ -182,8 +183,9 @@ pub fn player_input() -> impl Strategy<Value = PlayerInput> {
         any::<u32>(),
     )
         .prop_map(
-            |(seq, move_x, move_z, yaw, pitch, buttons, view_tick)| PlayerInput {
+            |(seq, ticks, move_x, move_z, yaw, pitch, buttons, view_tick)| PlayerInput {
                 seq,
+                ticks,
                 move_x,
                 move_z,
                 yaw,

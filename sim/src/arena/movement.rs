@@ -165,7 +165,8 @@ fn shove_props(physics: &mut PhysicsWorld, shape: &dyn Shape, pose: Pose, veloci
     }
 }
 
-/// Moves every character by this tick's inputs, in entity-id order.
+/// Moves every character by this tick's inputs, in entity-id order: each input once per
+/// tick it stands for.
 pub(crate) fn move_characters(
     clock: Res<MatchClock>,
     mut physics: ResMut<Physics>,
@@ -175,7 +176,9 @@ pub(crate) fn move_characters(
     ordered.sort_unstable_by_key(|(id, ..)| **id);
     for (_, body, controls, mut motion) in ordered {
         for input in &controls.this_tick {
-            move_character(&mut physics.world, body.0, input, &mut motion, clock.dt);
+            for _ in 0..input.ticks {
+                move_character(&mut physics.world, body.0, input, &mut motion, clock.dt);
+            }
         }
     }
 }

@@ -128,16 +128,19 @@ impl Predictor {
         self.physics.step();
     }
 
-    /// Applies one input, as the edge does, and returns the new position.
+    /// Applies one input, as the edge does (once per tick it stands for), and returns
+    /// the new position.
     pub fn apply(&mut self, input: &PlayerInput) -> [f32; 3] {
-        move_character(
-            &mut self.physics,
-            self.body,
-            input,
-            &mut self.motion,
-            self.dt,
-        );
-        self.physics.step();
+        for _ in 0..input.ticks {
+            move_character(
+                &mut self.physics,
+                self.body,
+                input,
+                &mut self.motion,
+                self.dt,
+            );
+            self.physics.step();
+        }
         self.position()
     }
 
