@@ -92,6 +92,16 @@ struct TicketView {
     assignment: Option<TicketAssignment>,
 }
 
+/// A party to matchmake together, led by the player who files the ticket.
+#[derive(Debug, Clone, Default)]
+pub struct Party {
+    /// Everyone in it, the leader included.
+    pub members: Vec<u64>,
+    /// One consent per member other than the leader, from their
+    /// [`CloudClient::party_consent`].
+    pub consents: Vec<String>,
+}
+
 /// A found match.
 #[derive(Debug, Clone)]
 pub struct MatchFound {
@@ -283,14 +293,34 @@ impl CloudClient {
         pings
     }
 
-    /// Finds a match in `mode` for the logged-in player (or their `party`): measures
-    /// pings to every region, files a ticket, long-polls it until matched or `within`
-    /// passes (then cancels it). Returns the assignment to connect with.
+    /// This player's consent to play in `leader`'s party in `mode`: hand it to the
+    /// leader (through the game's own social features), who lists it in
+    /// [`Party::consents`]. The cloud refuses a party without every member's consent.
+    pub async fn party_consent(&self, leader: u64, mode: &str) -> Result<String, CloudError> {
+        #[derive(Deserialize)]
+        struct Consent {
+            consent: String,
+        }
+        let response = self
+            .http
+            .post(format!("{}/v1/matchmaking/consents", self.base))
+            .bearer_auth(self.token()?)
+            .json(&serde_json::json!({ "leader": leader, "mode": mode }))
+            .send()
+            .await?;
+        let consent: Consent = Self::read(response).await?;
+        Ok(consent.consent)
+    }
+
+    /// Finds a match in `mode` for the logged-in player (or their `party`, which they
+    /// lead): measures pings to every region, files a ticket, long-polls it until
+    /// matched or `within` passes (then cancels it). Returns the assignment to connect
+    /// with.
     pub async fn matchmake(
         &self,
         client: &Client,
         mode: &str,
-        party: Option<Vec<u64>>,
+        party: Option<Party>,
         within: Duration,
     ) -> Result<MatchFound, CloudError> {
         let edges = self.edges().await?;
@@ -300,7 +330,8 @@ impl CloudClient {
         }
         let mut body = serde_json::json!({ "mode": mode, "pings_ms": pings });
         if let Some(party) = party {
-            body["party"] = serde_json::json!(party);
+            body["party"] = serde_json::json!(party.members);
+            body["party_consents"] = serde_json::json!(party.consents);
         }
         let response = self
             .http

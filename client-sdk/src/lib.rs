@@ -34,7 +34,7 @@ mod tls;
 use std::net::SocketAddr;
 
 pub use bot::{Bot, BotReport, BotStyle};
-pub use cloud::{CloudClient, CloudError, MatchFound};
+pub use cloud::{CloudClient, CloudError, MatchFound, Party};
 pub use netcode::{PredictedSelf, WorldState, input_ticks};
 pub use outpost_protocol::{PlayerInput, SignedToken};
 pub use replay::{ReplayFrame, ReplayPlayer};

@@ -86,6 +86,8 @@ pub struct CloudConfig {
     pub matcher_interval: Duration,
     /// Largest replay upload, bytes. Default 64 MiB.
     pub max_replay_bytes: usize,
+    /// How long a player's consent to join a party lasts. Default 5 minutes; 10 s..=1 h.
+    pub party_consent_ttl: Duration,
 }
 
 impl CloudConfig {
@@ -105,6 +107,7 @@ impl CloudConfig {
             season: "1".into(),
             matcher_interval: Duration::from_millis(100),
             max_replay_bytes: 64 * 1024 * 1024,
+            party_consent_ttl: Duration::from_secs(300),
         }
     }
 
@@ -118,6 +121,10 @@ impl CloudConfig {
         }
         if self.issuer.is_empty() || self.audience.is_empty() {
             return Err("issuer and audience must be set".into());
+        }
+        if !(Duration::from_secs(10)..=Duration::from_secs(3600)).contains(&self.party_consent_ttl)
+        {
+            return Err("party_consent_ttl must be 10 s..=1 hour".into());
         }
         if !(Duration::from_millis(10)..=Duration::from_secs(10)).contains(&self.matcher_interval) {
             return Err("matcher_interval must be 10 ms..=10 s".into());

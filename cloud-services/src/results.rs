@@ -65,7 +65,8 @@ pub struct MatchResult {
     pub outcome: Outcome,
     /// Ticks played.
     pub ticks: u32,
-    /// Every player who took part.
+    /// Every player who took part (connected at some point), leavers included. Players
+    /// placed in the match but missing here never joined it and are not rated.
     pub players: Vec<PlayerResult>,
 }
 
@@ -95,11 +96,28 @@ pub fn result_write(
             .find(|r| r.player_id == p)
             .map_or(0, |r| r.score)
     };
+    // Only who played counts: the edge lists the players who connected. A player placed
+    // in the match who never joined it is neither rated nor ranked by it (so a party
+    // that names them cannot cost them rating).
+    let played = |team: &Vec<u64>| -> Vec<u64> {
+        team.iter()
+            .copied()
+            .filter(|p| result.players.iter().any(|r| r.player_id == *p))
+            .collect()
+    };
     // A one-team mode is a free-for-all: each player is their own team for rating.
     let teams: Vec<Vec<u64>> = if record.teams.len() == 1 {
-        record.teams[0].iter().map(|p| vec![*p]).collect()
+        played(&record.teams[0])
+            .into_iter()
+            .map(|p| vec![p])
+            .collect()
     } else {
-        record.teams.clone()
+        record
+            .teams
+            .iter()
+            .map(played)
+            .filter(|t| !t.is_empty())
+            .collect()
     };
     let team_scores: Vec<i64> = teams
         .iter()
@@ -108,7 +126,8 @@ pub fn result_write(
     let ranks = ranks_from_scores(&team_scores);
     let mut ratings = Vec::new();
     let mut boards = Vec::new();
-    if result.outcome == Outcome::Completed {
+    // Ratings compare teams: a match that one team (or nobody) played rates nobody.
+    if result.outcome == Outcome::Completed && teams.len() >= 2 {
         let before: Vec<Vec<_>> = teams
             .iter()
             .map(|t| t.iter().map(|p| current(*p)).collect())

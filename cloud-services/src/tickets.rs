@@ -31,6 +31,7 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Cloud>> {
     OpenApiRouter::new()
         .routes(routes!(create))
         .routes(routes!(poll, cancel))
+        .routes(routes!(consent))
 }
 
 /// Body of `POST /v1/matchmaking/tickets`.
@@ -39,10 +40,15 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Cloud>> {
 pub struct TicketRequest {
     /// Game mode, e.g. `arena`.
     pub mode: String,
-    /// The party, the caller included; omitted: the caller alone. Kept together, on one
-    /// team.
+    /// The party, the caller (its leader) included; omitted: the caller alone. Kept
+    /// together, on one team.
     #[serde(default)]
     pub party: Option<Vec<u64>>,
+    /// One consent per other party member, each from `POST /v1/matchmaking/consents`
+    /// by that member naming the caller as leader and this mode. A party is accepted
+    /// only with every member's consent.
+    #[serde(default)]
+    pub party_consents: Vec<String>,
     /// Measured round-trip time per region, milliseconds (the worst of the party's).
     pub pings_ms: BTreeMap<String, u32>,
 }
@@ -143,6 +149,7 @@ async fn create(
             mode.rules.team_size
         )));
     }
+    check_consents(&cloud, player, &mode.name, &party, &request.party_consents)?;
     if request.pings_ms.is_empty() || request.pings_ms.len() > MAX_REGIONS {
         return Err(ApiError::invalid("pings_ms must name 1..=32 regions"));
     }
@@ -190,6 +197,87 @@ async fn create(
         .await
         .map_err(ApiError::internal)?;
     Ok((StatusCode::CREATED, Json(view(&ticket, player))))
+}
+
+/// Every member of `party` but the leader consented, once each, to `leader`'s party in
+/// `mode`; no consent is left over.
+fn check_consents(
+    cloud: &Cloud,
+    leader: u64,
+    mode: &str,
+    party: &[u64],
+    consents: &[String],
+) -> Result<(), ApiError> {
+    let mut pending: BTreeSet<u64> = party.iter().copied().filter(|p| *p != leader).collect();
+    if consents.len() != pending.len() {
+        return Err(ApiError::invalid(format!(
+            "a party of {} needs one consent from each of its {} other members (got {})",
+            party.len(),
+            pending.len(),
+            consents.len()
+        )));
+    }
+    for consent in consents {
+        let claims = cloud
+            .keys
+            .verify_consent(consent)
+            .map_err(|e| ApiError::invalid(format!("party consent refused: {}", e.0)))?;
+        let member: u64 = claims
+            .sub
+            .parse()
+            .map_err(|_| ApiError::invalid("party consent names no player"))?;
+        if claims.leader != leader || claims.mode != mode || !pending.remove(&member) {
+            return Err(ApiError::invalid(format!(
+                "party consent of player {member} is for another leader, mode or party"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Body of `POST /v1/matchmaking/consents`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentRequest {
+    /// The party leader the caller agrees to play with (who will file the ticket).
+    pub leader: u64,
+    /// The game mode.
+    pub mode: String,
+}
+
+/// A member's consent, to hand to the party leader.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Consent {
+    /// Put it in the leader's `party_consents`.
+    pub consent: String,
+    /// Seconds it stays good.
+    pub expires_in: u64,
+}
+
+/// The caller consents to play in `leader`'s party in `mode`: without every member's
+/// consent, a ticket naming a party is refused.
+#[utoipa::path(post, path = "/v1/matchmaking/consents", tag = "matchmaking",
+    request_body = ConsentRequest, security(("bearer" = [])),
+    responses((status = 200, body = Consent), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
+async fn consent(
+    State(cloud): State<Arc<Cloud>>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<ConsentRequest>,
+) -> Result<Json<Consent>, ApiError> {
+    let player = bearer(&cloud, &headers)?;
+    let mode = cloud
+        .mode(&request.mode)
+        .ok_or_else(|| ApiError::invalid(format!("unknown mode `{}`", request.mode)))?;
+    let ttl = cloud.config.party_consent_ttl;
+    let consent = cloud
+        .keys
+        .issue_consent(player, request.leader, &mode.name, ttl)
+        .map_err(ApiError::internal)?;
+    Ok(Json(Consent {
+        consent,
+        expires_in: ttl.as_secs(),
+    }))
 }
 
 /// Query of `GET /v1/matchmaking/tickets/{id}`.

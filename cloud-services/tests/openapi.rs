@@ -43,6 +43,7 @@ async fn every_route_is_documented_and_every_documented_route_is_served() {
         "/v1/edges",
         "/v1/matchmaking/tickets",
         "/v1/matchmaking/tickets/{id}",
+        "/v1/matchmaking/consents",
         "/v1/matches/{match_id}/result",
         "/v1/players/{player_id}/matches",
         "/v1/leaderboards/{board}",
@@ -75,7 +76,7 @@ async fn every_route_is_documented_and_every_documented_route_is_served() {
             probed += 1;
         }
     }
-    assert_eq!(probed, 18, "every method of every path");
+    assert_eq!(probed, 19, "every method of every path");
     // Documented responses name the error shape.
     assert!(
         document["components"]["schemas"]["ErrorBody"].is_object(),

@@ -394,6 +394,107 @@ async fn a_result_posted_ten_times_at_once_and_in_turn_is_applied_once() {
     }
 }
 
+async fn consent_of(cloud: &Arc<Cloud>, bearer: &str, leader: u64) -> String {
+    let (status, body) = call(
+        cloud,
+        json_request(
+            "POST",
+            "/v1/matchmaking/consents",
+            Some(bearer.to_owned()),
+            &json!({"leader": leader, "mode": "arena"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["consent"].as_str().expect("consent").to_owned()
+}
+
+/// Regression test for the party hijack: a ticket's owner could name any players as its
+/// party (three strangers were accepted, 201), dragging them into matches they never
+/// joined. Now a party needs every other member's consent, for this leader and mode.
+#[tokio::test]
+async fn party_hijack_needs_every_members_consent() {
+    let cloud = cloud();
+    heartbeat(&cloud, "b-1", "region-b", 7002, false).await;
+    let (leader, leader_bearer) = login(&cloud, "leader").await;
+    let (victim, victim_bearer) = login(&cloud, "victim").await;
+    let body = |consents: Vec<String>| {
+        json!({"mode": "arena", "pings_ms": {"region-b": 12}, "party": [leader, victim],
+            "party_consents": consents})
+    };
+    let (status, answer) = ticket(&cloud, &leader_bearer, &body(vec![])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+
+    // Nothing but the victim's own consent to this leader will do.
+    let leaders_own = consent_of(&cloud, &leader_bearer, leader).await;
+    let for_another = consent_of(&cloud, &victim_bearer, 424_242).await;
+    let access_token = victim_bearer
+        .strip_prefix("Bearer ")
+        .expect("bearer")
+        .to_owned();
+    for bad in [leaders_own, for_another, access_token, "x.y.z".to_owned()] {
+        let (status, answer) = ticket(&cloud, &leader_bearer, &body(vec![bad])).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    }
+    assert!(
+        cloud
+            .store
+            .searching("arena")
+            .await
+            .expect("store")
+            .is_empty()
+    );
+
+    // A consent is not its signer's access token.
+    let consent = consent_of(&cloud, &victim_bearer, leader).await;
+    let (status, _) = call(&cloud, get("/v1/me", Some(format!("Bearer {consent}")))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let (status, answer) = ticket(&cloud, &leader_bearer, &body(vec![consent])).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(answer["players"], json!([leader, victim]));
+}
+
+/// The other half of the party hijack: a player placed in a match who never connected
+/// to it scored 0 and lost rating. The edge lists who played; only they are rated.
+#[tokio::test]
+async fn a_player_placed_but_never_connected_is_not_rated() {
+    let cloud = cloud();
+    let (players, match_id) = matched_pair(&cloud).await;
+    let (played, absent) = (players[0].0, players[1].0);
+    let body = result_body(&players[..1], &[5]);
+    let (status, answer) = call(
+        &cloud,
+        json_request(
+            "POST",
+            &format!("/v1/matches/{match_id}/result"),
+            edge_auth(),
+            &body,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["applied"], true);
+    let ratings = cloud
+        .store
+        .ratings("arena", &[played, absent])
+        .await
+        .expect("store");
+    assert_eq!(ratings[1], None, "the absent player's rating is untouched");
+    assert!(
+        cloud
+            .store
+            .history(absent, 10)
+            .await
+            .expect("store")
+            .is_empty()
+    );
+    assert_eq!(
+        cloud.store.history(played, 10).await.expect("store"),
+        vec![match_id]
+    );
+}
+
 #[tokio::test]
 async fn bad_results_are_refused_and_change_nothing() {
     let cloud = cloud();

@@ -120,6 +120,9 @@ struct Hosted {
     recorder: Option<ReplayWriter>,
     /// Inputs the simulation had dropped at the last count.
     dropped_inputs: u64,
+    /// Players who joined and left for good (their grace ran out), with their scores then:
+    /// the result lists everyone who played, leavers too.
+    departed: Vec<PlayerScore>,
 }
 
 struct Worker {
@@ -267,6 +270,7 @@ impl Worker {
                     grid: InterestGrid::default(),
                     recorder,
                     dropped_inputs: 0,
+                    departed: Vec::new(),
                 },
             );
             self.ctx.metrics.matches.inc();
@@ -445,9 +449,16 @@ impl Worker {
             })
             .map(|(p, _)| *p)
             .collect();
-        for player in expired {
-            hosted.seats.remove(&player);
-            hosted.game.remove_player(player);
+        if !expired.is_empty() {
+            let scores = hosted.game.scores();
+            for player in expired {
+                hosted.seats.remove(&player);
+                hosted.game.remove_player(player);
+                hosted.departed.retain(|d| d.player != player);
+                hosted
+                    .departed
+                    .extend(scores.iter().find(|s| s.player == player));
+            }
         }
         if hosted.seats.is_empty() && !hosted.game.is_over() {
             hosted.game.end(MatchEndReason::Abandoned);
@@ -493,7 +504,18 @@ impl Worker {
                 match_id,
                 outcome,
                 ticks: hosted.game.tick(),
-                scores: hosted.game.scores(),
+                scores: {
+                    // A leaver who came back was seated again: listed once, as seated.
+                    let mut scores = hosted.game.scores();
+                    let seated: Vec<PlayerId> = scores.iter().map(|s| s.player).collect();
+                    scores.extend(
+                        hosted
+                            .departed
+                            .iter()
+                            .filter(|d| !seated.contains(&d.player)),
+                    );
+                    scores
+                },
                 replay: hosted.recorder.take().map(ReplayWriter::finish),
             };
             // Blocks only if the outbox writer is 64 matches behind: rare, and losing a

@@ -33,6 +33,26 @@ pub struct AccessClaims {
     pub iat: u64,
 }
 
+/// What a party consent says: player `sub` agrees to play in `leader`'s party in
+/// `mode`, until `exp`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentClaims {
+    /// The consenting player, as a decimal string.
+    pub sub: String,
+    /// The party leader (who files the ticket).
+    pub leader: u64,
+    /// The game mode.
+    pub mode: String,
+    /// Issuer.
+    pub iss: String,
+    /// Audience: the access tokens' with `/party-consent` after it.
+    pub aud: String,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: u64,
+    /// Issued at, seconds since the Unix epoch.
+    pub iat: u64,
+}
+
 struct Key {
     kid: String,
     encoding: EncodingKey,
@@ -153,12 +173,19 @@ impl KeyRing {
             .unwrap_or_default()
     }
 
-    /// Issues an access token for a player; returns it and its lifetime in seconds.
-    pub fn issue(&self, player_id: u64) -> Result<(String, u64), jsonwebtoken::errors::Error> {
+    /// Signs claims with the current key, its `kid` in the header.
+    fn sign<T: Serialize>(&self, claims: &T) -> Result<String, jsonwebtoken::errors::Error> {
         let keys = self.read();
         let key = keys
             .last()
             .ok_or(jsonwebtoken::errors::ErrorKind::InvalidEddsaKey)?;
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(key.kid.clone());
+        jsonwebtoken::encode(&header, claims, &key.encoding)
+    }
+
+    /// Issues an access token for a player; returns it and its lifetime in seconds.
+    pub fn issue(&self, player_id: u64) -> Result<(String, u64), jsonwebtoken::errors::Error> {
         let now = now_secs();
         let claims = AccessClaims {
             sub: player_id.to_string(),
@@ -167,18 +194,52 @@ impl KeyRing {
             exp: now + self.access_ttl.as_secs(),
             iat: now,
         };
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(key.kid.clone());
-        Ok((
-            jsonwebtoken::encode(&header, &claims, &key.encoding)?,
-            self.access_ttl.as_secs(),
-        ))
+        Ok((self.sign(&claims)?, self.access_ttl.as_secs()))
     }
 
     /// Checks a token: algorithm pinned to EdDSA, a known `kid`, the signature, and
     /// required `exp`, `iss` and `aud` with the expected values. (The JWT library checks
     /// `aud` only when present unless told it is required; here it is required.)
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenRejected> {
+        self.check(token, &self.audience)
+    }
+
+    /// The audience of party consents: not the access tokens', so a consent can never be
+    /// used as its signer's access token.
+    fn consent_audience(&self) -> String {
+        format!("{}/party-consent", self.audience)
+    }
+
+    /// Issues `member`'s consent to be in `leader`'s party for `mode`, good for `ttl`.
+    pub fn issue_consent(
+        &self,
+        member: u64,
+        leader: u64,
+        mode: &str,
+        ttl: Duration,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let now = now_secs();
+        self.sign(&ConsentClaims {
+            sub: member.to_string(),
+            leader,
+            mode: mode.to_owned(),
+            iss: self.issuer.clone(),
+            aud: self.consent_audience(),
+            exp: now + ttl.as_secs(),
+            iat: now,
+        })
+    }
+
+    /// Checks a party consent as [`KeyRing::verify`] checks access tokens.
+    pub fn verify_consent(&self, token: &str) -> Result<ConsentClaims, TokenRejected> {
+        self.check(token, &self.consent_audience())
+    }
+
+    fn check<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        audience: &str,
+    ) -> Result<T, TokenRejected> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|_| TokenRejected("malformed token"))?;
         if header.alg != Algorithm::EdDSA {
@@ -197,10 +258,10 @@ impl KeyRing {
             .ok_or(TokenRejected("unknown signing key"))?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
+        validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 5;
-        jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &validation)
+        jsonwebtoken::decode::<T>(token, &key.decoding, &validation)
             .map(|data| data.claims)
             .map_err(|err| match err.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenRejected("token expired"),

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use keys::{AccessClaims, Jwk, Jwks, KeyRing, TokenRejected};
+pub use keys::{AccessClaims, ConsentClaims, Jwk, Jwks, KeyRing, TokenRejected};
 
 use crate::Cloud;
 use crate::error::{ApiError, ApiJson, ErrorBody};
