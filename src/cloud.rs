@@ -47,6 +47,21 @@ pub struct CloudArgs {
     /// `aud` of access tokens.
     #[arg(long, env = "OUTPOST_AUDIENCE", default_value = "outpost")]
     audience: String,
+    /// Time a client has to send a request's headers (also ends idle keep-alive
+    /// connections).
+    #[arg(long, env = "OUTPOST_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    http_header_timeout: std::time::Duration,
+    /// Most HTTP connections open at once.
+    #[arg(long, env = "OUTPOST_HTTP_MAX_CONNECTIONS", default_value_t = 8192)]
+    http_max_connections: usize,
+    /// Most HTTP connections open at once from one address (IPv6: one /64). Edges'
+    /// gateways forward many players each.
+    #[arg(
+        long,
+        env = "OUTPOST_HTTP_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 1024
+    )]
+    http_max_connections_per_address: usize,
 }
 
 pub async fn run(args: CloudArgs) -> anyhow::Result<()> {
@@ -73,6 +88,12 @@ pub async fn run(args: CloudArgs) -> anyhow::Result<()> {
             args.arena_players,
             args.match_seconds,
         )],
+        connections: outpost_httpd::Limits {
+            header_timeout: args.http_header_timeout,
+            max_connections: args.http_max_connections,
+            max_connections_per_address: args.http_max_connections_per_address,
+            ..outpost_httpd::Limits::default()
+        },
         ..CloudConfig::dev()
     };
     config.validate().map_err(anyhow::Error::msg)?;

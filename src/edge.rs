@@ -89,6 +89,34 @@ pub struct EdgeArgs {
     /// (0: always).
     #[arg(long, env = "OUTPOST_RETRY_ABOVE_PENDING", default_value_t = 64)]
     retry_above_pending: usize,
+    /// Time an admin-server client has to send a request's headers (also ends idle
+    /// keep-alive connections).
+    #[arg(long, env = "OUTPOST_ADMIN_HEADER_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    admin_header_timeout: Duration,
+    /// Most admin-server connections open at once.
+    #[arg(long, env = "OUTPOST_ADMIN_MAX_CONNECTIONS", default_value_t = 64)]
+    admin_max_connections: usize,
+    /// Most admin-server connections from one address.
+    #[arg(
+        long,
+        env = "OUTPOST_ADMIN_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 16
+    )]
+    admin_max_connections_per_address: usize,
+    /// Time a gateway client has to send a request's headers (also ends idle keep-alive
+    /// connections).
+    #[arg(long, env = "OUTPOST_GATEWAY_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    gateway_header_timeout: Duration,
+    /// Most gateway connections open at once.
+    #[arg(long, env = "OUTPOST_GATEWAY_MAX_CONNECTIONS", default_value_t = 4096)]
+    gateway_max_connections: usize,
+    /// Most gateway connections from one address (IPv6: one /64).
+    #[arg(
+        long,
+        env = "OUTPOST_GATEWAY_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 64
+    )]
+    gateway_max_connections_per_address: usize,
     /// How long SIGTERM waits for running matches to finish before ending them.
     #[arg(long, env = "OUTPOST_DRAIN_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
@@ -140,6 +168,9 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     config.max_pending_handshakes = args.max_pending_handshakes;
     config.max_pending_handshakes_per_address = args.max_pending_handshakes_per_address;
     config.retry_above_pending = args.retry_above_pending;
+    config.admin_http.header_timeout = args.admin_header_timeout;
+    config.admin_http.max_connections = args.admin_max_connections;
+    config.admin_http.max_connections_per_address = args.admin_max_connections_per_address;
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         config.tls = TlsSource::Files { cert, key };
     }
@@ -162,6 +193,10 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         (Some(listen), Some(url)) => {
             let mut config = GatewayConfig::new(url, edge.config().edge_id.clone(), &args.region);
             config.listen = *listen;
+            config.connections.header_timeout = args.gateway_header_timeout;
+            config.connections.max_connections = args.gateway_max_connections;
+            config.connections.max_connections_per_address =
+                args.gateway_max_connections_per_address;
             let gateway = Gateway::start_with_stats(config, edge.metrics().gateway.clone()).await?;
             eprintln!("gateway: http://{}", gateway.addr());
             Some(gateway)

@@ -3,12 +3,15 @@
 
 mod common;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use common::*;
+use outpost_edge::gateway::{Gateway, GatewayConfig};
 use outpost_edge::handshake::Refusal;
 use outpost_loadtest::flood::handshake_flood;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
 
 /// Loopback source addresses other than the players' 127.0.0.1.
 fn flood_sources(n: u8) -> Vec<IpAddr> {
@@ -48,4 +51,117 @@ async fn handshake_flood_does_not_block_joins() {
     assert_eq!(metrics.handshakes_refused_of(Refusal::PendingFull), 0);
     drop(session);
     edge.edge.shutdown().await;
+}
+
+/// Opens `count` connections to `addr` that send the start of a request and then nothing,
+/// and waits (on the paused clock) until the server has closed every one, for at most
+/// `limit`. Returns how many were closed at once (refused on accept: reset or closed
+/// before the header deadline could pass).
+async fn slow_clients_are_closed(addr: SocketAddr, count: usize, limit: Duration) -> usize {
+    let mut streams = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut stream = TcpStream::connect(addr).await.expect("connects");
+        // Written before the server may have closed it: a refused one can reset.
+        let _ = stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await;
+        streams.push(stream);
+    }
+    let started = tokio::time::Instant::now();
+    let mut closing = tokio::task::JoinSet::new();
+    for mut stream in streams {
+        closing.spawn(async move {
+            let mut buf = Vec::new();
+            let closed =
+                tokio::time::timeout_at(started + limit, stream.read_to_end(&mut buf)).await;
+            closed.is_ok().then(|| started.elapsed())
+        });
+    }
+    let mut at_once = 0;
+    while let Some(closed) = closing.join_next().await {
+        let after = closed
+            .expect("joins")
+            .unwrap_or_else(|| panic!("a slow client on {addr} was still open after {limit:?}"));
+        if after < Duration::from_secs(1) {
+            at_once += 1;
+        }
+    }
+    at_once
+}
+
+/// Regression test for slow HTTP clients: 200 connections that sent
+/// `GET / HTTP/1.1\r\nHost: x\r\n` and then nothing stayed open for good on the cloud API,
+/// an edge's gateway and its admin server (`axum::serve` has no header timeout); about
+/// 1,000 exhausted the process's file descriptors. Now each server cuts a request whose
+/// headers do not arrive in time, closes idle keep-alive connections as quickly, and caps
+/// connections in all and per address.
+#[tokio::test(start_paused = true)]
+async fn slow_http_clients_are_cut_off_on_every_server() {
+    let header_timeout = Duration::from_secs(10);
+    let limit = header_timeout + Duration::from_secs(2);
+
+    // The cloud API.
+    let cloud = std::sync::Arc::new(
+        outpost_cloud::Cloud::in_memory(outpost_cloud::CloudConfig::dev(), None).expect("cloud"),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let cloud_addr = listener.local_addr().expect("addr");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let served = tokio::spawn(outpost_cloud::serve(
+        listener,
+        cloud.clone(),
+        stop.clone().cancelled_owned(),
+    ));
+    let at_once = slow_clients_are_closed(cloud_addr, 200, limit).await;
+    assert_eq!(at_once, 0, "200 from one address is within the cloud's cap");
+    assert_eq!(cloud.stats.connections.header_timeouts.get(), 200);
+    assert_eq!(
+        get_status(cloud_addr, "/v1/me").await,
+        401,
+        "the API still answers"
+    );
+
+    // An edge's gateway (its origin need not answer for this).
+    let mut config = GatewayConfig::new("http://127.0.0.1:9", "edge", "region");
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    let gateway = Gateway::start(config).await.expect("gateway");
+    let at_once = slow_clients_are_closed(gateway.addr(), 200, limit).await;
+    let stats = &gateway.stats().connections;
+    assert_eq!(
+        at_once,
+        200 - 64,
+        "beyond 64 per address, refused on accept"
+    );
+    assert_eq!(stats.refused_of("per_address"), 136);
+    assert_eq!(stats.header_timeouts.get(), 64);
+    assert_eq!(get_status(gateway.addr(), "/v1/ping").await, 200);
+
+    // An edge's admin server.
+    let edge = TestEdge::start().await;
+    let admin = edge.edge.http_addr().expect("admin server");
+    let at_once = slow_clients_are_closed(admin, 200, Duration::from_secs(7)).await;
+    assert_eq!(
+        at_once,
+        200 - 16,
+        "beyond 16 per address, refused on accept"
+    );
+    assert_eq!(edge.edge.metrics().admin_http.header_timeouts.get(), 16);
+    assert_eq!(get_status(admin, "/healthz").await, 200);
+
+    edge.edge.shutdown().await;
+    gateway.stop().await;
+    stop.cancel();
+    served.await.expect("joins").expect("cloud served");
+}
+
+/// The status of a plain `GET path` with `Connection: close`.
+async fn get_status(addr: SocketAddr, path: &str) -> u16 {
+    let mut stream = TcpStream::connect(addr).await.expect("connects");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("writes");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("reads");
+    let text = String::from_utf8_lossy(&answer);
+    text.split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"))
 }

@@ -178,6 +178,7 @@ impl CloudClient {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
+            .pool_idle_timeout(outpost_protocol::HTTP_CLIENT_IDLE)
             .build()?;
         Ok(Self {
             http,

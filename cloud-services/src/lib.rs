@@ -88,6 +88,10 @@ pub struct CloudConfig {
     pub max_replay_bytes: usize,
     /// How long a player's consent to join a party lasts. Default 5 minutes; 10 s..=1 h.
     pub party_consent_ttl: Duration,
+    /// Bounds on client connections: header timeout (also ending idle keep-alive
+    /// connections), caps in all and per address. Default 10 s, 8192, 1024 per address
+    /// (an edge's gateway forwards many players from one address).
+    pub connections: outpost_httpd::Limits,
 }
 
 impl CloudConfig {
@@ -108,6 +112,11 @@ impl CloudConfig {
             matcher_interval: Duration::from_millis(100),
             max_replay_bytes: 64 * 1024 * 1024,
             party_consent_ttl: Duration::from_secs(300),
+            connections: outpost_httpd::Limits {
+                max_connections: 8192,
+                max_connections_per_address: 1024,
+                ..outpost_httpd::Limits::default()
+            },
         }
     }
 
@@ -122,6 +131,9 @@ impl CloudConfig {
         if self.issuer.is_empty() || self.audience.is_empty() {
             return Err("issuer and audience must be set".into());
         }
+        self.connections
+            .validate()
+            .map_err(|e| format!("connections: {e}"))?;
         if !(Duration::from_secs(10)..=Duration::from_secs(3600)).contains(&self.party_consent_ttl)
         {
             return Err("party_consent_ttl must be 10 s..=1 hour".into());
@@ -190,6 +202,8 @@ pub struct CloudStats {
     pub results_applied: Count,
     /// Replays stored (not counting repeats).
     pub replays_stored: Count,
+    /// Client connections.
+    pub connections: outpost_httpd::ConnStats,
 }
 
 /// Shared state of the API.
@@ -331,9 +345,15 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     cloud.config.validate().map_err(anyhow::Error::msg)?;
     let matchers = matcher::spawn(cloud.clone());
-    let served = axum::serve(listener, router(cloud))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let limits = cloud.config.connections;
+    let served = outpost_httpd::serve(
+        listener,
+        router(cloud.clone()),
+        limits,
+        cloud.stats.connections.clone(),
+        shutdown,
+    )
+    .await;
     for task in matchers {
         task.abort();
     }

@@ -79,6 +79,7 @@ pub fn http_client() -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(30))
+        .pool_idle_timeout(outpost_protocol::HTTP_CLIENT_IDLE)
         .build()
         .context("building the HTTP client")
 }

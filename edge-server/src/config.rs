@@ -30,6 +30,9 @@ pub struct EdgeConfig {
     /// TCP address of the admin HTTP server (`/metrics`, `/healthz`, `/readyz`); `None`
     /// to run without one. Default `127.0.0.1:7780`.
     pub http_listen: Option<SocketAddr>,
+    /// Bounds on the admin server's connections. Default: headers within 5 s (idle
+    /// keep-alive closed after as long), 64 connections, 16 per address.
+    pub admin_http: outpost_httpd::Limits,
     /// Ed25519 public key connect tokens must be signed with.
     pub token_public_key: [u8; 32],
     /// TLS certificate source. Default self-signed.
@@ -83,6 +86,12 @@ impl EdgeConfig {
             edge_id: edge_id.into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 7777)),
             http_listen: Some(SocketAddr::from(([127, 0, 0, 1], 7780))),
+            admin_http: outpost_httpd::Limits {
+                header_timeout: Duration::from_secs(5),
+                max_connections: 64,
+                max_connections_per_address: 16,
+                shutdown_grace: Duration::from_secs(2),
+            },
             token_public_key,
             tls: TlsSource::SelfSigned,
             max_matches: 64,
@@ -116,6 +125,11 @@ impl EdgeConfig {
             (1..=outpost_protocol::token::MAX_EDGE_ID_LEN).contains(&self.edge_id.len()),
             "edge_id",
             "must be 1..=64 bytes",
+        )?;
+        check(
+            self.admin_http.validate().is_ok(),
+            "admin_http",
+            "needs a header timeout of 100 ms..=5 min, at least one connection, and 1..=max_connections per address",
         )?;
         check(
             (1..=10_000).contains(&self.max_matches),

@@ -56,6 +56,12 @@ pub struct EdgeMetrics {
     /// Initials refused before any handshake, by reason
     /// ([`crate::handshake::Refusal::as_str`]).
     pub handshakes_refused: Family<RejectLabels, Counter>,
+    /// Outbox writes that failed (each retried; results are never dropped).
+    pub outbox_write_failures: Counter,
+    /// Results held in memory because the outbox could not be written.
+    pub outbox_unwritten: Gauge,
+    /// The admin server's connections (`admin_http_…`).
+    pub admin_http: outpost_httpd::ConnStats,
     /// The HTTP gateway's counters (zero when it does not run).
     pub gateway: crate::gateway::GatewayStats,
 }
@@ -89,6 +95,9 @@ impl EdgeMetrics {
             handshakes_pending: Gauge::default(),
             handshake_retries: Counter::default(),
             handshakes_refused: Family::default(),
+            outbox_write_failures: Counter::default(),
+            outbox_unwritten: Gauge::default(),
+            admin_http: outpost_httpd::ConnStats::default(),
             gateway: crate::gateway::GatewayStats::default(),
         };
         let r = &mut registry;
@@ -170,6 +179,17 @@ impl EdgeMetrics {
             "Initials refused before a handshake, by reason",
             metrics.handshakes_refused.clone(),
         );
+        r.register(
+            "outbox_write_failures",
+            "Outbox writes that failed (retried)",
+            metrics.outbox_write_failures.clone(),
+        );
+        r.register(
+            "outbox_unwritten",
+            "Results held in memory, not yet written to the outbox",
+            metrics.outbox_unwritten.clone(),
+        );
+        metrics.admin_http.register(r, "admin_http");
         metrics.gateway.register(r);
         Self {
             registry,

@@ -17,10 +17,10 @@ use crate::config::EdgeConfig;
 use crate::directory::Directory;
 use crate::handshake::{Decision, HandshakeGate, HandshakeLimits};
 use crate::metrics::EdgeMetrics;
-use crate::outbox::{ItemKind, Outbox};
+use crate::outbox::Outbox;
 use crate::session::{self, Shared};
 use crate::tls::Certificate;
-use crate::worker::{self, COMMAND_QUEUE, FinishedMatch, WorkerContext};
+use crate::worker::{self, COMMAND_QUEUE, WorkerContext};
 
 /// Ended matches queued for the outbox writer.
 const FINISHED_QUEUE: usize = 64;
@@ -128,9 +128,10 @@ impl Edge {
                 let (tx, rx) = std::sync::mpsc::sync_channel(FINISHED_QUEUE);
                 let outbox = outbox.clone();
                 let edge_id = config.edge_id.clone();
+                let metrics = metrics.clone();
                 let writer = std::thread::Builder::new()
                     .name("outpost-outbox".into())
-                    .spawn(move || write_outbox(&outbox, &edge_id, &rx))
+                    .spawn(move || crate::outbox::write_finished(&outbox, &edge_id, &rx, &metrics))
                     .context("spawning the outbox writer")?;
                 (Some(tx), Some(writer))
             }
@@ -183,10 +184,17 @@ impl Edge {
                 let bound = listener.local_addr()?;
                 let router = crate::http::router(shared.clone());
                 let cancel = cancel.clone();
+                let limits = config.admin_http;
+                let stats = shared.metrics.admin_http.clone();
                 let task = tokio::spawn(async move {
-                    let served = axum::serve(listener, router)
-                        .with_graceful_shutdown(cancel.cancelled_owned())
-                        .await;
+                    let served = outpost_httpd::serve(
+                        listener,
+                        router,
+                        limits,
+                        stats,
+                        cancel.cancelled_owned(),
+                    )
+                    .await;
                     if let Err(err) = served {
                         tracing::error!(?err, "admin HTTP server failed");
                     }
@@ -383,44 +391,4 @@ impl Edge {
 /// Lower-case hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The outbox writer thread: each ended match's result, then its replay, durably.
-fn write_outbox(
-    outbox: &Outbox,
-    edge_id: &str,
-    finished: &std::sync::mpsc::Receiver<FinishedMatch>,
-) {
-    use outpost_protocol::MatchEndReason;
-    while let Ok(done) = finished.recv() {
-        let outcome = match done.outcome {
-            Some(MatchEndReason::TimeUp | MatchEndReason::ScoreLimit) => "completed",
-            Some(MatchEndReason::Abandoned) => "abandoned",
-            Some(MatchEndReason::Shutdown) | None => "shutdown",
-        };
-        let result = serde_json::json!({
-            "edge_id": edge_id,
-            "outcome": outcome,
-            "ticks": done.ticks,
-            "players": done.scores.iter().map(|s| serde_json::json!({
-                "player_id": s.player.0,
-                "score": s.score,
-            })).collect::<Vec<_>>(),
-        });
-        match outbox.put(
-            done.match_id,
-            ItemKind::Result,
-            result.to_string().as_bytes(),
-        ) {
-            Ok(()) => tracing::info!(match_id = %done.match_id, outcome, "result in the outbox"),
-            Err(err) => {
-                tracing::error!(match_id = %done.match_id, %err, "writing the result to the outbox failed");
-            }
-        }
-        if let Some(replay) = done.replay
-            && let Err(err) = outbox.put(done.match_id, ItemKind::Replay, &replay)
-        {
-            tracing::warn!(match_id = %done.match_id, %err, "replay not kept");
-        }
-    }
 }

@@ -150,6 +150,8 @@ async fn setup(adjust: impl FnOnce(&mut GatewayConfig)) -> Setup {
     let mut config = GatewayConfig::new(format!("http://{origin_addr}"), "edge-t", "test");
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.origin_timeout = Duration::from_secs(2);
+    // Every client of these tests is 127.0.0.1.
+    config.connections.max_connections_per_address = 1024;
     adjust(&mut config);
     let gateway = Gateway::start(config).await.expect("gateway starts");
     let url = format!("http://{}", gateway.addr());
@@ -158,7 +160,10 @@ async fn setup(adjust: impl FnOnce(&mut GatewayConfig)) -> Setup {
         origin_stop,
         gateway,
         url,
-        http: reqwest::Client::new(),
+        http: reqwest::Client::builder()
+            .pool_idle_timeout(outpost_protocol::HTTP_CLIENT_IDLE)
+            .build()
+            .expect("client"),
     }
 }
 

@@ -127,6 +127,7 @@ pub(crate) async fn watch(
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = match reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
+        .pool_idle_timeout(outpost_protocol::HTTP_CLIENT_IDLE)
         .build()
     {
         Ok(http) => http,

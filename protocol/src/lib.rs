@@ -54,5 +54,11 @@ pub use token::{
 /// refused with [`RejectCode::VersionMismatch`].
 pub const PROTOCOL_VERSION: u16 = 3;
 
+/// Longest an HTTP client of Outpost's servers should keep a pooled connection idle.
+/// The servers close keep-alive connections idle for their header timeout (10 s by
+/// default); a client that reuses one just as it is closed sees its request fail, so
+/// clients let theirs go well before that.
+pub const HTTP_CLIENT_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The QUIC ALPN protocol identifier for this protocol version.
 pub const ALPN: &[u8] = b"outpost/1";

@@ -88,6 +88,9 @@ pub struct GatewayConfig {
     pub groups: Vec<RouteGroup>,
     /// Most keys each limiter remembers. Default 100 000.
     pub max_limiter_keys: usize,
+    /// Bounds on client connections: header timeout (also ending idle keep-alive
+    /// connections), caps in all and per address. Default 10 s, 4096, 64.
+    pub connections: outpost_httpd::Limits,
 }
 
 impl GatewayConfig {
@@ -132,6 +135,7 @@ impl GatewayConfig {
                 },
             }],
             max_limiter_keys: 100_000,
+            connections: outpost_httpd::Limits::default(),
         }
     }
 }
@@ -162,6 +166,8 @@ pub struct GatewayStats {
     pub rate_limited: Counter,
     /// Bytes the cache holds (updated every few seconds).
     pub cache_bytes: Gauge,
+    /// Client connections (`gateway_http_…`).
+    pub connections: outpost_httpd::ConnStats,
 }
 
 impl GatewayStats {
@@ -227,6 +233,7 @@ impl GatewayStats {
             "Bytes the cache holds",
             self.cache_bytes.clone(),
         );
+        self.connections.register(registry, "gateway_http");
     }
 
     /// Requests answered (hits, misses, stale and pass-through).
@@ -303,10 +310,14 @@ impl Gateway {
         config: GatewayConfig,
         stats: GatewayStats,
     ) -> anyhow::Result<Self> {
+        config
+            .connections
+            .validate()
+            .map_err(|e| anyhow::anyhow!("gateway connections: {e}"))?;
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(outpost_protocol::HTTP_CLIENT_IDLE)
             .connect_timeout(Duration::from_secs(2))
             .timeout(config.origin_timeout)
             .build()
@@ -370,12 +381,16 @@ impl Gateway {
         let cancel = CancellationToken::new();
         let serve = {
             let cancel = cancel.clone();
+            let limits = shared.config.connections;
+            let connections = shared.stats.connections.clone();
             tokio::spawn(async move {
-                let served = axum::serve(
+                let served = outpost_httpd::serve(
                     listener,
-                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                    router,
+                    limits,
+                    connections,
+                    cancel.cancelled_owned(),
                 )
-                .with_graceful_shutdown(cancel.cancelled_owned())
                 .await;
                 if let Err(err) = served {
                     tracing::error!(%err, "gateway stopped");
