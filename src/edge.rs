@@ -117,6 +117,13 @@ pub struct EdgeArgs {
         default_value_t = 64
     )]
     gateway_max_connections_per_address: usize,
+    /// Most requests the gateway has at the cloud at once.
+    #[arg(
+        long,
+        env = "OUTPOST_GATEWAY_MAX_ORIGIN_REQUESTS",
+        default_value_t = 256
+    )]
+    gateway_max_origin_requests: usize,
     /// How long SIGTERM waits for running matches to finish before ending them.
     #[arg(long, env = "OUTPOST_DRAIN_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
@@ -197,6 +204,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
             config.connections.max_connections = args.gateway_max_connections;
             config.connections.max_connections_per_address =
                 args.gateway_max_connections_per_address;
+            config.max_origin_requests = args.gateway_max_origin_requests;
             let gateway = Gateway::start_with_stats(config, edge.metrics().gateway.clone()).await?;
             eprintln!("gateway: http://{}", gateway.addr());
             Some(gateway)

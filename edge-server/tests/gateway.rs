@@ -36,6 +36,8 @@ struct Origin {
     version: Arc<AtomicU64>,
     keys: Arc<KeyRing>,
     seen_player: Arc<Mutex<Option<String>>>,
+    /// `/v1/held` answers once the test adds a permit here.
+    gate: Arc<tokio::sync::Semaphore>,
 }
 
 impl Origin {
@@ -107,6 +109,21 @@ async fn echo(State(origin): State<Origin>, body: String) -> String {
     body
 }
 
+async fn held(State(origin): State<Origin>) -> &'static str {
+    origin.bump("/v1/held");
+    let _ = origin.gate.acquire().await.map(|p| p.forget());
+    "released"
+}
+
+/// 3 MiB, cacheable by its headers.
+async fn big(State(origin): State<Origin>) -> impl IntoResponse {
+    origin.bump("/v1/big");
+    (
+        [(header::CACHE_CONTROL, "public, max-age=60")],
+        vec![7u8; 3 * 1024 * 1024],
+    )
+}
+
 async fn jwks(State(origin): State<Origin>) -> axum::Json<outpost_cloud::auth::Jwks> {
     axum::Json(origin.keys.jwks())
 }
@@ -117,6 +134,8 @@ fn start_origin(listener: tokio::net::TcpListener, origin: Origin, stop: Cancell
         .route("/.well-known/jwks.json", axum::routing::get(jwks))
         .route("/v1/me", axum::routing::get(me))
         .route("/v1/echo", axum::routing::post(echo))
+        .route("/v1/held", axum::routing::get(held))
+        .route("/v1/big", axum::routing::get(big))
         .with_state(origin);
     tokio::spawn(async move {
         let _ = axum::serve(listener, app)
@@ -140,6 +159,7 @@ async fn setup(adjust: impl FnOnce(&mut GatewayConfig)) -> Setup {
         version: Arc::new(AtomicU64::new(1)),
         keys,
         seen_player: Arc::default(),
+        gate: Arc::new(tokio::sync::Semaphore::new(0)),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -482,4 +502,109 @@ async fn oversized_bodies_get_413_and_slow_clients_time_out_while_others_are_ser
     let n = read.expect("the slow client is answered").expect("reads");
     let text = String::from_utf8_lossy(&answer[..n]);
     assert!(text.contains("408"), "{text}");
+}
+
+/// Regression test for the cache bypass: `Authorization: x` on a public GET skipped the
+/// cache and request coalescing and went to the cloud — cheap amplification onto the
+/// origin. Only a credential that validates may go past the cache; others get 401 at
+/// the edge.
+#[tokio::test]
+async fn junk_credentials_do_not_bypass_the_cache() {
+    let s = setup(|_| {}).await;
+    let path = "/v1/cc/board?cc=public,max-age=60";
+    assert_eq!(x_cache(&s.get(path).await), "MISS");
+    for junk in [
+        "x",
+        "Bearer junk",
+        "Basic dXNlcjpwYXNz",
+        "Edge some-credential",
+    ] {
+        for _ in 0..3 {
+            let r = s
+                .http
+                .get(format!("{}{path}", s.url))
+                .header(header::AUTHORIZATION, junk)
+                .send()
+                .await
+                .expect("answers");
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{junk}");
+        }
+    }
+    assert_eq!(x_cache(&s.get(path).await), "HIT");
+    assert_eq!(
+        s.origin.count("/v1/cc/board"),
+        1,
+        "junk never reached the cloud"
+    );
+    let token = s.origin.keys.issue(3).expect("issues").0;
+    let r = s
+        .http
+        .get(format!("{}{path}", s.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(x_cache(&r), "BYPASS", "a valid credential still may");
+}
+
+/// Origin requests are capped: with two allowed, two requests wait at the origin and the
+/// others are told 503 `origin_busy` with `Retry-After` instead of piling onto it.
+#[tokio::test]
+async fn origin_requests_are_capped() {
+    let s = setup(|c| {
+        c.max_origin_requests = 2;
+        c.origin_queue_wait = Duration::from_millis(100);
+    })
+    .await;
+    let token = s.origin.keys.issue(5).expect("issues").0;
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        // Each its own key and credentialed: nothing to coalesce or cache.
+        let request = s
+            .http
+            .get(format!("{}/v1/held?i={i}", s.url))
+            .bearer_auth(&token);
+        requests.spawn(async move { request.send().await.expect("answers") });
+    }
+    // The origin holds the two it took until released: the first six answers are the
+    // refused ones.
+    for _ in 0..6 {
+        let r = requests
+            .join_next()
+            .await
+            .expect("an answer")
+            .expect("joins");
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        let body: Value = r.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "origin_busy");
+    }
+    assert_eq!(s.origin.count("/v1/held"), 2);
+    s.origin.gate.add_permits(2);
+    while let Some(r) = requests.join_next().await {
+        assert_eq!(r.expect("joins").status(), StatusCode::OK);
+    }
+}
+
+/// Answers too large to cache stream through instead of being buffered (up to 64 MiB a
+/// request, once), and are not cached; beyond the relay limit they are refused.
+#[tokio::test]
+async fn large_answers_stream_through_uncached() {
+    let s = setup(|c| c.max_buffered_response = 1024 * 1024).await;
+    for _ in 0..2 {
+        let r = s.get("/v1/big").await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(x_cache(&r), "MISS");
+        let body = r.bytes().await.expect("body");
+        assert_eq!(body.len(), 3 * 1024 * 1024);
+        assert!(body.iter().all(|b| *b == 7));
+    }
+    assert_eq!(s.origin.count("/v1/big"), 2, "streamed, not cached");
+    let small = setup(|c| {
+        c.max_response = 2 * 1024 * 1024;
+        c.max_buffered_response = 1024 * 1024;
+    })
+    .await;
+    let r = small.get("/v1/big").await;
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
 }

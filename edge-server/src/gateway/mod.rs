@@ -18,9 +18,10 @@
 pub mod auth;
 pub mod cache;
 pub mod limits;
+mod origin;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,18 +29,18 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use governor::clock::DefaultClock;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::sync::OnceCell;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use self::auth::KeyCache;
 use self::cache::{Directives, Entry, Use};
 use self::limits::{Limits, Rate};
+use self::origin::{FetchError, Fetched, Forward, Origin, Payload, Shareable};
 
 /// Limits for requests whose path starts with `prefix`.
 #[derive(Debug, Clone)]
@@ -76,6 +77,16 @@ pub struct GatewayConfig {
     pub max_body: usize,
     /// Largest origin response relayed, bytes. Default 64 MiB.
     pub max_response: usize,
+    /// Largest origin response read in full, and so cacheable and shared by coalesced
+    /// requests, bytes; larger ones (and those of unknown length) are streamed through,
+    /// uncached. Default 1 MiB; at most `max_response`.
+    pub max_buffered_response: usize,
+    /// Most origin requests at once (a streamed answer holds its place until done).
+    /// Default 256; at least 1.
+    pub max_origin_requests: usize,
+    /// How long a request waits for a place among the origin requests before it is
+    /// answered 503 `origin_busy`. Default 2 s.
+    pub origin_queue_wait: Duration,
     /// Longest a client request may take, body included. Default 20 s.
     pub request_timeout: Duration,
     /// Longest the origin may take. Default 15 s (above the cloud's 8 s long polls).
@@ -111,6 +122,9 @@ impl GatewayConfig {
             cache_bytes: 64 * 1024 * 1024,
             max_body: 64 * 1024,
             max_response: 64 * 1024 * 1024,
+            max_buffered_response: 1024 * 1024,
+            max_origin_requests: 256,
+            origin_queue_wait: Duration::from_secs(2),
             request_timeout: Duration::from_secs(20),
             origin_timeout: Duration::from_secs(15),
             default_limits: (
@@ -246,22 +260,17 @@ fn bump(counter: &Counter) {
     counter.inc();
 }
 
-/// One origin response, shared by every request that waited for it.
+/// What a coalesced origin request hands the requests that waited for it.
 #[derive(Debug, Clone)]
-struct Fetched {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
+enum Outcome {
+    /// The answer, read in full (or why there was none).
+    Shared(Result<Shareable, FetchError>),
+    /// The answer was streamed to the request that made it: the others ask themselves.
+    Streamed,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FetchError {
-    Unreachable,
-    Timeout,
-    TooLarge,
-}
-
-type Flight = Arc<OnceCell<Result<Fetched, FetchError>>>;
+/// The requests waiting on one origin request for a key.
+type Flight = watch::Receiver<Option<Outcome>>;
 
 struct Group {
     prefix: String,
@@ -270,24 +279,13 @@ struct Group {
 
 struct Shared {
     config: GatewayConfig,
-    http: reqwest::Client,
+    origin: Origin,
     cache: moka::future::Cache<String, Arc<Entry>>,
     inflight: Mutex<HashMap<String, Flight>>,
     keys: KeyCache,
     groups: Vec<Group>,
     default_group: Limits<DefaultClock>,
     stats: GatewayStats,
-}
-
-/// What is forwarded to the origin.
-#[derive(Clone)]
-struct Forward {
-    method: Method,
-    path_and_query: String,
-    headers: HeaderMap,
-    body: Bytes,
-    peer: IpAddr,
-    player: Option<u64>,
 }
 
 /// A running gateway.
@@ -314,6 +312,14 @@ impl Gateway {
             .connections
             .validate()
             .map_err(|e| anyhow::anyhow!("gateway connections: {e}"))?;
+        anyhow::ensure!(
+            config.max_origin_requests >= 1,
+            "gateway max_origin_requests must be at least 1"
+        );
+        anyhow::ensure!(
+            config.max_buffered_response <= config.max_response,
+            "gateway max_buffered_response must be at most max_response"
+        );
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)
@@ -361,9 +367,18 @@ impl Gateway {
             .with_context(|| format!("binding the gateway on {}", config.listen))?;
         let addr = listener.local_addr()?;
         let timeout = config.request_timeout;
+        let origin = Origin {
+            http,
+            base: config.origin.clone(),
+            region: config.region.clone(),
+            max_response: config.max_response,
+            max_buffered: config.max_buffered_response,
+            permits: Arc::new(tokio::sync::Semaphore::new(config.max_origin_requests)),
+            queue_wait: config.origin_queue_wait,
+        };
         let shared = Arc::new(Shared {
             config,
-            http,
+            origin,
             cache,
             inflight: Mutex::new(HashMap::new()),
             keys,
@@ -473,23 +488,6 @@ fn limited(wait: Duration) -> Response {
     response
 }
 
-/// Hop-by-hop headers: never forwarded either way.
-fn hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "host"
-            | "content-length"
-    )
-}
-
 async fn handle(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -524,12 +522,14 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let mut player = None;
-    if shared
+    // Credentials are checked wherever they come: only a valid one may go past the shared
+    // cache (junk in `Authorization` once sent every request straight to the cloud).
+    let needs_player = shared
         .config
         .auth_prefixes
         .iter()
-        .any(|p| path.starts_with(p.as_str()))
-    {
+        .any(|p| path.starts_with(p.as_str()));
+    if needs_player || authorization.is_some() {
         match shared.keys.player(authorization.as_deref()).await {
             Ok(id) => player = Some(id),
             Err(refused) => {
@@ -563,11 +563,12 @@ async fn handle(
         peer: peer.ip(),
         player,
     };
-    if forward.method == Method::GET && authorization.is_none() {
+    if forward.method == Method::GET && player.is_none() {
         return cached(&shared, forward).await;
     }
     bump(&shared.stats.bypassed);
-    match fetch(&shared, &forward, None).await {
+    bump(&shared.stats.origin_requests);
+    match shared.origin.fetch(&forward).await {
         Ok(fetched) => relay(fetched, "BYPASS"),
         Err(err) => origin_failed(err),
     }
@@ -590,11 +591,26 @@ fn origin_failed(err: FetchError) -> Response {
             "origin_too_large",
             "the cloud's answer is too large",
         ),
+        FetchError::Busy => {
+            let mut response = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "origin_busy",
+                "too many requests to the cloud at once; try again",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
     }
 }
 
 fn relay(fetched: Fetched, how: &'static str) -> Response {
-    let mut response = Response::new(Body::from(fetched.body));
+    let body = match fetched.body {
+        Payload::Full(bytes) => Body::from(bytes),
+        Payload::Stream(body) => body,
+    };
+    let mut response = Response::new(body);
     *response.status_mut() = fetched.status;
     *response.headers_mut() = fetched.headers;
     response
@@ -695,36 +711,80 @@ async fn cached(shared: &Arc<Shared>, forward: Forward) -> Response {
 }
 
 /// One origin fetch per key at a time: later requests for the key wait for the first's
-/// answer instead of asking the origin again.
+/// answer instead of asking the origin again. An answer too large to share (streamed to
+/// the first request), or a first request that went away, leaves the others to ask for
+/// themselves.
 async fn coalesced(
     shared: &Arc<Shared>,
     forward: &Forward,
     stale: Option<Arc<Entry>>,
 ) -> Result<Fetched, FetchError> {
     let key = cache_key(forward);
-    let flight: Flight = {
+    let waiting = {
         let mut inflight = shared.inflight.lock().unwrap_or_else(|e| e.into_inner());
         match inflight.get(&key) {
-            Some(flight) => {
-                bump(&shared.stats.coalesced);
-                flight.clone()
-            }
+            Some(flight) => Err(flight.clone()),
             None => {
-                let flight: Flight = Arc::new(OnceCell::new());
-                inflight.insert(key.clone(), flight.clone());
-                flight
+                let (tx, rx) = watch::channel(None);
+                inflight.insert(key.clone(), rx.clone());
+                Ok((tx, rx))
             }
         }
     };
-    let result = flight
-        .get_or_init(|| fill(shared, forward, &key, stale))
-        .await
-        .clone();
-    let mut inflight = shared.inflight.lock().unwrap_or_else(|e| e.into_inner());
-    if inflight.get(&key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
-        inflight.remove(&key);
+    match waiting {
+        Ok((tx, rx)) => {
+            let _leave = LeaveFlight {
+                shared,
+                key: &key,
+                flight: rx,
+            };
+            let result = fill(shared, forward, &key, stale).await;
+            let outcome = match &result {
+                Ok(fetched) => fetched
+                    .shareable()
+                    .map_or(Outcome::Streamed, |s| Outcome::Shared(Ok(s))),
+                Err(err) => Outcome::Shared(Err(*err)),
+            };
+            let _ = tx.send(Some(outcome));
+            result
+        }
+        Err(mut flight) => {
+            bump(&shared.stats.coalesced);
+            let outcome = flight
+                .wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|o| o.clone());
+            match outcome {
+                Some(Outcome::Shared(result)) => result.map(Fetched::from),
+                Some(Outcome::Streamed) | None => fill(shared, forward, &key, stale).await,
+            }
+        }
     }
-    result
+}
+
+/// Removes a finished (or abandoned) flight from the in-flight map, if it is still the
+/// one there.
+struct LeaveFlight<'a> {
+    shared: &'a Shared,
+    key: &'a str,
+    flight: Flight,
+}
+
+impl Drop for LeaveFlight<'_> {
+    fn drop(&mut self) {
+        let mut inflight = self
+            .shared
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if inflight
+            .get(self.key)
+            .is_some_and(|f| f.same_channel(&self.flight))
+        {
+            inflight.remove(self.key);
+        }
+    }
 }
 
 /// Fetches for the cache: revalidates a stale entry by its `ETag`, stores what may be
@@ -750,7 +810,8 @@ async fn fill(
             .headers
             .insert(header::IF_NONE_MATCH, etag.clone());
     }
-    let fetched = fetch(shared, &origin_request, None).await?;
+    bump(&shared.stats.origin_requests);
+    let fetched = shared.origin.fetch(&origin_request).await?;
     if fetched.status == StatusCode::NOT_MODIFIED
         && let Some(stale) = stale
     {
@@ -769,11 +830,13 @@ async fn fill(
     }
     bump(&shared.stats.misses);
     let directives = Directives::parse(&fetched.headers);
-    if directives.storable(fetched.status, false, &fetched.headers) {
+    if let Payload::Full(body) = &fetched.body
+        && directives.storable(fetched.status, false, &fetched.headers)
+    {
         let entry = Entry {
             status: fetched.status,
             headers: fetched.headers.clone(),
-            body: fetched.body.clone(),
+            body: body.clone(),
             stored_at: Instant::now(),
             directives,
             vary: cache::vary_of(&fetched.headers, &forward.headers),
@@ -787,73 +850,6 @@ fn as_fetched(entry: &Entry) -> Fetched {
     Fetched {
         status: entry.status,
         headers: entry.headers.clone(),
-        body: entry.body.clone(),
+        body: Payload::Full(entry.body.clone()),
     }
-}
-
-fn fetch_error(err: reqwest::Error) -> FetchError {
-    if err.is_timeout() {
-        FetchError::Timeout
-    } else {
-        FetchError::Unreachable
-    }
-}
-
-/// One request to the origin.
-async fn fetch(
-    shared: &Shared,
-    forward: &Forward,
-    _stale: Option<()>,
-) -> Result<Fetched, FetchError> {
-    bump(&shared.stats.origin_requests);
-    let url = format!("{}{}", shared.config.origin, forward.path_and_query);
-    let mut request = shared.http.request(forward.method.clone(), url);
-    for (name, value) in &forward.headers {
-        if !hop_by_hop(name)
-            && name.as_str() != "x-forwarded-for"
-            && !name.as_str().starts_with("x-outpost-")
-        {
-            request = request.header(name, value);
-        }
-    }
-    let forwarded_for = match forward
-        .headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(earlier) => format!("{earlier}, {}", forward.peer),
-        None => forward.peer.to_string(),
-    };
-    request = request
-        .header("x-forwarded-for", forwarded_for)
-        .header("x-outpost-region", shared.config.region.as_str());
-    if let Some(player) = forward.player {
-        request = request.header("x-outpost-player", player.to_string());
-    }
-    if !forward.body.is_empty() {
-        request = request.body(forward.body.clone());
-    }
-    let response = request.send().await.map_err(fetch_error)?;
-    if response
-        .content_length()
-        .is_some_and(|len| len > shared.config.max_response as u64)
-    {
-        return Err(FetchError::TooLarge);
-    }
-    let status = response.status();
-    let mut headers = HeaderMap::new();
-    for (name, value) in response.headers() {
-        if !hop_by_hop(name) {
-            headers.append(name.clone(), value.clone());
-        }
-    }
-    let body = response.bytes().await.map_err(fetch_error)?;
-    if body.len() > shared.config.max_response {
-        return Err(FetchError::TooLarge);
-    }
-    Ok(Fetched {
-        status,
-        headers,
-        body,
-    })
 }
