@@ -165,3 +165,79 @@ async fn get_status(addr: SocketAddr, path: &str) -> u16 {
         .and_then(|code| code.parse().ok())
         .unwrap_or_else(|| panic!("no status in {text:?}"))
 }
+
+/// Regression test for a client wedged for good: once it acknowledged a snapshot it
+/// could not decode (lost, or its body spoiled), every later snapshot was a delta against
+/// a baseline it did not have, and no keyframe ever came. Now the client asks for one
+/// (an ack of 0) after a few failures, and acks that stay behind bring one too: it
+/// decodes again well within a second (30 snapshots).
+#[test]
+fn an_ack_of_an_undecodable_snapshot_heals_within_a_second() {
+    use outpost_client::netcode::Decoder;
+    use outpost_edge::snapshot::{ClientSnapshots, Frame, Interest, InterestGrid};
+    use outpost_protocol::{EntityId, EntityKind, EntityState, Quantizer, Snapshot};
+
+    let config = small_match();
+    let quantizer = Quantizer::for_config(&config);
+    let own = EntityId(1);
+    let interest = Interest::default();
+    let mut edge = ClientSnapshots::new(own);
+    let mut client = Decoder::new(&config, own);
+    let world = |tick: u32| -> Vec<EntityState> {
+        (1..=12)
+            .map(|id| EntityState {
+                id: EntityId(id),
+                kind: if id == 1 {
+                    EntityKind::Player
+                } else {
+                    EntityKind::Prop
+                },
+                position: [id as f32 - 6.0, 1.0, (tick as f32 * 0.05).sin() * 5.0],
+                rotation: [0.0, 0.0, 0.0, 1.0],
+                velocity: [0.0; 3],
+            })
+            .collect()
+    };
+    let spoiled = 20;
+    let mut healed_at = None;
+    for n in 1..=60u32 {
+        let tick = n * 2;
+        let entities = world(tick);
+        let quantized: Vec<_> = entities
+            .iter()
+            .map(|e| e.quantize(&quantizer, None))
+            .collect();
+        let grid = InterestGrid::build(&entities, interest.cell);
+        let frame = Frame {
+            tick,
+            quantizer: &quantizer,
+            entities: &entities,
+            quantized: &quantized,
+            grid: &grid,
+            interest,
+        };
+        let built = edge.build(&frame, None, 1100);
+        let snapshot = Snapshot {
+            tick,
+            baseline_tick: built.baseline_tick,
+            ack_input_seq: 0,
+            ticks_left: 1000,
+            body: built.body,
+        };
+        if n == spoiled {
+            // Lost on the way (or spoiled), yet acknowledged by the client.
+            edge.ack(tick);
+            continue;
+        }
+        let decoded = client.decode(&snapshot).is_ok();
+        if n > spoiled && decoded && healed_at.is_none() {
+            healed_at = Some(n - spoiled);
+        }
+        edge.ack(client.ack());
+    }
+    let healed_after = healed_at.expect("the client never decoded a snapshot again");
+    assert!(
+        healed_after <= 30,
+        "decoded again after {healed_after} snapshots"
+    );
+}

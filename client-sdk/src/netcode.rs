@@ -240,7 +240,12 @@ pub struct Decoder {
     /// Recent views: tick, quantized entities, the tick each value was sent at, and the
     /// entities decoded (so values carried over need no decoding again).
     views: VecDeque<(u32, View, Vec<u32>, Vec<EntityState>)>,
+    /// Snapshots in a row that could not be decoded (baseline missing, or malformed).
+    failing: u32,
 }
+
+/// Snapshots in a row that fail to decode after which the client asks for a keyframe.
+pub const KEYFRAME_AFTER_FAILURES: u32 = 3;
 
 impl Decoder {
     /// A decoder for a match and a player's own entity.
@@ -249,12 +254,23 @@ impl Decoder {
             quantizer: Quantizer::for_config(config),
             own,
             views: VecDeque::with_capacity(VIEW_HISTORY),
+            failing: 0,
         }
     }
 
-    /// Newest tick decoded (the ack to send), 0 before the first.
+    /// Newest tick decoded, 0 before the first.
     pub fn newest(&self) -> u32 {
         self.views.back().map_or(0, |(t, ..)| *t)
+    }
+
+    /// The ack to send: the newest tick decoded, or 0 — "send a keyframe" — once
+    /// [`KEYFRAME_AFTER_FAILURES`] snapshots in a row could not be decoded.
+    pub fn ack(&self) -> u32 {
+        if self.failing >= KEYFRAME_AFTER_FAILURES {
+            0
+        } else {
+            self.newest()
+        }
     }
 
     /// Decodes a snapshot into the world it describes.
@@ -262,6 +278,15 @@ impl Decoder {
         if snapshot.tick <= self.newest() {
             return Err(SnapshotIssue::Stale);
         }
+        let decoded = self.decode_newer(snapshot);
+        match decoded {
+            Ok(_) => self.failing = 0,
+            Err(_) => self.failing = self.failing.saturating_add(1),
+        }
+        decoded
+    }
+
+    fn decode_newer(&mut self, snapshot: &Snapshot) -> Result<WorldState, SnapshotIssue> {
         let (empty, no_ticks, no_states) = (View::new(), Vec::new(), Vec::new());
         let (baseline, baseline_ticks, baseline_states) = if snapshot.baseline_tick == 0 {
             (&empty, &no_ticks, &no_states)

@@ -402,7 +402,7 @@ impl Session {
                     .map_or(0, |t| t.max(0.0).round() as u32);
             }
             let applied = net.unreconciled.as_ref().map_or(0, |w| w.ack_input_seq);
-            (net.decoder.newest(), applied.max(net.acked_input))
+            (net.decoder.ack(), applied.max(net.acked_input))
         };
         let (ack, acked_input) = ack;
         let frame = {

@@ -13,6 +13,10 @@
 //!    never more than one datagram);
 //! 5. encodes the new view against the baseline ([`outpost_protocol::delta`]).
 //!
+//! A client that cannot decode what it is sent (its baseline lost or spoiled) asks for a
+//! keyframe by acking 0, and acks that stay behind the baseline in use bring one as well,
+//! so no client is left with deltas it can never decode.
+//!
 //! An entity that did not fit keeps, in the new view, the value the client already has,
 //! and its priority keeps growing, so it goes next time. (A value sent in a snapshot
 //! not yet acknowledged may thus be absent from the next view; the client knows which
@@ -28,6 +32,10 @@ use outpost_protocol::{EntityId, EntityKind, EntityState, Quantizer, Snapshot};
 
 /// Views remembered per client: a second at 60 snapshots per second.
 pub const SENT_HISTORY: usize = 64;
+/// Acks in a row older than the baseline in use after which the edge sends a keyframe:
+/// an honest client's acks only go back when input datagrams are reordered, never eight
+/// times running.
+pub const STALE_ACKS_FOR_KEYFRAME: u32 = 8;
 /// Bits reserved for an entry's id gap while budgeting (the exact gap is known only
 /// once the selection is sorted; see [`delta::gap_bits`]).
 const GAP_ESTIMATE_BITS: u32 = 9;
@@ -153,6 +161,9 @@ pub struct ClientSnapshots {
     own: EntityId,
     sent: VecDeque<(u32, View)>,
     acked: u32,
+    /// Acks in a row older than `acked`: the client says it holds less than the edge
+    /// builds on.
+    behind: u32,
     priority: HashMap<EntityId, f32>,
     // Buffers reused from build to build (a build runs per client per snapshot).
     scratch: Vec<usize>,
@@ -170,6 +181,7 @@ impl ClientSnapshots {
             own,
             sent: VecDeque::with_capacity(SENT_HISTORY),
             acked: 0,
+            behind: 0,
             priority: HashMap::default(),
             scratch: Vec::new(),
             next: View::new(),
@@ -181,10 +193,27 @@ impl ClientSnapshots {
     }
 
     /// Records an acknowledgement: the client has the snapshot of `tick`. Acks for ticks
-    /// never sent are ignored.
+    /// never sent are ignored. The stream heals itself: an ack of 0 is the client asking
+    /// for a keyframe (it holds no usable baseline), and acks that stay older than the
+    /// baseline in use ([`STALE_ACKS_FOR_KEYFRAME`] in a row: the client cannot decode
+    /// what it is sent) fall back to one as well.
     pub fn ack(&mut self, tick: u32) {
-        if tick > self.acked && self.sent.iter().any(|(t, _)| *t == tick) {
-            self.acked = tick;
+        if tick == 0 {
+            self.acked = 0;
+            self.behind = 0;
+        } else if tick > self.acked {
+            if self.sent.iter().any(|(t, _)| *t == tick) {
+                self.acked = tick;
+                self.behind = 0;
+            }
+        } else if tick < self.acked {
+            self.behind += 1;
+            if self.behind >= STALE_ACKS_FOR_KEYFRAME {
+                self.acked = 0;
+                self.behind = 0;
+            }
+        } else {
+            self.behind = 0;
         }
     }
 
@@ -204,6 +233,7 @@ impl ClientSnapshots {
             own,
             sent,
             acked,
+            behind: _,
             priority,
             scratch,
             next,
@@ -489,6 +519,32 @@ mod tests {
         tick += 1;
         let steady = client.build(&frame(tick, &q, &entities, &views, &grid), None, 1000);
         assert_eq!(steady.body.len(), 2, "nothing changed: two empty counts");
+    }
+
+    #[test]
+    fn an_ack_of_zero_or_acks_left_behind_bring_a_keyframe() {
+        let q = Quantizer::for_config(&MatchConfig::default());
+        let mut client = ClientSnapshots::new(EntityId(500));
+        let entities = world(0.0);
+        let views = quantized(&q, &entities);
+        let grid = InterestGrid::build(&entities, 8.0);
+        for tick in 1..=3 {
+            client.build(&frame(tick, &q, &entities, &views, &grid), None, 1000);
+        }
+        client.ack(3);
+        // The client asks for a keyframe.
+        client.ack(0);
+        let built = client.build(&frame(4, &q, &entities, &views, &grid), None, 1000);
+        assert_eq!(built.baseline_tick, 0);
+        client.ack(4);
+        // The client keeps saying it has only tick 2: after a few, a keyframe.
+        for n in 1..=STALE_ACKS_FOR_KEYFRAME {
+            let built = client.build(&frame(4 + n, &q, &entities, &views, &grid), None, 1000);
+            assert_eq!(built.baseline_tick, 4, "ack {n} behind");
+            client.ack(2);
+        }
+        let built = client.build(&frame(20, &q, &entities, &views, &grid), None, 1000);
+        assert_eq!(built.baseline_tick, 0);
     }
 
     #[test]

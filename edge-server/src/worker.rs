@@ -299,8 +299,10 @@ impl Worker {
         if seat.link.is_none() {
             self.ctx.metrics.players.inc();
         }
-        // A reconnect takes the seat over; the old connection's queues close with it.
+        // A reconnect takes the seat over; the old connection's queues close with it. Its
+        // snapshots start again from a keyframe: the new connection holds no baseline.
         seat.link = Some(link);
+        seat.snapshots = ClientSnapshots::new(entity);
         seat.left_at = None;
         self.ctx.metrics.joins.inc();
         Ok(Joined {

@@ -278,7 +278,10 @@ pub enum Datagram {
 /// ones again, so that losing a datagram loses no input.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, SchemaWrite, SchemaRead)]
 pub struct InputFrame {
-    /// Newest snapshot tick the client has received (its ack).
+    /// Newest snapshot tick the client has decoded (its ack): the edge encodes the next
+    /// snapshots against it. 0 asks for a keyframe: the client holds no snapshot it can
+    /// decode against (none yet, or its baseline was lost or spoiled). Never ack a
+    /// snapshot that was not decoded.
     pub ack_snapshot_tick: u32,
     /// Newest first.
     #[wincode(with = "containers::Vec<PlayerInput, InputsLen>")]
