@@ -74,6 +74,7 @@ fn matcher(c: &mut Criterion) {
             edge_id: format!("{r}-1"),
             region: (*r).to_owned(),
             free: 10_000,
+            free_matches: 10_000,
             draining: false,
         })
         .collect();
@@ -108,6 +109,7 @@ fn placement_of(c: &mut Criterion, teams: usize, team_size: usize) {
             edge_id: format!("{r}-1"),
             region: (*r).to_owned(),
             free: 100_000,
+            free_matches: 100_000,
             draining: false,
         })
         .collect();
@@ -144,6 +146,8 @@ fn placement_of(c: &mut Criterion, teams: usize, team_size: usize) {
                     cert_sha256: "ab".repeat(32),
                     capacity: 100_000,
                     load: 0,
+                    match_capacity: 100_000,
+                    matches: 0,
                     draining: false,
                 },
                 last_seen: 0,

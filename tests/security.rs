@@ -241,3 +241,49 @@ fn an_ack_of_an_undecodable_snapshot_heals_within_a_second() {
         "decoded again after {healed_after} snapshots"
     );
 }
+
+/// Regression test: a connect token's nonce was spent before the edge checked its
+/// capacity, so a player refused because the edge was full could never use the token
+/// again. Now a token refused for want of room stays good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_refused_for_a_full_edge_stays_good() {
+    use outpost_client::ClientError;
+    use outpost_protocol::RejectCode;
+
+    let edge = TestEdge::start_with(|c| c.max_players = 1).await;
+    let config = small_match();
+    let player = client();
+    let first = player
+        .connect(&edge.assignment(1, 1, &config))
+        .await
+        .expect("the first player joins");
+    let second = edge.assignment(2, 1, &config);
+    let other = client();
+    match other.connect(&second).await {
+        Err(ClientError::Rejected {
+            code: RejectCode::EdgeFull,
+            ..
+        }) => {}
+        Err(err) => panic!("expected EdgeFull, got {err}"),
+        Ok(_) => panic!("expected EdgeFull, got a Welcome"),
+    }
+    first.close().await;
+    // The slot frees once the edge has the first player's goodbye; the same token then
+    // gets in (each try is a real join: no clock involved).
+    let mut tries = 0;
+    let joined = loop {
+        tries += 1;
+        assert!(tries <= 1000, "the slot never freed");
+        match other.connect(&second).await {
+            Ok(session) => break session,
+            Err(ClientError::Rejected {
+                code: RejectCode::EdgeFull,
+                ..
+            }) => {}
+            Err(err) => panic!("the refused token was spent: {err}"),
+        }
+    };
+    assert_eq!(joined.welcome().player_id, outpost_protocol::PlayerId(2));
+    drop(joined);
+    edge.edge.shutdown().await;
+}

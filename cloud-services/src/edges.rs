@@ -31,6 +31,10 @@ pub struct EdgeHeartbeat {
     pub capacity: u32,
     /// Players on it now.
     pub load: u32,
+    /// Most matches it hosts at once.
+    pub match_capacity: u32,
+    /// Matches on it now.
+    pub matches: u32,
     /// Draining: running matches finish, no new ones.
     pub draining: bool,
 }
@@ -112,6 +116,11 @@ fn validate(beat: &EdgeHeartbeat) -> Result<(), ApiError> {
     }
     if beat.load > beat.capacity.saturating_mul(2) {
         return Err(ApiError::invalid("load is implausibly above capacity"));
+    }
+    if beat.matches > beat.match_capacity.saturating_mul(2) {
+        return Err(ApiError::invalid(
+            "matches are implausibly above match_capacity",
+        ));
     }
     Ok(())
 }

@@ -21,13 +21,15 @@ const RESERVATION: Duration = Duration::from_secs(5);
 /// Seats promised on edges but perhaps not yet in their heartbeats.
 #[derive(Default)]
 pub struct Reservations {
+    /// Per edge: when, and how many players (each entry is one match).
     by_edge: HashMap<String, VecDeque<(u64, u32)>>,
 }
 
 impl Reservations {
-    fn held(&mut self, edge_id: &str, now_ms: u64) -> u32 {
+    /// Players and matches placed on an edge within the window.
+    fn held(&mut self, edge_id: &str, now_ms: u64) -> (u32, u32) {
         let Some(list) = self.by_edge.get_mut(edge_id) else {
-            return 0;
+            return (0, 0);
         };
         while list
             .front()
@@ -35,7 +37,7 @@ impl Reservations {
         {
             list.pop_front();
         }
-        list.iter().map(|(_, n)| n).sum()
+        (list.iter().map(|(_, n)| n).sum(), list.len() as u32)
     }
 
     fn add(&mut self, edge_id: &str, players: u32, now_ms: u64) {
@@ -167,15 +169,22 @@ pub async fn round(cloud: &Cloud, mode: &ModeConfig) -> Result<usize, StoreError
         let mut reservations = cloud.reservations.lock().unwrap_or_else(|e| e.into_inner());
         edges
             .iter()
-            .map(|e| EdgeSlot {
-                edge_id: e.heartbeat.edge_id.clone(),
-                region: e.heartbeat.region.clone(),
-                free: e
-                    .heartbeat
-                    .capacity
-                    .saturating_sub(e.heartbeat.load)
-                    .saturating_sub(reservations.held(&e.heartbeat.edge_id, now)),
-                draining: e.heartbeat.draining,
+            .map(|e| {
+                let beat = &e.heartbeat;
+                let (players, matches) = reservations.held(&beat.edge_id, now);
+                EdgeSlot {
+                    edge_id: beat.edge_id.clone(),
+                    region: beat.region.clone(),
+                    free: beat
+                        .capacity
+                        .saturating_sub(beat.load)
+                        .saturating_sub(players),
+                    free_matches: beat
+                        .match_capacity
+                        .saturating_sub(beat.matches)
+                        .saturating_sub(matches),
+                    draining: beat.draining,
+                }
             })
             .collect()
     };

@@ -96,8 +96,20 @@ pub struct EdgeSlot {
     pub region: String,
     /// Players it can still take.
     pub free: u32,
+    /// Matches it can still take.
+    pub free_matches: u32,
     /// Draining edges take no new matches.
     pub draining: bool,
+}
+
+impl EdgeSlot {
+    /// Whether a match of `size` in `region` fits here.
+    fn takes(&self, region: &str, size: usize) -> bool {
+        self.region == region
+            && !self.draining
+            && self.free as usize >= size
+            && self.free_matches > 0
+    }
 }
 
 /// A match formed by a pass.
@@ -157,9 +169,7 @@ pub fn pass(
             .collect();
         regions.sort_by_key(|(region, ping)| (**ping, region.as_str()));
         for (region, _) in regions {
-            let has_room = edges
-                .iter()
-                .any(|e| &e.region == region && !e.draining && e.free as usize >= size);
+            let has_room = edges.iter().any(|e| e.takes(region, size));
             if !has_room {
                 continue;
             }
@@ -180,12 +190,13 @@ pub fn pass(
             };
             let Some(edge) = edges
                 .iter_mut()
-                .filter(|e| &e.region == region && !e.draining && e.free as usize >= size)
+                .filter(|e| e.takes(region, size))
                 .max_by_key(|e| (e.free, std::cmp::Reverse(e.edge_id.clone())))
             else {
                 continue;
             };
             edge.free -= size as u32;
+            edge.free_matches -= 1;
             taken.extend(group.iter().copied());
             formed.push(FormedMatch {
                 region: region.clone(),

@@ -35,7 +35,7 @@ fn beat(body: &Value, credential: Option<&str>) -> Request<Body> {
 fn heartbeat(id: &str, draining: bool) -> Value {
     json!({
         "edge_id": id, "region": "eu-west", "quic_addr": "127.0.0.1:7777",
-        "cert_sha256": "0f".repeat(32), "capacity": 1000, "load": 12, "draining": draining
+        "cert_sha256": "0f".repeat(32), "capacity": 1000, "load": 12, "match_capacity": 64, "matches": 2, "draining": draining
     })
 }
 

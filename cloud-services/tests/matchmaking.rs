@@ -51,8 +51,30 @@ fn edge(id: &str, region: &str, free: u32) -> EdgeSlot {
         edge_id: id.into(),
         region: region.into(),
         free,
+        free_matches: 10_000,
         draining: false,
     }
+}
+
+/// Regression test: edges reported players, not their match limit, so the cloud placed
+/// matches on an edge with seats left but no match room, which refused them (`EdgeFull`).
+#[test]
+fn an_edge_without_match_room_gets_no_match() {
+    let tickets: Vec<Ticket> = (1..=8)
+        .map(|i| ticket(i, &[1500.0], &[("eu", 20)], 0))
+        .collect();
+    let mut edges = vec![EdgeSlot {
+        free_matches: 1,
+        ..edge("eu-1", "eu", 100)
+    }];
+    let formed = pass(&tickets, &mut edges, &rules(), 0);
+    assert_eq!(
+        formed.len(),
+        1,
+        "one match fits, though seats for two are free"
+    );
+    assert_eq!(edges[0].free_matches, 0);
+    assert_eq!(edges[0].free, 96);
 }
 
 #[test]

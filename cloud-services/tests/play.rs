@@ -56,7 +56,7 @@ fn edge_auth() -> Option<String> {
 async fn heartbeat(cloud: &Arc<Cloud>, id: &str, region: &str, port: u16, draining: bool) {
     let beat = json!({
         "edge_id": id, "region": region, "quic_addr": format!("127.0.0.1:{port}"),
-        "cert_sha256": "ab".repeat(32), "capacity": 64, "load": 0, "draining": draining,
+        "cert_sha256": "ab".repeat(32), "capacity": 64, "load": 0, "match_capacity": 16, "matches": 0, "draining": draining,
     });
     let (status, body) = call(
         cloud,

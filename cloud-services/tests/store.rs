@@ -126,6 +126,8 @@ async fn conformance(store: Arc<dyn Store>) {
             cert_sha256: "ab".repeat(32),
             capacity: 100,
             load,
+            match_capacity: 10,
+            matches: 1,
             draining: false,
         },
         last_seen: now,

@@ -198,6 +198,8 @@ struct Heartbeat<'a> {
     cert_sha256: String,
     capacity: u32,
     load: u32,
+    match_capacity: u32,
+    matches: u32,
     draining: bool,
 }
 
@@ -227,6 +229,8 @@ async fn heartbeats(
             cert_sha256: crate::hex(&edge.cert_fingerprint()),
             capacity: edge.capacity(),
             load: edge.players().min(u64::from(u32::MAX)) as u32,
+            match_capacity: edge.match_capacity(),
+            matches: edge.matches(),
             draining: edge.is_draining(),
         };
         let sent = http

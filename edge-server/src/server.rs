@@ -74,6 +74,16 @@ impl EdgeStatus {
         self.shared.metrics.players.get().max(0) as u64
     }
 
+    /// Most matches it hosts.
+    pub fn match_capacity(&self) -> u32 {
+        self.shared.config.max_matches.min(u32::MAX as usize) as u32
+    }
+
+    /// Matches it hosts now (or has routed, about to be created).
+    pub fn matches(&self) -> u32 {
+        self.shared.directory.len().min(u32::MAX as usize) as u32
+    }
+
     /// Whether it takes no new matches.
     pub fn is_draining(&self) -> bool {
         !self.shared.accepting.load(Ordering::Acquire)
