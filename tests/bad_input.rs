@@ -265,3 +265,41 @@ async fn random_control_bytes_close_only_that_connection() {
     bystander.close().await;
     edge.edge.shutdown().await;
 }
+
+/// Regression test: a client whose QUIC connection takes no datagrams was admitted, then
+/// closed with code 0 ("closed") at its first snapshot. Now it is refused at its Hello.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_datagrams_is_refused_at_hello() {
+    let edge = TestEdge::start().await;
+    let assignment = edge.assignment(1, 1, &small_match());
+    let mut config =
+        outpost_client::client_config(&assignment.trust, Duration::from_secs(10)).expect("config");
+    let mut transport = quinn::TransportConfig::default();
+    transport.datagram_receive_buffer_size(None);
+    config.transport_config(std::sync::Arc::new(transport));
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+    let conn = endpoint
+        .connect_with(config, assignment.edge_addr, "localhost")
+        .expect("connects")
+        .await
+        .expect("handshake");
+    let (mut send, mut recv) = conn.open_bi().await.expect("stream");
+    let hello = Control::Hello(hello(assignment.connect_token.clone()));
+    send.write_all(&codec::encode_frame(&hello).expect("encodes"))
+        .await
+        .expect("writes");
+    assert_eq!(
+        read_reject(&mut recv).await,
+        RejectCode::DatagramsUnsupported
+    );
+    assert_eq!(
+        edge.edge
+            .metrics()
+            .rejects_of(RejectCode::DatagramsUnsupported),
+        1
+    );
+    // The token was not spent: with datagrams on, it joins.
+    let session = client().connect(&assignment).await.expect("joins");
+    drop(session);
+    edge.edge.shutdown().await;
+}

@@ -39,7 +39,7 @@ pub use netcode::{PredictedSelf, WorldState, input_ticks};
 pub use outpost_protocol::{PlayerInput, SignedToken};
 pub use replay::{ReplayFrame, ReplayPlayer};
 pub use session::{Client, NetcodeStats, Probe, Session, SessionStats};
-pub use tls::Trust;
+pub use tls::{Trust, client_config};
 
 /// Where and how to join a match: what the cloud's matchmaker (or the dev tool) hands a
 /// player.

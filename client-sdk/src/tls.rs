@@ -79,8 +79,9 @@ impl ServerCertVerifier for PinnedVerifier {
     }
 }
 
-/// The quinn client configuration for a trust choice.
-pub(crate) fn client_config(
+/// The quinn client configuration the SDK connects with, for a trust choice: for tools
+/// that open their own quinn connections to an edge.
+pub fn client_config(
     trust: &Trust,
     idle_timeout: Duration,
 ) -> Result<quinn::ClientConfig, ClientError> {

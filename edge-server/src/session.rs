@@ -192,6 +192,12 @@ async fn admit(
     deadline: Instant,
 ) -> Result<Session, Reject> {
     let hello = read_hello(recv, deadline).await?;
+    if conn.max_datagram_size().is_none() {
+        return Err(Reject::new(
+            RejectCode::DatagramsUnsupported,
+            "snapshots travel as QUIC datagrams: enable them (max_datagram_frame_size)",
+        ));
+    }
     let admitted = {
         let mut admission = shared.admission.lock().unwrap_or_else(|e| e.into_inner());
         admission.admit(&hello, now_ms(), rand::random())

@@ -154,6 +154,8 @@ pub enum RejectCode {
     Draining,
     /// No Hello arrived in time.
     Timeout,
+    /// The client's QUIC connection does not take datagrams, which carry snapshots.
+    DatagramsUnsupported,
 }
 
 impl RejectCode {
@@ -172,6 +174,7 @@ impl RejectCode {
             Self::MatchOver => "match_over",
             Self::Draining => "draining",
             Self::Timeout => "timeout",
+            Self::DatagramsUnsupported => "datagrams_unsupported",
         }
     }
 }

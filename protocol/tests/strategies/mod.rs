@@ -79,6 +79,7 @@ pub fn reject_code() -> impl Strategy<Value = RejectCode> {
         Just(RejectCode::MatchOver),
         Just(RejectCode::Draining),
         Just(RejectCode::Timeout),
+        Just(RejectCode::DatagramsUnsupported),
     ]
 }
 
