@@ -287,3 +287,71 @@ async fn a_token_refused_for_a_full_edge_stays_good() {
     drop(joined);
     edge.edge.shutdown().await;
 }
+
+/// Regression test: a reconnect after the match had ended raised the match again under
+/// its old id (and its new result could replace the real one in the outbox). An ended
+/// match is over for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_after_the_match_ended_is_refused() {
+    use outpost_client::ClientError;
+    use outpost_protocol::RejectCode;
+
+    let edge = TestEdge::start_with(|c| c.reconnect_grace = Duration::from_millis(100)).await;
+    let assignment = edge.assignment(1, 1, &small_match());
+    let player = client();
+    let session = player.connect(&assignment).await.expect("joins");
+    let key = session.welcome().reconnect_key;
+    session.close().await;
+    // Everyone left and the grace passed: the match ends as abandoned.
+    eventually("the match to end", Duration::from_secs(10), || {
+        edge.edge.matches() == 0
+    })
+    .await;
+    match player.reconnect(&assignment, key).await {
+        Err(ClientError::Rejected {
+            code: RejectCode::MatchOver,
+            ..
+        }) => {}
+        Err(err) => panic!("expected MatchOver, got {err}"),
+        Ok(_) => panic!("the ended match was raised again"),
+    }
+    assert_eq!(edge.edge.matches(), 0);
+    edge.edge.shutdown().await;
+}
+
+/// Regression test: a second grant for a running match id with another configuration was
+/// accepted, and its Welcome reported the token's configuration rather than the match's
+/// (the client then could not decode a single snapshot). Now it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_with_another_configuration_for_a_running_match_is_refused() {
+    use outpost_client::ClientError;
+    use outpost_protocol::RejectCode;
+
+    let edge = TestEdge::start().await;
+    let config = small_match();
+    let first = client()
+        .connect(&edge.assignment(1, 1, &config))
+        .await
+        .expect("joins");
+    let mut other = config.clone();
+    other.arena_half_extent = 30.0;
+    match client().connect(&edge.assignment(2, 1, &other)).await {
+        Err(ClientError::Rejected {
+            code: RejectCode::ConfigMismatch,
+            ..
+        }) => {}
+        Err(err) => panic!("expected ConfigMismatch, got {err}"),
+        Ok(session) => panic!(
+            "admitted; its Welcome says {:?}",
+            session.welcome().config.arena_half_extent
+        ),
+    }
+    // The same configuration is welcome, and the Welcome carries the match's.
+    let second = client()
+        .connect(&edge.assignment(2, 1, &config))
+        .await
+        .expect("joins");
+    assert_eq!(second.welcome().config, config);
+    drop((first, second));
+    edge.edge.shutdown().await;
+}

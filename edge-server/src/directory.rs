@@ -1,9 +1,10 @@
 //! Which sim worker hosts which match, and the edge's match capacity.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU32;
+use std::time::{Duration, Instant};
 
 use outpost_protocol::{MatchId, RejectCode};
 
@@ -17,10 +18,19 @@ pub struct Route {
     pub tick: Arc<AtomicU32>,
 }
 
+/// How long an ended match's id is remembered: as long as a token for it can still be
+/// presented to reconnect ([`crate::admission::RECONNECT_WINDOW_MS`]).
+const ENDED_FOR: Duration = Duration::from_millis(crate::admission::RECONNECT_WINDOW_MS);
+/// Most ended match ids remembered (oldest forgotten first past it).
+const MAX_ENDED: usize = 1_000_000;
+
 #[derive(Default)]
 struct Inner {
     routes: HashMap<MatchId, Route>,
     load: Vec<usize>,
+    /// Matches that ended here, oldest first: never hosted again under the same id.
+    ended: VecDeque<(Instant, MatchId)>,
+    ended_ids: HashSet<MatchId>,
 }
 
 /// The match → worker map.
@@ -34,19 +44,25 @@ impl Directory {
     pub fn new(workers: usize, max_matches: usize) -> Self {
         Self {
             inner: Mutex::new(Inner {
-                routes: HashMap::new(),
                 load: vec![0; workers],
+                ..Inner::default()
             }),
             max_matches,
         }
     }
 
     /// The route to a match, creating it on the least-loaded worker if it is new.
-    /// New matches are refused when the edge is full or `accept_new` is false (draining).
+    /// New matches are refused when the edge is full or `accept_new` is false (draining);
+    /// a match that ended here is over for good (`MatchOver`), so a reconnect after the
+    /// end cannot raise it again under its old id.
     pub fn route(&self, match_id: MatchId, accept_new: bool) -> Result<(Route, bool), RejectCode> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(route) = inner.routes.get(&match_id) {
             return Ok((route.clone(), false));
+        }
+        inner.forget_ended(Instant::now());
+        if inner.ended_ids.contains(&match_id) {
+            return Err(RejectCode::MatchOver);
         }
         if !accept_new {
             return Err(RejectCode::Draining);
@@ -66,7 +82,23 @@ impl Directory {
         Ok((route, true))
     }
 
-    /// Forgets a match that ended (or could not be created).
+    /// Forgets a match that ended, and remembers that it did.
+    pub fn ended(&self, match_id: MatchId) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(route) = inner.routes.remove(&match_id) {
+            inner.load[route.worker] = inner.load[route.worker].saturating_sub(1);
+        }
+        if inner.ended_ids.insert(match_id) {
+            inner.ended.push_back((Instant::now(), match_id));
+        }
+        while inner.ended.len() > MAX_ENDED {
+            if let Some((_, id)) = inner.ended.pop_front() {
+                inner.ended_ids.remove(&id);
+            }
+        }
+    }
+
+    /// Forgets a match that could not be created.
     pub fn remove(&self, match_id: MatchId) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(route) = inner.routes.remove(&match_id) {
@@ -86,6 +118,18 @@ impl Directory {
     /// Whether no match is routed.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl Inner {
+    fn forget_ended(&mut self, now: Instant) {
+        while let Some(&(at, id)) = self.ended.front() {
+            if now.duration_since(at) < ENDED_FOR {
+                break;
+            }
+            self.ended.pop_front();
+            self.ended_ids.remove(&id);
+        }
     }
 }
 
@@ -114,8 +158,13 @@ mod tests {
         directory
             .route(MatchId(1), false)
             .expect("an existing match still routes when draining");
-        directory.remove(MatchId(1));
+        directory.ended(MatchId(1));
         assert_eq!(directory.len(), 2);
         directory.route(MatchId(4), true).expect("room again");
+        assert_eq!(
+            directory.route(MatchId(1), true).unwrap_err(),
+            RejectCode::MatchOver,
+            "an ended match is not hosted again"
+        );
     }
 }

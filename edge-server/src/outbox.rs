@@ -78,7 +78,8 @@ impl Outbox {
         })
     }
 
-    /// Writes an item durably; replaces one of the same match and kind.
+    /// Writes an item durably; a replay replaces one of the same match, a result never
+    /// replaces a pending one (`AlreadyExists`).
     pub fn put(&self, match_id: MatchId, kind: ItemKind, bytes: &[u8]) -> std::io::Result<()> {
         let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
         if kind == ItemKind::Replay
@@ -90,6 +91,14 @@ impl Outbox {
             ));
         }
         let name = format!("{}.{}", match_id.0, kind.suffix());
+        // A match has one result: one pending is never replaced (by a match raised again
+        // under its id, say).
+        if kind == ItemKind::Result && self.pending.join(&name).exists() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a result for this match is already pending",
+            ));
+        }
         let tmp = self.pending.join(format!("{name}.tmp"));
         let mut file = File::create(&tmp)?;
         file.write_all(bytes)?;
@@ -234,6 +243,10 @@ pub(crate) fn write_finished(
                 tracing::warn!(match_id = %item.match_id, %err, "replay not kept");
                 false
             }
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                tracing::error!(match_id = %item.match_id, %err, "a second result for a match; the first is kept");
+                false
+            }
             Err(err) => {
                 failed = true;
                 item.attempts += 1;
@@ -293,6 +306,22 @@ mod tests {
     use outpost_protocol::{EntityId, PlayerId, PlayerScore};
 
     use super::*;
+
+    #[test]
+    fn a_pending_result_is_never_replaced() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let outbox = Outbox::open(dir.path(), 1 << 20).expect("opens");
+        outbox
+            .put(MatchId(3), ItemKind::Result, b"first")
+            .expect("writes");
+        let again = outbox.put(MatchId(3), ItemKind::Result, b"second");
+        assert_eq!(
+            again.map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::AlreadyExists)
+        );
+        let items = outbox.pending().expect("lists");
+        assert_eq!(fs::read(&items[0].path).expect("reads"), b"first");
+    }
 
     /// Regression test for an outbox write that failed (the process out of file
     /// descriptors, say): the result was logged as lost and dropped. Now it is kept,

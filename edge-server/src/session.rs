@@ -317,7 +317,7 @@ async fn seat(
         player_id: token.player_id,
         entity: joined.entity,
         tick: joined.tick,
-        config: token.config,
+        config: joined.config,
         reconnect_key: admitted.reconnect_key,
         players: joined.players,
     });

@@ -74,6 +74,8 @@ pub(crate) enum Command {
 
 /// A seat granted.
 pub(crate) struct Joined {
+    /// The configuration the match runs.
+    pub config: MatchConfig,
     pub entity: EntityId,
     pub tick: u32,
     pub players: Vec<PlayerScore>,
@@ -279,6 +281,11 @@ impl Worker {
         let Some(hosted) = self.matches.get_mut(&match_id) else {
             return Err(RejectCode::MatchOver);
         };
+        // Every grant for a match must carry the configuration it runs: a second grant
+        // under the same id with another one is refused, not quietly half-honoured.
+        if hosted.game.config() != config {
+            return Err(RejectCode::ConfigMismatch);
+        }
         let entity = match hosted.game.add_player(player) {
             Ok(entity) => entity,
             Err(err) => {
@@ -306,6 +313,7 @@ impl Worker {
         seat.left_at = None;
         self.ctx.metrics.joins.inc();
         Ok(Joined {
+            config: hosted.game.config().clone(),
             entity,
             tick: hosted.game.tick(),
             players: hosted.game.scores(),
@@ -497,7 +505,7 @@ impl Worker {
             let _ = link.control.try_send(Control::Goodbye(reason));
             self.ctx.metrics.players.dec();
         }
-        self.ctx.directory.remove(match_id);
+        self.ctx.directory.ended(match_id);
         self.ctx.metrics.matches.dec();
         let outcome = hosted.game.outcome();
         tracing::info!(match_id = %match_id, ?outcome, ticks = hosted.game.tick(), "match closed");

@@ -156,6 +156,8 @@ pub enum RejectCode {
     Timeout,
     /// The client's QUIC connection does not take datagrams, which carry snapshots.
     DatagramsUnsupported,
+    /// The token's match configuration differs from the one the match runs.
+    ConfigMismatch,
 }
 
 impl RejectCode {
@@ -175,6 +177,7 @@ impl RejectCode {
             Self::Draining => "draining",
             Self::Timeout => "timeout",
             Self::DatagramsUnsupported => "datagrams_unsupported",
+            Self::ConfigMismatch => "config_mismatch",
         }
     }
 }

@@ -80,6 +80,7 @@ pub fn reject_code() -> impl Strategy<Value = RejectCode> {
         Just(RejectCode::Draining),
         Just(RejectCode::Timeout),
         Just(RejectCode::DatagramsUnsupported),
+        Just(RejectCode::ConfigMismatch),
     ]
 }
 
