@@ -40,7 +40,8 @@ pub struct EdgeMetrics {
     pub datagrams_rejected: Counter,
     /// Control-stream frames refused as malformed or unexpected.
     pub control_rejected: Counter,
-    /// Inputs dropped because a sim worker's queue was full.
+    /// Input frames dropped because their seat's mailbox was full (the client sent
+    /// faster than its match ticks; the frames' redundancy covers an honest client).
     pub inputs_dropped: Counter,
     /// Inputs the simulation dropped: beyond the player's time budget (sent faster than
     /// the clock), its input queue full, or claiming an impossible span.
@@ -146,7 +147,7 @@ impl EdgeMetrics {
         );
         r.register(
             "inputs_dropped",
-            "Inputs dropped on a full sim queue",
+            "Input frames dropped on a full seat mailbox",
             metrics.inputs_dropped.clone(),
         );
         r.register(

@@ -22,7 +22,7 @@ use crate::config::EdgeConfig;
 use crate::directory::{Directory, Route};
 use crate::handshake::Pending;
 use crate::metrics::EdgeMetrics;
-use crate::worker::{CONTROL_QUEUE, Command, DATAGRAM_QUEUE, SessionLink};
+use crate::worker::{CONTROL_QUEUE, Command, DATAGRAM_QUEUE, InputMailbox, SessionLink};
 
 /// QUIC application close codes the edge uses.
 pub mod close_code {
@@ -156,6 +156,8 @@ struct SeatKey {
     match_id: MatchId,
     player: PlayerId,
     route: Route,
+    /// Where this connection's input frames go.
+    inputs: Arc<InputMailbox>,
 }
 
 impl SeatKey {
@@ -287,6 +289,7 @@ async fn seat(
     let (datagram_tx, datagrams) = mpsc::channel(DATAGRAM_QUEUE);
     let (control_tx, control) = mpsc::channel(CONTROL_QUEUE);
     let max_datagram = Arc::new(AtomicUsize::new(conn.max_datagram_size().unwrap_or(0)));
+    let inputs = Arc::new(InputMailbox::default());
     let (reply_tx, reply) = oneshot::channel();
     let join = Command::Join {
         match_id: token.match_id,
@@ -298,6 +301,7 @@ async fn seat(
             datagrams: datagram_tx,
             control: control_tx.clone(),
             max_datagram: max_datagram.clone(),
+            inputs: inputs.clone(),
         },
         reply: reply_tx,
     };
@@ -328,6 +332,7 @@ async fn seat(
             match_id: token.match_id,
             player: token.player_id,
             route,
+            inputs,
         },
         datagrams,
         control,
@@ -462,13 +467,7 @@ async fn datagrams_in(shared: &Shared, conn: &Connection, seat: &SeatKey) -> End
                 continue;
             }
         };
-        let input = Command::Input {
-            match_id: seat.match_id,
-            player: seat.player,
-            session: seat.id,
-            frame,
-        };
-        if shared.workers[seat.route.worker].try_send(input).is_err() {
+        if seat.inputs.put(frame) {
             shared.metrics.inputs_dropped.inc();
         }
     }

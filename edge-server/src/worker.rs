@@ -3,7 +3,7 @@
 //! inputs, leaves) in, encoded datagrams and control messages out. A slow client can
 //! never stall a tick: a full queue drops and counts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -34,6 +34,38 @@ pub(crate) const DATAGRAM_QUEUE: usize = 4;
 /// Control messages queued per connection; a client this far behind is dropped.
 pub(crate) const CONTROL_QUEUE: usize = 256;
 
+/// Input frames kept per seat until its match's next tick. Frames repeat the last eight
+/// inputs, so an honest client loses nothing to this bound; a flooding one loses its
+/// own oldest frames and nobody else's.
+pub(crate) const MAILBOX_FRAMES: usize = 4;
+
+/// A seat's inputs, from its connection to the sim worker: bounded per seat, so one
+/// client sending too much can only crowd out itself (a queue shared by a worker's
+/// matches let a few flooding clients make every other match lose inputs).
+#[derive(Default)]
+pub(crate) struct InputMailbox {
+    frames: Mutex<VecDeque<InputFrame>>,
+}
+
+impl InputMailbox {
+    /// Leaves a frame for the worker; returns whether an older one was dropped for it.
+    pub fn put(&self, frame: InputFrame) -> bool {
+        let mut frames = self.frames.lock().unwrap_or_else(|e| e.into_inner());
+        let full = frames.len() >= MAILBOX_FRAMES;
+        if full {
+            frames.pop_front();
+        }
+        frames.push_back(frame);
+        full
+    }
+
+    /// Takes every frame waiting, oldest first, into `out`.
+    fn take(&self, out: &mut Vec<InputFrame>) {
+        let mut frames = self.frames.lock().unwrap_or_else(|e| e.into_inner());
+        out.extend(frames.drain(..));
+    }
+}
+
 /// The sim side's end of one player's connection.
 pub(crate) struct SessionLink {
     /// Unique per connection, so a stale connection's leave cannot unseat a newer one.
@@ -44,6 +76,8 @@ pub(crate) struct SessionLink {
     pub control: mpsc::Sender<Control>,
     /// The connection's current datagram size limit, kept fresh by the network side.
     pub max_datagram: Arc<AtomicUsize>,
+    /// Input frames from the connection.
+    pub inputs: Arc<InputMailbox>,
 }
 
 /// What the network side asks of a worker.
@@ -56,13 +90,6 @@ pub(crate) enum Command {
         tick: Arc<AtomicU32>,
         link: SessionLink,
         reply: oneshot::Sender<Result<Joined, RejectCode>>,
-    },
-    /// Inputs from a player.
-    Input {
-        match_id: MatchId,
-        player: PlayerId,
-        session: u64,
-        frame: InputFrame,
     },
     /// A player's connection ended.
     Leave {
@@ -132,6 +159,7 @@ struct Worker {
     matches: HashMap<MatchId, Hosted>,
     state: Vec<EntityState>,
     quantized: Vec<EntityView>,
+    frames: Vec<InputFrame>,
 }
 
 /// Runs a worker until the stop flag is set or every command sender is gone.
@@ -141,6 +169,7 @@ pub(crate) fn run(ctx: WorkerContext, commands: Receiver<Command>) {
         matches: HashMap::new(),
         state: Vec::new(),
         quantized: Vec::new(),
+        frames: Vec::new(),
     };
     loop {
         if worker.ctx.stop.load(Ordering::Acquire) {
@@ -188,29 +217,6 @@ impl Worker {
                 let result = self.join(match_id, &config, player, tick, link);
                 // The connection may be gone already; the seat then times out as a leave.
                 let _ = reply.send(result);
-            }
-            Command::Input {
-                match_id,
-                player,
-                session,
-                frame,
-            } => {
-                let Some(hosted) = self.matches.get_mut(&match_id) else {
-                    return;
-                };
-                let current = hosted
-                    .seats
-                    .get(&player)
-                    .and_then(|s| s.link.as_ref())
-                    .map(|l| l.id);
-                if current == Some(session) {
-                    if let Some(seat) = hosted.seats.get_mut(&player) {
-                        seat.snapshots.ack(frame.ack_snapshot_tick);
-                    }
-                    for input in frame.inputs.iter().rev() {
-                        hosted.game.push_input(player, *input);
-                    }
-                }
             }
             Command::Leave {
                 match_id,
@@ -355,6 +361,18 @@ impl Worker {
         let Some(hosted) = self.matches.get_mut(&match_id) else {
             return true;
         };
+        // Each seat's inputs, from its own mailbox.
+        for (player, seat) in &mut hosted.seats {
+            let Some(link) = &seat.link else { continue };
+            self.frames.clear();
+            link.inputs.take(&mut self.frames);
+            for frame in &self.frames {
+                seat.snapshots.ack(frame.ack_snapshot_tick);
+                for input in frame.inputs.iter().rev() {
+                    hosted.game.push_input(*player, *input);
+                }
+            }
+        }
         hosted.game.step();
         let tick = hosted.game.tick();
         hosted.tick.store(tick, Ordering::Release);
@@ -544,5 +562,107 @@ impl Worker {
             }
             self.close_match(match_id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use outpost_protocol::PlayerInput;
+
+    use super::*;
+
+    fn context() -> WorkerContext {
+        WorkerContext {
+            finished: None,
+            max_replay_bytes: 0,
+            metrics: Arc::new(EdgeMetrics::new()),
+            directory: Arc::new(Directory::new(1, 8)),
+            tick_times_us: Arc::new(Mutex::new(
+                Histogram::new_with_bounds(1, 10_000_000, 3).expect("bounds"),
+            )),
+            stop: Arc::new(AtomicBool::new(false)),
+            reconnect_grace: Duration::from_secs(5),
+            interest: Interest::default(),
+            bandwidth_bps: 96_000,
+        }
+    }
+
+    /// Seats `player` in `match_id`; returns its mailbox (and the link's receivers, kept
+    /// open).
+    fn seat(
+        worker: &mut Worker,
+        match_id: u64,
+        player: u64,
+    ) -> (
+        Arc<InputMailbox>,
+        (mpsc::Receiver<Bytes>, mpsc::Receiver<Control>),
+    ) {
+        let (datagrams, datagrams_rx) = mpsc::channel(DATAGRAM_QUEUE);
+        let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
+        let inputs = Arc::new(InputMailbox::default());
+        let config = MatchConfig {
+            props: 0,
+            ..MatchConfig::default()
+        };
+        worker
+            .join(
+                MatchId(match_id),
+                &config,
+                PlayerId(player),
+                Arc::new(AtomicU32::new(0)),
+                SessionLink {
+                    id: player,
+                    datagrams,
+                    control,
+                    max_datagram: Arc::new(AtomicUsize::new(1200)),
+                    inputs: inputs.clone(),
+                },
+            )
+            .map_err(|code| code.as_str())
+            .expect("seated");
+        (inputs, (datagrams_rx, control_rx))
+    }
+
+    fn frame(seq: u32) -> InputFrame {
+        InputFrame {
+            ack_snapshot_tick: 0,
+            inputs: vec![PlayerInput {
+                seq,
+                move_z: 127,
+                ..PlayerInput::default()
+            }],
+        }
+    }
+
+    /// Regression test for unfair sim workers: one command queue served all of a
+    /// worker's matches, so a few flooding clients made every other match lose inputs.
+    /// Inputs now wait in a small mailbox per seat: a flood crowds out only its sender.
+    #[test]
+    fn a_flooding_seat_cannot_make_another_match_lose_inputs() {
+        let mut worker = Worker {
+            ctx: context(),
+            matches: HashMap::new(),
+            state: Vec::new(),
+            quantized: Vec::new(),
+            frames: Vec::new(),
+        };
+        let (flooder, _keep_flooder) = seat(&mut worker, 1, 1);
+        let (honest, _keep_honest) = seat(&mut worker, 2, 2);
+        // Far more frames than the shared queue (16,384) ever held, between two ticks.
+        let dropped = (1..=50_000).filter(|&seq| flooder.put(frame(seq))).count();
+        assert_eq!(dropped, 50_000 - MAILBOX_FRAMES);
+        assert!(!honest.put(frame(1)));
+        worker.tick(MatchId(2));
+        worker.tick(MatchId(1));
+        let game = |w: &Worker, m: u64| w.matches[&MatchId(m)].game.ack_input_seq(PlayerId(m));
+        assert_eq!(
+            game(&worker, 2),
+            Some(1),
+            "the honest player's input applied"
+        );
+        // The flooder kept only its newest frames, and one tick's worth of them applied.
+        assert!(game(&worker, 1) >= Some(50_000 - MAILBOX_FRAMES as u32 + 1));
+        let counts = worker.matches[&MatchId(1)].game.input_counts(PlayerId(1));
+        assert_eq!(counts.map(|(applied, _)| applied), Some(1));
     }
 }
