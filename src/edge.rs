@@ -124,6 +124,10 @@ pub struct EdgeArgs {
         default_value_t = 256
     )]
     gateway_max_origin_requests: usize,
+    /// How far this edge's clock and the cloud's may disagree when tokens are checked
+    /// (expiry, issue time, issued before this edge started).
+    #[arg(long, env = "OUTPOST_TOKEN_LEEWAY", default_value = "5s", value_parser = humantime::parse_duration)]
+    token_leeway: Duration,
     /// How long SIGTERM waits for running matches to finish before ending them.
     #[arg(long, env = "OUTPOST_DRAIN_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
@@ -172,6 +176,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     config.client_bandwidth_bps = args.client_bandwidth_kbps.saturating_mul(1000);
     config.interest_radius = args.interest_radius;
     config.hello_timeout = args.hello_timeout;
+    config.token_leeway = args.token_leeway;
     config.max_pending_handshakes = args.max_pending_handshakes;
     config.max_pending_handshakes_per_address = args.max_pending_handshakes_per_address;
     config.retry_above_pending = args.retry_above_pending;

@@ -355,3 +355,47 @@ async fn a_grant_with_another_configuration_for_a_running_match_is_refused() {
     drop((first, second));
     edge.edge.shutdown().await;
 }
+
+/// Regression test for connect tokens after an edge restart: the nonces an edge has seen
+/// live in its memory, so an unexpired token worked again on the restarted edge. Now an
+/// edge takes only tokens issued after it started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_used_before_a_restart_is_refused_after_it() {
+    use outpost_client::ClientError;
+    use outpost_edge::{Edge, EdgeConfig};
+    use outpost_protocol::{RejectCode, TokenSigner};
+
+    let signer = TokenSigner::from_seed(&rand::random());
+    let start = || async {
+        let mut config = EdgeConfig::new(EDGE_ID, signer.public_key());
+        config.listen = "127.0.0.1:0".parse().expect("addr");
+        config.http_listen = None;
+        config.token_leeway = Duration::ZERO;
+        TestEdge {
+            edge: Edge::start(config).await.expect("edge starts"),
+            signer: TokenSigner::from_seed(&[0; 32]),
+        }
+    };
+    let before = start().await;
+    let token = before.token(1, 1, &small_match());
+    let session = client()
+        .connect(&before.assignment_for(&token, &signer))
+        .await
+        .expect("joins");
+    drop(session);
+    before.edge.shutdown().await;
+
+    let after = start().await;
+    match client()
+        .connect(&after.assignment_for(&token, &signer))
+        .await
+    {
+        Err(ClientError::Rejected {
+            code: RejectCode::IssuedBeforeStart,
+            ..
+        }) => {}
+        Err(err) => panic!("expected IssuedBeforeStart, got {err}"),
+        Ok(_) => panic!("the token worked again after the restart"),
+    }
+    after.edge.shutdown().await;
+}

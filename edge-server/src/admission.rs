@@ -30,20 +30,48 @@ struct Seen {
 }
 
 /// Token verification plus the memory of nonces already used.
+///
+/// The memory lives as long as the process. So that a token is good once across
+/// restarts too, the edge accepts only tokens issued after it started: one minted before
+/// a restart (whose nonce the new process never saw) is refused as [`RejectCode::
+/// IssuedBeforeStart`]; its match died with the old process anyway. Clocks are allowed
+/// `leeway_ms` of disagreement on every time check (issue, expiry, start).
 pub struct Admission {
     verifier: TokenVerifier,
     edge_id: String,
     seen: HashMap<[u8; 16], Seen>,
+    started_at_ms: u64,
+    leeway_ms: u64,
 }
 
 impl Admission {
-    /// Admission for an edge, trusting a verifier's key.
-    pub fn new(verifier: TokenVerifier, edge_id: String) -> Self {
+    /// Admission for an edge that started at `started_at_ms`, trusting a verifier's key,
+    /// with `leeway_ms` of clock disagreement allowed.
+    pub fn new(
+        verifier: TokenVerifier,
+        edge_id: String,
+        started_at_ms: u64,
+        leeway_ms: u64,
+    ) -> Self {
         Self {
             verifier,
             edge_id,
             seen: HashMap::new(),
+            started_at_ms,
+            leeway_ms,
         }
+    }
+
+    /// The time checks every token passes: issued neither before this edge started nor
+    /// in the future (both give or take the leeway).
+    fn check_issued(&self, token: &ConnectToken, now_ms: u64) -> Result<(), RejectCode> {
+        if token.issued_at_ms.saturating_add(self.leeway_ms) < self.started_at_ms {
+            return Err(RejectCode::IssuedBeforeStart);
+        }
+        if token.issued_at_ms > now_ms.saturating_add(self.leeway_ms) {
+            return Err(RejectCode::NotYetValid);
+        }
+        Ok(())
     }
 
     /// Decides on a Hello. `fresh_key` becomes the reconnect key of a first use.
@@ -67,6 +95,7 @@ impl Admission {
             if token.edge_id != self.edge_id {
                 return Err(RejectCode::WrongEdge);
             }
+            self.check_issued(&token, now_ms)?;
             let known = self
                 .seen
                 .get(&token.nonce)
@@ -80,10 +109,16 @@ impl Admission {
                 _ => Err(RejectCode::TokenReused),
             };
         }
+        // Expiry with the leeway: checked as of `leeway_ms` ago.
         let token = self
             .verifier
-            .verify(&hello.connect_token, now_ms, &self.edge_id)
+            .verify(
+                &hello.connect_token,
+                now_ms.saturating_sub(self.leeway_ms),
+                &self.edge_id,
+            )
             .map_err(reject_code)?;
+        self.check_issued(&token, now_ms)?;
         if self.seen.contains_key(&token.nonce) {
             return Err(RejectCode::TokenReused);
         }
@@ -144,16 +179,26 @@ mod tests {
     fn setup() -> (TokenSigner, Admission) {
         let signer = TokenSigner::from_seed(&[4; 32]);
         let verifier = TokenVerifier::new(&signer.public_key()).expect("valid key");
-        (signer, Admission::new(verifier, "edge-1".into()))
+        (signer, Admission::new(verifier, "edge-1".into(), 0, 0))
     }
 
     fn hello(signer: &TokenSigner, nonce: u8, expires_at_ms: u64, key: Option<[u8; 16]>) -> Hello {
+        issued(signer, nonce, 0, expires_at_ms, key)
+    }
+
+    fn issued(
+        signer: &TokenSigner,
+        nonce: u8,
+        issued_at_ms: u64,
+        expires_at_ms: u64,
+        key: Option<[u8; 16]>,
+    ) -> Hello {
         let token = ConnectToken {
             player_id: PlayerId(1),
             match_id: MatchId(2),
             edge_id: "edge-1".into(),
             config: MatchConfig::default(),
-            issued_at_ms: 0,
+            issued_at_ms,
             expires_at_ms,
             nonce: [nonce; 16],
         };
@@ -227,8 +272,61 @@ mod tests {
         let other_edge = Admission::new(
             TokenVerifier::new(&signer.public_key()).expect("key"),
             "edge-2".into(),
+            0,
+            0,
         )
         .admit(&hello(&signer, 4, 100, None), 10, [0; 16]);
         assert_eq!(other_edge, Err(RejectCode::WrongEdge));
+    }
+
+    /// Regression test for tokens after a restart: nonces live in memory, so an unexpired
+    /// token worked again on a restarted edge. Now a token issued before the edge started
+    /// is refused, and the time checks allow a documented leeway.
+    #[test]
+    fn a_token_issued_before_the_edge_started_is_refused() {
+        let signer = TokenSigner::from_seed(&[4; 32]);
+        let verifier = || TokenVerifier::new(&signer.public_key()).expect("key");
+        let started_at = 100_000;
+        let mut restarted = Admission::new(verifier(), "edge-1".into(), started_at, 5_000);
+        let before = issued(&signer, 1, started_at - 6_000, 200_000, None);
+        assert_eq!(
+            restarted.admit(&before, started_at + 10, [0; 16]),
+            Err(RejectCode::IssuedBeforeStart)
+        );
+        // Nor with its reconnect key from the old process.
+        let again = issued(&signer, 1, started_at - 6_000, 200_000, Some([7; 16]));
+        assert_eq!(
+            restarted.admit(&again, started_at + 10, [0; 16]),
+            Err(RejectCode::IssuedBeforeStart)
+        );
+        // Within the leeway of the start, and after it, tokens are good.
+        let near = issued(&signer, 2, started_at - 4_000, 200_000, None);
+        assert!(restarted.admit(&near, started_at + 10, [0; 16]).is_ok());
+        let after = issued(&signer, 3, started_at + 5, 200_000, None);
+        assert!(restarted.admit(&after, started_at + 10, [0; 16]).is_ok());
+    }
+
+    #[test]
+    fn clocks_may_disagree_by_the_leeway_and_no_more() {
+        let signer = TokenSigner::from_seed(&[4; 32]);
+        let verifier = || TokenVerifier::new(&signer.public_key()).expect("key");
+        let mut admission = Admission::new(verifier(), "edge-1".into(), 0, 5_000);
+        let now = 1_000_000;
+        // Expired 4 s ago by this edge's clock: within the leeway.
+        let late = issued(&signer, 1, now - 60_000, now - 4_000, None);
+        assert!(admission.admit(&late, now, [0; 16]).is_ok());
+        let too_late = issued(&signer, 2, now - 60_000, now - 6_000, None);
+        assert_eq!(
+            admission.admit(&too_late, now, [0; 16]),
+            Err(RejectCode::Expired)
+        );
+        // Issued 4 s in this edge's future: fine; 10 s: a clock far off, refused.
+        let early = issued(&signer, 3, now + 4_000, now + 60_000, None);
+        assert!(admission.admit(&early, now, [0; 16]).is_ok());
+        let too_early = issued(&signer, 4, now + 10_000, now + 60_000, None);
+        assert_eq!(
+            admission.admit(&too_early, now, [0; 16]),
+            Err(RejectCode::NotYetValid)
+        );
     }
 }

@@ -55,6 +55,10 @@ pub struct EdgeConfig {
     /// (one more round trip) before its handshake goes on; 0 validates every address.
     /// Default 64; at most `max_pending_handshakes`.
     pub retry_above_pending: usize,
+    /// How far the edge's clock and the token signer's may disagree: tokens are checked
+    /// for expiry, issue time and issue before this edge started give or take this much.
+    /// Default 5 s; at most 60 s.
+    pub token_leeway: Duration,
     /// How long a disconnected player's seat is kept for a reconnect. Default 15 s.
     pub reconnect_grace: Duration,
     /// Connections idle this long are closed. Default 10 s; at least 1 s.
@@ -101,6 +105,7 @@ impl EdgeConfig {
             max_pending_handshakes: 1024,
             max_pending_handshakes_per_address: 16,
             retry_above_pending: 64,
+            token_leeway: Duration::from_secs(5),
             reconnect_grace: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(10),
             max_input_rate_hz: 240,
@@ -165,6 +170,11 @@ impl EdgeConfig {
             self.retry_above_pending <= self.max_pending_handshakes,
             "retry_above_pending",
             "must be at most max_pending_handshakes",
+        )?;
+        check(
+            self.token_leeway <= Duration::from_secs(60),
+            "token_leeway",
+            "must be at most 60 s",
         )?;
         check(
             self.idle_timeout >= Duration::from_secs(1),

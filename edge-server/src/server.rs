@@ -174,7 +174,12 @@ impl Edge {
         }
 
         let shared = Arc::new(Shared {
-            admission: Mutex::new(Admission::new(verifier, config.edge_id.clone())),
+            admission: Mutex::new(Admission::new(
+                verifier,
+                config.edge_id.clone(),
+                session::now_ms(),
+                config.token_leeway.as_millis() as u64,
+            )),
             player_slots: Arc::new(tokio::sync::Semaphore::new(config.max_players)),
             config: config.clone(),
             metrics,

@@ -85,7 +85,7 @@ async fn write_frame(send: &mut SendStream, message: &Control) -> bool {
     }
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

@@ -158,6 +158,12 @@ pub enum RejectCode {
     DatagramsUnsupported,
     /// The token's match configuration differs from the one the match runs.
     ConfigMismatch,
+    /// The token was issued before this edge started (it restarted since; the match
+    /// the token was for ended with the old process): matchmake again.
+    IssuedBeforeStart,
+    /// The token was issued later than the edge's clock allows (clocks disagree by more
+    /// than the edge's leeway).
+    NotYetValid,
 }
 
 impl RejectCode {
@@ -178,6 +184,8 @@ impl RejectCode {
             Self::Timeout => "timeout",
             Self::DatagramsUnsupported => "datagrams_unsupported",
             Self::ConfigMismatch => "config_mismatch",
+            Self::IssuedBeforeStart => "issued_before_start",
+            Self::NotYetValid => "not_yet_valid",
         }
     }
 }

@@ -81,6 +81,8 @@ pub fn reject_code() -> impl Strategy<Value = RejectCode> {
         Just(RejectCode::Timeout),
         Just(RejectCode::DatagramsUnsupported),
         Just(RejectCode::ConfigMismatch),
+        Just(RejectCode::IssuedBeforeStart),
+        Just(RejectCode::NotYetValid),
     ]
 }
 
