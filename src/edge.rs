@@ -197,6 +197,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("reading {}", credential_file.display()))?;
             let mut link = CloudLinkConfig::new(url, credential.trim(), &args.region);
             link.advertise_addr = args.advertise;
+            link.jwks_cache = args.outbox_dir.as_ref().map(|d| d.join("jwks.json"));
             Some(CloudLink::start(&edge, link)?)
         }
         None => None,

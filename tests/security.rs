@@ -399,3 +399,82 @@ async fn a_token_used_before_a_restart_is_refused_after_it() {
     }
     after.edge.shutdown().await;
 }
+
+/// Regression test for a rotated connect-token key: the edge fetched it from the cloud's
+/// JWKS once, at start, so after the cloud rotated it every new player was refused until
+/// the edge restarted. Now a token that fails its signature check makes the edge fetch
+/// the keys again (and it does every minute anyway); the old key overlaps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_connect_key_is_picked_up_while_the_edge_runs() {
+    use std::sync::{Arc, Mutex};
+
+    use base64::Engine as _;
+    use outpost_client::ClientError;
+    use outpost_edge::cloud_link::{CloudLink, CloudLinkConfig};
+    use outpost_protocol::{RejectCode, TokenSigner};
+
+    let jwk = |n: usize, signer: &TokenSigner| {
+        serde_json::json!({
+            "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig",
+            "kid": format!("connect-{n}"),
+            "x": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signer.public_key()),
+        })
+    };
+    let old = TokenSigner::from_seed(&[31; 32]);
+    let new = TokenSigner::from_seed(&[32; 32]);
+    let published = Arc::new(Mutex::new(vec![jwk(1, &old)]));
+    let jwks = {
+        let published = published.clone();
+        axum::Router::new().route(
+            "/.well-known/jwks.json",
+            axum::routing::get(move || {
+                let keys = published.lock().expect("lock").clone();
+                async move { axum::Json(serde_json::json!({ "keys": keys })) }
+            }),
+        )
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let cloud_url = format!("http://{}", listener.local_addr().expect("addr"));
+    let origin = tokio::spawn(async move { axum::serve(listener, jwks).await });
+
+    let edge = TestEdge::start_with(|c| c.token_public_key = old.public_key()).await;
+    let mut link = CloudLinkConfig::new(&cloud_url, "credential", "region");
+    link.key_refresh_spacing = Duration::ZERO;
+    link.key_refresh_every = Duration::from_secs(3600);
+    let link = CloudLink::start(&edge.edge, link).expect("link");
+    let with = |signer: &TokenSigner, player| {
+        edge.assignment_for(&edge.token(player, 1, &small_match()), signer)
+    };
+
+    match client().connect(&with(&new, 1)).await {
+        Err(ClientError::Rejected {
+            code: RejectCode::BadSignature,
+            ..
+        }) => {}
+        Err(err) => panic!("expected BadSignature, got {err}"),
+        Ok(_) => panic!("a key nobody published was trusted"),
+    }
+    // The cloud rotates: it publishes the new key beside the old one.
+    published.lock().expect("lock").insert(0, jwk(2, &new));
+    let mut tries = 0;
+    let joined = loop {
+        tries += 1;
+        assert!(tries <= 1000, "the rotated key was never picked up");
+        match client().connect(&with(&new, 2)).await {
+            Ok(session) => break session,
+            Err(ClientError::Rejected {
+                code: RejectCode::BadSignature,
+                ..
+            }) => {}
+            Err(err) => panic!("{err}"),
+        }
+    };
+    let old_still = client()
+        .connect(&with(&old, 3))
+        .await
+        .expect("the old key overlaps");
+    drop((joined, old_still));
+    link.stop().await;
+    edge.edge.shutdown().await;
+    origin.abort();
+}

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use outpost_protocol::{ConnectToken, Hello, RejectCode, TokenError, TokenVerifier};
+use outpost_protocol::{ConnectToken, Hello, RejectCode, SignedToken, TokenError, TokenVerifier};
 
 /// Most remembered token nonces. Far above what the edge's player capacity can use
 /// within a token lifetime; when full, expired entries are pruned, and if that frees
@@ -12,6 +12,12 @@ pub const MAX_REMEMBERED_NONCES: usize = 200_000;
 /// How long after a token's expiry it may still be used to reconnect (with its reconnect
 /// key): the longest a match can run.
 pub const RECONNECT_WINDOW_MS: u64 = 7_200_000;
+/// How long a connect-token key the cloud stopped publishing still admits new players:
+/// longer than a token lives (60 s), so no token minted before a rotation is stranded.
+pub const KEY_OVERLAP_MS: u64 = 300_000;
+/// Most token keys remembered (the current one and those rotated out): reconnects with a
+/// token signed by any of them still verify.
+pub const MAX_KEYS: usize = 8;
 
 /// A token admitted: what it grants and the key for reconnecting with it.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,7 +43,8 @@ struct Seen {
 /// IssuedBeforeStart`]; its match died with the old process anyway. Clocks are allowed
 /// `leeway_ms` of disagreement on every time check (issue, expiry, start).
 pub struct Admission {
-    verifier: TokenVerifier,
+    /// Keys tokens may be signed with, newest first; each with when it was rotated out.
+    keys: Vec<(TokenVerifier, [u8; 32], Option<u64>)>,
     edge_id: String,
     seen: HashMap<[u8; 16], Seen>,
     started_at_ms: u64,
@@ -47,19 +54,73 @@ pub struct Admission {
 impl Admission {
     /// Admission for an edge that started at `started_at_ms`, trusting a verifier's key,
     /// with `leeway_ms` of clock disagreement allowed.
-    pub fn new(
-        verifier: TokenVerifier,
-        edge_id: String,
-        started_at_ms: u64,
-        leeway_ms: u64,
-    ) -> Self {
-        Self {
-            verifier,
+    pub fn new(key: [u8; 32], edge_id: String, started_at_ms: u64, leeway_ms: u64) -> Option<Self> {
+        Some(Self {
+            keys: vec![(TokenVerifier::new(&key)?, key, None)],
             edge_id,
             seen: HashMap::new(),
             started_at_ms,
             leeway_ms,
+        })
+    }
+
+    /// Takes the keys the cloud publishes now (a rotation): they admit new players; keys
+    /// no longer published still do for [`KEY_OVERLAP_MS`], and verify reconnects for as
+    /// long as they are remembered ([`MAX_KEYS`]). Keys that are not valid Ed25519 public
+    /// keys are skipped; an empty list changes nothing. Returns whether anything changed.
+    pub fn trust(&mut self, published: &[[u8; 32]], now_ms: u64) -> bool {
+        let fresh: Vec<(TokenVerifier, [u8; 32])> = published
+            .iter()
+            .filter_map(|k| Some((TokenVerifier::new(k)?, *k)))
+            .collect();
+        if fresh.is_empty() {
+            return false;
         }
+        let mut changed = false;
+        for (_, key, retired) in &mut self.keys {
+            let still = fresh.iter().any(|(_, k)| k == key);
+            if !still && retired.is_none() {
+                *retired = Some(now_ms);
+                changed = true;
+            } else if still && retired.is_some() {
+                *retired = None;
+                changed = true;
+            }
+        }
+        for (verifier, key) in fresh.into_iter().rev() {
+            if !self.keys.iter().any(|(_, k, _)| *k == key) {
+                self.keys.insert(0, (verifier, key, None));
+                changed = true;
+            }
+        }
+        self.keys.truncate(MAX_KEYS);
+        changed
+    }
+
+    /// Verifies a first use with a key that admits new players now.
+    fn verify_fresh(&self, token: &SignedToken, now_ms: u64) -> Result<ConnectToken, TokenError> {
+        let expiry_now = now_ms.saturating_sub(self.leeway_ms);
+        for (verifier, _, retired) in &self.keys {
+            if retired.is_some_and(|at| now_ms.saturating_sub(at) >= KEY_OVERLAP_MS) {
+                continue;
+            }
+            match verifier.verify(token, expiry_now, &self.edge_id) {
+                Err(TokenError::BadSignature) => continue,
+                other => return other,
+            }
+        }
+        Err(TokenError::BadSignature)
+    }
+
+    /// Verifies a reconnect's signature with any remembered key.
+    fn verify_known(&self, token: &SignedToken) -> Result<ConnectToken, TokenError> {
+        for (verifier, _, _) in &self.keys {
+            match verifier.verify_signature(token) {
+                Err(TokenError::BadSignature) => continue,
+                other => return other,
+            }
+        }
+        Err(TokenError::BadSignature)
     }
 
     /// The time checks every token passes: issued neither before this edge started nor
@@ -89,8 +150,7 @@ impl Admission {
             // be the one issued at first use. Expiry is not checked again: the key proves
             // the holder was admitted while the token was valid.
             let token = self
-                .verifier
-                .verify_signature(&hello.connect_token)
+                .verify_known(&hello.connect_token)
                 .map_err(reject_code)?;
             if token.edge_id != self.edge_id {
                 return Err(RejectCode::WrongEdge);
@@ -111,12 +171,7 @@ impl Admission {
         }
         // Expiry with the leeway: checked as of `leeway_ms` ago.
         let token = self
-            .verifier
-            .verify(
-                &hello.connect_token,
-                now_ms.saturating_sub(self.leeway_ms),
-                &self.edge_id,
-            )
+            .verify_fresh(&hello.connect_token, now_ms)
             .map_err(reject_code)?;
         self.check_issued(&token, now_ms)?;
         if self.seen.contains_key(&token.nonce) {
@@ -178,8 +233,8 @@ mod tests {
 
     fn setup() -> (TokenSigner, Admission) {
         let signer = TokenSigner::from_seed(&[4; 32]);
-        let verifier = TokenVerifier::new(&signer.public_key()).expect("valid key");
-        (signer, Admission::new(verifier, "edge-1".into(), 0, 0))
+        let admission = Admission::new(signer.public_key(), "edge-1".into(), 0, 0).expect("key");
+        (signer, admission)
     }
 
     fn hello(signer: &TokenSigner, nonce: u8, expires_at_ms: u64, key: Option<[u8; 16]>) -> Hello {
@@ -269,13 +324,9 @@ mod tests {
             admission.admit(&old, 10, [0; 16]),
             Err(RejectCode::VersionMismatch)
         );
-        let other_edge = Admission::new(
-            TokenVerifier::new(&signer.public_key()).expect("key"),
-            "edge-2".into(),
-            0,
-            0,
-        )
-        .admit(&hello(&signer, 4, 100, None), 10, [0; 16]);
+        let other_edge = Admission::new(signer.public_key(), "edge-2".into(), 0, 0)
+            .expect("key")
+            .admit(&hello(&signer, 4, 100, None), 10, [0; 16]);
         assert_eq!(other_edge, Err(RejectCode::WrongEdge));
     }
 
@@ -285,9 +336,9 @@ mod tests {
     #[test]
     fn a_token_issued_before_the_edge_started_is_refused() {
         let signer = TokenSigner::from_seed(&[4; 32]);
-        let verifier = || TokenVerifier::new(&signer.public_key()).expect("key");
         let started_at = 100_000;
-        let mut restarted = Admission::new(verifier(), "edge-1".into(), started_at, 5_000);
+        let mut restarted =
+            Admission::new(signer.public_key(), "edge-1".into(), started_at, 5_000).expect("key");
         let before = issued(&signer, 1, started_at - 6_000, 200_000, None);
         assert_eq!(
             restarted.admit(&before, started_at + 10, [0; 16]),
@@ -309,8 +360,8 @@ mod tests {
     #[test]
     fn clocks_may_disagree_by_the_leeway_and_no_more() {
         let signer = TokenSigner::from_seed(&[4; 32]);
-        let verifier = || TokenVerifier::new(&signer.public_key()).expect("key");
-        let mut admission = Admission::new(verifier(), "edge-1".into(), 0, 5_000);
+        let mut admission =
+            Admission::new(signer.public_key(), "edge-1".into(), 0, 5_000).expect("key");
         let now = 1_000_000;
         // Expired 4 s ago by this edge's clock: within the leeway.
         let late = issued(&signer, 1, now - 60_000, now - 4_000, None);
@@ -328,5 +379,37 @@ mod tests {
             admission.admit(&too_early, now, [0; 16]),
             Err(RejectCode::NotYetValid)
         );
+    }
+
+    /// Regression test for a rotated connect-token key: the edge took the key once at
+    /// start, so every token signed with the cloud's new key was refused until a restart.
+    #[test]
+    fn a_rotated_key_admits_players_and_the_old_one_overlaps() {
+        let old = TokenSigner::from_seed(&[4; 32]);
+        let new = TokenSigner::from_seed(&[5; 32]);
+        let mut admission = Admission::new(old.public_key(), "edge-1".into(), 0, 0).expect("key");
+        let first = hello(&old, 1, 1_000_000, None);
+        admission.admit(&first, 10, [7; 16]).expect("old key");
+        assert_eq!(
+            admission.admit(&hello(&new, 2, 1_000_000, None), 10, [0; 16]),
+            Err(RejectCode::BadSignature),
+            "not yet published"
+        );
+        assert!(admission.trust(&[new.public_key()], 20));
+        assert!(!admission.trust(&[new.public_key()], 21), "nothing new");
+        admission
+            .admit(&hello(&new, 2, 1_000_000, None), 30, [0; 16])
+            .expect("the new key admits");
+        // The old key still admits during the overlap, then only reconnects.
+        admission
+            .admit(&hello(&old, 3, 1_000_000, None), 40, [0; 16])
+            .expect("overlap");
+        let later = 20 + KEY_OVERLAP_MS;
+        assert_eq!(
+            admission.admit(&hello(&old, 4, 10_000_000, None), later, [0; 16]),
+            Err(RejectCode::BadSignature)
+        );
+        let reconnect = hello(&old, 1, 1_000_000, Some([7; 16]));
+        assert!(admission.admit(&reconnect, later, [0; 16]).is_ok());
     }
 }

@@ -37,6 +37,15 @@ pub struct CloudLinkConfig {
     pub backoff_min: Duration,
     /// Longest retry delay. Default 30 s.
     pub backoff_max: Duration,
+    /// How often the connect-token keys are fetched again from the cloud's JWKS, so a
+    /// rotation reaches the edge while it runs. Default 60 s.
+    pub key_refresh_every: Duration,
+    /// Soonest the keys are fetched again after a token failed its signature check (what
+    /// a token signed with a key the edge has not seen yet does). Default 10 s, so forged
+    /// tokens cannot make the edge hammer the cloud.
+    pub key_refresh_spacing: Duration,
+    /// Where the fetched JWKS is cached (read when the cloud cannot be reached at start).
+    pub jwks_cache: Option<std::path::PathBuf>,
 }
 
 impl CloudLinkConfig {
@@ -54,6 +63,9 @@ impl CloudLinkConfig {
             heartbeat_every: Duration::from_secs(2),
             backoff_min: Duration::from_millis(250),
             backoff_max: Duration::from_secs(30),
+            key_refresh_every: Duration::from_secs(60),
+            key_refresh_spacing: Duration::from_secs(10),
+            jwks_cache: None,
         }
     }
 }
@@ -71,6 +83,8 @@ pub struct LinkStats {
     pub refused: AtomicU64,
     /// Heartbeats acknowledged.
     pub heartbeats: AtomicU64,
+    /// Connect-token key fetches that succeeded.
+    pub key_fetches: AtomicU64,
 }
 
 /// An HTTP client for the cloud (rustls with the ring provider, timeouts set).
@@ -95,22 +109,42 @@ struct Jwk {
     x: String,
 }
 
-fn connect_key_of(jwks: &Jwks) -> Option<[u8; 32]> {
-    let key = jwks.keys.iter().find(|k| k.kid.starts_with("connect-"))?;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(&key.x)
-        .ok()?
-        .try_into()
-        .ok()
+/// Every connect-token key (`connect-` kid) a JWKS publishes, in its order.
+fn connect_keys_of(jwks: &Jwks) -> Vec<[u8; 32]> {
+    jwks.keys
+        .iter()
+        .filter(|k| k.kid.starts_with("connect-"))
+        .filter_map(|k| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(&k.x)
+                .ok()?
+                .try_into()
+                .ok()
+        })
+        .collect()
 }
 
-/// The cloud's connect-token public key, from its JWKS. A fetched JWKS is cached in
-/// `cache`; when the cloud cannot be reached the cached one is used.
+/// The cloud's connect-token public key, from its JWKS (the first if it publishes
+/// several). A fetched JWKS is cached in `cache`; when the cloud cannot be reached the
+/// cached one is used.
 pub async fn fetch_connect_key(
     http: &reqwest::Client,
     cloud_url: &str,
     cache: Option<&Path>,
 ) -> anyhow::Result<[u8; 32]> {
+    fetch_connect_keys(http, cloud_url, cache)
+        .await?
+        .first()
+        .copied()
+        .context("the cloud's JWKS has no connect- key")
+}
+
+/// Every connect-token key the cloud publishes, as [`fetch_connect_key`] fetches one.
+pub async fn fetch_connect_keys(
+    http: &reqwest::Client,
+    cloud_url: &str,
+    cache: Option<&Path>,
+) -> anyhow::Result<Vec<[u8; 32]>> {
     let url = format!("{}/.well-known/jwks.json", cloud_url.trim_end_matches('/'));
     let fetched = async {
         let response = http.get(&url).send().await?.error_for_status()?;
@@ -119,14 +153,15 @@ pub async fn fetch_connect_key(
     .await;
     match fetched {
         Ok(jwks) => {
-            let key = connect_key_of(&jwks).context("the cloud's JWKS has no connect- key")?;
+            let keys = connect_keys_of(&jwks);
+            anyhow::ensure!(!keys.is_empty(), "the cloud's JWKS has no connect- key");
             if let Some(cache) = cache {
                 let json = serde_json::to_vec(&jwks)?;
                 let tmp = cache.with_extension("tmp");
                 std::fs::write(&tmp, json)?;
                 std::fs::rename(&tmp, cache)?;
             }
-            Ok(key)
+            Ok(keys)
         }
         Err(err) => {
             let cache = cache.with_context(|| format!("fetching {url}: {err}"))?;
@@ -134,7 +169,9 @@ pub async fn fetch_connect_key(
                 .with_context(|| format!("fetching {url}: {err}; and no cached JWKS"))?;
             let jwks: Jwks = serde_json::from_slice(&text).context("cached JWKS")?;
             tracing::warn!(%err, "cloud unreachable: using the cached JWKS");
-            connect_key_of(&jwks).context("cached JWKS has no connect- key")
+            let keys = connect_keys_of(&jwks);
+            anyhow::ensure!(!keys.is_empty(), "cached JWKS has no connect- key");
+            Ok(keys)
         }
     }
 }
@@ -153,13 +190,22 @@ impl CloudLink {
         let cancel = CancellationToken::new();
         let stats = Arc::new(LinkStats::default());
         let config = Arc::new(config);
-        let mut tasks = vec![tokio::spawn(heartbeats(
-            http.clone(),
-            config.clone(),
-            edge.status(),
-            stats.clone(),
-            cancel.clone(),
-        ))];
+        let mut tasks = vec![
+            tokio::spawn(heartbeats(
+                http.clone(),
+                config.clone(),
+                edge.status(),
+                stats.clone(),
+                cancel.clone(),
+            )),
+            tokio::spawn(refresh_keys(
+                http.clone(),
+                config.clone(),
+                edge.status(),
+                stats.clone(),
+                cancel.clone(),
+            )),
+        ];
         if let Some(outbox) = edge.outbox() {
             tasks.push(tokio::spawn(deliver_outbox(
                 http,
@@ -253,6 +299,42 @@ async fn heartbeats(
                 failing = true;
             }
             Err(_) => {}
+        }
+    }
+}
+
+/// Keeps the edge's connect-token keys in step with the cloud's JWKS: every
+/// `key_refresh_every`, and soon after a token fails its signature check (at most every
+/// `key_refresh_spacing`).
+async fn refresh_keys(
+    http: reqwest::Client,
+    config: Arc<CloudLinkConfig>,
+    edge: EdgeStatus,
+    stats: Arc<LinkStats>,
+    cancel: CancellationToken,
+) {
+    let mut last = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(last + config.key_refresh_every) => {}
+            () = edge.key_refresh_wanted() => {
+                // Not before the spacing has passed since the last fetch.
+                tokio::select! {
+                    () = tokio::time::sleep_until(last + config.key_refresh_spacing) => {}
+                    () = cancel.cancelled() => return,
+                }
+            }
+            () = cancel.cancelled() => return,
+        }
+        last = tokio::time::Instant::now();
+        match fetch_connect_keys(&http, &config.cloud_url, config.jwks_cache.as_deref()).await {
+            Ok(keys) => {
+                stats.key_fetches.fetch_add(1, Ordering::Relaxed);
+                edge.trust_keys(&keys);
+            }
+            Err(err) => {
+                tracing::warn!(%err, "fetching the connect-token keys failed; keeping those held")
+            }
         }
     }
 }

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use hdrhistogram::Histogram;
-use outpost_protocol::TokenVerifier;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -88,6 +87,27 @@ impl EdgeStatus {
     pub fn is_draining(&self) -> bool {
         !self.shared.accepting.load(Ordering::Acquire)
     }
+
+    /// Takes the connect-token keys the cloud publishes now (see
+    /// [`Admission::trust`]). Returns whether anything changed.
+    pub fn trust_keys(&self, published: &[[u8; 32]]) -> bool {
+        let changed = self
+            .shared
+            .admission
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .trust(published, session::now_ms());
+        if changed {
+            tracing::info!(keys = published.len(), "connect-token keys updated");
+        }
+        changed
+    }
+
+    /// Resolves when a token failed its signature check: the cloud may have rotated its
+    /// key.
+    pub async fn key_refresh_wanted(&self) {
+        self.shared.key_refresh.notified().await;
+    }
 }
 
 /// A running edge.
@@ -113,8 +133,6 @@ impl Edge {
     /// the sim workers. Must be called inside a tokio runtime.
     pub async fn start(config: EdgeConfig) -> anyhow::Result<Self> {
         config.validate()?;
-        let verifier = TokenVerifier::new(&config.token_public_key)
-            .context("token_public_key is not a valid Ed25519 public key")?;
         let certificate = Certificate::load(&config.tls)?;
         let endpoint = quinn::Endpoint::server(certificate.server_config(&config)?, config.listen)
             .with_context(|| format!("binding QUIC endpoint on {}", config.listen))?;
@@ -174,12 +192,16 @@ impl Edge {
         }
 
         let shared = Arc::new(Shared {
-            admission: Mutex::new(Admission::new(
-                verifier,
-                config.edge_id.clone(),
-                session::now_ms(),
-                config.token_leeway.as_millis() as u64,
-            )),
+            admission: Mutex::new(
+                Admission::new(
+                    config.token_public_key,
+                    config.edge_id.clone(),
+                    session::now_ms(),
+                    config.token_leeway.as_millis() as u64,
+                )
+                .context("token_public_key is not a valid Ed25519 public key")?,
+            ),
+            key_refresh: tokio::sync::Notify::new(),
             player_slots: Arc::new(tokio::sync::Semaphore::new(config.max_players)),
             config: config.clone(),
             metrics,

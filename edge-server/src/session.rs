@@ -52,6 +52,8 @@ pub(crate) struct Shared {
     /// One permit per player slot ([`EdgeConfig::max_players`]), taken after a valid
     /// Hello and held for the session.
     pub player_slots: Arc<tokio::sync::Semaphore>,
+    /// Woken when a token fails its signature: the cloud link fetches the keys again.
+    pub key_refresh: tokio::sync::Notify,
     pub workers: Vec<std::sync::mpsc::SyncSender<Command>>,
     pub accepting: AtomicBool,
     pub next_session: AtomicU64,
@@ -204,7 +206,12 @@ async fn admit(
         let mut admission = shared.admission.lock().unwrap_or_else(|e| e.into_inner());
         admission.admit(&hello, now_ms(), rand::random())
     }
-    .map_err(|code| Reject::new(code, "connect token refused"))?;
+    .map_err(|code| {
+        if code == RejectCode::BadSignature {
+            shared.key_refresh.notify_one();
+        }
+        Reject::new(code, "connect token refused")
+    })?;
     let nonce = admitted.token.nonce;
     let reconnect = admitted.reconnect;
     let seated = seat(shared, conn, send, admitted).await;
