@@ -19,9 +19,14 @@ pub struct EdgeArgs {
     /// UDP address for QUIC.
     #[arg(long, env = "OUTPOST_LISTEN", default_value = "0.0.0.0:7777")]
     listen: SocketAddr,
-    /// TCP address for /metrics, /healthz and /readyz.
-    #[arg(long, env = "OUTPOST_HTTP", default_value = "0.0.0.0:7780")]
+    /// TCP address for /metrics, /healthz and /readyz. Loopback by default; bound
+    /// elsewhere it needs `--admin-token-file`.
+    #[arg(long, env = "OUTPOST_HTTP", default_value = "127.0.0.1:7780")]
     http: SocketAddr,
+    /// File holding the bearer token /metrics and /readyz require (at least 16
+    /// characters); required when `--http` is not a loopback address.
+    #[arg(long, env = "OUTPOST_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
     /// File holding the cloud's Ed25519 connect-token public key, as 64 hex digits;
     /// without it the key is taken from the cloud's JWKS (`--cloud-url`).
     #[arg(
@@ -170,6 +175,11 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     config.outbox_dir.clone_from(&args.outbox_dir);
     config.listen = args.listen;
     config.http_listen = Some(args.http);
+    if let Some(path) = &args.admin_token_file {
+        let token =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        config.admin_token = Some(token.trim().to_owned());
+    }
     config.max_matches = args.max_matches;
     config.max_players = args.max_players;
     config.sim_threads = args.sim_threads;

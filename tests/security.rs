@@ -478,3 +478,40 @@ async fn a_rotated_connect_key_is_picked_up_while_the_edge_runs() {
     edge.edge.shutdown().await;
     origin.abort();
 }
+
+/// Regression test for open admin endpoints: `/metrics` and `/readyz` listened on
+/// 0.0.0.0 by default with no auth. Now the admin server defaults to loopback, refuses
+/// to start beyond it without a token, and with one asks every caller for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoints_beyond_loopback_need_a_token() {
+    let mut open = outpost_edge::EdgeConfig::new(EDGE_ID, [7; 32]);
+    assert!(
+        open.http_listen.is_some_and(|a| a.ip().is_loopback()),
+        "loopback by default"
+    );
+    open.http_listen = Some("0.0.0.0:0".parse().expect("addr"));
+    let refused = open.validate().expect_err("no token beyond loopback");
+    assert_eq!(refused.field, "admin_token");
+
+    let token = "an-admin-token-of-some-length";
+    let edge = TestEdge::start_with(|c| c.admin_token = Some(token.to_owned())).await;
+    let admin = edge.edge.http_addr().expect("admin server");
+    let http = outpost_edge::cloud_link::http_client().expect("client");
+    for path in ["/metrics", "/readyz"] {
+        let url = format!("http://{admin}{path}");
+        let bare = http.get(&url).send().await.expect("answers");
+        assert_eq!(bare.status(), 401, "{path}");
+        let wrong = http.get(&url).bearer_auth("not-the-token-at-all").send();
+        assert_eq!(wrong.await.expect("answers").status(), 401, "{path}");
+        let right = http
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(right.status(), 200, "{path}");
+    }
+    let health = http.get(format!("http://{admin}/healthz")).send().await;
+    assert_eq!(health.expect("answers").status(), 200);
+    edge.edge.shutdown().await;
+}

@@ -79,7 +79,7 @@ fn now_secs() -> u64 {
 
 /// Compares in time independent of where the inputs differ.
 fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    bool::from(subtle::ConstantTimeEq::ct_eq(a, b))
 }
 
 pub(crate) fn check_edge_credential(cloud: &Cloud, headers: &HeaderMap) -> Result<(), ApiError> {

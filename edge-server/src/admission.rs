@@ -211,7 +211,7 @@ impl Admission {
 
 /// Compares keys in time independent of where they differ.
 fn keys_equal(a: &[u8; 16], b: &[u8; 16]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    bool::from(subtle::ConstantTimeEq::ct_eq(&a[..], &b[..]))
 }
 
 /// The reject code a token error earns.

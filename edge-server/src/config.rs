@@ -30,6 +30,10 @@ pub struct EdgeConfig {
     /// TCP address of the admin HTTP server (`/metrics`, `/healthz`, `/readyz`); `None`
     /// to run without one. Default `127.0.0.1:7780`.
     pub http_listen: Option<SocketAddr>,
+    /// Bearer token `/metrics` and `/readyz` require (`/healthz` never does); required
+    /// when `http_listen` is not a loopback address. At least 16 characters. Default
+    /// `None`.
+    pub admin_token: Option<String>,
     /// Bounds on the admin server's connections. Default: headers within 5 s (idle
     /// keep-alive closed after as long), 64 connections, 16 per address.
     pub admin_http: outpost_httpd::Limits,
@@ -90,6 +94,7 @@ impl EdgeConfig {
             edge_id: edge_id.into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 7777)),
             http_listen: Some(SocketAddr::from(([127, 0, 0, 1], 7780))),
+            admin_token: None,
             admin_http: outpost_httpd::Limits {
                 header_timeout: Duration::from_secs(5),
                 max_connections: 64,
@@ -130,6 +135,16 @@ impl EdgeConfig {
             (1..=outpost_protocol::token::MAX_EDGE_ID_LEN).contains(&self.edge_id.len()),
             "edge_id",
             "must be 1..=64 bytes",
+        )?;
+        check(
+            self.http_listen.is_none_or(|a| a.ip().is_loopback()) || self.admin_token.is_some(),
+            "admin_token",
+            "is required when the admin HTTP server listens beyond loopback",
+        )?;
+        check(
+            self.admin_token.as_ref().is_none_or(|t| t.len() >= 16),
+            "admin_token",
+            "must be at least 16 characters",
         )?;
         check(
             self.admin_http.validate().is_ok(),

@@ -8,15 +8,47 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use subtle::ConstantTimeEq as _;
 
 use crate::session::Shared;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+    let guarded = Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
+        .route_layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            require_token,
+        ));
+    guarded
+        .route("/healthz", get(|| async { "ok\n" }))
         .with_state(shared)
+}
+
+/// With an admin token configured, `/metrics` and `/readyz` need `Authorization: Bearer
+/// <token>`.
+async fn require_token(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if let Some(expected) = &shared.config.admin_token {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "admin token required\n",
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {

@@ -77,7 +77,8 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> KeyedLimit<K, C> {
 
 /// The gateway's limits for one route group.
 pub struct Limits<C: Clock = DefaultClock> {
-    /// Per client address.
+    /// Per client address, keyed as [`outpost_protocol::addr::limit_key`] keys it (an IPv6
+    /// /64 is one address): check it with [`Limits::check_address`].
     pub per_ip: KeyedLimit<IpAddr, C>,
     /// Per authenticated player.
     pub per_player: KeyedLimit<u64, C>,
@@ -90,6 +91,12 @@ impl<C: Clock + Clone> Limits<C> {
             per_ip: KeyedLimit::new(ip, clock.clone(), max_keys),
             per_player: KeyedLimit::new(player, clock, max_keys),
         }
+    }
+
+    /// A request from `ip`: its address's limit (one IPv6 /64 is one address, or a
+    /// single host would have 2^64 keys of its own).
+    pub fn check_address(&self, ip: IpAddr) -> Result<(), Duration> {
+        self.per_ip.check(&outpost_protocol::addr::limit_key(ip))
     }
 }
 
@@ -127,6 +134,32 @@ mod tests {
         clock.advance(Duration::from_secs(1));
         limit.sweep();
         assert_eq!(limit.keys(), 0);
+    }
+
+    /// Regression test: per-address limits were keyed on the full IPv6 address, so one
+    /// host's /64 gave it unlimited keys (and so no limit at all).
+    #[test]
+    fn addresses_of_one_ipv6_slash_64_share_a_limit() {
+        let rate = Rate {
+            per_second: 1,
+            burst: 3,
+        };
+        let limits = Limits::new(rate, rate, FakeRelativeClock::default(), 1000);
+        for host in 1..=3u16 {
+            let ip = IpAddr::from([0x2001, 0xdb8, 7, 7, 0, 0, 0, host]);
+            assert_eq!(
+                limits.check_address(ip),
+                Ok(()),
+                "request {host} of the burst"
+            );
+        }
+        let fourth = IpAddr::from([0x2001, 0xdb8, 7, 7, 0xffff, 1, 2, 3]);
+        assert!(
+            limits.check_address(fourth).is_err(),
+            "same /64, same limit"
+        );
+        let elsewhere = IpAddr::from([0x2001, 0xdb8, 7, 8, 0, 0, 0, 1]);
+        assert_eq!(limits.check_address(elsewhere), Ok(()), "another /64");
     }
 
     #[test]

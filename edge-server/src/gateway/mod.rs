@@ -512,7 +512,7 @@ async fn handle(
         .iter()
         .find(|g| path.starts_with(&g.prefix))
         .map_or(&shared.default_group, |g| &g.limits);
-    if let Err(wait) = limits.per_ip.check(&peer.ip()) {
+    if let Err(wait) = limits.check_address(peer.ip()) {
         bump(&shared.stats.rate_limited);
         return limited(wait);
     }
