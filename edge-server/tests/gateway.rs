@@ -124,6 +124,11 @@ async fn big(State(origin): State<Origin>) -> impl IntoResponse {
     )
 }
 
+async fn fallback(State(origin): State<Origin>) -> StatusCode {
+    origin.bump("fallback");
+    StatusCode::NOT_FOUND
+}
+
 async fn jwks(State(origin): State<Origin>) -> axum::Json<outpost_cloud::auth::Jwks> {
     axum::Json(origin.keys.jwks())
 }
@@ -136,6 +141,7 @@ fn start_origin(listener: tokio::net::TcpListener, origin: Origin, stop: Cancell
         .route("/v1/echo", axum::routing::post(echo))
         .route("/v1/held", axum::routing::get(held))
         .route("/v1/big", axum::routing::get(big))
+        .fallback(fallback)
         .with_state(origin);
     tokio::spawn(async move {
         let _ = axum::serve(listener, app)
@@ -607,4 +613,43 @@ async fn large_answers_stream_through_uncached() {
     .await;
     let r = small.get("/v1/big").await;
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+}
+
+/// Regression test for path tricks: the route group, rate limit and auth were chosen by
+/// the raw path while the normalised URL was forwarded, so `/v1/x/../auth/guest` reached
+/// the login route under the default limit (and `/v1/x/../me` skipped its auth). Such
+/// paths are refused before routing, limiting and caching, and never reach the cloud.
+#[tokio::test]
+async fn path_tricks_cannot_dodge_the_login_limit_or_auth() {
+    let s = setup(|c| c.auth_prefixes = vec!["/v1/me".into()]).await;
+    for path in [
+        "/v1/x/../auth/guest",
+        "/v1/x/%2e%2e/auth/guest",
+        "/v1//auth/guest",
+        "/v1/%61uth/guest",
+        "/v1/x/../me",
+        "/v1/auth%2Fguest",
+    ] {
+        for _ in 0..20 {
+            // Sent as written: an HTTP client library would resolve the dot segments.
+            let answer = raw_get(s.gateway.addr(), path).await;
+            assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
+            assert!(answer.contains("bad_path"), "{path}: {answer}");
+        }
+    }
+    assert_eq!(s.origin.count("/v1/me"), 0, "nothing reached the cloud");
+    assert_eq!(s.origin.count("fallback"), 0, "nothing reached the cloud");
+}
+
+/// A `GET` of `path` exactly as written, over a fresh connection; the whole answer.
+async fn raw_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("writes");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("reads");
+    String::from_utf8_lossy(&answer).into_owned()
 }

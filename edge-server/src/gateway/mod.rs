@@ -494,6 +494,12 @@ async fn handle(
     request: Request,
 ) -> Response {
     let path = request.uri().path().to_owned();
+    // Routing, limits, auth and the cache key all read the path as the cloud will: one
+    // the origin's URL handling would rewrite (`/v1/x/../auth/guest` becomes the login
+    // route) is refused rather than judged by its raw form.
+    if let Some(why) = refused_path(&path) {
+        return error(StatusCode::BAD_REQUEST, "bad_path", why);
+    }
     if path == "/v1/ping" {
         return (
             [(header::CACHE_CONTROL, "no-store")],
@@ -572,6 +578,27 @@ async fn handle(
         Ok(fetched) => relay(fetched, "BYPASS"),
         Err(err) => origin_failed(err),
     }
+}
+
+/// Why a path is refused: dot segments, empty segments, percent-encoding (an encoded
+/// slash or dot, or any other: the API's paths need none) and backslashes, which URL
+/// handling downstream could resolve into another route.
+fn refused_path(path: &str) -> Option<&'static str> {
+    if path.contains('%') {
+        return Some("percent-encoded paths are not accepted");
+    }
+    if path.contains('\\') {
+        return Some("backslashes are not accepted in paths");
+    }
+    let mut segments = path.split('/').skip(1).peekable();
+    while let Some(segment) = segments.next() {
+        match segment {
+            "." | ".." => return Some("dot segments are not accepted in paths"),
+            "" if segments.peek().is_some() => return Some("empty path segments are not accepted"),
+            _ => {}
+        }
+    }
+    None
 }
 
 fn origin_failed(err: FetchError) -> Response {
@@ -851,5 +878,35 @@ fn as_fetched(entry: &Entry) -> Fetched {
         status: entry.status,
         headers: entry.headers.clone(),
         body: Payload::Full(entry.body.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refused_path;
+
+    #[test]
+    fn paths_the_origin_would_rewrite_are_refused() {
+        for path in [
+            "/v1/x/../auth/guest",
+            "/v1/./auth/guest",
+            "/v1/auth/guest/..",
+            "/v1//auth/guest",
+            "/v1/%61uth/guest",
+            "/v1/auth%2fguest",
+            "/v1/auth%2Fguest",
+            "/v1/%2e%2e/auth/guest",
+            "/v1\\auth\\guest",
+        ] {
+            assert!(refused_path(path).is_some(), "{path}");
+        }
+        for path in [
+            "/v1/leaderboards/arena-best",
+            "/v1/me",
+            "/v1/matchmaking/tickets/",
+            "/",
+        ] {
+            assert_eq!(refused_path(path), None, "{path}");
+        }
     }
 }
