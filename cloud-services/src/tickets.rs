@@ -162,6 +162,20 @@ async fn create(
             "pings_ms: `{region}` must be 1..=32 of a-z, 0-9, - with a ping of at most 10000 ms"
         )));
     }
+    // Only regions with an edge: a ticket naming none would wait out its time to live,
+    // parsed by the matcher every round, for a match that cannot be placed.
+    let mut pings_ms = request.pings_ms;
+    let live = cloud
+        .store
+        .live_edges(now_ms() / 1000)
+        .await
+        .map_err(ApiError::internal)?;
+    pings_ms.retain(|region, _| live.iter().any(|e| &e.heartbeat.region == region));
+    if pings_ms.is_empty() {
+        return Err(ApiError::invalid(
+            "pings_ms names no region with a live edge (see GET /v1/edges)",
+        ));
+    }
     let ratings = cloud
         .store
         .ratings(&mode.name, &party)
@@ -185,17 +199,26 @@ async fn create(
                 rating: r.unwrap_or_default().mu,
             })
             .collect(),
-        pings_ms: request.pings_ms,
+        pings_ms,
         created_at_ms: now,
         expires_at_ms: now + mode.ticket_ttl.as_millis() as u64,
         status: TicketStatus::Searching,
         placement: None,
     };
-    cloud
+    let held = cloud
         .store
         .put_ticket(&ticket)
         .await
         .map_err(ApiError::internal)?;
+    if let Some(held) = held {
+        return Err(ApiError::conflict(
+            "ticket_exists",
+            format!(
+                "a player of this party is already searching in `{}` (ticket {held}); cancel it first",
+                mode.name
+            ),
+        ));
+    }
     Ok((StatusCode::CREATED, Json(view(&ticket, player))))
 }
 

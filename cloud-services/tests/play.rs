@@ -495,6 +495,73 @@ async fn a_player_placed_but_never_connected_is_not_rated() {
     );
 }
 
+/// Regression test: a player could file any number of tickets, and a ticket naming only
+/// regions without an edge waited out its time to live, parsed by the matcher every
+/// round. Now one searching ticket per player per mode, and only regions with an edge.
+#[tokio::test]
+async fn one_ticket_per_player_per_mode_and_only_regions_with_edges() {
+    let cloud = cloud();
+    heartbeat(&cloud, "b-1", "region-b", 7002, false).await;
+    let (player, bearer) = login(&cloud, "solo").await;
+    let body = json!({"mode": "arena", "pings_ms": {"region-b": 12}});
+    let (status, first) = ticket(&cloud, &bearer, &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    for _ in 0..3 {
+        let (status, again) = ticket(&cloud, &bearer, &body).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{again}");
+        assert_eq!(again["error"]["code"], "ticket_exists");
+    }
+    // Nor as a member of someone's party.
+    let (leader, leader_bearer) = login(&cloud, "leader").await;
+    let consent = consent_of(&cloud, &bearer, leader).await;
+    let (status, party) = ticket(
+        &cloud,
+        &leader_bearer,
+        &json!({"mode": "arena", "pings_ms": {"region-b": 12}, "party": [leader, player],
+            "party_consents": [consent]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{party}");
+    assert_eq!(
+        cloud.store.searching("arena").await.expect("store").len(),
+        1
+    );
+    // Cancelled, it may search again.
+    let id = first["id"].as_u64().expect("id");
+    let cancel = Request::builder()
+        .method("DELETE")
+        .uri(format!("/v1/matchmaking/tickets/{id}"))
+        .header(header::AUTHORIZATION, bearer.clone())
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(call(&cloud, cancel).await.0, StatusCode::OK);
+    assert_eq!(ticket(&cloud, &bearer, &body).await.0, StatusCode::CREATED);
+
+    // Regions without an edge are dropped; a ticket naming only those is refused.
+    let (_, other) = login(&cloud, "far").await;
+    let (status, nowhere) = ticket(
+        &cloud,
+        &other,
+        &json!({"mode": "arena", "pings_ms": {"nowhere": 5}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{nowhere}");
+    let (status, kept) = ticket(
+        &cloud,
+        &other,
+        &json!({"mode": "arena", "pings_ms": {"nowhere": 5, "region-b": 30}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{kept}");
+    let stored = cloud
+        .store
+        .ticket(kept["id"].as_u64().expect("id"))
+        .await
+        .expect("store")
+        .expect("kept");
+    assert_eq!(stored.pings_ms.keys().collect::<Vec<_>>(), ["region-b"]);
+}
+
 #[tokio::test]
 async fn bad_results_are_refused_and_change_nothing() {
     let cloud = cloud();

@@ -208,9 +208,20 @@ async fn play_conformance(store: Arc<dyn Store>) {
         ticket(1, "arena", &[1]),
         ticket(2, "arena", &[2, 3]),
         ticket(3, "duel", &[4]),
+        // A player searches in another mode at the same time.
+        ticket(4, "duel", &[1]),
     ] {
-        store.put_ticket(&t).await.expect("works");
+        assert_eq!(store.put_ticket(&t).await.expect("works"), None);
     }
+    // One searching ticket per player per mode: a second for player 3 is refused whole.
+    assert_eq!(
+        store
+            .put_ticket(&ticket(5, "arena", &[6, 3]))
+            .await
+            .expect("works"),
+        Some(2)
+    );
+    assert!(store.ticket(5).await.expect("works").is_none());
     let mut ids: Vec<u64> = store
         .searching("arena")
         .await
@@ -246,6 +257,20 @@ async fn play_conformance(store: Arc<dyn Store>) {
     );
     assert_eq!(store.searching("arena").await.expect("works").len(), 1);
     assert!(store.ticket(99).await.expect("works").is_none());
+    // Once player 1's ticket is settled, they may search again.
+    assert_eq!(
+        store
+            .put_ticket(&ticket(6, "arena", &[1]))
+            .await
+            .expect("works"),
+        None
+    );
+    assert!(
+        store
+            .settle(&[settled(ticket(6, "arena", &[1]), TicketStatus::Cancelled)])
+            .await
+            .expect("works")
+    );
 
     // Leases: one holder at a time; the holder renews.
     assert!(

@@ -179,10 +179,23 @@ impl Store for MemoryStore {
         })
     }
 
-    fn put_ticket<'a>(&'a self, ticket: &'a TicketRecord) -> StoreFuture<'a, ()> {
+    fn put_ticket<'a>(&'a self, ticket: &'a TicketRecord) -> StoreFuture<'a, Option<u64>> {
         Box::pin(async move {
-            self.lock().tickets.insert(ticket.id, ticket.clone());
-            Ok(())
+            let mut memory = self.lock();
+            let now = now_ms();
+            let held = memory.tickets.values().find(|t| {
+                t.mode == ticket.mode
+                    && t.status == TicketStatus::Searching
+                    && t.expires_at_ms > now
+                    && t.players
+                        .iter()
+                        .any(|m| ticket.players.iter().any(|p| p.player_id == m.player_id))
+            });
+            if let Some(held) = held {
+                return Ok(Some(held.id));
+            }
+            memory.tickets.insert(ticket.id, ticket.clone());
+            Ok(None)
         })
     }
 

@@ -223,8 +223,10 @@ pub trait Store: Send + Sync {
 
     /// A new id from the named sequence (1, 2, …).
     fn next_id<'a>(&'a self, sequence: &'a str) -> StoreFuture<'a, u64>;
-    /// Stores a new, searching ticket and queues it in its mode.
-    fn put_ticket<'a>(&'a self, ticket: &'a TicketRecord) -> StoreFuture<'a, ()>;
+    /// Stores a new, searching ticket and queues it in its mode — atomically, unless one
+    /// of its players already has a searching ticket in that mode: then nothing is stored
+    /// and that ticket's id is returned.
+    fn put_ticket<'a>(&'a self, ticket: &'a TicketRecord) -> StoreFuture<'a, Option<u64>>;
     /// A ticket, while it is kept (settled ones for a while after they settle).
     fn ticket(&self, id: u64) -> StoreFuture<'_, Option<TicketRecord>>;
     /// The searching tickets of a mode.

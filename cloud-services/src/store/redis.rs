@@ -40,6 +40,22 @@ end
 return 1
 ";
 
+/// Stores a ticket unless one of its players holds a searching ticket in the mode.
+/// KEYS: the ticket, the mode's searching set, then each player's active-ticket key.
+/// ARGV: the body, the id, its score, the body's lifetime (ms), the active keys'
+/// lifetime (ms), then for each active key the value known to be stale ('' for none).
+/// Returns '' when stored, or `index:ticket` of an active key that names another ticket.
+const PUT_TICKET: &str = r"
+for i = 3, #KEYS do
+  local v = redis.call('GET', KEYS[i])
+  if v and v ~= ARGV[i + 3] then return (i - 2) .. ':' .. v end
+end
+for i = 3, #KEYS do redis.call('SET', KEYS[i], ARGV[2], 'PX', ARGV[5]) end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+return ''
+";
+
 const LEASE: &str = r"
 local v = redis.call('GET', KEYS[1])
 if (not v) or v == ARGV[1] then
@@ -289,30 +305,59 @@ impl Store for RedisStore {
         })
     }
 
-    fn put_ticket<'a>(&'a self, ticket: &'a TicketRecord) -> StoreFuture<'a, ()> {
+    fn put_ticket<'a>(&'a self, ticket: &'a TicketRecord) -> StoreFuture<'a, Option<u64>> {
         Box::pin(async move {
             let json = serde_json::to_string(ticket).map_err(json_error)?;
-            let keep = ticket
-                .expires_at_ms
-                .saturating_sub(now_ms())
-                .saturating_add(SETTLED_KEEP_MS);
-            let mut redis = self.redis.clone();
-            redis::pipe()
-                .atomic()
-                .cmd("SET")
-                .arg(self.mm_key(&format!("ticket:{}", ticket.id)))
-                .arg(json)
-                .arg("PX")
-                .arg(keep)
-                .ignore()
-                .cmd("ZADD")
-                .arg(self.mm_key(&format!("searching:{}", ticket.mode)))
-                .arg(ticket.created_at_ms)
-                .arg(ticket.id)
-                .ignore()
-                .query_async::<()>(&mut redis)
-                .await
-                .map_err(redis_error)
+            let until_expiry = ticket.expires_at_ms.saturating_sub(now_ms()).max(1);
+            let keep = until_expiry.saturating_add(SETTLED_KEEP_MS);
+            let active: Vec<String> = ticket
+                .players
+                .iter()
+                .map(|p| self.mm_key(&format!("active:{}:{}", ticket.mode, p.player_id)))
+                .collect();
+            // An active key outlives its ticket's search when the ticket settles early:
+            // such a stale one is named in the next attempt, and overwritten.
+            let mut stale = vec![String::new(); active.len()];
+            let script = redis::Script::new(PUT_TICKET);
+            for _ in 0..=active.len() {
+                let mut invocation = script.prepare_invoke();
+                invocation
+                    .key(self.mm_key(&format!("ticket:{}", ticket.id)))
+                    .key(self.mm_key(&format!("searching:{}", ticket.mode)));
+                for key in &active {
+                    invocation.key(key);
+                }
+                invocation
+                    .arg(&json)
+                    .arg(ticket.id)
+                    .arg(ticket.created_at_ms)
+                    .arg(keep)
+                    .arg(until_expiry);
+                for value in &stale {
+                    invocation.arg(value);
+                }
+                let mut redis = self.redis.clone();
+                let answer: String = invocation
+                    .invoke_async(&mut redis)
+                    .await
+                    .map_err(redis_error)?;
+                let Some((index, held)) = answer.split_once(':') else {
+                    return Ok(None);
+                };
+                let (Ok(index), Ok(held)) = (index.parse::<usize>(), held.parse::<u64>()) else {
+                    return Err(StoreError(format!("unexpected answer `{answer}`")));
+                };
+                let searching = self.ticket(held).await?.is_some_and(|t| {
+                    t.status == TicketStatus::Searching && t.expires_at_ms > now_ms()
+                });
+                if searching {
+                    return Ok(Some(held));
+                }
+                if let Some(slot) = stale.get_mut(index.wrapping_sub(1)) {
+                    *slot = held.to_string();
+                }
+            }
+            Err(StoreError("active tickets kept changing".into()))
         })
     }
 
