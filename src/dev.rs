@@ -135,7 +135,7 @@ async fn bot_loop(
     stop: CancellationToken,
 ) -> anyhow::Result<BotTotals> {
     let api = CloudClient::new(&cloud_url)?;
-    api.login(&format!("dev-bot-{n}")).await?;
+    api.login(&CloudClient::new_device_id()).await?;
     let mut totals = BotTotals::default();
     let mut round = 0u64;
     while !stop.is_cancelled() {

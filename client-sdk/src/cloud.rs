@@ -227,7 +227,18 @@ impl CloudClient {
         })
     }
 
-    /// Logs in as a guest: the same `device_id` is the same player. Returns the player id.
+    /// A new device id: 128 random bits as 32 hex digits. Make one the first time the game
+    /// runs on a device and keep it (it is the guest's credential: the same id is the same
+    /// player, and whoever has it is that player).
+    pub fn new_device_id() -> String {
+        rand::random::<[u8; 16]>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Logs in as a guest: the same `device_id` is the same player (see
+    /// [`CloudClient::new_device_id`]). Returns the player id.
     pub async fn login(&self, device_id: &str) -> Result<u64, CloudError> {
         let response = self
             .http

@@ -49,7 +49,7 @@ async fn login(cloud: &Arc<Cloud>, device: &str) -> Value {
         cloud,
         post(
             "/v1/auth/guest",
-            &json!({ "device_id": device }).to_string(),
+            &json!({ "device_id": common::device(device) }).to_string(),
         ),
     )
     .await;
@@ -97,6 +97,55 @@ async fn refresh_tokens_rotate_and_work_once() {
     )
     .await;
     assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+/// Regression test for refresh-token reuse: a used refresh token was merely refused, so a
+/// thief who refreshed first kept the login. Reuse now revokes the whole token family
+/// (OAuth 2.0 Security BCP): the thief's tokens and the player's alike.
+#[tokio::test]
+async fn refresh_token_reuse_revokes_the_whole_family() {
+    let cloud = cloud();
+    let session = login(&cloud, "device-a").await;
+    let stolen = json!({ "refresh_token": session["refresh_token"] }).to_string();
+    // The thief refreshes first, and keeps rotating.
+    let (_, thief) = call(&cloud, post("/v1/auth/refresh", &stolen)).await;
+    let thief_next = json!({ "refresh_token": thief["refresh_token"] }).to_string();
+    let (status, thief) = call(&cloud, post("/v1/auth/refresh", &thief_next)).await;
+    assert_eq!(status, StatusCode::OK);
+    // The player presents the token the thief already used: reuse.
+    let (status, body) = call(&cloud, post("/v1/auth/refresh", &stolen)).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    // Every token of the family is dead now, the thief's newest too.
+    let thief_now = json!({ "refresh_token": thief["refresh_token"] }).to_string();
+    let (status, body) = call(&cloud, post("/v1/auth/refresh", &thief_now)).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    // Another login of the same player is another family, untouched.
+    let fresh = login(&cloud, "device-a").await;
+    let again = json!({ "refresh_token": fresh["refresh_token"] }).to_string();
+    assert_eq!(
+        call(&cloud, post("/v1/auth/refresh", &again)).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn logout_ends_every_token_of_the_login() {
+    let cloud = cloud();
+    let session = login(&cloud, "device-a").await;
+    let first = json!({ "refresh_token": session["refresh_token"] }).to_string();
+    let (_, renewed) = call(&cloud, post("/v1/auth/refresh", &first)).await;
+    let current = json!({ "refresh_token": renewed["refresh_token"] }).to_string();
+    let (status, _) = call(&cloud, post("/v1/auth/logout", &current)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = call(&cloud, post("/v1/auth/refresh", &current)).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    // Unknown tokens log out quietly too: nothing to learn from the answer.
+    let (status, _) = call(
+        &cloud,
+        post("/v1/auth/logout", r#"{"refresh_token":"abc.def"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
 }
 
 #[tokio::test]
@@ -246,6 +295,17 @@ async fn bad_bodies_get_clean_errors_and_change_nothing() {
         ("unknown field", r#"{"device_id": "a", "admin": true}"#),
         ("missing field", r#"{}"#),
         ("empty device id", r#"{"device_id": ""}"#),
+        // A device id is the guest's only credential: a short or patterned one is
+        // guessable, and once was a permanent login for anyone who guessed it.
+        ("short device id", r#"{"device_id": "a1b2c3d4e5f6"}"#),
+        (
+            "patterned device id",
+            r#"{"device_id": "abababababababababababababababab"}"#,
+        ),
+        (
+            "device id with odd characters",
+            r#"{"device_id": "0123456789abcdef 0123456789abcdef"}"#,
+        ),
     ] {
         let (status, response) = call(&cloud, post("/v1/auth/guest", body)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {response}");
@@ -277,6 +337,14 @@ async fn bad_bodies_get_clean_errors_and_change_nothing() {
     )
     .await;
     assert_error(status, &response, StatusCode::NOT_FOUND, "not_found");
-    // None of that created a player: the first real login is player 1.
-    assert_eq!(login(&cloud, "device-z").await["player_id"], 1);
+    // None of that created a player.
+    assert_eq!(
+        cloud
+            .store
+            .player_for_device("never-seen")
+            .await
+            .expect("store"),
+        1,
+        "the first player the store makes is the first"
+    );
 }

@@ -37,6 +37,7 @@ async fn every_route_is_documented_and_every_documented_route_is_served() {
     for expected in [
         "/v1/auth/guest",
         "/v1/auth/refresh",
+        "/v1/auth/logout",
         "/v1/me",
         "/.well-known/jwks.json",
         "/v1/edges/heartbeat",
@@ -76,7 +77,7 @@ async fn every_route_is_documented_and_every_documented_route_is_served() {
             probed += 1;
         }
     }
-    assert_eq!(probed, 19, "every method of every path");
+    assert_eq!(probed, 20, "every method of every path");
     // Documented responses name the error shape.
     assert!(
         document["components"]["schemas"]["ErrorBody"].is_object(),

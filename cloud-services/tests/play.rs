@@ -73,7 +73,7 @@ async fn login(cloud: &Arc<Cloud>, device: &str) -> (u64, String) {
             "POST",
             "/v1/auth/guest",
             None,
-            &json!({"device_id": device}),
+            &json!({"device_id": common::device(device)}),
         ),
     )
     .await;

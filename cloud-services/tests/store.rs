@@ -12,8 +12,8 @@ use redis_server::RedisServer;
 
 use outpost_cloud::edges::{EdgeHeartbeat, EdgeRecord};
 use outpost_cloud::store::{
-    BoardOp, BoardWrite, MatchRecord, Rating, ReplayMeta, ResultWrite, TicketMember, TicketRecord,
-    TicketStatus,
+    BoardOp, BoardWrite, MatchRecord, Rating, RefreshUse, ReplayMeta, ResultWrite, TicketMember,
+    TicketRecord, TicketStatus,
 };
 use outpost_cloud::{MemoryStore, RedisStore, Store};
 
@@ -53,69 +53,65 @@ async fn conformance(store: Arc<dyn Store>) {
     }
     assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
 
-    // Refresh tokens: taken once.
+    // Refresh tokens: fresh once, reused after; revoked families refuse every token.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs();
+    let take = |hash: &'static str, family: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .take_refresh(hash, family, now)
+                .await
+                .expect("store works")
+        }
+    };
     store
-        .put_refresh("hash-1", a, now + 3600, now)
+        .put_refresh("hash-1", "fam-a", a, now + 3600, now)
         .await
         .expect("store works");
+    assert_eq!(take("hash-1", "fam-a").await, RefreshUse::Fresh(a));
     assert_eq!(
-        store
-            .take_refresh("hash-1", now)
-            .await
-            .expect("store works"),
-        Some(a)
+        take("hash-1", "fam-a").await,
+        RefreshUse::Reused(a),
+        "a refresh token works once; a second use is seen as reuse"
     );
     assert_eq!(
-        store
-            .take_refresh("hash-1", now)
-            .await
-            .expect("store works"),
-        None,
-        "a refresh token works once"
+        take("hash-1", "fam-b").await,
+        RefreshUse::Unknown,
+        "the family must match"
     );
-    assert_eq!(
-        store
-            .take_refresh("never-stored", now)
-            .await
-            .expect("store works"),
-        None
-    );
-    // Concurrent refreshes with one token: exactly one wins.
+    assert_eq!(take("never-stored", "fam-a").await, RefreshUse::Unknown);
     store
-        .put_refresh("hash-2", b, now + 3600, now)
+        .put_refresh("hash-4", "fam-a", a, now + 3600, now)
+        .await
+        .expect("store works");
+    store
+        .revoke_family("fam-a", now + 3600)
+        .await
+        .expect("store works");
+    assert_eq!(take("hash-4", "fam-a").await, RefreshUse::Revoked);
+    // Concurrent refreshes with one token: exactly one is fresh.
+    store
+        .put_refresh("hash-2", "fam-c", b, now + 3600, now)
         .await
         .expect("store works");
     let mut racers = Vec::new();
     for _ in 0..16 {
-        let store = store.clone();
-        racers.push(tokio::spawn(async move {
-            store
-                .take_refresh("hash-2", now)
-                .await
-                .expect("store works")
-        }));
+        racers.push(tokio::spawn(take("hash-2", "fam-c")));
     }
-    let mut winners = 0;
+    let mut fresh = 0;
     for racer in racers {
-        winners += usize::from(racer.await.expect("task").is_some());
+        fresh += usize::from(racer.await.expect("task") == RefreshUse::Fresh(b));
     }
-    assert_eq!(winners, 1);
+    assert_eq!(fresh, 1);
     // An already expired token is never stored.
     store
-        .put_refresh("hash-3", a, now - 1, now)
+        .put_refresh("hash-3", "fam-d", a, now - 1, now)
         .await
         .expect("store works");
-    assert_eq!(
-        store
-            .take_refresh("hash-3", now)
-            .await
-            .expect("store works"),
-        None
-    );
+    assert_eq!(take("hash-3", "fam-d").await, RefreshUse::Unknown);
 
     // Edges: registered by heartbeat, refreshed in place, forgotten once expired.
     let edge = |id: &str, load: u32, expires_at: u64| EdgeRecord {

@@ -33,8 +33,7 @@ async fn assignment(
             let api = CloudClient::new(&api_url).map_err(|_| ErrorKind::Matchmaking)?;
             let wait = deadline.saturating_duration_since(Instant::now());
             let found = tokio::time::timeout(wait, async {
-                api.login(&format!("loadtest-{}-{n}", std::process::id()))
-                    .await?;
+                api.login(&CloudClient::new_device_id()).await?;
                 api.matchmake(client, &mode, None, wait).await
             })
             .await

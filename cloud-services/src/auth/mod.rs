@@ -20,14 +20,23 @@ pub use keys::{AccessClaims, ConsentClaims, Jwk, Jwks, KeyRing, TokenRejected};
 
 use crate::Cloud;
 use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::store::RefreshUse;
 
 /// Longest device id accepted, bytes.
 pub const MAX_DEVICE_ID: usize = 128;
+/// Shortest device id accepted, bytes: a device id is the guest's only credential, so it
+/// must carry about 128 random bits (e.g. 32 hex digits, or 22+ base64url characters of
+/// 16 random bytes; `outpost_client::CloudClient::new_device_id` makes one).
+pub const MIN_DEVICE_ID: usize = 22;
+/// Fewest different characters in a device id (a crude floor under its randomness:
+/// `aaaa…` or `0101…` are refused).
+pub const MIN_DEVICE_ID_SYMBOLS: usize = 8;
 
 pub(crate) fn routes() -> OpenApiRouter<Arc<Cloud>> {
     OpenApiRouter::new()
         .routes(routes!(guest))
         .routes(routes!(refresh))
+        .routes(routes!(logout))
         .routes(routes!(me))
         .routes(routes!(jwks))
 }
@@ -36,7 +45,10 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Cloud>> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GuestLogin {
-    /// A stable id of the device (1..=128 bytes): the same device gets the same player.
+    /// A stable, random id of the device: the same device gets the same player. It is the
+    /// guest's credential: 22..=128 characters of `A-Z a-z 0-9 - _`, with at least 8
+    /// different ones (generate 16 or more random bytes once, and keep them).
+    #[schema(min_length = 22, max_length = 128, pattern = "^[A-Za-z0-9_-]{22,128}$")]
     pub device_id: String,
 }
 
@@ -79,13 +91,49 @@ fn hash(token: &str) -> String {
     URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
-async fn open_session(cloud: &Cloud, player_id: u64) -> Result<Session, ApiError> {
+/// A refresh token is `<family>.<secret>`: the family (one per login, kept through every
+/// rotation) is not secret, and names what a reuse revokes.
+fn family_of(token: &str) -> Option<&str> {
+    let (family, secret) = token.split_once('.')?;
+    (family.len() == 22 && !secret.is_empty()).then_some(family)
+}
+
+/// Whether a device id looks like the random credential it must be.
+fn device_id_ok(id: &str) -> bool {
+    let symbols: std::collections::BTreeSet<u8> = id.bytes().collect();
+    (MIN_DEVICE_ID..=MAX_DEVICE_ID).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && symbols.len() >= MIN_DEVICE_ID_SYMBOLS
+}
+
+/// A session for `player_id`: a new token family for a login, or the same family for a
+/// refresh.
+async fn open_session(
+    cloud: &Cloud,
+    player_id: u64,
+    family: Option<&str>,
+) -> Result<Session, ApiError> {
     let (access_token, expires_in) = cloud.keys.issue(player_id).map_err(ApiError::internal)?;
-    let refresh_token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let family = family.map_or_else(
+        || URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>()),
+        str::to_owned,
+    );
+    let refresh_token = format!(
+        "{family}.{}",
+        URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+    );
     let expires_at = now_secs() + cloud.config.refresh_ttl.as_secs();
     cloud
         .store
-        .put_refresh(&hash(&refresh_token), player_id, expires_at, now_secs())
+        .put_refresh(
+            &hash(&refresh_token),
+            &family,
+            player_id,
+            expires_at,
+            now_secs(),
+        )
         .await
         .map_err(ApiError::internal)?;
     Ok(Session {
@@ -103,15 +151,17 @@ async fn guest(
     State(cloud): State<Arc<Cloud>>,
     ApiJson(login): ApiJson<GuestLogin>,
 ) -> Result<Json<Session>, ApiError> {
-    if login.device_id.is_empty() || login.device_id.len() > MAX_DEVICE_ID {
-        return Err(ApiError::invalid("device_id must be 1..=128 bytes"));
+    if !device_id_ok(&login.device_id) {
+        return Err(ApiError::invalid(
+            "device_id must be 22..=128 random characters of A-Z a-z 0-9 - _ (at least 8 different)",
+        ));
     }
     let player_id = cloud
         .store
         .player_for_device(&login.device_id)
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(open_session(&cloud, player_id).await?))
+    Ok(Json(open_session(&cloud, player_id, None).await?))
 }
 
 /// Trades a refresh token (once) for a new session.
@@ -124,14 +174,64 @@ async fn refresh(
     if request.refresh_token.len() > 256 {
         return Err(ApiError::invalid("refresh_token too long"));
     }
-    // Taking the token consumes it: a refresh token works once (rotation).
-    let player_id = cloud
+    let refused = || ApiError::unauthorized("refresh token unknown, used or expired");
+    let family = family_of(&request.refresh_token).ok_or_else(refused)?;
+    // Using a token consumes it (rotation). A token used twice means two holders: the
+    // whole family is revoked, the thief's sessions and the player's alike (OAuth 2.0
+    // Security BCP, refresh token reuse detection); the player logs in again.
+    let used = cloud
         .store
-        .take_refresh(&hash(&request.refresh_token), now_secs())
+        .take_refresh(&hash(&request.refresh_token), family, now_secs())
         .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::unauthorized("refresh token unknown, used or expired"))?;
-    Ok(Json(open_session(&cloud, player_id).await?))
+        .map_err(ApiError::internal)?;
+    match used {
+        RefreshUse::Fresh(player_id) => {
+            Ok(Json(open_session(&cloud, player_id, Some(family)).await?))
+        }
+        RefreshUse::Reused(player_id) => {
+            revoke(&cloud, family).await?;
+            tracing::warn!(player_id, "refresh token reused: its family is revoked");
+            Err(ApiError::unauthorized(
+                "refresh token reused: every session of this login is revoked",
+            ))
+        }
+        RefreshUse::Revoked | RefreshUse::Unknown => Err(refused()),
+    }
+}
+
+async fn revoke(cloud: &Cloud, family: &str) -> Result<(), ApiError> {
+    let until = now_secs() + cloud.config.refresh_ttl.as_secs();
+    cloud
+        .store
+        .revoke_family(family, until)
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// Ends a login: its refresh token, and every one rotated from the same login, stop
+/// working (access tokens already issued run out within their lifetime). Answers 204
+/// whatever the token was.
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
+    responses((status = 204), (status = 400, body = ErrorBody)))]
+async fn logout(
+    State(cloud): State<Arc<Cloud>>,
+    ApiJson(request): ApiJson<RefreshRequest>,
+) -> Result<StatusCode, ApiError> {
+    if request.refresh_token.len() > 256 {
+        return Err(ApiError::invalid("refresh_token too long"));
+    }
+    if let Some(family) = family_of(&request.refresh_token) {
+        let used = cloud
+            .store
+            .take_refresh(&hash(&request.refresh_token), family, now_secs())
+            .await
+            .map_err(ApiError::internal)?;
+        // Only a token of the family ends it: a family name alone is not a credential.
+        if matches!(used, RefreshUse::Fresh(_) | RefreshUse::Reused(_)) {
+            revoke(&cloud, family).await?;
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The player a request's bearer token names, or 401.

@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{
-    BoardEntry, BoardOp, HISTORY_LEN, MatchRecord, Rating, ReplayMeta, ResultWrite, Store,
-    StoreFuture, TicketRecord, TicketStatus, board_member, member_player,
+    BoardEntry, BoardOp, HISTORY_LEN, MatchRecord, Rating, RefreshUse, ReplayMeta, ResultWrite,
+    Store, StoreFuture, TicketRecord, TicketStatus, board_member, member_player,
 };
 use crate::edges::EdgeRecord;
 
@@ -42,7 +42,10 @@ struct Board {
 #[derive(Default)]
 struct Memory {
     players: HashMap<String, u64>,
-    refresh: HashMap<String, (u64, u64)>,
+    /// Refresh tokens by hash: family, player, expiry, used.
+    refresh: HashMap<String, (String, u64, u64, bool)>,
+    /// Revoked families, until when.
+    revoked: HashMap<String, u64>,
     next_player: u64,
     edges: HashMap<String, EdgeRecord>,
     sequences: HashMap<String, u64>,
@@ -129,25 +132,55 @@ impl Store for MemoryStore {
     fn put_refresh<'a>(
         &'a self,
         token_hash: &'a str,
+        family: &'a str,
         player_id: u64,
         expires_at: u64,
         now: u64,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             if expires_at > now {
-                self.lock()
-                    .refresh
-                    .insert(token_hash.to_owned(), (player_id, expires_at));
+                self.lock().refresh.insert(
+                    token_hash.to_owned(),
+                    (family.to_owned(), player_id, expires_at, false),
+                );
             }
             Ok(())
         })
     }
 
-    fn take_refresh<'a>(&'a self, token_hash: &'a str, now: u64) -> StoreFuture<'a, Option<u64>> {
+    fn take_refresh<'a>(
+        &'a self,
+        token_hash: &'a str,
+        family: &'a str,
+        now: u64,
+    ) -> StoreFuture<'a, RefreshUse> {
         Box::pin(async move {
             let mut memory = self.lock();
-            memory.refresh.retain(|_, (_, expires)| *expires > now);
-            Ok(memory.refresh.remove(token_hash).map(|(player, _)| player))
+            memory
+                .refresh
+                .retain(|_, (_, _, expires, _)| *expires > now);
+            memory.revoked.retain(|_, until| *until > now);
+            if memory.revoked.contains_key(family) {
+                return Ok(RefreshUse::Revoked);
+            }
+            let Some((of, player, _, used)) = memory.refresh.get_mut(token_hash) else {
+                return Ok(RefreshUse::Unknown);
+            };
+            if of != family {
+                return Ok(RefreshUse::Unknown);
+            }
+            if *used {
+                return Ok(RefreshUse::Reused(*player));
+            }
+            *used = true;
+            Ok(RefreshUse::Fresh(*player))
+        })
+    }
+
+    fn revoke_family<'a>(&'a self, family: &'a str, until: u64) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.lock().revoked.insert(family.to_owned(), until);
+            Ok(())
         })
     }
 

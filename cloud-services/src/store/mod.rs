@@ -198,6 +198,19 @@ pub struct ReplayMeta {
     pub stored_at_ms: u64,
 }
 
+/// What presenting a refresh token came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshUse {
+    /// Never seen, or expired.
+    Unknown,
+    /// Its first use: the player it was issued to.
+    Fresh(u64),
+    /// Used before: whoever presents it now, or presented it then, is not the only holder.
+    Reused(u64),
+    /// Its family was revoked (reuse seen, or logout).
+    Revoked,
+}
+
 /// Most matches kept in a player's history and replay index.
 pub const HISTORY_LEN: usize = 100;
 
@@ -205,17 +218,28 @@ pub const HISTORY_LEN: usize = 100;
 pub trait Store: Send + Sync {
     /// The player of a device, created on first sight.
     fn player_for_device<'a>(&'a self, device_id: &'a str) -> StoreFuture<'a, u64>;
-    /// Remembers a refresh token (by hash) for a player until `expires_at` (Unix seconds);
-    /// one already expired at `now` is not stored.
+    /// Remembers a refresh token (by hash) of a login's token `family` for a player until
+    /// `expires_at` (Unix seconds); one already expired at `now` is not stored.
     fn put_refresh<'a>(
         &'a self,
         token_hash: &'a str,
+        family: &'a str,
         player_id: u64,
         expires_at: u64,
         now: u64,
     ) -> StoreFuture<'a, ()>;
-    /// Takes a refresh token: returns its player once, if it exists and has not expired.
-    fn take_refresh<'a>(&'a self, token_hash: &'a str, now: u64) -> StoreFuture<'a, Option<u64>>;
+    /// Uses a refresh token of `family`, atomically: the first use is
+    /// [`RefreshUse::Fresh`]; a later one [`RefreshUse::Reused`] (the token is kept, used,
+    /// until it expires, so reuse is seen); a token of a revoked family
+    /// [`RefreshUse::Revoked`].
+    fn take_refresh<'a>(
+        &'a self,
+        token_hash: &'a str,
+        family: &'a str,
+        now: u64,
+    ) -> StoreFuture<'a, RefreshUse>;
+    /// Revokes a token family until `until` (Unix seconds): none of its tokens works again.
+    fn revoke_family<'a>(&'a self, family: &'a str, until: u64) -> StoreFuture<'a, ()>;
     /// Registers or refreshes an edge until its `expires_at`.
     fn put_edge<'a>(&'a self, edge: &'a EdgeRecord, now: u64) -> StoreFuture<'a, ()>;
     /// The edges not expired at `now`.

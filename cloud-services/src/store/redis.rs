@@ -6,8 +6,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{
-    BoardEntry, BoardOp, HISTORY_LEN, MatchRecord, Rating, ReplayMeta, ResultWrite, Store,
-    StoreError, StoreFuture, TicketRecord, TicketStatus, member_player,
+    BoardEntry, BoardOp, HISTORY_LEN, MatchRecord, Rating, RefreshUse, ReplayMeta, ResultWrite,
+    Store, StoreError, StoreFuture, TicketRecord, TicketStatus, member_player,
 };
 use crate::edges::EdgeRecord;
 
@@ -54,6 +54,21 @@ for i = 3, #KEYS do redis.call('SET', KEYS[i], ARGV[2], 'PX', ARGV[5]) end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 return ''
+";
+
+/// Uses a refresh token. KEYS[1]: the token, KEYS[2]: its family's revocation mark.
+/// ARGV[1]: the family. Returns `revoked`, `unknown`, `fresh:<player>` or
+/// `reused:<player>`; a fresh token is marked used (kept until it expires).
+const TAKE_REFRESH: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'revoked' end
+local v = redis.call('GET', KEYS[1])
+if not v then return 'unknown' end
+local r = cjson.decode(v)
+if r.f ~= ARGV[1] then return 'unknown' end
+if r.u then return 'reused:' .. r.p end
+r.u = true
+redis.call('SET', KEYS[1], cjson.encode(r), 'KEEPTTL')
+return 'fresh:' .. r.p
 ";
 
 const LEASE: &str = r"
@@ -203,6 +218,7 @@ impl Store for RedisStore {
     fn put_refresh<'a>(
         &'a self,
         token_hash: &'a str,
+        family: &'a str,
         player_id: u64,
         expires_at: u64,
         now: u64,
@@ -211,10 +227,12 @@ impl Store for RedisStore {
             if expires_at <= now {
                 return Ok(());
             }
+            // The player as a string: Lua's cjson would round a large number.
+            let body = serde_json::json!({ "p": player_id.to_string(), "f": family, "u": false });
             let mut redis = self.redis.clone();
             redis::cmd("SET")
                 .arg(self.key(&format!("refresh:{token_hash}")))
-                .arg(player_id)
+                .arg(body.to_string())
                 .arg("EXAT")
                 .arg(expires_at)
                 .query_async::<()>(&mut redis)
@@ -223,13 +241,44 @@ impl Store for RedisStore {
         })
     }
 
-    fn take_refresh<'a>(&'a self, token_hash: &'a str, _now: u64) -> StoreFuture<'a, Option<u64>> {
+    fn take_refresh<'a>(
+        &'a self,
+        token_hash: &'a str,
+        family: &'a str,
+        _now: u64,
+    ) -> StoreFuture<'a, RefreshUse> {
         Box::pin(async move {
             let mut redis = self.redis.clone();
-            // GETDEL is atomic: of two concurrent refreshes with one token, one wins.
-            redis::cmd("GETDEL")
-                .arg(self.key(&format!("refresh:{token_hash}")))
-                .query_async(&mut redis)
+            // One script: of two concurrent uses of one token, one is fresh.
+            let answer: String = redis::Script::new(TAKE_REFRESH)
+                .key(self.key(&format!("refresh:{token_hash}")))
+                .key(self.key(&format!("revoked:{family}")))
+                .arg(family)
+                .invoke_async(&mut redis)
+                .await
+                .map_err(redis_error)?;
+            let player = |text: &str| {
+                text.parse::<u64>()
+                    .map_err(|_| StoreError(format!("unexpected answer `{answer}`")))
+            };
+            Ok(match answer.split_once(':') {
+                Some(("fresh", p)) => RefreshUse::Fresh(player(p)?),
+                Some(("reused", p)) => RefreshUse::Reused(player(p)?),
+                _ if answer == "revoked" => RefreshUse::Revoked,
+                _ => RefreshUse::Unknown,
+            })
+        })
+    }
+
+    fn revoke_family<'a>(&'a self, family: &'a str, until: u64) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut redis = self.redis.clone();
+            redis::cmd("SET")
+                .arg(self.key(&format!("revoked:{family}")))
+                .arg(1)
+                .arg("EXAT")
+                .arg(until.max(1))
+                .query_async::<()>(&mut redis)
                 .await
                 .map_err(redis_error)
         })

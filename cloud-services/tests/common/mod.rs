@@ -12,6 +12,17 @@ use outpost_cloud::{Cloud, CloudConfig, KeyRing, MemoryStore, router};
 use serde_json::Value;
 use tower::ServiceExt as _;
 
+/// A valid device id (a guest's random credential) standing for a test's named device:
+/// the same name, the same id.
+pub fn device(name: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(name.as_bytes())
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// A cloud with an in-memory store and a signing key from `seed`.
 pub fn cloud_with(config: CloudConfig, seed: [u8; 32]) -> Arc<Cloud> {
     let keys = KeyRing::from_seed(&config, seed);
