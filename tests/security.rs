@@ -515,3 +515,69 @@ async fn admin_endpoints_beyond_loopback_need_a_token() {
     assert_eq!(health.expect("answers").status(), 200);
     edge.edge.shutdown().await;
 }
+
+/// Regression test for outbox head-of-line blocking: one item the cloud never accepted
+/// (a 5xx forever) stopped every later item from being delivered. Items now go
+/// independently, and a poisoned one is set aside once the cloud has taken others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_undeliverable_result_does_not_hold_up_the_outbox() {
+    use std::sync::atomic::Ordering;
+
+    use axum::extract::Path;
+    use axum::http::StatusCode;
+    use outpost_edge::cloud_link::{CloudLink, CloudLinkConfig};
+    use outpost_edge::outbox::ItemKind;
+    use outpost_protocol::MatchId;
+
+    // A cloud that fails match 1's result forever and takes the rest.
+    let cloud = axum::Router::new().route(
+        "/v1/matches/{id}/result",
+        axum::routing::post(|Path(id): Path<u64>| async move {
+            if id == 1 {
+                (StatusCode::INTERNAL_SERVER_ERROR, "{}".to_owned())
+            } else {
+                (
+                    StatusCode::OK,
+                    format!(r#"{{"match_id":{id},"applied":true}}"#),
+                )
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let cloud_url = format!("http://{}", listener.local_addr().expect("addr"));
+    let served = tokio::spawn(async move { axum::serve(listener, cloud).await });
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let edge = TestEdge::start_with(|c| c.outbox_dir = Some(dir.path().to_owned())).await;
+    let outbox = edge.edge.outbox().expect("outbox").clone();
+    for id in [1, 2, 3] {
+        outbox
+            .put(MatchId(id), ItemKind::Result, br#"{"edge_id":"test-edge"}"#)
+            .expect("written");
+    }
+    let mut config = CloudLinkConfig::new(&cloud_url, "credential", "region");
+    config.backoff_min = Duration::from_millis(10);
+    config.backoff_max = Duration::from_millis(50);
+    config.dead_letter_tries = 3;
+    config.dead_letter_after = Duration::ZERO;
+    let link = CloudLink::start(&edge.edge, config).expect("link");
+    let stats = link.stats().clone();
+    eventually(
+        "matches 2 and 3 delivered past match 1",
+        Duration::from_secs(20),
+        || stats.results_delivered.load(Ordering::Relaxed) == 2,
+    )
+    .await;
+    eventually("match 1 set aside", Duration::from_secs(20), || {
+        stats.refused.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    assert!(outbox.pending().expect("lists").is_empty());
+    assert!(
+        dir.path().join("dead/1.result.json").exists(),
+        "kept for an operator"
+    );
+    link.stop().await;
+    edge.edge.shutdown().await;
+    served.abort();
+}

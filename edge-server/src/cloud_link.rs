@@ -37,6 +37,11 @@ pub struct CloudLinkConfig {
     pub backoff_min: Duration,
     /// Longest retry delay. Default 30 s.
     pub backoff_max: Duration,
+    /// An item the cloud keeps failing (5xx) while it takes others is set aside in
+    /// `outbox/dead` after this many tries… Default 10.
+    pub dead_letter_tries: u32,
+    /// …over at least this long. Default 10 minutes.
+    pub dead_letter_after: Duration,
     /// How often the connect-token keys are fetched again from the cloud's JWKS, so a
     /// rotation reaches the edge while it runs. Default 60 s.
     pub key_refresh_every: Duration,
@@ -63,6 +68,8 @@ impl CloudLinkConfig {
             heartbeat_every: Duration::from_secs(2),
             backoff_min: Duration::from_millis(250),
             backoff_max: Duration::from_secs(30),
+            dead_letter_tries: 10,
+            dead_letter_after: Duration::from_secs(600),
             key_refresh_every: Duration::from_secs(60),
             key_refresh_spacing: Duration::from_secs(10),
             jwks_cache: None,
@@ -79,7 +86,8 @@ pub struct LinkStats {
     pub replays_delivered: AtomicU64,
     /// Delivery attempts that failed and will be retried.
     pub retries: AtomicU64,
-    /// Items the cloud refused for good (set aside in `outbox/dead`).
+    /// Items the cloud refused for good, or kept failing while it took others (set aside
+    /// in `outbox/dead`).
     pub refused: AtomicU64,
     /// Heartbeats acknowledged.
     pub heartbeats: AtomicU64,
@@ -342,8 +350,12 @@ async fn refresh_keys(
 /// What the cloud said of a delivery.
 enum Delivery {
     Done,
+    /// Refused for good (a 4xx other than 401, 408, 429).
     Refused(String),
+    /// Failed this time (a 5xx, 408, 429, 401): this item retries.
     Retry(String),
+    /// No answer at all: the cloud is down or unreachable, nothing else goes now either.
+    Unreachable(String),
 }
 
 async fn deliver(http: &reqwest::Client, config: &CloudLinkConfig, item: &Item) -> Delivery {
@@ -368,7 +380,7 @@ async fn deliver(http: &reqwest::Client, config: &CloudLinkConfig, item: &Item) 
         .send()
         .await;
     match response {
-        Err(err) => Delivery::Retry(err.to_string()),
+        Err(err) => Delivery::Unreachable(err.to_string()),
         Ok(r) if r.status().is_success() => Delivery::Done,
         Ok(r) => {
             let status = r.status();
@@ -387,6 +399,19 @@ async fn deliver(http: &reqwest::Client, config: &CloudLinkConfig, item: &Item) 
     }
 }
 
+/// Where one item stands between attempts.
+struct Attempts {
+    tries: u32,
+    backoff: Duration,
+    next_at: tokio::time::Instant,
+    failing_since: tokio::time::Instant,
+}
+
+/// Delivers the outbox. Items go independently: one the cloud keeps failing (a 5xx
+/// forever: a mode removed, a bug) backs off on its own and never holds up the others,
+/// and once the cloud has accepted other items since it began failing, it is set aside in
+/// `outbox/dead` after `dead_letter_tries` tries over `dead_letter_after`. A cloud that
+/// cannot be reached at all backs the whole round off instead.
 async fn deliver_outbox(
     http: reqwest::Client,
     config: Arc<CloudLinkConfig>,
@@ -394,59 +419,106 @@ async fn deliver_outbox(
     stats: Arc<LinkStats>,
     cancel: CancellationToken,
 ) {
+    let mut state: std::collections::HashMap<std::path::PathBuf, Attempts> =
+        std::collections::HashMap::new();
     let mut backoff = config.backoff_min;
+    let mut last_success: Option<tokio::time::Instant> = None;
+    let jitter = |d: Duration| d.mul_f64(0.5 + rand::random::<f64>() * 0.5);
     loop {
-        let mut failed = false;
         let items = outbox.pending().unwrap_or_else(|err| {
             tracing::error!(%err, "reading the outbox");
             Vec::new()
         });
-        for item in items {
+        state.retain(|path, _| items.iter().any(|i| &i.path == path));
+        let mut unreachable = false;
+        for item in &items {
             if cancel.is_cancelled() {
                 return;
             }
-            match deliver(&http, &config, &item).await {
+            let now = tokio::time::Instant::now();
+            if state.get(&item.path).is_some_and(|a| a.next_at > now) {
+                continue;
+            }
+            match deliver(&http, &config, item).await {
                 Delivery::Done => {
+                    state.remove(&item.path);
+                    last_success = Some(tokio::time::Instant::now());
                     let counter = match item.kind {
                         ItemKind::Result => &stats.results_delivered,
                         ItemKind::Replay => &stats.replays_delivered,
                     };
                     counter.fetch_add(1, Ordering::Relaxed);
-                    if let Err(err) = outbox.done(&item) {
+                    if let Err(err) = outbox.done(item) {
                         tracing::error!(%err, "removing a delivered outbox item");
                     }
                     tracing::info!(match_id = %item.match_id, kind = ?item.kind, "delivered to the cloud");
                 }
                 Delivery::Refused(why) => {
-                    stats.refused.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(match_id = %item.match_id, kind = ?item.kind, %why, "the cloud refused an outbox item; set aside in outbox/dead");
-                    if let Err(err) = outbox.dead(&item) {
-                        tracing::error!(%err, "setting aside an outbox item");
-                    }
+                    state.remove(&item.path);
+                    set_aside(&outbox, &stats, item, &why);
+                }
+                Delivery::Unreachable(why) => {
+                    stats.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%why, ?backoff, "the cloud cannot be reached; will retry");
+                    unreachable = true;
+                    break;
                 }
                 Delivery::Retry(why) => {
                     stats.retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(match_id = %item.match_id, %why, ?backoff, "delivery failed; will retry");
-                    failed = true;
-                    break;
+                    let now = tokio::time::Instant::now();
+                    let attempts = state.entry(item.path.clone()).or_insert(Attempts {
+                        tries: 0,
+                        backoff: config.backoff_min,
+                        next_at: now,
+                        failing_since: now,
+                    });
+                    attempts.tries += 1;
+                    // Poison, not an outage: the cloud takes other items meanwhile.
+                    let poison = last_success.is_some_and(|at| at > attempts.failing_since)
+                        && attempts.tries >= config.dead_letter_tries
+                        && now.duration_since(attempts.failing_since) >= config.dead_letter_after;
+                    if poison {
+                        let tries = attempts.tries;
+                        state.remove(&item.path);
+                        set_aside(&outbox, &stats, item, &format!("{why} ({tries} tries)"));
+                        continue;
+                    }
+                    attempts.next_at = now + jitter(attempts.backoff);
+                    attempts.backoff = (attempts.backoff * 2).min(config.backoff_max);
+                    tracing::debug!(match_id = %item.match_id, kind = ?item.kind, %why,
+                        tries = attempts.tries, "delivery failed; this item will retry");
                 }
             }
         }
-        if failed {
+        let wait = if unreachable {
             // Full jitter: a fleet of edges coming back does not stampede the cloud.
-            let wait = backoff.mul_f64(0.5 + rand::random::<f64>() * 0.5);
+            let wait = jitter(backoff);
             backoff = (backoff * 2).min(config.backoff_max);
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = cancel.cancelled() => return,
-            }
+            wait
         } else {
             backoff = config.backoff_min;
-            tokio::select! {
-                () = outbox.written() => {}
-                () = tokio::time::sleep(Duration::from_secs(5)) => {}
-                () = cancel.cancelled() => return,
-            }
+            let now = tokio::time::Instant::now();
+            state
+                .values()
+                .map(|a| a.next_at.saturating_duration_since(now))
+                .min()
+                .unwrap_or(Duration::from_secs(5))
+                .min(Duration::from_secs(5))
+        };
+        tokio::select! {
+            () = outbox.written(), if !unreachable => {}
+            () = tokio::time::sleep(wait) => {}
+            () = cancel.cancelled() => return,
         }
+    }
+}
+
+/// Moves an item the cloud will not take into `outbox/dead`, for an operator.
+fn set_aside(outbox: &Outbox, stats: &LinkStats, item: &Item, why: &str) {
+    stats.refused.fetch_add(1, Ordering::Relaxed);
+    tracing::error!(match_id = %item.match_id, kind = ?item.kind, %why,
+        "the cloud will not take an outbox item; set aside in outbox/dead");
+    if let Err(err) = outbox.dead(item) {
+        tracing::error!(%err, "setting aside an outbox item");
     }
 }
