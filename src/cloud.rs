@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
+use outpost_cloud::store::Durability;
 use outpost_cloud::{Cloud, CloudConfig, KeyRing, MemoryStore, ModeConfig, RedisStore, Store};
 
 /// Cloud options. Each also reads an `OUTPOST_*` environment variable.
@@ -21,6 +22,19 @@ pub struct CloudArgs {
     /// memory and ends with the process.
     #[arg(long, env = "OUTPOST_REDIS_URL")]
     redis_url: Option<String>,
+    /// Replicas that must have a result (or replay index) before it is acknowledged to
+    /// the edge, which then deletes its copy (Redis `WAIT`).
+    #[arg(long, env = "OUTPOST_REDIS_WAIT_REPLICAS", default_value_t = 0)]
+    redis_wait_replicas: u32,
+    /// Also wait for the primary's AOF fsync before acknowledging (`WAITAOF`, Redis 7.2
+    /// or newer).
+    #[arg(long, env = "OUTPOST_REDIS_WAIT_AOF")]
+    redis_wait_aof: bool,
+    /// Refuse to start unless acknowledged results survive a Redis crash: AOF on with
+    /// `appendfsync always`, or `--redis-wait-aof`, or `--redis-wait-replicas` ≥ 1. Set it
+    /// to false only for a store you can lose.
+    #[arg(long, env = "OUTPOST_REDIS_REQUIRE_DURABLE", default_value_t = true, action = clap::ArgAction::Set)]
+    redis_require_durable: bool,
     /// File holding the secret edges present to heartbeat (`Authorization: Edge …`);
     /// without it no edge can register.
     #[arg(long, env = "OUTPOST_EDGE_CREDENTIAL_FILE")]
@@ -106,7 +120,31 @@ pub async fn run(args: CloudArgs) -> anyhow::Result<()> {
     };
     let keys = KeyRing::from_seed(&config, seed);
     let store: std::sync::Arc<dyn Store> = match &args.redis_url {
-        Some(url) => std::sync::Arc::new(RedisStore::connect(url, "outpost").await?),
+        Some(url) => {
+            let durability = Durability {
+                wait_replicas: args.redis_wait_replicas,
+                wait_local_fsync: args.redis_wait_aof,
+                ..Durability::default()
+            };
+            let store = RedisStore::connect(url, "outpost")
+                .await?
+                .with_durability(durability);
+            let persistence = store.persistence().await?;
+            if !persistence.durable(&durability) {
+                let why = format!(
+                    "Redis keeps acknowledged results only in memory (appendonly {}, appendfsync {}): \
+                     set appendonly yes and appendfsync always, or pass --redis-wait-aof (Redis 7.2+) \
+                     or --redis-wait-replicas N (see docs/operations.md)",
+                    persistence.appendonly, persistence.appendfsync
+                );
+                anyhow::ensure!(
+                    !args.redis_require_durable,
+                    "{why}; --redis-require-durable=false runs anyway"
+                );
+                tracing::warn!("{why}");
+            }
+            std::sync::Arc::new(store)
+        }
         None => std::sync::Arc::new(MemoryStore::default()),
     };
     std::fs::create_dir_all(&args.replay_dir)?;

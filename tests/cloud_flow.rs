@@ -120,6 +120,16 @@ async fn start_edge(cloud_url: &str, outbox: &Path) -> (Edge, CloudLink) {
     (edge, link)
 }
 
+/// A child process killed (and reaped) when dropped, so a failing test leaves none behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 async fn eventually<F: Future<Output = bool>>(
     what: &str,
     limit: Duration,
@@ -329,6 +339,7 @@ async fn a_cloud_outage_mid_match_loses_and_doubles_nothing() {
         },
     )
     .await;
+    let match_id = pending.pending().expect("outbox")[0].match_id.0;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(
         link.stats()
@@ -356,7 +367,7 @@ async fn a_cloud_outage_mid_match_loses_and_doubles_nothing() {
         &back
             .cloud
             .store
-            .result(1)
+            .result(match_id)
             .await
             .expect("redis")
             .expect("the result"),
@@ -419,6 +430,7 @@ async fn an_edge_killed_with_a_result_in_its_outbox_delivers_it_on_restart() {
             .env("RUST_LOG", "warn")
             .stderr(std::process::Stdio::null())
             .spawn()
+            .map(KillOnDrop)
             .expect("outpost edge starts")
     };
     let mut edge = spawn_edge();
@@ -437,15 +449,31 @@ async fn an_edge_killed_with_a_result_in_its_outbox_delivers_it_on_restart() {
         run.stop().await;
     };
     play_one_match(&url, &["crash-1", "crash-2"], outage).await;
-    let result_file = outbox.join("pending").join("1.result.json");
+    // Match ids are the cloud's to choose: find the one result waiting.
+    let pending = outbox.join("pending");
+    let result_file = || {
+        std::fs::read_dir(&pending).ok().and_then(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.to_string_lossy().ends_with(".result.json"))
+        })
+    };
     eventually("the result in the outbox", Duration::from_secs(5), || {
-        let exists = result_file.exists();
+        let exists = result_file().is_some();
         async move { exists }
     })
     .await;
+    let result_file = result_file().expect("a result file");
+    let match_id: u64 = result_file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.split('.').next())
+        .and_then(|id| id.parse().ok())
+        .expect("named by its match id");
     // Killed outright: no shutdown, no last delivery.
-    edge.kill().expect("kill");
-    edge.wait().expect("reaped");
+    edge.0.kill().expect("kill");
+    edge.0.wait().expect("reaped");
     assert!(
         result_file.exists(),
         "the result survived the crash on disk"
@@ -453,7 +481,7 @@ async fn an_edge_killed_with_a_result_in_its_outbox_delivers_it_on_restart() {
 
     let back = start_cloud(&redis.url, &replays, addr, 2, 5).await;
     assert_eq!(back.cloud.stats.results_applied.get(), 0);
-    let mut restarted = spawn_edge();
+    let restarted = spawn_edge();
     let cloud = back.cloud.clone();
     eventually(
         "the restarted edge's delivery",
@@ -464,9 +492,15 @@ async fn an_edge_killed_with_a_result_in_its_outbox_delivers_it_on_restart() {
         },
     )
     .await;
-    assert!(back.cloud.store.result(1).await.expect("redis").is_some());
-    let _ = restarted.kill();
-    let _ = restarted.wait();
+    assert!(
+        back.cloud
+            .store
+            .result(match_id)
+            .await
+            .expect("redis")
+            .is_some()
+    );
+    drop(restarted);
     back.stop().await;
     let _ = std::fs::remove_dir_all(replays);
     let _ = std::fs::remove_dir_all(outbox);

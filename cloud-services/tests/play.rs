@@ -99,6 +99,12 @@ async fn ticket(cloud: &Arc<Cloud>, bearer: &str, body: &Value) -> (StatusCode, 
 
 /// Two players matched on edge `b-1`; returns their ids, bearers and the match id.
 async fn matched_pair(cloud: &Arc<Cloud>) -> (Vec<(u64, String)>, u64) {
+    let (players, match_id, _) = matched_pair_with_tickets(cloud).await;
+    (players, match_id)
+}
+
+/// [`matched_pair`], and the players' ticket ids.
+async fn matched_pair_with_tickets(cloud: &Arc<Cloud>) -> (Vec<(u64, String)>, u64, Vec<u64>) {
     heartbeat(cloud, "a-1", "region-a", 7001, false).await;
     heartbeat(cloud, "b-1", "region-b", 7002, false).await;
     let mut players = Vec::new();
@@ -144,7 +150,7 @@ async fn matched_pair(cloud: &Arc<Cloud>) -> (Vec<(u64, String)>, u64) {
         match_id = assignment["match_id"].as_u64().expect("match id");
         assert_eq!(claims.match_id.0, match_id);
     }
-    (players, match_id)
+    (players, match_id, tickets)
 }
 
 fn common_now_ms() -> u64 {
@@ -164,7 +170,7 @@ fn result_body(players: &[(u64, String)], scores: &[i64]) -> Value {
 #[tokio::test]
 async fn tickets_are_placed_by_ping_with_tokens_and_cannot_be_cancelled_once_matched() {
     let cloud = cloud();
-    let (players, _) = matched_pair(&cloud).await;
+    let (players, _, tickets) = matched_pair_with_tickets(&cloud).await;
     // The JWKS publishes the connect-token key next to the access-token keys.
     let (_, jwks) = call(&cloud, get("/.well-known/jwks.json", None)).await;
     assert!(
@@ -178,7 +184,7 @@ async fn tickets_are_placed_by_ping_with_tokens_and_cannot_be_cancelled_once_mat
         &cloud,
         Request::builder()
             .method("DELETE")
-            .uri("/v1/matchmaking/tickets/1")
+            .uri(format!("/v1/matchmaking/tickets/{}", tickets[0]))
             .header(header::AUTHORIZATION, players[0].1.clone())
             .body(Body::empty())
             .expect("request"),
@@ -188,7 +194,8 @@ async fn tickets_are_placed_by_ping_with_tokens_and_cannot_be_cancelled_once_mat
     assert_eq!(body["error"]["code"], "ticket_settled");
     // Someone else's ticket is not found.
     let (_, stranger) = login(&cloud, "dev-3").await;
-    let (status, _) = call(&cloud, get("/v1/matchmaking/tickets/1", Some(stranger))).await;
+    let uri = format!("/v1/matchmaking/tickets/{}", tickets[0]);
+    let (status, _) = call(&cloud, get(&uri, Some(stranger))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 

@@ -194,10 +194,17 @@ fn settled(mut t: TicketRecord, status: TicketStatus) -> TicketRecord {
 
 /// Tickets, leases, matches, results, boards, histories, replays.
 async fn play_conformance(store: Arc<dyn Store>) {
-    // Sequences count from 1, per name.
-    assert_eq!(store.next_id("ticket").await.expect("works"), 1);
-    assert_eq!(store.next_id("ticket").await.expect("works"), 2);
-    assert_eq!(store.next_id("match").await.expect("works"), 1);
+    // Sequences increase, per name, never below the clock's floor.
+    let floor = outpost_cloud::store::id_floor(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as u64,
+    );
+    let first = store.next_id("ticket").await.expect("works");
+    let second = store.next_id("ticket").await.expect("works");
+    assert!(first >= floor && second > first, "{floor} {first} {second}");
+    assert!(store.next_id("match").await.expect("works") >= floor);
 
     // Tickets: searching per mode; settling is all or nothing.
     for t in [
@@ -469,4 +476,114 @@ async fn the_redis_store_conforms() {
         .await
         .expect("connects");
     play_conformance(Arc::new(play)).await;
+}
+
+/// Regression test for ids after a restore: match and player ids were Redis `INCR`
+/// counters, so after a restart from an older snapshot they were handed out again while
+/// tokens naming them were still valid. Ids now never fall below the clock's floor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_never_repeat_after_a_restore_from_an_old_snapshot() {
+    let server = RedisServer::start().await;
+    let store = RedisStore::connect(&server.url, "restore")
+        .await
+        .expect("connects");
+    let issued = [
+        store.next_id("match").await.expect("works"),
+        store.next_id("match").await.expect("works"),
+    ];
+    let player = store
+        .player_for_device("device-of-some-length")
+        .await
+        .expect("works");
+    // A restart takes time: at least the next millisecond (spun for, not slept).
+    let ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis()
+    };
+    let issued_at = ms();
+    while ms() == issued_at {
+        std::hint::spin_loop();
+    }
+    // The snapshot the server restarts from is older than those ids.
+    let client = redis::Client::open(server.url.as_str()).expect("url");
+    let mut con = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connects");
+    for key in ["restore:{mm}:seq:match", "restore:{auth}:player_seq"] {
+        redis::cmd("SET")
+            .arg(key)
+            .arg(1)
+            .query_async::<()>(&mut con)
+            .await
+            .expect("set");
+    }
+    redis::cmd("HDEL")
+        .arg("restore:{auth}:players")
+        .arg("device-of-some-length")
+        .query_async::<()>(&mut con)
+        .await
+        .expect("hdel");
+    let next = store.next_id("match").await.expect("works");
+    assert!(next > issued[1], "{next} repeats one of {issued:?}");
+    let again = store
+        .player_for_device("another-device-id")
+        .await
+        .expect("works");
+    assert!(again > player, "player {again} repeats {player}");
+    // Ids are exact as JSON numbers everywhere.
+    assert!(next < 1 << 53);
+}
+
+/// Regression test for acknowledged results that Redis had not made durable: a result
+/// was acknowledged to the edge (which deletes it) before it was persisted. With a replica
+/// required, nothing is acknowledged until a replica has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_are_acknowledged_only_once_a_replica_has_them() {
+    use outpost_cloud::store::{Durability, ResultWrite};
+
+    let primary = RedisServer::start().await;
+    let durable = Durability {
+        wait_replicas: 1,
+        wait_local_fsync: false,
+        wait_timeout: std::time::Duration::from_millis(200),
+    };
+    let store = RedisStore::connect(&primary.url, "wait")
+        .await
+        .expect("connects")
+        .with_durability(durable);
+    let write = ResultWrite {
+        match_id: 7,
+        mode: "arena".into(),
+        ratings: vec![(1, Rating::default())],
+        boards: Vec::new(),
+        players: vec![1],
+        result_json: "{}".into(),
+    };
+    assert!(
+        store.apply_result(&write).await.is_err(),
+        "no replica has it: not acknowledged"
+    );
+    assert!(
+        !store
+            .persistence()
+            .await
+            .expect("config")
+            .durable(&Durability::default()),
+        "the test server keeps nothing on disk"
+    );
+    let _replica = RedisServer::replica_of(&primary).await;
+    // Once the replica has synced, the same (idempotent) write is acknowledged; each try
+    // is bounded by the wait timeout.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        assert!(tries <= 100, "the replica never acknowledged");
+        if let Ok(applied) = store.apply_result(&write).await {
+            assert!(!applied, "applied once, by the first try");
+            break;
+        }
+    }
 }

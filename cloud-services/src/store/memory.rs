@@ -46,7 +46,6 @@ struct Memory {
     refresh: HashMap<String, (String, u64, u64, bool)>,
     /// Revoked families, until when.
     revoked: HashMap<String, u64>,
-    next_player: u64,
     edges: HashMap<String, EdgeRecord>,
     sequences: HashMap<String, u64>,
     tickets: HashMap<u64, TicketRecord>,
@@ -58,6 +57,16 @@ struct Memory {
     boards: HashMap<String, Board>,
     replays: HashMap<u64, ReplayMeta>,
     player_replays: HashMap<u64, VecDeque<u64>>,
+}
+
+impl Memory {
+    /// The next id of a sequence: one more than the last, and at least the clock's floor.
+    fn next_id(&mut self, sequence: &str) -> u64 {
+        let floor = super::id_floor(now_ms());
+        let last = self.sequences.entry(sequence.to_owned()).or_insert(0);
+        *last = (*last + 1).max(floor);
+        *last
+    }
 }
 
 /// Everything in memory, lost at exit.
@@ -122,8 +131,7 @@ impl Store for MemoryStore {
             if let Some(&id) = memory.players.get(device_id) {
                 return Ok(id);
             }
-            memory.next_player += 1;
-            let id = memory.next_player;
+            let id = memory.next_id("player");
             memory.players.insert(device_id.to_owned(), id);
             Ok(id)
         })
@@ -204,12 +212,7 @@ impl Store for MemoryStore {
     }
 
     fn next_id<'a>(&'a self, sequence: &'a str) -> StoreFuture<'a, u64> {
-        Box::pin(async move {
-            let mut memory = self.lock();
-            let next = memory.sequences.entry(sequence.to_owned()).or_insert(0);
-            *next += 1;
-            Ok(*next)
-        })
+        Box::pin(async move { Ok(self.lock().next_id(sequence)) })
     }
 
     fn put_ticket<'a>(&'a self, ticket: &'a TicketRecord) -> StoreFuture<'a, Option<u64>> {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub use self::memory::MemoryStore;
-pub use self::redis::RedisStore;
+pub use self::redis::{Durability, Persistence, RedisStore};
 use crate::edges::EdgeRecord;
 
 /// A storage failure.
@@ -211,6 +211,15 @@ pub enum RefreshUse {
     Revoked,
 }
 
+/// Ids given out per millisecond before a sequence runs ahead of the clock.
+pub const IDS_PER_MS: u64 = 1024;
+
+/// The least id a sequence may give at `now_ms`: the time in milliseconds × 1024. Ids
+/// stay below 2^53 (exact as JSON numbers everywhere) until the year 2248.
+pub fn id_floor(now_ms: u64) -> u64 {
+    now_ms.saturating_mul(IDS_PER_MS)
+}
+
 /// Most matches kept in a player's history and replay index.
 pub const HISTORY_LEN: usize = 100;
 
@@ -245,7 +254,9 @@ pub trait Store: Send + Sync {
     /// The edges not expired at `now`.
     fn live_edges(&self, now: u64) -> StoreFuture<'_, Vec<EdgeRecord>>;
 
-    /// A new id from the named sequence (1, 2, …).
+    /// A new id from the named sequence: increasing, and never below [`id_floor`] of
+    /// now, so ids never repeat — not even after Redis restarts from a snapshot older than
+    /// the last id (a plain counter would hand out again ids that tokens still name).
     fn next_id<'a>(&'a self, sequence: &'a str) -> StoreFuture<'a, u64>;
     /// Stores a new, searching ticket and queues it in its mode — atomically, unless one
     /// of its players already has a searching ticket in that mode: then nothing is stored

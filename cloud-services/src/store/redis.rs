@@ -71,6 +71,18 @@ redis.call('SET', KEYS[1], cjson.encode(r), 'KEEPTTL')
 return 'fresh:' .. r.p
 ";
 
+/// The next id of a sequence: one more than the last, and at least the clock's floor
+/// (ARGV[1]), so a counter restored from an old snapshot never repeats an id.
+const NEXT_ID: &str = r"
+local floor = tonumber(ARGV[1])
+local v = redis.call('INCR', KEYS[1])
+if v < floor then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return floor
+end
+return v
+";
+
 const LEASE: &str = r"
 local v = redis.call('GET', KEYS[1])
 if (not v) or v == ARGV[1] then
@@ -124,11 +136,56 @@ end
 return 1
 ";
 
+/// When a write the cloud acknowledges to an edge (a result, a replay's index) counts as
+/// durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durability {
+    /// Replicas that must have the write (`WAIT`) before it is acknowledged; 0: the
+    /// primary alone (then only its own AOF fsync keeps it). Default 0.
+    pub wait_replicas: u32,
+    /// Also wait for the primary's AOF fsync (`WAITAOF`, Redis 7.2 or newer). Default
+    /// off: with `appendfsync always` the write is on disk before Redis answers anyway.
+    pub wait_local_fsync: bool,
+    /// Longest to wait; a write not made durable in time is answered 500, and the edge
+    /// retries it (results apply once). Default 1 s.
+    pub wait_timeout: std::time::Duration,
+}
+
+impl Default for Durability {
+    fn default() -> Self {
+        Self {
+            wait_replicas: 0,
+            wait_local_fsync: false,
+            wait_timeout: std::time::Duration::from_secs(1),
+        }
+    }
+}
+
+/// What a Redis server keeps on disk, as it reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Persistence {
+    /// `appendonly` (`yes`: the AOF is on).
+    pub appendonly: String,
+    /// `appendfsync` (`always`, `everysec` or `no`).
+    pub appendfsync: String,
+}
+
+impl Persistence {
+    /// Whether an acknowledged write survives a crash of the primary: AOF on with fsync
+    /// on every write, or a replica that has it (`wait_replicas`).
+    pub fn durable(&self, durability: &Durability) -> bool {
+        durability.wait_replicas > 0
+            || (self.appendonly == "yes"
+                && (self.appendfsync == "always" || durability.wait_local_fsync))
+    }
+}
+
 /// Redis, through a connection manager (reconnects by itself).
 #[derive(Clone)]
 pub struct RedisStore {
     redis: redis::aio::ConnectionManager,
     prefix: String,
+    durability: Durability,
 }
 
 impl RedisStore {
@@ -139,7 +196,59 @@ impl RedisStore {
         Ok(Self {
             redis,
             prefix: prefix.to_owned(),
+            durability: Durability::default(),
         })
+    }
+
+    /// The same store, acknowledging results and replays only once `durability` holds.
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// What the server keeps on disk (`CONFIG GET appendonly`, `appendfsync`).
+    pub async fn persistence(&self) -> Result<Persistence, StoreError> {
+        let get = |name: &'static str| async move {
+            let pair: Vec<String> = self
+                .query(redis::cmd("CONFIG").arg("GET").arg(name))
+                .await?;
+            Ok::<String, StoreError>(pair.get(1).cloned().unwrap_or_default())
+        };
+        Ok(Persistence {
+            appendonly: get("appendonly").await?,
+            appendfsync: get("appendfsync").await?,
+        })
+    }
+
+    /// Waits until the writes made so far on this connection are as durable as
+    /// configured; an error if they are not in time.
+    async fn made_durable(&self) -> Result<(), StoreError> {
+        let Durability {
+            wait_replicas,
+            wait_local_fsync,
+            wait_timeout,
+        } = self.durability;
+        let timeout = wait_timeout.as_millis() as u64;
+        if wait_local_fsync {
+            let (local, replicas): (u64, u64) = self
+                .query(redis::cmd("WAITAOF").arg(1).arg(wait_replicas).arg(timeout))
+                .await?;
+            if local < 1 || replicas < u64::from(wait_replicas) {
+                return Err(StoreError(format!(
+                    "write not fsynced here ({local}) and on {wait_replicas} replicas ({replicas}) in time"
+                )));
+            }
+        } else if wait_replicas > 0 {
+            let replicas: u64 = self
+                .query(redis::cmd("WAIT").arg(wait_replicas).arg(timeout))
+                .await?;
+            if replicas < u64::from(wait_replicas) {
+                return Err(StoreError(format!(
+                    "write reached {replicas} of {wait_replicas} replicas in time"
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn key(&self, name: &str) -> String {
@@ -163,6 +272,17 @@ impl RedisStore {
 
     fn replay_key(&self, name: &str) -> String {
         format!("{}:{{replays}}:{name}", self.prefix)
+    }
+
+    /// The next id of the sequence kept at `key` (see [`super::id_floor`]).
+    async fn next_in(&self, key: String) -> Result<u64, StoreError> {
+        let mut redis = self.redis.clone();
+        redis::Script::new(NEXT_ID)
+            .key(key)
+            .arg(super::id_floor(now_ms()))
+            .invoke_async(&mut redis)
+            .await
+            .map_err(redis_error)
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
@@ -189,11 +309,7 @@ impl Store for RedisStore {
             if let Some(id) = known {
                 return Ok(id);
             }
-            let id: u64 = redis::cmd("INCR")
-                .arg(self.key("player_seq"))
-                .query_async(&mut redis)
-                .await
-                .map_err(redis_error)?;
+            let id = self.next_in(self.key("player_seq")).await?;
             let created: bool = redis::cmd("HSETNX")
                 .arg(&players)
                 .arg(device_id)
@@ -348,10 +464,7 @@ impl Store for RedisStore {
     }
 
     fn next_id<'a>(&'a self, sequence: &'a str) -> StoreFuture<'a, u64> {
-        Box::pin(async move {
-            self.query(redis::cmd("INCR").arg(self.mm_key(&format!("seq:{sequence}"))))
-                .await
-        })
+        Box::pin(async move { self.next_in(self.mm_key(&format!("seq:{sequence}"))).await })
     }
 
     fn put_ticket<'a>(&'a self, ticket: &'a TicketRecord) -> StoreFuture<'a, Option<u64>> {
@@ -605,6 +718,8 @@ impl Store for RedisStore {
                 .invoke_async(&mut redis)
                 .await
                 .map_err(redis_error)?;
+            // Acknowledged to the edge (which then deletes its copy) only once durable.
+            self.made_durable().await?;
             Ok(applied == 1)
         })
     }
@@ -719,6 +834,7 @@ impl Store for RedisStore {
                 .invoke_async(&mut redis)
                 .await
                 .map_err(redis_error)?;
+            self.made_durable().await?;
             Ok(stored == 1)
         })
     }

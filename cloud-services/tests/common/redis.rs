@@ -17,6 +17,28 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts one and waits (bounded) until it answers.
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// A replica of `primary`, answering.
+    #[allow(dead_code, reason = "shared by test files that use a subset of it")]
+    pub async fn replica_of(primary: &RedisServer) -> Self {
+        let port = primary.port().to_string();
+        Self::start_with(&["--replicaof", "127.0.0.1", &port]).await
+    }
+
+    /// Its port.
+    #[allow(dead_code, reason = "shared by test files that use a subset of it")]
+    pub fn port(&self) -> u16 {
+        self.url
+            .trim_start_matches("redis://127.0.0.1:")
+            .trim_end_matches("/0")
+            .parse()
+            .expect("port")
+    }
+
+    /// Starts one with extra arguments and waits (bounded) until it answers.
+    pub async fn start_with(extra: &[&str]) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .expect("a free port")
             .local_addr()
@@ -29,6 +51,7 @@ impl RedisServer {
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&dir)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
