@@ -35,10 +35,11 @@ pub struct CloudArgs {
     /// to false only for a store you can lose.
     #[arg(long, env = "OUTPOST_REDIS_REQUIRE_DURABLE", default_value_t = true, action = clap::ArgAction::Set)]
     redis_require_durable: bool,
-    /// File holding the secret edges present to heartbeat (`Authorization: Edge …`);
-    /// without it no edge can register.
-    #[arg(long, env = "OUTPOST_EDGE_CREDENTIAL_FILE")]
-    edge_credential_file: Option<PathBuf>,
+    /// File holding the fleet's edge secret (at least 16 characters): each edge proves its
+    /// id with its own credential derived from it (`outpost edge-credential`); without it
+    /// no edge can register.
+    #[arg(long, env = "OUTPOST_EDGE_SECRET_FILE")]
+    edge_secret_file: Option<PathBuf>,
     /// Folder replays are stored in (through `object_store`'s local file system).
     #[arg(
         long,
@@ -80,23 +81,15 @@ pub struct CloudArgs {
 
 pub async fn run(args: CloudArgs) -> anyhow::Result<()> {
     crate::init_tracing("info");
-    let edge_credential = match &args.edge_credential_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|err| anyhow::anyhow!("reading {}: {err}", path.display()))?
-                .trim()
-                .to_owned(),
-        ),
-        None => None,
-    };
-    anyhow::ensure!(
-        edge_credential.as_ref().is_none_or(|c| c.len() >= 16),
-        "the edge credential must be at least 16 characters"
-    );
+    let edge_secret = args
+        .edge_secret_file
+        .as_deref()
+        .map(read_edge_secret)
+        .transpose()?;
     let config = CloudConfig {
         issuer: args.issuer,
         audience: args.audience,
-        edge_credential,
+        edge_secret,
         season: args.season,
         modes: vec![ModeConfig::arena_ffa(
             args.arena_players,
@@ -162,6 +155,45 @@ pub async fn run(args: CloudArgs) -> anyhow::Result<()> {
         tracing::info!(signal, "stopping");
     })
     .await
+}
+
+/// Reads the fleet's edge secret from a file (at least 16 characters).
+pub(crate) fn read_edge_secret(path: &std::path::Path) -> anyhow::Result<String> {
+    let secret = std::fs::read_to_string(path)
+        .map_err(|err| anyhow::anyhow!("reading {}: {err}", path.display()))?
+        .trim()
+        .to_owned();
+    anyhow::ensure!(
+        secret.len() >= 16,
+        "the edge secret in {} must be at least 16 characters",
+        path.display()
+    );
+    Ok(secret)
+}
+
+/// `outpost edge-credential`: the credential an edge presents, for its id.
+#[derive(clap::Args, Debug)]
+pub struct EdgeCredentialArgs {
+    /// File holding the fleet's edge secret (as given to `outpost cloud`).
+    #[arg(long, env = "OUTPOST_EDGE_SECRET_FILE")]
+    edge_secret_file: PathBuf,
+    /// The edge's id.
+    #[arg(long)]
+    edge_id: String,
+}
+
+/// Prints the edge's credential, for its `--edge-credential-file`.
+pub fn edge_credential(args: &EdgeCredentialArgs) -> anyhow::Result<()> {
+    let secret = read_edge_secret(&args.edge_secret_file)?;
+    let credential = outpost_cloud::edges::edge_credential_for(&secret, &args.edge_id);
+    #[expect(
+        clippy::print_stdout,
+        reason = "the credential is the command's output"
+    )]
+    {
+        println!("{credential}");
+    }
+    Ok(())
 }
 
 /// The connect-token key, derived from the signing key file's seed so one secret serves

@@ -180,7 +180,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", data_dir.display()))?;
 
     // The cloud, in this process, on the embedded store.
-    let credential = format!("{:032x}", rand::random::<u128>());
+    let edge_secret = format!("{:032x}", rand::random::<u128>());
+    let credential = outpost_cloud::edges::edge_credential_for(&edge_secret, EDGE_ID);
     let mut mode = ModeConfig::arena_ffa(usize::from(args.bots), args.match_seconds);
     mode.match_config = match_config;
     // Few players: widen fast, so back-to-back matches start within seconds whatever the
@@ -189,7 +190,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         step.after_ms = after_ms;
     }
     let cloud_config = CloudConfig {
-        edge_credential: Some(credential.clone()),
+        edge_secret: Some(edge_secret),
         modes: vec![mode],
         ..CloudConfig::dev()
     };

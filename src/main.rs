@@ -25,6 +25,9 @@ enum Command {
     Cloud(cloud::CloudArgs),
     /// Load-test an edge (or the full stack) with simulated players; reports figures.
     Loadtest(loadtest::LoadtestArgs),
+    /// Print the credential an edge presents to the cloud, derived for its id from the
+    /// fleet's edge secret.
+    EdgeCredential(cloud::EdgeCredentialArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,6 +40,7 @@ fn main() -> anyhow::Result<()> {
         Command::Edge(args) => runtime.block_on(edge::run(args)),
         Command::Cloud(args) => runtime.block_on(cloud::run(args)),
         Command::Loadtest(args) => runtime.block_on(loadtest::run(args)),
+        Command::EdgeCredential(args) => cloud::edge_credential(&args),
     }
 }
 

@@ -18,7 +18,13 @@ use outpost_edge::{Edge, EdgeConfig};
 use redis_server::RedisServer;
 use tokio_util::sync::CancellationToken;
 
-const CREDENTIAL: &str = "edge-credential-for-e2e-tests";
+const SECRET: &str = "edge-secret-for-e2e-tests";
+const EDGE: &str = "e2e-edge";
+
+/// The e2e edge's own credential.
+fn credential() -> String {
+    outpost_cloud::edges::edge_credential_for(SECRET, EDGE)
+}
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
@@ -49,7 +55,7 @@ async fn start_cloud(
     let mut mode = ModeConfig::arena_ffa(players, seconds);
     mode.match_config.props = 8;
     let config = CloudConfig {
-        edge_credential: Some(CREDENTIAL.into()),
+        edge_secret: Some(SECRET.into()),
         modes: vec![mode],
         ..CloudConfig::dev()
     };
@@ -97,7 +103,7 @@ impl CloudRun {
 }
 
 fn link_config(url: &str) -> CloudLinkConfig {
-    let mut link = CloudLinkConfig::new(url, CREDENTIAL, "local");
+    let mut link = CloudLinkConfig::new(url, credential(), "local");
     link.heartbeat_every = Duration::from_millis(200);
     link.backoff_max = Duration::from_millis(400);
     link
@@ -408,7 +414,7 @@ async fn an_edge_killed_with_a_result_in_its_outbox_delivers_it_on_restart() {
     .await;
     let addr = run.addr();
     let credential = outbox.join("credential");
-    std::fs::write(&credential, CREDENTIAL).expect("credential file");
+    std::fs::write(&credential, self::credential()).expect("credential file");
     let cloud_url = run.url.clone();
     let spawn_edge = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_outpost"))

@@ -77,21 +77,43 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Compares in time independent of where the inputs differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    bool::from(subtle::ConstantTimeEq::ct_eq(a, b))
+/// An edge's own credential: HMAC-SHA256 of its id under the fleet's edge secret, as 64
+/// hex digits. The operator hands each edge its own (`outpost edge-credential`); it proves
+/// that id and no other, so one compromised edge cannot speak for the rest.
+pub fn edge_credential_for(edge_secret: &str, edge_id: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, edge_secret.as_bytes());
+    let mut context = ring::hmac::Context::with_key(&key);
+    context.update(b"outpost-edge-credential\0");
+    context.update(edge_id.as_bytes());
+    context
+        .sign()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
-pub(crate) fn check_edge_credential(cloud: &Cloud, headers: &HeaderMap) -> Result<(), ApiError> {
+/// The edge a request proves to be (`Authorization: Edge <edge_id>:<credential>`), or 401.
+pub(crate) fn authenticated_edge(cloud: &Cloud, headers: &HeaderMap) -> Result<String, ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Edge "))
         .ok_or_else(|| ApiError::unauthorized("missing edge credential"))?;
-    match &cloud.config.edge_credential {
-        Some(expected) if same(presented.as_bytes(), expected.as_bytes()) => Ok(()),
-        _ => Err(ApiError::unauthorized("edge credential refused")),
+    let refused = || ApiError::unauthorized("edge credential refused");
+    let (edge_id, credential) = presented.split_once(':').ok_or_else(refused)?;
+    let secret = cloud.config.edge_secret.as_deref().ok_or_else(refused)?;
+    let expected = edge_credential_for(secret, edge_id);
+    if edge_id.is_empty()
+        || edge_id.len() > outpost_protocol::token::MAX_EDGE_ID_LEN
+        || !bool::from(subtle::ConstantTimeEq::ct_eq(
+            credential.as_bytes(),
+            expected.as_bytes(),
+        ))
+    {
+        return Err(refused());
     }
+    Ok(edge_id.to_owned())
 }
 
 fn validate(beat: &EdgeHeartbeat) -> Result<(), ApiError> {
@@ -128,13 +150,19 @@ fn validate(beat: &EdgeHeartbeat) -> Result<(), ApiError> {
 /// An edge reports itself; registering is the first heartbeat.
 #[utoipa::path(post, path = "/v1/edges/heartbeat", tag = "edges", request_body = EdgeHeartbeat,
     security(("edge_credential" = [])),
-    responses((status = 200, body = HeartbeatAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = HeartbeatAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
 async fn heartbeat(
     State(cloud): State<Arc<Cloud>>,
     headers: HeaderMap,
     ApiJson(beat): ApiJson<EdgeHeartbeat>,
 ) -> Result<Json<HeartbeatAck>, ApiError> {
-    check_edge_credential(&cloud, &headers)?;
+    let edge = authenticated_edge(&cloud, &headers)?;
+    if beat.edge_id != edge {
+        return Err(ApiError::forbidden(
+            "an edge heartbeats for itself only: edge_id is not the credential's",
+        ));
+    }
     validate(&beat)?;
     let now = now_secs();
     let ttl = cloud.config.edge_ttl.as_secs();

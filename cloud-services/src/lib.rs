@@ -73,9 +73,11 @@ pub struct CloudConfig {
     pub max_body: usize,
     /// Longest a request may take. Default 10 s.
     pub request_timeout: Duration,
-    /// Secret edges present (`Authorization: Edge …`) to heartbeat; `None` refuses every
-    /// edge. `serve` and `outpost dev` generate one.
-    pub edge_credential: Option<String>,
+    /// The fleet's edge secret: each edge proves its id with its own credential derived
+    /// from it ([`edges::edge_credential_for`]), presented as `Authorization: Edge
+    /// <edge_id>:<credential>`; one edge's credential speaks for that edge only. `None`
+    /// refuses every edge. At least 16 characters.
+    pub edge_secret: Option<String>,
     /// How long an edge stays registered after its last heartbeat. Default 15 s.
     pub edge_ttl: Duration,
     /// Game modes players can ask for. Default: `arena`, a free-for-all of 8.
@@ -105,7 +107,7 @@ impl CloudConfig {
             key_overlap: Duration::from_secs(15 * 60),
             max_body: 16 * 1024,
             request_timeout: Duration::from_secs(10),
-            edge_credential: None,
+            edge_secret: None,
             edge_ttl: Duration::from_secs(15),
             modes: vec![ModeConfig::arena_ffa(8, 300)],
             season: "1".into(),

@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::edges::check_edge_credential;
+use crate::edges::authenticated_edge;
 use crate::error::{ApiError, ErrorBody};
 use crate::leaderboards::{cached, etag_matches, hex};
 use crate::results::{LimitQuery, checked_limit};
@@ -55,15 +55,16 @@ pub struct ReplayAck {
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     security(("edge_credential" = [])),
     responses((status = 200, body = ReplayAck), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody)))]
 async fn upload(
     State(cloud): State<Arc<Cloud>>,
     headers: HeaderMap,
     Path(match_id): Path<u64>,
     body: Bytes,
 ) -> Result<Json<ReplayAck>, ApiError> {
-    check_edge_credential(&cloud, &headers)?;
+    let edge = authenticated_edge(&cloud, &headers)?;
     let reader = ReplayReader::parse(body.to_vec())
         .map_err(|e| ApiError::invalid(format!("not a replay: {e}")))?;
     if reader.header().match_id.0 != match_id {
@@ -75,6 +76,9 @@ async fn upload(
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found("no such match"))?;
+    if record.edge_id != edge {
+        return Err(ApiError::forbidden("the match was placed on another edge"));
+    }
     let sha256 = hex(&sha2::Sha256::digest(&body));
     if let Some(existing) = cloud
         .store

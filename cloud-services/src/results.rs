@@ -17,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::edges::check_edge_credential;
+use crate::edges::authenticated_edge;
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::modes::{ModeConfig, Stat};
 use crate::ratings::{ranks_from_scores, rate};
@@ -185,7 +185,7 @@ async fn post_result(
     Path(match_id): Path<u64>,
     ApiJson(result): ApiJson<MatchResult>,
 ) -> Result<Json<ResultAck>, ApiError> {
-    check_edge_credential(&cloud, &headers)?;
+    let edge = authenticated_edge(&cloud, &headers)?;
     if result.players.len() > MAX_RESULT_PLAYERS {
         return Err(ApiError::invalid("too many players"));
     }
@@ -195,7 +195,8 @@ async fn post_result(
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found("no such match"))?;
-    if record.edge_id != result.edge_id {
+    // Only the edge the match was placed on speaks for it.
+    if record.edge_id != edge || result.edge_id != edge {
         return Err(ApiError::forbidden("the match was placed on another edge"));
     }
     let placed: BTreeSet<u64> = record.teams.iter().flatten().copied().collect();

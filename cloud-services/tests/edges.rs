@@ -8,26 +8,32 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use common::call;
+use outpost_cloud::edges::edge_credential_for;
 use outpost_cloud::{Cloud, CloudConfig};
 use serde_json::{Value, json};
 
-const CREDENTIAL: &str = "edge-secret-for-tests";
+const SECRET: &str = "edge-secret-for-tests";
 
-fn cloud(credential: Option<&str>) -> Arc<Cloud> {
+fn cloud(secret: Option<&str>) -> Arc<Cloud> {
     common::cloud_with(
         CloudConfig {
-            edge_credential: credential.map(str::to_owned),
+            edge_secret: secret.map(str::to_owned),
             ..CloudConfig::dev()
         },
         [3; 32],
     )
 }
 
-fn beat(body: &Value, credential: Option<&str>) -> Request<Body> {
+/// `Authorization` of edge `id`, with its own credential.
+fn as_edge(id: &str) -> Option<String> {
+    Some(format!("Edge {id}:{}", edge_credential_for(SECRET, id)))
+}
+
+fn beat(body: &Value, authorization: Option<String>) -> Request<Body> {
     let mut request =
         Request::post("/v1/edges/heartbeat").header(header::CONTENT_TYPE, "application/json");
-    if let Some(credential) = credential {
-        request = request.header(header::AUTHORIZATION, format!("Edge {credential}"));
+    if let Some(authorization) = authorization {
+        request = request.header(header::AUTHORIZATION, authorization);
     }
     request.body(Body::from(body.to_string())).expect("request")
 }
@@ -53,13 +59,19 @@ async fn live(cloud: &Arc<Cloud>) -> Vec<Value> {
 
 #[tokio::test]
 async fn only_edges_with_the_credential_register() {
-    let cloud = cloud(Some(CREDENTIAL));
-    for (what, credential) in [
+    let cloud = cloud(Some(SECRET));
+    let almost = edge_credential_for("edge-secret-for-test", "edge-1");
+    for (what, authorization) in [
         ("none", None),
-        ("wrong", Some("guess")),
-        ("almost", Some("edge-secret-for-test")),
+        ("wrong", Some("Edge edge-1:guess".to_owned())),
+        ("almost", Some(format!("Edge edge-1:{almost}"))),
+        ("the fleet secret itself", Some(format!("Edge {SECRET}"))),
+        (
+            "no id",
+            Some(format!("Edge {}", edge_credential_for(SECRET, "edge-1"))),
+        ),
     ] {
-        let (status, body) = call(&cloud, beat(&heartbeat("edge-1", false), credential)).await;
+        let (status, body) = call(&cloud, beat(&heartbeat("edge-1", false), authorization)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
         assert_eq!(body["error"]["code"], "unauthorized");
     }
@@ -69,18 +81,22 @@ async fn only_edges_with_the_credential_register() {
     );
     // A cloud with no credential configured takes no edge at all.
     let closed = self::cloud(None);
-    let (status, _) = call(&closed, beat(&heartbeat("edge-1", false), Some(CREDENTIAL))).await;
+    let (status, _) = call(
+        &closed,
+        beat(&heartbeat("edge-1", false), as_edge("edge-1")),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
 async fn heartbeats_register_refresh_and_mark_draining() {
-    let cloud = cloud(Some(CREDENTIAL));
-    let (status, ack) = call(&cloud, beat(&heartbeat("edge-1", false), Some(CREDENTIAL))).await;
+    let cloud = cloud(Some(SECRET));
+    let (status, ack) = call(&cloud, beat(&heartbeat("edge-1", false), as_edge("edge-1"))).await;
     assert_eq!(status, StatusCode::OK, "{ack}");
     assert_eq!(ack["expires_in"], 15);
-    call(&cloud, beat(&heartbeat("edge-2", false), Some(CREDENTIAL))).await;
-    call(&cloud, beat(&heartbeat("edge-1", true), Some(CREDENTIAL))).await;
+    call(&cloud, beat(&heartbeat("edge-2", false), as_edge("edge-2"))).await;
+    call(&cloud, beat(&heartbeat("edge-1", true), as_edge("edge-1"))).await;
     let edges = live(&cloud).await;
     assert_eq!(edges.len(), 2);
     assert_eq!(
@@ -93,15 +109,13 @@ async fn heartbeats_register_refresh_and_mark_draining() {
 
 #[tokio::test]
 async fn what_edges_say_is_checked() {
-    let cloud = cloud(Some(CREDENTIAL));
+    let cloud = cloud(Some(SECRET));
     let bad = |field: &str, value: Value| {
         let mut body = heartbeat("edge-1", false);
         body[field] = value;
         body
     };
     for (what, body) in [
-        ("empty id", bad("edge_id", json!(""))),
-        ("long id", bad("edge_id", json!("x".repeat(65)))),
         ("region case", bad("region", json!("EU West"))),
         ("address", bad("quic_addr", json!("somewhere"))),
         ("fingerprint", bad("cert_sha256", json!("zz"))),
@@ -109,9 +123,35 @@ async fn what_edges_say_is_checked() {
         ("type", bad("capacity", json!("lots"))),
         ("unknown field", bad("admin", json!(true))),
     ] {
-        let (status, response) = call(&cloud, beat(&body, Some(CREDENTIAL))).await;
+        let (status, response) = call(&cloud, beat(&body, as_edge("edge-1"))).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {response}");
         assert_eq!(response["error"]["code"], "invalid_request", "{what}");
     }
     assert!(live(&cloud).await.is_empty());
+}
+
+/// Regression test for edges speaking for each other: one credential served the whole
+/// fleet and edges named themselves, so any holder re-registered another edge's id at its
+/// own address and certificate (players then pinned the impostor). Now each edge's
+/// credential proves its own id, and only that one.
+#[tokio::test]
+async fn an_edge_cannot_register_as_another() {
+    let cloud = cloud(Some(SECRET));
+    let (status, _) = call(&cloud, beat(&heartbeat("edge-1", false), as_edge("edge-1"))).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut impostor = heartbeat("edge-1", false);
+    impostor["quic_addr"] = json!("203.0.113.9:7777");
+    impostor["cert_sha256"] = json!("ee".repeat(32));
+    let (status, body) = call(&cloud, beat(&impostor, as_edge("edge-2"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    for id in ["", &"x".repeat(65)] {
+        let (status, _) = call(&cloud, beat(&heartbeat(id, false), as_edge("edge-1"))).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{id:?}");
+    }
+    let edges = live(&cloud).await;
+    assert_eq!(edges.len(), 1);
+    assert_eq!(
+        edges[0]["quic_addr"], "127.0.0.1:7777",
+        "the real edge's address stands"
+    );
 }

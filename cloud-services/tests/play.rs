@@ -15,14 +15,14 @@ use outpost_protocol::{MatchId, SignedToken, TokenVerifier};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
-const CREDENTIAL: &str = "edge-credential-for-tests";
+const SECRET: &str = "edge-secret-for-the-play-tests";
 
 fn cloud() -> Arc<Cloud> {
     let mut mode = ModeConfig::arena_ffa(2, 30);
     mode.rules.steps[0].max_ping_ms = 60;
     cloud_with(
         CloudConfig {
-            edge_credential: Some(CREDENTIAL.into()),
+            edge_secret: Some(SECRET.into()),
             modes: vec![mode],
             ..CloudConfig::dev()
         },
@@ -49,8 +49,15 @@ fn get(uri: &str, auth: Option<String>) -> Request<Body> {
     builder.body(Body::empty()).expect("request")
 }
 
+/// `Authorization` of edge `id`, with its own credential.
+fn edge_auth_for(id: &str) -> Option<String> {
+    let credential = outpost_cloud::edges::edge_credential_for(SECRET, id);
+    Some(format!("Edge {id}:{credential}"))
+}
+
+/// `Authorization` of edge `b-1`, where the tests' matches are placed.
 fn edge_auth() -> Option<String> {
-    Some(format!("Edge {CREDENTIAL}"))
+    edge_auth_for("b-1")
 }
 
 async fn heartbeat(cloud: &Arc<Cloud>, id: &str, region: &str, port: u16, draining: bool) {
@@ -60,7 +67,7 @@ async fn heartbeat(cloud: &Arc<Cloud>, id: &str, region: &str, port: u16, draini
     });
     let (status, body) = call(
         cloud,
-        json_request("POST", "/v1/edges/heartbeat", edge_auth(), &beat),
+        json_request("POST", "/v1/edges/heartbeat", edge_auth_for(id), &beat),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -569,6 +576,38 @@ async fn one_ticket_per_player_per_mode_and_only_regions_with_edges() {
     assert_eq!(stored.pings_ms.keys().collect::<Vec<_>>(), ["region-b"]);
 }
 
+/// Regression test for results and replays from the wrong edge: any holder of the one
+/// fleet credential posted results as any edge and could upload a match's replay first.
+/// Now only the edge the match was placed on may, with its own credential.
+#[tokio::test]
+async fn only_the_edge_a_match_was_placed_on_may_report_it() {
+    let cloud = cloud();
+    let (players, match_id) = matched_pair(&cloud).await;
+    // Edge a-1 is a registered edge with a good credential — of its own, not b-1's.
+    let body = result_body(&players, &[9, 0]);
+    let uri = format!("/v1/matches/{match_id}/result");
+    let (status, answer) = call(
+        &cloud,
+        json_request("POST", &uri, edge_auth_for("a-1"), &body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    let upload = Request::builder()
+        .method("PUT")
+        .uri(format!("/v1/replays/{match_id}"))
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::AUTHORIZATION, edge_auth_for("a-1").expect("auth"))
+        .body(Body::from(replay_of(match_id, &cloud)))
+        .expect("request");
+    let (status, answer) = call(&cloud, upload).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert!(cloud.store.result(match_id).await.expect("store").is_none());
+    assert!(cloud.store.replay(match_id).await.expect("store").is_none());
+    // The edge it was placed on may.
+    let (status, answer) = call(&cloud, json_request("POST", &uri, edge_auth(), &body)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
 #[tokio::test]
 async fn bad_results_are_refused_and_change_nothing() {
     let cloud = cloud();
@@ -588,7 +627,7 @@ async fn bad_results_are_refused_and_change_nothing() {
             .method("POST")
             .uri(&uri)
             .header(header::CONTENT_TYPE, "application/json")
-            .header(header::AUTHORIZATION, format!("Edge {CREDENTIAL}"))
+            .header(header::AUTHORIZATION, edge_auth().expect("auth"))
             .body(Body::from(text.to_owned()))
             .expect("request")
     };

@@ -25,7 +25,8 @@ use crate::server::EdgeStatus;
 pub struct CloudLinkConfig {
     /// Base URL of the cloud API, e.g. `https://cloud.example.com`.
     pub cloud_url: String,
-    /// The edge credential (`Authorization: Edge …`).
+    /// This edge's own credential (derived for its id from the fleet's edge secret by the
+    /// operator: `outpost edge-credential`), sent as `Authorization: Edge <id>:<credential>`.
     pub credential: String,
     /// This edge's region, e.g. `eu-west`.
     pub region: String,
@@ -184,6 +185,20 @@ pub async fn fetch_connect_keys(
     }
 }
 
+/// A link's settings, and the `Authorization` header it sends.
+struct Link {
+    config: CloudLinkConfig,
+    authorization: String,
+}
+
+impl std::ops::Deref for Link {
+    type Target = CloudLinkConfig;
+
+    fn deref(&self) -> &CloudLinkConfig {
+        &self.config
+    }
+}
+
 /// A running link. Dropping it does not stop it; call [`CloudLink::stop`].
 pub struct CloudLink {
     cancel: CancellationToken,
@@ -197,7 +212,10 @@ impl CloudLink {
         let http = http_client()?;
         let cancel = CancellationToken::new();
         let stats = Arc::new(LinkStats::default());
-        let config = Arc::new(config);
+        let config = Arc::new(Link {
+            authorization: format!("Edge {}:{}", edge.config().edge_id, config.credential),
+            config,
+        });
         let mut tasks = vec![
             tokio::spawn(heartbeats(
                 http.clone(),
@@ -259,7 +277,7 @@ struct Heartbeat<'a> {
 
 async fn heartbeats(
     http: reqwest::Client,
-    config: Arc<CloudLinkConfig>,
+    config: Arc<Link>,
     edge: EdgeStatus,
     stats: Arc<LinkStats>,
     cancel: CancellationToken,
@@ -289,7 +307,7 @@ async fn heartbeats(
         };
         let sent = http
             .post(&url)
-            .header("authorization", format!("Edge {}", config.credential))
+            .header("authorization", &config.authorization)
             .json(&beat)
             .send()
             .await
@@ -316,7 +334,7 @@ async fn heartbeats(
 /// `key_refresh_spacing`).
 async fn refresh_keys(
     http: reqwest::Client,
-    config: Arc<CloudLinkConfig>,
+    config: Arc<Link>,
     edge: EdgeStatus,
     stats: Arc<LinkStats>,
     cancel: CancellationToken,
@@ -358,7 +376,7 @@ enum Delivery {
     Unreachable(String),
 }
 
-async fn deliver(http: &reqwest::Client, config: &CloudLinkConfig, item: &Item) -> Delivery {
+async fn deliver(http: &reqwest::Client, config: &Link, item: &Item) -> Delivery {
     let bytes = match tokio::fs::read(&item.path).await {
         Ok(bytes) => bytes,
         Err(err) => return Delivery::Retry(format!("reading {}: {err}", item.path.display())),
@@ -375,7 +393,7 @@ async fn deliver(http: &reqwest::Client, config: &CloudLinkConfig, item: &Item) 
             .header("content-type", "application/octet-stream"),
     };
     let response = request
-        .header("authorization", format!("Edge {}", config.credential))
+        .header("authorization", &config.authorization)
         .body(bytes)
         .send()
         .await;
@@ -414,7 +432,7 @@ struct Attempts {
 /// cannot be reached at all backs the whole round off instead.
 async fn deliver_outbox(
     http: reqwest::Client,
-    config: Arc<CloudLinkConfig>,
+    config: Arc<Link>,
     outbox: Arc<Outbox>,
     stats: Arc<LinkStats>,
     cancel: CancellationToken,
