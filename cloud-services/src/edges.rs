@@ -19,13 +19,18 @@ use crate::error::{ApiError, ApiJson, ErrorBody};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EdgeHeartbeat {
-    /// The edge's id, as connect tokens name it (1..=64 bytes).
+    /// The edge's id, as connect tokens name it (1..=64 of `A-Z a-z 0-9 . _ -`).
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub edge_id: String,
     /// Its region, e.g. `eu-west` (1..=32 of `a-z`, `0-9`, `-`).
+    #[schema(pattern = "^[a-z0-9-]{1,32}$")]
     pub region: String,
-    /// Its QUIC address, `host:port`.
+    /// Its QUIC address: an IP address and a port (`192.0.2.1:7777`, `[2001:db8::1]:7777`;
+    /// one that does not parse as such is refused, 422).
+    #[schema(pattern = "^(\\[[0-9A-Fa-f:.]{2,45}\\]|[0-9.]{7,15}):[0-9]{1,5}$")]
     pub quic_addr: String,
     /// SHA-256 of its certificate, 64 hex digits (clients pin it).
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub cert_sha256: String,
     /// Most players it takes.
     pub capacity: u32,
@@ -39,8 +44,8 @@ pub struct EdgeHeartbeat {
     pub draining: bool,
 }
 
-/// A registered edge, as the registry knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// A registered edge, as the registry keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EdgeRecord {
     /// What it last said.
     #[serde(flatten)]
@@ -58,11 +63,67 @@ pub struct HeartbeatAck {
     pub expires_in: u64,
 }
 
+/// A live edge, as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EdgeView {
+    /// Its id.
+    pub edge_id: String,
+    /// Its region.
+    pub region: String,
+    /// Its QUIC address.
+    pub quic_addr: String,
+    /// SHA-256 of its certificate, hex (pin it).
+    pub cert_sha256: String,
+    /// Most players it takes.
+    pub capacity: u32,
+    /// Players on it.
+    pub load: u32,
+    /// Most matches it hosts.
+    pub match_capacity: u32,
+    /// Matches on it.
+    pub matches: u32,
+    /// Draining: no new matches.
+    pub draining: bool,
+    /// When it last spoke, Unix seconds.
+    pub last_seen: u64,
+    /// When it is forgotten unless it speaks again, Unix seconds.
+    pub expires_at: u64,
+}
+
+impl From<EdgeRecord> for EdgeView {
+    fn from(record: EdgeRecord) -> Self {
+        let EdgeHeartbeat {
+            edge_id,
+            region,
+            quic_addr,
+            cert_sha256,
+            capacity,
+            load,
+            match_capacity,
+            matches,
+            draining,
+        } = record.heartbeat;
+        Self {
+            edge_id,
+            region,
+            quic_addr,
+            cert_sha256,
+            capacity,
+            load,
+            match_capacity,
+            matches,
+            draining,
+            last_seen: record.last_seen,
+            expires_at: record.expires_at,
+        }
+    }
+}
+
 /// The live edges.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EdgeList {
     /// Edges that spoke within their time, by id.
-    pub edges: Vec<EdgeRecord>,
+    pub edges: Vec<EdgeView>,
 }
 
 pub(crate) fn routes() -> OpenApiRouter<Arc<Cloud>> {
@@ -104,8 +165,7 @@ pub(crate) fn authenticated_edge(cloud: &Cloud, headers: &HeaderMap) -> Result<S
     let (edge_id, credential) = presented.split_once(':').ok_or_else(refused)?;
     let secret = cloud.config.edge_secret.as_deref().ok_or_else(refused)?;
     let expected = edge_credential_for(secret, edge_id);
-    if edge_id.is_empty()
-        || edge_id.len() > outpost_protocol::token::MAX_EDGE_ID_LEN
+    if !outpost_protocol::token::valid_edge_id(edge_id)
         || !bool::from(subtle::ConstantTimeEq::ct_eq(
             credential.as_bytes(),
             expected.as_bytes(),
@@ -117,31 +177,20 @@ pub(crate) fn authenticated_edge(cloud: &Cloud, headers: &HeaderMap) -> Result<S
 }
 
 fn validate(beat: &EdgeHeartbeat) -> Result<(), ApiError> {
-    if beat.edge_id.is_empty() || beat.edge_id.len() > outpost_protocol::token::MAX_EDGE_ID_LEN {
-        return Err(ApiError::invalid("edge_id must be 1..=64 bytes"));
-    }
-    let region_ok = (1..=32).contains(&beat.region.len())
-        && beat
-            .region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !region_ok {
-        return Err(ApiError::invalid("region must be 1..=32 of a-z, 0-9, -"));
-    }
-    if beat.quic_addr.parse::<std::net::SocketAddr>().is_err() {
+    if !outpost_protocol::token::valid_edge_id(&beat.edge_id) {
         return Err(ApiError::invalid(
-            "quic_addr must be host:port with an IP address",
+            "edge_id must be 1..=64 of A-Z a-z 0-9 . _ -",
         ));
+    }
+    if !crate::tickets::valid_region(&beat.region) {
+        return Err(ApiError::invalid("region must be 1..=32 of a-z, 0-9, -"));
     }
     if beat.cert_sha256.len() != 64 || !beat.cert_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::invalid("cert_sha256 must be 64 hex digits"));
     }
-    if beat.load > beat.capacity.saturating_mul(2) {
-        return Err(ApiError::invalid("load is implausibly above capacity"));
-    }
-    if beat.matches > beat.match_capacity.saturating_mul(2) {
-        return Err(ApiError::invalid(
-            "matches are implausibly above match_capacity",
+    if beat.quic_addr.parse::<std::net::SocketAddr>().is_err() {
+        return Err(ApiError::unprocessable(
+            "quic_addr must be an IP address and a port",
         ));
     }
     Ok(())
@@ -151,7 +200,8 @@ fn validate(beat: &EdgeHeartbeat) -> Result<(), ApiError> {
 #[utoipa::path(post, path = "/v1/edges/heartbeat", tag = "edges", request_body = EdgeHeartbeat,
     security(("edge_credential" = [])),
     responses((status = 200, body = HeartbeatAck), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody)))]
+        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
 async fn heartbeat(
     State(cloud): State<Arc<Cloud>>,
     headers: HeaderMap,
@@ -188,5 +238,7 @@ async fn list(State(cloud): State<Arc<Cloud>>) -> Result<Json<EdgeList>, ApiErro
         .await
         .map_err(ApiError::internal)?;
     edges.sort_by(|a, b| a.heartbeat.edge_id.cmp(&b.heartbeat.edge_id));
-    Ok(Json(EdgeList { edges }))
+    Ok(Json(EdgeList {
+        edges: edges.into_iter().map(EdgeView::from).collect(),
+    }))
 }

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ApiPath, ApiQuery, ErrorBody, PathId};
 use crate::modes::{BoardConfig, Period};
 use crate::store::BoardEntry;
 use crate::{Cloud, now_ms};
@@ -32,18 +32,51 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Cloud>> {
         .routes(routes!(player))
 }
 
-/// Which board window to read.
+/// A page of the top of a board.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct BoardQuery {
-    /// `all_time` (default), `daily`, `weekly` or `season`.
-    pub period: Option<String>,
-    /// A past window's key (e.g. `d20418`) instead of the current one.
+    /// The window: all time (default), today, this week or this season. A board keeps
+    /// only the windows its mode configures (404 for another).
+    pub period: Option<Period>,
+    /// A past window's key (e.g. `d20418`) instead of the current one (404 if it is not
+    /// one of this period's).
+    #[param(pattern = "^[a-z][A-Za-z0-9-]{0,39}$")]
     pub key: Option<String>,
-    /// Rows (1..=100, default 10); around a player, rows each side (0..=50, default 5).
+    /// Rows (1..=100, default 10).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     /// Where to continue, from a previous page's `next_cursor`.
+    #[param(pattern = "^[0-9]{1,9}$")]
     pub cursor: Option<String>,
+}
+
+/// The rows around a player.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AroundQuery {
+    /// The window, as for the top.
+    pub period: Option<Period>,
+    /// A past window's key, as for the top.
+    #[param(pattern = "^[a-z][A-Za-z0-9-]{0,39}$")]
+    pub key: Option<String>,
+    /// Rows each side of the player (0..=50, default 5).
+    #[param(minimum = 0, maximum = 50)]
+    pub limit: Option<u64>,
+}
+
+/// One board window.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct WindowQuery {
+    /// The window, as for the top.
+    pub period: Option<Period>,
+    /// A past window's key, as for the top.
+    #[param(pattern = "^[a-z][A-Za-z0-9-]{0,39}$")]
+    pub key: Option<String>,
 }
 
 /// A page of a board.
@@ -61,7 +94,12 @@ pub struct BoardPage {
     pub next_cursor: Option<String>,
 }
 
-fn board_key(cloud: &Cloud, name: &str, query: &BoardQuery) -> Result<(String, String), ApiError> {
+fn board_key(
+    cloud: &Cloud,
+    name: &str,
+    period: Option<Period>,
+    key: Option<&String>,
+) -> Result<(String, String), ApiError> {
     let config: &BoardConfig = cloud
         .config
         .modes
@@ -69,18 +107,14 @@ fn board_key(cloud: &Cloud, name: &str, query: &BoardQuery) -> Result<(String, S
         .flat_map(|m| &m.boards)
         .find(|b| b.name == name)
         .ok_or_else(|| ApiError::not_found("no such leaderboard"))?;
-    let period = match &query.period {
-        None => Period::AllTime,
-        Some(p) => Period::parse(p)
-            .ok_or_else(|| ApiError::invalid("period must be all_time, daily, weekly or season"))?,
-    };
+    let period = period.unwrap_or(Period::AllTime);
     if !config.periods.contains(&period) {
-        return Err(ApiError::invalid(format!(
+        return Err(ApiError::not_found(format!(
             "board `{name}` keeps no {period:?} window"
         )));
     }
     let current = period.key(now_ms(), &cloud.config.season).0;
-    let key = match &query.key {
+    let key = match key {
         None => current,
         Some(k) => {
             let prefix = &current[..1];
@@ -88,7 +122,7 @@ fn board_key(cloud: &Cloud, name: &str, query: &BoardQuery) -> Result<(String, S
                 && k.starts_with(prefix)
                 && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
             if !valid {
-                return Err(ApiError::invalid("key must name a window of this period"));
+                return Err(ApiError::not_found("no window of this period has that key"));
             }
             k.clone()
         }
@@ -158,10 +192,10 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 async fn top(
     State(cloud): State<Arc<Cloud>>,
     headers: HeaderMap,
-    Path(board): Path<String>,
-    Query(query): Query<BoardQuery>,
+    ApiPath(board): ApiPath<String>,
+    ApiQuery(query): ApiQuery<BoardQuery>,
 ) -> Result<Response, ApiError> {
-    let (key, period_key) = board_key(&cloud, &board, &query)?;
+    let (key, period_key) = board_key(&cloud, &board, query.period, query.key.as_ref())?;
     let limit = query.limit.unwrap_or(10);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::invalid("limit must be 1..=100"));
@@ -202,19 +236,19 @@ async fn entry_of(cloud: &Cloud, key: &str, player_id: u64) -> Result<BoardEntry
 /// The rows around a player: `limit` above and below.
 #[utoipa::path(get, path = "/v1/leaderboards/{board}/around/{player_id}", tag = "leaderboards",
     params(("board" = String, Path, description = "Board name"),
-        ("player_id" = u64, Path, description = "Player id"), BoardQuery),
+        ("player_id" = u64, Path, description = "Player id", minimum = 0, maximum = 9_007_199_254_740_991_i64), AroundQuery),
     responses((status = 200, body = BoardPage), (status = 304), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 async fn around(
     State(cloud): State<Arc<Cloud>>,
     headers: HeaderMap,
-    Path((board, player_id)): Path<(String, u64)>,
-    Query(query): Query<BoardQuery>,
+    ApiPath((board, PathId(player_id))): ApiPath<(String, PathId)>,
+    ApiQuery(query): ApiQuery<AroundQuery>,
 ) -> Result<Response, ApiError> {
-    let (key, period_key) = board_key(&cloud, &board, &query)?;
+    let (key, period_key) = board_key(&cloud, &board, query.period, query.key.as_ref())?;
     let each_side = query.limit.unwrap_or(5);
-    if each_side > 50 || query.cursor.is_some() {
-        return Err(ApiError::invalid("limit must be 0..=50; no cursor here"));
+    if each_side > 50 {
+        return Err(ApiError::invalid("limit must be 0..=50"));
     }
     let entry = entry_of(&cloud, &key, player_id).await?;
     let offset = (entry.rank - 1).saturating_sub(each_side);
@@ -236,16 +270,16 @@ async fn around(
 /// A player's rank and score.
 #[utoipa::path(get, path = "/v1/leaderboards/{board}/players/{player_id}", tag = "leaderboards",
     params(("board" = String, Path, description = "Board name"),
-        ("player_id" = u64, Path, description = "Player id"), BoardQuery),
+        ("player_id" = u64, Path, description = "Player id", minimum = 0, maximum = 9_007_199_254_740_991_i64), WindowQuery),
     responses((status = 200, body = BoardEntry), (status = 304), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 async fn player(
     State(cloud): State<Arc<Cloud>>,
     headers: HeaderMap,
-    Path((board, player_id)): Path<(String, u64)>,
-    Query(query): Query<BoardQuery>,
+    ApiPath((board, PathId(player_id))): ApiPath<(String, PathId)>,
+    ApiQuery(query): ApiQuery<WindowQuery>,
 ) -> Result<Response, ApiError> {
-    let (key, _) = board_key(&cloud, &board, &query)?;
+    let (key, _) = board_key(&cloud, &board, query.period, query.key.as_ref())?;
     let entry = entry_of(&cloud, &key, player_id).await?;
     Ok(cached_json(&headers, &entry, BOARD_MAX_AGE))
 }

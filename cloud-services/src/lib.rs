@@ -319,11 +319,37 @@ pub fn routes_and_document(max_replay: usize) -> (Router<Arc<Cloud>>, utoipa::op
         .split_for_parts()
 }
 
+/// Writes the modes this cloud runs into the document, as the one set of values of every
+/// request's `mode` (they are configuration, not code).
+fn name_the_modes(document: &mut utoipa::openapi::OpenApi, modes: &[&str]) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+    let Some(components) = document.components.as_mut() else {
+        return;
+    };
+    for name in ["TicketRequest", "ConsentRequest"] {
+        if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) {
+            let description = match object.properties.get("mode") {
+                Some(RefOr::T(Schema::Object(mode))) => mode.description.clone(),
+                _ => None,
+            };
+            let mode = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(modes.iter().copied()))
+                .description(description)
+                .build();
+            object.properties.insert("mode".into(), mode.into());
+        }
+    }
+}
+
 /// The whole API as a router, with its OpenAPI document at `/v1/openapi.json`.
 pub fn router(cloud: Arc<Cloud>) -> Router {
     let max_body = cloud.config.max_body;
     let timeout = cloud.config.request_timeout;
-    let (routes, document) = routes_and_document(cloud.config.max_replay_bytes);
+    let (routes, mut document) = routes_and_document(cloud.config.max_replay_bytes);
+    let modes: Vec<&str> = cloud.config.modes.iter().map(|m| m.name.as_str()).collect();
+    name_the_modes(&mut document, &modes);
     let document = Arc::new(document);
     routes
         .route(

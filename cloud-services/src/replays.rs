@@ -6,8 +6,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use object_store::ObjectStoreExt as _;
@@ -20,7 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::edges::authenticated_edge;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiBytes, ApiError, ApiPath, ApiQuery, ErrorBody, PathId};
 use crate::leaderboards::{cached, etag_matches, hex};
 use crate::results::{LimitQuery, checked_limit};
 use crate::store::ReplayMeta;
@@ -51,24 +50,24 @@ pub struct ReplayAck {
 /// The edge uploads a match's replay. Idempotent: a retry of the same bytes answers
 /// `stored: false`; different bytes for a stored match are refused (409).
 #[utoipa::path(put, path = "/v1/replays/{match_id}", tag = "replays",
-    params(("match_id" = u64, Path, description = "Match id")),
+    params(("match_id" = u64, Path, description = "Match id", minimum = 0, maximum = 9_007_199_254_740_991_i64)),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     security(("edge_credential" = [])),
     responses((status = 200, body = ReplayAck), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 413, body = ErrorBody)))]
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn upload(
     State(cloud): State<Arc<Cloud>>,
     headers: HeaderMap,
-    Path(match_id): Path<u64>,
-    body: Bytes,
+    ApiPath(PathId(match_id)): ApiPath<PathId>,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Json<ReplayAck>, ApiError> {
     let edge = authenticated_edge(&cloud, &headers)?;
     let reader = ReplayReader::parse(body.to_vec())
-        .map_err(|e| ApiError::invalid(format!("not a replay: {e}")))?;
+        .map_err(|e| ApiError::unprocessable(format!("not a replay: {e}")))?;
     if reader.header().match_id.0 != match_id {
-        return Err(ApiError::invalid("the replay is of another match"));
+        return Err(ApiError::unprocessable("the replay is of another match"));
     }
     let record = cloud
         .store
@@ -124,13 +123,13 @@ async fn upload(
 
 /// A match's replay bytes. Immutable: cache forever, revalidate by `ETag`.
 #[utoipa::path(get, path = "/v1/replays/{match_id}", tag = "replays",
-    params(("match_id" = u64, Path, description = "Match id")),
+    params(("match_id" = u64, Path, description = "Match id", minimum = 0, maximum = 9_007_199_254_740_991_i64)),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 304), (status = 404, body = ErrorBody)))]
+        (status = 304), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn download(
     State(cloud): State<Arc<Cloud>>,
     headers: HeaderMap,
-    Path(match_id): Path<u64>,
+    ApiPath(PathId(match_id)): ApiPath<PathId>,
 ) -> Result<Response, ApiError> {
     let meta = cloud
         .store
@@ -171,12 +170,12 @@ pub struct ReplayList {
 
 /// The replays of a player's matches, newest first.
 #[utoipa::path(get, path = "/v1/players/{player_id}/replays", tag = "replays",
-    params(("player_id" = u64, Path, description = "Player id"), LimitQuery),
+    params(("player_id" = u64, Path, description = "Player id", minimum = 0, maximum = 9_007_199_254_740_991_i64), LimitQuery),
     responses((status = 200, body = ReplayList), (status = 400, body = ErrorBody)))]
 async fn of_player(
     State(cloud): State<Arc<Cloud>>,
-    Path(player_id): Path<u64>,
-    Query(query): Query<LimitQuery>,
+    ApiPath(PathId(player_id)): ApiPath<PathId>,
+    ApiQuery(query): ApiQuery<LimitQuery>,
 ) -> Result<Json<ReplayList>, ApiError> {
     let limit = checked_limit(query.limit)?;
     let ids = cloud

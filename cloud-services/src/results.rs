@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -18,7 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::edges::authenticated_edge;
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody, PathId};
 use crate::modes::{ModeConfig, Stat};
 use crate::ratings::{ranks_from_scores, rate};
 use crate::store::{BoardWrite, MatchRecord, ResultWrite};
@@ -59,14 +59,17 @@ pub struct PlayerResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MatchResult {
-    /// The edge that hosted it.
+    /// The edge that hosted it (the one presenting the credential).
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub edge_id: String,
     /// How it ended.
     pub outcome: Outcome,
     /// Ticks played.
     pub ticks: u32,
-    /// Every player who took part (connected at some point), leavers included. Players
-    /// placed in the match but missing here never joined it and are not rated.
+    /// Every player who took part (connected at some point), leavers included, each once
+    /// and each placed in the match (422 otherwise). Players placed in the match but
+    /// missing here never joined it and are not rated.
+    #[schema(max_items = 256)]
     pub players: Vec<PlayerResult>,
 }
 
@@ -174,15 +177,16 @@ pub fn result_write(
 /// The edge reports a finished match. Applied once per match id; repeats answer
 /// `applied: false`.
 #[utoipa::path(post, path = "/v1/matches/{match_id}/result", tag = "results",
-    params(("match_id" = u64, Path, description = "Match id")), request_body = MatchResult,
+    params(("match_id" = u64, Path, description = "Match id", minimum = 0, maximum = 9_007_199_254_740_991_i64)), request_body = MatchResult,
     security(("edge_credential" = [])),
     responses((status = 200, body = ResultAck), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn post_result(
     State(cloud): State<Arc<Cloud>>,
     headers: HeaderMap,
-    Path(match_id): Path<u64>,
+    ApiPath(PathId(match_id)): ApiPath<PathId>,
     ApiJson(result): ApiJson<MatchResult>,
 ) -> Result<Json<ResultAck>, ApiError> {
     let edge = authenticated_edge(&cloud, &headers)?;
@@ -203,7 +207,7 @@ async fn post_result(
     let mut seen = BTreeSet::new();
     for line in &result.players {
         if !placed.contains(&line.player_id) || !seen.insert(line.player_id) {
-            return Err(ApiError::invalid(format!(
+            return Err(ApiError::unprocessable(format!(
                 "player {} is not in the match, or listed twice",
                 line.player_id
             )));
@@ -247,11 +251,12 @@ async fn post_result(
 
 /// A match's result, as applied. Final, so cacheable.
 #[utoipa::path(get, path = "/v1/matches/{match_id}/result", tag = "results",
-    params(("match_id" = u64, Path, description = "Match id")),
-    responses((status = 200, body = MatchResult), (status = 404, body = ErrorBody)))]
+    params(("match_id" = u64, Path, description = "Match id", minimum = 0, maximum = 9_007_199_254_740_991_i64)),
+    responses((status = 200, body = MatchResult), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 async fn get_result(
     State(cloud): State<Arc<Cloud>>,
-    Path(match_id): Path<u64>,
+    ApiPath(PathId(match_id)): ApiPath<PathId>,
 ) -> Result<Response, ApiError> {
     let json = cloud
         .store
@@ -274,9 +279,11 @@ async fn get_result(
 
 /// Query with a limit.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LimitQuery {
     /// How many (1..=100, default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<usize>,
 }
 
@@ -289,12 +296,12 @@ pub struct History {
 
 /// The matches a player's results were recorded in, newest first.
 #[utoipa::path(get, path = "/v1/players/{player_id}/matches", tag = "results",
-    params(("player_id" = u64, Path, description = "Player id"), LimitQuery),
+    params(("player_id" = u64, Path, description = "Player id", minimum = 0, maximum = 9_007_199_254_740_991_i64), LimitQuery),
     responses((status = 200, body = History), (status = 400, body = ErrorBody)))]
 async fn history(
     State(cloud): State<Arc<Cloud>>,
-    Path(player_id): Path<u64>,
-    Query(query): Query<LimitQuery>,
+    ApiPath(PathId(player_id)): ApiPath<PathId>,
+    ApiQuery(query): ApiQuery<LimitQuery>,
 ) -> Result<Json<History>, ApiError> {
     let limit = checked_limit(query.limit)?;
     let matches = cloud

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -18,7 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::bearer;
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody, PathId};
 use crate::store::{TicketMember, TicketRecord, TicketStatus};
 use crate::{Cloud, now_ms};
 
@@ -38,19 +38,49 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Cloud>> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketRequest {
-    /// Game mode, e.g. `arena`.
+    /// Game mode: one of the cloud's (the document lists them).
     pub mode: String,
     /// The party, the caller (its leader) included; omitted: the caller alone. Kept
-    /// together, on one team.
+    /// together, on one team. A party without the caller, or larger than the mode's
+    /// team, is refused (422).
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 128)]
     pub party: Option<Vec<u64>>,
     /// One consent per other party member, each from `POST /v1/matchmaking/consents`
     /// by that member naming the caller as leader and this mode. A party is accepted
-    /// only with every member's consent.
+    /// only with every member's consent (403 otherwise).
     #[serde(default)]
+    #[schema(max_items = 127)]
     pub party_consents: Vec<String>,
-    /// Measured round-trip time per region, milliseconds (the worst of the party's).
+    /// Measured round-trip time per region, milliseconds (the worst of the party's):
+    /// 1..=32 regions, each named by 1..=32 of `a-z`, `0-9`, `-`, at most 10000 ms.
+    /// Regions with no live edge are dropped; a ticket naming none is refused (422).
+    #[schema(schema_with = pings_schema)]
     pub pings_ms: BTreeMap<String, u32>,
+}
+
+/// The schema of `pings_ms`: the bounds `create` checks.
+fn pings_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .min_properties(Some(1))
+        .max_properties(Some(MAX_REGIONS))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[a-z0-9-]{1,32}$"))
+                .build(),
+        ))
+        .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+                .maximum(Some(10_000))
+                .build(),
+        )))))
+        .build()
 }
 
 /// Where to play, for the player asking.
@@ -125,7 +155,9 @@ pub(crate) fn valid_region(region: &str) -> bool {
 #[utoipa::path(post, path = "/v1/matchmaking/tickets", tag = "matchmaking",
     request_body = TicketRequest, security(("bearer" = [])),
     responses((status = 201, body = TicketView), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create(
     State(cloud): State<Arc<Cloud>>,
     headers: HeaderMap,
@@ -137,13 +169,16 @@ async fn create(
         .ok_or_else(|| ApiError::invalid(format!("unknown mode `{}`", request.mode)))?;
     let party = request.party.unwrap_or_else(|| vec![player]);
     let unique: BTreeSet<u64> = party.iter().copied().collect();
-    if !unique.contains(&player) || unique.len() != party.len() {
-        return Err(ApiError::invalid(
-            "party must list distinct players, the caller among them",
+    if unique.len() != party.len() {
+        return Err(ApiError::unprocessable("party must list distinct players"));
+    }
+    if !unique.contains(&player) {
+        return Err(ApiError::unprocessable(
+            "the party must include the caller, its leader",
         ));
     }
     if party.len() > mode.rules.team_size {
-        return Err(ApiError::invalid(format!(
+        return Err(ApiError::unprocessable(format!(
             "party of {} does not fit a team of {}",
             party.len(),
             mode.rules.team_size
@@ -172,7 +207,7 @@ async fn create(
         .map_err(ApiError::internal)?;
     pings_ms.retain(|region, _| live.iter().any(|e| &e.heartbeat.region == region));
     if pings_ms.is_empty() {
-        return Err(ApiError::invalid(
+        return Err(ApiError::unprocessable(
             "pings_ms names no region with a live edge (see GET /v1/edges)",
         ));
     }
@@ -231,9 +266,10 @@ fn check_consents(
     party: &[u64],
     consents: &[String],
 ) -> Result<(), ApiError> {
+    let refused = |why: String| ApiError::new(StatusCode::FORBIDDEN, "consent_required", why);
     let mut pending: BTreeSet<u64> = party.iter().copied().filter(|p| *p != leader).collect();
     if consents.len() != pending.len() {
-        return Err(ApiError::invalid(format!(
+        return Err(refused(format!(
             "a party of {} needs one consent from each of its {} other members (got {})",
             party.len(),
             pending.len(),
@@ -244,13 +280,13 @@ fn check_consents(
         let claims = cloud
             .keys
             .verify_consent(consent)
-            .map_err(|e| ApiError::invalid(format!("party consent refused: {}", e.0)))?;
+            .map_err(|e| refused(format!("party consent refused: {}", e.0)))?;
         let member: u64 = claims
             .sub
             .parse()
-            .map_err(|_| ApiError::invalid("party consent names no player"))?;
+            .map_err(|_| refused("party consent names no player".into()))?;
         if claims.leader != leader || claims.mode != mode || !pending.remove(&member) {
-            return Err(ApiError::invalid(format!(
+            return Err(refused(format!(
                 "party consent of player {member} is for another leader, mode or party"
             )));
         }
@@ -282,7 +318,8 @@ pub struct Consent {
 #[utoipa::path(post, path = "/v1/matchmaking/consents", tag = "matchmaking",
     request_body = ConsentRequest, security(("bearer" = [])),
     responses((status = 200, body = Consent), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody)))]
 async fn consent(
     State(cloud): State<Arc<Cloud>>,
     headers: HeaderMap,
@@ -305,9 +342,11 @@ async fn consent(
 
 /// Query of `GET /v1/matchmaking/tickets/{id}`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PollQuery {
     /// Wait up to this long (ms, at most 8000) for the ticket to leave `searching`.
+    #[param(minimum = 0, maximum = 8000)]
     pub wait_ms: Option<u64>,
 }
 
@@ -324,16 +363,22 @@ async fn ticket_of(cloud: &Cloud, id: u64, player: u64) -> Result<TicketRecord, 
 /// A ticket; with `wait_ms`, answers as soon as it is matched, cancelled or expired
 /// (long poll).
 #[utoipa::path(get, path = "/v1/matchmaking/tickets/{id}", tag = "matchmaking",
-    params(("id" = u64, Path, description = "Ticket id"), PollQuery), security(("bearer" = [])),
-    responses((status = 200, body = TicketView), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+    params(("id" = u64, Path, description = "Ticket id", minimum = 0, maximum = 9_007_199_254_740_991_i64), PollQuery), security(("bearer" = [])),
+    responses((status = 200, body = TicketView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn poll(
     State(cloud): State<Arc<Cloud>>,
     headers: HeaderMap,
-    Path(id): Path<u64>,
-    Query(query): Query<PollQuery>,
+    ApiPath(PathId(id)): ApiPath<PathId>,
+    ApiQuery(query): ApiQuery<PollQuery>,
 ) -> Result<Json<TicketView>, ApiError> {
     let player = bearer(&cloud, &headers)?;
+    if query
+        .wait_ms
+        .is_some_and(|ms| ms > MAX_WAIT.as_millis() as u64)
+    {
+        return Err(ApiError::invalid("wait_ms must be at most 8000"));
+    }
     let wait = Duration::from_millis(query.wait_ms.unwrap_or(0))
         .min(MAX_WAIT)
         .min(
@@ -355,13 +400,14 @@ async fn poll(
 
 /// Cancels a searching ticket. A matched ticket cannot be cancelled (409).
 #[utoipa::path(delete, path = "/v1/matchmaking/tickets/{id}", tag = "matchmaking",
-    params(("id" = u64, Path, description = "Ticket id")), security(("bearer" = [])),
-    responses((status = 200, body = TicketView), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    params(("id" = u64, Path, description = "Ticket id", minimum = 0, maximum = 9_007_199_254_740_991_i64)), security(("bearer" = [])),
+    responses((status = 200, body = TicketView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 async fn cancel(
     State(cloud): State<Arc<Cloud>>,
     headers: HeaderMap,
-    Path(id): Path<u64>,
+    ApiPath(PathId(id)): ApiPath<PathId>,
 ) -> Result<Json<TicketView>, ApiError> {
     let player = bearer(&cloud, &headers)?;
     let mut ticket = ticket_of(&cloud, id, player).await?;

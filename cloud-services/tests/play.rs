@@ -246,16 +246,39 @@ async fn bad_tickets_are_refused_and_leave_nothing() {
     let cloud = cloud();
     let (_, bearer) = login(&cloud, "p").await;
     let cases = [
-        json!({"mode": "nope", "pings_ms": {"eu": 10}}),
-        json!({"mode": "arena", "pings_ms": {}}),
-        json!({"mode": "arena", "pings_ms": {"EU WEST": 10}}),
-        json!({"mode": "arena", "pings_ms": {"eu": "fast"}}),
-        json!({"mode": "arena", "pings_ms": {"eu": 10}, "party": [999]}),
-        json!({"mode": "arena", "pings_ms": {"eu": 10}, "extra": true}),
+        (
+            json!({"mode": "nope", "pings_ms": {"eu": 10}}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"mode": "arena", "pings_ms": {}}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"mode": "arena", "pings_ms": {"EU WEST": 10}}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"mode": "arena", "pings_ms": {"eu": "fast"}}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"mode": "arena", "pings_ms": {"eu": 10}, "extra": true}),
+            StatusCode::BAD_REQUEST,
+        ),
+        // Valid by the schema, refused by a rule it cannot state.
+        (
+            json!({"mode": "arena", "pings_ms": {"eu": 10}, "party": [999]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"mode": "arena", "pings_ms": {"eu": 10}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
     ];
-    for case in cases {
+    for (case, want) in cases {
         let (status, body) = ticket(&cloud, &bearer, &case).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{case} → {body}");
+        assert_eq!(status, want, "{case} → {body}");
         assert!(body["error"]["code"].is_string(), "{body}");
     }
     for forged in [
@@ -392,7 +415,7 @@ async fn a_result_posted_ten_times_at_once_and_in_turn_is_applied_once() {
         ),
         (
             "/v1/leaderboards/arena-total?period=daily",
-            StatusCode::BAD_REQUEST,
+            StatusCode::NOT_FOUND,
         ),
         ("/v1/leaderboards/no-such-board", StatusCode::NOT_FOUND),
         (
@@ -437,7 +460,8 @@ async fn party_hijack_needs_every_members_consent() {
             "party_consents": consents})
     };
     let (status, answer) = ticket(&cloud, &leader_bearer, &body(vec![])).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert_eq!(answer["error"]["code"], "consent_required");
 
     // Nothing but the victim's own consent to this leader will do.
     let leaders_own = consent_of(&cloud, &leader_bearer, leader).await;
@@ -448,7 +472,7 @@ async fn party_hijack_needs_every_members_consent() {
         .to_owned();
     for bad in [leaders_own, for_another, access_token, "x.y.z".to_owned()] {
         let (status, answer) = ticket(&cloud, &leader_bearer, &body(vec![bad])).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
     }
     assert!(
         cloud
@@ -559,7 +583,7 @@ async fn one_ticket_per_player_per_mode_and_only_regions_with_edges() {
         &json!({"mode": "arena", "pings_ms": {"nowhere": 5}}),
     )
     .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{nowhere}");
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{nowhere}");
     let (status, kept) = ticket(
         &cloud,
         &other,
@@ -634,7 +658,7 @@ async fn bad_results_are_refused_and_change_nothing() {
     let cases = [
         (
             json_request("POST", &uri, edge_auth(), &unknown_player),
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
             json_request("POST", &uri, edge_auth(), &wrong_edge),
@@ -718,13 +742,13 @@ async fn replays_upload_once_index_by_player_and_download_immutable() {
         call(&cloud, put(b"not a replay".to_vec(), edge_auth()))
             .await
             .0,
-        StatusCode::BAD_REQUEST
+        StatusCode::UNPROCESSABLE_ENTITY
     );
     assert_eq!(
         call(&cloud, put(replay_of(match_id + 1, &cloud), edge_auth()))
             .await
             .0,
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNPROCESSABLE_ENTITY,
         "a replay of another match"
     );
     let (status, first) = call(&cloud, put(bytes.clone(), edge_auth())).await;

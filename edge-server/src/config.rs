@@ -132,9 +132,9 @@ impl EdgeConfig {
             }
         };
         check(
-            (1..=outpost_protocol::token::MAX_EDGE_ID_LEN).contains(&self.edge_id.len()),
+            outpost_protocol::token::valid_edge_id(&self.edge_id),
             "edge_id",
-            "must be 1..=64 bytes",
+            "must be 1..=64 of A-Z a-z 0-9 . _ -",
         )?;
         check(
             self.http_listen.is_none_or(|a| a.ip().is_loopback()) || self.admin_token.is_some(),

@@ -26,6 +26,18 @@ pub const MAX_TOKEN_BODY: usize = 4096;
 pub const MAX_SEATS: usize = 128;
 /// Longest edge id, in bytes.
 pub const MAX_EDGE_ID_LEN: usize = 64;
+
+/// Whether an edge id is well formed: 1..=64 of `A-Z a-z 0-9 . _ -` (the pattern
+/// [`EDGE_ID_PATTERN`] gives the HTTP API's schema).
+pub fn valid_edge_id(id: &str) -> bool {
+    (1..=MAX_EDGE_ID_LEN).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// [`valid_edge_id`] as a regular expression.
+pub const EDGE_ID_PATTERN: &str = "^[A-Za-z0-9._-]{1,64}$";
 /// Domain separation: signatures over tokens can never be confused with any other
 /// signature made with the same key.
 const SIGNING_CONTEXT: &[u8] = b"outpost-connect-token/v2\0";
