@@ -232,6 +232,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     for group in &mut gateway_config.groups {
         group.per_ip = everyone;
     }
+    // So are its connection caps: bots, and load tests aimed at this gateway, all come
+    // from loopback.
+    gateway_config.connections.max_connections_per_address =
+        gateway_config.connections.max_connections;
     let gateway = Gateway::start_with_stats(gateway_config, edge.metrics().gateway.clone()).await?;
     let api_url = format!("http://{}", gateway.addr());
     eprintln!(

@@ -135,6 +135,9 @@ fn spawn_edge(
         .args(["--max-players", &players.to_string()])
         .args(["--max-matches", &matches.to_string()])
         .args(["--sim-threads", &args.edge_sim_threads.to_string()])
+        // Every simulated player comes from 127.0.0.1: the per-address cap on pending
+        // handshakes would otherwise refuse a fast ramp.
+        .args(["--max-pending-handshakes-per-address", "1024"])
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or("warn".into()),
