@@ -35,17 +35,6 @@ pub enum Period {
 }
 
 impl Period {
-    /// Parses the query form (`all_time`, `daily`, `weekly`, `season`).
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "all_time" => Some(Self::AllTime),
-            "daily" => Some(Self::Daily),
-            "weekly" => Some(Self::Weekly),
-            "season" => Some(Self::Season),
-            _ => None,
-        }
-    }
-
     /// The key of the period holding `now_ms` (e.g. `d20418`: day 20,418 since the Unix
     /// epoch; `w2917`: the 2,917th Monday-to-Sunday week) and when its board expires
     /// (Unix seconds, 0 for never).
