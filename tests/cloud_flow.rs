@@ -198,7 +198,10 @@ async fn play_one_match(
     mid_match.await;
     for game in games {
         let report = game.await.expect("bot");
-        assert!(report.match_ended, "every player saw the match end");
+        assert!(
+            report.match_ended,
+            "every player saw the match end: {report:?}"
+        );
     }
     players
 }

@@ -84,6 +84,9 @@ impl Bot {
                 () = &mut stop => break,
                 _ = ticks.tick() => {}
             }
+            // Read before the events: every event that came before the goodbye is then
+            // queued already, so a match end followed at once by the goodbye is seen.
+            let said_goodbye = self.session.goodbye().is_some();
             while let Some(event) = self.session.try_next_event() {
                 match event.event {
                     MatchEvent::Hit { shooter, .. } if shooter == player => report.hits += 1,
@@ -99,7 +102,7 @@ impl Bot {
                 }
                 last_ack = (world.tick, world.ack_input_seq);
             }
-            if report.match_ended || self.session.goodbye().is_some() {
+            if report.match_ended || said_goodbye {
                 break;
             }
             if self.session.is_closed() {
