@@ -29,6 +29,7 @@ pub mod config;
 mod directory;
 pub mod gateway;
 pub mod handshake;
+pub mod host;
 mod http;
 pub mod metrics;
 pub mod outbox;

@@ -1,32 +1,28 @@
 //! Sim workers: dedicated threads that each own a set of matches and tick them on their
-//! fixed clocks. They meet the network only through bounded channels: commands (joins,
-//! inputs, leaves) in, encoded datagrams and control messages out. A slow client can
-//! never stall a tick: a full queue drops and counts.
+//! fixed clocks. Each match is a [`MatchHost`] (pure: `host.rs`); the worker is the loop
+//! around them: commands (joins, leaves) from a bounded queue and input frames from each
+//! seat's mailbox in, the hosts' transmits out to each connection's bounded queues. A
+//! slow client can never stall a tick: a full queue drops and counts.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use outpost_protocol::replay::{ReplayHeader, ReplayWriter};
 use outpost_protocol::{
-    Control, Datagram, EntityId, EntityState, EntityView, GoodbyeReason, InputFrame, MatchConfig,
-    MatchEndReason, MatchId, PlayerId, PlayerScore, QMotion, Quantizer, RejectCode, Snapshot,
-    codec, quantize,
+    Control, InputFrame, MatchConfig, MatchEndReason, MatchId, PlayerId, RejectCode,
 };
-use outpost_sim::{Match, SimError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::directory::Directory;
+pub(crate) use crate::host::{FinishedMatch, Joined};
+use crate::host::{HostSettings, MatchHost, Transmit};
 use crate::metrics::EdgeMetrics;
-use crate::snapshot::{self, ClientSnapshots, Frame, Interest, InterestGrid};
+use crate::snapshot::Interest;
 
-/// Ticks a late worker runs back to back before it gives up on the rest and counts them
-/// as missed.
-const MAX_CATCH_UP_TICKS: u32 = 4;
 /// Capacity of a worker's command queue.
 pub(crate) const COMMAND_QUEUE: usize = 16_384;
 /// Snapshots queued per connection; more means the connection is not draining.
@@ -99,24 +95,6 @@ pub(crate) enum Command {
     },
 }
 
-/// A seat granted.
-pub(crate) struct Joined {
-    /// The configuration the match runs.
-    pub config: MatchConfig,
-    pub entity: EntityId,
-    pub tick: u32,
-    pub players: Vec<PlayerScore>,
-}
-
-/// A match that ended, for the outbox.
-pub(crate) struct FinishedMatch {
-    pub match_id: MatchId,
-    pub outcome: Option<MatchEndReason>,
-    pub ticks: u32,
-    pub scores: Vec<PlayerScore>,
-    pub replay: Option<Vec<u8>>,
-}
-
 /// What workers share with the rest of the edge.
 pub(crate) struct WorkerContext {
     /// Where ended matches go (the outbox writer); `None`: nowhere, and no recording.
@@ -132,33 +110,18 @@ pub(crate) struct WorkerContext {
     pub bandwidth_bps: u32,
 }
 
-struct Seat {
-    link: Option<SessionLink>,
-    left_at: Option<Instant>,
-    snapshots: ClientSnapshots,
-}
-
+/// A hosted match and the connections of its seats.
 struct Hosted {
-    game: Match,
+    host: MatchHost,
+    /// Its tick, published for clock pings.
     tick: Arc<AtomicU32>,
-    period: Duration,
-    next_tick_at: Instant,
-    seats: BTreeMap<PlayerId, Seat>,
-    quantizer: Quantizer,
-    grid: InterestGrid,
-    recorder: Option<ReplayWriter>,
-    /// Inputs the simulation had dropped at the last count.
-    dropped_inputs: u64,
-    /// Players who joined and left for good (their grace ran out), with their scores then:
-    /// the result lists everyone who played, leavers too.
-    departed: Vec<PlayerScore>,
+    /// Each seated session's player and link.
+    links: HashMap<u64, (PlayerId, SessionLink)>,
 }
 
 struct Worker {
     ctx: WorkerContext,
     matches: HashMap<MatchId, Hosted>,
-    state: Vec<EntityState>,
-    quantized: Vec<EntityView>,
     frames: Vec<InputFrame>,
 }
 
@@ -167,8 +130,6 @@ pub(crate) fn run(ctx: WorkerContext, commands: Receiver<Command>) {
     let mut worker = Worker {
         ctx,
         matches: HashMap::new(),
-        state: Vec::new(),
-        quantized: Vec::new(),
         frames: Vec::new(),
     };
     loop {
@@ -177,7 +138,7 @@ pub(crate) fn run(ctx: WorkerContext, commands: Receiver<Command>) {
         }
         loop {
             match commands.try_recv() {
-                Ok(command) => worker.handle(command),
+                Ok(command) => worker.handle(command, Instant::now()),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     worker.shutdown();
@@ -186,7 +147,7 @@ pub(crate) fn run(ctx: WorkerContext, commands: Receiver<Command>) {
             }
         }
         worker.run_due_ticks(Instant::now());
-        match worker.matches.values().map(|m| m.next_tick_at).min() {
+        match worker.matches.values().map(|m| m.host.next_tick_at()).min() {
             Some(deadline) => {
                 let now = Instant::now();
                 if deadline > now {
@@ -194,7 +155,7 @@ pub(crate) fn run(ctx: WorkerContext, commands: Receiver<Command>) {
                 }
             }
             None => match commands.recv_timeout(Duration::from_millis(50)) {
-                Ok(command) => worker.handle(command),
+                Ok(command) => worker.handle(command, Instant::now()),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             },
@@ -204,7 +165,7 @@ pub(crate) fn run(ctx: WorkerContext, commands: Receiver<Command>) {
 }
 
 impl Worker {
-    fn handle(&mut self, command: Command) {
+    fn handle(&mut self, command: Command, now: Instant) {
         match command {
             Command::Join {
                 match_id,
@@ -214,7 +175,7 @@ impl Worker {
                 link,
                 reply,
             } => {
-                let result = self.join(match_id, &config, player, tick, link);
+                let result = self.join(match_id, &config, player, tick, link, now);
                 // The connection may be gone already; the seat then times out as a leave.
                 let _ = reply.send(result);
             }
@@ -223,19 +184,24 @@ impl Worker {
                 player,
                 session,
             } => {
-                let Some(hosted) = self.matches.get_mut(&match_id) else {
-                    return;
-                };
-                let Some(seat) = hosted.seats.get_mut(&player) else {
-                    return;
-                };
-                if seat.link.as_ref().is_some_and(|l| l.id == session) {
-                    seat.link = None;
-                    seat.left_at = Some(Instant::now());
-                    hosted.game.disconnect_player(player);
-                    self.ctx.metrics.players.dec();
+                if let Some(hosted) = self.matches.get_mut(&match_id) {
+                    hosted.host.leave(player, session, now);
+                    hosted.links.remove(&session);
                 }
             }
+        }
+    }
+
+    fn settings(&self) -> HostSettings {
+        HostSettings {
+            reconnect_grace: self.ctx.reconnect_grace,
+            interest: self.ctx.interest,
+            bandwidth_bps: self.ctx.bandwidth_bps,
+            max_replay_bytes: self
+                .ctx
+                .finished
+                .is_some()
+                .then_some(self.ctx.max_replay_bytes),
         }
     }
 
@@ -246,39 +212,27 @@ impl Worker {
         player: PlayerId,
         tick: Arc<AtomicU32>,
         link: SessionLink,
+        now: Instant,
     ) -> Result<Joined, RejectCode> {
         if !self.matches.contains_key(&match_id) {
-            let game = Match::new(match_id, config).map_err(|err| {
-                self.ctx.directory.remove(match_id);
-                match err {
-                    SimError::InvalidConfig(_) => RejectCode::InvalidConfig,
-                    _ => RejectCode::MatchOver,
-                }
-            })?;
-            let period = Duration::from_secs(1) / u32::from(config.tick_hz);
-            let recorder = self.ctx.finished.is_some().then(|| {
-                let header = ReplayHeader {
-                    match_id,
-                    config: config.clone(),
-                    started_at_ms: std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis() as u64),
-                };
-                ReplayWriter::new(&header, self.ctx.max_replay_bytes)
-            });
+            let started_at_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let host = MatchHost::new(
+                match_id,
+                config,
+                now,
+                started_at_ms,
+                self.settings(),
+                self.ctx.metrics.clone(),
+            )
+            .inspect_err(|_| self.ctx.directory.remove(match_id))?;
             self.matches.insert(
                 match_id,
                 Hosted {
-                    game,
+                    host,
                     tick,
-                    period,
-                    next_tick_at: Instant::now() + period,
-                    seats: BTreeMap::new(),
-                    quantizer: Quantizer::for_config(config),
-                    grid: InterestGrid::default(),
-                    recorder,
-                    dropped_inputs: 0,
-                    departed: Vec::new(),
+                    links: HashMap::new(),
                 },
             );
             self.ctx.metrics.matches.inc();
@@ -287,67 +241,57 @@ impl Worker {
         let Some(hosted) = self.matches.get_mut(&match_id) else {
             return Err(RejectCode::MatchOver);
         };
-        // Every grant for a match must carry the configuration it runs: a second grant
-        // under the same id with another one is refused, not quietly half-honoured.
-        if hosted.game.config() != config {
-            return Err(RejectCode::ConfigMismatch);
-        }
-        let entity = match hosted.game.add_player(player) {
-            Ok(entity) => entity,
-            Err(err) => {
-                if hosted.seats.is_empty() {
+        let session = link.id;
+        let max_datagram = link.max_datagram.load(Ordering::Relaxed);
+        match hosted.host.join(player, config, session, max_datagram) {
+            Ok(joined) => {
+                hosted.links.insert(session, (player, link));
+                route(hosted, &self.ctx.metrics, now);
+                Ok(joined)
+            }
+            Err(code) => {
+                if hosted.links.is_empty() && hosted.host.tick() == 0 {
+                    // Refused by the match it was about to create: no match at all.
                     self.close_match(match_id);
                 }
-                return Err(match err {
-                    SimError::MatchFull(_) => RejectCode::MatchFull,
-                    _ => RejectCode::MatchOver,
-                });
+                Err(code)
             }
-        };
-        let seat = hosted.seats.entry(player).or_insert_with(|| Seat {
-            link: None,
-            left_at: None,
-            snapshots: ClientSnapshots::new(entity),
-        });
-        if seat.link.is_none() {
-            self.ctx.metrics.players.inc();
         }
-        // A reconnect takes the seat over; the old connection's queues close with it. Its
-        // snapshots start again from a keyframe: the new connection holds no baseline.
-        seat.link = Some(link);
-        seat.snapshots = ClientSnapshots::new(entity);
-        seat.left_at = None;
-        self.ctx.metrics.joins.inc();
-        Ok(Joined {
-            config: hosted.game.config().clone(),
-            entity,
-            tick: hosted.game.tick(),
-            players: hosted.game.scores(),
-        })
     }
 
     fn run_due_ticks(&mut self, now: Instant) {
         let mut finished = Vec::new();
-        let ids: Vec<MatchId> = self.matches.keys().copied().collect();
-        for match_id in ids {
-            let mut ran = 0;
-            while let Some(hosted) = self.matches.get_mut(&match_id) {
-                if hosted.next_tick_at > now {
-                    break;
+        for (match_id, hosted) in &mut self.matches {
+            if hosted.host.next_tick_at() > now {
+                continue;
+            }
+            // Each seat's input frames, from its own mailbox; its datagram size limit.
+            for (session, (player, link)) in &hosted.links {
+                self.frames.clear();
+                link.inputs.take(&mut self.frames);
+                for frame in &self.frames {
+                    hosted.host.input(*player, *session, frame);
                 }
-                if ran == MAX_CATCH_UP_TICKS {
-                    let behind = now.duration_since(hosted.next_tick_at).as_nanos()
-                        / hosted.period.as_nanos().max(1);
-                    self.ctx.metrics.missed_ticks.inc_by(behind as u64 + 1);
-                    hosted.next_tick_at = now + hosted.period;
-                    break;
+                let max_datagram = link.max_datagram.load(Ordering::Relaxed);
+                hosted
+                    .host
+                    .set_max_datagram(*player, *session, max_datagram);
+            }
+            let started = Instant::now();
+            let ran = hosted.host.run_due(now);
+            hosted.tick.store(hosted.host.tick(), Ordering::Release);
+            route(hosted, &self.ctx.metrics, now);
+            if ran.ticks > 0 {
+                let each = started.elapsed() / ran.ticks;
+                for _ in 0..ran.ticks {
+                    self.ctx.metrics.tick_duration.observe(each.as_secs_f64());
+                    if let Ok(mut times) = self.ctx.tick_times_us.lock() {
+                        times.saturating_record(each.as_micros() as u64);
+                    }
                 }
-                hosted.next_tick_at += hosted.period;
-                ran += 1;
-                if self.tick(match_id) {
-                    finished.push(match_id);
-                    break;
-                }
+            }
+            if hosted.host.is_over() {
+                finished.push(*match_id);
             }
         }
         for match_id in finished {
@@ -355,197 +299,17 @@ impl Worker {
         }
     }
 
-    /// Runs one tick of a match and sends its results. Returns whether the match is over.
-    fn tick(&mut self, match_id: MatchId) -> bool {
-        let started = Instant::now();
-        let Some(hosted) = self.matches.get_mut(&match_id) else {
-            return true;
-        };
-        // Each seat's inputs, from its own mailbox.
-        for (player, seat) in &mut hosted.seats {
-            let Some(link) = &seat.link else { continue };
-            self.frames.clear();
-            link.inputs.take(&mut self.frames);
-            for frame in &self.frames {
-                seat.snapshots.ack(frame.ack_snapshot_tick);
-                for input in frame.inputs.iter().rev() {
-                    hosted.game.push_input(*player, *input);
-                }
-            }
-        }
-        hosted.game.step();
-        let tick = hosted.game.tick();
-        hosted.tick.store(tick, Ordering::Release);
-
-        let mut too_slow = Vec::new();
-        for event in hosted.game.drain_events() {
-            for (player, seat) in &hosted.seats {
-                let Some(link) = &seat.link else { continue };
-                if link
-                    .control
-                    .try_send(Control::Event(event.clone()))
-                    .is_err()
-                {
-                    too_slow.push(*player);
-                }
-            }
-        }
-
-        let mut gone = Vec::new();
-        if tick % hosted.game.config().ticks_per_snapshot() == 0 {
-            let dropped = hosted.game.dropped_inputs();
-            self.ctx
-                .metrics
-                .inputs_over_budget
-                .inc_by(dropped.saturating_sub(hosted.dropped_inputs));
-            hosted.dropped_inputs = dropped;
-            hosted.game.write_replicated_state(&mut self.state);
-            hosted.grid.rebuild(&self.state, self.ctx.interest.cell);
-            self.quantized.clear();
-            self.quantized.extend(
-                self.state
-                    .iter()
-                    .map(|e| e.quantize(&hosted.quantizer, None)),
-            );
-            if let Some(recorder) = &mut hosted.recorder {
-                if !self.quantized.is_sorted_by_key(|v| v.id) {
-                    self.quantized.sort_by_key(|v| v.id);
-                }
-                recorder.push(tick, &self.quantized);
-            }
-            let frame = Frame {
-                tick,
-                quantizer: &hosted.quantizer,
-                entities: &self.state,
-                quantized: &self.quantized,
-                grid: &hosted.grid,
-                interest: self.ctx.interest,
-            };
-            let ticks_left = hosted.game.ticks_left();
-            let snapshot_hz = hosted.game.config().snapshot_hz;
-            for (player, seat) in &mut hosted.seats {
-                let Some(link) = &seat.link else { continue };
-                let motion = hosted.game.motion(*player).map(|m| QMotion {
-                    velocity: quantize::velocity(m.velocity),
-                    grounded: m.grounded,
-                });
-                let max_datagram = link.max_datagram.load(Ordering::Relaxed);
-                let budget =
-                    snapshot::body_budget(self.ctx.bandwidth_bps, snapshot_hz, max_datagram);
-                let built = seat.snapshots.build(&frame, motion, budget);
-                let datagram = Datagram::Snapshot(Snapshot {
-                    tick,
-                    baseline_tick: built.baseline_tick,
-                    ack_input_seq: hosted.game.ack_input_seq(*player).unwrap_or(0),
-                    ticks_left,
-                    body: built.body,
-                });
-                let Ok(bytes) = codec::encode_datagram(&datagram) else {
-                    continue;
-                };
-                match link.datagrams.try_send(Bytes::from(bytes)) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        self.ctx.metrics.snapshots_dropped.inc();
-                    }
-                    // The connection is gone without a word: treat it as a leave.
-                    Err(mpsc::error::TrySendError::Closed(_)) => gone.push(*player),
-                }
-            }
-        }
-
-        // Seats whose connection fell behind on reliable traffic, or vanished, lose their
-        // link (a dropped queue ends the connection) and wait out the grace period.
-        for player in too_slow.into_iter().chain(gone) {
-            if let Some(seat) = hosted.seats.get_mut(&player)
-                && seat.link.take().is_some()
-            {
-                seat.left_at = Some(started);
-                hosted.game.disconnect_player(player);
-                self.ctx.metrics.players.dec();
-                tracing::debug!(match_id = %match_id, player = %player, "connection gone or too slow; seat kept for the grace period");
-            }
-        }
-        // Seats whose grace ran out are given up.
-        let grace = self.ctx.reconnect_grace;
-        let expired: Vec<PlayerId> = hosted
-            .seats
-            .iter()
-            .filter(|(_, s)| {
-                s.left_at
-                    .is_some_and(|at| started.duration_since(at) >= grace)
-            })
-            .map(|(p, _)| *p)
-            .collect();
-        if !expired.is_empty() {
-            let scores = hosted.game.scores();
-            for player in expired {
-                hosted.seats.remove(&player);
-                hosted.game.remove_player(player);
-                hosted.departed.retain(|d| d.player != player);
-                hosted
-                    .departed
-                    .extend(scores.iter().find(|s| s.player == player));
-            }
-        }
-        if hosted.seats.is_empty() && !hosted.game.is_over() {
-            hosted.game.end(MatchEndReason::Abandoned);
-        }
-
-        let elapsed = started.elapsed();
-        self.ctx
-            .metrics
-            .tick_duration
-            .observe(elapsed.as_secs_f64());
-        if let Ok(mut times) = self.ctx.tick_times_us.lock() {
-            times.saturating_record(elapsed.as_micros() as u64);
-        }
-        hosted.game.is_over()
-    }
-
     /// Says goodbye to everyone in a match and forgets it.
     fn close_match(&mut self, match_id: MatchId) {
         let Some(mut hosted) = self.matches.remove(&match_id) else {
             return;
         };
-        let reason = match hosted.game.outcome() {
-            Some(MatchEndReason::Shutdown) => GoodbyeReason::Shutdown,
-            _ => GoodbyeReason::MatchOver,
-        };
-        let events = hosted.game.drain_events();
-        for seat in hosted.seats.values_mut() {
-            let Some(link) = seat.link.take() else {
-                continue;
-            };
-            for event in &events {
-                let _ = link.control.try_send(Control::Event(event.clone()));
-            }
-            let _ = link.control.try_send(Control::Goodbye(reason));
-            self.ctx.metrics.players.dec();
-        }
+        let record = hosted.host.close();
+        route(&mut hosted, &self.ctx.metrics, Instant::now());
         self.ctx.directory.ended(match_id);
         self.ctx.metrics.matches.dec();
-        let outcome = hosted.game.outcome();
-        tracing::info!(match_id = %match_id, ?outcome, ticks = hosted.game.tick(), "match closed");
+        tracing::info!(match_id = %match_id, outcome = ?record.outcome, ticks = record.ticks, "match closed");
         if let Some(finished) = &self.ctx.finished {
-            let record = FinishedMatch {
-                match_id,
-                outcome,
-                ticks: hosted.game.tick(),
-                scores: {
-                    // A leaver who came back was seated again: listed once, as seated.
-                    let mut scores = hosted.game.scores();
-                    let seated: Vec<PlayerId> = scores.iter().map(|s| s.player).collect();
-                    scores.extend(
-                        hosted
-                            .departed
-                            .iter()
-                            .filter(|d| !seated.contains(&d.player)),
-                    );
-                    scores
-                },
-                replay: hosted.recorder.take().map(ReplayWriter::finish),
-            };
             // Blocks only if the outbox writer is 64 matches behind: rare, and losing a
             // result is worse than a late tick.
             if finished.send(record).is_err() {
@@ -558,9 +322,51 @@ impl Worker {
         let ids: Vec<MatchId> = self.matches.keys().copied().collect();
         for match_id in ids {
             if let Some(hosted) = self.matches.get_mut(&match_id) {
-                hosted.game.end(MatchEndReason::Shutdown);
+                hosted.host.end(MatchEndReason::Shutdown);
             }
             self.close_match(match_id);
+        }
+    }
+}
+
+/// Hands a match's transmits to its connections' queues. A connection that cannot take
+/// its reliable traffic (queue full), or is gone, loses its seat's link (dropping its
+/// queues ends it) and the seat waits out the grace period; a full snapshot queue only
+/// drops that snapshot.
+fn route(hosted: &mut Hosted, metrics: &EdgeMetrics, now: Instant) {
+    while let Some(transmit) = hosted.host.poll_transmit() {
+        match transmit {
+            Transmit::Datagram { session, bytes } => {
+                let Some((player, link)) = hosted.links.get(&session) else {
+                    continue;
+                };
+                match link.datagrams.try_send(bytes) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        metrics.snapshots_dropped.inc();
+                    }
+                    // The connection is gone without a word: treat it as a leave.
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        let player = *player;
+                        hosted.host.leave(player, session, now);
+                        hosted.links.remove(&session);
+                    }
+                }
+            }
+            Transmit::Control { session, message } => {
+                let Some((player, link)) = hosted.links.get(&session) else {
+                    continue;
+                };
+                if link.control.try_send(message).is_err() {
+                    let player = *player;
+                    tracing::debug!(match_id = %hosted.host.id(), player = %player, "connection gone or too slow; seat kept for the grace period");
+                    hosted.host.leave(player, session, now);
+                    hosted.links.remove(&session);
+                }
+            }
+            Transmit::Release { session } => {
+                hosted.links.remove(&session);
+            }
         }
     }
 }
@@ -593,6 +399,7 @@ mod tests {
         worker: &mut Worker,
         match_id: u64,
         player: u64,
+        start: Instant,
     ) -> (
         Arc<InputMailbox>,
         (mpsc::Receiver<Bytes>, mpsc::Receiver<Control>),
@@ -617,6 +424,7 @@ mod tests {
                     max_datagram: Arc::new(AtomicUsize::new(1200)),
                     inputs: inputs.clone(),
                 },
+                start,
             )
             .map_err(|code| code.as_str())
             .expect("seated");
@@ -642,19 +450,23 @@ mod tests {
         let mut worker = Worker {
             ctx: context(),
             matches: HashMap::new(),
-            state: Vec::new(),
-            quantized: Vec::new(),
             frames: Vec::new(),
         };
-        let (flooder, _keep_flooder) = seat(&mut worker, 1, 1);
-        let (honest, _keep_honest) = seat(&mut worker, 2, 2);
+        let start = Instant::now();
+        let (flooder, _keep_flooder) = seat(&mut worker, 1, 1, start);
+        let (honest, _keep_honest) = seat(&mut worker, 2, 2, start);
         // Far more frames than the shared queue (16,384) ever held, between two ticks.
         let dropped = (1..=50_000).filter(|&seq| flooder.put(frame(seq))).count();
         assert_eq!(dropped, 50_000 - MAILBOX_FRAMES);
         assert!(!honest.put(frame(1)));
-        worker.tick(MatchId(2));
-        worker.tick(MatchId(1));
-        let game = |w: &Worker, m: u64| w.matches[&MatchId(m)].game.ack_input_seq(PlayerId(m));
+        // One tick of each match.
+        worker.run_due_ticks(start + Duration::from_millis(17));
+        let game = |w: &Worker, m: u64| {
+            w.matches[&MatchId(m)]
+                .host
+                .game()
+                .ack_input_seq(PlayerId(m))
+        };
         assert_eq!(
             game(&worker, 2),
             Some(1),
@@ -662,7 +474,10 @@ mod tests {
         );
         // The flooder kept only its newest frames, and one tick's worth of them applied.
         assert!(game(&worker, 1) >= Some(50_000 - MAILBOX_FRAMES as u32 + 1));
-        let counts = worker.matches[&MatchId(1)].game.input_counts(PlayerId(1));
+        let counts = worker.matches[&MatchId(1)]
+            .host
+            .game()
+            .input_counts(PlayerId(1));
         assert_eq!(counts.map(|(applied, _)| applied), Some(1));
     }
 }

@@ -1,0 +1,615 @@
+//! One match hosted on an edge, free of I/O: seats and their reconnect grace, inputs in,
+//! ticks on the match's fixed clock, events and snapshots out to every seat, replay
+//! recording, and the record of the match once it ends.
+//!
+//! It reads no clock and touches no socket or channel: the caller passes `now` and what
+//! arrived (joins, leaves, input frames, links lost), and takes back what to send
+//! ([`Transmit`]) — quinn-proto's shape. The sim worker thread (`worker.rs`) is a thin
+//! loop around it; tests drive it on a virtual clock.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use outpost_protocol::replay::{ReplayHeader, ReplayWriter};
+use outpost_protocol::{
+    Control, Datagram, EntityId, EntityState, EntityView, GoodbyeReason, InputFrame, MatchConfig,
+    MatchEndReason, MatchId, PlayerId, PlayerScore, QMotion, Quantizer, RejectCode, Snapshot,
+    codec, quantize,
+};
+use outpost_sim::{Match, SimError};
+
+use crate::metrics::EdgeMetrics;
+use crate::snapshot::{self, ClientSnapshots, Frame, Interest, InterestGrid};
+
+/// Ticks a late host runs back to back before it gives up on the rest and counts them
+/// as missed.
+pub const MAX_CATCH_UP_TICKS: u32 = 4;
+
+/// How a host runs.
+#[derive(Debug, Clone, Copy)]
+pub struct HostSettings {
+    /// How long a disconnected player's seat is kept for a reconnect.
+    pub reconnect_grace: Duration,
+    /// Area of interest.
+    pub interest: Interest,
+    /// Snapshot bandwidth per client, bits per second.
+    pub bandwidth_bps: u32,
+    /// Largest replay recorded, bytes; `None`: no recording.
+    pub max_replay_bytes: Option<usize>,
+}
+
+/// Something for the network to send (or do) for a session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transmit {
+    /// A snapshot datagram.
+    Datagram {
+        /// The session.
+        session: u64,
+        /// The encoded datagram.
+        bytes: Bytes,
+    },
+    /// A reliable message on the control stream.
+    Control {
+        /// The session.
+        session: u64,
+        /// The message.
+        message: Control,
+    },
+    /// The session holds no seat any more (replaced by a reconnect, or its match is
+    /// over): let its connection go once what was queued for it is sent.
+    Release {
+        /// The session.
+        session: u64,
+    },
+}
+
+/// A seat granted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Joined {
+    /// The configuration the match runs.
+    pub config: MatchConfig,
+    /// The player's entity.
+    pub entity: EntityId,
+    /// The match's tick.
+    pub tick: u32,
+    /// Everyone in it, with scores.
+    pub players: Vec<PlayerScore>,
+}
+
+/// A match that ended, for the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishedMatch {
+    /// The match.
+    pub match_id: MatchId,
+    /// How it ended.
+    pub outcome: Option<MatchEndReason>,
+    /// Ticks played.
+    pub ticks: u32,
+    /// Everyone who played, leavers included, best first.
+    pub scores: Vec<PlayerScore>,
+    /// Its replay, if recorded.
+    pub replay: Option<Vec<u8>>,
+}
+
+/// What a run of due ticks came to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ran {
+    /// Ticks run.
+    pub ticks: u32,
+    /// Ticks given up on (the host fell too far behind its clock).
+    pub missed: u64,
+}
+
+struct Seat {
+    /// The session holding the seat, and its datagram size limit.
+    session: Option<(u64, usize)>,
+    left_at: Option<Instant>,
+    snapshots: ClientSnapshots,
+}
+
+/// One hosted match.
+pub struct MatchHost {
+    id: MatchId,
+    game: Match,
+    period: Duration,
+    next_tick_at: Instant,
+    seats: BTreeMap<PlayerId, Seat>,
+    quantizer: Quantizer,
+    grid: InterestGrid,
+    recorder: Option<ReplayWriter>,
+    settings: HostSettings,
+    metrics: Arc<EdgeMetrics>,
+    /// Inputs the simulation had dropped at the last count.
+    dropped_inputs: u64,
+    /// Players who joined and left for good (their grace ran out), with their scores then:
+    /// the result lists everyone who played, leavers too.
+    departed: Vec<PlayerScore>,
+    out: VecDeque<Transmit>,
+    state: Vec<EntityState>,
+    quantized: Vec<EntityView>,
+}
+
+impl std::fmt::Debug for MatchHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MatchHost")
+            .field("id", &self.id)
+            .field("tick", &self.game.tick())
+            .field("seats", &self.seats.len())
+            .finish()
+    }
+}
+
+impl MatchHost {
+    /// A new match, its first tick one period after `now`; `started_at_ms` (wall clock)
+    /// goes into its replay's header.
+    pub fn new(
+        id: MatchId,
+        config: &MatchConfig,
+        now: Instant,
+        started_at_ms: u64,
+        settings: HostSettings,
+        metrics: Arc<EdgeMetrics>,
+    ) -> Result<Self, RejectCode> {
+        let game = Match::new(id, config).map_err(|err| match err {
+            SimError::InvalidConfig(_) => RejectCode::InvalidConfig,
+            _ => RejectCode::MatchOver,
+        })?;
+        let period = Duration::from_secs(1) / u32::from(config.tick_hz);
+        let recorder = settings.max_replay_bytes.map(|max| {
+            let header = ReplayHeader {
+                match_id: id,
+                config: config.clone(),
+                started_at_ms,
+            };
+            ReplayWriter::new(&header, max)
+        });
+        Ok(Self {
+            id,
+            game,
+            period,
+            next_tick_at: now + period,
+            seats: BTreeMap::new(),
+            quantizer: Quantizer::for_config(config),
+            grid: InterestGrid::default(),
+            recorder,
+            settings,
+            metrics,
+            dropped_inputs: 0,
+            departed: Vec::new(),
+            out: VecDeque::new(),
+            state: Vec::new(),
+            quantized: Vec::new(),
+        })
+    }
+
+    /// The match.
+    pub fn id(&self) -> MatchId {
+        self.id
+    }
+
+    /// Its tick.
+    pub fn tick(&self) -> u32 {
+        self.game.tick()
+    }
+
+    /// When its next tick is due.
+    pub fn next_tick_at(&self) -> Instant {
+        self.next_tick_at
+    }
+
+    /// The simulation, for inspection.
+    pub fn game(&self) -> &Match {
+        &self.game
+    }
+
+    /// Whether it has ended (and should be closed).
+    pub fn is_over(&self) -> bool {
+        self.game.is_over()
+    }
+
+    /// Seats `player` on `session` (whose datagrams hold `max_datagram` bytes), or gives
+    /// their seat back on a reconnect: the old session is released, and the new one's
+    /// snapshots start from a keyframe.
+    pub fn join(
+        &mut self,
+        player: PlayerId,
+        config: &MatchConfig,
+        session: u64,
+        max_datagram: usize,
+    ) -> Result<Joined, RejectCode> {
+        // Every grant for a match must carry the configuration it runs: a second grant
+        // under the same id with another one is refused, not quietly half-honoured.
+        if self.game.config() != config {
+            return Err(RejectCode::ConfigMismatch);
+        }
+        let entity = self.game.add_player(player).map_err(|err| match err {
+            SimError::MatchFull(_) => RejectCode::MatchFull,
+            _ => RejectCode::MatchOver,
+        })?;
+        let seat = self.seats.entry(player).or_insert_with(|| Seat {
+            session: None,
+            left_at: None,
+            snapshots: ClientSnapshots::new(entity),
+        });
+        match seat.session.replace((session, max_datagram)) {
+            Some((old, _)) => self.out.push_back(Transmit::Release { session: old }),
+            None => {
+                self.metrics.players.inc();
+            }
+        }
+        seat.snapshots = ClientSnapshots::new(entity);
+        seat.left_at = None;
+        self.metrics.joins.inc();
+        Ok(Joined {
+            config: self.game.config().clone(),
+            entity,
+            tick: self.game.tick(),
+            players: self.game.scores(),
+        })
+    }
+
+    /// `session`'s connection ended (a leave, a lost link, a client too slow for its
+    /// reliable traffic): the seat waits out the reconnect grace. A session that no
+    /// longer holds the seat changes nothing.
+    pub fn leave(&mut self, player: PlayerId, session: u64, now: Instant) {
+        let Some(seat) = self.seats.get_mut(&player) else {
+            return;
+        };
+        if seat.session.is_some_and(|(s, _)| s == session) {
+            seat.session = None;
+            seat.left_at = Some(now);
+            self.game.disconnect_player(player);
+            self.metrics.players.dec();
+        }
+    }
+
+    /// An input frame from `session`: its ack and its inputs (ignored unless the session
+    /// holds the player's seat).
+    pub fn input(&mut self, player: PlayerId, session: u64, frame: &InputFrame) {
+        let Some(seat) = self.seats.get_mut(&player) else {
+            return;
+        };
+        if seat.session.is_none_or(|(s, _)| s != session) {
+            return;
+        }
+        seat.snapshots.ack(frame.ack_snapshot_tick);
+        for input in frame.inputs.iter().rev() {
+            self.game.push_input(player, *input);
+        }
+    }
+
+    /// The datagram size limit of `session`'s connection changed.
+    pub fn set_max_datagram(&mut self, player: PlayerId, session: u64, max_datagram: usize) {
+        if let Some(seat) = self.seats.get_mut(&player)
+            && let Some((s, size)) = seat.session.as_mut()
+            && *s == session
+        {
+            *size = max_datagram;
+        }
+    }
+
+    /// Runs every tick due by `now` (at most [`MAX_CATCH_UP_TICKS`]; the rest are missed
+    /// and counted), stopping when the match ends.
+    pub fn run_due(&mut self, now: Instant) -> Ran {
+        let mut ran = Ran::default();
+        while self.next_tick_at <= now && !self.is_over() {
+            if ran.ticks == MAX_CATCH_UP_TICKS {
+                let behind = now.duration_since(self.next_tick_at).as_nanos()
+                    / self.period.as_nanos().max(1);
+                ran.missed = behind as u64 + 1;
+                self.metrics.missed_ticks.inc_by(ran.missed);
+                self.next_tick_at = now + self.period;
+                break;
+            }
+            self.next_tick_at += self.period;
+            ran.ticks += 1;
+            self.step(now);
+        }
+        ran
+    }
+
+    /// One tick: step, events out, snapshots out (on snapshot ticks), seats whose grace
+    /// ran out given up; a match nobody is left in is abandoned.
+    pub fn step(&mut self, now: Instant) {
+        self.game.step();
+        let tick = self.game.tick();
+        for event in self.game.drain_events() {
+            for seat in self.seats.values() {
+                if let Some((session, _)) = seat.session {
+                    self.out.push_back(Transmit::Control {
+                        session,
+                        message: Control::Event(event.clone()),
+                    });
+                }
+            }
+        }
+        if tick.is_multiple_of(self.game.config().ticks_per_snapshot()) {
+            self.snapshots(tick);
+        }
+        let grace = self.settings.reconnect_grace;
+        let expired: Vec<PlayerId> = self
+            .seats
+            .iter()
+            .filter(|(_, s)| s.left_at.is_some_and(|at| now.duration_since(at) >= grace))
+            .map(|(p, _)| *p)
+            .collect();
+        if !expired.is_empty() {
+            let scores = self.game.scores();
+            for player in expired {
+                self.seats.remove(&player);
+                self.game.remove_player(player);
+                self.departed.retain(|d| d.player != player);
+                self.departed
+                    .extend(scores.iter().find(|s| s.player == player));
+            }
+        }
+        if self.seats.is_empty() && !self.game.is_over() {
+            self.game.end(MatchEndReason::Abandoned);
+        }
+    }
+
+    fn snapshots(&mut self, tick: u32) {
+        let dropped = self.game.dropped_inputs();
+        self.metrics
+            .inputs_over_budget
+            .inc_by(dropped.saturating_sub(self.dropped_inputs));
+        self.dropped_inputs = dropped;
+        self.game.write_replicated_state(&mut self.state);
+        self.grid.rebuild(&self.state, self.settings.interest.cell);
+        self.quantized.clear();
+        self.quantized
+            .extend(self.state.iter().map(|e| e.quantize(&self.quantizer, None)));
+        if let Some(recorder) = &mut self.recorder {
+            if !self.quantized.is_sorted_by_key(|v| v.id) {
+                self.quantized.sort_by_key(|v| v.id);
+            }
+            recorder.push(tick, &self.quantized);
+        }
+        let frame = Frame {
+            tick,
+            quantizer: &self.quantizer,
+            entities: &self.state,
+            quantized: &self.quantized,
+            grid: &self.grid,
+            interest: self.settings.interest,
+        };
+        let ticks_left = self.game.ticks_left();
+        let snapshot_hz = self.game.config().snapshot_hz;
+        for (player, seat) in &mut self.seats {
+            let Some((session, max_datagram)) = seat.session else {
+                continue;
+            };
+            let motion = self.game.motion(*player).map(|m| QMotion {
+                velocity: quantize::velocity(m.velocity),
+                grounded: m.grounded,
+            });
+            let budget =
+                snapshot::body_budget(self.settings.bandwidth_bps, snapshot_hz, max_datagram);
+            let built = seat.snapshots.build(&frame, motion, budget);
+            let datagram = Datagram::Snapshot(Snapshot {
+                tick,
+                baseline_tick: built.baseline_tick,
+                ack_input_seq: self.game.ack_input_seq(*player).unwrap_or(0),
+                ticks_left,
+                body: built.body,
+            });
+            let Ok(bytes) = codec::encode_datagram(&datagram) else {
+                continue;
+            };
+            self.out.push_back(Transmit::Datagram {
+                session,
+                bytes: Bytes::from(bytes),
+            });
+        }
+    }
+
+    /// Ends the match now (the edge shutting down).
+    pub fn end(&mut self, reason: MatchEndReason) {
+        self.game.end(reason);
+    }
+
+    /// The next thing to send, in order.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    /// Closes the match: the last events and a goodbye to every seated session (then
+    /// their release) are queued, and the match's record returned.
+    pub fn close(&mut self) -> FinishedMatch {
+        let reason = match self.game.outcome() {
+            Some(MatchEndReason::Shutdown) => GoodbyeReason::Shutdown,
+            _ => GoodbyeReason::MatchOver,
+        };
+        let events = self.game.drain_events();
+        for seat in self.seats.values_mut() {
+            let Some((session, _)) = seat.session.take() else {
+                continue;
+            };
+            for event in &events {
+                self.out.push_back(Transmit::Control {
+                    session,
+                    message: Control::Event(event.clone()),
+                });
+            }
+            self.out.push_back(Transmit::Control {
+                session,
+                message: Control::Goodbye(reason),
+            });
+            self.out.push_back(Transmit::Release { session });
+            self.metrics.players.dec();
+        }
+        // A leaver who came back was seated again: listed once, as seated.
+        let mut scores = self.game.scores();
+        let seated: Vec<PlayerId> = scores.iter().map(|s| s.player).collect();
+        scores.extend(self.departed.iter().filter(|d| !seated.contains(&d.player)));
+        FinishedMatch {
+            match_id: self.id,
+            outcome: self.game.outcome(),
+            ticks: self.game.tick(),
+            scores,
+            replay: self.recorder.take().map(ReplayWriter::finish),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use outpost_protocol::PlayerInput;
+
+    use super::*;
+
+    const PERIOD: Duration = Duration::from_nanos(1_000_000_000 / 60);
+
+    fn config() -> MatchConfig {
+        MatchConfig {
+            props: 0,
+            ..MatchConfig::default()
+        }
+    }
+
+    fn host(now: Instant) -> MatchHost {
+        let settings = HostSettings {
+            reconnect_grace: Duration::from_secs(5),
+            interest: Interest::default(),
+            bandwidth_bps: 96_000,
+            max_replay_bytes: Some(1 << 20),
+        };
+        MatchHost::new(
+            MatchId(1),
+            &config(),
+            now,
+            0,
+            settings,
+            Arc::new(EdgeMetrics::new()),
+        )
+        .expect("a valid config")
+    }
+
+    fn drain(host: &mut MatchHost) -> Vec<Transmit> {
+        std::iter::from_fn(|| host.poll_transmit()).collect()
+    }
+
+    fn input(seq: u32) -> InputFrame {
+        InputFrame {
+            ack_snapshot_tick: 0,
+            inputs: vec![PlayerInput {
+                seq,
+                ticks: 1,
+                move_z: 127,
+                ..PlayerInput::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn ticks_follow_the_clock_passed_in() {
+        let t0 = Instant::now();
+        let mut host = host(t0);
+        host.join(PlayerId(1), &config(), 10, 1200).expect("seated");
+        assert_eq!(host.run_due(t0 + PERIOD / 2), Ran::default());
+        let ran = host.run_due(t0 + PERIOD * 3);
+        assert_eq!((ran.ticks, ran.missed, host.tick()), (3, 0, 3));
+        // Snapshots go out every other tick at 60/30 Hz: ticks 2 here.
+        let datagrams = drain(&mut host)
+            .into_iter()
+            .filter(|t| matches!(t, Transmit::Datagram { session: 10, .. }))
+            .count();
+        assert_eq!(datagrams, 1);
+    }
+
+    #[test]
+    fn a_host_far_behind_its_clock_catches_up_a_little_and_counts_the_rest_missed() {
+        let t0 = Instant::now();
+        let mut host = host(t0);
+        host.join(PlayerId(1), &config(), 10, 1200).expect("seated");
+        let ran = host.run_due(t0 + PERIOD * 20);
+        assert_eq!(ran.ticks, MAX_CATCH_UP_TICKS);
+        assert_eq!(ran.missed, 16, "ticks 5..=20 given up");
+        assert_eq!(host.next_tick_at(), t0 + PERIOD * 21);
+    }
+
+    #[test]
+    fn a_reconnect_releases_the_old_session_and_ignores_its_inputs() {
+        let t0 = Instant::now();
+        let mut host = host(t0);
+        host.join(PlayerId(1), &config(), 10, 1200).expect("seated");
+        host.join(PlayerId(1), &config(), 11, 1200)
+            .expect("seated again");
+        assert!(drain(&mut host).contains(&Transmit::Release { session: 10 }));
+        host.input(PlayerId(1), 10, &input(1));
+        host.run_due(t0 + PERIOD);
+        assert_eq!(host.game().ack_input_seq(PlayerId(1)), Some(0));
+        host.input(PlayerId(1), 11, &input(2));
+        host.run_due(t0 + PERIOD * 2);
+        assert_eq!(host.game().ack_input_seq(PlayerId(1)), Some(2));
+        // The old session's leave does not empty the new one's seat.
+        host.leave(PlayerId(1), 10, t0 + PERIOD * 2);
+        host.run_due(t0 + PERIOD * 4);
+        assert!(
+            drain(&mut host)
+                .iter()
+                .any(|t| matches!(t, Transmit::Datagram { session: 11, .. }))
+        );
+    }
+
+    #[test]
+    fn a_grant_with_another_config_is_refused() {
+        let t0 = Instant::now();
+        let mut host = host(t0);
+        let other = MatchConfig {
+            duration_s: config().duration_s + 1,
+            ..config()
+        };
+        assert_eq!(
+            host.join(PlayerId(1), &other, 10, 1200),
+            Err(RejectCode::ConfigMismatch)
+        );
+    }
+
+    #[test]
+    fn a_leaver_past_the_grace_is_in_the_result_and_an_empty_match_is_abandoned() {
+        let t0 = Instant::now();
+        let mut host = host(t0);
+        host.join(PlayerId(1), &config(), 10, 1200).expect("seated");
+        host.join(PlayerId(2), &config(), 20, 1200).expect("seated");
+        host.leave(PlayerId(1), 10, t0);
+        // Within the grace the seat is kept and the match goes on.
+        host.run_due(t0 + Duration::from_secs(4));
+        assert!(!host.is_over());
+        host.leave(PlayerId(2), 20, t0 + Duration::from_secs(4));
+        host.run_due(t0 + Duration::from_secs(10));
+        assert!(host.is_over());
+        drain(&mut host);
+        let finished = host.close();
+        assert_eq!(finished.outcome, Some(MatchEndReason::Abandoned));
+        let mut players: Vec<u64> = finished.scores.iter().map(|s| s.player.0).collect();
+        players.sort_unstable();
+        assert_eq!(players, [1, 2], "leavers are listed");
+        assert!(finished.replay.is_some_and(|r| !r.is_empty()));
+    }
+
+    #[test]
+    fn closing_says_goodbye_then_releases_every_seated_session() {
+        let t0 = Instant::now();
+        let mut host = host(t0);
+        host.join(PlayerId(1), &config(), 10, 1200).expect("seated");
+        host.run_due(t0 + PERIOD);
+        drain(&mut host);
+        host.end(MatchEndReason::Shutdown);
+        let finished = host.close();
+        assert_eq!(finished.outcome, Some(MatchEndReason::Shutdown));
+        let sent = drain(&mut host);
+        let goodbye = sent.iter().position(|t| {
+            *t == Transmit::Control {
+                session: 10,
+                message: Control::Goodbye(GoodbyeReason::Shutdown),
+            }
+        });
+        let release = sent
+            .iter()
+            .position(|t| *t == Transmit::Release { session: 10 });
+        assert!(goodbye.is_some() && goodbye < release, "{sent:?}");
+    }
+}
