@@ -25,6 +25,7 @@
 
 mod bot;
 pub mod cloud;
+pub mod connection;
 pub mod link;
 pub mod netcode;
 pub mod replay;
@@ -35,10 +36,11 @@ use std::net::SocketAddr;
 
 pub use bot::{Bot, BotReport, BotStyle};
 pub use cloud::{CloudClient, CloudError, MatchFound, Party};
+pub use connection::{ControlFlow, MatchConnection, NetcodeStats, SessionStats};
 pub use netcode::{PredictedSelf, WorldState, input_ticks};
 pub use outpost_protocol::{PlayerInput, SignedToken};
 pub use replay::{ReplayFrame, ReplayPlayer};
-pub use session::{Client, NetcodeStats, Probe, Session, SessionStats};
+pub use session::{Client, Probe, Session};
 pub use tls::{Trust, client_config};
 
 /// Where and how to join a match: what the cloud's matchmaker (or the dev tool) hands a

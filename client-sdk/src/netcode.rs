@@ -56,13 +56,30 @@ pub enum SnapshotIssue {
     Malformed,
 }
 
+/// How long the clock remembers snapshot arrivals: the fastest arrival in this window is
+/// the link's floor, and lateness is measured against it.
+pub const CLOCK_WINDOW_S: f64 = 1.0;
+/// Most arrivals remembered (a second of snapshots at up to 128 Hz).
+const CLOCK_SAMPLES: usize = 128;
+/// Share of the way the clock moves toward a new floor per snapshot: smooth enough that a
+/// floor change does not jolt what is drawn, quick enough to settle within a second.
+const CLOCK_SLEW: f64 = 0.15;
+
 /// Estimates of the server's clock from snapshot arrivals.
+///
+/// Each arrival gives a sample, the snapshot's tick less the local time in ticks. The
+/// fastest sample in the last [`CLOCK_WINDOW_S`] is the link's floor; the clock slews
+/// toward it, and jitter is the mean lateness against it. A window rather than an
+/// all-time best lets the clock follow a lasting change: an edge that skipped ticks (its
+/// ticks now lag the wall clock for good), a route that got slower, clock drift.
 #[derive(Debug, Clone)]
 pub struct ClockSync {
     tick_hz: f64,
     snapshot_ticks: f64,
     offset: Option<f64>,
     jitter: f64,
+    /// Recent arrivals: (local time, sample), oldest first.
+    samples: VecDeque<(f64, f64)>,
 }
 
 impl ClockSync {
@@ -73,25 +90,35 @@ impl ClockSync {
             snapshot_ticks: f64::from(config.ticks_per_snapshot()),
             offset: None,
             jitter: 0.0,
+            samples: VecDeque::with_capacity(CLOCK_SAMPLES),
         }
     }
 
     /// A snapshot of `tick` arrived at local time `now_s`.
     pub fn on_snapshot(&mut self, tick: u32, now_s: f64) {
         let sample = f64::from(tick) - now_s * self.tick_hz;
-        match self.offset {
-            None => self.offset = Some(sample),
-            Some(offset) if sample > offset => {
-                // Less delayed than any before: the best estimate of the link's floor.
-                self.offset = Some(offset + (sample - offset) * 0.5);
-            }
-            Some(offset) => {
-                let late = offset - sample;
-                self.jitter += (late - self.jitter) * 0.05;
-                // Drift down slowly, so one late arrival does not move the clock.
-                self.offset = Some(offset - late * 0.002);
-            }
+        if self.samples.len() == CLOCK_SAMPLES {
+            self.samples.pop_front();
         }
+        self.samples.push_back((now_s, sample));
+        while self
+            .samples
+            .front()
+            .is_some_and(|&(at, _)| now_s - at > CLOCK_WINDOW_S)
+        {
+            self.samples.pop_front();
+        }
+        let floor = self
+            .samples
+            .iter()
+            .map(|&(_, s)| s)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let lateness: f64 = self.samples.iter().map(|&(_, s)| floor - s).sum();
+        self.jitter = lateness / self.samples.len() as f64;
+        self.offset = Some(match self.offset {
+            None => floor,
+            Some(offset) => offset + (floor - offset) * CLOCK_SLEW,
+        });
     }
 
     /// The server tick whose snapshot would arrive now on the fastest path seen.

@@ -43,3 +43,4 @@ pub use config::{ConfigError, EdgeConfig, TlsSource};
 pub use metrics::EdgeMetrics;
 pub use server::{Edge, EdgeStatus, TickStats, hex};
 pub use session::close_code;
+pub use worker::{InputMailbox, MAILBOX_FRAMES};

@@ -33,13 +33,13 @@ pub(crate) const CONTROL_QUEUE: usize = 256;
 /// Input frames kept per seat until its match's next tick. Frames repeat the last eight
 /// inputs, so an honest client loses nothing to this bound; a flooding one loses its
 /// own oldest frames and nobody else's.
-pub(crate) const MAILBOX_FRAMES: usize = 4;
+pub const MAILBOX_FRAMES: usize = 4;
 
 /// A seat's inputs, from its connection to the sim worker: bounded per seat, so one
 /// client sending too much can only crowd out itself (a queue shared by a worker's
 /// matches let a few flooding clients make every other match lose inputs).
-#[derive(Default)]
-pub(crate) struct InputMailbox {
+#[derive(Debug, Default)]
+pub struct InputMailbox {
     frames: Mutex<VecDeque<InputFrame>>,
 }
 
@@ -56,7 +56,7 @@ impl InputMailbox {
     }
 
     /// Takes every frame waiting, oldest first, into `out`.
-    fn take(&self, out: &mut Vec<InputFrame>) {
+    pub fn take(&self, out: &mut Vec<InputFrame>) {
         let mut frames = self.frames.lock().unwrap_or_else(|e| e.into_inner());
         out.extend(frames.drain(..));
     }

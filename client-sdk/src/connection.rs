@@ -1,0 +1,366 @@
+//! A player's connection to a match, free of I/O: the input protocol (numbering,
+//! redundancy, acknowledgement of snapshots, the view tick for lag compensation), the
+//! clock (server tick, render tick, jitter), prediction, interpolation, and what the edge
+//! said on the control stream.
+//!
+//! It reads no clock and touches no socket: the caller passes `now` and what arrived (a
+//! datagram, a control message) and takes back what to send (an input datagram, a ping).
+//! [`crate::Session`] is the quinn shell around it; tests and tools drive it on a virtual
+//! clock (`outpost::harness`).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use outpost_protocol::{
+    Control, Datagram, EntityId, EntityState, GoodbyeReason, InputFrame, Ping, PlayerInput,
+    TickedEvent, Welcome, codec,
+};
+
+use crate::ClientError;
+use crate::netcode::{
+    ClockSync, Decoder, PredictedSelf, Prediction, SnapshotIssue, Timeline, WorldState,
+};
+
+/// Most inputs in one datagram: the newest and every earlier one the edge has not yet
+/// acknowledged, up to this many (133 ms of inputs at 60 Hz), so a burst of lost
+/// datagrams loses no input.
+pub const REDUNDANT_INPUTS: usize = outpost_protocol::MAX_INPUTS_PER_FRAME;
+/// Events kept for the game before new ones are dropped (and counted).
+pub const EVENT_QUEUE: usize = 1024;
+/// Inputs remembered for timing their acknowledgement (two seconds at 60 Hz).
+const SENT_TIMES: usize = 128;
+
+/// Counters of one session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Snapshots received and decoded.
+    pub snapshots_received: u64,
+    /// Datagram bytes received.
+    pub bytes_received: u64,
+    /// Inputs sent (each once, however many times repeated for redundancy).
+    pub inputs_sent: u64,
+    /// Events received.
+    pub events_received: u64,
+    /// Events dropped because the game did not read them.
+    pub events_dropped: u64,
+    /// Datagrams from the edge that could not be used: malformed, or their baseline gone.
+    pub datagrams_rejected: u64,
+}
+
+/// How the netcode is doing for this session.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NetcodeStats {
+    /// Distance between the predicted own position and the server's, for each input the
+    /// server acknowledged (metres; the last few thousand).
+    pub prediction_errors: Vec<f32>,
+    /// Reconciliations that moved the prediction.
+    pub corrections: u64,
+    /// Furthest a remote entity was extrapolated, milliseconds.
+    pub max_extrapolated_ms: f64,
+    /// Current interpolation delay, milliseconds.
+    pub interpolation_delay_ms: f64,
+    /// Measured snapshot arrival jitter, milliseconds.
+    pub jitter_ms: f64,
+}
+
+/// Whether the control stream goes on after a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlFlow {
+    /// Keep reading.
+    Continue,
+    /// The edge said goodbye, or sent what a client never receives: stop reading.
+    End,
+}
+
+/// One player's connection to a match, after the edge's [`Welcome`].
+pub struct MatchConnection {
+    welcome: Welcome,
+    epoch: Instant,
+    decoder: Decoder,
+    clock: ClockSync,
+    timeline: Timeline,
+    prediction: Option<Prediction>,
+    /// The newest state, until the next input or prediction read reconciles with it.
+    unreconciled: Option<Arc<WorldState>>,
+    latest: Option<Arc<WorldState>>,
+    acked_input: u32,
+    /// When recent inputs were sent (sequence, seconds since `epoch`); bounded.
+    sent_at: VecDeque<(u32, f64)>,
+    interpolate: bool,
+    next_seq: u32,
+    /// Inputs the edge has not acknowledged, newest first; bounded.
+    recent: VecDeque<PlayerInput>,
+    events: VecDeque<TickedEvent>,
+    goodbye: Option<GoodbyeReason>,
+    stats: SessionStats,
+    ping_rtt: Option<Duration>,
+    input_rtt: Option<Duration>,
+}
+
+impl std::fmt::Debug for MatchConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MatchConnection")
+            .field("match_id", &self.welcome.match_id)
+            .field("entity", &self.welcome.entity)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl MatchConnection {
+    /// The connection the edge's `welcome` opened, at `now`.
+    pub fn new(welcome: Welcome, now: Instant) -> Self {
+        Self {
+            decoder: Decoder::new(&welcome.config, welcome.entity),
+            clock: ClockSync::new(&welcome.config),
+            timeline: Timeline::default(),
+            prediction: Prediction::new(&welcome.config, welcome.entity),
+            unreconciled: None,
+            latest: None,
+            acked_input: 0,
+            sent_at: VecDeque::with_capacity(SENT_TIMES),
+            interpolate: true,
+            next_seq: 0,
+            recent: VecDeque::with_capacity(REDUNDANT_INPUTS),
+            events: VecDeque::new(),
+            goodbye: None,
+            stats: SessionStats::default(),
+            ping_rtt: None,
+            input_rtt: None,
+            welcome,
+            epoch: now,
+        }
+    }
+
+    /// The edge's welcome.
+    pub fn welcome(&self) -> &Welcome {
+        &self.welcome
+    }
+
+    fn seconds(&self, now: Instant) -> f64 {
+        now.saturating_duration_since(self.epoch).as_secs_f64()
+    }
+
+    fn reconcile(&mut self) {
+        let Some(world) = self.unreconciled.take() else {
+            return;
+        };
+        self.acked_input = self.acked_input.max(world.ack_input_seq);
+        if let Some(prediction) = self.prediction.as_mut() {
+            prediction.reconcile(&world);
+        }
+    }
+
+    /// Numbers an input, stamps it with the tick the player views remote entities at
+    /// (unless `view_tick` is set), predicts its effect on the own character, and returns
+    /// its sequence number and the datagram to send: it acknowledges the newest snapshot
+    /// and repeats the earlier inputs the edge has not acknowledged.
+    pub fn send_input(
+        &mut self,
+        mut input: PlayerInput,
+        now: Instant,
+    ) -> Result<(u32, Bytes), ClientError> {
+        let now_s = self.seconds(now);
+        self.reconcile();
+        if input.view_tick == 0 {
+            input.view_tick = self
+                .clock
+                .render_tick(now_s)
+                .map_or(0, |t| t.max(0.0).round() as u32);
+        }
+        self.next_seq += 1;
+        input.seq = self.next_seq;
+        self.recent.push_front(input);
+        self.recent.truncate(REDUNDANT_INPUTS);
+        // What the edge already applied needs no repeating.
+        while self.recent.len() > 1
+            && self
+                .recent
+                .back()
+                .is_some_and(|i| i.seq <= self.acked_input)
+        {
+            self.recent.pop_back();
+        }
+        let frame = InputFrame {
+            ack_snapshot_tick: self.decoder.ack(),
+            inputs: self.recent.iter().copied().collect(),
+        };
+        let bytes = codec::encode_datagram(&Datagram::Input(frame))
+            .map_err(|_| ClientError::Protocol("input frame too large"))?;
+        if self.sent_at.len() == SENT_TIMES {
+            self.sent_at.pop_front();
+        }
+        self.sent_at.push_back((input.seq, now_s));
+        if let Some(prediction) = self.prediction.as_mut() {
+            prediction.apply(&input);
+        }
+        self.stats.inputs_sent += 1;
+        Ok((input.seq, Bytes::from(bytes)))
+    }
+
+    /// A datagram from the edge: the newest state, if it decoded into one. Malformed
+    /// datagrams and snapshots whose baseline is gone are counted; a late one is dropped.
+    pub fn on_datagram(&mut self, bytes: &[u8], now: Instant) -> Option<Arc<WorldState>> {
+        self.stats.bytes_received += bytes.len() as u64;
+        let Ok(Datagram::Snapshot(snapshot)) = codec::decode_datagram(bytes) else {
+            self.stats.datagrams_rejected += 1;
+            return None;
+        };
+        let world = match self.decoder.decode(&snapshot) {
+            Ok(world) => Arc::new(world),
+            // Datagrams may arrive out of order: an older one is simply superseded.
+            Err(SnapshotIssue::Stale) => return None,
+            Err(_) => {
+                self.stats.datagrams_rejected += 1;
+                return None;
+            }
+        };
+        let now_s = self.seconds(now);
+        if let Some(rtt) = self.input_acked(world.ack_input_seq, now_s) {
+            self.input_rtt = Some(Duration::from_secs_f64(rtt).max(Duration::from_micros(1)));
+        }
+        self.clock.on_snapshot(world.tick, now_s);
+        if self.interpolate {
+            self.timeline.push(&world, self.clock.tick_hz());
+        }
+        self.unreconciled = Some(world.clone());
+        self.latest = Some(world.clone());
+        self.stats.snapshots_received += 1;
+        Some(world)
+    }
+
+    /// Time from sending input `acked` to now, if it was remembered; forgets it and every
+    /// earlier one.
+    fn input_acked(&mut self, acked: u32, now_s: f64) -> Option<f64> {
+        let mut rtt = None;
+        while let Some(&(seq, sent)) = self.sent_at.front() {
+            if seq > acked {
+                break;
+            }
+            if seq == acked {
+                rtt = Some(now_s - sent);
+            }
+            self.sent_at.pop_front();
+        }
+        rtt
+    }
+
+    /// A message from the edge's control stream.
+    pub fn on_control(&mut self, message: Control, now: Instant) -> ControlFlow {
+        match message {
+            Control::Event(event) => {
+                self.stats.events_received += 1;
+                if self.events.len() < EVENT_QUEUE {
+                    self.events.push_back(event);
+                } else {
+                    self.stats.events_dropped += 1;
+                }
+                ControlFlow::Continue
+            }
+            Control::Pong(pong) => {
+                let now_us = self.seconds(now) * 1e6;
+                let rtt_us = (now_us as u64).saturating_sub(pong.client_time_us).max(1);
+                self.ping_rtt = Some(Duration::from_micros(rtt_us));
+                ControlFlow::Continue
+            }
+            Control::Goodbye(reason) => {
+                self.goodbye = Some(reason);
+                ControlFlow::End
+            }
+            _ => ControlFlow::End,
+        }
+    }
+
+    /// A clock ping to send on the control stream; its answer sets
+    /// [`MatchConnection::ping_rtt`].
+    pub fn ping(&self, now: Instant) -> Control {
+        Control::Ping(Ping {
+            client_time_us: now.saturating_duration_since(self.epoch).as_micros() as u64,
+        })
+    }
+
+    /// The next match event, oldest first.
+    pub fn poll_event(&mut self) -> Option<TickedEvent> {
+        self.events.pop_front()
+    }
+
+    /// The edge's goodbye, once it said one.
+    pub fn goodbye(&self) -> Option<GoodbyeReason> {
+        self.goodbye
+    }
+
+    /// The newest state received.
+    pub fn latest(&self) -> Option<&Arc<WorldState>> {
+        self.latest.as_ref()
+    }
+
+    /// The own character as predicted from the inputs sent, reconciled with the newest
+    /// server state, with corrections smoothed. `None` until the first snapshot.
+    pub fn predicted_self(&mut self) -> Option<PredictedSelf> {
+        self.reconcile();
+        self.prediction.as_ref().and_then(Prediction::current)
+    }
+
+    /// A remote entity as drawn at `render_tick`: interpolated between the snapshots
+    /// around that tick, or extrapolated at most 250 ms past the newest.
+    pub fn interpolated(&mut self, entity: EntityId, render_tick: f64) -> Option<EntityState> {
+        let tick_hz = self.clock.tick_hz();
+        self.timeline.at(entity, render_tick, tick_hz)
+    }
+
+    /// The tick remote entities should be drawn at: the newest state less an
+    /// interpolation delay that adapts to the measured jitter.
+    pub fn render_tick(&self, now: Instant) -> Option<f64> {
+        self.clock.render_tick(self.seconds(now))
+    }
+
+    /// The estimated current server tick, given the round-trip time.
+    pub fn server_tick(&self, now: Instant, rtt: Duration) -> Option<f64> {
+        self.clock.server_tick(self.seconds(now), rtt.as_secs_f64())
+    }
+
+    /// Round-trip time of the newest answered ping.
+    pub fn ping_rtt(&self) -> Option<Duration> {
+        self.ping_rtt
+    }
+
+    /// Input-to-acknowledgement round trip of the newest acknowledged input: from
+    /// sending it until a snapshot saying the edge applied it arrived.
+    pub fn input_rtt(&self) -> Option<Duration> {
+        self.input_rtt
+    }
+
+    /// Stops predicting the own character (it keeps a small physics world).
+    pub fn disable_prediction(&mut self) {
+        self.prediction = None;
+    }
+
+    /// Stops keeping remote entities' past states; the newest snapshot is still kept.
+    pub fn disable_interpolation(&mut self) {
+        self.interpolate = false;
+        self.timeline = Timeline::default();
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> SessionStats {
+        self.stats
+    }
+
+    /// Prediction, interpolation and clock figures so far.
+    pub fn netcode_stats(&self) -> NetcodeStats {
+        let hz = self.clock.tick_hz();
+        NetcodeStats {
+            prediction_errors: self
+                .prediction
+                .as_ref()
+                .map(Prediction::errors)
+                .unwrap_or_default(),
+            corrections: self.prediction.as_ref().map_or(0, Prediction::corrections),
+            max_extrapolated_ms: self.timeline.max_extrapolated_s() * 1000.0,
+            interpolation_delay_ms: self.clock.interpolation_delay_ticks() / hz * 1000.0,
+            jitter_ms: self.clock.jitter_ticks() / hz * 1000.0,
+        }
+    }
+}
