@@ -6,9 +6,11 @@
 )]
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use outpost_protocol::replication::{self, Layout};
 use outpost_protocol::{
     Datagram, EntityId, EntityKind, EntityState, MatchConfig, Quantizer, Snapshot, codec, delta,
 };
+use outpost_sim::arena;
 use std::hint::black_box;
 
 fn entities(n: u32) -> Vec<EntityState> {
@@ -110,6 +112,35 @@ fn netcode(c: &mut Criterion) {
     c.bench_function("netcode/keyframe_decode_1000", |b| {
         b.iter(|| delta::decode(&quantizer, &[], black_box(&keyframe)).expect("decodes"))
     });
+
+    // The same views through the generic codec (the arena's schema), side by side.
+    let layout = Layout::new(&arena::schema(&MatchConfig::default()));
+    let (g_baseline, g_current) = (arena::replicated(&baseline), arena::replicated(&current));
+    let g_body = replication::encode(&layout, &g_baseline, &g_current);
+    let g_keyframe = replication::encode(&layout, &replication::View::new(), &g_current);
+    let empty = replication::View::new();
+    c.bench_function("netcode/generic_delta_encode_1000_quarter_moving", |b| {
+        b.iter(|| replication::encode(&layout, black_box(&g_baseline), black_box(&g_current)))
+    });
+    c.bench_function("netcode/generic_delta_decode_1000_quarter_moving", |b| {
+        b.iter(|| {
+            replication::decode(&layout, black_box(&g_baseline), black_box(&g_body))
+                .expect("decodes")
+        })
+    });
+    c.bench_function("netcode/generic_keyframe_encode_1000", |b| {
+        b.iter(|| replication::encode(&layout, &empty, black_box(&g_current)))
+    });
+    c.bench_function("netcode/generic_keyframe_decode_1000", |b| {
+        b.iter(|| replication::decode(&layout, &empty, black_box(&g_keyframe)).expect("decodes"))
+    });
+    eprintln!(
+        "bytes: delta {} vs generic {}; keyframe {} vs generic {}",
+        body.len(),
+        g_body.len(),
+        keyframe.len(),
+        g_keyframe.len()
+    );
 }
 
 criterion_group!(benches, encode_1000_entities, snapshot_datagram, netcode);

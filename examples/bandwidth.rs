@@ -18,11 +18,13 @@ use bevy_ecs::prelude::*;
 use clap::{Parser, ValueEnum};
 use outpost_client::netcode::{Decoder, Timeline};
 use outpost_edge::snapshot::{ClientSnapshots, Frame, Interest, InterestGrid, body_budget};
-use outpost_protocol::delta::QMotion;
+use outpost_protocol::delta::{self, QMotion};
+use outpost_protocol::replication::{self, Layout};
 use outpost_protocol::{
     EntityId, EntityKind, EntityView, MatchConfig, MatchId, PlayerId, PlayerInput, Quantizer,
     Snapshot, quantize,
 };
+use outpost_sim::arena;
 use outpost_sim::rapier3d::prelude::*;
 use outpost_sim::{
     GameMode, Match, NetId, NetIds, Physics, Replicated, RigidBodyRef, SimError, SplitMix64,
@@ -86,6 +88,13 @@ struct Report {
     avg_view_entities: f64,
     avg_deferred_per_snapshot: f64,
     position_error_m_mean: f64,
+    /// Snapshot body bytes of the specialised codec, per snapshot.
+    body_bytes_per_snapshot: f64,
+    /// The same views encoded by the generic codec against the same baselines (arena
+    /// schema, `outpost_sim::arena::schema`).
+    generic_body_bytes_per_snapshot: f64,
+    /// Generic over specialised body bytes.
+    generic_over_specialised: f64,
     position_error_m_p99: f64,
 }
 
@@ -221,6 +230,10 @@ struct Viewer {
     decoder: Decoder,
     shown: Timeline,
     acks: VecDeque<(u32, u32)>, // (arrives at tick, acknowledges tick)
+    /// The views the client holds, by tick (for the side-by-side generic encoding).
+    views: VecDeque<(u32, delta::View)>,
+    body_bytes: u64,
+    generic_body_bytes: u64,
     bytes: u64,
     snapshots: u64,
     view_entities: u64,
@@ -291,6 +304,7 @@ fn main() -> anyhow::Result<()> {
     let ticks_per_snapshot = config.ticks_per_snapshot();
     let rtt_ticks = (args.rtt_ms * u32::from(config.tick_hz)).div_ceil(1000);
     let budget = body_budget(budget_kbps * 1000, snapshot_hz, 1200);
+    let layout = Layout::new(&arena::schema(&config));
 
     let mut state = Vec::new();
     game.write_replicated_state(&mut state);
@@ -388,10 +402,35 @@ fn main() -> anyhow::Result<()> {
                 ticks_left: 0,
                 body: built.body,
             };
+            // Side by side: the same view against the same baseline, generically coded.
+            let empty = delta::View::new();
+            let baseline = v
+                .views
+                .iter()
+                .find(|(t, _)| *t == built.baseline_tick)
+                .map_or(&empty, |(_, view)| view);
+            let view = delta::decode(&quantizer, baseline, &snapshot.body)
+                .map_err(|e| anyhow::anyhow!("decode failed: {e:?}"))?;
+            let (generic_base, generic_view) =
+                (arena::replicated(baseline), arena::replicated(&view));
+            let generic_body = replication::encode(&layout, &generic_base, &generic_view);
+            anyhow::ensure!(
+                replication::decode(&layout, &generic_base, &generic_body).as_ref()
+                    == Ok(&generic_view),
+                "the generic codec did not round trip"
+            );
+            if v.views.len() == 64 {
+                v.views.pop_front();
+            }
+            v.views.push_back((tick, view));
             let world = v
                 .decoder
                 .decode(&snapshot)
                 .map_err(|e| anyhow::anyhow!("decode failed: {e:?}"))?;
+            if measured {
+                v.body_bytes += snapshot.body.len() as u64;
+                v.generic_body_bytes += generic_body.len() as u64;
+            }
             v.acks.push_back((tick + rtt_ticks, tick));
             if measured {
                 v.bytes += (Snapshot::HEADER_LEN + snapshot.body.len()) as u64;
@@ -443,6 +482,13 @@ fn main() -> anyhow::Result<()> {
         avg_deferred_per_snapshot: viewers.iter().map(|v| v.deferred).sum::<u64>() as f64
             / snapshots as f64,
         position_error_m_mean: mean,
+        body_bytes_per_snapshot: viewers.iter().map(|v| v.body_bytes).sum::<u64>() as f64
+            / snapshots as f64,
+        generic_body_bytes_per_snapshot: viewers.iter().map(|v| v.generic_body_bytes).sum::<u64>()
+            as f64
+            / snapshots as f64,
+        generic_over_specialised: viewers.iter().map(|v| v.generic_body_bytes).sum::<u64>() as f64
+            / viewers.iter().map(|v| v.body_bytes).sum::<u64>().max(1) as f64,
         position_error_m_p99: percentile(&mut errors, 0.99),
     };
     if args.json {
@@ -463,6 +509,9 @@ fn viewer(own: EntityId, player: Option<PlayerId>, config: &MatchConfig) -> View
         decoder: Decoder::new(config, own),
         shown: Timeline::default(),
         acks: VecDeque::new(),
+        views: VecDeque::new(),
+        body_bytes: 0,
+        generic_body_bytes: 0,
         bytes: 0,
         snapshots: 0,
         view_entities: 0,

@@ -82,21 +82,21 @@ impl From<std::io::Error> for DeltaError {
     }
 }
 
-type Writer = BitWriter<Vec<u8>, BigEndian>;
-type Reader<'a> = BitReader<&'a [u8], BigEndian>;
+pub(crate) type Writer = BitWriter<Vec<u8>, BigEndian>;
+pub(crate) type Reader<'a> = BitReader<&'a [u8], BigEndian>;
 
 // Writing into a Vec cannot fail; these helpers keep the encoder free of error plumbing.
-fn put(w: &mut Writer, bits: u32, value: u32) {
+pub(crate) fn put(w: &mut Writer, bits: u32, value: u32) {
     if bits > 0 {
         let _ = w.write_var::<u32>(bits, value);
     }
 }
 
-fn put_bit(w: &mut Writer, bit: bool) {
+pub(crate) fn put_bit(w: &mut Writer, bit: bool) {
     let _ = w.write_bit(bit);
 }
 
-fn get(r: &mut Reader<'_>, bits: u32) -> Result<u32, DeltaError> {
+pub(crate) fn get(r: &mut Reader<'_>, bits: u32) -> Result<u32, DeltaError> {
     if bits == 0 {
         return Ok(0);
     }
@@ -117,7 +117,7 @@ pub fn write_count(w: &mut Writer, n: u32) {
     }
 }
 
-fn count_bits(n: u32) -> u32 {
+pub(crate) fn count_bits(n: u32) -> u32 {
     if n < 16 {
         5
     } else if n < 272 {
@@ -127,7 +127,7 @@ fn count_bits(n: u32) -> u32 {
     }
 }
 
-fn read_count(r: &mut Reader<'_>) -> Result<u32, DeltaError> {
+pub(crate) fn read_count(r: &mut Reader<'_>) -> Result<u32, DeltaError> {
     if !r.read_bit()? {
         return get(r, 4);
     }
@@ -167,7 +167,7 @@ pub fn gap_bits(gap: u32) -> u32 {
     }
 }
 
-fn read_gap(r: &mut Reader<'_>) -> Result<u32, DeltaError> {
+pub(crate) fn read_gap(r: &mut Reader<'_>) -> Result<u32, DeltaError> {
     if r.read_bit()? {
         return Ok(1);
     }
@@ -412,7 +412,7 @@ fn read_motion(r: &mut Reader<'_>) -> Result<Option<QMotion>, DeltaError> {
     }))
 }
 
-fn sign_extend(value: u32, bits: u32) -> i64 {
+pub(crate) fn sign_extend(value: u32, bits: u32) -> i64 {
     let shift = 64 - bits;
     (i64::from(value) << shift) >> shift
 }

@@ -38,7 +38,9 @@ pub mod link;
 pub mod message;
 pub mod quantize;
 pub mod replay;
+pub mod replication;
 pub mod rng;
+pub mod schema;
 pub mod token;
 
 pub use config::{ConfigError, GameModeId, MatchConfig};

@@ -109,56 +109,20 @@ impl Quantizer {
     }
 }
 
-const COMPONENT_MAX: f32 = ((1 << ROTATION_COMPONENT_BITS) - 1) as f32;
-
-/// Quantizes a quaternion `(x, y, z, w)`; it need not be exactly unit length.
+/// Quantizes a quaternion `(x, y, z, w)`; it need not be exactly unit length. (The
+/// smallest-three formula of [`crate::schema::rotation`] at 10 bits.)
 pub fn rotation(q: [f32; 4]) -> QRotation {
-    let length = q.iter().map(|c| c * c).sum::<f32>().sqrt();
-    let q = if length.is_finite() && length > 1e-6 {
-        q.map(|c| c / length)
-    } else {
-        [0.0, 0.0, 0.0, 1.0]
-    };
-    let largest = (0..4)
-        .max_by(|&a, &b| q[a].abs().total_cmp(&q[b].abs()))
-        .unwrap_or(3);
-    // q and -q are the same rotation: make the dropped component positive.
-    let sign = if q[largest] < 0.0 { -1.0 } else { 1.0 };
-    let mut components = [0u16; 3];
-    let mut k = 0;
-    for (i, c) in q.iter().enumerate() {
-        if i == largest {
-            continue;
-        }
-        let unit = (sign * c * std::f32::consts::SQRT_2).clamp(-1.0, 1.0);
-        components[k] = (((unit + 1.0) / 2.0) * COMPONENT_MAX).round() as u16;
-        k += 1;
-    }
+    let [largest, a, b, c] = crate::schema::rotation(q, ROTATION_COMPONENT_BITS);
     QRotation {
         largest: largest as u8,
-        components,
+        components: [a as u16, b as u16, c as u16],
     }
 }
 
 /// The unit quaternion `(x, y, z, w)` a quantized rotation stands for.
 pub fn rotation_value(r: QRotation) -> [f32; 4] {
-    let mut q = [0f32; 4];
-    let largest = usize::from(r.largest.min(3));
-    let mut sum = 0.0;
-    let mut k = 0;
-    for (i, slot) in q.iter_mut().enumerate() {
-        if i == largest {
-            continue;
-        }
-        let c = (f32::from(r.components[k].min(COMPONENT_MAX as u16)) / COMPONENT_MAX * 2.0 - 1.0)
-            / std::f32::consts::SQRT_2;
-        *slot = c;
-        sum += c * c;
-        k += 1;
-    }
-    q[largest] = (1.0 - sum).max(0.0).sqrt();
-    let length = q.iter().map(|c| c * c).sum::<f32>().sqrt();
-    q.map(|c| c / length)
+    let [a, b, c] = r.components.map(u32::from);
+    crate::schema::rotation_value(&[u32::from(r.largest), a, b, c], ROTATION_COMPONENT_BITS)
 }
 
 const VELOCITY_OFFSET: f32 = MAX_SPEED / VELOCITY_STEP;

@@ -4,6 +4,7 @@
 pub mod combat;
 pub mod movement;
 pub mod prediction;
+pub mod schema;
 
 use bevy_ecs::prelude::*;
 use outpost_protocol::{EntityId, EntityKind, MatchConfig, PlayerId};
@@ -18,6 +19,7 @@ use outpost_protocol::rng::SplitMix64;
 pub use combat::HitboxHistory;
 pub use movement::{Character, move_character};
 pub use prediction::Predictor;
+pub use schema::{replicated, schema};
 
 /// Half-height of the cylindrical part of a character's capsule, metres.
 pub const CAPSULE_HALF_HEIGHT: f32 = 0.5;

@@ -1,0 +1,808 @@
+//! Generic snapshot bodies: entities as sets of a mode's components, delta-coded per
+//! component and field against a view the client already has, bit-packed. Any mode's
+//! state goes through here; a [`Layout`] built from the mode's [`ModeSchema`] says how
+//! many slots each component takes and how each field is written.
+//!
+//! A [`View`] is what one client knows: entities sorted by id, each a component mask and
+//! the quantized slots of its present components, in component order. The edge encodes
+//! the next view against the newest the client acknowledged ([`encode`]); the client
+//! decodes against the same baseline ([`decode`]). Against the empty view, a keyframe.
+//!
+//! Layout (counts and id gaps as in [`crate::delta`]; bits most significant first):
+//!
+//! ```text
+//! removed count, then each removed id as a gap from the previous
+//! entry count,   then each entry: id gap, new?(1)
+//!   new:     same-components-as-the-previous-new-entry?(1) [mask: one bit per component]
+//!            then every present component's fields, written whole
+//!   changed: for each present component with fields, in order: changed?(1)
+//!            [if it has more than one field: for each field changed?(1)] then each
+//!            changed field as a delta against the baseline
+//! ```
+//!
+//! An entity whose component set changed is sent as new. Field deltas: a vector (three
+//! axes) in one of three size classes (prefix `0`: 6 bits per axis, `10`: 10, `110`: 14;
+//! `111`: whole); a rotation `1` + three components of half its bits when the dropped
+//! index is unchanged and each fits, else `0` + whole; anything else whole.
+
+use crate::delta::{
+    DeltaError, Reader, Writer, count_bits, gap_bits, get, put, put_bit, read_count, read_gap,
+    sign_extend, write_count, write_gap,
+};
+use crate::ids::EntityId;
+use crate::schema::{Coding, ModeSchema, Visibility};
+use bitstream_io::{BitRead, BitWrite};
+
+pub use crate::delta::MAX_VIEW_ENTITIES;
+
+/// Vector delta size classes: bits per axis of a signed delta.
+const VECTOR_CLASSES: [u32; 3] = [6, 10, 14];
+
+#[derive(Debug, Clone, Copy)]
+struct FieldLayout {
+    offset: u32,
+    coding: Coding,
+}
+
+#[derive(Debug, Clone)]
+struct ComponentLayout {
+    slots: u32,
+    fields: Vec<FieldLayout>,
+    owner_only: bool,
+    priority: u8,
+}
+
+/// How a mode's components sit in slots and go on the wire.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    components: Vec<ComponentLayout>,
+    /// Bits of a component mask on the wire.
+    mask_bits: u32,
+    /// Components that are owner-only, as a mask.
+    owner_mask: u64,
+    position: Option<(usize, u32)>,
+    /// Slots per component mask, for schemas of up to [`TABLED_COMPONENTS`] components.
+    slots_by_mask: Vec<u32>,
+}
+
+/// Schemas with at most this many components have their masks' slot counts tabled.
+const TABLED_COMPONENTS: usize = 10;
+
+impl Layout {
+    /// The layout of a (valid) schema.
+    pub fn new(schema: &ModeSchema) -> Self {
+        let components: Vec<ComponentLayout> = schema
+            .components
+            .iter()
+            .map(|c| {
+                let mut offset = 0u32;
+                let fields = c
+                    .fields
+                    .iter()
+                    .map(|f| {
+                        let field = FieldLayout {
+                            offset,
+                            coding: f.kind.coding(),
+                        };
+                        offset += f.kind.slots() as u32;
+                        field
+                    })
+                    .collect();
+                ComponentLayout {
+                    slots: offset,
+                    fields,
+                    owner_only: c.visibility == Visibility::Owner,
+                    priority: c.priority,
+                }
+            })
+            .collect();
+        let owner_mask = components
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.owner_only)
+            .fold(0u64, |m, (i, _)| m | 1 << i);
+        let position = schema
+            .position_field()
+            .map(|(c, f)| (c, components[c].fields[f].offset));
+        let mut layout = Self {
+            mask_bits: components.len() as u32,
+            components,
+            owner_mask,
+            position,
+            slots_by_mask: Vec::new(),
+        };
+        if layout.components.len() <= TABLED_COMPONENTS {
+            layout.slots_by_mask = (0..1u64 << layout.components.len())
+                .map(|mask| layout.count_slots(mask) as u32)
+                .collect();
+        }
+        layout
+    }
+
+    fn count_slots(&self, mask: u64) -> usize {
+        self.components
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, c)| c.slots as usize)
+            .sum()
+    }
+
+    /// Components declared.
+    pub fn component_count(&self) -> usize {
+        self.components.len()
+    }
+
+    /// Slots component `c` takes.
+    pub fn component_slots(&self, c: usize) -> usize {
+        self.components.get(c).map_or(0, |c| c.slots as usize)
+    }
+
+    /// Slots an entity with components `mask` takes.
+    pub fn entity_slots(&self, mask: u64) -> usize {
+        match self.slots_by_mask.get(mask as usize) {
+            Some(&n) if mask < self.slots_by_mask.len() as u64 => n as usize,
+            _ => self.count_slots(mask),
+        }
+    }
+
+    /// Where component `c` starts among the slots of an entity with components `mask`.
+    pub fn offset(&self, mask: u64, c: usize) -> Option<usize> {
+        if c >= self.components.len() || mask & (1 << c) == 0 {
+            return None;
+        }
+        Some(self.entity_slots(mask & ((1u64 << c) - 1)))
+    }
+
+    /// The components only an entity's owner receives, as a mask.
+    pub fn owner_mask(&self) -> u64 {
+        self.owner_mask
+    }
+
+    /// An entity's priority: the highest of its components'.
+    pub fn priority(&self, mask: u64) -> u8 {
+        self.components
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, c)| c.priority)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// An entity's position slots, if it has the schema's position component.
+    pub fn position<'a>(&self, record: &Record<'a>) -> Option<&'a [u32]> {
+        let (c, field) = self.position?;
+        let start = self.offset(record.mask, c)? + field as usize;
+        record.slots.get(start..start + 3)
+    }
+
+    fn valid_mask(&self, mask: u64) -> bool {
+        self.mask_bits >= 64 || mask >> self.mask_bits == 0
+    }
+
+    /// Whether a record's slots match its components.
+    pub fn fits(&self, record: &Record<'_>) -> bool {
+        self.valid_mask(record.mask) && record.slots.len() == self.entity_slots(record.mask)
+    }
+}
+
+/// One entity of a view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// The entity.
+    pub id: EntityId,
+    /// Its components: bit *i* for component *i*.
+    pub mask: u64,
+    /// The slots of its present components, in component order.
+    pub slots: &'a [u32],
+}
+
+/// A client's view: entities sorted by id, unique, their slots in one buffer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct View {
+    entries: Vec<(EntityId, u64, u32)>,
+    slots: Vec<u32>,
+}
+
+impl View {
+    /// An empty view (a keyframe's baseline).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forgets every entity, keeping the buffers.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.slots.clear();
+    }
+
+    /// Entities in the view.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it holds no entity.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Appends an entity; ids must come in increasing order (an entity out of order, or
+    /// with id 0, which is reserved, is left out).
+    pub fn push(&mut self, id: EntityId, mask: u64, slots: &[u32]) {
+        if id.0 == 0 || self.entries.last().is_some_and(|&(last, _, _)| last >= id) {
+            return;
+        }
+        self.entries.push((id, mask, self.slots.len() as u32));
+        self.slots.extend_from_slice(slots);
+    }
+
+    /// Appends a record (see [`View::push`]).
+    pub fn push_record(&mut self, record: Record<'_>) {
+        self.push(record.id, record.mask, record.slots);
+    }
+
+    /// Entity `i`.
+    pub fn get(&self, i: usize) -> Option<Record<'_>> {
+        let &(id, mask, start) = self.entries.get(i)?;
+        let end = self
+            .entries
+            .get(i + 1)
+            .map_or(self.slots.len(), |e| e.2 as usize);
+        Some(Record {
+            id,
+            mask,
+            slots: &self.slots[start as usize..end],
+        })
+    }
+
+    /// The entity with id `id`.
+    pub fn find(&self, id: EntityId) -> Option<Record<'_>> {
+        let i = self.entries.binary_search_by_key(&id, |e| e.0).ok()?;
+        self.get(i)
+    }
+
+    /// Every entity, by id.
+    pub fn iter(&self) -> impl Iterator<Item = Record<'_>> {
+        (0..self.entries.len()).filter_map(|i| self.get(i))
+    }
+}
+
+/// Whether two short slot runs are equal: a branch-free loop, cheaper than a call to
+/// `memcmp` for the handful of slots a field or an entity has.
+fn same(a: &[u32], b: &[u32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn same_record(a: &Record<'_>, b: &Record<'_>) -> bool {
+    a.id == b.id && a.mask == b.mask && same(a.slots, b.slots)
+}
+
+fn vector_class(base: &[u32], cur: &[u32]) -> Option<usize> {
+    let worst = (0..3)
+        .map(|a| (i64::from(cur[a]) - i64::from(base[a])).unsigned_abs())
+        .max()?;
+    VECTOR_CLASSES
+        .iter()
+        .position(|&bits| worst < (1u64 << (bits - 1)))
+}
+
+fn rotation_small(bits: u32, base: &[u32], cur: &[u32]) -> bool {
+    let half = bits / 2;
+    base[0] == cur[0]
+        && (1..4).all(|i| (i64::from(cur[i]) - i64::from(base[i])).abs() < (1 << (half - 1)))
+}
+
+fn whole_bits(coding: Coding, slots: &[u32]) -> u32 {
+    match coding {
+        Coding::Vec3 { bits, .. } => bits.iter().sum(),
+        Coding::Rotation { bits } => 2 + 3 * bits,
+        Coding::Scalar { bits, .. } => bits,
+        Coding::Text { len_bits, max_len } => len_bits + 8 * slots[0].min(max_len),
+    }
+}
+
+fn delta_bits(coding: Coding, base: &[u32], cur: &[u32]) -> u32 {
+    match coding {
+        Coding::Vec3 { .. } => match vector_class(base, cur) {
+            Some(class) => (class as u32 + 1).min(3) + 3 * VECTOR_CLASSES[class],
+            None => 3 + whole_bits(coding, cur),
+        },
+        Coding::Rotation { bits } => {
+            if rotation_small(bits, base, cur) {
+                1 + 3 * (bits / 2)
+            } else {
+                1 + whole_bits(coding, cur)
+            }
+        }
+        _ => whole_bits(coding, cur),
+    }
+}
+
+fn write_whole(w: &mut Writer, coding: Coding, slots: &[u32]) {
+    match coding {
+        Coding::Vec3 { bits, .. } => {
+            for a in 0..3 {
+                put(w, bits[a], slots[a]);
+            }
+        }
+        Coding::Rotation { bits } => {
+            put(w, 2, slots[0]);
+            for c in &slots[1..4] {
+                put(w, bits, *c);
+            }
+        }
+        Coding::Scalar { bits, .. } => put(w, bits, slots[0]),
+        Coding::Text { max_len, len_bits } => {
+            let len = slots[0].min(max_len);
+            put(w, len_bits, len);
+            for i in 0..len as usize {
+                put(w, 8, (slots[1 + i / 4] >> (8 * (i % 4))) & 0xff);
+            }
+        }
+    }
+}
+
+fn write_delta(w: &mut Writer, coding: Coding, base: &[u32], cur: &[u32]) {
+    match coding {
+        Coding::Vec3 { .. } => match vector_class(base, cur) {
+            Some(class) => {
+                match class {
+                    0 => put_bit(w, false),
+                    1 => put(w, 2, 0b10),
+                    _ => put(w, 3, 0b110),
+                }
+                let bits = VECTOR_CLASSES[class];
+                for a in 0..3 {
+                    let d = i64::from(cur[a]) - i64::from(base[a]);
+                    put(w, bits, (d as u32) & ((1u32 << bits) - 1));
+                }
+            }
+            None => {
+                put(w, 3, 0b111);
+                write_whole(w, coding, cur);
+            }
+        },
+        Coding::Rotation { bits } => {
+            let small = rotation_small(bits, base, cur);
+            put_bit(w, small);
+            if small {
+                let half = bits / 2;
+                for i in 1..4 {
+                    let d = i64::from(cur[i]) - i64::from(base[i]);
+                    put(w, half, (d as u32) & ((1u32 << half) - 1));
+                }
+            } else {
+                write_whole(w, coding, cur);
+            }
+        }
+        _ => write_whole(w, coding, cur),
+    }
+}
+
+fn read_whole(r: &mut Reader<'_>, coding: Coding, out: &mut [u32]) -> Result<(), DeltaError> {
+    match coding {
+        Coding::Vec3 { bits, max } => {
+            for a in 0..3 {
+                out[a] = get(r, bits[a])?;
+                if out[a] > max[a] {
+                    return Err(DeltaError::OutOfRange);
+                }
+            }
+        }
+        Coding::Rotation { bits } => {
+            out[0] = get(r, 2)?;
+            for c in &mut out[1..4] {
+                *c = get(r, bits)?;
+            }
+        }
+        Coding::Scalar { bits, max } => {
+            out[0] = get(r, bits)?;
+            if out[0] > max {
+                return Err(DeltaError::OutOfRange);
+            }
+        }
+        Coding::Text { max_len, len_bits } => {
+            let len = get(r, len_bits)?;
+            if len > max_len {
+                return Err(DeltaError::OutOfRange);
+            }
+            out.fill(0);
+            out[0] = len;
+            for i in 0..len as usize {
+                out[1 + i / 4] |= get(r, 8)? << (8 * (i % 4));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_delta(
+    r: &mut Reader<'_>,
+    coding: Coding,
+    base: &[u32],
+    out: &mut [u32],
+) -> Result<(), DeltaError> {
+    match coding {
+        Coding::Vec3 { max, .. } => {
+            let class = if !r.read_bit()? {
+                Some(0)
+            } else if !r.read_bit()? {
+                Some(1)
+            } else if !r.read_bit()? {
+                Some(2)
+            } else {
+                None
+            };
+            let Some(class) = class else {
+                return read_whole(r, coding, out);
+            };
+            let bits = VECTOR_CLASSES[class];
+            for a in 0..3 {
+                let v = i64::from(base[a]) + sign_extend(get(r, bits)?, bits);
+                out[a] = u32::try_from(v)
+                    .ok()
+                    .filter(|&v| v <= max[a])
+                    .ok_or(DeltaError::OutOfRange)?;
+            }
+            Ok(())
+        }
+        Coding::Rotation { bits } => {
+            if !r.read_bit()? {
+                return read_whole(r, coding, out);
+            }
+            let half = bits / 2;
+            out[0] = base[0];
+            for i in 1..4 {
+                let v = i64::from(base[i]) + sign_extend(get(r, half)?, half);
+                out[i] = u32::try_from(v)
+                    .ok()
+                    .filter(|&v| v < (1 << bits))
+                    .ok_or(DeltaError::OutOfRange)?;
+            }
+            Ok(())
+        }
+        _ => read_whole(r, coding, out),
+    }
+}
+
+/// Iterates the present components of `mask` with their slots in `slots`.
+fn components<'a>(
+    layout: &'a Layout,
+    mask: u64,
+    slots: &'a [u32],
+) -> impl Iterator<Item = (&'a ComponentLayout, &'a [u32])> + 'a {
+    let mut start = 0usize;
+    let mut rest = mask;
+    std::iter::from_fn(move || {
+        if rest == 0 {
+            return None;
+        }
+        let i = rest.trailing_zeros() as usize;
+        rest &= rest - 1;
+        let c = layout.components.get(i)?;
+        let end = (start + c.slots as usize).min(slots.len());
+        let s = &slots[start.min(end)..end];
+        start = end;
+        Some((c, s))
+    })
+}
+
+fn field_slots(
+    field: &FieldLayout,
+    next: Option<&FieldLayout>,
+    component: &[u32],
+) -> (usize, usize) {
+    let start = field.offset as usize;
+    let end = next.map_or(component.len(), |n| n.offset as usize);
+    (start, end)
+}
+
+/// Bits an entry costs, not counting its id gap. `base` is the entity in the baseline,
+/// `None` if it is new to it; `same_mask_as_previous_new` whether a new entry can say
+/// "the same components as the last new one" in one bit.
+pub fn entry_bits(
+    layout: &Layout,
+    base: Option<&Record<'_>>,
+    cur: &Record<'_>,
+    same_mask_as_previous_new: bool,
+) -> u32 {
+    if !layout.fits(cur) || base.is_some_and(|b| !layout.fits(b)) {
+        return 0;
+    }
+    match base {
+        Some(base) if base.mask == cur.mask => {
+            let mut bits = 1;
+            for ((c, b), (_, s)) in components(layout, base.mask, base.slots)
+                .zip(components(layout, cur.mask, cur.slots))
+            {
+                if c.fields.is_empty() {
+                    continue;
+                }
+                bits += 1;
+                if same(b, s) {
+                    continue;
+                }
+                if c.fields.len() > 1 {
+                    bits += c.fields.len() as u32;
+                }
+                for (i, f) in c.fields.iter().enumerate() {
+                    let (start, end) = field_slots(f, c.fields.get(i + 1), s);
+                    if !same(&b[start..end], &s[start..end]) {
+                        bits += delta_bits(f.coding, &b[start..end], &s[start..end]);
+                    }
+                }
+            }
+            bits
+        }
+        _ => {
+            let mut bits = 2;
+            if !same_mask_as_previous_new {
+                bits += layout.mask_bits;
+            }
+            for (c, s) in components(layout, cur.mask, cur.slots) {
+                for (i, f) in c.fields.iter().enumerate() {
+                    let (start, end) = field_slots(f, c.fields.get(i + 1), s);
+                    bits += whole_bits(f.coding, &s[start..end]);
+                }
+            }
+            bits
+        }
+    }
+}
+
+/// Bits of the two counts, for budgeting.
+pub fn header_bits(removed: u32, entries: u32) -> u32 {
+    count_bits(removed) + count_bits(entries)
+}
+
+/// Bits an id gap costs.
+pub fn id_gap_bits(gap: u32) -> u32 {
+    gap_bits(gap)
+}
+
+fn write_entry(
+    w: &mut Writer,
+    layout: &Layout,
+    base: Option<Record<'_>>,
+    cur: Record<'_>,
+    previous_new_mask: &mut Option<u64>,
+) {
+    match base {
+        Some(base) if base.mask == cur.mask => {
+            put_bit(w, false);
+            for ((c, b), (_, s)) in components(layout, base.mask, base.slots)
+                .zip(components(layout, cur.mask, cur.slots))
+            {
+                if c.fields.is_empty() {
+                    continue;
+                }
+                let changed = !same(b, s);
+                put_bit(w, changed);
+                if !changed {
+                    continue;
+                }
+                if c.fields.len() == 1 {
+                    write_delta(w, c.fields[0].coding, b, s);
+                    continue;
+                }
+                let mut flags = 0u32;
+                for (i, f) in c.fields.iter().enumerate() {
+                    let (start, end) = field_slots(f, c.fields.get(i + 1), s);
+                    let differs = !same(&b[start..end], &s[start..end]);
+                    flags |= u32::from(differs) << i;
+                    put_bit(w, differs);
+                }
+                for (i, f) in c.fields.iter().enumerate() {
+                    if flags & (1 << i) != 0 {
+                        let (start, end) = field_slots(f, c.fields.get(i + 1), s);
+                        write_delta(w, f.coding, &b[start..end], &s[start..end]);
+                    }
+                }
+            }
+        }
+        _ => {
+            put_bit(w, true);
+            let same = *previous_new_mask == Some(cur.mask);
+            put_bit(w, same);
+            if !same {
+                for i in 0..layout.mask_bits {
+                    put_bit(w, cur.mask & (1 << i) != 0);
+                }
+            }
+            *previous_new_mask = Some(cur.mask);
+            for (c, s) in components(layout, cur.mask, cur.slots) {
+                for (i, f) in c.fields.iter().enumerate() {
+                    let (start, end) = field_slots(f, c.fields.get(i + 1), s);
+                    write_whole(w, f.coding, &s[start..end]);
+                }
+            }
+        }
+    }
+}
+
+/// Encodes `current` against `baseline`. Returns the body bytes. Entities whose slots
+/// do not match their mask's layout are left out rather than corrupting the body.
+pub fn encode(layout: &Layout, baseline: &View, current: &View) -> Vec<u8> {
+    let fits = |r: &Record<'_>| layout.fits(r);
+    let mut removed = Vec::new();
+    let mut entries: Vec<(Option<Record<'_>>, Record<'_>)> = Vec::new();
+    let mut base_iter = baseline.iter().filter(|r| fits(r)).peekable();
+    for cur in current.iter().filter(|r| fits(r)) {
+        while let Some(base) = base_iter.peek().copied() {
+            if base.id < cur.id {
+                removed.push(base.id);
+                base_iter.next();
+            } else {
+                break;
+            }
+        }
+        match base_iter.peek().copied() {
+            Some(base) if base.id == cur.id => {
+                base_iter.next();
+                if !same_record(&base, &cur) {
+                    entries.push((Some(base), cur));
+                }
+            }
+            _ => entries.push((None, cur)),
+        }
+    }
+    removed.extend(base_iter.map(|b| b.id));
+    let mut w = Writer::new(Vec::with_capacity(
+        8 + 2 * removed.len() + 16 * entries.len(),
+    ));
+    write_count(&mut w, removed.len() as u32);
+    let mut previous = 0u32;
+    for id in removed {
+        write_gap(&mut w, id.0 - previous);
+        previous = id.0;
+    }
+    write_count(&mut w, entries.len() as u32);
+    let mut previous = 0u32;
+    let mut previous_new_mask = None;
+    for (base, cur) in entries {
+        write_gap(&mut w, cur.id.0 - previous);
+        previous = cur.id.0;
+        write_entry(&mut w, layout, base, cur, &mut previous_new_mask);
+    }
+    let _ = w.byte_align();
+    w.into_writer()
+}
+
+/// Decodes a body against `baseline`, giving the new view.
+pub fn decode(layout: &Layout, baseline: &View, body: &[u8]) -> Result<View, DeltaError> {
+    let mut r = Reader::new(body);
+    let removed_count = read_count(&mut r)? as usize;
+    if removed_count > baseline.len() {
+        return Err(DeltaError::TooMany);
+    }
+    let mut removed = Vec::with_capacity(removed_count);
+    let mut previous = 0u32;
+    for _ in 0..removed_count {
+        let id = previous
+            .checked_add(read_gap(&mut r)?)
+            .ok_or(DeltaError::BadId)?;
+        if baseline.find(EntityId(id)).is_none() {
+            return Err(DeltaError::BaselineMismatch);
+        }
+        removed.push(EntityId(id));
+        previous = id;
+    }
+    let entry_count = read_count(&mut r)? as usize;
+    if entry_count > MAX_VIEW_ENTITIES || entry_count * 2 > body.len() * 8 {
+        return Err(DeltaError::TooMany);
+    }
+    let mut view = View::new();
+    let mut base_i = 0usize;
+    let mut gone = removed.iter().peekable();
+    // Copies baseline entities below `upto` (minus removed ones) into the view.
+    let carry = |view: &mut View,
+                 upto: Option<EntityId>,
+                 base_i: &mut usize,
+                 gone: &mut std::iter::Peekable<std::slice::Iter<'_, EntityId>>| {
+        while let Some(base) = baseline.get(*base_i) {
+            if upto.is_some_and(|id| base.id >= id) {
+                break;
+            }
+            if gone.peek().is_some_and(|&&g| g == base.id) {
+                gone.next();
+            } else {
+                view.push_record(base);
+            }
+            *base_i += 1;
+        }
+    };
+    let mut previous = 0u32;
+    let mut previous_new_mask: Option<u64> = None;
+    let mut slots = Vec::new();
+    for _ in 0..entry_count {
+        let id = EntityId(
+            previous
+                .checked_add(read_gap(&mut r)?)
+                .ok_or(DeltaError::BadId)?,
+        );
+        previous = id.0;
+        carry(&mut view, Some(id), &mut base_i, &mut gone);
+        let base = baseline.get(base_i).filter(|b| b.id == id);
+        if base.is_some() {
+            base_i += 1;
+            if gone.peek().is_some_and(|&&g| g == id) {
+                return Err(DeltaError::BaselineMismatch);
+            }
+        }
+        let new = r.read_bit()?;
+        slots.clear();
+        let mask = if new {
+            let mask = if r.read_bit()? {
+                previous_new_mask.ok_or(DeltaError::BaselineMismatch)?
+            } else {
+                let mut mask = 0u64;
+                for i in 0..layout.mask_bits {
+                    if r.read_bit()? {
+                        mask |= 1 << i;
+                    }
+                }
+                mask
+            };
+            previous_new_mask = Some(mask);
+            slots.resize(layout.entity_slots(mask), 0);
+            let mut start = 0usize;
+            for (i, c) in layout.components.iter().enumerate() {
+                if mask & (1 << i) == 0 {
+                    continue;
+                }
+                let s = &mut slots[start..start + c.slots as usize];
+                for (k, f) in c.fields.iter().enumerate() {
+                    let (a, b) = field_slots(f, c.fields.get(k + 1), s);
+                    read_whole(&mut r, f.coding, &mut s[a..b])?;
+                }
+                start += c.slots as usize;
+            }
+            mask
+        } else {
+            let base = base
+                .filter(|b| layout.fits(b))
+                .ok_or(DeltaError::BaselineMismatch)?;
+            slots.extend_from_slice(base.slots);
+            let mut start = 0usize;
+            for (i, c) in layout.components.iter().enumerate() {
+                if base.mask & (1 << i) == 0 {
+                    continue;
+                }
+                let range = start..start + c.slots as usize;
+                start = range.end;
+                if c.fields.is_empty() || !r.read_bit()? {
+                    continue;
+                }
+                let mut changed = [true; crate::schema::MAX_FIELDS];
+                if c.fields.len() > 1 {
+                    for flag in changed.iter_mut().take(c.fields.len()) {
+                        *flag = r.read_bit()?;
+                    }
+                }
+                let b = &base.slots[range.clone()];
+                let s = &mut slots[range];
+                for (k, f) in c.fields.iter().enumerate() {
+                    if !changed[k] {
+                        continue;
+                    }
+                    let (lo, hi) = field_slots(f, c.fields.get(k + 1), b);
+                    read_delta(&mut r, f.coding, &b[lo..hi], &mut s[lo..hi])?;
+                }
+            }
+            base.mask
+        };
+        if view.len() >= MAX_VIEW_ENTITIES {
+            return Err(DeltaError::TooMany);
+        }
+        view.push(id, mask, &slots);
+    }
+    carry(&mut view, None, &mut base_i, &mut gone);
+    if gone.next().is_some() {
+        return Err(DeltaError::BaselineMismatch);
+    }
+    if view.len() > MAX_VIEW_ENTITIES {
+        return Err(DeltaError::TooMany);
+    }
+    Ok(view)
+}
