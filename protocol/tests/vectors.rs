@@ -1,0 +1,412 @@
+//! The test vectors of `docs/protocol.md`, in `docs/protocol-vectors.json`: each vector's
+//! hex decodes to exactly its value, and its value encodes to exactly its hex, so the
+//! document cannot drift from the code. After a deliberate wire change, regenerate the
+//! file with `OUTPOST_WRITE_VECTORS=1 cargo test -p outpost-protocol --test vectors`, then
+//! update the document beside it.
+
+use outpost_protocol::delta::{self, EntityView, QMotion};
+use outpost_protocol::quantize::{self, QPosition, QVelocity};
+use outpost_protocol::token::seat_commitment;
+use outpost_protocol::{
+    ConnectToken, Control, Datagram, EntityId, EntityKind, GoodbyeReason, Hello, InputFrame,
+    MatchConfig, MatchEndReason, MatchEvent, MatchId, PROTOCOL_VERSION, Ping, PlayerId,
+    PlayerInput, PlayerScore, Pong, Quantizer, Reject, RejectCode, SignedToken, Snapshot,
+    TickedEvent, TokenSigner, TokenVerifier, Welcome, codec,
+};
+use serde_json::{Value, json};
+
+const FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol-vectors.json");
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// The signing key of every token vector: the seed 32 × 0x01. Never use it anywhere.
+const SEED: [u8; 32] = [1; 32];
+const SECRET: [u8; 16] = [0x5e; 16];
+
+fn token() -> SignedToken {
+    let terms = ConnectToken {
+        player_id: PlayerId(7),
+        match_id: MatchId(42),
+        edge_id: "eu-west-1a".into(),
+        config: MatchConfig {
+            max_players: 2,
+            props: 0,
+            seed: 9,
+            ..MatchConfig::default()
+        },
+        issued_at_ms: 1_767_225_600_000,
+        expires_at_ms: 1_767_225_660_000,
+        nonce: SECRET,
+    };
+    TokenSigner::from_seed(&SEED)
+        .sign_match(&terms, &[(PlayerId(7), SECRET), (PlayerId(8), [0x8e; 16])])
+        .expect("signs")
+        .remove(0)
+}
+
+fn controls() -> Vec<(&'static str, Control)> {
+    let token = token();
+    let config = MatchConfig {
+        max_players: 2,
+        props: 0,
+        seed: 9,
+        ..MatchConfig::default()
+    };
+    vec![
+        (
+            "hello",
+            Control::Hello(Hello {
+                protocol_version: PROTOCOL_VERSION,
+                connect_token: token.clone(),
+                reconnect_key: None,
+            }),
+        ),
+        (
+            "hello_reconnect",
+            Control::Hello(Hello {
+                protocol_version: PROTOCOL_VERSION,
+                connect_token: token,
+                reconnect_key: Some([0xab; 16]),
+            }),
+        ),
+        (
+            "welcome",
+            Control::Welcome(Welcome {
+                protocol_version: PROTOCOL_VERSION,
+                match_id: MatchId(42),
+                player_id: PlayerId(7),
+                entity: EntityId(1),
+                tick: 0,
+                config,
+                reconnect_key: [0xab; 16],
+                players: vec![PlayerScore {
+                    player: PlayerId(7),
+                    entity: EntityId(1),
+                    score: 0,
+                }],
+            }),
+        ),
+        (
+            "reject",
+            Control::Reject(Reject::new(RejectCode::MatchFull, "match is full")),
+        ),
+        (
+            "event_hit",
+            Control::Event(TickedEvent {
+                tick: 600,
+                event: MatchEvent::Hit {
+                    shooter: PlayerId(7),
+                    target: PlayerId(8),
+                    shooter_score: 3,
+                },
+            }),
+        ),
+        (
+            "event_match_ended",
+            Control::Event(TickedEvent {
+                tick: 18_000,
+                event: MatchEvent::MatchEnded {
+                    reason: MatchEndReason::TimeUp,
+                    scores: vec![
+                        PlayerScore {
+                            player: PlayerId(7),
+                            entity: EntityId(1),
+                            score: 3,
+                        },
+                        PlayerScore {
+                            player: PlayerId(8),
+                            entity: EntityId(2),
+                            score: 1,
+                        },
+                    ],
+                },
+            }),
+        ),
+        (
+            "ping",
+            Control::Ping(Ping {
+                client_time_us: 1_000_000,
+            }),
+        ),
+        (
+            "pong",
+            Control::Pong(Pong {
+                client_time_us: 1_000_000,
+                server_tick: 61,
+            }),
+        ),
+        ("goodbye_quit", Control::Goodbye(GoodbyeReason::Quit)),
+    ]
+}
+
+/// Two entities as an edge quantizes them for the default arena: the client's own
+/// character (with its motion) and a prop.
+fn views() -> (Vec<EntityView>, Vec<EntityView>) {
+    let q = Quantizer::for_config(&MatchConfig::default());
+    let character = EntityView {
+        id: EntityId(1),
+        kind: EntityKind::Player,
+        position: q.position([1.0, 0.9, -2.0]),
+        rotation: quantize::rotation([0.0, 0.0, 0.0, 1.0]),
+        motion: Some(QMotion {
+            velocity: quantize::velocity([0.0, 0.0, 6.0]),
+            grounded: true,
+        }),
+    };
+    let prop = EntityView {
+        id: EntityId(3),
+        kind: EntityKind::Prop,
+        position: q.position([4.0, 0.5, 4.0]),
+        rotation: quantize::rotation([0.0, 0.38268343, 0.0, 0.9238795]),
+        motion: None,
+    };
+    let keyframe = vec![character, prop];
+    // A tick later: the character moved 0.1 m forward; the prop is gone.
+    let mut moved = character;
+    moved.position = q.position([1.0, 0.9, -1.9]);
+    (keyframe, vec![moved])
+}
+
+fn view_json(views: &[EntityView]) -> Value {
+    Value::Array(
+        views
+            .iter()
+            .map(|v| {
+                json!({
+                    "id": v.id.0,
+                    "kind": format!("{:?}", v.kind),
+                    "position": v.position.0,
+                    "rotation": {"largest": v.rotation.largest, "components": v.rotation.components},
+                    "motion": v.motion.map(|m| json!({"velocity": m.velocity.0, "grounded": m.grounded})),
+                })
+            })
+            .collect(),
+    )
+}
+
+fn build() -> Value {
+    let mut vectors = Vec::new();
+    for (name, message) in controls() {
+        vectors.push(json!({
+            "name": name,
+            "kind": "frame",
+            "value": serde_json::to_value(&message).expect("serde"),
+            "hex": hex(&codec::encode_frame(&message).expect("encodes")),
+        }));
+    }
+    let input = Datagram::Input(InputFrame {
+        ack_snapshot_tick: 40,
+        inputs: vec![
+            PlayerInput {
+                seq: 12,
+                move_z: 127,
+                yaw: 16384,
+                view_tick: 36,
+                ..PlayerInput::default()
+            },
+            PlayerInput {
+                seq: 11,
+                move_z: 127,
+                buttons: PlayerInput::JUMP,
+                view_tick: 35,
+                ..PlayerInput::default()
+            },
+        ],
+    });
+    let (keyframe, next) = views();
+    let q = Quantizer::for_config(&MatchConfig::default());
+    let keyframe_body = delta::encode(&q, &[], &keyframe);
+    let delta_body = delta::encode(&q, &keyframe, &next);
+    let snapshot = Datagram::Snapshot(Snapshot {
+        tick: 42,
+        baseline_tick: 0,
+        ack_input_seq: 12,
+        ticks_left: 17_958,
+        body: keyframe_body.clone(),
+    });
+    for (name, datagram) in [("input", input), ("snapshot", snapshot)] {
+        vectors.push(json!({
+            "name": name,
+            "kind": "datagram",
+            "value": serde_json::to_value(&datagram).expect("serde"),
+            "hex": hex(&codec::encode_datagram(&datagram).expect("encodes")),
+        }));
+    }
+    vectors.push(json!({
+        "name": "snapshot_body_keyframe",
+        "kind": "snapshot_body",
+        "config": "MatchConfig::default() (arena_half_extent 40: 16 bits per position axis)",
+        "baseline": [],
+        "value": view_json(&keyframe),
+        "hex": hex(&keyframe_body),
+    }));
+    vectors.push(json!({
+        "name": "snapshot_body_delta",
+        "kind": "snapshot_body",
+        "config": "MatchConfig::default()",
+        "baseline": view_json(&keyframe),
+        "value": view_json(&next),
+        "hex": hex(&delta_body),
+    }));
+    let token = token();
+    vectors.push(json!({
+        "name": "token",
+        "kind": "token",
+        "signing_seed": hex(&SEED),
+        "public_key": hex(&TokenSigner::from_seed(&SEED).public_key()),
+        "grant_hex": hex(&token.body),
+        "signature": hex(&token.signature),
+        "seat": token.seat,
+        "secret": hex(&token.secret),
+        "commitment": hex(&seat_commitment(&token.secret)),
+        "text": token.to_text(),
+    }));
+    json!({
+        "about": "Test vectors of docs/protocol.md; checked by protocol/tests/vectors.rs.",
+        "protocol_version": PROTOCOL_VERSION,
+        "vectors": vectors,
+    })
+}
+
+fn from_view_json(value: &Value) -> Vec<EntityView> {
+    let u32s = |v: &Value| -> Vec<u32> {
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|x| x.as_u64().expect("number") as u32)
+            .collect()
+    };
+    value
+        .as_array()
+        .expect("views")
+        .iter()
+        .map(|e| {
+            let p = u32s(&e["position"]);
+            let c = u32s(&e["rotation"]["components"]);
+            EntityView {
+                id: EntityId(e["id"].as_u64().expect("id") as u32),
+                kind: if e["kind"] == "Player" {
+                    EntityKind::Player
+                } else {
+                    EntityKind::Prop
+                },
+                position: QPosition([p[0], p[1], p[2]]),
+                rotation: quantize::QRotation {
+                    largest: e["rotation"]["largest"].as_u64().expect("largest") as u8,
+                    components: [c[0] as u16, c[1] as u16, c[2] as u16],
+                },
+                motion: e["motion"].as_object().map(|m| {
+                    let v = u32s(&m["velocity"]);
+                    QMotion {
+                        velocity: QVelocity([v[0], v[1], v[2]]),
+                        grounded: m["grounded"].as_bool().expect("bool"),
+                    }
+                }),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn the_documented_vectors_decode_to_their_values_and_back() {
+    if std::env::var_os("OUTPOST_WRITE_VECTORS").is_some() {
+        // One vector per line: the values' byte lists stay readable.
+        let all = build();
+        let lines: Vec<String> = all["vectors"]
+            .as_array()
+            .expect("vectors")
+            .iter()
+            .map(|v| format!("    {v}"))
+            .collect();
+        let text = format!(
+            "{{\n  \"about\": {},\n  \"protocol_version\": {},\n  \"vectors\": [\n{}\n  ]\n}}\n",
+            all["about"],
+            all["protocol_version"],
+            lines.join(",\n")
+        );
+        std::fs::write(FILE, text).expect("vectors written");
+    }
+    let text = std::fs::read_to_string(FILE).expect("docs/protocol-vectors.json");
+    let file: Value = serde_json::from_str(&text).expect("vectors parse");
+    assert_eq!(file["protocol_version"], PROTOCOL_VERSION);
+    let q = Quantizer::for_config(&MatchConfig::default());
+    let mut checked = 0;
+    for vector in file["vectors"].as_array().expect("vectors") {
+        let name = vector["name"].as_str().expect("name");
+        let bytes = unhex(vector["hex"].as_str().unwrap_or_default());
+        match vector["kind"].as_str().expect("kind") {
+            "frame" => {
+                let value: Control =
+                    serde_json::from_value(vector["value"].clone()).expect("a control value");
+                let (decoded, used) = codec::decode_frame(&bytes)
+                    .expect("decodes")
+                    .expect("whole frame");
+                assert_eq!((decoded, used), (value.clone(), bytes.len()), "{name}");
+                assert_eq!(
+                    codec::encode_frame(&value).expect("encodes"),
+                    bytes,
+                    "{name}"
+                );
+            }
+            "datagram" => {
+                let value: Datagram =
+                    serde_json::from_value(vector["value"].clone()).expect("a datagram value");
+                assert_eq!(
+                    codec::decode_datagram(&bytes).expect("decodes"),
+                    value,
+                    "{name}"
+                );
+                assert_eq!(
+                    codec::encode_datagram(&value).expect("encodes"),
+                    bytes,
+                    "{name}"
+                );
+            }
+            "snapshot_body" => {
+                let baseline = from_view_json(&vector["baseline"]);
+                let value = from_view_json(&vector["value"]);
+                assert_eq!(
+                    delta::decode(&q, &baseline, &bytes),
+                    Ok(value.clone()),
+                    "{name}"
+                );
+                assert_eq!(delta::encode(&q, &baseline, &value), bytes, "{name}");
+            }
+            "token" => {
+                let seed: [u8; 32] = unhex(vector["signing_seed"].as_str().expect("seed"))
+                    .try_into()
+                    .expect("32 bytes");
+                let public: [u8; 32] = unhex(vector["public_key"].as_str().expect("key"))
+                    .try_into()
+                    .expect("32 bytes");
+                assert_eq!(TokenSigner::from_seed(&seed).public_key(), public);
+                let token = SignedToken::from_text(vector["text"].as_str().expect("text"))
+                    .expect("the text form parses");
+                assert_eq!(hex(&token.body), vector["grant_hex"]);
+                assert_eq!(hex(&token.signature), vector["signature"]);
+                assert_eq!(hex(&token.secret), vector["secret"]);
+                assert_eq!(hex(&seat_commitment(&token.secret)), vector["commitment"]);
+                let verifier = TokenVerifier::new(&public).expect("a key");
+                let claims = verifier.verify_signature(&token).expect("verifies");
+                assert_eq!(
+                    (claims.player_id, claims.match_id),
+                    (PlayerId(7), MatchId(42))
+                );
+                // Ed25519 is deterministic: the same grant signs to the same bytes.
+                assert_eq!(self::token(), token);
+            }
+            other => panic!("{name}: unknown kind {other}"),
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 14, "every vector checked");
+}
