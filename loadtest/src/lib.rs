@@ -358,12 +358,14 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<Report> {
 
     let recorder = Arc::new(recorder::Recorder::new(config.players, config.match_size));
     let stop = CancellationToken::new();
+    let hold_started = Arc::new(tokio::sync::Notify::new());
     let scraper = config.metrics_url.clone().map(|url| {
         tokio::spawn(scrape::watch(
             url,
             recorder.clone(),
             stop.clone(),
             Duration::from_secs(1),
+            hold_started.clone(),
         ))
     });
     let collector = tokio::spawn(recorder::collect(recorder.clone(), stop.clone()));
@@ -404,6 +406,7 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<Report> {
         )));
     }
     recorder.ramp_done(started.elapsed());
+    hold_started.notify_one();
     tokio::time::sleep_until(hold_until).await;
     recorder.hold_done();
     // Players stop at `hold_until` by themselves; wait (bounded) for their goodbyes.

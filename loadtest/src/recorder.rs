@@ -91,6 +91,8 @@ struct Totals {
     errors: ErrorCounts,
     series: Vec<Second>,
     scrapes: Vec<(Duration, EdgeScrape)>,
+    /// The scrape taken as the ramp ended: where the hold's edge figures start.
+    hold_start: Option<EdgeScrape>,
     scrape_failures: u64,
     ramp: Option<Duration>,
     hold_end: Option<Duration>,
@@ -140,6 +142,7 @@ impl Recorder {
                 errors: ErrorCounts::new(),
                 series: Vec::new(),
                 scrapes: Vec::new(),
+                hold_start: None,
                 scrape_failures: 0,
                 ramp: None,
                 hold_end: None,
@@ -196,6 +199,13 @@ impl Recorder {
         lock(&self.totals)
             .scrapes
             .push((self.started.elapsed(), scrape));
+    }
+
+    /// The scrape taken as the ramp ended.
+    pub(crate) fn hold_start_scrape(&self, scrape: EdgeScrape) {
+        let mut totals = lock(&self.totals);
+        totals.hold_start = Some(scrape.clone());
+        totals.scrapes.push((self.started.elapsed(), scrape));
     }
 
     pub(crate) fn scrape_failed(&self) {
@@ -276,20 +286,12 @@ impl Recorder {
         let ramp = totals.ramp.unwrap_or_default();
         let hold_end = totals.hold_end.unwrap_or(elapsed);
         let hold = hold_end.saturating_sub(ramp);
-        // Edge figures over the hold: from the last scrape before it began to the first
-        // after it ended.
-        let before = totals
-            .scrapes
-            .iter()
-            .rev()
-            .find(|(at, _)| *at <= ramp)
-            .map(|(_, s)| s);
-        let after = totals
-            .scrapes
-            .iter()
-            .find(|(at, _)| *at >= hold_end)
-            .or(totals.scrapes.last())
-            .map(|(_, s)| s);
+        let (before, after) =
+            hold_scrapes(&totals.scrapes, totals.hold_start.as_ref(), ramp, hold_end);
+        let (before, after) = (before.as_ref(), after.as_ref());
+        // Without a starting point, no edge figure: the edge's lifetime counters would
+        // count the ramp (and whatever ran before) as the hold.
+        let after = after.filter(|_| before.is_some());
         let tick = |q| after.and_then(|a| tick_quantile_ms(before, a, q));
         let errors_total = totals.errors.values().sum();
         Report {
@@ -306,10 +308,9 @@ impl Recorder {
             ramp_s: ramp.as_secs_f64(),
             duration_s: hold.as_secs_f64(),
             elapsed_s: elapsed.as_secs_f64(),
-            ticks: after.zip(before).map_or_else(
-                || after.map_or(0, EdgeScrape::ticks),
-                |(a, b)| a.ticks().saturating_sub(b.ticks()),
-            ),
+            ticks: after
+                .zip(before)
+                .map_or(0, |(a, b)| a.ticks().saturating_sub(b.ticks())),
             tick_ms_p50: tick(0.5),
             tick_ms_p99: tick(0.99),
             missed_ticks: after.map(|a| {
@@ -410,4 +411,60 @@ pub(crate) async fn progress(recorder: Arc<Recorder>, stop: CancellationToken) {
         }
     }
     bar.finish_and_clear();
+}
+
+/// The scrapes that bound the hold: where it starts (the scrape taken as the ramp ended,
+/// else the last one before the ramp ended) and where it ends (the first one after it
+/// ended, else the last one).
+fn hold_scrapes(
+    scrapes: &[(Duration, EdgeScrape)],
+    hold_start: Option<&EdgeScrape>,
+    ramp: Duration,
+    hold_end: Duration,
+) -> (Option<EdgeScrape>, Option<EdgeScrape>) {
+    let before = hold_start.cloned().or_else(|| {
+        scrapes
+            .iter()
+            .rev()
+            .find(|(at, _)| *at <= ramp)
+            .map(|(_, s)| s.clone())
+    });
+    let after = scrapes
+        .iter()
+        .find(|(at, _)| *at >= hold_end)
+        .or(scrapes.last())
+        .map(|(_, s)| s.clone());
+    (before, after)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scrape(ticks: u64, missed: u64) -> EdgeScrape {
+        EdgeScrape {
+            tick_buckets: vec![(0.001, ticks), (f64::INFINITY, ticks)],
+            missed_ticks: missed,
+            ..EdgeScrape::default()
+        }
+    }
+
+    /// Regression test for a summary that fell back to the edge's lifetime counters when
+    /// the ramp ended before the first scrape came back: the hold then counted every
+    /// tick (and missed tick) since the edge started.
+    #[test]
+    fn the_hold_starts_at_the_scrape_taken_as_the_ramp_ended() {
+        let ms = Duration::from_millis;
+        // The first periodic scrape came back after the ramp (40 ms) had ended.
+        let scrapes = vec![(ms(60), scrape(900, 50)), (ms(10_100), scrape(2100, 55))];
+        let (before, after) = hold_scrapes(&scrapes, None, ms(40), ms(10_040));
+        assert!(before.is_none(), "no starting point without the mark");
+        assert_eq!(after.as_ref().map(|a| a.missed_ticks), Some(55));
+        // With the scrape taken as the ramp ended, the hold is bounded on both sides.
+        let mark = scrape(880, 50);
+        let (before, after) = hold_scrapes(&scrapes, Some(&mark), ms(40), ms(10_040));
+        let (before, after) = (before.expect("start"), after.expect("end"));
+        assert_eq!(after.ticks() - before.ticks(), 1220);
+        assert_eq!(after.missed_ticks - before.missed_ticks, 5);
+    }
 }

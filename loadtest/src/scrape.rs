@@ -117,12 +117,15 @@ pub fn tick_quantile_ms(before: Option<&EdgeScrape>, after: &EdgeScrape, q: f64)
 }
 
 /// Scrapes `url` every `every` until `stop`, then once more; each scrape goes to the
-/// recorder (failures are counted, not fatal).
+/// recorder (failures are counted, not fatal). A notification on `hold_started` scrapes
+/// at once, as the hold's starting point: the summary then covers the hold exactly, even
+/// when the ramp ended before the first periodic scrape came back.
 pub(crate) async fn watch(
     url: String,
     recorder: Arc<Recorder>,
     stop: CancellationToken,
     every: Duration,
+    hold_started: Arc<tokio::sync::Notify>,
 ) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = match reqwest::Client::builder()
@@ -150,11 +153,13 @@ pub(crate) async fn watch(
     };
     let mut ticker = tokio::time::interval(every);
     loop {
-        let stopping = tokio::select! {
-            _ = ticker.tick() => false,
-            () = stop.cancelled() => true,
+        let (stopping, marks_hold) = tokio::select! {
+            _ = ticker.tick() => (false, false),
+            () = hold_started.notified() => (false, true),
+            () = stop.cancelled() => (true, false),
         };
         match fetch(&http).await {
+            Ok(scrape) if marks_hold => recorder.hold_start_scrape(scrape),
             Ok(scrape) => recorder.edge_scrape(scrape),
             Err(err) => {
                 tracing::debug!(%err, "scraping the edge's metrics failed");
