@@ -6,9 +6,10 @@
 )]
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use outpost_protocol::replication::{self, Layout};
+use outpost_protocol::replication::{self, InputLayout, Layout};
 use outpost_protocol::{
-    Datagram, EntityId, EntityKind, EntityState, MatchConfig, Quantizer, Snapshot, codec, delta,
+    Datagram, EntityId, EntityKind, EntityState, InputFrame, MatchConfig, PlayerInput, Quantizer,
+    Snapshot, codec, delta,
 };
 use outpost_sim::arena;
 use std::hint::black_box;
@@ -143,5 +144,53 @@ fn netcode(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, encode_1000_entities, snapshot_datagram, netcode);
+/// Input frames: today's (15 bytes per input) beside the generic batch (the arena's input
+/// schema), for a steady link (the newest input and two unacknowledged) and a lossy one
+/// (eight).
+fn input_frames(c: &mut Criterion) {
+    let layout = InputLayout::new(&arena::schema(&MatchConfig::default()));
+    for n in [3u32, 8] {
+        // Running forward, turning slowly, jumping once; one snapshot every two ticks.
+        let inputs: Vec<PlayerInput> = (0..n)
+            .map(|i| PlayerInput {
+                seq: 1000 - i,
+                move_z: 127,
+                move_x: if i > 4 { 40 } else { 0 },
+                yaw: 16_000 - 90 * i as u16,
+                pitch: -300,
+                buttons: if i == 2 { PlayerInput::JUMP } else { 0 },
+                view_tick: 1990 - i / 2,
+                ..PlayerInput::default()
+            })
+            .collect();
+        let today = codec::encode_datagram(&Datagram::Input(InputFrame {
+            ack_snapshot_tick: 1994,
+            inputs: inputs.clone(),
+        }))
+        .expect("encodes");
+        let records: Vec<_> = inputs.iter().map(arena::input_record).collect();
+        let body = replication::encode_inputs(&layout, &records);
+        // The generic frame: Datagram tag, ack, and the body as a byte vector.
+        let generic = 4 + 4 + 8 + body.len();
+        eprintln!(
+            "input frame of {n}: {} bytes today, {generic} generic ({} body)",
+            today.len(),
+            body.len()
+        );
+        c.bench_function(&format!("netcode/generic_input_encode_{n}"), |b| {
+            b.iter(|| replication::encode_inputs(&layout, black_box(&records)))
+        });
+        c.bench_function(&format!("netcode/generic_input_decode_{n}"), |b| {
+            b.iter(|| replication::decode_inputs(&layout, black_box(&body)).expect("decodes"))
+        });
+    }
+}
+
+criterion_group!(
+    benches,
+    encode_1000_entities,
+    snapshot_datagram,
+    netcode,
+    input_frames
+);
 criterion_main!(benches);

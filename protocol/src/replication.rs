@@ -806,3 +806,181 @@ pub fn decode(layout: &Layout, baseline: &View, body: &[u8]) -> Result<View, Del
     }
     Ok(view)
 }
+
+// ---- Inputs ----------------------------------------------------------------------------
+
+/// Most inputs one input batch carries (the newest and the earlier ones not yet
+/// acknowledged).
+pub const MAX_BATCH_INPUTS: usize = 8;
+/// Most ticks one input stands for.
+pub const MAX_TICKS_PER_INPUT: u8 = 8;
+
+/// How a mode's input fields sit in slots and go on the wire.
+#[derive(Debug, Clone)]
+pub struct InputLayout {
+    fields: Vec<FieldLayout>,
+    slots: usize,
+}
+
+impl InputLayout {
+    /// The input layout of a (valid) schema.
+    pub fn new(schema: &ModeSchema) -> Self {
+        let mut offset = 0u32;
+        let fields = schema
+            .input
+            .iter()
+            .map(|f| {
+                let field = FieldLayout {
+                    offset,
+                    coding: f.kind.coding(),
+                };
+                offset += f.kind.slots() as u32;
+                field
+            })
+            .collect();
+        Self {
+            fields,
+            slots: offset as usize,
+        }
+    }
+
+    /// Slots one input's fields take.
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+}
+
+/// One input: what the core owns (sequence, span, view tick) and the mode's fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputRecord {
+    /// +1 per input; the edge applies each once, in order.
+    pub seq: u32,
+    /// Ticks it stands for, 1..=[`MAX_TICKS_PER_INPUT`].
+    pub ticks: u8,
+    /// The tick the player saw remote entities at (lag compensation rewinds to it).
+    pub view_tick: u32,
+    /// The mode's input fields, quantized ([`InputLayout::slots`] of them).
+    pub slots: Vec<u32>,
+}
+
+/// Encodes a batch of inputs, newest first (sequence numbers strictly decreasing):
+///
+/// ```text
+/// count − 1 (3 bits)
+/// newest:  seq(32) ticks − 1 (3) view_tick(32) fields, whole
+/// each earlier one: seq gap from the one before (a gap code)  ticks − 1 (3)
+///          view tick: back?(1) [count code: how far it moved back] or forward [count code]
+///          same fields as the one before?(1) [fields, whole]
+/// ```
+///
+/// Inputs out of order, beyond [`MAX_BATCH_INPUTS`], with a span outside
+/// 1..=[`MAX_TICKS_PER_INPUT`] or with slots not matching the layout are left out; view
+/// ticks of neighbouring inputs further apart than 65,535 ticks are brought within that.
+pub fn encode_inputs(layout: &InputLayout, inputs: &[InputRecord]) -> Vec<u8> {
+    let mut kept: Vec<&InputRecord> = Vec::with_capacity(MAX_BATCH_INPUTS);
+    for input in inputs {
+        let fits = input.slots.len() == layout.slots
+            && (1..=MAX_TICKS_PER_INPUT).contains(&input.ticks)
+            && kept.last().is_none_or(|prev| input.seq < prev.seq)
+            && kept.len() < MAX_BATCH_INPUTS;
+        if fits {
+            kept.push(input);
+        }
+    }
+    if kept.is_empty() {
+        return Vec::new();
+    }
+    let mut w = Writer::new(Vec::with_capacity(8 + 4 * kept.len()));
+    put(&mut w, 3, kept.len() as u32 - 1);
+    let mut previous: Option<&InputRecord> = None;
+    for input in kept {
+        match previous {
+            None => {
+                put(&mut w, 32, input.seq);
+                put(&mut w, 3, u32::from(input.ticks - 1));
+                put(&mut w, 32, input.view_tick);
+                write_fields(&mut w, layout, &input.slots);
+            }
+            Some(prev) => {
+                write_gap(&mut w, prev.seq - input.seq);
+                put(&mut w, 3, u32::from(input.ticks - 1));
+                let back = input.view_tick <= prev.view_tick;
+                put_bit(&mut w, back);
+                let moved = input.view_tick.abs_diff(prev.view_tick);
+                write_count(&mut w, moved.min(0xffff));
+                let same = same(&input.slots, &prev.slots);
+                put_bit(&mut w, same);
+                if !same {
+                    write_fields(&mut w, layout, &input.slots);
+                }
+            }
+        }
+        previous = Some(input);
+    }
+    let _ = w.byte_align();
+    w.into_writer()
+}
+
+fn write_fields(w: &mut Writer, layout: &InputLayout, slots: &[u32]) {
+    for (i, f) in layout.fields.iter().enumerate() {
+        let (start, end) = field_slots(f, layout.fields.get(i + 1), slots);
+        write_whole(w, f.coding, &slots[start..end]);
+    }
+}
+
+fn read_fields(r: &mut Reader<'_>, layout: &InputLayout) -> Result<Vec<u32>, DeltaError> {
+    let mut slots = vec![0u32; layout.slots];
+    for (i, f) in layout.fields.iter().enumerate() {
+        let (start, end) = field_slots(f, layout.fields.get(i + 1), &slots);
+        read_whole(r, f.coding, &mut slots[start..end])?;
+    }
+    Ok(slots)
+}
+
+/// Decodes [`encode_inputs`]' bytes, newest first. An empty body is an empty batch.
+pub fn decode_inputs(layout: &InputLayout, body: &[u8]) -> Result<Vec<InputRecord>, DeltaError> {
+    if body.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut r = Reader::new(body);
+    let count = get(&mut r, 3)? as usize + 1;
+    let mut inputs: Vec<InputRecord> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let input = match inputs.last() {
+            None => InputRecord {
+                seq: get(&mut r, 32)?,
+                ticks: get(&mut r, 3)? as u8 + 1,
+                view_tick: get(&mut r, 32)?,
+                slots: read_fields(&mut r, layout)?,
+            },
+            Some(prev) => {
+                let seq = prev
+                    .seq
+                    .checked_sub(read_gap(&mut r)?)
+                    .ok_or(DeltaError::BadId)?;
+                let ticks = get(&mut r, 3)? as u8 + 1;
+                let back = r.read_bit()?;
+                let moved = read_count(&mut r)?;
+                let view_tick = if back {
+                    prev.view_tick.checked_sub(moved)
+                } else {
+                    prev.view_tick.checked_add(moved)
+                }
+                .ok_or(DeltaError::OutOfRange)?;
+                let slots = if r.read_bit()? {
+                    prev.slots.clone()
+                } else {
+                    read_fields(&mut r, layout)?
+                };
+                InputRecord {
+                    seq,
+                    ticks,
+                    view_tick,
+                    slots,
+                }
+            }
+        };
+        inputs.push(input);
+    }
+    Ok(inputs)
+}

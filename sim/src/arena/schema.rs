@@ -55,7 +55,36 @@ pub fn schema(config: &MatchConfig) -> ModeSchema {
                 priority: 0,
             },
         ],
-        input: Vec::new(),
+        input: vec![
+            FieldDef::new(
+                "move_x",
+                FieldKind::Int {
+                    min: -127,
+                    max: 127,
+                },
+            ),
+            FieldDef::new(
+                "move_z",
+                FieldKind::Int {
+                    min: -127,
+                    max: 127,
+                },
+            ),
+            FieldDef::new("yaw", FieldKind::Int { min: 0, max: 65535 }),
+            FieldDef::new(
+                "pitch",
+                FieldKind::Int {
+                    min: -16384,
+                    max: 16384,
+                },
+            ),
+            FieldDef::new(
+                "buttons",
+                FieldKind::Flags {
+                    names: vec!["jump".into(), "fire".into()],
+                },
+            ),
+        ],
         events: Vec::new(),
     }
 }
@@ -79,4 +108,20 @@ pub fn replicated(view: &[EntityView]) -> replication::View {
         out.push(e.id, mask, &slots);
     }
     out
+}
+
+/// An arena input as a generic one under [`schema`].
+pub fn input_record(input: &outpost_protocol::PlayerInput) -> replication::InputRecord {
+    replication::InputRecord {
+        seq: input.seq,
+        ticks: input.ticks,
+        view_tick: input.view_tick,
+        slots: vec![
+            (i32::from(input.move_x) + 127) as u32,
+            (i32::from(input.move_z) + 127) as u32,
+            u32::from(input.yaw),
+            (i32::from(input.pitch) + 16384) as u32,
+            u32::from(input.buttons & 3),
+        ],
+    }
 }
