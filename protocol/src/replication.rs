@@ -30,7 +30,7 @@ use crate::delta::{
     sign_extend, write_count, write_gap,
 };
 use crate::ids::EntityId;
-use crate::schema::{Coding, ModeSchema, Visibility};
+use crate::schema::{Coding, FieldDef, ModeSchema, Visibility};
 use bitstream_io::{BitRead, BitWrite};
 
 pub use crate::delta::MAX_VIEW_ENTITIES;
@@ -42,6 +42,23 @@ const VECTOR_CLASSES: [u32; 3] = [6, 10, 14];
 struct FieldLayout {
     offset: u32,
     coding: Coding,
+}
+
+/// Where each field's slots start, and the slots of them all.
+fn field_layouts(fields: &[FieldDef]) -> (Vec<FieldLayout>, u32) {
+    let mut offset = 0u32;
+    let layouts = fields
+        .iter()
+        .map(|f| {
+            let field = FieldLayout {
+                offset,
+                coding: f.kind.coding(),
+            };
+            offset += f.kind.slots() as u32;
+            field
+        })
+        .collect();
+    (layouts, offset)
 }
 
 #[derive(Debug, Clone)]
@@ -75,21 +92,9 @@ impl Layout {
             .components
             .iter()
             .map(|c| {
-                let mut offset = 0u32;
-                let fields = c
-                    .fields
-                    .iter()
-                    .map(|f| {
-                        let field = FieldLayout {
-                            offset,
-                            coding: f.kind.coding(),
-                        };
-                        offset += f.kind.slots() as u32;
-                        field
-                    })
-                    .collect();
+                let (fields, slots) = field_layouts(&c.fields);
                 ComponentLayout {
-                    slots: offset,
+                    slots,
                     fields,
                     owner_only: c.visibility == Visibility::Owner,
                     priority: c.priority,
@@ -825,22 +830,10 @@ pub struct InputLayout {
 impl InputLayout {
     /// The input layout of a (valid) schema.
     pub fn new(schema: &ModeSchema) -> Self {
-        let mut offset = 0u32;
-        let fields = schema
-            .input
-            .iter()
-            .map(|f| {
-                let field = FieldLayout {
-                    offset,
-                    coding: f.kind.coding(),
-                };
-                offset += f.kind.slots() as u32;
-                field
-            })
-            .collect();
+        let (fields, slots) = field_layouts(&schema.input);
         Self {
             fields,
-            slots: offset as usize,
+            slots: slots as usize,
         }
     }
 
