@@ -275,7 +275,11 @@ impl MatchHost {
             return;
         }
         seat.snapshots.ack(frame.ack_snapshot_tick);
-        for input in frame.inputs.iter().rev() {
+        let Ok(inputs) = outpost_sim::arena::decode_inputs(&frame.inputs) else {
+            self.metrics.datagrams_rejected.inc();
+            return;
+        };
+        for input in inputs.iter().rev() {
             self.game.push_input(player, *input);
         }
     }
@@ -494,12 +498,12 @@ mod tests {
     fn input(seq: u32) -> InputFrame {
         InputFrame {
             ack_snapshot_tick: 0,
-            inputs: vec![PlayerInput {
+            inputs: outpost_sim::arena::encode_inputs(&[PlayerInput {
                 seq,
                 ticks: 1,
                 move_z: 127,
                 ..PlayerInput::default()
-            }],
+            }]),
         }
     }
 

@@ -434,11 +434,11 @@ mod tests {
     fn frame(seq: u32) -> InputFrame {
         InputFrame {
             ack_snapshot_tick: 0,
-            inputs: vec![PlayerInput {
+            inputs: outpost_sim::arena::encode_inputs(&[PlayerInput {
                 seq,
                 move_z: 127,
                 ..PlayerInput::default()
-            }],
+            }]),
         }
     }
 

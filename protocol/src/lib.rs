@@ -18,11 +18,11 @@
 //! `docs/decisions/0001-wire-format.md` for why.
 //!
 //! ```
-//! use outpost_protocol::{Datagram, InputFrame, PlayerInput, codec};
+//! use outpost_protocol::{Datagram, InputFrame, codec};
 //!
 //! let frame = Datagram::Input(InputFrame {
 //!     ack_snapshot_tick: 41,
-//!     inputs: vec![PlayerInput { seq: 7, ..PlayerInput::default() }],
+//!     inputs: vec![0x0e, 0x00, 0x00, 0x00],
 //! });
 //! let bytes = codec::encode_datagram(&frame)?;
 //! assert_eq!(codec::decode_datagram(&bytes)?, frame);
@@ -54,7 +54,7 @@ pub use token::{
 
 /// Version of the wire protocol spoken by this build. A peer with another version is
 /// refused with [`RejectCode::VersionMismatch`].
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Longest an HTTP client of Outpost's servers should keep a pooled connection idle.
 /// The servers close keep-alive connections idle for their header timeout (10 s by

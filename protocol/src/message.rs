@@ -26,7 +26,7 @@ pub const MAX_LISTED_PLAYERS: usize = 128;
 /// Longest human-readable detail string in a [`Reject`].
 pub const MAX_DETAIL_LEN: usize = 256;
 
-type InputsLen = BincodeLen<{ MAX_INPUTS_PER_FRAME * size_of::<PlayerInput>() }>;
+type BatchLen = BincodeLen<MAX_INPUT_BATCH_BYTES>;
 type BodyLen = BincodeLen<MAX_SNAPSHOT_BODY>;
 type PlayersLen = BincodeLen<{ MAX_LISTED_PLAYERS * size_of::<PlayerScore>() }>;
 type DetailLen = BincodeLen<MAX_DETAIL_LEN>;
@@ -288,6 +288,9 @@ pub enum Datagram {
     Snapshot(Snapshot),
 }
 
+/// Most bytes of an [`InputFrame`]'s input batch.
+pub const MAX_INPUT_BATCH_BYTES: usize = 512;
+
 /// Inputs from a client: the newest first, then up to [`MAX_INPUTS_PER_FRAME`]` - 1` earlier
 /// ones again, so that losing a datagram loses no input.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, SchemaWrite, SchemaRead)]
@@ -297,9 +300,10 @@ pub struct InputFrame {
     /// decode against (none yet, or its baseline was lost or spoiled). Never ack a
     /// snapshot that was not decoded.
     pub ack_snapshot_tick: u32,
-    /// Newest first.
-    #[wincode(with = "containers::Vec<PlayerInput, InputsLen>")]
-    pub inputs: Vec<PlayerInput>,
+    /// The inputs, newest first, bit-packed by the mode's input schema
+    /// ([`crate::replication::encode_inputs`]); at most [`MAX_INPUT_BATCH_BYTES`].
+    #[wincode(with = "containers::Vec<u8, BatchLen>")]
+    pub inputs: Vec<u8>,
 }
 
 /// Most simulation ticks one [`PlayerInput`] may stand for.

@@ -126,10 +126,10 @@ fn oversized_length_prefix_is_refused_before_allocation() {
     let mut bytes = vec![0, 0, 0, 0, 1, 0, 0, 0];
     bytes.extend_from_slice(&u64::MAX.to_le_bytes());
     assert!(codec::decode_datagram(&bytes).is_err());
-    // An input frame claiming one input more than allowed, with all bytes present.
+    // An input frame with a batch one byte longer than allowed, every byte present.
     let frame = InputFrame {
         ack_snapshot_tick: 0,
-        inputs: vec![PlayerInput::default(); MAX_INPUTS_PER_FRAME + 1],
+        inputs: vec![0; MAX_INPUT_BATCH_BYTES + 1],
     };
     let bytes = bincode::serialize(&Datagram::Input(frame)).unwrap();
     assert!(codec::decode_datagram(&bytes).is_err());

@@ -100,16 +100,10 @@ def control(r):
     raise ValueError(f"control tag {tag}")
 
 
-def player_input(r):
-    return {"seq": r.un("I"), "ticks": r.un("B"), "move_x": r.un("b"), "move_z": r.un("b"),
-            "yaw": r.un("H"), "pitch": r.un("h"), "buttons": r.un("B"),
-            "view_tick": r.un("I")}
-
-
 def datagram(r):
     tag = r.un("I")
     if tag == 0:
-        return {"Input": {"ack_snapshot_tick": r.un("I"), "inputs": r.vec(lambda: player_input(r))}}
+        return {"Input": {"ack_snapshot_tick": r.un("I"), "inputs": r.blob()}}
     return {"Snapshot": {"tick": r.un("I"), "baseline_tick": r.un("I"),
                          "ack_input_seq": r.un("I"), "ticks_left": r.un("I"), "body": r.blob()}}
 
@@ -204,6 +198,39 @@ def body(data, baseline, axis_bits=16):
     return [view[k] for k in sorted(view)]
 
 
+# The arena's input fields: (name, bits, offset added on the wire).
+ARENA_INPUT = [("move_x", 8, 127), ("move_z", 8, 127), ("yaw", 16, 0), ("pitch", 16, 16384),
+               ("buttons", 2, 0)]
+
+
+def arena_fields(b):
+    return {name: b.get(bits) - offset for name, bits, offset in ARENA_INPUT}
+
+
+def input_batch(data):
+    b = Bits(data)
+    inputs = []
+    for _ in range(b.get(3) + 1):
+        if not inputs:
+            seq, ticks, view_tick = b.get(32), b.get(3) + 1, b.get(32)
+            fields = arena_fields(b)
+        else:
+            prev = inputs[-1]
+            seq = prev["seq"] - gap(b)
+            ticks = b.get(3) + 1
+            back = b.get(1)
+            moved = count(b)
+            view_tick = prev["view_tick"] - moved if back else prev["view_tick"] + moved
+            if b.get(1):
+                fields = {k: prev[k] for k, _, _ in ARENA_INPUT}
+            else:
+                fields = arena_fields(b)
+        inputs.append({"seq": seq, "ticks": ticks, "view_tick": view_tick, **fields})
+    if len(b.bits) - b.at >= 8 or any(bit != "0" for bit in b.bits[b.at:]):
+        raise ValueError("bad padding")
+    return inputs
+
+
 def main():
     vectors = json.loads(VECTORS.read_text())["vectors"]
     for v in vectors:
@@ -219,6 +246,8 @@ def main():
             r = Bytes(bytes.fromhex(v["hex"]))
             got = datagram(r)
             r.done()
+        elif kind == "input_batch":
+            got = input_batch(bytes.fromhex(v["hex"]))
         elif kind == "snapshot_body":
             got = body(bytes.fromhex(v["hex"]), v["baseline"])
         elif kind == "token":

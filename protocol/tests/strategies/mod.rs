@@ -175,34 +175,9 @@ pub fn control() -> impl Strategy<Value = Control> {
     ]
 }
 
-pub fn player_input() -> impl Strategy<Value = PlayerInput> {
-    (
-        any::<u32>(),
-        any::<u8>(),
-        any::<i8>(),
-        any::<i8>(),
-        any::<u16>(),
-        any::<i16>(),
-        any::<u8>(),
-        any::<u32>(),
-    )
-        .prop_map(
-            |(seq, ticks, move_x, move_z, yaw, pitch, buttons, view_tick)| PlayerInput {
-                seq,
-                ticks,
-                move_x,
-                move_z,
-                yaw,
-                pitch,
-                buttons,
-                view_tick,
-            },
-        )
-}
-
 pub fn datagram() -> impl Strategy<Value = Datagram> {
     prop_oneof![
-        (any::<u32>(), vec(player_input(), 0..=MAX_INPUTS_PER_FRAME)).prop_map(
+        (any::<u32>(), vec(any::<u8>(), 0..=MAX_INPUT_BATCH_BYTES)).prop_map(
             |(ack_snapshot_tick, inputs)| Datagram::Input(InputFrame {
                 ack_snapshot_tick,
                 inputs

@@ -19,7 +19,9 @@ use outpost_protocol::rng::SplitMix64;
 pub use combat::HitboxHistory;
 pub use movement::{Character, move_character};
 pub use prediction::Predictor;
-pub use schema::{input_record, replicated, schema};
+pub use schema::{
+    decode_inputs, encode_inputs, input_from_record, input_record, replicated, schema,
+};
 
 /// Half-height of the cylindrical part of a character's capsule, metres.
 pub const CAPSULE_HALF_HEIGHT: f32 = 0.5;

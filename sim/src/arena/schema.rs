@@ -125,3 +125,71 @@ pub fn input_record(input: &outpost_protocol::PlayerInput) -> replication::Input
         ],
     }
 }
+
+/// The arena input a generic one stands for (`None` if its slots are not the arena's).
+pub fn input_from_record(
+    record: &replication::InputRecord,
+) -> Option<outpost_protocol::PlayerInput> {
+    let [move_x, move_z, yaw, pitch, buttons] = record.slots.as_slice() else {
+        return None;
+    };
+    Some(outpost_protocol::PlayerInput {
+        seq: record.seq,
+        ticks: record.ticks,
+        move_x: (*move_x as i32 - 127).clamp(-127, 127) as i8,
+        move_z: (*move_z as i32 - 127).clamp(-127, 127) as i8,
+        yaw: (*yaw).min(65535) as u16,
+        pitch: (*pitch as i32 - 16384).clamp(-16384, 16384) as i16,
+        buttons: (*buttons & 3) as u8,
+        view_tick: record.view_tick,
+    })
+}
+
+static INPUT_LAYOUT: std::sync::LazyLock<replication::InputLayout> =
+    std::sync::LazyLock::new(|| replication::InputLayout::new(&schema(&MatchConfig::default())));
+
+/// Arena inputs, newest first, as an input frame's batch.
+pub fn encode_inputs(inputs: &[outpost_protocol::PlayerInput]) -> Vec<u8> {
+    let records: Vec<_> = inputs.iter().map(input_record).collect();
+    replication::encode_inputs(&INPUT_LAYOUT, &records)
+}
+
+/// An input frame's batch as arena inputs, newest first.
+pub fn decode_inputs(
+    batch: &[u8],
+) -> Result<Vec<outpost_protocol::PlayerInput>, outpost_protocol::delta::DeltaError> {
+    Ok(replication::decode_inputs(&INPUT_LAYOUT, batch)?
+        .iter()
+        .filter_map(input_from_record)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use outpost_protocol::PlayerInput;
+    use outpost_protocol::rng::SplitMix64;
+
+    use super::*;
+
+    #[test]
+    fn arena_inputs_round_trip_through_a_batch() {
+        let mut rng = SplitMix64::new(4);
+        for _ in 0..500 {
+            let n = 1 + (rng.next_u64() % 8) as u32;
+            let seq = 100 + (rng.next_u64() % 10_000) as u32;
+            let inputs: Vec<PlayerInput> = (0..n)
+                .map(|i| PlayerInput {
+                    seq: seq - i,
+                    ticks: 1 + (rng.next_u64() % 8) as u8,
+                    move_x: ((rng.next_u64() % 255) as i32 - 127) as i8,
+                    move_z: ((rng.next_u64() % 255) as i32 - 127) as i8,
+                    yaw: rng.next_u64() as u16,
+                    pitch: ((rng.next_u64() % 32_769) as i32 - 16_384) as i16,
+                    buttons: (rng.next_u64() % 4) as u8,
+                    view_tick: 5_000 - i,
+                })
+                .collect();
+            assert_eq!(decode_inputs(&encode_inputs(&inputs)), Ok(inputs));
+        }
+    }
+}

@@ -1,8 +1,8 @@
 //! The test vectors of `docs/protocol.md`, in `docs/protocol-vectors.json`: each vector's
 //! hex decodes to exactly its value, and its value encodes to exactly its hex, so the
 //! document cannot drift from the code. After a deliberate wire change, regenerate the
-//! file with `OUTPOST_WRITE_VECTORS=1 cargo test -p outpost-protocol --test vectors`, then
-//! update the document beside it.
+//! file with `OUTPOST_WRITE_VECTORS=1 cargo test --test protocol_vectors`, then update the
+//! document beside it.
 
 use outpost_protocol::delta::{self, EntityView, QMotion};
 use outpost_protocol::quantize::{self, QPosition, QVelocity};
@@ -13,9 +13,10 @@ use outpost_protocol::{
     PlayerInput, PlayerScore, Pong, Quantizer, Reject, RejectCode, SignedToken, Snapshot,
     TickedEvent, TokenSigner, TokenVerifier, Welcome, codec,
 };
+use outpost_sim::arena;
 use serde_json::{Value, json};
 
-const FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol-vectors.json");
+const FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/protocol-vectors.json");
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -203,24 +204,32 @@ fn build() -> Value {
             "hex": hex(&codec::encode_frame(&message).expect("encodes")),
         }));
     }
+    let arena_inputs = vec![
+        PlayerInput {
+            seq: 12,
+            move_z: 127,
+            yaw: 16384,
+            view_tick: 36,
+            ..PlayerInput::default()
+        },
+        PlayerInput {
+            seq: 11,
+            move_z: 127,
+            buttons: PlayerInput::JUMP,
+            view_tick: 35,
+            ..PlayerInput::default()
+        },
+    ];
+    let batch = arena::encode_inputs(&arena_inputs);
+    vectors.push(json!({
+        "name": "input_batch_arena",
+        "kind": "input_batch",
+        "value": serde_json::to_value(&arena_inputs).expect("serde"),
+        "hex": hex(&batch),
+    }));
     let input = Datagram::Input(InputFrame {
         ack_snapshot_tick: 40,
-        inputs: vec![
-            PlayerInput {
-                seq: 12,
-                move_z: 127,
-                yaw: 16384,
-                view_tick: 36,
-                ..PlayerInput::default()
-            },
-            PlayerInput {
-                seq: 11,
-                move_z: 127,
-                buttons: PlayerInput::JUMP,
-                view_tick: 35,
-                ..PlayerInput::default()
-            },
-        ],
+        inputs: batch,
     });
     let (keyframe, next) = views();
     let q = Quantizer::for_config(&MatchConfig::default());
@@ -381,6 +390,12 @@ fn the_documented_vectors_decode_to_their_values_and_back() {
                 );
                 assert_eq!(delta::encode(&q, &baseline, &value), bytes, "{name}");
             }
+            "input_batch" => {
+                let value: Vec<PlayerInput> =
+                    serde_json::from_value(vector["value"].clone()).expect("arena inputs");
+                assert_eq!(arena::decode_inputs(&bytes), Ok(value.clone()), "{name}");
+                assert_eq!(arena::encode_inputs(&value), bytes, "{name}");
+            }
             "token" => {
                 let seed: [u8; 32] = unhex(vector["signing_seed"].as_str().expect("seed"))
                     .try_into()
@@ -408,5 +423,5 @@ fn the_documented_vectors_decode_to_their_values_and_back() {
         }
         checked += 1;
     }
-    assert_eq!(checked, 14, "every vector checked");
+    assert_eq!(checked, 15, "every vector checked");
 }
