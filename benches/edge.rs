@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use outpost_edge::snapshot::{ClientSnapshots, Frame, Interest, InterestGrid, body_budget};
+use outpost_protocol::replication;
 use outpost_protocol::rng::SplitMix64;
 use outpost_protocol::{
-    Datagram, EntityState, EntityView, MatchConfig, MatchId, PlayerId, PlayerInput, Quantizer,
-    Snapshot, codec,
+    Datagram, EntityState, MatchConfig, MatchId, PlayerId, PlayerInput, Quantizer, Snapshot, codec,
 };
 use outpost_sim::arena::move_character;
 use outpost_sim::rapier3d::prelude::{CollisionPipeline, PhysicsPipeline, PhysicsWorld};
@@ -180,7 +180,7 @@ fn tick_vs_physics(c: &mut Criterion) {
 /// One tick's shared frame inputs, as the worker prepares them.
 struct Prepared {
     state: Vec<EntityState>,
-    quantized: Vec<EntityView>,
+    records: replication::View,
     grid: InterestGrid,
 }
 
@@ -188,10 +188,10 @@ fn prepare(game: &mut Match, quantizer: &Quantizer, interest: Interest) -> Prepa
     let mut state = Vec::new();
     game.write_replicated_state(&mut state);
     let grid = InterestGrid::build(&state, interest.cell);
-    let quantized = state.iter().map(|e| e.quantize(quantizer, None)).collect();
+    let records = outpost_sim::arena::records(quantizer, &state);
     Prepared {
         state,
-        quantized,
+        records,
         grid,
     }
 }
@@ -199,6 +199,7 @@ fn prepare(game: &mut Match, quantizer: &Quantizer, interest: Interest) -> Prepa
 fn snapshots(c: &mut Criterion) {
     let (mut game, mut bots) = arena();
     let quantizer = Quantizer::for_config(game.config());
+    let layout = replication::Layout::new(&outpost_sim::arena::schema(game.config()));
     let interest = Interest::default();
     let snapshot_hz = game.config().snapshot_hz;
     let budget = body_budget(96_000, snapshot_hz, 1200);
@@ -225,9 +226,9 @@ fn snapshots(c: &mut Criterion) {
                 let started = Instant::now();
                 let frame = Frame {
                     tick,
-                    quantizer: &quantizer,
+                    layout: &layout,
                     entities: &prepared.state,
-                    quantized: &prepared.quantized,
+                    records: &prepared.records,
                     grid: &prepared.grid,
                     interest,
                 };

@@ -18,8 +18,8 @@ use bevy_ecs::prelude::*;
 use clap::{Parser, ValueEnum};
 use outpost_client::netcode::{Decoder, Timeline};
 use outpost_edge::snapshot::{ClientSnapshots, Frame, Interest, InterestGrid, body_budget};
-use outpost_protocol::delta::{self, QMotion};
-use outpost_protocol::replication::{self, Layout};
+use outpost_protocol::delta::QMotion;
+use outpost_protocol::replication::Layout;
 use outpost_protocol::{
     EntityId, EntityKind, EntityView, MatchConfig, MatchId, PlayerId, PlayerInput, Quantizer,
     Snapshot, quantize,
@@ -88,13 +88,8 @@ struct Report {
     avg_view_entities: f64,
     avg_deferred_per_snapshot: f64,
     position_error_m_mean: f64,
-    /// Snapshot body bytes of the specialised codec, per snapshot.
+    /// Snapshot body bytes per snapshot.
     body_bytes_per_snapshot: f64,
-    /// The same views encoded by the generic codec against the same baselines (arena
-    /// schema, `outpost_sim::arena::schema`).
-    generic_body_bytes_per_snapshot: f64,
-    /// Generic over specialised body bytes.
-    generic_over_specialised: f64,
     position_error_m_p99: f64,
 }
 
@@ -230,10 +225,7 @@ struct Viewer {
     decoder: Decoder,
     shown: Timeline,
     acks: VecDeque<(u32, u32)>, // (arrives at tick, acknowledges tick)
-    /// The views the client holds, by tick (for the side-by-side generic encoding).
-    views: VecDeque<(u32, delta::View)>,
     body_bytes: u64,
-    generic_body_bytes: u64,
     bytes: u64,
     snapshots: u64,
     view_entities: u64,
@@ -364,11 +356,12 @@ fn main() -> anyhow::Result<()> {
         grid.rebuild(&state, interest.cell);
         let quantized: Vec<EntityView> =
             state.iter().map(|e| e.quantize(&quantizer, None)).collect();
+        let records = arena::replicated(&quantized);
         let frame = Frame {
             tick,
-            quantizer: &quantizer,
+            layout: &layout,
             entities: &state,
-            quantized: &quantized,
+            records: &records,
             grid: &grid,
             interest,
         };
@@ -390,11 +383,14 @@ fn main() -> anyhow::Result<()> {
                     v.edge.ack(acked);
                 }
             }
-            let motion = v.player.and_then(|p| game.motion(p)).map(|m| QMotion {
-                velocity: quantize::velocity(m.velocity),
-                grounded: m.grounded,
+            let motion = v.player.and_then(|p| game.motion(p)).map(|m| {
+                arena::motion_slots(&QMotion {
+                    velocity: quantize::velocity(m.velocity),
+                    grounded: m.grounded,
+                })
             });
-            let built = v.edge.build(&frame, motion, budget);
+            let own_extra = motion.as_ref().map(|m| (arena::MOTION, m.as_slice()));
+            let built = v.edge.build(&frame, own_extra, budget);
             let snapshot = Snapshot {
                 tick,
                 baseline_tick: built.baseline_tick,
@@ -402,34 +398,12 @@ fn main() -> anyhow::Result<()> {
                 ticks_left: 0,
                 body: built.body,
             };
-            // Side by side: the same view against the same baseline, generically coded.
-            let empty = delta::View::new();
-            let baseline = v
-                .views
-                .iter()
-                .find(|(t, _)| *t == built.baseline_tick)
-                .map_or(&empty, |(_, view)| view);
-            let view = delta::decode(&quantizer, baseline, &snapshot.body)
-                .map_err(|e| anyhow::anyhow!("decode failed: {e:?}"))?;
-            let (generic_base, generic_view) =
-                (arena::replicated(baseline), arena::replicated(&view));
-            let generic_body = replication::encode(&layout, &generic_base, &generic_view);
-            anyhow::ensure!(
-                replication::decode(&layout, &generic_base, &generic_body).as_ref()
-                    == Ok(&generic_view),
-                "the generic codec did not round trip"
-            );
-            if v.views.len() == 64 {
-                v.views.pop_front();
-            }
-            v.views.push_back((tick, view));
             let world = v
                 .decoder
                 .decode(&snapshot)
                 .map_err(|e| anyhow::anyhow!("decode failed: {e:?}"))?;
             if measured {
                 v.body_bytes += snapshot.body.len() as u64;
-                v.generic_body_bytes += generic_body.len() as u64;
             }
             v.acks.push_back((tick + rtt_ticks, tick));
             if measured {
@@ -484,11 +458,6 @@ fn main() -> anyhow::Result<()> {
         position_error_m_mean: mean,
         body_bytes_per_snapshot: viewers.iter().map(|v| v.body_bytes).sum::<u64>() as f64
             / snapshots as f64,
-        generic_body_bytes_per_snapshot: viewers.iter().map(|v| v.generic_body_bytes).sum::<u64>()
-            as f64
-            / snapshots as f64,
-        generic_over_specialised: viewers.iter().map(|v| v.generic_body_bytes).sum::<u64>() as f64
-            / viewers.iter().map(|v| v.body_bytes).sum::<u64>().max(1) as f64,
         position_error_m_p99: percentile(&mut errors, 0.99),
     };
     if args.json {
@@ -509,9 +478,7 @@ fn viewer(own: EntityId, player: Option<PlayerId>, config: &MatchConfig) -> View
         decoder: Decoder::new(config, own),
         shown: Timeline::default(),
         acks: VecDeque::new(),
-        views: VecDeque::new(),
         body_bytes: 0,
-        generic_body_bytes: 0,
         bytes: 0,
         snapshots: 0,
         view_entities: 0,

@@ -4,8 +4,9 @@
 //! file with `OUTPOST_WRITE_VECTORS=1 cargo test --test protocol_vectors`, then update the
 //! document beside it.
 
-use outpost_protocol::delta::{self, EntityView, QMotion};
+use outpost_protocol::delta::{EntityView, QMotion};
 use outpost_protocol::quantize::{self, QPosition, QVelocity};
+use outpost_protocol::replication::{self, Layout};
 use outpost_protocol::token::seat_commitment;
 use outpost_protocol::{
     ConnectToken, Control, Datagram, EntityId, EntityKind, GoodbyeReason, Hello, InputFrame,
@@ -177,6 +178,15 @@ fn views() -> (Vec<EntityView>, Vec<EntityView>) {
     (keyframe, vec![moved])
 }
 
+/// A snapshot body: the arena's views, generically coded.
+fn body(layout: &Layout, baseline: &[EntityView], view: &[EntityView]) -> Vec<u8> {
+    replication::encode(
+        layout,
+        &arena::replicated(baseline),
+        &arena::replicated(view),
+    )
+}
+
 fn view_json(views: &[EntityView]) -> Value {
     Value::Array(
         views
@@ -232,9 +242,9 @@ fn build() -> Value {
         inputs: batch,
     });
     let (keyframe, next) = views();
-    let q = Quantizer::for_config(&MatchConfig::default());
-    let keyframe_body = delta::encode(&q, &[], &keyframe);
-    let delta_body = delta::encode(&q, &keyframe, &next);
+    let layout = Layout::new(&arena::schema(&MatchConfig::default()));
+    let keyframe_body = body(&layout, &[], &keyframe);
+    let delta_body = body(&layout, &keyframe, &next);
     let snapshot = Datagram::Snapshot(Snapshot {
         tick: 42,
         baseline_tick: 0,
@@ -347,7 +357,7 @@ fn the_documented_vectors_decode_to_their_values_and_back() {
     let text = std::fs::read_to_string(FILE).expect("docs/protocol-vectors.json");
     let file: Value = serde_json::from_str(&text).expect("vectors parse");
     assert_eq!(file["protocol_version"], PROTOCOL_VERSION);
-    let q = Quantizer::for_config(&MatchConfig::default());
+    let layout = Layout::new(&arena::schema(&MatchConfig::default()));
     let mut checked = 0;
     for vector in file["vectors"].as_array().expect("vectors") {
         let name = vector["name"].as_str().expect("name");
@@ -383,12 +393,10 @@ fn the_documented_vectors_decode_to_their_values_and_back() {
             "snapshot_body" => {
                 let baseline = from_view_json(&vector["baseline"]);
                 let value = from_view_json(&vector["value"]);
-                assert_eq!(
-                    delta::decode(&q, &baseline, &bytes),
-                    Ok(value.clone()),
-                    "{name}"
-                );
-                assert_eq!(delta::encode(&q, &baseline, &value), bytes, "{name}");
+                let decoded = replication::decode(&layout, &arena::replicated(&baseline), &bytes)
+                    .expect("decodes");
+                assert_eq!(arena::from_replicated(&decoded), value, "{name}");
+                assert_eq!(body(&layout, &baseline, &value), bytes, "{name}");
             }
             "input_batch" => {
                 let value: Vec<PlayerInput> =

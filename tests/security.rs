@@ -179,6 +179,7 @@ fn an_ack_of_an_undecodable_snapshot_heals_within_a_second() {
 
     let config = small_match();
     let quantizer = Quantizer::for_config(&config);
+    let layout = outpost_protocol::replication::Layout::new(&outpost_sim::arena::schema(&config));
     let own = EntityId(1);
     let interest = Interest::default();
     let mut edge = ClientSnapshots::new(own);
@@ -203,16 +204,13 @@ fn an_ack_of_an_undecodable_snapshot_heals_within_a_second() {
     for n in 1..=60u32 {
         let tick = n * 2;
         let entities = world(tick);
-        let quantized: Vec<_> = entities
-            .iter()
-            .map(|e| e.quantize(&quantizer, None))
-            .collect();
+        let records = outpost_sim::arena::records(&quantizer, &entities);
         let grid = InterestGrid::build(&entities, interest.cell);
         let frame = Frame {
             tick,
-            quantizer: &quantizer,
+            layout: &layout,
             entities: &entities,
-            quantized: &quantized,
+            records: &records,
             grid: &grid,
             interest,
         };

@@ -4,7 +4,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use outpost_protocol::delta::{self, View};
+use outpost_protocol::delta::View;
+use outpost_protocol::replication::{self, Layout};
 use outpost_protocol::{
     EntityId, EntityState, MatchConfig, PlayerInput, Quantizer, Snapshot, quantize,
 };
@@ -259,14 +260,20 @@ fn blend(a: &EntityState, b: &EntityState, f: f32) -> EntityState {
     out
 }
 
+/// One view received: its tick, the view as decoded (the baseline of later snapshots),
+/// its entities quantized, the tick each value was sent at, and the entities decoded.
+type Received = (u32, replication::View, View, Vec<u32>, Vec<EntityState>);
+
 /// Decodes snapshots against the views received before.
 #[derive(Debug)]
 pub struct Decoder {
     quantizer: Quantizer,
+    layout: Layout,
     own: EntityId,
-    /// Recent views: tick, quantized entities, the tick each value was sent at, and the
-    /// entities decoded (so values carried over need no decoding again).
-    views: VecDeque<(u32, View, Vec<u32>, Vec<EntityState>)>,
+    /// Recent views: tick, the view as decoded (the baseline of later snapshots), its
+    /// entities quantized, the tick each value was sent at, and the entities decoded (so
+    /// values carried over need no decoding again).
+    views: VecDeque<Received>,
     /// Snapshots in a row that could not be decoded (baseline missing, or malformed).
     failing: u32,
 }
@@ -279,6 +286,7 @@ impl Decoder {
     pub fn new(config: &MatchConfig, own: EntityId) -> Self {
         Self {
             quantizer: Quantizer::for_config(config),
+            layout: Layout::new(&outpost_sim::arena::schema(config)),
             own,
             views: VecDeque::with_capacity(VIEW_HISTORY),
             failing: 0,
@@ -314,18 +322,25 @@ impl Decoder {
     }
 
     fn decode_newer(&mut self, snapshot: &Snapshot) -> Result<WorldState, SnapshotIssue> {
-        let (empty, no_ticks, no_states) = (View::new(), Vec::new(), Vec::new());
-        let (baseline, baseline_ticks, baseline_states) = if snapshot.baseline_tick == 0 {
-            (&empty, &no_ticks, &no_states)
-        } else {
-            self.views
-                .iter()
-                .find(|(t, ..)| *t == snapshot.baseline_tick)
-                .map(|(_, v, ticks, states)| (v, ticks, states))
-                .ok_or(SnapshotIssue::NoBaseline)?
-        };
-        let view = delta::decode(&self.quantizer, baseline, &snapshot.body)
+        let (empty_wire, empty, no_ticks, no_states) = (
+            replication::View::new(),
+            View::new(),
+            Vec::new(),
+            Vec::new(),
+        );
+        let (wire_baseline, baseline, baseline_ticks, baseline_states) =
+            if snapshot.baseline_tick == 0 {
+                (&empty_wire, &empty, &no_ticks, &no_states)
+            } else {
+                self.views
+                    .iter()
+                    .find(|(t, ..)| *t == snapshot.baseline_tick)
+                    .map(|(_, w, v, ticks, states)| (w, v, ticks, states))
+                    .ok_or(SnapshotIssue::NoBaseline)?
+            };
+        let wire = replication::decode(&self.layout, wire_baseline, &snapshot.body)
             .map_err(|_| SnapshotIssue::Malformed)?;
+        let view = outpost_sim::arena::from_replicated(&wire);
         // A value equal to the baseline's was carried over (and is decoded already); any
         // other was sent now.
         let mut value_ticks = Vec::with_capacity(view.len());
@@ -358,8 +373,13 @@ impl Decoder {
         if self.views.len() == VIEW_HISTORY {
             self.views.pop_front();
         }
-        self.views
-            .push_back((snapshot.tick, view, value_ticks.clone(), entities.clone()));
+        self.views.push_back((
+            snapshot.tick,
+            wire,
+            view,
+            value_ticks.clone(),
+            entities.clone(),
+        ));
         Ok(WorldState {
             tick: snapshot.tick,
             ack_input_seq: snapshot.ack_input_seq,

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use outpost_protocol::replay::{ReplayHeader, ReplayWriter};
+use outpost_protocol::replication::{self, Layout};
 use outpost_protocol::{
     Control, Datagram, EntityId, EntityState, EntityView, GoodbyeReason, InputFrame, MatchConfig,
     MatchEndReason, MatchId, PlayerId, PlayerScore, QMotion, Quantizer, RejectCode, Snapshot,
@@ -129,6 +130,9 @@ pub struct MatchHost {
     out: VecDeque<Transmit>,
     state: Vec<EntityState>,
     quantized: Vec<EntityView>,
+    /// How the mode's components go on the wire, and this tick's records.
+    layout: Layout,
+    records: replication::View,
 }
 
 impl std::fmt::Debug for MatchHost {
@@ -181,6 +185,8 @@ impl MatchHost {
             out: VecDeque::new(),
             state: Vec::new(),
             quantized: Vec::new(),
+            layout: Layout::new(&outpost_sim::arena::schema(config)),
+            records: replication::View::new(),
         })
     }
 
@@ -371,11 +377,12 @@ impl MatchHost {
             }
             recorder.push(tick, &self.quantized);
         }
+        self.records = outpost_sim::arena::replicated(&self.quantized);
         let frame = Frame {
             tick,
-            quantizer: &self.quantizer,
+            layout: &self.layout,
             entities: &self.state,
-            quantized: &self.quantized,
+            records: &self.records,
             grid: &self.grid,
             interest: self.settings.interest,
         };
@@ -385,13 +392,18 @@ impl MatchHost {
             let Some((session, max_datagram)) = seat.session else {
                 continue;
             };
-            let motion = self.game.motion(*player).map(|m| QMotion {
-                velocity: quantize::velocity(m.velocity),
-                grounded: m.grounded,
+            let motion = self.game.motion(*player).map(|m| {
+                outpost_sim::arena::motion_slots(&QMotion {
+                    velocity: quantize::velocity(m.velocity),
+                    grounded: m.grounded,
+                })
             });
+            let own_extra = motion
+                .as_ref()
+                .map(|slots| (outpost_sim::arena::MOTION, slots.as_slice()));
             let budget =
                 snapshot::body_budget(self.settings.bandwidth_bps, snapshot_hz, max_datagram);
-            let built = seat.snapshots.build(&frame, motion, budget);
+            let built = seat.snapshots.build(&frame, own_extra, budget);
             let datagram = Datagram::Snapshot(Snapshot {
                 tick,
                 baseline_tick: built.baseline_tick,

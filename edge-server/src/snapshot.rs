@@ -11,7 +11,8 @@
 //!    (kind, nearness) added every snapshot until the entity is sent — and takes them in
 //!    that order while they fit the byte budget (a fair share of the client's bandwidth,
 //!    never more than one datagram);
-//! 5. encodes the new view against the baseline ([`outpost_protocol::delta`]).
+//! 5. encodes the new view against the baseline ([`outpost_protocol::replication`]: the
+//!    mode's components, delta-coded per component and field).
 //!
 //! A client that cannot decode what it is sent (its baseline lost or spoiled) asks for a
 //! keyframe by acking 0, and acks that stay behind the baseline in use bring one as well,
@@ -27,8 +28,8 @@ use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use outpost_protocol::delta::{self, EntityView, QMotion, View};
-use outpost_protocol::{EntityId, EntityKind, EntityState, Quantizer, Snapshot};
+use outpost_protocol::replication::{self, Layout, View};
+use outpost_protocol::{EntityId, EntityState, Snapshot};
 
 /// Views remembered per client: a second at 60 snapshots per second.
 pub const SENT_HISTORY: usize = 64;
@@ -37,7 +38,7 @@ pub const SENT_HISTORY: usize = 64;
 /// times running.
 pub const STALE_ACKS_FOR_KEYFRAME: u32 = 8;
 /// Bits reserved for an entry's id gap while budgeting (the exact gap is known only
-/// once the selection is sorted; see [`delta::gap_bits`]).
+/// once the selection is sorted; see [`replication::id_gap_bits`]).
 const GAP_ESTIMATE_BITS: u32 = 9;
 
 /// Area-of-interest settings.
@@ -129,13 +130,14 @@ impl InterestGrid {
 pub struct Frame<'a> {
     /// The tick.
     pub tick: u32,
-    /// The match's grid.
-    pub quantizer: &'a Quantizer,
-    /// Replicated state, sorted by id.
+    /// How the mode's components are laid out and coded.
+    pub layout: &'a Layout,
+    /// Replicated state, sorted by id (positions for interest and priority).
     pub entities: &'a [EntityState],
-    /// The same entities quantized (without motion), index for index: quantized once per
-    /// tick, shared by every client's snapshot.
-    pub quantized: &'a [EntityView],
+    /// The same entities as the mode's quantized components (without those only their
+    /// owner receives), index for index: written once per tick, shared by every client's
+    /// snapshot.
+    pub records: &'a View,
     /// The same entities in an interest grid.
     pub grid: &'a InterestGrid,
     /// Interest settings.
@@ -167,9 +169,14 @@ pub struct ClientSnapshots {
     priority: HashMap<EntityId, f32>,
     // Buffers reused from build to build (a build runs per client per snapshot).
     scratch: Vec<usize>,
-    next: View,
+    /// The relevant entities as this client is to see them, and for each its index in
+    /// the frame and in the baseline.
+    targets: View,
+    target_of: Vec<(usize, Option<usize>)>,
+    own_slots: Vec<u32>,
     pending: Vec<(f32, u32, usize)>,
-    candidates: Vec<(EntityView, Option<EntityView>)>,
+    /// Per target: unchanged from the baseline, or chosen to be sent.
+    send: Vec<bool>,
     chosen: Vec<usize>,
     spare: View,
 }
@@ -184,9 +191,11 @@ impl ClientSnapshots {
             behind: 0,
             priority: HashMap::default(),
             scratch: Vec::new(),
-            next: View::new(),
+            targets: View::new(),
+            target_of: Vec::new(),
+            own_slots: Vec::new(),
             pending: Vec::new(),
-            candidates: Vec::new(),
+            send: Vec::new(),
             chosen: Vec::new(),
             spare: View::new(),
         }
@@ -222,11 +231,13 @@ impl ClientSnapshots {
         self.acked
     }
 
-    /// Builds the next snapshot body within `budget` bytes of body.
+    /// Builds the next snapshot body within `budget` bytes of body. `own_extra` is the
+    /// components only this client receives for its own entity (a mask and their slots,
+    /// in component order).
     pub fn build(
         &mut self,
         frame: &Frame<'_>,
-        own_motion: Option<QMotion>,
+        own_extra: Option<(u64, &[u32])>,
         budget: usize,
     ) -> Built {
         let Self {
@@ -236,13 +247,16 @@ impl ClientSnapshots {
             behind: _,
             priority,
             scratch,
-            next,
+            targets,
+            target_of,
+            own_slots,
             pending,
-            candidates,
+            send,
             chosen,
             spare,
         } = self;
         let own = *own;
+        let layout = frame.layout;
         let empty = View::new();
         let (baseline_tick, baseline) = match sent.iter().find(|(t, _)| *t == *acked) {
             Some((t, view)) => (*t, view),
@@ -260,88 +274,97 @@ impl ClientSnapshots {
             scratch.sort_unstable();
         }
 
-        // Relevant entities, quantized; what is unchanged, what competes for the budget.
-        next.clear();
-        pending.clear(); // (priority, cost, index in candidates)
-        candidates.clear();
+        // Relevant entities as this client sees them, each with its baseline entry.
+        targets.clear();
+        target_of.clear();
+        let mut b = 0usize;
         for &i in scratch.iter() {
-            let state = &frame.entities[i];
-            let mut target = frame.quantized[i];
-            if state.id == own {
-                target.motion = own_motion;
+            let Some(record) = frame.records.get(i) else {
+                continue;
+            };
+            if record.id != frame.entities[i].id {
+                continue; // records not index for index with the entities: skip, never misfile
             }
-            let base = baseline
-                .binary_search_by_key(&state.id, |e| e.id)
-                .ok()
-                .map(|b| baseline[b]);
-            candidates.push((target, base));
+            if record.id == own
+                && let Some((mask, slots)) = own_extra
+            {
+                let mask = layout.with_components(&record, mask, slots, own_slots);
+                targets.push(record.id, mask, own_slots);
+            } else {
+                targets.push_record(record);
+            }
+            while baseline.get(b).is_some_and(|r| r.id < record.id) {
+                b += 1;
+            }
+            let base = baseline.get(b).filter(|r| r.id == record.id).map(|_| b);
+            target_of.push((i, base));
         }
-        for (index, (target, base)) in candidates.iter().enumerate() {
-            if *base == Some(*target) {
+        let removed = baseline.len() - target_of.iter().filter(|(_, b)| b.is_some()).count();
+
+        // What is unchanged, and what competes for the budget.
+        pending.clear(); // (priority, cost, target index)
+        send.clear();
+        for (t, &(i, base)) in target_of.iter().enumerate() {
+            let Some(target) = targets.get(t) else {
+                continue;
+            };
+            let base = base.and_then(|b| baseline.get(b));
+            if base == Some(target) {
                 priority.remove(&target.id);
-                next.push(*target);
+                send.push(true);
                 continue;
             }
+            send.push(false);
             let importance = if target.id == own {
                 f32::INFINITY
             } else {
-                let p = frame.quantizer.position_value(target.position);
+                let p = frame.entities[i].position;
                 let (dx, dz) = (p[0] - center[0], p[2] - center[2]);
                 let near = 1.0 + 16.0 / (4.0 + (dx * dx + dz * dz).sqrt());
-                let kind = if target.kind == EntityKind::Player {
-                    4.0
-                } else {
-                    1.0
-                };
+                let weight = 1.0 + f32::from(layout.priority(target.mask));
                 // A new entity matters more than a refresh of one already shown.
                 let fresh = if base.is_none() { 2.0 } else { 1.0 };
-                kind * near * fresh
+                weight * near * fresh
             };
             let acc = priority.entry(target.id).or_insert(0.0);
             *acc += importance;
             let cost =
-                delta::entry_bits(frame.quantizer, base.as_ref(), target) + GAP_ESTIMATE_BITS;
-            pending.push((*acc, cost, index));
-            if let Some(base) = base {
-                next.push(*base); // until chosen, the client keeps what it has
-            }
+                replication::entry_bits(layout, base.as_ref(), &target, false) + GAP_ESTIMATE_BITS;
+            pending.push((*acc, cost, t));
         }
-        // Candidates are in id order (entities are, and so is the grid query).
-        let removed = baseline
-            .iter()
-            .filter(|b| {
-                candidates
-                    .binary_search_by_key(&b.id, |(t, _)| t.id)
-                    .is_err()
-            })
-            .count();
 
         pending.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let fixed_bits = delta::header_bits(removed as u32, pending.len() as u32)
+        let fixed_bits = replication::header_bits(removed as u32, pending.len() as u32)
             + removed as u32 * GAP_ESTIMATE_BITS;
         let mut room = (budget * 8).saturating_sub(fixed_bits as usize) as u32;
         chosen.clear();
-        for &(_, cost, index) in pending.iter() {
+        for &(_, cost, t) in pending.iter() {
             if cost <= room {
                 room -= cost;
-                chosen.push(index);
+                chosen.push(t);
+                send[t] = true;
             }
         }
         let mut view = std::mem::take(spare);
         loop {
+            // The client keeps what it has of what is not sent this time.
             view.clear();
-            view.extend_from_slice(next);
-            for &index in chosen.iter() {
-                let (target, _) = &candidates[index];
-                match view.binary_search_by_key(&target.id, |e| e.id) {
-                    Ok(at) => view[at] = *target,
-                    Err(at) => view.insert(at, *target),
+            for (t, &(_, base)) in target_of.iter().enumerate() {
+                let record = if send[t] {
+                    targets.get(t)
+                } else {
+                    base.and_then(|b| baseline.get(b))
+                };
+                if let Some(record) = record {
+                    view.push_record(record);
                 }
             }
-            let body = delta::encode(frame.quantizer, baseline, &view);
+            let body = replication::encode(layout, baseline, &view);
             if body.len() <= budget || chosen.is_empty() {
-                for &index in chosen.iter() {
-                    priority.remove(&candidates[index].0.id);
+                for &t in chosen.iter() {
+                    if let Some(target) = targets.get(t) {
+                        priority.remove(&target.id);
+                    }
                 }
                 let built = Built {
                     baseline_tick,
@@ -362,7 +385,9 @@ impl ClientSnapshots {
                 return built;
             }
             // The gap estimate was short: drop the least important choice and retry.
-            chosen.pop();
+            if let Some(t) = chosen.pop() {
+                send[t] = false;
+            }
         }
     }
 }
@@ -376,7 +401,8 @@ pub fn body_budget(bandwidth_bps: u32, snapshot_hz: u16, max_datagram: usize) ->
 
 #[cfg(test)]
 mod tests {
-    use outpost_protocol::MatchConfig;
+    use outpost_protocol::{EntityKind, EntityView, MatchConfig, Quantizer};
+    use outpost_sim::arena;
 
     use super::*;
 
@@ -406,22 +432,26 @@ mod tests {
         all
     }
 
-    fn quantized(q: &Quantizer, entities: &[EntityState]) -> Vec<EntityView> {
-        entities.iter().map(|e| e.quantize(q, None)).collect()
+    fn quantized(q: &Quantizer, entities: &[EntityState]) -> View {
+        arena::records(q, entities)
+    }
+
+    fn layout() -> Layout {
+        Layout::new(&arena::schema(&MatchConfig::default()))
     }
 
     fn frame<'a>(
         tick: u32,
-        q: &'a Quantizer,
+        layout: &'a Layout,
         entities: &'a [EntityState],
-        quantized: &'a [EntityView],
+        records: &'a View,
         grid: &'a InterestGrid,
     ) -> Frame<'a> {
         Frame {
             tick,
-            quantizer: q,
+            layout,
             entities,
-            quantized,
+            records,
             grid,
             interest: Interest {
                 radius: 20.0,
@@ -451,15 +481,16 @@ mod tests {
     #[test]
     fn budgets_hold_and_deferred_entities_catch_up() {
         let q = Quantizer::for_config(&MatchConfig::default());
+        let layout = layout();
         let mut client = ClientSnapshots::new(EntityId(500));
-        let mut decoded: View = Vec::new();
+        let mut decoded = View::new();
         let mut last_tick = 0;
         for tick in 1..=40u32 {
             // Everything moves every tick.
             let entities = world(tick as f32 * 0.05);
             let grid = InterestGrid::build(&entities, 8.0);
             let built = client.build(
-                &frame(tick, &q, &entities, &quantized(&q, &entities), &grid),
+                &frame(tick, &layout, &entities, &quantized(&q, &entities), &grid),
                 None,
                 200,
             );
@@ -468,13 +499,13 @@ mod tests {
                 "tick {tick}: {} bytes",
                 built.body.len()
             );
-            let base: View = if built.baseline_tick == 0 {
-                Vec::new()
+            let base = if built.baseline_tick == 0 {
+                View::new()
             } else {
                 assert_eq!(built.baseline_tick, last_tick);
                 decoded.clone()
             };
-            decoded = delta::decode(&q, &base, &built.body).expect("decodes");
+            decoded = replication::decode(&layout, &base, &built.body).expect("decodes");
             assert!(
                 decoded.iter().any(|e| e.id == EntityId(500)),
                 "own character always in view"
@@ -485,6 +516,7 @@ mod tests {
         // With everything moving and 200 bytes, not all fits each time, but rotation means
         // every relevant entity was refreshed recently: none is more than 1.5 m stale.
         let entities = world(40.0 * 0.05);
+        let decoded: Vec<EntityView> = arena::from_replicated(&decoded);
         for e in &decoded {
             let truth = entities.iter().find(|t| t.id == e.id).expect("exists");
             let shown = q.position_value(e.position);
@@ -499,6 +531,7 @@ mod tests {
     #[test]
     fn an_unchanged_world_costs_almost_nothing_once_acked() {
         let q = Quantizer::for_config(&MatchConfig::default());
+        let layout = layout();
         let mut client = ClientSnapshots::new(EntityId(500));
         let entities = world(0.0);
         let views = quantized(&q, &entities);
@@ -512,38 +545,39 @@ mod tests {
         };
         while last.deferred > 0 || last.baseline_tick == 0 {
             tick += 1;
-            last = client.build(&frame(tick, &q, &entities, &views, &grid), None, 1000);
+            last = client.build(&frame(tick, &layout, &entities, &views, &grid), None, 1000);
             client.ack(tick);
             assert!(tick < 50);
         }
         tick += 1;
-        let steady = client.build(&frame(tick, &q, &entities, &views, &grid), None, 1000);
+        let steady = client.build(&frame(tick, &layout, &entities, &views, &grid), None, 1000);
         assert_eq!(steady.body.len(), 2, "nothing changed: two empty counts");
     }
 
     #[test]
     fn an_ack_of_zero_or_acks_left_behind_bring_a_keyframe() {
         let q = Quantizer::for_config(&MatchConfig::default());
+        let layout = layout();
         let mut client = ClientSnapshots::new(EntityId(500));
         let entities = world(0.0);
         let views = quantized(&q, &entities);
         let grid = InterestGrid::build(&entities, 8.0);
         for tick in 1..=3 {
-            client.build(&frame(tick, &q, &entities, &views, &grid), None, 1000);
+            client.build(&frame(tick, &layout, &entities, &views, &grid), None, 1000);
         }
         client.ack(3);
         // The client asks for a keyframe.
         client.ack(0);
-        let built = client.build(&frame(4, &q, &entities, &views, &grid), None, 1000);
+        let built = client.build(&frame(4, &layout, &entities, &views, &grid), None, 1000);
         assert_eq!(built.baseline_tick, 0);
         client.ack(4);
         // The client keeps saying it has only tick 2: after a few, a keyframe.
         for n in 1..=STALE_ACKS_FOR_KEYFRAME {
-            let built = client.build(&frame(4 + n, &q, &entities, &views, &grid), None, 1000);
+            let built = client.build(&frame(4 + n, &layout, &entities, &views, &grid), None, 1000);
             assert_eq!(built.baseline_tick, 4, "ack {n} behind");
             client.ack(2);
         }
-        let built = client.build(&frame(20, &q, &entities, &views, &grid), None, 1000);
+        let built = client.build(&frame(20, &layout, &entities, &views, &grid), None, 1000);
         assert_eq!(built.baseline_tick, 0);
     }
 

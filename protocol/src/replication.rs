@@ -182,6 +182,35 @@ impl Layout {
         record.slots.get(start..start + 3)
     }
 
+    /// `record` with the components of `extra_mask` (whose slots are `extra`, in
+    /// component order) added, written into `out`; returns the combined mask. Components
+    /// the record has already keep its slots.
+    pub fn with_components(
+        &self,
+        record: &Record<'_>,
+        extra_mask: u64,
+        extra: &[u32],
+        out: &mut Vec<u32>,
+    ) -> u64 {
+        out.clear();
+        let (mut at_record, mut at_extra) = (0usize, 0usize);
+        for (i, c) in self.components.iter().enumerate() {
+            let n = c.slots as usize;
+            let bit = 1u64 << i;
+            if record.mask & bit != 0 {
+                out.extend_from_slice(record.slots.get(at_record..at_record + n).unwrap_or(&[]));
+                at_record += n;
+                if extra_mask & bit != 0 {
+                    at_extra += n;
+                }
+            } else if extra_mask & bit != 0 {
+                out.extend_from_slice(extra.get(at_extra..at_extra + n).unwrap_or(&[]));
+                at_extra += n;
+            }
+        }
+        record.mask | extra_mask
+    }
+
     fn valid_mask(&self, mask: u64) -> bool {
         self.mask_bits >= 64 || mask >> self.mask_bits == 0
     }

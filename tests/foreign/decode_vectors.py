@@ -145,57 +145,104 @@ def signed(value, bits):
     return value - (1 << bits) if value >> (bits - 1) else value
 
 
-def motion(b):
-    if not b.get(1):
-        return None
-    velocity = [b.get(15) for _ in range(3)]
-    return {"velocity": velocity, "grounded": bool(b.get(1))}
+# The arena's schema as protocol.md gives it: per component, its fields as
+# (name, kind, bits); "vec3" bits are per axis.
+ARENA = [
+    ("character", []),
+    ("prop", []),
+    ("position", [("position", "vec3", 16)]),
+    ("rotation", [("rotation", "rotation", 10)]),
+    ("motion", [("velocity", "vec3", 15), ("grounded", "scalar", 1)]),
+]
 
 
-def rotation(b):
-    return {"largest": b.get(2), "components": [b.get(10) for _ in range(3)]}
+def whole(b, kind, bits):
+    if kind == "vec3":
+        return [b.get(bits) for _ in range(3)]
+    if kind == "rotation":
+        return [b.get(2)] + [b.get(bits) for _ in range(3)]
+    return b.get(bits)
 
 
-def body(data, baseline, axis_bits=16):
+def delta(b, kind, bits, base):
+    if kind == "vec3":
+        for width in (6, 10, 14):
+            if b.get(1) == 0:
+                return [v + signed(b.get(width), width) for v in base]
+        return whole(b, kind, bits)
+    if kind == "rotation":
+        if b.get(1):
+            half = bits // 2
+            return [base[0]] + [c + signed(b.get(half), half) for c in base[1:]]
+        return whole(b, kind, bits)
+    return whole(b, kind, bits)
+
+
+def generic_body(data, baseline, schema):
+    """Decodes a body into {id: {component: {field: value}}} against such a baseline."""
     b = Bits(data)
-    view = {e["id"]: e for e in baseline}
+    view = {k: dict(v) for k, v in baseline.items()}
     at = 0
     for _ in range(count(b)):
         at += gap(b)
         del view[at]
-    at = 0
+    at, previous_mask = 0, None
     for _ in range(count(b)):
         at += gap(b)
         if b.get(1):
-            kind = "Prop" if b.get(1) else "Player"
-            position = [b.get(axis_bits) for _ in range(3)]
-            view[at] = {"id": at, "kind": kind, "position": position,
-                        "rotation": rotation(b), "motion": motion(b)}
-            continue
-        e = dict(view[at])
-        if b.get(1):
-            width = None
-            for bits in (6, 10, 14):
-                if b.get(1) == 0:
-                    width = bits
-                    break
-            if width:
-                e["position"] = [p + signed(b.get(width), width) for p in e["position"]]
-            else:
-                e["position"] = [b.get(axis_bits) for _ in range(3)]
-        if b.get(1):
             if b.get(1):
-                old = e["rotation"]
-                e["rotation"] = {"largest": old["largest"],
-                                 "components": [c + signed(b.get(5), 5) for c in old["components"]]}
+                mask = previous_mask
             else:
-                e["rotation"] = rotation(b)
-        if b.get(1):
-            e["motion"] = motion(b)
-        view[at] = e
-    if any(bit != "0" for bit in b.bits[b.at:]) or len(b.bits) - b.at >= 8:
+                mask = [name for name, _ in schema if b.get(1)]
+            previous_mask = mask
+            entity = {}
+            for name, fields in schema:
+                if name in mask:
+                    entity[name] = {f: whole(b, kind, bits) for f, kind, bits in fields}
+            view[at] = entity
+            continue
+        entity = {c: dict(f) for c, f in view[at].items()}
+        for name, fields in schema:
+            if name not in entity or not fields or not b.get(1):
+                continue
+            changed = [b.get(1) for _ in fields] if len(fields) > 1 else [1]
+            for (f, kind, bits), flag in zip(fields, changed):
+                if flag:
+                    entity[name][f] = delta(b, kind, bits, entity[name][f])
+        view[at] = entity
+    if len(b.bits) - b.at >= 8 or any(bit != "0" for bit in b.bits[b.at:]):
         raise ValueError("bad padding")
-    return [view[k] for k in sorted(view)]
+    return view
+
+
+def to_arena(view):
+    """The vectors' arena form of a generic view."""
+    out = []
+    for id_ in sorted(view):
+        e = view[id_]
+        rot = e["rotation"]["rotation"]
+        motion = e.get("motion")
+        out.append({
+            "id": id_, "kind": "Player" if "character" in e else "Prop",
+            "position": e["position"]["position"],
+            "rotation": {"largest": rot[0], "components": rot[1:]},
+            "motion": None if motion is None else {
+                "velocity": motion["velocity"], "grounded": bool(motion["grounded"])},
+        })
+    return out
+
+
+def from_arena(entities):
+    view = {}
+    for e in entities:
+        v = {"character" if e["kind"] == "Player" else "prop": {},
+             "position": {"position": e["position"]},
+             "rotation": {"rotation": [e["rotation"]["largest"]] + e["rotation"]["components"]}}
+        if e["motion"] is not None:
+            v["motion"] = {"velocity": e["motion"]["velocity"],
+                           "grounded": int(e["motion"]["grounded"])}
+        view[e["id"]] = v
+    return view
 
 
 # The arena's input fields: (name, bits, offset added on the wire).
@@ -249,7 +296,7 @@ def main():
         elif kind == "input_batch":
             got = input_batch(bytes.fromhex(v["hex"]))
         elif kind == "snapshot_body":
-            got = body(bytes.fromhex(v["hex"]), v["baseline"])
+            got = to_arena(generic_body(bytes.fromhex(v["hex"]), from_arena(v["baseline"]), ARENA))
         elif kind == "token":
             secret = bytes.fromhex(v["secret"])
             commitment = hashlib.sha256(b"outpost-seat/v1\0" + secret).digest()[:16]

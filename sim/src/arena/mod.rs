@@ -19,8 +19,10 @@ use outpost_protocol::rng::SplitMix64;
 pub use combat::HitboxHistory;
 pub use movement::{Character, move_character};
 pub use prediction::Predictor;
+pub use schema::{CHARACTER, MOTION, POSE, PROP};
 pub use schema::{
-    decode_inputs, encode_inputs, input_from_record, input_record, replicated, schema,
+    decode_inputs, encode_inputs, from_replicated, input_from_record, input_record, motion_slots,
+    records, replicated, schema,
 };
 
 /// Half-height of the cylindrical part of a character's capsule, metres.

@@ -89,25 +89,89 @@ pub fn schema(config: &MatchConfig) -> ModeSchema {
     }
 }
 
+/// Replicated state as the records of [`schema`], quantized on `quantizer`'s grid
+/// (without the owner-only motion).
+pub fn records(
+    quantizer: &outpost_protocol::Quantizer,
+    entities: &[outpost_protocol::EntityState],
+) -> replication::View {
+    let views: Vec<EntityView> = entities
+        .iter()
+        .map(|e| e.quantize(quantizer, None))
+        .collect();
+    replicated(&views)
+}
+
 /// A specialised view as a generic one under [`schema`].
 pub fn replicated(view: &[EntityView]) -> replication::View {
     let mut out = replication::View::new();
     let mut slots = Vec::with_capacity(11);
     for e in view {
         slots.clear();
-        let mut mask = if e.kind == EntityKind::Player { 1 } else { 2 };
-        mask |= 4 | 8;
+        let mut mask = if e.kind == EntityKind::Player {
+            CHARACTER
+        } else {
+            PROP
+        };
+        mask |= POSE;
         slots.extend_from_slice(&e.position.0);
         slots.push(u32::from(e.rotation.largest));
         slots.extend(e.rotation.components.map(u32::from));
         if let Some(m) = e.motion {
-            mask |= 16;
-            slots.extend_from_slice(&m.velocity.0);
-            slots.push(u32::from(m.grounded));
+            mask |= MOTION;
+            slots.extend_from_slice(&motion_slots(&m));
         }
         out.push(e.id, mask, &slots);
     }
     out
+}
+
+/// Component bits of [`schema`].
+pub const CHARACTER: u64 = 1;
+/// The prop tag.
+pub const PROP: u64 = 2;
+/// Position and rotation.
+pub const POSE: u64 = 4 | 8;
+/// The owner-only motion component.
+pub const MOTION: u64 = 16;
+
+/// A character's motion as the slots of the motion component.
+pub fn motion_slots(motion: &outpost_protocol::QMotion) -> [u32; 4] {
+    let [x, y, z] = motion.velocity.0;
+    [x, y, z, u32::from(motion.grounded)]
+}
+
+/// A generic view under [`schema`] as the specialised one (entities whose components are
+/// not the arena's are left out).
+pub fn from_replicated(view: &replication::View) -> Vec<EntityView> {
+    use outpost_protocol::quantize::{QPosition, QRotation, QVelocity};
+    view.iter()
+        .filter_map(|r| {
+            let s = r.slots;
+            if r.mask & POSE != POSE || s.len() < 7 {
+                return None;
+            }
+            let motion =
+                (r.mask & MOTION != 0 && s.len() >= 11).then(|| outpost_protocol::QMotion {
+                    velocity: QVelocity([s[7], s[8], s[9]]),
+                    grounded: s[10] != 0,
+                });
+            Some(EntityView {
+                id: r.id,
+                kind: if r.mask & CHARACTER != 0 {
+                    EntityKind::Player
+                } else {
+                    EntityKind::Prop
+                },
+                position: QPosition([s[0], s[1], s[2]]),
+                rotation: QRotation {
+                    largest: s[3].min(3) as u8,
+                    components: [s[4], s[5], s[6]].map(|c| c.min(1023) as u16),
+                },
+                motion,
+            })
+        })
+        .collect()
 }
 
 /// An arena input as a generic one under [`schema`].
