@@ -166,7 +166,10 @@ fn input_frames(c: &mut Criterion) {
         // Protocol 3's frame: the Datagram tag, the ack, a u64 count, 15 bytes per input.
         let today = 4 + 4 + 8 + 15 * inputs.len();
         let records: Vec<_> = inputs.iter().map(arena::input_record).collect();
-        let body = replication::encode_inputs(&layout, &records);
+        let body = replication::encode_inputs(
+            &layout,
+            records.iter().map(replication::InputRecord::as_ref),
+        );
         // The generic frame: Datagram tag, ack, and the body as a byte vector.
         let generic = 4 + 4 + 8 + body.len();
         eprintln!(
@@ -174,7 +177,14 @@ fn input_frames(c: &mut Criterion) {
             body.len()
         );
         c.bench_function(&format!("netcode/generic_input_encode_{n}"), |b| {
-            b.iter(|| replication::encode_inputs(&layout, black_box(&records)))
+            b.iter(|| {
+                replication::encode_inputs(
+                    &layout,
+                    black_box(&records)
+                        .iter()
+                        .map(replication::InputRecord::as_ref),
+                )
+            })
         });
         c.bench_function(&format!("netcode/generic_input_decode_{n}"), |b| {
             b.iter(|| replication::decode_inputs(&layout, black_box(&body)).expect("decodes"))

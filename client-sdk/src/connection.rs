@@ -183,10 +183,9 @@ impl MatchConnection {
         {
             self.recent.pop_back();
         }
-        let inputs: Vec<PlayerInput> = self.recent.iter().copied().collect();
         let frame = InputFrame {
             ack_snapshot_tick: self.decoder.ack(),
-            inputs: outpost_sim::arena::encode_inputs(&inputs),
+            inputs: outpost_sim::arena::encode_inputs(self.recent.make_contiguous()),
         };
         let bytes = codec::encode_datagram(&Datagram::Input(frame))
             .map_err(|_| ClientError::Protocol("input frame too large"))?;

@@ -377,7 +377,7 @@ impl MatchHost {
             }
             recorder.push(tick, &self.quantized);
         }
-        self.records = outpost_sim::arena::replicated(&self.quantized);
+        outpost_sim::arena::replicated_into(&self.quantized, &mut self.records);
         let frame = Frame {
             tick,
             layout: &self.layout,

@@ -78,8 +78,10 @@ pub struct Layout {
     /// Components that are owner-only, as a mask.
     owner_mask: u64,
     position: Option<(usize, u32)>,
-    /// Slots per component mask, for schemas of up to [`TABLED_COMPONENTS`] components.
+    /// Slots and priority per component mask, for schemas of up to [`TABLED_COMPONENTS`]
+    /// components.
     slots_by_mask: Vec<u32>,
+    priority_by_mask: Vec<u8>,
 }
 
 /// Schemas with at most this many components have their masks' slot counts tabled.
@@ -115,11 +117,15 @@ impl Layout {
             owner_mask,
             position,
             slots_by_mask: Vec::new(),
+            priority_by_mask: Vec::new(),
         };
         if layout.components.len() <= TABLED_COMPONENTS {
-            layout.slots_by_mask = (0..1u64 << layout.components.len())
-                .map(|mask| layout.count_slots(mask) as u32)
+            let masks = 0..1u64 << layout.components.len();
+            layout.slots_by_mask = masks
+                .clone()
+                .map(|m| layout.count_slots(m) as u32)
                 .collect();
+            layout.priority_by_mask = masks.map(|m| layout.highest_priority(m)).collect();
         }
         layout
     }
@@ -166,6 +172,13 @@ impl Layout {
 
     /// An entity's priority: the highest of its components'.
     pub fn priority(&self, mask: u64) -> u8 {
+        match self.priority_by_mask.get(mask as usize) {
+            Some(&p) if mask < self.priority_by_mask.len() as u64 => p,
+            _ => self.highest_priority(mask),
+        }
+    }
+
+    fn highest_priority(&self, mask: u64) -> u8 {
         self.components
             .iter()
             .enumerate()
@@ -235,7 +248,8 @@ pub struct Record<'a> {
 /// A client's view: entities sorted by id, unique, their slots in one buffer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct View {
-    entries: Vec<(EntityId, u64, u32)>,
+    /// (id, mask, first slot, slot count)
+    entries: Vec<(EntityId, u64, u32, u32)>,
     slots: Vec<u32>,
 }
 
@@ -243,6 +257,14 @@ impl View {
     /// An empty view (a keyframe's baseline).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty view with room for `entities` entities of `slots` slots in all.
+    pub fn with_capacity(entities: usize, slots: usize) -> Self {
+        Self {
+            entries: Vec::with_capacity(entities),
+            slots: Vec::with_capacity(slots),
+        }
     }
 
     /// Forgets every entity, keeping the buffers.
@@ -264,10 +286,11 @@ impl View {
     /// Appends an entity; ids must come in increasing order (an entity out of order, or
     /// with id 0, which is reserved, is left out).
     pub fn push(&mut self, id: EntityId, mask: u64, slots: &[u32]) {
-        if id.0 == 0 || self.entries.last().is_some_and(|&(last, _, _)| last >= id) {
+        if id.0 == 0 || self.entries.last().is_some_and(|&(last, ..)| last >= id) {
             return;
         }
-        self.entries.push((id, mask, self.slots.len() as u32));
+        self.entries
+            .push((id, mask, self.slots.len() as u32, slots.len() as u32));
         self.slots.extend_from_slice(slots);
     }
 
@@ -278,15 +301,12 @@ impl View {
 
     /// Entity `i`.
     pub fn get(&self, i: usize) -> Option<Record<'_>> {
-        let &(id, mask, start) = self.entries.get(i)?;
-        let end = self
-            .entries
-            .get(i + 1)
-            .map_or(self.slots.len(), |e| e.2 as usize);
+        let &(id, mask, start, len) = self.entries.get(i)?;
+        let (start, end) = (start as usize, start as usize + len as usize);
         Some(Record {
             id,
             mask,
-            slots: &self.slots[start as usize..end],
+            slots: self.slots.get(start..end)?,
         })
     }
 
@@ -726,7 +746,11 @@ pub fn decode(layout: &Layout, baseline: &View, body: &[u8]) -> Result<View, Del
     if entry_count > MAX_VIEW_ENTITIES || entry_count * 2 > body.len() * 8 {
         return Err(DeltaError::TooMany);
     }
-    let mut view = View::new();
+    // Sized up front: growing a view entity by entity costs more than decoding it.
+    let mut view = View::with_capacity(
+        (baseline.len() + entry_count).min(MAX_VIEW_ENTITIES),
+        baseline.slots.len() + 16 * entry_count,
+    );
     let mut base_i = 0usize;
     let mut gone = removed.iter().peekable();
     // Copies baseline entities below `upto` (minus removed ones) into the view.
@@ -885,6 +909,31 @@ pub struct InputRecord {
     pub slots: Vec<u32>,
 }
 
+/// One input to encode, borrowing its fields' slots.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InputRef<'a> {
+    /// See [`InputRecord::seq`].
+    pub seq: u32,
+    /// See [`InputRecord::ticks`].
+    pub ticks: u8,
+    /// See [`InputRecord::view_tick`].
+    pub view_tick: u32,
+    /// See [`InputRecord::slots`].
+    pub slots: &'a [u32],
+}
+
+impl InputRecord {
+    /// The record, borrowed for [`encode_inputs`].
+    pub fn as_ref(&self) -> InputRef<'_> {
+        InputRef {
+            seq: self.seq,
+            ticks: self.ticks,
+            view_tick: self.view_tick,
+            slots: &self.slots,
+        }
+    }
+}
+
 /// Encodes a batch of inputs, newest first (sequence numbers strictly decreasing):
 ///
 /// ```text
@@ -898,30 +947,36 @@ pub struct InputRecord {
 /// Inputs out of order, beyond [`MAX_BATCH_INPUTS`], with a span outside
 /// 1..=[`MAX_TICKS_PER_INPUT`] or with slots not matching the layout are left out; view
 /// ticks of neighbouring inputs further apart than 65,535 ticks are brought within that.
-pub fn encode_inputs(layout: &InputLayout, inputs: &[InputRecord]) -> Vec<u8> {
-    let mut kept: Vec<&InputRecord> = Vec::with_capacity(MAX_BATCH_INPUTS);
+pub fn encode_inputs<'a>(
+    layout: &InputLayout,
+    inputs: impl IntoIterator<Item = InputRef<'a>>,
+) -> Vec<u8> {
+    let mut kept = [InputRef::default(); MAX_BATCH_INPUTS];
+    let mut n = 0;
     for input in inputs {
         let fits = input.slots.len() == layout.slots
             && (1..=MAX_TICKS_PER_INPUT).contains(&input.ticks)
-            && kept.last().is_none_or(|prev| input.seq < prev.seq)
-            && kept.len() < MAX_BATCH_INPUTS;
+            && (n == 0 || input.seq < kept[n - 1].seq)
+            && n < MAX_BATCH_INPUTS;
         if fits {
-            kept.push(input);
+            kept[n] = input;
+            n += 1;
         }
     }
-    if kept.is_empty() {
+    if n == 0 {
         return Vec::new();
     }
-    let mut w = Writer::new(Vec::with_capacity(8 + 4 * kept.len()));
-    put(&mut w, 3, kept.len() as u32 - 1);
-    let mut previous: Option<&InputRecord> = None;
+    let kept = &kept[..n];
+    let mut w = Writer::new(Vec::with_capacity(8 + 8 * n));
+    put(&mut w, 3, n as u32 - 1);
+    let mut previous: Option<&InputRef<'_>> = None;
     for input in kept {
         match previous {
             None => {
                 put(&mut w, 32, input.seq);
                 put(&mut w, 3, u32::from(input.ticks - 1));
                 put(&mut w, 32, input.view_tick);
-                write_fields(&mut w, layout, &input.slots);
+                write_fields(&mut w, layout, input.slots);
             }
             Some(prev) => {
                 write_gap(&mut w, prev.seq - input.seq);
@@ -930,10 +985,10 @@ pub fn encode_inputs(layout: &InputLayout, inputs: &[InputRecord]) -> Vec<u8> {
                 put_bit(&mut w, back);
                 let moved = input.view_tick.abs_diff(prev.view_tick);
                 write_count(&mut w, moved.min(0xffff));
-                let same = same(&input.slots, &prev.slots);
+                let same = same(input.slots, prev.slots);
                 put_bit(&mut w, same);
                 if !same {
-                    write_fields(&mut w, layout, &input.slots);
+                    write_fields(&mut w, layout, input.slots);
                 }
             }
         }

@@ -308,7 +308,7 @@ proptest! {
         let schema = schema(&mut rng);
         let layout = InputLayout::new(&schema);
         let inputs = batch(&mut rng, &schema);
-        let body = replication::encode_inputs(&layout, &inputs);
+        let body = replication::encode_inputs(&layout, inputs.iter().map(InputRecord::as_ref));
         prop_assert_eq!(replication::decode_inputs(&layout, &body), Ok(inputs));
     }
 

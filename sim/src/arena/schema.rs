@@ -105,6 +105,13 @@ pub fn records(
 /// A specialised view as a generic one under [`schema`].
 pub fn replicated(view: &[EntityView]) -> replication::View {
     let mut out = replication::View::new();
+    replicated_into(view, &mut out);
+    out
+}
+
+/// [`replicated`] into `out`, reusing its buffers.
+pub fn replicated_into(view: &[EntityView], out: &mut replication::View) {
+    out.clear();
     let mut slots = Vec::with_capacity(11);
     for e in view {
         slots.clear();
@@ -123,7 +130,6 @@ pub fn replicated(view: &[EntityView]) -> replication::View {
         }
         out.push(e.id, mask, &slots);
     }
-    out
 }
 
 /// Component bits of [`schema`].
@@ -145,33 +151,32 @@ pub fn motion_slots(motion: &outpost_protocol::QMotion) -> [u32; 4] {
 /// not the arena's are left out).
 pub fn from_replicated(view: &replication::View) -> Vec<EntityView> {
     use outpost_protocol::quantize::{QPosition, QRotation, QVelocity};
-    view.iter()
-        .filter_map(|r| {
-            let s = r.slots;
-            if r.mask & POSE != POSE || s.len() < 7 {
-                return None;
-            }
-            let motion =
-                (r.mask & MOTION != 0 && s.len() >= 11).then(|| outpost_protocol::QMotion {
-                    velocity: QVelocity([s[7], s[8], s[9]]),
-                    grounded: s[10] != 0,
-                });
-            Some(EntityView {
-                id: r.id,
-                kind: if r.mask & CHARACTER != 0 {
-                    EntityKind::Player
-                } else {
-                    EntityKind::Prop
-                },
-                position: QPosition([s[0], s[1], s[2]]),
-                rotation: QRotation {
-                    largest: s[3].min(3) as u8,
-                    components: [s[4], s[5], s[6]].map(|c| c.min(1023) as u16),
-                },
-                motion,
-            })
-        })
-        .collect()
+    let mut out = Vec::with_capacity(view.len());
+    for r in view.iter() {
+        let s = r.slots;
+        if r.mask & POSE != POSE || s.len() < 7 {
+            continue;
+        }
+        let motion = (r.mask & MOTION != 0 && s.len() >= 11).then(|| outpost_protocol::QMotion {
+            velocity: QVelocity([s[7], s[8], s[9]]),
+            grounded: s[10] != 0,
+        });
+        out.push(EntityView {
+            id: r.id,
+            kind: if r.mask & CHARACTER != 0 {
+                EntityKind::Player
+            } else {
+                EntityKind::Prop
+            },
+            position: QPosition([s[0], s[1], s[2]]),
+            rotation: QRotation {
+                largest: s[3].min(3) as u8,
+                components: [s[4], s[5], s[6]].map(|c| c.min(1023) as u16),
+            },
+            motion,
+        });
+    }
+    out
 }
 
 /// An arena input as a generic one under [`schema`].
@@ -180,14 +185,19 @@ pub fn input_record(input: &outpost_protocol::PlayerInput) -> replication::Input
         seq: input.seq,
         ticks: input.ticks,
         view_tick: input.view_tick,
-        slots: vec![
-            (i32::from(input.move_x) + 127) as u32,
-            (i32::from(input.move_z) + 127) as u32,
-            u32::from(input.yaw),
-            (i32::from(input.pitch) + 16384) as u32,
-            u32::from(input.buttons & 3),
-        ],
+        slots: input_slots(input).to_vec(),
     }
+}
+
+/// An arena input's fields as slots of [`schema`]'s input.
+fn input_slots(input: &outpost_protocol::PlayerInput) -> [u32; 5] {
+    [
+        (i32::from(input.move_x) + 127) as u32,
+        (i32::from(input.move_z) + 127) as u32,
+        u32::from(input.yaw),
+        (i32::from(input.pitch) + 16384) as u32,
+        u32::from(input.buttons & 3),
+    ]
 }
 
 /// The arena input a generic one stands for (`None` if its slots are not the arena's).
@@ -214,8 +224,20 @@ static INPUT_LAYOUT: std::sync::LazyLock<replication::InputLayout> =
 
 /// Arena inputs, newest first, as an input frame's batch.
 pub fn encode_inputs(inputs: &[outpost_protocol::PlayerInput]) -> Vec<u8> {
-    let records: Vec<_> = inputs.iter().map(input_record).collect();
-    replication::encode_inputs(&INPUT_LAYOUT, &records)
+    let mut slots = [[0u32; 5]; replication::MAX_BATCH_INPUTS];
+    for (s, input) in slots.iter_mut().zip(inputs) {
+        *s = input_slots(input);
+    }
+    let refs = inputs
+        .iter()
+        .zip(&slots)
+        .map(|(input, slots)| replication::InputRef {
+            seq: input.seq,
+            ticks: input.ticks,
+            view_tick: input.view_tick,
+            slots,
+        });
+    replication::encode_inputs(&INPUT_LAYOUT, refs)
 }
 
 /// An input frame's batch as arena inputs, newest first.
