@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use outpost_protocol::delta::View;
 use outpost_protocol::replication::{self, Layout};
 use outpost_protocol::{
     EntityId, EntityState, MatchConfig, PlayerInput, Quantizer, Snapshot, quantize,
@@ -261,8 +260,8 @@ fn blend(a: &EntityState, b: &EntityState, f: f32) -> EntityState {
 }
 
 /// One view received: its tick, the view as decoded (the baseline of later snapshots),
-/// its entities quantized, the tick each value was sent at, and the entities decoded.
-type Received = (u32, replication::View, View, Vec<u32>, Vec<EntityState>);
+/// the tick each value was sent at, and the entities decoded.
+type Received = (u32, replication::View, Vec<u32>, Vec<EntityState>);
 
 /// Decodes snapshots against the views received before.
 #[derive(Debug)]
@@ -322,64 +321,67 @@ impl Decoder {
     }
 
     fn decode_newer(&mut self, snapshot: &Snapshot) -> Result<WorldState, SnapshotIssue> {
-        let (empty_wire, empty, no_ticks, no_states) = (
-            replication::View::new(),
-            View::new(),
-            Vec::new(),
-            Vec::new(),
-        );
-        let (wire_baseline, baseline, baseline_ticks, baseline_states) =
-            if snapshot.baseline_tick == 0 {
-                (&empty_wire, &empty, &no_ticks, &no_states)
-            } else {
-                self.views
-                    .iter()
-                    .find(|(t, ..)| *t == snapshot.baseline_tick)
-                    .map(|(_, w, v, ticks, states)| (w, v, ticks, states))
-                    .ok_or(SnapshotIssue::NoBaseline)?
-            };
-        let wire = replication::decode(&self.layout, wire_baseline, &snapshot.body)
+        let (empty, no_ticks, no_states) = (replication::View::new(), Vec::new(), Vec::new());
+        let (baseline, baseline_ticks, baseline_states) = if snapshot.baseline_tick == 0 {
+            (&empty, &no_ticks, &no_states)
+        } else {
+            self.views
+                .iter()
+                .find(|(t, ..)| *t == snapshot.baseline_tick)
+                .map(|(_, v, ticks, states)| (v, ticks, states))
+                .ok_or(SnapshotIssue::NoBaseline)?
+        };
+        let view = replication::decode(&self.layout, baseline, &snapshot.body)
             .map_err(|_| SnapshotIssue::Malformed)?;
-        let view = outpost_sim::arena::from_replicated(&wire);
-        // A value equal to the baseline's was carried over (and is decoded already); any
-        // other was sent now.
+        // Both views are sorted by id: one walk pairs each entity with its baseline
+        // entry. A value equal to the baseline's was carried over (and is decoded
+        // already); any other was sent now.
         let mut value_ticks = Vec::with_capacity(view.len());
         let mut entities = Vec::with_capacity(view.len());
-        for e in &view {
-            match baseline.binary_search_by_key(&e.id, |b| b.id) {
-                Ok(i) if baseline[i] == *e => {
-                    value_ticks.push(baseline_ticks[i]);
-                    entities.push(baseline_states[i]);
+        let mut removed = Vec::new();
+        let mut own_motion = None;
+        let mut b = 0usize;
+        for record in view.iter() {
+            while let Some(base) = baseline.get(b).filter(|base| base.id < record.id) {
+                removed.push(base.id);
+                b += 1;
+            }
+            let carried = baseline.get(b).filter(|base| base.id == record.id);
+            if carried.is_some() {
+                b += 1;
+            }
+            if record.id == self.own
+                && let Some(e) = outpost_sim::arena::entity_view(&record)
+            {
+                own_motion = e.motion.map(|m| Motion {
+                    velocity: quantize::velocity_value(m.velocity),
+                    grounded: m.grounded,
+                });
+            }
+            match carried {
+                Some(base) if base == record => {
+                    value_ticks.push(baseline_ticks[b - 1]);
+                    entities.push(baseline_states[b - 1]);
                 }
                 _ => {
+                    let Some(e) = outpost_sim::arena::entity_view(&record) else {
+                        return Err(SnapshotIssue::Malformed);
+                    };
                     value_ticks.push(snapshot.tick);
-                    entities.push(EntityState::from_view(&self.quantizer, e));
+                    entities.push(EntityState::from_view(&self.quantizer, &e));
                 }
             }
         }
-        let removed: Vec<EntityId> = baseline
-            .iter()
-            .filter(|b| view.binary_search_by_key(&b.id, |e| e.id).is_err())
-            .map(|b| b.id)
-            .collect();
-        let own_motion = view
-            .iter()
-            .find(|e| e.id == self.own)
-            .and_then(|e| e.motion)
-            .map(|m| Motion {
-                velocity: quantize::velocity_value(m.velocity),
-                grounded: m.grounded,
-            });
+        removed.extend(
+            (b..baseline.len())
+                .filter_map(|i| baseline.get(i))
+                .map(|r| r.id),
+        );
         if self.views.len() == VIEW_HISTORY {
             self.views.pop_front();
         }
-        self.views.push_back((
-            snapshot.tick,
-            wire,
-            view,
-            value_ticks.clone(),
-            entities.clone(),
-        ));
+        self.views
+            .push_back((snapshot.tick, view, value_ticks.clone(), entities.clone()));
         Ok(WorldState {
             tick: snapshot.tick,
             ack_input_seq: snapshot.ack_input_seq,

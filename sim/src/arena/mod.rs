@@ -21,8 +21,8 @@ pub use movement::{Character, move_character};
 pub use prediction::Predictor;
 pub use schema::{CHARACTER, MOTION, POSE, PROP};
 pub use schema::{
-    decode_inputs, encode_inputs, from_replicated, input_from_record, input_record, motion_slots,
-    records, replicated, replicated_into, schema,
+    decode_inputs, encode_inputs, entity_view, from_replicated, input_from_record, input_record,
+    motion_slots, records, replicated, replicated_into, schema,
 };
 
 /// Half-height of the cylindrical part of a character's capsule, metres.

@@ -150,33 +150,37 @@ pub fn motion_slots(motion: &outpost_protocol::QMotion) -> [u32; 4] {
 /// A generic view under [`schema`] as the specialised one (entities whose components are
 /// not the arena's are left out).
 pub fn from_replicated(view: &replication::View) -> Vec<EntityView> {
-    use outpost_protocol::quantize::{QPosition, QRotation, QVelocity};
     let mut out = Vec::with_capacity(view.len());
-    for r in view.iter() {
-        let s = r.slots;
-        if r.mask & POSE != POSE || s.len() < 7 {
-            continue;
-        }
-        let motion = (r.mask & MOTION != 0 && s.len() >= 11).then(|| outpost_protocol::QMotion {
-            velocity: QVelocity([s[7], s[8], s[9]]),
-            grounded: s[10] != 0,
-        });
-        out.push(EntityView {
-            id: r.id,
-            kind: if r.mask & CHARACTER != 0 {
-                EntityKind::Player
-            } else {
-                EntityKind::Prop
-            },
-            position: QPosition([s[0], s[1], s[2]]),
-            rotation: QRotation {
-                largest: s[3].min(3) as u8,
-                components: [s[4], s[5], s[6]].map(|c| c.min(1023) as u16),
-            },
-            motion,
-        });
-    }
+    out.extend(view.iter().filter_map(|r| entity_view(&r)));
     out
+}
+
+/// One generic record under [`schema`] as the specialised entity (`None` if its
+/// components are not the arena's).
+pub fn entity_view(r: &replication::Record<'_>) -> Option<EntityView> {
+    use outpost_protocol::quantize::{QPosition, QRotation, QVelocity};
+    let s = r.slots;
+    if r.mask & POSE != POSE || s.len() < 7 {
+        return None;
+    }
+    let motion = (r.mask & MOTION != 0 && s.len() >= 11).then(|| outpost_protocol::QMotion {
+        velocity: QVelocity([s[7], s[8], s[9]]),
+        grounded: s[10] != 0,
+    });
+    Some(EntityView {
+        id: r.id,
+        kind: if r.mask & CHARACTER != 0 {
+            EntityKind::Player
+        } else {
+            EntityKind::Prop
+        },
+        position: QPosition([s[0], s[1], s[2]]),
+        rotation: QRotation {
+            largest: s[3].min(3) as u8,
+            components: [s[4], s[5], s[6]].map(|c| c.min(1023) as u16),
+        },
+        motion,
+    })
 }
 
 /// An arena input as a generic one under [`schema`].
