@@ -97,6 +97,13 @@ impl MatchConfig {
             "must be 10..=240",
         )?;
         check(
+            self.snapshot_hz >= 1
+                && self.snapshot_hz <= self.tick_hz
+                && self.tick_hz.is_multiple_of(self.snapshot_hz),
+            "snapshot_hz",
+            "must divide tick_hz",
+        )?;
+        check(
             (5..=7200).contains(&self.duration_s),
             "duration_s",
             "must be 5..=7200",
@@ -128,5 +135,31 @@ impl MatchConfig {
     /// Length of the match in ticks.
     pub fn duration_ticks(&self) -> u32 {
         self.duration_s.saturating_mul(u32::from(self.tick_hz))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression test: a snapshot rate that does not divide the tick rate was accepted,
+    /// and the edge then sent snapshots at another rate than the one configured (every
+    /// `tick_hz / snapshot_hz` ticks, rounded down).
+    #[test]
+    fn a_snapshot_rate_that_does_not_divide_the_tick_rate_is_refused() {
+        let config = |tick_hz, snapshot_hz| MatchConfig {
+            tick_hz,
+            snapshot_hz,
+            ..MatchConfig::default()
+        };
+        for (tick_hz, snapshot_hz) in [(60, 40), (60, 0), (30, 60), (64, 30)] {
+            let err = config(tick_hz, snapshot_hz)
+                .validate()
+                .expect_err("refused");
+            assert_eq!(err.field, "snapshot_hz", "{tick_hz}/{snapshot_hz}");
+        }
+        for (tick_hz, snapshot_hz) in [(60, 30), (60, 60), (60, 20), (240, 60), (30, 10)] {
+            assert_eq!(config(tick_hz, snapshot_hz).validate(), Ok(()));
+        }
     }
 }
