@@ -293,6 +293,9 @@ impl ClientSnapshots {
             } else {
                 targets.push_record(record);
             }
+            if targets.len() == target_of.len() {
+                continue; // not taken (out of order): keep targets and target_of aligned
+            }
             while baseline.get(b).is_some_and(|r| r.id < record.id) {
                 b += 1;
             }
@@ -306,6 +309,7 @@ impl ClientSnapshots {
         send.clear();
         for (t, &(i, base)) in target_of.iter().enumerate() {
             let Some(target) = targets.get(t) else {
+                send.push(false);
                 continue;
             };
             let base = base.and_then(|b| baseline.get(b));
