@@ -344,3 +344,65 @@ fn the_client_clock_recovers_within_two_seconds_after_the_edge_skips_ticks() {
         "drawn {behind_ms} ms behind the newest state"
     );
 }
+
+/// A seated player sends input frames whose batches are garbage, truncated or claim
+/// far-future sequence numbers: each is dropped or spent against the time budget, the
+/// match goes on, and the other player's inputs apply as before.
+#[test]
+fn garbage_input_batches_are_dropped_and_harm_no_one() {
+    use outpost_protocol::{Datagram, InputFrame, codec};
+
+    let config = MatchConfig {
+        props: 0,
+        max_players: 2,
+        duration_s: 60,
+        ..MatchConfig::default()
+    };
+    let mut h = Harness::new(&config, 21);
+    let attacker = h.join(1, LinkConfig::PERFECT).expect("seated");
+    let honest = h.join(2, LinkConfig::PERFECT).expect("seated");
+    let mut rng = SplitMix64::new(21);
+    let mut last = 0;
+    for tick in 0..120u32 {
+        let mut batch: Vec<u8> = (0..(rng.next_u64() % 40) as usize)
+            .map(|_| rng.next_u64() as u8)
+            .collect();
+        if tick % 3 == 0 {
+            // A well-formed batch claiming a sequence far ahead and the longest span.
+            batch = outpost_sim::arena::encode_inputs(&[PlayerInput {
+                seq: u32::MAX - tick,
+                ticks: 8,
+                move_z: 127,
+                ..PlayerInput::default()
+            }]);
+        }
+        let frame = Datagram::Input(InputFrame {
+            ack_snapshot_tick: rng.next_u64() as u32,
+            inputs: batch,
+        });
+        h.send_raw_datagram(attacker, codec::encode_datagram(&frame).expect("encodes"));
+        last = h.send_input(
+            honest,
+            PlayerInput {
+                move_z: 127,
+                ..PlayerInput::default()
+            },
+        );
+        h.tick();
+    }
+    h.advance(Duration::from_millis(100));
+    assert!(
+        h.metrics().datagrams_rejected.get() > 0,
+        "garbage was counted"
+    );
+    assert!(!h.host().is_over());
+    let applied = h.host().game().ack_input_seq(PlayerId(2)).expect("seated");
+    assert!(
+        applied + 2 >= last,
+        "the honest player's inputs apply: {applied} of {last}"
+    );
+    // The attacker's claimed spans are spent against the clock: it moved no faster
+    // than a player holding forward for the same time would.
+    let (moved, _) = h.host().game().input_counts(PlayerId(1)).expect("seated");
+    assert!(moved <= 120 / 8 + 16, "{moved} attacker inputs applied");
+}
