@@ -35,6 +35,16 @@ fn wander(rng: &mut SplitMix64, heading: &mut f32, tick: u32) -> PlayerInput {
     }
 }
 
+/// A minute-long match for two, with no props.
+fn two_player_match() -> MatchConfig {
+    MatchConfig {
+        props: 0,
+        max_players: 2,
+        duration_s: 60,
+        ..MatchConfig::default()
+    }
+}
+
 fn p99(values: &[f32]) -> f32 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f32::total_cmp);
@@ -245,12 +255,7 @@ fn lag_compensated_shots_hit_a_moving_target_over_100_ms() {
 /// from a keyframe on the new connection, and its inputs move it again.
 #[test]
 fn a_player_reconnecting_within_the_grace_gets_their_character_back() {
-    let config = MatchConfig {
-        props: 0,
-        max_players: 2,
-        duration_s: 60,
-        ..MatchConfig::default()
-    };
+    let config = two_player_match();
     let mut h = Harness::new(&config, 3);
     let me = h.join(1, LinkConfig::good()).expect("seated");
     let other = h.join(2, LinkConfig::good()).expect("seated");
@@ -299,12 +304,7 @@ fn a_player_reconnecting_within_the_grace_gets_their_character_back() {
 /// of the stall for the rest of the session.
 #[test]
 fn the_client_clock_recovers_within_two_seconds_after_the_edge_skips_ticks() {
-    let config = MatchConfig {
-        props: 0,
-        max_players: 2,
-        duration_s: 60,
-        ..MatchConfig::default()
-    };
+    let config = two_player_match();
     let mut h = Harness::new(&config, 9);
     let me = h.join(1, LinkConfig::good()).expect("seated");
     h.run_ticks(180, |h| {
@@ -352,12 +352,7 @@ fn the_client_clock_recovers_within_two_seconds_after_the_edge_skips_ticks() {
 fn garbage_input_batches_are_dropped_and_harm_no_one() {
     use outpost_protocol::{Datagram, InputFrame, codec};
 
-    let config = MatchConfig {
-        props: 0,
-        max_players: 2,
-        duration_s: 60,
-        ..MatchConfig::default()
-    };
+    let config = two_player_match();
     let mut h = Harness::new(&config, 21);
     let attacker = h.join(1, LinkConfig::PERFECT).expect("seated");
     let honest = h.join(2, LinkConfig::PERFECT).expect("seated");

@@ -471,7 +471,7 @@ impl MatchHost {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use outpost_protocol::PlayerInput;
 
     use super::*;
@@ -507,7 +507,8 @@ mod tests {
         std::iter::from_fn(|| host.poll_transmit()).collect()
     }
 
-    fn input(seq: u32) -> InputFrame {
+    /// An input frame holding one input, running forward.
+    pub(crate) fn input(seq: u32) -> InputFrame {
         InputFrame {
             ack_snapshot_tick: 0,
             inputs: outpost_sim::arena::encode_inputs(&[PlayerInput {

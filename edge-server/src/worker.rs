@@ -373,7 +373,6 @@ fn route(hosted: &mut Hosted, metrics: &EdgeMetrics, now: Instant) {
 
 #[cfg(test)]
 mod tests {
-    use outpost_protocol::PlayerInput;
 
     use super::*;
 
@@ -431,16 +430,7 @@ mod tests {
         (inputs, (datagrams_rx, control_rx))
     }
 
-    fn frame(seq: u32) -> InputFrame {
-        InputFrame {
-            ack_snapshot_tick: 0,
-            inputs: outpost_sim::arena::encode_inputs(&[PlayerInput {
-                seq,
-                move_z: 127,
-                ..PlayerInput::default()
-            }]),
-        }
-    }
+    use crate::host::tests::input as frame;
 
     /// Regression test for unfair sim workers: one command queue served all of a
     /// worker's matches, so a few flooding clients made every other match lose inputs.
