@@ -8,10 +8,9 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use outpost_protocol::replication::{self, InputLayout, Layout};
 use outpost_protocol::{
-    Datagram, EntityId, EntityKind, EntityState, MatchConfig, PlayerInput, Quantizer, Snapshot,
-    codec, delta,
+    Datagram, EntityId, EntityKind, EntityState, PlayerInput, Snapshot, codec, delta,
 };
-use outpost_sim::arena;
+use outpost_sim::arena::{self, ArenaConfig};
 use std::hint::black_box;
 
 fn entities(n: u32) -> Vec<EntityState> {
@@ -73,7 +72,7 @@ fn snapshot_datagram(c: &mut Criterion) {
 }
 
 fn netcode(c: &mut Criterion) {
-    let quantizer = Quantizer::for_config(&MatchConfig::default());
+    let quantizer = ArenaConfig::default().quantizer();
     let state = entities(1000);
     c.bench_function("netcode/quantize_1000_entities", |b| {
         b.iter(|| {
@@ -115,7 +114,7 @@ fn netcode(c: &mut Criterion) {
     });
 
     // The same views through the generic codec (the arena's schema), side by side.
-    let layout = Layout::new(&arena::schema(&MatchConfig::default()));
+    let layout = Layout::new(&arena::schema(&ArenaConfig::default()));
     let (g_baseline, g_current) = (arena::replicated(&baseline), arena::replicated(&current));
     let g_body = replication::encode(&layout, &g_baseline, &g_current);
     let g_keyframe = replication::encode(&layout, &replication::View::new(), &g_current);
@@ -148,7 +147,7 @@ fn netcode(c: &mut Criterion) {
 /// schema), for a steady link (the newest input and two unacknowledged) and a lossy one
 /// (eight).
 fn input_frames(c: &mut Criterion) {
-    let layout = InputLayout::new(&arena::schema(&MatchConfig::default()));
+    let layout = InputLayout::new(&arena::schema(&ArenaConfig::default()));
     for n in [3u32, 8] {
         // Running forward, turning slowly, jumping once; one snapshot every two ticks.
         let inputs: Vec<PlayerInput> = (0..n)

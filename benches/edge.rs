@@ -19,6 +19,7 @@ use outpost_protocol::{
     Datagram, EntityState, MatchConfig, MatchId, PlayerId, PlayerInput, Quantizer, Snapshot, codec,
 };
 use outpost_sim::arena::move_character;
+use outpost_sim::arena::{self, ArenaConfig};
 use outpost_sim::rapier3d::prelude::{CollisionPipeline, PhysicsPipeline, PhysicsWorld};
 use outpost_sim::{Match, Motion, Physics, PlayerSlot, RigidBodyRef};
 
@@ -87,11 +88,13 @@ fn arena() -> (Match, Bots) {
 fn arena_of(players: u64, props: u16) -> (Match, Bots) {
     let config = MatchConfig {
         max_players: players as u16,
-        props,
-        score_limit: 0,
         duration_s: 7200,
         seed: 11,
-        ..MatchConfig::default()
+        ..arena::config(&ArenaConfig {
+            score_limit: 0,
+            props,
+            ..ArenaConfig::default()
+        })
     };
     let mut game = Match::new(MatchId(1), &config).expect("valid config");
     for p in 1..=players {
@@ -188,7 +191,7 @@ fn prepare(game: &mut Match, quantizer: &Quantizer, interest: Interest) -> Prepa
     let mut state = Vec::new();
     game.write_replicated_state(&mut state);
     let grid = InterestGrid::build(&state, interest.cell);
-    let records = outpost_sim::arena::records(quantizer, &state);
+    let records = arena::records(quantizer, &state);
     Prepared {
         state,
         records,
@@ -198,8 +201,9 @@ fn prepare(game: &mut Match, quantizer: &Quantizer, interest: Interest) -> Prepa
 
 fn snapshots(c: &mut Criterion) {
     let (mut game, mut bots) = arena();
-    let quantizer = Quantizer::for_config(game.config());
-    let layout = replication::Layout::new(&outpost_sim::arena::schema(game.config()));
+    let settings = ArenaConfig::of(game.config()).expect("arena settings");
+    let quantizer = settings.quantizer();
+    let layout = replication::Layout::new(&arena::schema(&settings));
     let interest = Interest::default();
     let snapshot_hz = game.config().snapshot_hz;
     let budget = body_budget(96_000, snapshot_hz, 1200);

@@ -14,8 +14,8 @@ use outpost_cloud::edges::{EdgeHeartbeat, EdgeRecord};
 use outpost_cloud::matcher::place;
 use outpost_cloud::matchmaking::{EdgeSlot, Expansion, MatchRules, Ticket, TicketPlayer, pass};
 use outpost_cloud::store::{TicketMember, TicketRecord, TicketStatus};
-use outpost_protocol::TokenSigner;
 use outpost_protocol::rng::SplitMix64;
+use outpost_protocol::{MatchConfig, TokenSigner};
 use std::hint::black_box;
 
 fn pool(n: u64) -> Vec<Ticket> {
@@ -158,7 +158,7 @@ fn placement_of(c: &mut Criterion, teams: usize, team_size: usize) {
         .collect();
     let mode = ModeConfig {
         rules: rules.clone(),
-        ..ModeConfig::arena_ffa(8, 300)
+        ..ModeConfig::free_for_all(MatchConfig::new("arena"), 8, 300)
     };
     let signer = TokenSigner::from_seed(&[5; 32]);
     let formed = pass(&tickets, &mut slots.clone(), &rules, 60_000).len();

@@ -18,16 +18,18 @@ use bevy_ecs::prelude::*;
 use clap::{Parser, ValueEnum};
 use outpost_client::netcode::{Decoder, Timeline};
 use outpost_edge::snapshot::{ClientSnapshots, Frame, Interest, InterestGrid, body_budget};
+use outpost_protocol::ConfigError;
 use outpost_protocol::delta::QMotion;
 use outpost_protocol::replication::Layout;
+use outpost_protocol::schema::ModeSchema;
 use outpost_protocol::{
-    EntityId, EntityKind, EntityView, MatchConfig, MatchId, PlayerId, PlayerInput, Quantizer,
-    Snapshot, quantize,
+    EntityId, EntityKind, EntityView, MatchConfig, MatchId, PlayerId, PlayerInput, Snapshot,
+    quantize,
 };
-use outpost_sim::arena;
+use outpost_sim::arena::{self, ArenaConfig};
 use outpost_sim::rapier3d::prelude::*;
 use outpost_sim::{
-    GameMode, Match, NetId, NetIds, Physics, Replicated, RigidBodyRef, SimError, SplitMix64,
+    GameMode, Match, Modes, NetId, NetIds, Physics, Replicated, RigidBodyRef, SimError, SplitMix64,
     TickSet,
 };
 use serde::Serialize;
@@ -107,6 +109,18 @@ struct Kicks(SplitMix64);
 impl GameMode for Cubes {
     fn name(&self) -> &'static str {
         "cubes"
+    }
+
+    /// The cubes are the arena's props on the arena's grid: its settings and schema.
+    fn default_config(&self) -> Vec<u8> {
+        arena::Arena.default_config()
+    }
+
+    fn schema(&self, mode_config: &[u8]) -> Result<ModeSchema, ConfigError> {
+        Ok(ModeSchema {
+            mode: self.name().into(),
+            ..arena::Arena.schema(mode_config)?
+        })
     }
 
     fn setup(
@@ -245,16 +259,16 @@ fn main() -> anyhow::Result<()> {
     let (mut game, snapshot_hz, budget_kbps, interest) = match args.scene {
         Scene::Cubes => {
             let hz = args.snapshot_hz.unwrap_or(60);
+            let modes = Modes::new().with(Cubes);
             let config = MatchConfig {
-                props: 0,
                 tick_hz: 60,
                 snapshot_hz: hz,
                 duration_s: 7200,
-                arena_half_extent: 40.0,
                 max_players: 1,
-                ..MatchConfig::default()
+                ..modes.config("cubes", None)?
             };
-            let game = Match::with_mode(MatchId(1), &config, Box::new(Cubes))?;
+            let (mode, _) = modes.resolve(&config)?;
+            let game = Match::with_mode(MatchId(1), &config, mode)?;
             // Fiedler's client sees every cube.
             (
                 game,
@@ -269,13 +283,15 @@ fn main() -> anyhow::Result<()> {
         Scene::Arena => {
             let hz = args.snapshot_hz.unwrap_or(30);
             let config = MatchConfig {
-                props: args.props,
                 max_players: args.players.max(1),
                 snapshot_hz: hz,
                 duration_s: 7200,
-                score_limit: 0,
                 seed: 3,
-                ..MatchConfig::default()
+                ..arena::config(&ArenaConfig {
+                    props: args.props,
+                    score_limit: 0,
+                    ..ArenaConfig::default()
+                })
             };
             let mut game = Match::new(MatchId(1), &config)?;
             for p in 1..=args.players {
@@ -292,11 +308,16 @@ fn main() -> anyhow::Result<()> {
         }
     };
     let config = game.config().clone();
-    let quantizer = Quantizer::for_config(&config);
+    let settings = ArenaConfig::of(&config)?;
+    let quantizer = settings.quantizer();
+    let schema = ModeSchema {
+        mode: config.mode.clone(),
+        ..arena::schema(&settings)
+    };
     let ticks_per_snapshot = config.ticks_per_snapshot();
     let rtt_ticks = (args.rtt_ms * u32::from(config.tick_hz)).div_ceil(1000);
     let budget = body_budget(budget_kbps * 1000, snapshot_hz, 1200);
-    let layout = Layout::new(&arena::schema(&config));
+    let layout = Layout::new(&schema);
 
     let mut state = Vec::new();
     game.write_replicated_state(&mut state);
@@ -306,12 +327,17 @@ fn main() -> anyhow::Result<()> {
                 .iter()
                 .find(|e| e.kind == EntityKind::Player)
                 .map_or(EntityId(1), |e| e.id);
-            vec![viewer(own, None, &config)]
+            vec![viewer(own, None, &config, &schema)]
         }
         Scene::Arena => (1..=args.players.min(args.clients))
             .filter_map(|p| {
                 let player = PlayerId(u64::from(p));
-                Some(viewer(game.player_entity(player)?, Some(player), &config))
+                Some(viewer(
+                    game.player_entity(player)?,
+                    Some(player),
+                    &config,
+                    &schema,
+                ))
             })
             .collect(),
     };
@@ -471,11 +497,16 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn viewer(own: EntityId, player: Option<PlayerId>, config: &MatchConfig) -> Viewer {
+fn viewer(
+    own: EntityId,
+    player: Option<PlayerId>,
+    config: &MatchConfig,
+    schema: &ModeSchema,
+) -> Viewer {
     Viewer {
         player,
         edge: ClientSnapshots::new(own),
-        decoder: Decoder::new(config, own),
+        decoder: Decoder::new(config, schema, own).expect("the arena's grid"),
         shown: Timeline::default(),
         acks: VecDeque::new(),
         body_bytes: 0,

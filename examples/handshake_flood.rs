@@ -19,6 +19,7 @@ use outpost_edge::handshake::Refusal;
 use outpost_edge::{Edge, EdgeConfig};
 use outpost_loadtest::flood::handshake_flood;
 use outpost_protocol::{ConnectToken, MatchConfig, MatchId, PlayerId, TokenSigner};
+use outpost_sim::arena::{self, ArenaConfig};
 
 #[derive(Parser)]
 struct Args {
@@ -57,9 +58,11 @@ impl Joiner {
     async fn join(&mut self) -> anyhow::Result<f64> {
         self.next += 1;
         let config = MatchConfig {
-            props: 0,
             max_players: 1,
-            ..MatchConfig::default()
+            ..arena::config(&ArenaConfig {
+                props: 0,
+                ..ArenaConfig::default()
+            })
         };
         let token = ConnectToken {
             player_id: PlayerId(self.next),

@@ -20,6 +20,7 @@ use outpost_client::{Assignment, Client, Trust};
 use outpost_edge::tls::Certificate;
 use outpost_edge::{Edge, EdgeConfig, TlsSource};
 use outpost_protocol::{ConnectToken, MatchConfig, MatchId, PlayerId, PlayerInput, TokenSigner};
+use outpost_sim::arena::{self, ArenaConfig};
 
 #[derive(Parser)]
 struct Args {
@@ -86,7 +87,7 @@ fn placeholder_token() -> outpost_protocol::SignedToken {
             player_id: PlayerId(1),
             match_id: MatchId(1),
             edge_id: "echo".into(),
-            config: MatchConfig::default(),
+            config: arena::config(&ArenaConfig::default()),
             issued_at_ms: 0,
             expires_at_ms: 0,
             nonce: [0; 16],
@@ -104,9 +105,11 @@ async fn through_edge(samples: usize, tick_hz: u16) -> anyhow::Result<Vec<f64>> 
     let match_config = MatchConfig {
         tick_hz,
         snapshot_hz: tick_hz,
-        props: 0,
-        score_limit: 0,
-        ..MatchConfig::default()
+        ..arena::config(&ArenaConfig {
+            props: 0,
+            score_limit: 0,
+            ..ArenaConfig::default()
+        })
     };
     let token = signer.sign(&ConnectToken {
         player_id: PlayerId(1),

@@ -91,7 +91,12 @@ pub async fn run(args: CloudArgs) -> anyhow::Result<()> {
         audience: args.audience,
         edge_secret,
         season: args.season,
-        modes: vec![ModeConfig::arena_ffa(
+        modes: vec![ModeConfig::free_for_all(
+            crate::modes::template(
+                &crate::modes::registry(),
+                "arena",
+                &crate::modes::ArenaArgs::default(),
+            )?,
             args.arena_players,
             args.match_seconds,
         )],

@@ -37,15 +37,14 @@ pub struct DevArgs {
     /// Length of each match in seconds (matches run back to back).
     #[arg(long, default_value_t = 20)]
     match_seconds: u32,
-    /// Score that ends a match; 0 for none (the match runs its full length).
-    #[arg(long, default_value_t = 0)]
-    score_limit: u32,
+    /// Game mode the bots play (`arena`; any mode this binary registers).
+    #[arg(long, default_value = "arena")]
+    mode: String,
+    #[command(flatten)]
+    arena: crate::modes::ArenaArgs,
     /// Simulation rate.
     #[arg(long, default_value_t = 60)]
     tick_hz: u16,
-    /// Props in the arena.
-    #[arg(long, default_value_t = 40)]
-    props: u16,
     /// UDP address of the edge's QUIC endpoint (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:7777")]
     listen: SocketAddr,
@@ -160,13 +159,12 @@ async fn bot_loop(
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     crate::init_tracing("warn");
+    let modes = crate::modes::registry();
     let match_config = MatchConfig {
         duration_s: args.match_seconds,
-        score_limit: args.score_limit,
         max_players: args.bots.max(2),
         tick_hz: args.tick_hz,
-        props: args.props,
-        ..MatchConfig::default()
+        ..crate::modes::template(&modes, &args.mode, &args.arena)?
     };
     match_config.validate().context("match settings")?;
     let (data_dir, temporary) = match &args.data_dir {
@@ -182,8 +180,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     // The cloud, in this process, on the embedded store.
     let edge_secret = format!("{:032x}", rand::random::<u128>());
     let credential = outpost_cloud::edges::edge_credential_for(&edge_secret, EDGE_ID);
-    let mut mode = ModeConfig::arena_ffa(usize::from(args.bots), args.match_seconds);
-    mode.match_config = match_config;
+    let mut mode =
+        ModeConfig::free_for_all(match_config, usize::from(args.bots), args.match_seconds);
     // Few players: widen fast, so back-to-back matches start within seconds whatever the
     // ratings became.
     for (step, after_ms) in mode.rules.steps.iter_mut().zip([0, 1_000, 2_000]) {
@@ -213,6 +211,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let http = http_client()?;
     let token_key = fetch_connect_key(&http, &cloud_url, Some(&data_dir.join("jwks.json"))).await?;
     let mut config = EdgeConfig::new(EDGE_ID, token_key);
+    config.modes = modes;
     config.listen = args.listen;
     config.http_listen = Some(args.http);
     config.sim_threads = args.sim_threads;

@@ -172,6 +172,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("--token-public-key-file or --cloud-url is needed"),
     };
     let mut config = EdgeConfig::new(args.edge_id, token_key);
+    config.modes = crate::modes::registry();
     config.outbox_dir.clone_from(&args.outbox_dir);
     config.listen = args.listen;
     config.http_listen = Some(args.http);

@@ -39,9 +39,8 @@ pub struct LoadtestArgs {
     /// Inputs per second from each player (at most the tick rate).
     #[arg(long, default_value_t = 30)]
     input_hz: u16,
-    /// Props in each arena.
-    #[arg(long, default_value_t = 40)]
-    props: u16,
+    #[command(flatten)]
+    arena: crate::modes::ArenaArgs,
     /// Link conditions between players and the edge: `good`, `average`, `poor`, `bursty`.
     #[arg(long, value_parser = parse_link)]
     link: Option<LinkConfig>,
@@ -80,7 +79,8 @@ pub struct LoadtestArgs {
     /// matchmake there.
     #[arg(long)]
     api: Option<String>,
-    /// Game mode to matchmake in (with --api).
+    /// Game mode: the one matchmade in (with --api), or the one the edge's matches run
+    /// (with --spawn-edge or --edge).
     #[arg(long, default_value = "arena")]
     mode: String,
     /// A non-loopback host the run may target. Without it, only loopback is tested.
@@ -204,8 +204,7 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
     let match_config = MatchConfig {
         tick_hz: args.tick_hz,
         snapshot_hz: args.snapshot_hz,
-        props: args.props,
-        ..MatchConfig::default()
+        ..crate::modes::template(&crate::modes::registry(), &args.mode, &args.arena)?
     };
     let placeholder = Target::Stack {
         api_url: String::new(),

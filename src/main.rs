@@ -4,6 +4,7 @@ mod cloud;
 mod dev;
 mod edge;
 mod loadtest;
+mod modes;
 
 use clap::{Parser, Subcommand};
 

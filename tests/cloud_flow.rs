@@ -52,8 +52,12 @@ async fn start_cloud(
     players: usize,
     seconds: u32,
 ) -> CloudRun {
-    let mut mode = ModeConfig::arena_ffa(players, seconds);
-    mode.match_config.props = 8;
+    let template = outpost_sim::arena::config(&outpost_sim::arena::ArenaConfig {
+        props: 8,
+        score_limit: 0,
+        ..Default::default()
+    });
+    let mode = ModeConfig::free_for_all(template, players, seconds);
     let config = CloudConfig {
         edge_secret: Some(SECRET.into()),
         modes: vec![mode],
@@ -271,17 +275,19 @@ async fn eight_players_matchmake_play_and_are_rated_ranked_and_replayed() {
         .expect("download");
     let (first, last) = player.ticks().expect("frames");
     assert!(last > first + 100, "{first}..{last}");
+    // The replay names its components: characters are the entities with one.
+    let (character, _) = player
+        .schema()
+        .component("character")
+        .expect("arena schema");
+    let is_character = |mask: u64| mask & (1 << character) != 0;
     let mut frames = 0;
     let mut previous = 0;
     while let Some(frame) = player.next_frame().expect("decodes") {
         assert!(frame.tick > previous || frames == 0);
         previous = frame.tick;
         frames += 1;
-        let characters = frame
-            .entities
-            .iter()
-            .filter(|e| e.kind == outpost_protocol::EntityKind::Player)
-            .count();
+        let characters = frame.world.iter().filter(|e| is_character(e.mask)).count();
         assert!(characters <= 8);
     }
     assert!(frames >= 100, "{frames} frames");
@@ -293,11 +299,7 @@ async fn eight_players_matchmake_play_and_are_rated_ranked_and_replayed() {
         .expect("a frame after the middle");
     assert!(frame.tick >= middle && frame.tick <= middle + 4);
     assert_eq!(
-        frame
-            .entities
-            .iter()
-            .filter(|e| e.kind == outpost_protocol::EntityKind::Player)
-            .count(),
+        frame.world.iter().filter(|e| is_character(e.mask)).count(),
         8,
         "mid-match, all eight are in the world"
     );

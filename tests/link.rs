@@ -15,6 +15,7 @@ use outpost_client::link::LinkRelay;
 use outpost_client::{Bot, BotReport, BotStyle};
 use outpost_protocol::MatchConfig;
 use outpost_protocol::link::LinkConfig;
+use outpost_sim::arena::{self, ArenaConfig};
 
 async fn play_through(link: LinkConfig, seed: u64) -> Vec<BotReport> {
     let edge = TestEdge::start().await;
@@ -27,7 +28,7 @@ async fn play_through(link: LinkConfig, seed: u64) -> Vec<BotReport> {
         duration_s: 8,
         max_players: 4,
         seed,
-        ..MatchConfig::default()
+        ..arena::config(&ArenaConfig::default())
     };
     let mut bots = Vec::new();
     for player in 1..=4 {

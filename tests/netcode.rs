@@ -9,6 +9,7 @@ use outpost_harness::{ClientId, Harness};
 use outpost_protocol::link::LinkConfig;
 use outpost_protocol::rng::SplitMix64;
 use outpost_protocol::{GoodbyeReason, MatchConfig, MatchEvent, PlayerId, PlayerInput};
+use outpost_sim::arena::{self, ArenaConfig};
 
 /// Each client's view of the run.
 #[derive(Debug, Default)]
@@ -38,10 +39,12 @@ fn wander(rng: &mut SplitMix64, heading: &mut f32, tick: u32) -> PlayerInput {
 /// A minute-long match for two, with no props.
 fn two_player_match() -> MatchConfig {
     MatchConfig {
-        props: 0,
         max_players: 2,
         duration_s: 60,
-        ..MatchConfig::default()
+        ..arena::config(&ArenaConfig {
+            props: 0,
+            ..ArenaConfig::default()
+        })
     }
 }
 
@@ -58,7 +61,7 @@ fn play_through(link: LinkConfig, seed: u64) -> (Harness, Vec<ClientId>, Vec<Wat
         duration_s: 8,
         max_players: 4,
         seed,
-        ..MatchConfig::default()
+        ..arena::config(&ArenaConfig::default())
     };
     let mut h = Harness::new(&config, seed);
     let clients: Vec<ClientId> = (1..=4).map(|p| h.join(p, link).expect("seated")).collect();
@@ -183,12 +186,14 @@ fn lag_compensated_shots_hit_a_moving_target_over_100_ms() {
         ..LinkConfig::PERFECT
     };
     let config = MatchConfig {
-        props: 0,
-        arena_half_extent: 16.0,
         max_players: 2,
         seed: 5,
         duration_s: 60,
-        ..MatchConfig::default()
+        ..arena::config(&ArenaConfig {
+            props: 0,
+            half_extent: 16.0,
+            ..ArenaConfig::default()
+        })
     };
     let mut h = Harness::new(&config, 5);
     let shooter = h.join(1, link).expect("shooter seated");
@@ -364,7 +369,7 @@ fn garbage_input_batches_are_dropped_and_harm_no_one() {
             .collect();
         if tick % 3 == 0 {
             // A well-formed batch claiming a sequence far ahead and the longest span.
-            batch = outpost_sim::arena::encode_inputs(&[PlayerInput {
+            batch = arena::encode_inputs(&[PlayerInput {
                 seq: u32::MAX - tick,
                 ticks: 8,
                 move_z: 127,

@@ -260,11 +260,11 @@ async fn the_match_ends_on_time_and_everyone_gets_the_result() {
 async fn snapshots_keep_to_the_budget_and_fill_the_view_in_over_time() {
     let edge = TestEdge::start_with(|c| c.client_bandwidth_bps = 64_000).await;
     let client = client();
-    let config = MatchConfig {
+    let config = arena_match(ArenaConfig {
         props: 1000,
-        arena_half_extent: 60.0,
-        ..small_match()
-    };
+        half_extent: 60.0,
+        ..ArenaConfig::default()
+    });
     let mut session = client
         .connect(&edge.assignment(1, 3, &config))
         .await

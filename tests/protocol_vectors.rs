@@ -11,10 +11,11 @@ use outpost_protocol::token::seat_commitment;
 use outpost_protocol::{
     ConnectToken, Control, Datagram, EntityId, EntityKind, GoodbyeReason, Hello, InputFrame,
     MatchConfig, MatchEndReason, MatchEvent, MatchId, PROTOCOL_VERSION, Ping, PlayerId,
-    PlayerInput, PlayerScore, Pong, Quantizer, Reject, RejectCode, SignedToken, Snapshot,
-    TickedEvent, TokenSigner, TokenVerifier, Welcome, codec,
+    PlayerInput, PlayerScore, Pong, Reject, RejectCode, SignedToken, Snapshot, TickedEvent,
+    TokenSigner, TokenVerifier, Welcome, codec,
 };
-use outpost_sim::arena;
+use outpost_sim::GameMode as _;
+use outpost_sim::arena::{self, ArenaConfig};
 use serde_json::{Value, json};
 
 const FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/protocol-vectors.json");
@@ -41,9 +42,11 @@ fn token() -> SignedToken {
         edge_id: "eu-west-1a".into(),
         config: MatchConfig {
             max_players: 2,
-            props: 0,
             seed: 9,
-            ..MatchConfig::default()
+            ..arena::config(&ArenaConfig {
+                props: 0,
+                ..ArenaConfig::default()
+            })
         },
         issued_at_ms: 1_767_225_600_000,
         expires_at_ms: 1_767_225_660_000,
@@ -59,9 +62,11 @@ fn controls() -> Vec<(&'static str, Control)> {
     let token = token();
     let config = MatchConfig {
         max_players: 2,
-        props: 0,
         seed: 9,
-        ..MatchConfig::default()
+        ..arena::config(&ArenaConfig {
+            props: 0,
+            ..ArenaConfig::default()
+        })
     };
     vec![
         (
@@ -88,6 +93,10 @@ fn controls() -> Vec<(&'static str, Control)> {
                 player_id: PlayerId(7),
                 entity: EntityId(1),
                 tick: 0,
+                schema: arena::Arena
+                    .schema(&config.mode_config)
+                    .expect("arena settings")
+                    .encode(),
                 config,
                 reconnect_key: [0xab; 16],
                 players: vec![PlayerScore {
@@ -153,7 +162,7 @@ fn controls() -> Vec<(&'static str, Control)> {
 /// Two entities as an edge quantizes them for the default arena: the client's own
 /// character (with its motion) and a prop.
 fn views() -> (Vec<EntityView>, Vec<EntityView>) {
-    let q = Quantizer::for_config(&MatchConfig::default());
+    let q = ArenaConfig::default().quantizer();
     let character = EntityView {
         id: EntityId(1),
         kind: EntityKind::Player,
@@ -242,7 +251,7 @@ fn build() -> Value {
         inputs: batch,
     });
     let (keyframe, next) = views();
-    let layout = Layout::new(&arena::schema(&MatchConfig::default()));
+    let layout = Layout::new(&arena::schema(&ArenaConfig::default()));
     let keyframe_body = body(&layout, &[], &keyframe);
     let delta_body = body(&layout, &keyframe, &next);
     let snapshot = Datagram::Snapshot(Snapshot {
@@ -263,7 +272,7 @@ fn build() -> Value {
     vectors.push(json!({
         "name": "snapshot_body_keyframe",
         "kind": "snapshot_body",
-        "config": "MatchConfig::default() (arena_half_extent 40: 16 bits per position axis)",
+        "config": "the arena's default settings (half_extent 40: 16 bits per position axis)",
         "baseline": [],
         "value": view_json(&keyframe),
         "hex": hex(&keyframe_body),
@@ -271,7 +280,7 @@ fn build() -> Value {
     vectors.push(json!({
         "name": "snapshot_body_delta",
         "kind": "snapshot_body",
-        "config": "MatchConfig::default()",
+        "config": "the arena's default settings",
         "baseline": view_json(&keyframe),
         "value": view_json(&next),
         "hex": hex(&delta_body),
@@ -357,7 +366,7 @@ fn the_documented_vectors_decode_to_their_values_and_back() {
     let text = std::fs::read_to_string(FILE).expect("docs/protocol-vectors.json");
     let file: Value = serde_json::from_str(&text).expect("vectors parse");
     assert_eq!(file["protocol_version"], PROTOCOL_VERSION);
-    let layout = Layout::new(&arena::schema(&MatchConfig::default()));
+    let layout = Layout::new(&arena::schema(&ArenaConfig::default()));
     let mut checked = 0;
     for vector in file["vectors"].as_array().expect("vectors") {
         let name = vector["name"].as_str().expect("name");

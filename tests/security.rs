@@ -10,6 +10,7 @@ use common::*;
 use outpost_edge::gateway::{Gateway, GatewayConfig};
 use outpost_edge::handshake::Refusal;
 use outpost_loadtest::flood::handshake_flood;
+use outpost_protocol::MatchConfig;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -175,15 +176,17 @@ async fn get_status(addr: SocketAddr, path: &str) -> u16 {
 fn an_ack_of_an_undecodable_snapshot_heals_within_a_second() {
     use outpost_client::netcode::Decoder;
     use outpost_edge::snapshot::{ClientSnapshots, Frame, Interest, InterestGrid};
-    use outpost_protocol::{EntityId, EntityKind, EntityState, Quantizer, Snapshot};
+    use outpost_protocol::{EntityId, EntityKind, EntityState, Snapshot};
 
     let config = small_match();
-    let quantizer = Quantizer::for_config(&config);
-    let layout = outpost_protocol::replication::Layout::new(&outpost_sim::arena::schema(&config));
+    let settings = ArenaConfig::of(&config).expect("arena settings");
+    let quantizer = settings.quantizer();
+    let schema = arena::schema(&settings);
+    let layout = outpost_protocol::replication::Layout::new(&schema);
     let own = EntityId(1);
     let interest = Interest::default();
     let mut edge = ClientSnapshots::new(own);
-    let mut client = Decoder::new(&config, own);
+    let mut client = Decoder::new(&config, &schema, own).expect("an arena match");
     let world = |tick: u32| -> Vec<EntityState> {
         (1..=12)
             .map(|id| EntityState {
@@ -204,7 +207,7 @@ fn an_ack_of_an_undecodable_snapshot_heals_within_a_second() {
     for n in 1..=60u32 {
         let tick = n * 2;
         let entities = world(tick);
-        let records = outpost_sim::arena::records(&quantizer, &entities);
+        let records = arena::records(&quantizer, &entities);
         let grid = InterestGrid::build(&entities, interest.cell);
         let frame = Frame {
             tick,
@@ -331,8 +334,10 @@ async fn a_grant_with_another_configuration_for_a_running_match_is_refused() {
         .connect(&edge.assignment(1, 1, &config))
         .await
         .expect("joins");
-    let mut other = config.clone();
-    other.arena_half_extent = 30.0;
+    let other = MatchConfig {
+        seed: config.seed + 1,
+        ..config.clone()
+    };
     match client().connect(&edge.assignment(2, 1, &other)).await {
         Err(ClientError::Rejected {
             code: RejectCode::ConfigMismatch,
@@ -340,8 +345,8 @@ async fn a_grant_with_another_configuration_for_a_running_match_is_refused() {
         }) => {}
         Err(err) => panic!("expected ConfigMismatch, got {err}"),
         Ok(session) => panic!(
-            "admitted; its Welcome says {:?}",
-            session.welcome().config.arena_half_extent
+            "admitted; its Welcome says seed {}",
+            session.welcome().config.seed
         ),
     }
     // The same configuration is welcome, and the Welcome carries the match's.
@@ -351,6 +356,67 @@ async fn a_grant_with_another_configuration_for_a_running_match_is_refused() {
         .expect("joins");
     assert_eq!(second.welcome().config, config);
     drop((first, second));
+    edge.edge.shutdown().await;
+}
+
+/// A token whose schema hash is not the one this edge's build of the mode has (another
+/// version of the mode made it, or a field of the mode's settings was changed without
+/// the hash following) is refused with `SchemaMismatch` before any match exists, and a
+/// mode the edge does not host with `UnknownMode`; neither creates a match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_for_another_schema_or_an_unknown_mode_is_refused_cleanly() {
+    use outpost_client::ClientError;
+    use outpost_protocol::RejectCode;
+
+    let edge = TestEdge::start().await;
+    let config = small_match();
+    let refused = |config: MatchConfig, match_id: u64| {
+        let assignment = edge.assignment(1, match_id, &config);
+        async move {
+            match client().connect(&assignment).await {
+                Err(ClientError::Rejected { code, detail }) => (code, detail),
+                Err(err) => panic!("expected a Reject, got {err}"),
+                Ok(_) => panic!("admitted"),
+            }
+        }
+    };
+    let stale_hash = MatchConfig {
+        schema_hash: config.schema_hash ^ 1,
+        ..config.clone()
+    };
+    assert_eq!(refused(stale_hash, 1).await.0, RejectCode::SchemaMismatch);
+    // The arena's settings changed (a bigger floor: other position bounds) but the hash
+    // kept from the old ones.
+    let mut resized = config.clone();
+    resized.mode_config = outpost_protocol::encode_mode_config(&ArenaConfig {
+        half_extent: 30.0,
+        ..ArenaConfig::of(&config).expect("arena settings")
+    });
+    assert_eq!(refused(resized, 2).await.0, RejectCode::SchemaMismatch);
+    let unknown = MatchConfig {
+        mode: "tetris".into(),
+        ..config.clone()
+    };
+    assert_eq!(refused(unknown, 3).await.0, RejectCode::UnknownMode);
+    let garbage = MatchConfig {
+        mode_config: vec![0xff; 3],
+        ..config.clone()
+    };
+    assert_eq!(refused(garbage, 4).await.0, RejectCode::InvalidConfig);
+    assert_eq!(edge.edge.matches(), 0, "no refused token made a match");
+    // The right hash is welcome, and the Welcome's schema is the one it hashes to.
+    let session = client()
+        .connect(&edge.assignment(1, 5, &config))
+        .await
+        .expect("joins");
+    let schema = outpost_protocol::schema::ModeSchema::decode(&session.welcome().schema)
+        .expect("the Welcome carries the schema");
+    assert_eq!(schema.hash(), config.schema_hash);
+    assert_eq!(
+        schema,
+        arena::schema(&ArenaConfig::of(&config).expect("settings"))
+    );
+    drop(session);
     edge.edge.shutdown().await;
 }
 

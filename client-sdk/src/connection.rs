@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use outpost_protocol::schema::ModeSchema;
 use outpost_protocol::{
     Control, Datagram, EntityId, EntityState, GoodbyeReason, InputFrame, Ping, PlayerInput,
     TickedEvent, Welcome, codec,
@@ -77,6 +78,7 @@ pub enum ControlFlow {
 /// One player's connection to a match, after the edge's [`Welcome`].
 pub struct MatchConnection {
     welcome: Welcome,
+    schema: ModeSchema,
     epoch: Instant,
     decoder: Decoder,
     clock: ClockSync,
@@ -110,10 +112,16 @@ impl std::fmt::Debug for MatchConnection {
 }
 
 impl MatchConnection {
-    /// The connection the edge's `welcome` opened, at `now`.
-    pub fn new(welcome: Welcome, now: Instant) -> Self {
-        Self {
-            decoder: Decoder::new(&welcome.config, welcome.entity),
+    /// The connection the edge's `welcome` opened, at `now`. Fails if the Welcome's
+    /// schema does not decode or does not hash as its configuration says (the edge
+    /// runs another build of the mode), or if this SDK cannot play the mode.
+    pub fn new(welcome: Welcome, now: Instant) -> Result<Self, ClientError> {
+        let schema = ModeSchema::verified(&welcome.schema, welcome.config.schema_hash)
+            .map_err(|e| ClientError::Schema(e.to_string()))?;
+        let decoder = Decoder::new(&welcome.config, &schema, welcome.entity)
+            .map_err(|e| ClientError::Schema(e.to_string()))?;
+        Ok(Self {
+            decoder,
             clock: ClockSync::new(&welcome.config),
             timeline: Timeline::default(),
             prediction: Prediction::new(&welcome.config, welcome.entity),
@@ -129,9 +137,15 @@ impl MatchConnection {
             stats: SessionStats::default(),
             ping_rtt: None,
             input_rtt: None,
+            schema,
             welcome,
             epoch: now,
-        }
+        })
+    }
+
+    /// The mode's schema, as the edge sent it.
+    pub fn schema(&self) -> &ModeSchema {
+        &self.schema
     }
 
     /// The edge's welcome.
@@ -362,5 +376,70 @@ impl MatchConnection {
             interpolation_delay_ms: self.clock.interpolation_delay_ticks() / hz * 1000.0,
             jitter_ms: self.clock.jitter_ticks() / hz * 1000.0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use outpost_protocol::{MatchId, PROTOCOL_VERSION, PlayerId};
+    use outpost_sim::GameMode as _;
+    use outpost_sim::arena::{self, ArenaConfig};
+
+    use super::*;
+
+    fn welcome() -> Welcome {
+        let config = arena::config(&ArenaConfig::default());
+        Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            match_id: MatchId(1),
+            player_id: PlayerId(1),
+            entity: EntityId(1),
+            tick: 0,
+            schema: arena::Arena
+                .schema(&config.mode_config)
+                .expect("arena settings")
+                .encode(),
+            config,
+            reconnect_key: [0; 16],
+            players: Vec::new(),
+        }
+    }
+
+    fn refused(welcome: Welcome) -> String {
+        match MatchConnection::new(welcome, Instant::now()) {
+            Err(ClientError::Schema(reason)) => reason,
+            Err(other) => panic!("refused for another reason: {other}"),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+
+    /// A client decodes nothing with a schema its match configuration did not commit
+    /// to: an edge running another build of the mode (or a spoiled Welcome) is refused
+    /// before the first snapshot, with the reason.
+    #[test]
+    fn a_welcome_whose_schema_does_not_match_the_configuration_is_refused() {
+        let schema = MatchConnection::new(welcome(), Instant::now())
+            .expect("the edge's own Welcome verifies")
+            .schema()
+            .clone();
+        assert_eq!(schema.mode, "arena");
+
+        let mut other_hash = welcome();
+        other_hash.config.schema_hash ^= 1 << 40;
+        assert!(refused(other_hash).contains("hashes to"));
+
+        // A schema for other settings (a bigger floor: other position bounds), sent
+        // under the configuration's hash.
+        let mut other_schema = welcome();
+        other_schema.schema = arena::schema(&ArenaConfig {
+            half_extent: 80.0,
+            ..ArenaConfig::default()
+        })
+        .encode();
+        assert!(refused(other_schema).contains("hashes to"));
+
+        let mut truncated = welcome();
+        truncated.schema.truncate(40);
+        assert!(refused(truncated).contains("truncated"));
     }
 }

@@ -81,6 +81,10 @@ pub enum ClientError {
     /// The connection failed or was closed.
     #[error("connection lost: {0}")]
     Connection(#[from] quinn::ConnectionError),
+    /// The edge's mode schema does not decode, does not match its configuration's hash,
+    /// or describes a mode this SDK cannot play.
+    #[error("mode schema refused: {0}")]
+    Schema(String),
     /// The edge broke the protocol.
     #[error("protocol error: {0}")]
     Protocol(&'static str),

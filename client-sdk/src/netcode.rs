@@ -5,8 +5,9 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use outpost_protocol::replication::{self, Layout};
+use outpost_protocol::schema::ModeSchema;
 use outpost_protocol::{
-    EntityId, EntityState, MatchConfig, PlayerInput, Quantizer, Snapshot, quantize,
+    ConfigError, EntityId, EntityState, MatchConfig, PlayerInput, Quantizer, Snapshot, quantize,
 };
 use outpost_sim::Motion;
 use outpost_sim::arena::Predictor;
@@ -281,15 +282,20 @@ pub struct Decoder {
 pub const KEYFRAME_AFTER_FAILURES: u32 = 3;
 
 impl Decoder {
-    /// A decoder for a match and a player's own entity.
-    pub fn new(config: &MatchConfig, own: EntityId) -> Self {
-        Self {
-            quantizer: Quantizer::for_config(config),
-            layout: Layout::new(&outpost_sim::arena::schema(config)),
+    /// A decoder for an arena match, its schema (checked against the configuration's
+    /// hash, see [`ModeSchema::verified`]) and a player's own entity.
+    pub fn new(
+        config: &MatchConfig,
+        schema: &ModeSchema,
+        own: EntityId,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self {
+            quantizer: outpost_sim::arena::ArenaConfig::of(config)?.quantizer(),
+            layout: Layout::new(schema),
             own,
             views: VecDeque::with_capacity(VIEW_HISTORY),
             failing: 0,
-        }
+        })
     }
 
     /// Newest tick decoded, 0 before the first.

@@ -1,23 +1,27 @@
 //! Playing back a match replay (downloaded with [`crate::CloudClient::download_replay`]):
-//! seek to any tick, then read world states in time order.
+//! seek to any tick, then read world states in time order. Any mode's replay plays: the
+//! replay carries the mode's schema, which says what each entity's components and
+//! fields are.
 
-use outpost_protocol::EntityState;
 use outpost_protocol::replay::{ReplayError, ReplayHeader, ReplayReader};
+use outpost_protocol::replication::View;
+use outpost_protocol::schema::ModeSchema;
 
 /// The world at one recorded tick.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplayFrame {
     /// The tick.
     pub tick: u32,
-    /// Every entity, by id.
-    pub entities: Vec<EntityState>,
+    /// Every entity, by id: its components (bit `i` of a record's mask is the schema's
+    /// component `i`) and their quantized fields.
+    pub world: View,
 }
 
 /// Reads a replay forward from any point. Decodes one chunk (a few seconds) at a time.
 pub struct ReplayPlayer {
     reader: ReplayReader,
     chunk: usize,
-    frames: std::vec::IntoIter<(u32, outpost_protocol::View)>,
+    frames: std::vec::IntoIter<(u32, View)>,
     from_tick: u32,
 }
 
@@ -36,6 +40,11 @@ impl ReplayPlayer {
     /// What the replay is of.
     pub fn header(&self) -> &ReplayHeader {
         self.reader.header()
+    }
+
+    /// The mode's schema.
+    pub fn schema(&self) -> &ModeSchema {
+        self.reader.schema()
     }
 
     /// First and last recorded ticks (`None` for an empty replay).
@@ -61,14 +70,7 @@ impl ReplayPlayer {
                 if tick < self.from_tick {
                     continue;
                 }
-                let quantizer = self.reader.quantizer();
-                return Ok(Some(ReplayFrame {
-                    tick,
-                    entities: view
-                        .iter()
-                        .map(|v| EntityState::from_view(quantizer, v))
-                        .collect(),
-                }));
+                return Ok(Some(ReplayFrame { tick, world: view }));
             }
             if self.chunk >= self.reader.chunks().len() {
                 return Ok(None);

@@ -149,7 +149,7 @@ impl Client {
             }
             _ => return Err(ClientError::Protocol("expected Welcome or Reject")),
         };
-        Ok(Session::start(conn, send, recv, welcome))
+        Session::start(conn, send, recv, welcome)
     }
 
     /// The local address the client's UDP socket is bound to.
@@ -231,11 +231,23 @@ fn now() -> std::time::Instant {
 }
 
 impl Session {
-    fn start(conn: Connection, send: SendStream, recv: RecvStream, welcome: Welcome) -> Self {
+    fn start(
+        conn: Connection,
+        send: SendStream,
+        recv: RecvStream,
+        welcome: Welcome,
+    ) -> Result<Self, ClientError> {
+        let connection = match MatchConnection::new(welcome.clone(), now()) {
+            Ok(connection) => connection,
+            Err(e) => {
+                conn.close(VarInt::from_u32(0), b"schema");
+                return Err(e);
+            }
+        };
         let (snapshot_tx, snapshots) = watch::channel(None);
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let state = Arc::new(Shared {
-            connection: Mutex::new(MatchConnection::new(welcome.clone(), now())),
+            connection: Mutex::new(connection),
             events: Notify::new(),
             control_ended: AtomicBool::new(false),
         });
@@ -244,14 +256,14 @@ impl Session {
             tokio::spawn(read_datagrams(conn.clone(), snapshot_tx, state.clone())),
             tokio::spawn(write_control(send, control_rx)),
         ];
-        Self {
+        Ok(Self {
             conn,
             welcome,
             state,
             snapshots,
             control,
             tasks,
-        }
+        })
     }
 
     /// The edge's welcome: match, player, entity, configuration, reconnect key.

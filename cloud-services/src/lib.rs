@@ -52,7 +52,7 @@ use tower_http::timeout::TimeoutLayer;
 pub use auth::{AccessClaims, KeyRing};
 pub use error::ApiError;
 pub use modes::ModeConfig;
-use outpost_protocol::TokenSigner;
+use outpost_protocol::{MatchConfig, TokenSigner};
 pub use store::{MemoryStore, RedisStore, Store};
 
 /// How the cloud runs. Every field documents its default and bounds.
@@ -109,7 +109,10 @@ impl CloudConfig {
             request_timeout: Duration::from_secs(10),
             edge_secret: None,
             edge_ttl: Duration::from_secs(15),
-            modes: vec![ModeConfig::arena_ffa(8, 300)],
+            // The arena's queue; its template carries no mode settings or schema hash
+            // (edges refuse it): `outpost cloud` and `outpost dev` fill them from the
+            // modes they link.
+            modes: vec![ModeConfig::free_for_all(MatchConfig::new("arena"), 8, 300)],
             season: "1".into(),
             matcher_interval: Duration::from_millis(100),
             max_replay_bytes: 64 * 1024 * 1024,

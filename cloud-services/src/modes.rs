@@ -84,12 +84,15 @@ pub struct ModeConfig {
 }
 
 impl ModeConfig {
-    /// The arena as a free-for-all of `players`, matches of `match_seconds`: boards
-    /// `arena-best` (best score: all time, daily, weekly, season), `arena-total` (score
-    /// summed, all time) and `arena-wins` (wins, all time and season).
-    pub fn arena_ffa(players: usize, match_seconds: u32) -> Self {
+    /// A free-for-all of `players`, matches of `match_seconds`, of the game mode
+    /// `match_config` names (the template every placement starts from: its mode
+    /// settings and schema hash come from the mode, see `outpost_sim::Modes::config`).
+    /// The queue is named after the mode; its boards are `MODE-best` (best score: all
+    /// time, daily, weekly, season), `MODE-total` (score summed, all time) and
+    /// `MODE-wins` (wins, all time and season).
+    pub fn free_for_all(match_config: MatchConfig, players: usize, match_seconds: u32) -> Self {
+        let name = match_config.mode.clone();
         Self {
-            name: "arena".into(),
             rules: MatchRules {
                 teams: 1,
                 team_size: players,
@@ -113,14 +116,13 @@ impl ModeConfig {
             },
             match_config: MatchConfig {
                 duration_s: match_seconds,
-                score_limit: 0,
                 max_players: players.clamp(1, 128) as u16,
-                ..MatchConfig::default()
+                ..match_config
             },
             ticket_ttl: Duration::from_secs(120),
             boards: vec![
                 BoardConfig {
-                    name: "arena-best".into(),
+                    name: format!("{name}-best"),
                     stat: Stat::Score,
                     op: BoardOp::Best,
                     periods: vec![
@@ -131,18 +133,19 @@ impl ModeConfig {
                     ],
                 },
                 BoardConfig {
-                    name: "arena-total".into(),
+                    name: format!("{name}-total"),
                     stat: Stat::Score,
                     op: BoardOp::Incr,
                     periods: vec![Period::AllTime],
                 },
                 BoardConfig {
-                    name: "arena-wins".into(),
+                    name: format!("{name}-wins"),
                     stat: Stat::Wins,
                     op: BoardOp::Incr,
                     periods: vec![Period::AllTime, Period::Season],
                 },
             ],
+            name,
         }
     }
 }

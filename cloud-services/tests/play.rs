@@ -11,14 +11,30 @@ use axum::http::{Request, StatusCode, header};
 use common::{call, cloud_with};
 use outpost_cloud::{Cloud, CloudConfig, ModeConfig, matcher};
 use outpost_protocol::replay::{ReplayHeader, ReplayWriter};
-use outpost_protocol::{MatchId, SignedToken, TokenVerifier};
+use outpost_protocol::schema::ModeSchema;
+use outpost_protocol::{MatchConfig, MatchId, SignedToken, TokenVerifier};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
 const SECRET: &str = "edge-secret-for-the-play-tests";
 
+/// The schema of the matches these tests place (the cloud reads only its hash, and a
+/// replay's schema must hash to it).
+fn schema() -> ModeSchema {
+    ModeSchema {
+        mode: "arena".into(),
+        components: Vec::new(),
+        input: Vec::new(),
+        events: Vec::new(),
+    }
+}
+
 fn cloud() -> Arc<Cloud> {
-    let mut mode = ModeConfig::arena_ffa(2, 30);
+    let template = MatchConfig {
+        schema_hash: schema().hash(),
+        ..MatchConfig::new("arena")
+    };
+    let mut mode = ModeConfig::free_for_all(template, 2, 30);
     mode.rules.steps[0].max_ping_ms = 60;
     cloud_with(
         CloudConfig {
@@ -714,9 +730,10 @@ fn replay_of(match_id: u64, cloud: &Cloud) -> Vec<u8> {
     let header = ReplayHeader {
         match_id: MatchId(match_id),
         config: cloud.config.modes[0].match_config.clone(),
+        schema: schema().encode(),
         started_at_ms: 1,
     };
-    ReplayWriter::new(&header, 1 << 20).finish()
+    ReplayWriter::new(&header, &schema(), 1 << 20).finish()
 }
 
 #[tokio::test]

@@ -228,6 +228,7 @@ pub fn reject_code(err: TokenError) -> RejectCode {
 #[cfg(test)]
 mod tests {
     use outpost_protocol::*;
+    use outpost_sim::arena::{self, ArenaConfig};
 
     use super::*;
 
@@ -252,7 +253,7 @@ mod tests {
             player_id: PlayerId(1),
             match_id: MatchId(2),
             edge_id: "edge-1".into(),
-            config: MatchConfig::default(),
+            config: arena::config(&ArenaConfig::default()),
             issued_at_ms,
             expires_at_ms,
             nonce: [nonce; 16],

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use outpost_sim::Modes;
+
 /// Where the edge's TLS certificate comes from.
 #[derive(Debug, Clone)]
 pub enum TlsSource {
@@ -85,6 +87,9 @@ pub struct EdgeConfig {
     /// Most replay bytes kept pending in the outbox (results are always kept). Default
     /// 2 GiB.
     pub max_outbox_replay_bytes: u64,
+    /// The game modes this edge hosts: a token for another mode, or whose schema hash
+    /// this build's mode does not have, is refused. Default [`Modes::builtin`].
+    pub modes: Modes,
 }
 
 impl EdgeConfig {
@@ -119,6 +124,7 @@ impl EdgeConfig {
             outbox_dir: None,
             max_replay_bytes: 32 * 1024 * 1024,
             max_outbox_replay_bytes: 2 * 1024 * 1024 * 1024,
+            modes: Modes::builtin(),
         }
     }
 

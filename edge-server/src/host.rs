@@ -19,7 +19,8 @@ use outpost_protocol::{
     MatchEndReason, MatchId, PlayerId, PlayerScore, QMotion, Quantizer, RejectCode, Snapshot,
     codec, quantize,
 };
-use outpost_sim::{Match, SimError};
+use outpost_sim::arena::ArenaConfig;
+use outpost_sim::{Match, Modes, SimError};
 
 use crate::metrics::EdgeMetrics;
 use crate::snapshot::{self, ClientSnapshots, Frame, Interest, InterestGrid};
@@ -29,7 +30,7 @@ use crate::snapshot::{self, ClientSnapshots, Frame, Interest, InterestGrid};
 pub const MAX_CATCH_UP_TICKS: u32 = 4;
 
 /// How a host runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HostSettings {
     /// How long a disconnected player's seat is kept for a reconnect.
     pub reconnect_grace: Duration,
@@ -39,6 +40,8 @@ pub struct HostSettings {
     pub bandwidth_bps: u32,
     /// Largest replay recorded, bytes; `None`: no recording.
     pub max_replay_bytes: Option<usize>,
+    /// The modes it may run.
+    pub modes: Modes,
 }
 
 /// Something for the network to send (or do) for a session.
@@ -71,6 +74,8 @@ pub enum Transmit {
 pub struct Joined {
     /// The configuration the match runs.
     pub config: MatchConfig,
+    /// Its mode's schema, encoded.
+    pub schema: Vec<u8>,
     /// The player's entity.
     pub entity: EntityId,
     /// The match's tick.
@@ -133,6 +138,8 @@ pub struct MatchHost {
     /// How the mode's components go on the wire, and this tick's records.
     layout: Layout,
     records: replication::View,
+    /// The mode's schema, encoded, for Welcomes.
+    schema: Vec<u8>,
 }
 
 impl std::fmt::Debug for MatchHost {
@@ -156,18 +163,29 @@ impl MatchHost {
         settings: HostSettings,
         metrics: Arc<EdgeMetrics>,
     ) -> Result<Self, RejectCode> {
-        let game = Match::new(id, config).map_err(|err| match err {
+        let (mode, schema) = settings.modes.resolve(config).map_err(|err| {
+            tracing::warn!(match_id = %id, %err, "match refused");
+            err.reject_code()
+        })?;
+        // The snapshot path still reads the arena's entities (until modes write their
+        // own records): other modes are refused here.
+        let quantizer = ArenaConfig::of(config)
+            .map_err(|_| RejectCode::UnknownMode)?
+            .quantizer();
+        let game = Match::with_mode(id, config, mode).map_err(|err| match err {
             SimError::InvalidConfig(_) => RejectCode::InvalidConfig,
             _ => RejectCode::MatchOver,
         })?;
         let period = Duration::from_secs(1) / u32::from(config.tick_hz);
+        let schema_bytes = schema.encode();
         let recorder = settings.max_replay_bytes.map(|max| {
             let header = ReplayHeader {
                 match_id: id,
                 config: config.clone(),
+                schema: schema_bytes.clone(),
                 started_at_ms,
             };
-            ReplayWriter::new(&header, max)
+            ReplayWriter::new(&header, &schema, max)
         });
         Ok(Self {
             id,
@@ -175,7 +193,7 @@ impl MatchHost {
             period,
             next_tick_at: now + period,
             seats: BTreeMap::new(),
-            quantizer: Quantizer::for_config(config),
+            quantizer,
             grid: InterestGrid::default(),
             recorder,
             settings,
@@ -185,7 +203,8 @@ impl MatchHost {
             out: VecDeque::new(),
             state: Vec::new(),
             quantized: Vec::new(),
-            layout: Layout::new(&outpost_sim::arena::schema(config)),
+            layout: Layout::new(&schema),
+            schema: schema_bytes,
             records: replication::View::new(),
         })
     }
@@ -250,6 +269,7 @@ impl MatchHost {
         self.metrics.joins.inc();
         Ok(Joined {
             config: self.game.config().clone(),
+            schema: self.schema.clone(),
             entity,
             tick: self.game.tick(),
             players: self.game.scores(),
@@ -371,13 +391,13 @@ impl MatchHost {
         self.quantized.clear();
         self.quantized
             .extend(self.state.iter().map(|e| e.quantize(&self.quantizer, None)));
-        if let Some(recorder) = &mut self.recorder {
-            if !self.quantized.is_sorted_by_key(|v| v.id) {
-                self.quantized.sort_by_key(|v| v.id);
-            }
-            recorder.push(tick, &self.quantized);
+        if !self.quantized.is_sorted_by_key(|v| v.id) {
+            self.quantized.sort_by_key(|v| v.id);
         }
         outpost_sim::arena::replicated_into(&self.quantized, &mut self.records);
+        if let Some(recorder) = &mut self.recorder {
+            recorder.push(tick, &self.records);
+        }
         let frame = Frame {
             tick,
             layout: &self.layout,
@@ -473,16 +493,17 @@ impl MatchHost {
 #[cfg(test)]
 pub(crate) mod tests {
     use outpost_protocol::PlayerInput;
+    use outpost_sim::arena;
 
     use super::*;
 
     const PERIOD: Duration = Duration::from_nanos(1_000_000_000 / 60);
 
     fn config() -> MatchConfig {
-        MatchConfig {
+        arena::config(&ArenaConfig {
             props: 0,
-            ..MatchConfig::default()
-        }
+            ..ArenaConfig::default()
+        })
     }
 
     fn host(now: Instant) -> MatchHost {
@@ -491,6 +512,7 @@ pub(crate) mod tests {
             interest: Interest::default(),
             bandwidth_bps: 96_000,
             max_replay_bytes: Some(1 << 20),
+            modes: Modes::builtin(),
         };
         MatchHost::new(
             MatchId(1),
@@ -511,7 +533,7 @@ pub(crate) mod tests {
     pub(crate) fn input(seq: u32) -> InputFrame {
         InputFrame {
             ack_snapshot_tick: 0,
-            inputs: outpost_sim::arena::encode_inputs(&[PlayerInput {
+            inputs: arena::encode_inputs(&[PlayerInput {
                 seq,
                 ticks: 1,
                 move_z: 127,

@@ -183,6 +183,7 @@ impl Edge {
                     ..Default::default()
                 },
                 bandwidth_bps: config.client_bandwidth_bps,
+                modes: config.modes.clone(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("outpost-sim-{index}"))

@@ -329,6 +329,7 @@ async fn seat(
         entity: joined.entity,
         tick: joined.tick,
         config: joined.config,
+        schema: joined.schema,
         reconnect_key: admitted.reconnect_key,
         players: joined.players,
     });

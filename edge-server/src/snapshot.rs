@@ -405,8 +405,8 @@ pub fn body_budget(bandwidth_bps: u32, snapshot_hz: u16, max_datagram: usize) ->
 
 #[cfg(test)]
 mod tests {
-    use outpost_protocol::{EntityKind, EntityView, MatchConfig, Quantizer};
-    use outpost_sim::arena;
+    use outpost_protocol::{EntityKind, EntityView, Quantizer};
+    use outpost_sim::arena::{self, ArenaConfig};
 
     use super::*;
 
@@ -441,7 +441,7 @@ mod tests {
     }
 
     fn layout() -> Layout {
-        Layout::new(&arena::schema(&MatchConfig::default()))
+        Layout::new(&arena::schema(&ArenaConfig::default()))
     }
 
     fn frame<'a>(
@@ -484,7 +484,7 @@ mod tests {
 
     #[test]
     fn budgets_hold_and_deferred_entities_catch_up() {
-        let q = Quantizer::for_config(&MatchConfig::default());
+        let q = ArenaConfig::default().quantizer();
         let layout = layout();
         let mut client = ClientSnapshots::new(EntityId(500));
         let mut decoded = View::new();
@@ -534,7 +534,7 @@ mod tests {
 
     #[test]
     fn an_unchanged_world_costs_almost_nothing_once_acked() {
-        let q = Quantizer::for_config(&MatchConfig::default());
+        let q = ArenaConfig::default().quantizer();
         let layout = layout();
         let mut client = ClientSnapshots::new(EntityId(500));
         let entities = world(0.0);
@@ -560,7 +560,7 @@ mod tests {
 
     #[test]
     fn an_ack_of_zero_or_acks_left_behind_bring_a_keyframe() {
-        let q = Quantizer::for_config(&MatchConfig::default());
+        let q = ArenaConfig::default().quantizer();
         let layout = layout();
         let mut client = ClientSnapshots::new(EntityId(500));
         let entities = world(0.0);

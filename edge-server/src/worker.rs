@@ -108,6 +108,7 @@ pub(crate) struct WorkerContext {
     pub reconnect_grace: Duration,
     pub interest: Interest,
     pub bandwidth_bps: u32,
+    pub modes: outpost_sim::Modes,
 }
 
 /// A hosted match and the connections of its seats.
@@ -202,6 +203,7 @@ impl Worker {
                 .finished
                 .is_some()
                 .then_some(self.ctx.max_replay_bytes),
+            modes: self.ctx.modes.clone(),
         }
     }
 
@@ -389,6 +391,7 @@ mod tests {
             reconnect_grace: Duration::from_secs(5),
             interest: Interest::default(),
             bandwidth_bps: 96_000,
+            modes: outpost_sim::Modes::builtin(),
         }
     }
 
@@ -406,10 +409,10 @@ mod tests {
         let (datagrams, datagrams_rx) = mpsc::channel(DATAGRAM_QUEUE);
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let inputs = Arc::new(InputMailbox::default());
-        let config = MatchConfig {
+        let config = outpost_sim::arena::config(&outpost_sim::arena::ArenaConfig {
             props: 0,
-            ..MatchConfig::default()
-        };
+            ..Default::default()
+        });
         worker
             .join(
                 MatchId(match_id),

@@ -7,14 +7,14 @@
 use libfuzzer_sys::fuzz_target;
 use outpost_protocol::replication::{self, Layout, View};
 use outpost_protocol::schema::ModeSchema;
-use outpost_protocol::{EntityId, MatchConfig};
-use outpost_sim::arena;
+use outpost_protocol::EntityId;
+use outpost_sim::arena::{self, ArenaConfig};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(schema) = ModeSchema::decode(data) {
         assert_eq!(schema.encode(), data);
     }
-    let layout = Layout::new(&arena::schema(&MatchConfig::default()));
+    let layout = Layout::new(&arena::schema(&ArenaConfig::default()));
     let (head, body) = data.split_at(data.len().min(64));
     // Up to 16 baseline props from the head: ids from its bytes, sorted and unique.
     let mut ids: Vec<u32> = head.chunks(4).map(|c| c.iter().fold(1u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(*b))) % 5000 + 1).collect();

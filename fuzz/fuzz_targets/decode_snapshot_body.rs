@@ -4,11 +4,12 @@
 
 use libfuzzer_sys::fuzz_target;
 use outpost_protocol::delta::{self, EntityView};
-use outpost_protocol::quantize::{self, QPosition, Quantizer};
-use outpost_protocol::{EntityId, EntityKind, MatchConfig};
+use outpost_protocol::quantize::{self, QPosition};
+use outpost_protocol::{EntityId, EntityKind};
+use outpost_sim::arena::ArenaConfig;
 
 fuzz_target!(|data: &[u8]| {
-    let quantizer = Quantizer::for_config(&MatchConfig::default());
+    let quantizer = ArenaConfig::default().quantizer();
     let (head, body) = data.split_at(data.len().min(64));
     // Up to 16 baseline entities from the head: ids from its bytes, sorted and unique.
     let mut ids: Vec<u32> = head.chunks(4).map(|c| c.iter().fold(1u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(*b))) % 5000 + 1).collect();

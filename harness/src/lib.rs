@@ -16,9 +16,10 @@
 //! use std::time::Duration;
 //! use outpost_harness::Harness;
 //! use outpost_protocol::link::LinkConfig;
-//! use outpost_protocol::{MatchConfig, PlayerInput};
+//! use outpost_protocol::PlayerInput;
+//! use outpost_sim::arena::{self, ArenaConfig};
 //!
-//! let config = MatchConfig { props: 0, ..MatchConfig::default() };
+//! let config = arena::config(&ArenaConfig { props: 0, ..ArenaConfig::default() });
 //! let mut h = Harness::new(&config, 7);
 //! let me = h.join(1, LinkConfig::good()).expect("seated");
 //! for _ in 0..60 {
@@ -141,6 +142,7 @@ impl Harness {
             interest: Interest::default(),
             bandwidth_bps: 96_000,
             max_replay_bytes: Some(8 << 20),
+            modes: outpost_sim::Modes::builtin(),
         }
     }
 
@@ -231,7 +233,8 @@ impl Harness {
             player,
             session,
             seated: true,
-            connection: MatchConnection::new(welcome, self.now),
+            connection: MatchConnection::new(welcome, self.now)
+                .expect("the host's Welcome verifies"),
             link,
             up,
             down,
@@ -255,6 +258,7 @@ impl Harness {
             entity: joined.entity,
             tick: joined.tick,
             config: joined.config,
+            schema: joined.schema,
             reconnect_key: [0; 16],
             players: joined.players,
         })
@@ -281,7 +285,8 @@ impl Harness {
         client.session = session;
         client.seated = true;
         client.control_ended = false;
-        client.connection = MatchConnection::new(welcome, now);
+        client.connection =
+            MatchConnection::new(welcome, now).expect("the host's Welcome verifies");
         client.mailbox = InputMailbox::default();
         Ok(())
     }

@@ -105,7 +105,7 @@ pub struct LoadConfig {
     pub duration: Duration,
     /// New players per second during the ramp-up.
     pub ramp_per_s: u32,
-    /// Match settings for [`Target::Edge`] (tick and snapshot rates, props); its
+    /// Match settings for [`Target::Edge`] (mode, tick and snapshot rates); its
     /// `max_players` and `duration_s` are set from the run.
     pub match_config: MatchConfig,
     /// Inputs each player sends per second (at most the tick rate).
@@ -233,11 +233,10 @@ impl LoadConfig {
     }
 
     /// The settings of the matches the harness asks an edge for: long enough to outlast
-    /// the run, ended by time only.
+    /// the run (`match_config`'s mode settings should end them by time only).
     pub fn edge_match_config(&self) -> MatchConfig {
         MatchConfig {
             max_players: self.match_size,
-            score_limit: 0,
             duration_s: (self.time_bound().as_secs() as u32 + 30).max(5),
             ..self.match_config.clone()
         }
@@ -446,7 +445,7 @@ mod tests {
             match_size: 16,
             duration: Duration::from_secs(10),
             ramp_per_s: 100,
-            match_config: MatchConfig::default(),
+            match_config: MatchConfig::new("arena"),
             input_hz: 30,
             link: None,
             prediction: false,
@@ -536,10 +535,9 @@ mod tests {
             ok.time_bound(),
             Duration::from_millis(320) + Duration::from_secs(10) + CONNECT_TIMEOUT + WIND_DOWN
         );
-        // Matches outlast the run and end by time only.
+        // Matches outlast the run.
         let matches = ok.edge_match_config();
         assert!(u64::from(matches.duration_s) > ok.time_bound().as_secs());
-        assert_eq!(matches.score_limit, 0);
         assert_eq!(matches.max_players, 16);
         assert_eq!(ok.matches(), 2);
     }

@@ -43,7 +43,7 @@ pub mod rng;
 pub mod schema;
 pub mod token;
 
-pub use config::{ConfigError, GameModeId, MatchConfig};
+pub use config::{ConfigError, MatchConfig, decode_mode_config, encode_mode_config};
 pub use delta::{EntityView, QMotion, View};
 pub use ids::{EntityId, MatchId, PlayerId};
 pub use message::*;

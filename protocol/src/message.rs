@@ -30,6 +30,7 @@ type BatchLen = BincodeLen<MAX_INPUT_BATCH_BYTES>;
 type BodyLen = BincodeLen<MAX_SNAPSHOT_BODY>;
 type PlayersLen = BincodeLen<{ MAX_LISTED_PLAYERS * size_of::<PlayerScore>() }>;
 type DetailLen = BincodeLen<MAX_DETAIL_LEN>;
+type SchemaLen = BincodeLen<{ crate::schema::MAX_SCHEMA_BYTES }>;
 
 /// A reliable message on the control stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SchemaWrite, SchemaRead)]
@@ -78,6 +79,11 @@ pub struct Welcome {
     pub tick: u32,
     /// The match configuration in force.
     pub config: MatchConfig,
+    /// The mode's schema ([`crate::schema::ModeSchema::encode`]): what the snapshots'
+    /// components and fields, the inputs and the events are. A client checks that it
+    /// hashes to `config.schema_hash` before decoding anything with it.
+    #[wincode(with = "containers::Vec<u8, SchemaLen>")]
+    pub schema: Vec<u8>,
     /// Present this in [`Hello::reconnect_key`] to rejoin after a lost connection.
     pub reconnect_key: [u8; 16],
     /// Everyone in the match now, with their scores.
@@ -164,6 +170,11 @@ pub enum RejectCode {
     /// The token was issued later than the edge's clock allows (clocks disagree by more
     /// than the edge's leeway).
     NotYetValid,
+    /// The edge does not host the token's game mode.
+    UnknownMode,
+    /// The edge's build of the mode describes other state than the token's schema hash
+    /// (the cloud, the edge or the client runs another version of the mode).
+    SchemaMismatch,
 }
 
 impl RejectCode {
@@ -186,6 +197,8 @@ impl RejectCode {
             Self::ConfigMismatch => "config_mismatch",
             Self::IssuedBeforeStart => "issued_before_start",
             Self::NotYetValid => "not_yet_valid",
+            Self::UnknownMode => "unknown_mode",
+            Self::SchemaMismatch => "schema_mismatch",
         }
     }
 }

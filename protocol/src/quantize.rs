@@ -6,8 +6,6 @@
 //! edge use these same functions, and the edge snaps its characters' authoritative state
 //! to the same grid, so a client's prediction starts from exactly what the server has.
 
-use crate::config::MatchConfig;
-
 /// Position resolution, metres (1/512 m ≈ 2 mm).
 pub const POSITION_STEP: f32 = 1.0 / 512.0;
 /// Bits per "smallest three" quaternion component.
@@ -53,10 +51,10 @@ pub struct Quantizer {
 }
 
 impl Quantizer {
-    /// The grid for a match: the arena floor plus a margin, heights from
-    /// [`MIN_HEIGHT`] to [`MAX_HEIGHT`].
-    pub fn for_config(config: &MatchConfig) -> Self {
-        let half = config.arena_half_extent + BOUNDS_MARGIN;
+    /// The grid over a square floor of half side `half_extent` plus a margin, heights
+    /// from [`MIN_HEIGHT`] to [`MAX_HEIGHT`].
+    pub fn for_floor(half_extent: f32) -> Self {
+        let half = half_extent + BOUNDS_MARGIN;
         Self::new([-half, MIN_HEIGHT, -half], [half, MAX_HEIGHT, half])
     }
 
@@ -153,8 +151,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn grid_sizes_follow_the_arena() {
-        let q = Quantizer::for_config(&MatchConfig::default());
+    fn grid_sizes_follow_the_floor() {
+        let q = Quantizer::for_floor(40.0);
         // 96 m at 1/512 m: 49 152 steps, 16 bits; 64 m of height: 15 bits... plus one.
         assert_eq!(q.position_bits(), [16, 16, 16]);
     }

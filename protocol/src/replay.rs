@@ -6,12 +6,14 @@
 //! file   = "OPRP" version:u16 header_len:u32 header chunk*
 //! header = ReplayHeader (bincode format)
 //! chunk  = first_tick:u32 last_tick:u32 frames:u32 raw_len:u32 zstd_len:u32 zstd(frames)
-//! frame  = tick:u32 body_len:u32 body      (body: a delta body, see `delta`, against the
-//!                                            previous frame of the chunk; the first
-//!                                            frame is against nothing: a keyframe)
+//! frame  = tick:u32 body_len:u32 body      (body: a snapshot body, see `replication`,
+//!                                            of every entity, against the previous
+//!                                            frame of the chunk; the first frame is
+//!                                            against nothing: a keyframe)
 //! ```
 //!
-//! All integers little-endian. Every length is checked before it is trusted: a reader
+//! The header carries the mode's schema, so any mode's replay decodes with no code of
+//! that mode. All integers little-endian. Every length is checked before it is trusted: a reader
 //! never allocates more than [`MAX_CHUNK_RAW`] for one chunk and never panics on bytes
 //! from the network.
 
@@ -19,25 +21,29 @@ use serde::{Deserialize, Serialize};
 use wincode::config::Configuration;
 use wincode::{SchemaRead, SchemaWrite};
 
+use wincode::containers;
+use wincode::len::BincodeLen;
+
 use crate::config::MatchConfig;
-use crate::delta::{self, EntityView, View};
 use crate::ids::MatchId;
-use crate::quantize::Quantizer;
+use crate::replication::{self, Layout, View};
+use crate::schema::{MAX_SCHEMA_BYTES, ModeSchema};
 
 /// First bytes of every replay.
 pub const MAGIC: &[u8; 4] = b"OPRP";
 /// Format version this build writes and reads.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// Largest uncompressed chunk accepted, bytes.
 pub const MAX_CHUNK_RAW: usize = 32 * 1024 * 1024;
 /// Largest header accepted, bytes.
-const MAX_HEADER: usize = 4096;
+const MAX_HEADER: usize = MAX_SCHEMA_BYTES + 4096;
 /// Frames per chunk the writer uses by default (5 s at 30 snapshots per second).
 pub const FRAMES_PER_CHUNK: u32 = 150;
 /// zstd level: fast, and snapshot deltas compress well at any level.
 const ZSTD_LEVEL: i32 = 3;
 
 type Wire = Configuration<true, MAX_HEADER>;
+type SchemaLen = BincodeLen<MAX_SCHEMA_BYTES>;
 const WIRE: Wire = Wire::new();
 
 /// What a replay is of.
@@ -45,8 +51,11 @@ const WIRE: Wire = Wire::new();
 pub struct ReplayHeader {
     /// The match.
     pub match_id: MatchId,
-    /// Its configuration (the arena, rates, bounds: enough to rebuild the quantizer).
+    /// Its configuration.
     pub config: MatchConfig,
+    /// The mode's schema ([`ModeSchema::encode`]); its hash is `config.schema_hash`.
+    #[wincode(with = "containers::Vec<u8, SchemaLen>")]
+    pub schema: Vec<u8>,
     /// When the match started, Unix milliseconds.
     pub started_at_ms: u64,
 }
@@ -68,7 +77,7 @@ pub enum ReplayError {
 
 /// Records whole-world views as they are taken, compressing each finished chunk.
 pub struct ReplayWriter {
-    quantizer: Quantizer,
+    layout: Layout,
     out: Vec<u8>,
     chunk: Vec<u8>,
     frames: u32,
@@ -81,9 +90,10 @@ pub struct ReplayWriter {
 }
 
 impl ReplayWriter {
-    /// Starts a replay of `header`'s match. Frames past `max_bytes` of output are not
+    /// Starts a replay of `header`'s match, whose entities `schema` describes (it must be
+    /// the schema of `header.schema`). Frames past `max_bytes` of output are not
     /// recorded (the replay ends there and [`ReplayWriter::truncated`] says so).
-    pub fn new(header: &ReplayHeader, max_bytes: usize) -> Self {
+    pub fn new(header: &ReplayHeader, schema: &ModeSchema, max_bytes: usize) -> Self {
         let mut out = Vec::with_capacity(64 * 1024);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
@@ -91,13 +101,13 @@ impl ReplayWriter {
         out.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
         out.extend_from_slice(&encoded);
         Self {
-            quantizer: Quantizer::for_config(&header.config),
+            layout: Layout::new(schema),
             out,
             chunk: Vec::new(),
             frames: 0,
             first_tick: 0,
             last_tick: 0,
-            previous: Vec::new(),
+            previous: View::new(),
             frames_per_chunk: FRAMES_PER_CHUNK,
             max_bytes,
             truncated: false,
@@ -105,7 +115,7 @@ impl ReplayWriter {
     }
 
     /// Records the world at `tick`: `view` holds every entity, sorted by id.
-    pub fn push(&mut self, tick: u32, view: &[EntityView]) {
+    pub fn push(&mut self, tick: u32, view: &View) {
         if self.truncated {
             return;
         }
@@ -117,13 +127,12 @@ impl ReplayWriter {
             self.first_tick = tick;
             self.previous.clear();
         }
-        let body = delta::encode(&self.quantizer, &self.previous, view);
+        let body = replication::encode(&self.layout, &self.previous, view);
         self.chunk.extend_from_slice(&tick.to_le_bytes());
         self.chunk
             .extend_from_slice(&(body.len() as u32).to_le_bytes());
         self.chunk.extend_from_slice(&body);
-        self.previous.clear();
-        self.previous.extend_from_slice(view);
+        self.previous.clone_from(view);
         self.frames += 1;
         self.last_tick = tick;
         if self.frames >= self.frames_per_chunk {
@@ -180,7 +189,8 @@ pub struct ChunkInfo {
 #[derive(Debug, Clone)]
 pub struct ReplayReader {
     header: ReplayHeader,
-    quantizer: Quantizer,
+    schema: ModeSchema,
+    layout: Layout,
     chunks: Vec<ChunkInfo>,
     bytes: Vec<u8>,
 }
@@ -215,6 +225,8 @@ impl ReplayReader {
             .config
             .validate()
             .map_err(|_| ReplayError::Malformed("match config"))?;
+        let schema = ModeSchema::verified(&header.schema, header.config.schema_hash)
+            .map_err(|_| ReplayError::Malformed("schema"))?;
         let mut chunks = Vec::new();
         let mut at = 10 + header_len;
         let mut previous_last: Option<u32> = None;
@@ -249,7 +261,8 @@ impl ReplayReader {
             at = end;
         }
         Ok(Self {
-            quantizer: Quantizer::for_config(&header.config),
+            layout: Layout::new(&schema),
+            schema,
             header,
             chunks,
             bytes,
@@ -261,9 +274,14 @@ impl ReplayReader {
         &self.header
     }
 
-    /// The quantizer its positions are in.
-    pub fn quantizer(&self) -> &Quantizer {
-        &self.quantizer
+    /// The mode's schema: what the frames' components and fields are.
+    pub fn schema(&self) -> &ModeSchema {
+        &self.schema
+    }
+
+    /// The schema's layout, for reading the frames' records.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
     }
 
     /// Its chunks, in tick order.
@@ -285,7 +303,7 @@ impl ReplayReader {
         let raw = zstd::bulk::decompress(compressed, info.raw_len).map_err(|_| corrupt())?;
         let mut frames = Vec::with_capacity(info.frames.min(10_000) as usize);
         let mut at = 0;
-        let mut previous: View = Vec::new();
+        let mut previous = View::new();
         let mut last_tick = None;
         while at < raw.len() {
             let tick = read_u32(&raw, at).ok_or_else(corrupt)?;
@@ -294,7 +312,7 @@ impl ReplayReader {
             if last_tick.is_some_and(|t| tick <= t) {
                 return Err(corrupt());
             }
-            let view = delta::decode(&self.quantizer, &previous, body).map_err(|_| corrupt())?;
+            let view = replication::decode(&self.layout, &previous, body).map_err(|_| corrupt())?;
             previous.clone_from(&view);
             frames.push((tick, view));
             last_tick = Some(tick);

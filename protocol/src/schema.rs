@@ -211,6 +211,14 @@ pub enum SchemaError {
     /// A visibility tag that does not exist.
     #[error("unknown visibility {0}")]
     UnknownVisibility(u32),
+    /// The schema hashes otherwise than the match configuration says.
+    #[error("schema hashes to {actual:016x}, the match configuration says {expected:016x}")]
+    HashMismatch {
+        /// The configuration's `schema_hash`.
+        expected: u64,
+        /// The schema's.
+        actual: u64,
+    },
 }
 
 fn check_name(name: &str) -> Result<(), SchemaError> {
@@ -441,6 +449,20 @@ impl ModeSchema {
             events,
         };
         schema.validate()?;
+        Ok(schema)
+    }
+
+    /// A schema a peer sent (a Welcome's, a replay's), decoded and checked against the
+    /// hash the match configuration promised.
+    pub fn verified(bytes: &[u8], hash: u64) -> Result<Self, SchemaError> {
+        let schema = Self::decode(bytes)?;
+        let actual = schema.hash();
+        if actual != hash {
+            return Err(SchemaError::HashMismatch {
+                expected: hash,
+                actual,
+            });
+        }
         Ok(schema)
     }
 

@@ -9,7 +9,7 @@ use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 
 fn quantizer() -> Quantizer {
-    Quantizer::for_config(&MatchConfig::default())
+    Quantizer::for_floor(40.0)
 }
 
 fn q_view() -> impl Strategy<Value = EntityView> {

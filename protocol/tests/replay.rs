@@ -1,47 +1,82 @@
 //! Replays: what is written reads back frame for frame, seeks land on the right tick,
-//! and arbitrary or damaged bytes are refused without a panic.
+//! the schema travels in the header, and arbitrary or damaged bytes are refused without
+//! a panic.
 
 use outpost_protocol::replay::{FRAMES_PER_CHUNK, ReplayHeader, ReplayReader, ReplayWriter};
-use outpost_protocol::{EntityId, EntityKind, EntityState, MatchConfig, MatchId, Quantizer};
+use outpost_protocol::replication::View;
+use outpost_protocol::schema::{ComponentDef, FieldDef, FieldKind, ModeSchema, Visibility};
+use outpost_protocol::{EntityId, MatchConfig, MatchId};
 use proptest::prelude::*;
 
-fn world(tick: u32, config: &MatchConfig) -> Vec<outpost_protocol::EntityView> {
-    let quantizer = Quantizer::for_config(config);
-    (1..=20u32)
-        .map(|id| {
-            let moving = id <= 4;
-            let x = if moving {
-                tick as f32 * 0.05 + id as f32
-            } else {
-                id as f32
-            };
-            EntityState {
-                id: EntityId(id),
-                kind: if id <= 4 {
-                    EntityKind::Player
-                } else {
-                    EntityKind::Prop
-                },
-                position: [x.min(30.0), 1.0, -(id as f32)],
-                ..EntityState::default()
-            }
-            .quantize(&quantizer, None)
-        })
-        .collect()
+/// A mode no crate implements: replays need only its schema.
+fn schema() -> ModeSchema {
+    let component = |name: &str, fields| ComponentDef {
+        name: name.into(),
+        fields,
+        visibility: Visibility::Everyone,
+        priority: 0,
+    };
+    ModeSchema {
+        mode: "marbles".into(),
+        components: vec![
+            component(
+                "body",
+                vec![FieldDef::new(
+                    "at",
+                    FieldKind::Position {
+                        min: [-64.0, -8.0, -64.0],
+                        max: [64.0, 32.0, 64.0],
+                        step: 1.0 / 256.0,
+                    },
+                )],
+            ),
+            component(
+                "colour",
+                vec![FieldDef::new("hue", FieldKind::Int { min: 0, max: 11 })],
+            ),
+        ],
+        input: Vec::new(),
+        events: Vec::new(),
+    }
 }
 
-fn recorded(frames: u32) -> (Vec<u8>, Vec<(u32, Vec<outpost_protocol::EntityView>)>) {
-    let config = MatchConfig::default();
-    let header = ReplayHeader {
-        match_id: MatchId(42),
-        config: config.clone(),
+fn config(schema: &ModeSchema) -> MatchConfig {
+    MatchConfig {
+        schema_hash: schema.hash(),
+        ..MatchConfig::new("marbles")
+    }
+}
+
+fn world(tick: u32) -> View {
+    let mut view = View::new();
+    for id in 1..=20u32 {
+        let x = if id <= 4 { tick * 13 + id } else { id * 256 };
+        let mask = if id % 3 == 0 { 3 } else { 1 };
+        let mut slots = vec![x.min(32_000), 2_048, 5_000 + id];
+        if mask == 3 {
+            slots.push(id % 12);
+        }
+        view.push(EntityId(id), mask, &slots);
+    }
+    view
+}
+
+fn header(match_id: u64, schema: &ModeSchema) -> ReplayHeader {
+    ReplayHeader {
+        match_id: MatchId(match_id),
+        config: config(schema),
+        schema: schema.encode(),
         started_at_ms: 7,
-    };
-    let mut writer = ReplayWriter::new(&header, 1 << 24);
+    }
+}
+
+fn recorded(frames: u32) -> (Vec<u8>, Vec<(u32, View)>) {
+    let schema = schema();
+    let mut writer = ReplayWriter::new(&header(42, &schema), &schema, 1 << 24);
     let mut expected = Vec::new();
     for i in 0..frames {
         let tick = 2 + i * 2;
-        let view = world(tick, &config);
+        let view = world(tick);
         writer.push(tick, &view);
         expected.push((tick, view));
     }
@@ -54,6 +89,11 @@ fn a_replay_reads_back_frame_for_frame_and_seeks() {
     let (bytes, expected) = recorded(FRAMES_PER_CHUNK * 2 + 17);
     let reader = ReplayReader::parse(bytes).expect("parses");
     assert_eq!(reader.header().match_id, MatchId(42));
+    assert_eq!(
+        reader.schema(),
+        &schema(),
+        "the schema travels in the header"
+    );
     assert_eq!(
         reader.chunks().len(),
         3,
@@ -73,16 +113,21 @@ fn a_replay_reads_back_frame_for_frame_and_seeks() {
 }
 
 #[test]
+fn a_replay_whose_schema_does_not_match_its_hash_is_refused() {
+    let schema = schema();
+    let mut header = header(3, &schema);
+    header.config.schema_hash ^= 1;
+    let mut writer = ReplayWriter::new(&header, &schema, 1 << 20);
+    writer.push(2, &world(2));
+    assert!(ReplayReader::parse(writer.finish()).is_err());
+}
+
+#[test]
 fn a_size_limit_truncates_instead_of_growing() {
-    let config = MatchConfig::default();
-    let header = ReplayHeader {
-        match_id: MatchId(1),
-        config: config.clone(),
-        started_at_ms: 0,
-    };
-    let mut writer = ReplayWriter::new(&header, 2_000);
+    let schema = schema();
+    let mut writer = ReplayWriter::new(&header(1, &schema), &schema, 2_000);
     for tick in 1..2_000 {
-        writer.push(tick, &world(tick, &config));
+        writer.push(tick, &world(tick));
     }
     assert!(writer.truncated());
     let bytes = writer.finish();

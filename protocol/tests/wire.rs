@@ -182,7 +182,7 @@ fn sample_token(expires_at_ms: u64) -> ConnectToken {
         player_id: PlayerId(11),
         match_id: MatchId(22),
         edge_id: "edge-a".into(),
-        config: MatchConfig::default(),
+        config: MatchConfig::new("arena"),
         issued_at_ms: 1_000,
         expires_at_ms,
         nonce: [3; 16],
@@ -257,17 +257,21 @@ fn snapshot_header_is_what_the_edge_budgets() {
 
 #[test]
 fn config_bounds() {
-    assert!(MatchConfig::default().validate().is_ok());
-    let bad = MatchConfig {
-        arena_half_extent: f32::NAN,
-        ..MatchConfig::default()
-    };
-    assert_eq!(bad.validate().unwrap_err().field, "arena_half_extent");
+    assert!(MatchConfig::new("arena").validate().is_ok());
     let bad = MatchConfig {
         max_players: 0,
-        ..MatchConfig::default()
+        ..MatchConfig::new("arena")
     };
     assert_eq!(bad.validate().unwrap_err().field, "max_players");
+    for name in ["", "Arena", "9lives", "cap-the-flag", &"x".repeat(33)] {
+        let bad = MatchConfig::new(name);
+        assert_eq!(bad.validate().unwrap_err().field, "mode", "{name:?}");
+    }
+    let bad = MatchConfig {
+        mode_config: vec![0; 1025],
+        ..MatchConfig::new("arena")
+    };
+    assert_eq!(bad.validate().unwrap_err().field, "mode_config");
 }
 
 #[test]

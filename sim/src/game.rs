@@ -4,13 +4,15 @@ use std::collections::BTreeMap;
 
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::SingleThreadedExecutor;
+use std::sync::Arc;
+
 use outpost_protocol::{
-    ConfigError, EntityId, EntityKind, EntityState, GameModeId, MatchConfig, MatchEndReason,
-    MatchEvent, MatchId, PlayerId, PlayerInput, PlayerScore, TickedEvent,
+    ConfigError, EntityId, EntityKind, EntityState, MatchConfig, MatchEndReason, MatchEvent,
+    MatchId, PlayerId, PlayerInput, PlayerScore, TickedEvent,
 };
 
 use crate::components::{Controls, Motion, NetId, PlayerSlot, Replicated, RigidBodyRef};
-use crate::mode::GameMode;
+use crate::mode::{GameMode, ModeError, Modes};
 use crate::physics::{Collisions, Physics, step_physics};
 
 /// The fixed order of work inside one tick. Every system of every mode belongs to one.
@@ -67,6 +69,9 @@ pub enum SimError {
     /// The configuration is out of bounds.
     #[error(transparent)]
     InvalidConfig(#[from] ConfigError),
+    /// The configuration's mode is not registered, or its schema hash is another.
+    #[error(transparent)]
+    Mode(#[from] ModeError),
     /// The match already has `max_players` players.
     #[error("match is full ({0} players)")]
     MatchFull(u16),
@@ -81,7 +86,7 @@ pub struct Match {
     config: MatchConfig,
     world: World,
     schedule: Schedule,
-    mode: Box<dyn GameMode>,
+    mode: Arc<dyn GameMode>,
     players: BTreeMap<PlayerId, Entity>,
 }
 
@@ -97,11 +102,9 @@ impl std::fmt::Debug for Match {
 }
 
 impl Match {
-    /// Creates a match of the configured mode.
+    /// Creates a match of the configured mode, one of [`Modes::builtin`].
     pub fn new(id: MatchId, config: &MatchConfig) -> Result<Self, SimError> {
-        let mode: Box<dyn GameMode> = match config.mode {
-            GameModeId::Arena => Box::new(crate::arena::Arena),
-        };
+        let (mode, _) = Modes::builtin().resolve(config)?;
         Self::with_mode(id, config, mode)
     }
 
@@ -109,7 +112,7 @@ impl Match {
     pub fn with_mode(
         id: MatchId,
         config: &MatchConfig,
-        mode: Box<dyn GameMode>,
+        mode: Arc<dyn GameMode>,
     ) -> Result<Self, SimError> {
         config.validate()?;
         let dt = 1.0 / f32::from(config.tick_hz);
@@ -126,7 +129,7 @@ impl Match {
         });
         world.insert_resource(MatchEvents::default());
         world.insert_resource(MatchOutcome::default());
-        world.insert_resource(ScoreLimit(config.score_limit));
+        world.insert_resource(ScoreLimit(0));
         world.insert_resource(NetIds { next: 1 });
 
         let mut schedule = Schedule::default();
@@ -451,9 +454,10 @@ fn standings(scores: impl Iterator<Item = PlayerScore>) -> Vec<PlayerScore> {
     scores
 }
 
-/// The configured score limit (0 = none).
+/// A player reaching this score ends the match (0: none, the core's default). A mode
+/// that wants one inserts it at setup.
 #[derive(Resource, Debug, Clone, Copy)]
-struct ScoreLimit(u32);
+pub struct ScoreLimit(pub u32);
 
 fn advance_clock(mut clock: ResMut<MatchClock>) {
     clock.tick += 1;

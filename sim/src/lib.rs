@@ -14,10 +14,10 @@
 //! driven. Outpost ships the [`arena`] mode.
 //!
 //! ```
-//! use outpost_protocol::{MatchConfig, MatchId, PlayerId, PlayerInput};
-//! use outpost_sim::Match;
+//! use outpost_protocol::{MatchId, PlayerId, PlayerInput};
+//! use outpost_sim::{Match, arena};
 //!
-//! let mut game = Match::new(MatchId(1), &MatchConfig::default())?;
+//! let mut game = Match::new(MatchId(1), &arena::config(&arena::ArenaConfig::default()))?;
 //! let me = game.add_player(PlayerId(7))?;
 //! game.push_input(PlayerId(7), PlayerInput { seq: 1, move_z: 127, ..Default::default() });
 //! for _ in 0..30 {
@@ -39,9 +39,10 @@ pub use components::{
     Replicated, RigidBodyRef,
 };
 pub use game::{
-    Match, MatchClock, MatchEvents, MatchOutcome, NetIds, SimError, TickSet, input_credit_ticks,
+    Match, MatchClock, MatchEvents, MatchOutcome, NetIds, ScoreLimit, SimError, TickSet,
+    input_credit_ticks,
 };
-pub use mode::GameMode;
+pub use mode::{GameMode, ModeError, Modes};
 pub use outpost_protocol::MatchConfig;
 pub use outpost_protocol::rng::SplitMix64;
 pub use physics::{Collisions, Physics};

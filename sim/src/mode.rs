@@ -1,18 +1,31 @@
-//! The seam between the simulation core and game rules.
+//! The seam between the simulation core and game rules, and the registry of modes a
+//! process hosts.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bevy_ecs::prelude::*;
-use outpost_protocol::{EntityId, MatchConfig, PlayerId};
+use outpost_protocol::schema::ModeSchema;
+use outpost_protocol::{ConfigError, EntityId, MatchConfig, PlayerId, RejectCode};
 
 use crate::game::SimError;
 
-/// A game mode: its world setup, its systems and its characters.
+/// A game mode: its settings, its schema, its world setup, its systems and its
+/// characters.
 ///
 /// The core owns the clock, the input queues, the physics step and replication; a mode
 /// adds what makes a game. Systems a mode installs go into the [`crate::TickSet`]s, which
 /// run in a fixed order every tick.
 pub trait GameMode: Send + Sync + 'static {
-    /// Short stable name.
+    /// Short stable name, the one [`MatchConfig::mode`] carries (`[a-z][a-z0-9_]*`).
     fn name(&self) -> &'static str;
+
+    /// The mode's default settings, encoded as [`MatchConfig::mode_config`] bytes.
+    fn default_config(&self) -> Vec<u8>;
+
+    /// Validates the mode's settings and returns the schema of a match played with them:
+    /// its replicated components, its input and its events.
+    fn schema(&self, mode_config: &[u8]) -> Result<ModeSchema, ConfigError>;
 
     /// Builds the level and installs the mode's systems and resources.
     fn setup(
@@ -25,4 +38,171 @@ pub trait GameMode: Send + Sync + 'static {
     /// Spawns a character for a player who joins. The core has already reserved its
     /// network id and will add the shared player components to the returned entity.
     fn spawn_player(&self, world: &mut World, player: PlayerId, net_id: EntityId) -> Entity;
+}
+
+/// Why a match configuration cannot be hosted by a registry's modes.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModeError {
+    /// No mode of that name is registered.
+    #[error("no game mode `{0}` is registered here")]
+    Unknown(String),
+    /// The core's or the mode's settings are out of bounds.
+    #[error(transparent)]
+    InvalidConfig(#[from] ConfigError),
+    /// The mode's schema under these settings hashes otherwise than the configuration
+    /// says: another build of the mode made it.
+    #[error("schema hash {expected:016x} was asked for; this build of `{mode}` has {actual:016x}")]
+    SchemaMismatch {
+        /// The mode.
+        mode: String,
+        /// The configuration's hash.
+        expected: u64,
+        /// This build's.
+        actual: u64,
+    },
+}
+
+impl ModeError {
+    /// The code an edge refuses a connection with for this error.
+    pub fn reject_code(&self) -> RejectCode {
+        match self {
+            Self::Unknown(_) => RejectCode::UnknownMode,
+            Self::InvalidConfig(_) => RejectCode::InvalidConfig,
+            Self::SchemaMismatch { .. } => RejectCode::SchemaMismatch,
+        }
+    }
+}
+
+/// The game modes a process hosts, by name.
+#[derive(Clone, Default)]
+pub struct Modes {
+    modes: BTreeMap<&'static str, Arc<dyn GameMode>>,
+}
+
+impl std::fmt::Debug for Modes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.modes.keys()).finish()
+    }
+}
+
+impl Modes {
+    /// No modes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The modes this crate ships: the [`crate::arena`].
+    pub fn builtin() -> Self {
+        Self::new().with(crate::arena::Arena)
+    }
+
+    /// Registers a mode (replacing one of the same name).
+    pub fn with(mut self, mode: impl GameMode) -> Self {
+        self.modes.insert(mode.name(), Arc::new(mode));
+        self
+    }
+
+    /// The mode of a name.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn GameMode>> {
+        self.modes.get(name)
+    }
+
+    /// Names registered, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.modes.keys().copied()
+    }
+
+    /// A configuration for `mode` with the core's defaults, the given mode settings
+    /// (its defaults if `None`) and their schema's hash.
+    pub fn config(
+        &self,
+        mode: &str,
+        mode_config: Option<Vec<u8>>,
+    ) -> Result<MatchConfig, ModeError> {
+        let found = self
+            .get(mode)
+            .ok_or_else(|| ModeError::Unknown(mode.into()))?;
+        let mut config = MatchConfig::new(mode);
+        config.mode_config = mode_config.unwrap_or_else(|| found.default_config());
+        config.schema_hash = found.schema(&config.mode_config)?.hash();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The mode and schema a configuration asks for, after checking that the mode is
+    /// registered, that the core's and the mode's settings are in bounds and that this
+    /// build's schema hashes as the configuration says.
+    pub fn resolve(
+        &self,
+        config: &MatchConfig,
+    ) -> Result<(Arc<dyn GameMode>, ModeSchema), ModeError> {
+        let mode = self
+            .get(&config.mode)
+            .ok_or_else(|| ModeError::Unknown(config.mode.clone()))?;
+        config.validate()?;
+        let schema = mode.schema(&config.mode_config)?;
+        let actual = schema.hash();
+        if actual != config.schema_hash {
+            return Err(ModeError::SchemaMismatch {
+                mode: config.mode.clone(),
+                expected: config.schema_hash,
+                actual,
+            });
+        }
+        Ok((Arc::clone(mode), schema))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registry_fills_the_schema_hash_and_refuses_what_it_cannot_host() {
+        let modes = Modes::builtin();
+        assert_eq!(modes.names().collect::<Vec<_>>(), ["arena"]);
+        let config = modes.config("arena", None).expect("the arena's defaults");
+        let (mode, schema) = modes.resolve(&config).expect("hosts its own config");
+        assert_eq!(mode.name(), "arena");
+        assert_eq!(schema.hash(), config.schema_hash);
+        assert_eq!(schema.mode, "arena");
+
+        let unknown = MatchConfig {
+            mode: "tetris".into(),
+            ..config.clone()
+        };
+        assert_eq!(
+            modes
+                .resolve(&unknown)
+                .map(|_| ())
+                .unwrap_err()
+                .reject_code(),
+            RejectCode::UnknownMode
+        );
+        let stale = MatchConfig {
+            schema_hash: config.schema_hash.wrapping_add(1),
+            ..config.clone()
+        };
+        assert_eq!(
+            modes.resolve(&stale).map(|_| ()).unwrap_err().reject_code(),
+            RejectCode::SchemaMismatch
+        );
+        let garbage = MatchConfig {
+            mode_config: vec![1, 2, 3],
+            ..config.clone()
+        };
+        assert_eq!(
+            modes
+                .resolve(&garbage)
+                .map(|_| ())
+                .unwrap_err()
+                .reject_code(),
+            RejectCode::InvalidConfig
+        );
+        assert!(matches!(
+            modes.config("arena", Some(vec![0; 9])),
+            Err(ModeError::InvalidConfig(_))
+        ));
+    }
 }

@@ -5,15 +5,21 @@ mod common;
 use common::{position, teleport, yaw_towards};
 
 use outpost_protocol::*;
-use outpost_sim::arena::{self, spawn_height};
+use outpost_sim::arena::{self, ArenaConfig, spawn_height};
 use outpost_sim::rapier3d::prelude::Vector;
 use outpost_sim::{Match, SplitMix64};
 
 fn config(props: u16) -> MatchConfig {
-    MatchConfig {
+    config_with(ArenaConfig {
         props,
+        ..ArenaConfig::default()
+    })
+}
+
+fn config_with(settings: ArenaConfig) -> MatchConfig {
+    MatchConfig {
         seed: 42,
-        ..MatchConfig::default()
+        ..arena::config(&settings)
     }
 }
 
@@ -252,10 +258,11 @@ fn the_timer_ends_the_match() {
 
 #[test]
 fn the_score_limit_ends_the_match() {
-    let cfg = MatchConfig {
+    let cfg = config_with(ArenaConfig {
         score_limit: 1,
-        ..config(0)
-    };
+        props: 0,
+        ..ArenaConfig::default()
+    });
     let (mut game, _, yaw) = facing_off(&cfg, Vector::new(3.0, spawn_height(), 3.0));
     hold(
         &mut game,
@@ -333,9 +340,11 @@ fn scripted_run() -> (Vec<u32>, Vec<TickedEvent>) {
     let mut game = Match::new(
         MatchId(7),
         &MatchConfig {
-            props: 60,
             seed: 9,
-            ..MatchConfig::default()
+            ..arena::config(&ArenaConfig {
+                props: 60,
+                ..ArenaConfig::default()
+            })
         },
     )
     .expect("valid config");

@@ -6,16 +6,19 @@ mod common;
 use common::{position, teleport, yaw_towards};
 
 use outpost_protocol::*;
+use outpost_sim::arena::{self, ArenaConfig};
 use outpost_sim::arena::{Predictor, spawn_height};
 use outpost_sim::rapier3d::prelude::Vector;
 use outpost_sim::{Match, Motion, SplitMix64};
 
 fn config() -> MatchConfig {
     MatchConfig {
-        props: 0,
         seed: 42,
         max_players: 4,
-        ..MatchConfig::default()
+        ..arena::config(&ArenaConfig {
+            props: 0,
+            ..ArenaConfig::default()
+        })
     }
 }
 
@@ -71,11 +74,13 @@ fn a_tick_without_input_does_not_move_and_a_backlog_after_loss_catches_up() {
 fn speed_hack_sending_faster_does_not_move_faster() {
     let distance = |inputs_per_s: u32| {
         let cfg = MatchConfig {
-            props: 0,
             seed: 42,
             max_players: 1,
-            arena_half_extent: 200.0,
-            ..MatchConfig::default()
+            ..arena::config(&ArenaConfig {
+                props: 0,
+                half_extent: 200.0,
+                ..ArenaConfig::default()
+            })
         };
         let mut game = Match::new(MatchId(1), &cfg).expect("match");
         let me = game.add_player(PlayerId(1)).expect("seat");

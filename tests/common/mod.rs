@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use outpost_client::{Assignment, Client, Trust};
 use outpost_edge::{Edge, EdgeConfig};
 use outpost_protocol::{ConnectToken, MatchConfig, MatchId, PlayerId, TokenSigner};
+pub use outpost_sim::arena::{self, ArenaConfig};
 
 pub const EDGE_ID: &str = "test-edge";
 
@@ -73,12 +74,19 @@ pub fn client() -> Client {
 
 /// A small arena with no props: quick to simulate, nothing in the way.
 pub fn small_match() -> MatchConfig {
-    MatchConfig {
+    arena_match(ArenaConfig {
         props: 0,
-        arena_half_extent: 12.0,
+        half_extent: 12.0,
+        ..ArenaConfig::default()
+    })
+}
+
+/// An arena match of up to 8 players with these settings, seed 5.
+pub fn arena_match(settings: ArenaConfig) -> MatchConfig {
+    MatchConfig {
         seed: 5,
         max_players: 8,
-        ..MatchConfig::default()
+        ..arena::config(&settings)
     }
 }
 

@@ -6,6 +6,7 @@ document stays complete enough to write a client from."""
 
 import hashlib
 import json
+import math
 import pathlib
 import struct
 import sys
@@ -41,14 +42,78 @@ class Bytes:
             raise ValueError(f"{len(self.data) - self.at} trailing bytes")
 
 
+def string(r):
+    return r.take(r.un("Q")).decode()
+
+
 def match_config(r):
-    modes = ["arena"]  # the JSON name of mode 0
     return {
-        "mode": modes[r.un("I")], "tick_hz": r.un("H"), "snapshot_hz": r.un("H"),
-        "duration_s": r.un("I"), "max_players": r.un("H"), "score_limit": r.un("I"),
-        "props": r.un("H"), "arena_half_extent": r.un("f"), "max_rewind_ms": r.un("H"),
-        "seed": r.un("Q"),
+        "mode": string(r), "tick_hz": r.un("H"), "snapshot_hz": r.un("H"),
+        "duration_s": r.un("I"), "max_players": r.un("H"), "max_rewind_ms": r.un("H"),
+        "seed": r.un("Q"), "schema_hash": r.un("Q"), "mode_config": bytes(r.blob()).hex(),
     }
+
+
+def f32(x):
+    """x rounded to binary32, as the schema's arithmetic on its f32 values is."""
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def grid_steps(lo, hi, step):
+    return max(1, math.ceil(f32(hi - lo) / step))
+
+
+def field_kind(r):
+    """A field's kind as (kind, bits, offset): how its slots are written and what to add
+    to a slot to get the value (ints only)."""
+    tag = r.un("I")
+    if tag in (0, 1):
+        lo, hi, step = [r.un("f") for _ in range(3)], [r.un("f") for _ in range(3)], r.un("f")
+        return ("vec3", [grid_steps(lo[a], hi[a], step).bit_length() for a in range(3)], 0)
+    if tag == 2:
+        return ("rotation", r.un("B"), 0)
+    if tag == 3:
+        lo, hi = r.un("i"), r.un("i")
+        return ("scalar", (hi - lo).bit_length(), lo)
+    if tag == 4:
+        lo, hi, step = r.un("f"), r.un("f"), r.un("f")
+        return ("scalar", grid_steps(lo, hi, step).bit_length(), 0)
+    if tag in (5, 6):
+        names = r.vec(lambda: string(r))
+        bits = max(1, (len(names) - 1).bit_length()) if tag == 5 else len(names)
+        return ("scalar", bits, 0)
+    if tag == 7:
+        return ("scalar", 1, 0)
+    if tag == 8:
+        return ("text", r.un("B").bit_length(), 0)
+    raise ValueError(f"field kind {tag}")
+
+
+def fields(r):
+    return r.vec(lambda: (string(r), *field_kind(r)))
+
+
+def schema(data, expected_hash):
+    """A Welcome's schema: the components as (name, [(field, kind, bits, offset)]) and the
+    input's fields, after checking it hashes as the match configuration says."""
+    digest = hashlib.sha256(data).digest()
+    if struct.unpack("<Q", digest[:8])[0] != expected_hash:
+        raise ValueError("schema does not match the config's schema_hash")
+    r = Bytes(data)
+    if r.un("H") != 1:
+        raise ValueError("schema format")
+    mode = string(r)
+
+    def component():
+        name, fs = string(r), fields(r)
+        r.un("I"), r.un("B")  # visibility, priority
+        return (name, fs)
+
+    components = r.vec(component)
+    inputs = fields(r)
+    r.vec(lambda: (string(r), fields(r)))  # events
+    r.done()
+    return {"mode": mode, "components": components, "input": inputs}
 
 
 def player_score(r):
@@ -58,7 +123,7 @@ def player_score(r):
 REJECT_CODES = ["VersionMismatch", "MalformedHello", "BadSignature", "Expired", "WrongEdge",
                 "TokenReused", "InvalidConfig", "EdgeFull", "MatchFull", "MatchOver", "Draining",
                 "Timeout", "DatagramsUnsupported", "ConfigMismatch", "IssuedBeforeStart",
-                "NotYetValid"]
+                "NotYetValid", "UnknownMode", "SchemaMismatch"]
 END_REASONS = ["TimeUp", "ScoreLimit", "Abandoned", "Shutdown"]
 GOODBYES = ["Quit", "MatchOver", "Shutdown", "ProtocolViolation", "TooSlow", "Replaced"]
 
@@ -72,10 +137,13 @@ def control(r):
         hello["reconnect_key"] = list(r.take(16)) if r.un("B") == 1 else None
         return {"Hello": hello}
     if tag == 1:
-        return {"Welcome": {
+        welcome = {
             "protocol_version": r.un("H"), "match_id": r.un("Q"), "player_id": r.un("Q"),
             "entity": r.un("I"), "tick": r.un("I"), "config": match_config(r),
-            "reconnect_key": list(r.take(16)), "players": r.vec(lambda: player_score(r))}}
+            "schema": r.blob()}
+        welcome["reconnect_key"] = list(r.take(16))
+        welcome["players"] = r.vec(lambda: player_score(r))
+        return {"Welcome": welcome}
     if tag == 2:
         return {"Reject": {"code": REJECT_CODES[r.un("I")], "detail": r.blob()}}
     if tag == 3:
@@ -145,22 +213,13 @@ def signed(value, bits):
     return value - (1 << bits) if value >> (bits - 1) else value
 
 
-# The arena's schema as protocol.md gives it: per component, its fields as
-# (name, kind, bits); "vec3" bits are per axis.
-ARENA = [
-    ("character", []),
-    ("prop", []),
-    ("position", [("position", "vec3", 16)]),
-    ("rotation", [("rotation", "rotation", 10)]),
-    ("motion", [("velocity", "vec3", 15), ("grounded", "scalar", 1)]),
-]
-
-
 def whole(b, kind, bits):
     if kind == "vec3":
-        return [b.get(bits) for _ in range(3)]
+        return [b.get(axis) for axis in bits]
     if kind == "rotation":
         return [b.get(2)] + [b.get(bits) for _ in range(3)]
+    if kind == "text":
+        return bytes(b.get(8) for _ in range(b.get(bits))).decode()
     return b.get(bits)
 
 
@@ -198,7 +257,7 @@ def generic_body(data, baseline, schema):
             entity = {}
             for name, fields in schema:
                 if name in mask:
-                    entity[name] = {f: whole(b, kind, bits) for f, kind, bits in fields}
+                    entity[name] = {f: whole(b, kind, bits) for f, kind, bits, _ in fields}
             view[at] = entity
             continue
         entity = {c: dict(f) for c, f in view[at].items()}
@@ -206,7 +265,7 @@ def generic_body(data, baseline, schema):
             if name not in entity or not fields or not b.get(1):
                 continue
             changed = [b.get(1) for _ in fields] if len(fields) > 1 else [1]
-            for (f, kind, bits), flag in zip(fields, changed):
+            for (f, kind, bits, _), flag in zip(fields, changed):
                 if flag:
                     entity[name][f] = delta(b, kind, bits, entity[name][f])
         view[at] = entity
@@ -245,22 +304,17 @@ def from_arena(entities):
     return view
 
 
-# The arena's input fields: (name, bits, offset added on the wire).
-ARENA_INPUT = [("move_x", 8, 127), ("move_z", 8, 127), ("yaw", 16, 0), ("pitch", 16, 16384),
-               ("buttons", 2, 0)]
+def input_fields(b, layout):
+    return {name: b.get(bits) + offset for name, _, bits, offset in layout}
 
 
-def arena_fields(b):
-    return {name: b.get(bits) - offset for name, bits, offset in ARENA_INPUT}
-
-
-def input_batch(data):
+def input_batch(data, layout):
     b = Bits(data)
     inputs = []
     for _ in range(b.get(3) + 1):
         if not inputs:
             seq, ticks, view_tick = b.get(32), b.get(3) + 1, b.get(32)
-            fields = arena_fields(b)
+            fields = input_fields(b, layout)
         else:
             prev = inputs[-1]
             seq = prev["seq"] - gap(b)
@@ -269,9 +323,9 @@ def input_batch(data):
             moved = count(b)
             view_tick = prev["view_tick"] - moved if back else prev["view_tick"] + moved
             if b.get(1):
-                fields = {k: prev[k] for k, _, _ in ARENA_INPUT}
+                fields = {name: prev[name] for name, *_ in layout}
             else:
-                fields = arena_fields(b)
+                fields = input_fields(b, layout)
         inputs.append({"seq": seq, "ticks": ticks, "view_tick": view_tick, **fields})
     if len(b.bits) - b.at >= 8 or any(bit != "0" for bit in b.bits[b.at:]):
         raise ValueError("bad padding")
@@ -280,6 +334,11 @@ def input_batch(data):
 
 def main():
     vectors = json.loads(VECTORS.read_text())["vectors"]
+    # Everything mode-specific comes from the schema the Welcome carries: nothing of the
+    # arena is written into this decoder.
+    (welcome,) = [v for v in vectors if v["name"] == "welcome"]
+    w = control(Bytes(bytes.fromhex(welcome["hex"])[4:]))["Welcome"]
+    mode = schema(bytes(w["schema"]), w["config"]["schema_hash"])
     for v in vectors:
         name, kind = v["name"], v["kind"]
         if kind == "frame":
@@ -294,9 +353,10 @@ def main():
             got = datagram(r)
             r.done()
         elif kind == "input_batch":
-            got = input_batch(bytes.fromhex(v["hex"]))
+            got = input_batch(bytes.fromhex(v["hex"]), mode["input"])
         elif kind == "snapshot_body":
-            got = to_arena(generic_body(bytes.fromhex(v["hex"]), from_arena(v["baseline"]), ARENA))
+            got = to_arena(generic_body(bytes.fromhex(v["hex"]), from_arena(v["baseline"]),
+                                        mode["components"]))
         elif kind == "token":
             secret = bytes.fromhex(v["secret"])
             commitment = hashlib.sha256(b"outpost-seat/v1\0" + secret).digest()[:16]

@@ -4,40 +4,35 @@ use outpost_protocol::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-pub fn f() -> impl Strategy<Value = f32> {
-    -1.0e6f32..1.0e6
-}
-
 pub fn match_config() -> impl Strategy<Value = MatchConfig> {
     (
         (any::<u16>(), any::<u16>(), any::<u16>()),
         any::<u32>(),
         any::<u16>(),
-        any::<u32>(),
-        any::<u16>(),
-        f(),
+        "[a-z][a-z0-9_]{0,31}",
         any::<u64>(),
+        any::<u64>(),
+        vec(any::<u8>(), 0..64),
     )
         .prop_map(
             |(
                 (tick_hz, snapshot_hz, max_rewind_ms),
                 duration_s,
                 max_players,
-                score_limit,
-                props,
-                half,
+                mode,
                 seed,
+                schema_hash,
+                mode_config,
             )| MatchConfig {
-                mode: GameModeId::Arena,
+                mode,
                 tick_hz,
                 snapshot_hz,
                 duration_s,
                 max_players,
-                score_limit,
-                props,
-                arena_half_extent: half,
                 max_rewind_ms,
                 seed,
+                schema_hash,
+                mode_config,
             },
         )
 }
@@ -142,17 +137,19 @@ pub fn welcome() -> impl Strategy<Value = Welcome> {
         any::<u32>(),
         any::<u32>(),
         match_config(),
+        vec(any::<u8>(), 0..256),
         any::<[u8; 16]>(),
         vec(player_score(), 0..MAX_LISTED_PLAYERS),
     )
         .prop_map(
-            |(v, m, p, e, tick, config, reconnect_key, players)| Welcome {
+            |(v, m, p, e, tick, config, schema, reconnect_key, players)| Welcome {
                 protocol_version: v,
                 match_id: MatchId(m),
                 player_id: PlayerId(p),
                 entity: EntityId(e),
                 tick,
                 config,
+                schema,
                 reconnect_key,
                 players,
             },

@@ -7,11 +7,16 @@ pub mod prediction;
 pub mod schema;
 
 use bevy_ecs::prelude::*;
-use outpost_protocol::{EntityId, EntityKind, MatchConfig, PlayerId};
+use outpost_protocol::schema::ModeSchema;
+use outpost_protocol::{
+    ConfigError, EntityId, EntityKind, MatchConfig, PlayerId, Quantizer, decode_mode_config,
+    encode_mode_config,
+};
 use rapier3d::prelude::*;
+use wincode::{SchemaRead, SchemaWrite};
 
 use crate::components::{Motion, NetId, Replicated, RigidBodyRef};
-use crate::game::{NetIds, SimError, TickSet};
+use crate::game::{NetIds, ScoreLimit, SimError, TickSet};
 use crate::mode::GameMode;
 use crate::physics::Physics;
 use outpost_protocol::rng::SplitMix64;
@@ -42,6 +47,67 @@ pub const KILL_HEIGHT: f32 = -10.0;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Arena;
 
+/// The arena's own settings, carried as [`MatchConfig::mode_config`].
+#[derive(Debug, Clone, Copy, PartialEq, SchemaWrite, SchemaRead)]
+pub struct ArenaConfig {
+    /// A player reaching this score ends the match; 0 means no limit. Default 25.
+    pub score_limit: u32,
+    /// Dynamic props (boxes). Default 40; at most 4096.
+    pub props: u16,
+    /// Half the side of the square floor, metres. Default 40; 8..=1000. Everything
+    /// replicated stays inside these bounds.
+    pub half_extent: f32,
+}
+
+impl Default for ArenaConfig {
+    fn default() -> Self {
+        Self {
+            score_limit: 25,
+            props: 40,
+            half_extent: 40.0,
+        }
+    }
+}
+
+impl ArenaConfig {
+    /// Checks every field against its documented bounds.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.props > 4096 {
+            return Err(ConfigError::new("props", "must be at most 4096"));
+        }
+        if !(self.half_extent.is_finite() && (8.0..=1000.0).contains(&self.half_extent)) {
+            return Err(ConfigError::new("half_extent", "must be 8..=1000 metres"));
+        }
+        Ok(())
+    }
+
+    /// The settings of an arena match, validated.
+    pub fn of(config: &MatchConfig) -> Result<Self, ConfigError> {
+        Self::decode(&config.mode_config)
+    }
+
+    /// Settings from their bytes, validated.
+    pub fn decode(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let settings: Self = decode_mode_config(bytes)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The position grid of a match with these settings.
+    pub fn quantizer(&self) -> Quantizer {
+        Quantizer::for_floor(self.half_extent)
+    }
+}
+
+/// An arena match with these settings and the core's defaults, its schema hash filled.
+/// (Not validated: [`crate::Match::new`] and the edge refuse what is out of bounds.)
+pub fn config(settings: &ArenaConfig) -> MatchConfig {
+    let mut config = MatchConfig::new(Arena.name());
+    config.mode_config = encode_mode_config(settings);
+    config.schema_hash = schema(settings).hash();
+    config
+}
+
 /// Where players appear, by seat.
 #[derive(Resource, Debug, Clone)]
 pub struct SpawnPoints(pub Vec<Vector>);
@@ -51,16 +117,26 @@ impl GameMode for Arena {
         "arena"
     }
 
+    fn default_config(&self) -> Vec<u8> {
+        encode_mode_config(&ArenaConfig::default())
+    }
+
+    fn schema(&self, mode_config: &[u8]) -> Result<ModeSchema, ConfigError> {
+        Ok(schema(&ArenaConfig::decode(mode_config)?))
+    }
+
     fn setup(
         &self,
         config: &MatchConfig,
         world: &mut World,
         schedule: &mut Schedule,
     ) -> Result<(), SimError> {
-        let half = config.arena_half_extent;
+        let settings = ArenaConfig::of(config)?;
+        let half = settings.half_extent;
         let mut rng = SplitMix64::new(config.seed);
         build_level(&mut world.resource_mut::<Physics>().world, half, &mut rng);
-        for _ in 0..config.props {
+        world.insert_resource(ScoreLimit(settings.score_limit));
+        for _ in 0..settings.props {
             let at = Vector::new(
                 rng.range(-0.8 * half, 0.8 * half),
                 rng.range(PROP_HALF_EXTENT, 4.0),

@@ -35,12 +35,13 @@ impl Predictor {
     /// A predictor for a match: its level, and a character at the origin.
     pub fn new(config: &MatchConfig) -> Result<Self, SimError> {
         config.validate()?;
+        let settings = super::ArenaConfig::of(config)?;
         let dt = 1.0 / f32::from(config.tick_hz);
         let mut physics = PhysicsWorld::default();
         physics.integration_parameters.dt = dt;
         build_level(
             &mut physics,
-            config.arena_half_extent,
+            settings.half_extent,
             &mut SplitMix64::new(config.seed),
         );
         let body = physics.insert_body(RigidBodyBuilder::kinematic_position_based());

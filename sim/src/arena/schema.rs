@@ -5,12 +5,13 @@
 
 use outpost_protocol::replication;
 use outpost_protocol::schema::{ComponentDef, FieldDef, FieldKind, ModeSchema, Visibility};
-use outpost_protocol::{EntityKind, EntityView, MatchConfig, quantize};
+use outpost_protocol::{EntityKind, EntityView, quantize};
 
-/// The arena's state as a mode schema: what the specialised codec sends, component by
-/// component, at the same quantization.
-pub fn schema(config: &MatchConfig) -> ModeSchema {
-    let half = config.arena_half_extent + quantize::BOUNDS_MARGIN;
+use super::ArenaConfig;
+
+/// The arena's state, input and events as a mode schema.
+pub fn schema(settings: &ArenaConfig) -> ModeSchema {
+    let half = settings.half_extent + quantize::BOUNDS_MARGIN;
     let tag = |name: &str, priority| ComponentDef {
         name: name.into(),
         fields: Vec::new(),
@@ -224,7 +225,7 @@ pub fn input_from_record(
 }
 
 static INPUT_LAYOUT: std::sync::LazyLock<replication::InputLayout> =
-    std::sync::LazyLock::new(|| replication::InputLayout::new(&schema(&MatchConfig::default())));
+    std::sync::LazyLock::new(|| replication::InputLayout::new(&schema(&ArenaConfig::default())));
 
 /// Arena inputs, newest first, as an input frame's batch.
 pub fn encode_inputs(inputs: &[outpost_protocol::PlayerInput]) -> Vec<u8> {

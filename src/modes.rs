@@ -1,0 +1,45 @@
+//! The game modes the `outpost` command hosts, and match templates built from their
+//! command-line settings.
+
+use clap::Args;
+use outpost_protocol::MatchConfig;
+use outpost_sim::Modes;
+use outpost_sim::arena::{self, ArenaConfig};
+
+/// Every mode this binary links: what its edges host and its cloud matchmakes.
+pub fn registry() -> Modes {
+    Modes::builtin()
+}
+
+/// The arena's own settings, as flags (they apply with `--mode arena` only).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ArenaArgs {
+    /// Arena: a player reaching this score ends the match; 0 for none (the match runs its
+    /// full length). Default 0.
+    #[arg(long)]
+    pub score_limit: Option<u32>,
+    /// Arena: dynamic props. Default 40.
+    #[arg(long)]
+    pub props: Option<u16>,
+}
+
+/// The match template of `mode` with the core's defaults: its settings from the flags
+/// (the arena's) or its defaults, validated, its schema hash filled.
+pub fn template(modes: &Modes, mode: &str, flags: &ArenaArgs) -> anyhow::Result<MatchConfig> {
+    if mode == "arena" {
+        let settings = ArenaConfig {
+            score_limit: flags.score_limit.unwrap_or(0),
+            props: flags.props.unwrap_or(ArenaConfig::default().props),
+            ..ArenaConfig::default()
+        };
+        settings.validate()?;
+        return Ok(arena::config(&settings));
+    }
+    if flags.score_limit.is_some() || flags.props.is_some() {
+        anyhow::bail!("--score-limit and --props are the arena's settings, not `{mode}`'s");
+    }
+    modes.config(mode, None).map_err(|err| {
+        let known: Vec<&str> = modes.names().collect();
+        anyhow::anyhow!("{err} (modes: {})", known.join(", "))
+    })
+}
