@@ -15,9 +15,7 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use outpost_edge::snapshot::{ClientSnapshots, Frame, Interest, InterestGrid, body_budget};
 use outpost_protocol::replication;
 use outpost_protocol::rng::SplitMix64;
-use outpost_protocol::{
-    Datagram, EntityState, MatchConfig, MatchId, PlayerId, PlayerInput, Quantizer, Snapshot, codec,
-};
+use outpost_protocol::{Datagram, MatchConfig, MatchId, PlayerId, PlayerInput, Snapshot, codec};
 use outpost_sim::arena::move_character;
 use outpost_sim::arena::{self, ArenaConfig};
 use outpost_sim::rapier3d::prelude::{CollisionPipeline, PhysicsPipeline, PhysicsWorld};
@@ -182,19 +180,22 @@ fn tick_vs_physics(c: &mut Criterion) {
 
 /// One tick's shared frame inputs, as the worker prepares them.
 struct Prepared {
-    state: Vec<EntityState>,
     records: replication::View,
+    positions: Vec<[f32; 3]>,
     grid: InterestGrid,
 }
 
-fn prepare(game: &mut Match, quantizer: &Quantizer, interest: Interest) -> Prepared {
-    let mut state = Vec::new();
-    game.write_replicated_state(&mut state);
-    let grid = InterestGrid::build(&state, interest.cell);
-    let records = arena::records(quantizer, &state);
+fn prepare(game: &mut Match, layout: &replication::Layout, interest: Interest) -> Prepared {
+    let mut records = replication::View::new();
+    game.write_records(&mut records);
+    let positions: Vec<[f32; 3]> = records
+        .iter()
+        .map(|r| layout.position_value(&r).unwrap_or([0.0; 3]))
+        .collect();
+    let grid = InterestGrid::build(&positions, interest.cell);
     Prepared {
-        state,
         records,
+        positions,
         grid,
     }
 }
@@ -202,7 +203,6 @@ fn prepare(game: &mut Match, quantizer: &Quantizer, interest: Interest) -> Prepa
 fn snapshots(c: &mut Criterion) {
     let (mut game, mut bots) = arena();
     let settings = ArenaConfig::of(game.config()).expect("arena settings");
-    let quantizer = settings.quantizer();
     let layout = replication::Layout::new(&arena::schema(&settings));
     let interest = Interest::default();
     let snapshot_hz = game.config().snapshot_hz;
@@ -225,13 +225,14 @@ fn snapshots(c: &mut Criterion) {
                     bots.push(&mut game);
                     game.step();
                 }
-                let prepared = prepare(&mut game, &quantizer, interest);
-                let tick = game.tick();
+                // Writing the records is the host's per-tick work, timed with the rest.
                 let started = Instant::now();
+                let prepared = prepare(&mut game, &layout, interest);
+                let tick = game.tick();
                 let frame = Frame {
                     tick,
                     layout: &layout,
-                    entities: &prepared.state,
+                    positions: &prepared.positions,
                     records: &prepared.records,
                     grid: &prepared.grid,
                     interest,
@@ -239,7 +240,7 @@ fn snapshots(c: &mut Criterion) {
                 for (player, client) in &mut clients {
                     // Clients acknowledge the previous snapshot (one round trip behind).
                     client.ack(last_tick);
-                    let built = client.build(&frame, None, budget);
+                    let built = client.build(&frame, budget);
                     let datagram = Datagram::Snapshot(Snapshot {
                         tick,
                         baseline_tick: built.baseline_tick,
@@ -256,16 +257,12 @@ fn snapshots(c: &mut Criterion) {
         });
     });
 
-    let prepared = prepare(&mut game, &quantizer, interest);
+    let prepared = prepare(&mut game, &layout, interest);
     let centers: Vec<[f32; 3]> = clients
         .iter()
         .filter_map(|(p, _)| {
             let entity = game.player_entity(*p)?;
-            prepared
-                .state
-                .iter()
-                .find(|e| e.id == entity)
-                .map(|e| e.position)
+            Some(prepared.positions[prepared.records.find_index(entity)?])
         })
         .collect();
     let mut out = Vec::new();
@@ -274,13 +271,13 @@ fn snapshots(c: &mut Criterion) {
             for center in &centers {
                 prepared
                     .grid
-                    .query(&prepared.state, *center, interest.radius, &mut out);
+                    .query(&prepared.positions, *center, interest.radius, &mut out);
                 black_box(out.len());
             }
         });
     });
     c.bench_function("interest/grid_build_1064_entities", |b| {
-        b.iter(|| black_box(InterestGrid::build(&prepared.state, interest.cell)));
+        b.iter(|| black_box(InterestGrid::build(&prepared.positions, interest.cell)));
     });
 }
 

@@ -19,12 +19,10 @@ use clap::{Parser, ValueEnum};
 use outpost_client::netcode::{Decoder, Timeline};
 use outpost_edge::snapshot::{ClientSnapshots, Frame, Interest, InterestGrid, body_budget};
 use outpost_protocol::ConfigError;
-use outpost_protocol::delta::QMotion;
-use outpost_protocol::replication::Layout;
+use outpost_protocol::replication::{self, Layout};
 use outpost_protocol::schema::ModeSchema;
 use outpost_protocol::{
     EntityId, EntityKind, EntityView, MatchConfig, MatchId, PlayerId, PlayerInput, Snapshot,
-    quantize,
 };
 use outpost_sim::arena::{self, ArenaConfig};
 use outpost_sim::rapier3d::prelude::*;
@@ -125,10 +123,11 @@ impl GameMode for Cubes {
 
     fn setup(
         &self,
-        _config: &MatchConfig,
+        config: &MatchConfig,
         world: &mut World,
         schedule: &mut Schedule,
     ) -> Result<(), SimError> {
+        arena::use_grid(world, &ArenaConfig::of(config)?);
         let spawn = |world: &mut World, at: Vector, half: f32, kind: EntityKind| {
             let id = world.resource_mut::<NetIds>().allocate();
             let mut physics = world.resource_mut::<Physics>();
@@ -161,6 +160,10 @@ impl GameMode for Cubes {
         world.insert_resource(Kicks(SplitMix64::new(7)));
         schedule.add_systems(drive.in_set(TickSet::PrePhysics));
         Ok(())
+    }
+
+    fn write_records(&self, world: &mut World, out: &mut replication::View) {
+        arena::Arena.write_records(world, out);
     }
 
     fn spawn_player(&self, world: &mut World, _player: PlayerId, _net_id: EntityId) -> Entity {
@@ -234,7 +237,6 @@ fn drive(
 
 /// One client: the edge's per-client state, the client's decoder, acks in flight.
 struct Viewer {
-    player: Option<PlayerId>,
     edge: ClientSnapshots,
     decoder: Decoder,
     shown: Timeline,
@@ -327,17 +329,12 @@ fn main() -> anyhow::Result<()> {
                 .iter()
                 .find(|e| e.kind == EntityKind::Player)
                 .map_or(EntityId(1), |e| e.id);
-            vec![viewer(own, None, &config, &schema)]
+            vec![viewer(own, &config, &schema)]
         }
         Scene::Arena => (1..=args.players.min(args.clients))
             .filter_map(|p| {
                 let player = PlayerId(u64::from(p));
-                Some(viewer(
-                    game.player_entity(player)?,
-                    Some(player),
-                    &config,
-                    &schema,
-                ))
+                Some(viewer(game.player_entity(player)?, &config, &schema))
             })
             .collect(),
     };
@@ -347,6 +344,8 @@ fn main() -> anyhow::Result<()> {
         .map(|_| rng.range(0.0, std::f32::consts::TAU))
         .collect();
     let mut grid = InterestGrid::default();
+    let mut records = replication::View::new();
+    let mut positions: Vec<[f32; 3]> = Vec::new();
     let mut previous: Vec<(EntityId, EntityView)> = Vec::new();
     let (mut moving_total, mut frames) = (0u64, 0u64);
     let mut errors: Vec<f64> = Vec::new();
@@ -379,14 +378,20 @@ fn main() -> anyhow::Result<()> {
             continue;
         }
         game.write_replicated_state(&mut state);
-        grid.rebuild(&state, interest.cell);
+        game.write_records(&mut records);
+        positions.clear();
+        positions.extend(
+            records
+                .iter()
+                .map(|r| layout.position_value(&r).unwrap_or([0.0; 3])),
+        );
+        grid.rebuild(&positions, interest.cell);
         let quantized: Vec<EntityView> =
             state.iter().map(|e| e.quantize(&quantizer, None)).collect();
-        let records = arena::replicated(&quantized);
         let frame = Frame {
             tick,
             layout: &layout,
-            entities: &state,
+            positions: &positions,
             records: &records,
             grid: &grid,
             interest,
@@ -409,14 +414,7 @@ fn main() -> anyhow::Result<()> {
                     v.edge.ack(acked);
                 }
             }
-            let motion = v.player.and_then(|p| game.motion(p)).map(|m| {
-                arena::motion_slots(&QMotion {
-                    velocity: quantize::velocity(m.velocity),
-                    grounded: m.grounded,
-                })
-            });
-            let own_extra = motion.as_ref().map(|m| (arena::MOTION, m.as_slice()));
-            let built = v.edge.build(&frame, own_extra, budget);
+            let built = v.edge.build(&frame, budget);
             let snapshot = Snapshot {
                 tick,
                 baseline_tick: built.baseline_tick,
@@ -497,14 +495,8 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn viewer(
-    own: EntityId,
-    player: Option<PlayerId>,
-    config: &MatchConfig,
-    schema: &ModeSchema,
-) -> Viewer {
+fn viewer(own: EntityId, config: &MatchConfig, schema: &ModeSchema) -> Viewer {
     Viewer {
-        player,
         edge: ClientSnapshots::new(own),
         decoder: Decoder::new(config, schema, own).expect("the arena's grid"),
         shown: Timeline::default(),

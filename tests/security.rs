@@ -208,16 +208,17 @@ fn an_ack_of_an_undecodable_snapshot_heals_within_a_second() {
         let tick = n * 2;
         let entities = world(tick);
         let records = arena::records(&quantizer, &entities);
-        let grid = InterestGrid::build(&entities, interest.cell);
+        let positions: Vec<[f32; 3]> = entities.iter().map(|e| e.position).collect();
+        let grid = InterestGrid::build(&positions, interest.cell);
         let frame = Frame {
             tick,
             layout: &layout,
-            entities: &entities,
+            positions: &positions,
             records: &records,
             grid: &grid,
             interest,
         };
-        let built = edge.build(&frame, None, 1100);
+        let built = edge.build(&frame, 1100);
         let snapshot = Snapshot {
             tick,
             baseline_tick: built.baseline_tick,

@@ -13,13 +13,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use outpost_protocol::replay::{ReplayHeader, ReplayWriter};
-use outpost_protocol::replication::{self, Layout};
+use outpost_protocol::replication::{self, InputLayout, Layout};
 use outpost_protocol::{
-    Control, Datagram, EntityId, EntityState, EntityView, GoodbyeReason, InputFrame, MatchConfig,
-    MatchEndReason, MatchId, PlayerId, PlayerScore, QMotion, Quantizer, RejectCode, Snapshot,
-    codec, quantize,
+    Control, Datagram, EntityId, GoodbyeReason, InputFrame, MatchConfig, MatchEndReason, MatchId,
+    PlayerId, PlayerScore, RejectCode, Snapshot, codec,
 };
-use outpost_sim::arena::ArenaConfig;
 use outpost_sim::{Match, Modes, SimError};
 
 use crate::metrics::EdgeMetrics;
@@ -122,7 +120,6 @@ pub struct MatchHost {
     period: Duration,
     next_tick_at: Instant,
     seats: BTreeMap<PlayerId, Seat>,
-    quantizer: Quantizer,
     grid: InterestGrid,
     recorder: Option<ReplayWriter>,
     settings: HostSettings,
@@ -133,11 +130,14 @@ pub struct MatchHost {
     /// the result lists everyone who played, leavers too.
     departed: Vec<PlayerScore>,
     out: VecDeque<Transmit>,
-    state: Vec<EntityState>,
-    quantized: Vec<EntityView>,
-    /// How the mode's components go on the wire, and this tick's records.
+    /// How the mode's components and inputs go on the wire; this tick's records (every
+    /// component), their positions, and the records without owner-only components.
     layout: Layout,
+    input_layout: InputLayout,
     records: replication::View,
+    positions: Vec<[f32; 3]>,
+    public: replication::View,
+    scratch: Vec<u32>,
     /// The mode's schema, encoded, for Welcomes.
     schema: Vec<u8>,
 }
@@ -167,11 +167,6 @@ impl MatchHost {
             tracing::warn!(match_id = %id, %err, "match refused");
             err.reject_code()
         })?;
-        // The snapshot path still reads the arena's entities (until modes write their
-        // own records): other modes are refused here.
-        let quantizer = ArenaConfig::of(config)
-            .map_err(|_| RejectCode::UnknownMode)?
-            .quantizer();
         let game = Match::with_mode(id, config, mode).map_err(|err| match err {
             SimError::InvalidConfig(_) => RejectCode::InvalidConfig,
             _ => RejectCode::MatchOver,
@@ -193,7 +188,6 @@ impl MatchHost {
             period,
             next_tick_at: now + period,
             seats: BTreeMap::new(),
-            quantizer,
             grid: InterestGrid::default(),
             recorder,
             settings,
@@ -201,9 +195,11 @@ impl MatchHost {
             dropped_inputs: 0,
             departed: Vec::new(),
             out: VecDeque::new(),
-            state: Vec::new(),
-            quantized: Vec::new(),
             layout: Layout::new(&schema),
+            input_layout: InputLayout::new(&schema),
+            positions: Vec::new(),
+            public: replication::View::new(),
+            scratch: Vec::new(),
             schema: schema_bytes,
             records: replication::View::new(),
         })
@@ -301,12 +297,12 @@ impl MatchHost {
             return;
         }
         seat.snapshots.ack(frame.ack_snapshot_tick);
-        let Ok(inputs) = outpost_sim::arena::decode_inputs(&frame.inputs) else {
+        let Ok(inputs) = replication::decode_inputs(&self.input_layout, &frame.inputs) else {
             self.metrics.datagrams_rejected.inc();
             return;
         };
-        for input in inputs.iter().rev() {
-            self.game.push_input(player, *input);
+        for input in inputs.into_iter().rev() {
+            self.game.push_input(player, input);
         }
     }
 
@@ -386,22 +382,31 @@ impl MatchHost {
             .inputs_over_budget
             .inc_by(dropped.saturating_sub(self.dropped_inputs));
         self.dropped_inputs = dropped;
-        self.game.write_replicated_state(&mut self.state);
-        self.grid.rebuild(&self.state, self.settings.interest.cell);
-        self.quantized.clear();
-        self.quantized
-            .extend(self.state.iter().map(|e| e.quantize(&self.quantizer, None)));
-        if !self.quantized.is_sorted_by_key(|v| v.id) {
-            self.quantized.sort_by_key(|v| v.id);
-        }
-        outpost_sim::arena::replicated_into(&self.quantized, &mut self.records);
+        self.game.write_records(&mut self.records);
+        self.positions.clear();
+        self.positions.extend(
+            self.records
+                .iter()
+                .map(|r| self.layout.position_value(&r).unwrap_or([0.0; 3])),
+        );
+        self.grid
+            .rebuild(&self.positions, self.settings.interest.cell);
         if let Some(recorder) = &mut self.recorder {
-            recorder.push(tick, &self.records);
+            // A replay is the world as a spectator sees it: no owner-only components.
+            let owner = self.layout.owner_mask();
+            self.public.clear();
+            for record in self.records.iter() {
+                let mask = self
+                    .layout
+                    .without_components(&record, owner, &mut self.scratch);
+                self.public.push(record.id, mask, &self.scratch);
+            }
+            recorder.push(tick, &self.public);
         }
         let frame = Frame {
             tick,
             layout: &self.layout,
-            entities: &self.state,
+            positions: &self.positions,
             records: &self.records,
             grid: &self.grid,
             interest: self.settings.interest,
@@ -412,18 +417,9 @@ impl MatchHost {
             let Some((session, max_datagram)) = seat.session else {
                 continue;
             };
-            let motion = self.game.motion(*player).map(|m| {
-                outpost_sim::arena::motion_slots(&QMotion {
-                    velocity: quantize::velocity(m.velocity),
-                    grounded: m.grounded,
-                })
-            });
-            let own_extra = motion
-                .as_ref()
-                .map(|slots| (outpost_sim::arena::MOTION, slots.as_slice()));
             let budget =
                 snapshot::body_budget(self.settings.bandwidth_bps, snapshot_hz, max_datagram);
-            let built = seat.snapshots.build(&frame, own_extra, budget);
+            let built = seat.snapshots.build(&frame, budget);
             let datagram = Datagram::Snapshot(Snapshot {
                 tick,
                 baseline_tick: built.baseline_tick,
@@ -493,7 +489,7 @@ impl MatchHost {
 #[cfg(test)]
 pub(crate) mod tests {
     use outpost_protocol::PlayerInput;
-    use outpost_sim::arena;
+    use outpost_sim::arena::{self, ArenaConfig};
 
     use super::*;
 

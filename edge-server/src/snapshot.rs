@@ -29,7 +29,7 @@ use std::collections::VecDeque;
 use rustc_hash::FxHashMap as HashMap;
 
 use outpost_protocol::replication::{self, Layout, View};
-use outpost_protocol::{EntityId, EntityState, Snapshot};
+use outpost_protocol::{EntityId, Snapshot};
 
 /// Views remembered per client: a second at 60 snapshots per second.
 pub const SENT_HISTORY: usize = 64;
@@ -67,25 +67,25 @@ pub struct InterestGrid {
 }
 
 impl InterestGrid {
-    /// Buckets `entities` by cell.
-    pub fn build(entities: &[EntityState], cell: f32) -> Self {
+    /// Buckets entities by cell, by their positions.
+    pub fn build(positions: &[[f32; 3]], cell: f32) -> Self {
         let mut grid = Self {
             cell,
             cells: HashMap::default(),
         };
-        grid.rebuild(entities, cell);
+        grid.rebuild(positions, cell);
         grid
     }
 
-    /// Buckets `entities` again, reusing allocations.
-    pub fn rebuild(&mut self, entities: &[EntityState], cell: f32) {
+    /// Buckets entities again, reusing allocations.
+    pub fn rebuild(&mut self, positions: &[[f32; 3]], cell: f32) {
         self.cell = cell.max(1.0);
         for bucket in self.cells.values_mut() {
             bucket.clear();
         }
-        for (index, entity) in entities.iter().enumerate() {
+        for (index, &position) in positions.iter().enumerate() {
             self.cells
-                .entry(self.key(entity.position))
+                .entry(self.key(position))
                 .or_default()
                 .push(index);
         }
@@ -101,7 +101,7 @@ impl InterestGrid {
     /// Indices of entities within `radius` (horizontally) of `center`.
     pub fn query(
         &self,
-        entities: &[EntityState],
+        positions: &[[f32; 3]],
         center: [f32; 3],
         radius: f32,
         out: &mut Vec<usize>,
@@ -116,7 +116,7 @@ impl InterestGrid {
                     continue;
                 };
                 out.extend(bucket.iter().copied().filter(|&i| {
-                    let p = entities[i].position;
+                    let p = positions[i];
                     let (dx, dz) = (p[0] - center[0], p[2] - center[2]);
                     dx * dx + dz * dz <= r2
                 }));
@@ -132,12 +132,12 @@ pub struct Frame<'a> {
     pub tick: u32,
     /// How the mode's components are laid out and coded.
     pub layout: &'a Layout,
-    /// Replicated state, sorted by id (positions for interest and priority).
-    pub entities: &'a [EntityState],
-    /// The same entities as the mode's quantized components (without those only their
-    /// owner receives), index for index: written once per tick, shared by every client's
-    /// snapshot.
+    /// The replicated entities as the mode's records, sorted by id, with every
+    /// component (those only an entity's owner receives are kept from the others here):
+    /// written once per tick, shared by every client's snapshot.
     pub records: &'a View,
+    /// Their positions in metres, index for index (for interest and priority).
+    pub positions: &'a [[f32; 3]],
     /// The same entities in an interest grid.
     pub grid: &'a InterestGrid,
     /// Interest settings.
@@ -173,7 +173,7 @@ pub struct ClientSnapshots {
     /// the frame and in the baseline.
     targets: View,
     target_of: Vec<(usize, Option<usize>)>,
-    own_slots: Vec<u32>,
+    stripped: Vec<u32>,
     pending: Vec<(f32, u32, usize)>,
     /// Per target: unchanged from the baseline, or chosen to be sent.
     send: Vec<bool>,
@@ -193,7 +193,7 @@ impl ClientSnapshots {
             scratch: Vec::new(),
             targets: View::new(),
             target_of: Vec::new(),
-            own_slots: Vec::new(),
+            stripped: Vec::new(),
             pending: Vec::new(),
             send: Vec::new(),
             chosen: Vec::new(),
@@ -231,15 +231,8 @@ impl ClientSnapshots {
         self.acked
     }
 
-    /// Builds the next snapshot body within `budget` bytes of body. `own_extra` is the
-    /// components only this client receives for its own entity (a mask and their slots,
-    /// in component order).
-    pub fn build(
-        &mut self,
-        frame: &Frame<'_>,
-        own_extra: Option<(u64, &[u32])>,
-        budget: usize,
-    ) -> Built {
+    /// Builds the next snapshot body within `budget` bytes of body.
+    pub fn build(&mut self, frame: &Frame<'_>, budget: usize) -> Built {
         let Self {
             own,
             sent,
@@ -249,7 +242,7 @@ impl ClientSnapshots {
             scratch,
             targets,
             target_of,
-            own_slots,
+            stripped,
             pending,
             send,
             chosen,
@@ -257,16 +250,19 @@ impl ClientSnapshots {
         } = self;
         let own = *own;
         let layout = frame.layout;
+        let owner_mask = layout.owner_mask();
         let empty = View::new();
         let (baseline_tick, baseline) = match sent.iter().find(|(t, _)| *t == *acked) {
             Some((t, view)) => (*t, view),
             None => (0, &empty),
         };
-        let own_index = frame.entities.iter().position(|e| e.id == own);
-        let center = own_index.map_or([0.0; 3], |i| frame.entities[i].position);
+        let own_index = frame.records.find_index(own);
+        let center = own_index
+            .and_then(|i| frame.positions.get(i).copied())
+            .unwrap_or([0.0; 3]);
         frame
             .grid
-            .query(frame.entities, center, frame.interest.radius, scratch);
+            .query(frame.positions, center, frame.interest.radius, scratch);
         if let Some(i) = own_index
             && scratch.binary_search(&i).is_err()
         {
@@ -282,14 +278,9 @@ impl ClientSnapshots {
             let Some(record) = frame.records.get(i) else {
                 continue;
             };
-            if record.id != frame.entities[i].id {
-                continue; // records not index for index with the entities: skip, never misfile
-            }
-            if record.id == own
-                && let Some((mask, slots)) = own_extra
-            {
-                let mask = layout.with_components(&record, mask, slots, own_slots);
-                targets.push(record.id, mask, own_slots);
+            if record.id != own && record.mask & owner_mask != 0 {
+                let mask = layout.without_components(&record, owner_mask, stripped);
+                targets.push(record.id, mask, stripped);
             } else {
                 targets.push_record(record);
             }
@@ -322,7 +313,7 @@ impl ClientSnapshots {
             let importance = if target.id == own {
                 f32::INFINITY
             } else {
-                let p = frame.entities[i].position;
+                let p = frame.positions.get(i).copied().unwrap_or(center);
                 let (dx, dz) = (p[0] - center[0], p[2] - center[2]);
                 let near = 1.0 + 16.0 / (4.0 + (dx * dx + dz * dz).sqrt());
                 let weight = 1.0 + f32::from(layout.priority(target.mask));
@@ -405,7 +396,7 @@ pub fn body_budget(bandwidth_bps: u32, snapshot_hz: u16, max_datagram: usize) ->
 
 #[cfg(test)]
 mod tests {
-    use outpost_protocol::{EntityKind, EntityView, Quantizer};
+    use outpost_protocol::{EntityKind, EntityState, EntityView, Quantizer};
     use outpost_sim::arena::{self, ArenaConfig};
 
     use super::*;
@@ -440,6 +431,10 @@ mod tests {
         arena::records(q, entities)
     }
 
+    fn positions_of(entities: &[EntityState]) -> Vec<[f32; 3]> {
+        entities.iter().map(|e| e.position).collect()
+    }
+
     fn layout() -> Layout {
         Layout::new(&arena::schema(&ArenaConfig::default()))
     }
@@ -447,14 +442,14 @@ mod tests {
     fn frame<'a>(
         tick: u32,
         layout: &'a Layout,
-        entities: &'a [EntityState],
+        positions: &'a [[f32; 3]],
         records: &'a View,
         grid: &'a InterestGrid,
     ) -> Frame<'a> {
         Frame {
             tick,
             layout,
-            entities,
+            positions,
             records,
             grid,
             interest: Interest {
@@ -467,9 +462,10 @@ mod tests {
     #[test]
     fn interest_keeps_what_is_near() {
         let entities = world(0.0);
-        let grid = InterestGrid::build(&entities, 8.0);
+        let positions = positions_of(&entities);
+        let grid = InterestGrid::build(&positions, 8.0);
         let mut near = Vec::new();
-        grid.query(&entities, [0.0, 0.0, 0.0], 10.0, &mut near);
+        grid.query(&positions, [0.0, 0.0, 0.0], 10.0, &mut near);
         assert!(!near.is_empty());
         assert!(
             near.iter()
@@ -492,10 +488,10 @@ mod tests {
         for tick in 1..=40u32 {
             // Everything moves every tick.
             let entities = world(tick as f32 * 0.05);
-            let grid = InterestGrid::build(&entities, 8.0);
+            let positions = positions_of(&entities);
+            let grid = InterestGrid::build(&positions, 8.0);
             let built = client.build(
-                &frame(tick, &layout, &entities, &quantized(&q, &entities), &grid),
-                None,
+                &frame(tick, &layout, &positions, &quantized(&q, &entities), &grid),
                 200,
             );
             assert!(
@@ -539,7 +535,8 @@ mod tests {
         let mut client = ClientSnapshots::new(EntityId(500));
         let entities = world(0.0);
         let views = quantized(&q, &entities);
-        let grid = InterestGrid::build(&entities, 8.0);
+        let positions = positions_of(&entities);
+        let grid = InterestGrid::build(&positions, 8.0);
         let mut tick = 0;
         let mut last = Built {
             baseline_tick: 0,
@@ -549,12 +546,12 @@ mod tests {
         };
         while last.deferred > 0 || last.baseline_tick == 0 {
             tick += 1;
-            last = client.build(&frame(tick, &layout, &entities, &views, &grid), None, 1000);
+            last = client.build(&frame(tick, &layout, &positions, &views, &grid), 1000);
             client.ack(tick);
             assert!(tick < 50);
         }
         tick += 1;
-        let steady = client.build(&frame(tick, &layout, &entities, &views, &grid), None, 1000);
+        let steady = client.build(&frame(tick, &layout, &positions, &views, &grid), 1000);
         assert_eq!(steady.body.len(), 2, "nothing changed: two empty counts");
     }
 
@@ -565,24 +562,69 @@ mod tests {
         let mut client = ClientSnapshots::new(EntityId(500));
         let entities = world(0.0);
         let views = quantized(&q, &entities);
-        let grid = InterestGrid::build(&entities, 8.0);
+        let positions = positions_of(&entities);
+        let grid = InterestGrid::build(&positions, 8.0);
         for tick in 1..=3 {
-            client.build(&frame(tick, &layout, &entities, &views, &grid), None, 1000);
+            client.build(&frame(tick, &layout, &positions, &views, &grid), 1000);
         }
         client.ack(3);
         // The client asks for a keyframe.
         client.ack(0);
-        let built = client.build(&frame(4, &layout, &entities, &views, &grid), None, 1000);
+        let built = client.build(&frame(4, &layout, &positions, &views, &grid), 1000);
         assert_eq!(built.baseline_tick, 0);
         client.ack(4);
         // The client keeps saying it has only tick 2: after a few, a keyframe.
         for n in 1..=STALE_ACKS_FOR_KEYFRAME {
-            let built = client.build(&frame(4 + n, &layout, &entities, &views, &grid), None, 1000);
+            let built = client.build(&frame(4 + n, &layout, &positions, &views, &grid), 1000);
             assert_eq!(built.baseline_tick, 4, "ack {n} behind");
             client.ack(2);
         }
-        let built = client.build(&frame(20, &layout, &entities, &views, &grid), None, 1000);
+        let built = client.build(&frame(20, &layout, &positions, &views, &grid), 1000);
         assert_eq!(built.baseline_tick, 0);
+    }
+
+    /// A component only its owner receives (the arena's motion) reaches the owner of
+    /// its entity and no one else, though every record of the frame carries it.
+    #[test]
+    fn owner_only_components_reach_their_owner_alone() {
+        let q = ArenaConfig::default().quantizer();
+        let layout = layout();
+        let entities = world(0.0);
+        let positions = positions_of(&entities);
+        let grid = InterestGrid::build(&positions, 8.0);
+        let plain = quantized(&q, &entities);
+        let mut records = View::new();
+        let mut slots = Vec::new();
+        for record in plain.iter() {
+            if record.mask & arena::CHARACTER != 0 {
+                let motion = [16_384, 16_384, 16_384 + record.id.0, 1];
+                let mask = layout.with_components(&record, arena::MOTION, &motion, &mut slots);
+                records.push(record.id, mask, &slots);
+            } else {
+                records.push_record(record);
+            }
+        }
+        for (own, other) in [(500, 501), (501, 500)] {
+            let mut client = ClientSnapshots::new(EntityId(own));
+            let built = client.build(&frame(1, &layout, &positions, &records, &grid), 1100);
+            let view = replication::decode(&layout, &View::new(), &built.body).expect("decodes");
+            let mine = view.find(EntityId(own)).expect("own character");
+            assert_eq!(
+                mine.mask & arena::MOTION,
+                arena::MOTION,
+                "{own} gets its motion"
+            );
+            assert_eq!(mine.slots[9], 16_384 + own, "its own, not another's");
+            let theirs = view
+                .find(EntityId(other))
+                .expect("the other character, nearby");
+            assert_eq!(
+                theirs.mask & arena::MOTION,
+                0,
+                "{own} never gets {other}'s motion"
+            );
+            assert_eq!(theirs.slots.len(), layout.entity_slots(theirs.mask));
+        }
     }
 
     #[test]

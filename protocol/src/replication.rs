@@ -30,7 +30,7 @@ use crate::delta::{
     sign_extend, write_count, write_gap,
 };
 use crate::ids::EntityId;
-use crate::schema::{Coding, FieldDef, ModeSchema, Visibility};
+use crate::schema::{Coding, FieldDef, FieldKind, ModeSchema, Visibility};
 use bitstream_io::{BitRead, BitWrite};
 
 pub use crate::delta::MAX_VIEW_ENTITIES;
@@ -78,6 +78,8 @@ pub struct Layout {
     /// Components that are owner-only, as a mask.
     owner_mask: u64,
     position: Option<(usize, u32)>,
+    /// The position field's grid: lowest corner and step.
+    position_grid: ([f32; 3], f32),
     /// Slots and priority per component mask, for schemas of up to [`TABLED_COMPONENTS`]
     /// components.
     slots_by_mask: Vec<u32>,
@@ -111,11 +113,19 @@ impl Layout {
         let position = schema
             .position_field()
             .map(|(c, f)| (c, components[c].fields[f].offset));
+        let position_grid = schema
+            .position_field()
+            .and_then(|(c, f)| match schema.components[c].fields[f].kind {
+                FieldKind::Position { min, step, .. } => Some((min, step)),
+                _ => None,
+            })
+            .unwrap_or(([0.0; 3], 1.0));
         let mut layout = Self {
             mask_bits: components.len() as u32,
             components,
             owner_mask,
             position,
+            position_grid,
             slots_by_mask: Vec::new(),
             priority_by_mask: Vec::new(),
         };
@@ -193,6 +203,33 @@ impl Layout {
         let (c, field) = self.position?;
         let start = self.offset(record.mask, c)? + field as usize;
         record.slots.get(start..start + 3)
+    }
+
+    /// An entity's position in metres (the grid point its position slots stand for),
+    /// if it has the schema's position component.
+    pub fn position_value(&self, record: &Record<'_>) -> Option<[f32; 3]> {
+        let q = self.position(record)?;
+        let (min, step) = self.position_grid;
+        Some(std::array::from_fn(|a| min[a] + q[a] as f32 * step))
+    }
+
+    /// `record` without the components of `mask`, its slots written into `out`; returns
+    /// the remaining mask.
+    pub fn without_components(&self, record: &Record<'_>, mask: u64, out: &mut Vec<u32>) -> u64 {
+        out.clear();
+        let mut at = 0usize;
+        for (i, c) in self.components.iter().enumerate() {
+            let bit = 1u64 << i;
+            if record.mask & bit == 0 {
+                continue;
+            }
+            let n = c.slots as usize;
+            if mask & bit == 0 {
+                out.extend_from_slice(record.slots.get(at..at + n).unwrap_or(&[]));
+            }
+            at += n;
+        }
+        record.mask & !mask
     }
 
     /// `record` with the components of `extra_mask` (whose slots are `extra`, in
@@ -312,8 +349,12 @@ impl View {
 
     /// The entity with id `id`.
     pub fn find(&self, id: EntityId) -> Option<Record<'_>> {
-        let i = self.entries.binary_search_by_key(&id, |e| e.0).ok()?;
-        self.get(i)
+        self.get(self.find_index(id)?)
+    }
+
+    /// The index of an entity.
+    pub fn find_index(&self, id: EntityId) -> Option<usize> {
+        self.entries.binary_search_by_key(&id, |e| e.0).ok()
     }
 
     /// Every entity, by id.
@@ -373,20 +414,22 @@ fn delta_bits(coding: Coding, base: &[u32], cur: &[u32]) -> u32 {
     }
 }
 
+/// Writes a field whole. A slot beyond its field's range is written as the range's end:
+/// written as it is, it would not fit its bits and misalign everything after it.
 fn write_whole(w: &mut Writer, coding: Coding, slots: &[u32]) {
     match coding {
-        Coding::Vec3 { bits, .. } => {
+        Coding::Vec3 { bits, max } => {
             for a in 0..3 {
-                put(w, bits[a], slots[a]);
+                put(w, bits[a], slots[a].min(max[a]));
             }
         }
         Coding::Rotation { bits } => {
-            put(w, 2, slots[0]);
+            put(w, 2, slots[0].min(3));
             for c in &slots[1..4] {
-                put(w, bits, *c);
+                put(w, bits, (*c).min((1 << bits) - 1));
             }
         }
-        Coding::Scalar { bits, .. } => put(w, bits, slots[0]),
+        Coding::Scalar { bits, max } => put(w, bits, slots[0].min(max)),
         Coding::Text { max_len, len_bits } => {
             let len = slots[0].min(max_len);
             put(w, len_bits, len);

@@ -3,7 +3,8 @@
 use std::collections::VecDeque;
 
 use bevy_ecs::prelude::*;
-use outpost_protocol::{EntityId, EntityKind, MAX_INPUT_TICKS, PlayerId, PlayerInput};
+use outpost_protocol::replication::InputRecord;
+use outpost_protocol::{EntityId, EntityKind, MAX_INPUT_TICKS, PlayerId};
 use rapier3d::prelude::RigidBodyHandle;
 
 /// The network identity of a replicated entity.
@@ -52,6 +53,8 @@ pub struct Motion {
 }
 
 /// A player's inputs: queued ones waiting for their tick, and those applied this tick.
+/// Inputs are the mode's, as the schema lays them out ([`InputRecord`]: the core's
+/// sequence, span and view tick, then the mode's quantized fields); the mode reads them.
 ///
 /// Movement runs once per input tick, not once per simulation tick: a tick with no
 /// input moves the character not at all, and a tick after a late burst applies two.
@@ -67,14 +70,15 @@ pub struct Motion {
 #[derive(Component, Debug, Clone, Default)]
 pub struct Controls {
     /// Inputs not applied yet, in sequence order.
-    pub queue: VecDeque<PlayerInput>,
+    pub queue: VecDeque<InputRecord>,
     /// Ticks the queued inputs stand for.
     pub queued_ticks: u32,
     /// Inputs applied this tick, in order (usually one; none when none arrived or the
     /// budget is spent; two when catching up).
-    pub this_tick: Vec<PlayerInput>,
-    /// The newest input applied (aim and held buttons).
-    pub current: PlayerInput,
+    pub this_tick: Vec<InputRecord>,
+    /// The newest input applied (aim and held buttons); `None` before the first and
+    /// after the connection is lost (the mode's neutral input).
+    pub current: Option<InputRecord>,
     /// Sequence number of the newest input done with: applied, or dropped. Inputs at or
     /// below it are ignored (redundant copies).
     pub last_applied_seq: u32,
@@ -92,7 +96,7 @@ impl Controls {
     /// Queues an input unless it was already applied or queued, or claims an impossible
     /// span; keeps the queue in sequence order and bounded. Returns whether it was
     /// queued.
-    pub fn push(&mut self, input: PlayerInput) -> bool {
+    pub fn push(&mut self, input: InputRecord) -> bool {
         if input.seq <= self.last_applied_seq {
             return false;
         }
@@ -108,12 +112,13 @@ impl Controls {
         {
             return false;
         }
+        let (seq, ticks) = (input.seq, input.ticks);
         self.queue.insert(at, input);
-        self.queued_ticks += u32::from(input.ticks);
+        self.queued_ticks += u32::from(ticks);
         while self.queued_ticks > MAX_QUEUED_TICKS {
             self.drop_oldest();
         }
-        self.queue.iter().any(|queued| queued.seq == input.seq)
+        self.queue.iter().any(|queued| queued.seq == seq)
     }
 
     /// Takes this tick's inputs from the queue within the time budget: one tick of
@@ -137,7 +142,7 @@ impl Controls {
             spent += ticks;
             self.budget -= i32::from(next.ticks);
             self.last_applied_seq = next.seq;
-            self.current = next;
+            self.current = Some(next.clone());
             self.applied += 1;
             self.this_tick.push(next);
         }

@@ -6,9 +6,11 @@ use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::SingleThreadedExecutor;
 use std::sync::Arc;
 
+use outpost_protocol::replication::{InputLayout, InputRecord, View};
+
 use outpost_protocol::{
     ConfigError, EntityId, EntityKind, EntityState, MatchConfig, MatchEndReason, MatchEvent,
-    MatchId, PlayerId, PlayerInput, PlayerScore, TickedEvent,
+    MatchId, PlayerId, PlayerScore, TickedEvent,
 };
 
 use crate::components::{Controls, Motion, NetId, PlayerSlot, Replicated, RigidBodyRef};
@@ -88,6 +90,21 @@ pub struct Match {
     schedule: Schedule,
     mode: Arc<dyn GameMode>,
     players: BTreeMap<PlayerId, Entity>,
+    /// Slots of one input under the mode's schema.
+    input_slots: usize,
+}
+
+/// What [`Match::push_input`] takes: an input as the mode's schema lays it out, or a
+/// mode's typed input that converts to one.
+pub trait IntoInput {
+    /// The input as a record.
+    fn into_input(self) -> InputRecord;
+}
+
+impl IntoInput for InputRecord {
+    fn into_input(self) -> InputRecord {
+        self
+    }
 }
 
 impl std::fmt::Debug for Match {
@@ -153,6 +170,7 @@ impl Match {
         );
         schedule.add_systems(step_physics.in_set(TickSet::Physics));
         schedule.add_systems(check_match_end.in_set(TickSet::Record));
+        let input_slots = InputLayout::new(&mode.schema(&config.mode_config)?).slots();
         mode.setup(config, &mut world, &mut schedule)?;
 
         Ok(Self {
@@ -162,6 +180,7 @@ impl Match {
             schedule,
             mode,
             players: BTreeMap::new(),
+            input_slots,
         })
     }
 
@@ -250,10 +269,7 @@ impl Match {
         };
         if let Some(mut controls) = self.world.get_mut::<Controls>(entity) {
             controls.clear();
-            controls.current = PlayerInput {
-                seq: controls.last_applied_seq,
-                ..Default::default()
-            };
+            controls.current = None;
         }
         if let Some(mut slot) = self.world.get_mut::<PlayerSlot>(entity) {
             if !slot.connected {
@@ -300,14 +316,21 @@ impl Match {
     }
 
     /// Queues an input for a player. Inputs already applied or queued are ignored, so
-    /// redundant copies are harmless. Returns whether it was queued.
-    pub fn push_input(&mut self, player: PlayerId, input: PlayerInput) -> bool {
+    /// redundant copies are harmless; inputs whose fields do not fit the mode's input
+    /// layout are dropped and counted. Returns whether it was queued.
+    pub fn push_input(&mut self, player: PlayerId, input: impl IntoInput) -> bool {
         let Some(&entity) = self.players.get(&player) else {
             return false;
         };
-        self.world
-            .get_mut::<Controls>(entity)
-            .is_some_and(|mut c| c.push(input))
+        let input = input.into_input();
+        let fits = input.slots.len() == self.input_slots;
+        self.world.get_mut::<Controls>(entity).is_some_and(|mut c| {
+            if !fits {
+                c.dropped += 1;
+                return false;
+            }
+            c.push(input)
+        })
     }
 
     /// A player's character motion (velocity, grounded), for replicating to its owner.
@@ -413,6 +436,18 @@ impl Match {
             });
         }
         out.sort_unstable_by_key(|e| e.id);
+    }
+
+    /// The replicated entities as the mode's records (every component, owner-only ones
+    /// included), sorted by id, into `out` (cleared first).
+    pub fn write_records(&mut self, out: &mut View) {
+        out.clear();
+        self.mode.write_records(&mut self.world, out);
+    }
+
+    /// The mode this match runs.
+    pub fn mode(&self) -> &Arc<dyn GameMode> {
+        &self.mode
     }
 
     /// The ECS world, for modes, tools and tests.

@@ -39,7 +39,7 @@ pub use components::{
     Replicated, RigidBodyRef,
 };
 pub use game::{
-    Match, MatchClock, MatchEvents, MatchOutcome, NetIds, ScoreLimit, SimError, TickSet,
+    IntoInput, Match, MatchClock, MatchEvents, MatchOutcome, NetIds, ScoreLimit, SimError, TickSet,
     input_credit_ticks,
 };
 pub use mode::{GameMode, ModeError, Modes};

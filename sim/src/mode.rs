@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bevy_ecs::prelude::*;
+use outpost_protocol::replication::View;
 use outpost_protocol::schema::ModeSchema;
 use outpost_protocol::{ConfigError, EntityId, MatchConfig, PlayerId, RejectCode};
 
@@ -38,6 +39,11 @@ pub trait GameMode: Send + Sync + 'static {
     /// Spawns a character for a player who joins. The core has already reserved its
     /// network id and will add the shared player components to the returned entity.
     fn spawn_player(&self, world: &mut World, player: PlayerId, net_id: EntityId) -> Entity;
+
+    /// Writes every replicated entity as a record of the mode's schema into `out`
+    /// (empty), sorted by id: its components and their quantized fields, owner-only
+    /// components included (the core keeps those from everyone but the owner).
+    fn write_records(&self, world: &mut World, out: &mut View);
 }
 
 /// Why a match configuration cannot be hosted by a registry's modes.

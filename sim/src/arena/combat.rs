@@ -107,6 +107,7 @@ pub(crate) fn fire_weapons(
             .this_tick
             .iter()
             .rev()
+            .filter_map(super::input_from_record)
             .find(|i| i.buttons & PlayerInput::FIRE != 0)
         else {
             continue;

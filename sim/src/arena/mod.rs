@@ -7,10 +7,11 @@ pub mod prediction;
 pub mod schema;
 
 use bevy_ecs::prelude::*;
+use outpost_protocol::replication::View;
 use outpost_protocol::schema::ModeSchema;
 use outpost_protocol::{
-    ConfigError, EntityId, EntityKind, MatchConfig, PlayerId, Quantizer, decode_mode_config,
-    encode_mode_config,
+    ConfigError, EntityId, EntityKind, MatchConfig, PlayerId, QMotion, Quantizer,
+    decode_mode_config, encode_mode_config, quantize,
 };
 use rapier3d::prelude::*;
 use wincode::{SchemaRead, SchemaWrite};
@@ -108,6 +109,16 @@ pub fn config(settings: &ArenaConfig) -> MatchConfig {
     config
 }
 
+/// Gives a world the arena's position grid for these settings, which
+/// [`GameMode::write_records`] quantizes with (for scenes that reuse the arena's records).
+pub fn use_grid(world: &mut World, settings: &ArenaConfig) {
+    world.insert_resource(ArenaGrid(settings.quantizer(), Vec::new()));
+}
+
+/// The match's position grid, and rows reused from snapshot to snapshot.
+#[derive(Resource, Debug)]
+struct ArenaGrid(Quantizer, Vec<(EntityId, u64, [u32; 11], usize)>);
+
 /// Where players appear, by seat.
 #[derive(Resource, Debug, Clone)]
 pub struct SpawnPoints(pub Vec<Vector>);
@@ -136,6 +147,7 @@ impl GameMode for Arena {
         let mut rng = SplitMix64::new(config.seed);
         build_level(&mut world.resource_mut::<Physics>().world, half, &mut rng);
         world.insert_resource(ScoreLimit(settings.score_limit));
+        use_grid(world, &settings);
         for _ in 0..settings.props {
             let at = Vector::new(
                 rng.range(-0.8 * half, 0.8 * half),
@@ -164,6 +176,53 @@ impl GameMode for Arena {
                 .in_set(TickSet::PostPhysics),
         );
         Ok(())
+    }
+
+    fn write_records(&self, world: &mut World, out: &mut View) {
+        let quantizer = world.resource::<ArenaGrid>().0;
+        let mut rows = std::mem::take(&mut world.resource_mut::<ArenaGrid>().1);
+        rows.clear();
+        let mut query = world.query::<(&NetId, &Replicated, &RigidBodyRef, Option<&Motion>)>();
+        let physics = world.resource::<Physics>();
+        for (net_id, replicated, body, motion) in query.iter(world) {
+            let Some(rb) = physics.world.bodies.get(body.0) else {
+                continue;
+            };
+            let p = rb.translation();
+            let r = rb.rotation();
+            let mut slots = [0u32; 11];
+            let [x, y, z] = quantizer.position([p.x, p.y, p.z]).0;
+            let rotation = quantize::rotation([r.x, r.y, r.z, r.w]);
+            slots[..7].copy_from_slice(&[
+                x,
+                y,
+                z,
+                u32::from(rotation.largest),
+                u32::from(rotation.components[0]),
+                u32::from(rotation.components[1]),
+                u32::from(rotation.components[2]),
+            ]);
+            let mut mask = POSE
+                | match replicated.0 {
+                    EntityKind::Player => CHARACTER,
+                    EntityKind::Prop => PROP,
+                };
+            let mut len = 7;
+            if let Some(m) = motion {
+                mask |= MOTION;
+                slots[7..].copy_from_slice(&motion_slots(&QMotion {
+                    velocity: quantize::velocity(m.velocity),
+                    grounded: m.grounded,
+                }));
+                len = 11;
+            }
+            rows.push((net_id.0, mask, slots, len));
+        }
+        rows.sort_unstable_by_key(|row| row.0);
+        for (id, mask, slots, len) in &rows {
+            out.push(*id, *mask, &slots[..*len]);
+        }
+        world.resource_mut::<ArenaGrid>().1 = rows;
     }
 
     fn spawn_player(&self, world: &mut World, _player: PlayerId, net_id: EntityId) -> Entity {

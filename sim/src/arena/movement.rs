@@ -71,7 +71,9 @@ pub fn move_character(
     // Facing +Z with Y up, the character's left is +X.
     let left = Vector::new(forward.z, 0.0, -forward.x);
     let mut wish =
-        forward * (f32::from(input.move_z) / 127.0) - left * (f32::from(input.move_x) / 127.0);
+        // -128 is what -127 is (the wire carries -127..=127).
+        forward * (f32::from(input.move_z.max(-127)) / 127.0)
+            - left * (f32::from(input.move_x.max(-127)) / 127.0);
     if wish.length_squared() > 1.0 {
         wish = wish.normalize();
     }
@@ -175,9 +177,12 @@ pub(crate) fn move_characters(
     let mut ordered: Vec<_> = characters.iter_mut().collect();
     ordered.sort_unstable_by_key(|(id, ..)| **id);
     for (_, body, controls, mut motion) in ordered {
-        for input in &controls.this_tick {
+        for record in &controls.this_tick {
+            let Some(input) = super::input_from_record(record) else {
+                continue;
+            };
             for _ in 0..input.ticks {
-                move_character(&mut physics.world, body.0, input, &mut motion, clock.dt);
+                move_character(&mut physics.world, body.0, &input, &mut motion, clock.dt);
             }
         }
     }

@@ -184,6 +184,12 @@ pub fn entity_view(r: &replication::Record<'_>) -> Option<EntityView> {
     })
 }
 
+impl crate::IntoInput for outpost_protocol::PlayerInput {
+    fn into_input(self) -> replication::InputRecord {
+        input_record(&self)
+    }
+}
+
 /// An arena input as a generic one under [`schema`].
 pub fn input_record(input: &outpost_protocol::PlayerInput) -> replication::InputRecord {
     replication::InputRecord {
@@ -196,11 +202,12 @@ pub fn input_record(input: &outpost_protocol::PlayerInput) -> replication::Input
 
 /// An arena input's fields as slots of [`schema`]'s input.
 fn input_slots(input: &outpost_protocol::PlayerInput) -> [u32; 5] {
+    // Every field within its range: -128 moves as -127, pitch beyond ±90° as ±90°.
     [
-        (i32::from(input.move_x) + 127) as u32,
-        (i32::from(input.move_z) + 127) as u32,
+        (i32::from(input.move_x).max(-127) + 127) as u32,
+        (i32::from(input.move_z).max(-127) + 127) as u32,
         u32::from(input.yaw),
-        (i32::from(input.pitch) + 16384) as u32,
+        (i32::from(input.pitch).clamp(-16384, 16384) + 16384) as u32,
         u32::from(input.buttons & 3),
     ]
 }
@@ -261,6 +268,32 @@ mod tests {
     use outpost_protocol::rng::SplitMix64;
 
     use super::*;
+
+    /// Regression test: an `i8` axis of -128 (which `PlayerInput` allows but the schema's
+    /// -127..=127 does not) made a slot too wide for the field's bits, which the batch
+    /// writer then left out, misaligning every field after it: the edge misread the
+    /// player's inputs. Now it is sent as -127, which is also how the edge and the
+    /// predictor move it.
+    #[test]
+    fn an_axis_of_minus_128_is_sent_as_minus_127_not_lost() {
+        let input = PlayerInput {
+            seq: 9,
+            move_x: -128,
+            move_z: -128,
+            pitch: i16::MIN,
+            ..PlayerInput::default()
+        };
+        let decoded = decode_inputs(&encode_inputs(&[input])).expect("decodes");
+        assert_eq!(
+            decoded,
+            [PlayerInput {
+                move_x: -127,
+                move_z: -127,
+                pitch: -16384,
+                ..input
+            }]
+        );
+    }
 
     #[test]
     fn arena_inputs_round_trip_through_a_batch() {
