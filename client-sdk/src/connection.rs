@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use outpost_protocol::replication::Fields;
 use outpost_protocol::schema::ModeSchema;
 use outpost_protocol::{
     Control, Datagram, EntityId, EntityState, GoodbyeReason, InputFrame, Ping, PlayerInput,
@@ -78,7 +79,7 @@ pub enum ControlFlow {
 /// One player's connection to a match, after the edge's [`Welcome`].
 pub struct MatchConnection {
     welcome: Welcome,
-    schema: ModeSchema,
+    fields: Arc<Fields>,
     epoch: Instant,
     decoder: Decoder,
     clock: ClockSync,
@@ -137,7 +138,7 @@ impl MatchConnection {
             stats: SessionStats::default(),
             ping_rtt: None,
             input_rtt: None,
-            schema,
+            fields: Arc::new(Fields::new(schema)),
             welcome,
             epoch: now,
         })
@@ -145,7 +146,12 @@ impl MatchConnection {
 
     /// The mode's schema, as the edge sent it.
     pub fn schema(&self) -> &ModeSchema {
-        &self.schema
+        self.fields.schema()
+    }
+
+    /// Reads the records of a [`WorldState`] by component and field name, or typed.
+    pub fn fields(&self) -> &Arc<Fields> {
+        &self.fields
     }
 
     /// The edge's welcome.

@@ -3,6 +3,7 @@
 //! interpolation, and predicting the player's own character with reconciliation.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use outpost_protocol::replication::{self, Layout};
 use outpost_protocol::schema::ModeSchema;
@@ -44,6 +45,10 @@ pub struct WorldState {
     pub removed: Vec<EntityId>,
     /// The own character's motion, when in view.
     pub own_motion: Option<Motion>,
+    /// The same view as the mode's records: every entity's components and their
+    /// quantized fields, read by name or typed with [`replication::Fields`] (the
+    /// connection's [`crate::MatchConnection::fields`]).
+    pub records: Arc<replication::View>,
 }
 
 /// Why a snapshot could not be used.
@@ -262,7 +267,7 @@ fn blend(a: &EntityState, b: &EntityState, f: f32) -> EntityState {
 
 /// One view received: its tick, the view as decoded (the baseline of later snapshots),
 /// the tick each value was sent at, and the entities decoded.
-type Received = (u32, replication::View, Vec<u32>, Vec<EntityState>);
+type Received = (u32, Arc<replication::View>, Vec<u32>, Vec<EntityState>);
 
 /// Decodes snapshots against the views received before.
 #[derive(Debug)]
@@ -327,7 +332,7 @@ impl Decoder {
     }
 
     fn decode_newer(&mut self, snapshot: &Snapshot) -> Result<WorldState, SnapshotIssue> {
-        let (empty, no_ticks, no_states) = (replication::View::new(), Vec::new(), Vec::new());
+        let (empty, no_ticks, no_states) = (Arc::default(), Vec::new(), Vec::new());
         let (baseline, baseline_ticks, baseline_states) = if snapshot.baseline_tick == 0 {
             (&empty, &no_ticks, &no_states)
         } else {
@@ -337,8 +342,10 @@ impl Decoder {
                 .map(|(_, v, ticks, states)| (v, ticks, states))
                 .ok_or(SnapshotIssue::NoBaseline)?
         };
-        let view = replication::decode(&self.layout, baseline, &snapshot.body)
-            .map_err(|_| SnapshotIssue::Malformed)?;
+        let view = Arc::new(
+            replication::decode(&self.layout, baseline, &snapshot.body)
+                .map_err(|_| SnapshotIssue::Malformed)?,
+        );
         // Both views are sorted by id: one walk pairs each entity with its baseline
         // entry. A value equal to the baseline's was carried over (and is decoded
         // already); any other was sent now.
@@ -386,8 +393,12 @@ impl Decoder {
         if self.views.len() == VIEW_HISTORY {
             self.views.pop_front();
         }
-        self.views
-            .push_back((snapshot.tick, view, value_ticks.clone(), entities.clone()));
+        self.views.push_back((
+            snapshot.tick,
+            Arc::clone(&view),
+            value_ticks.clone(),
+            entities.clone(),
+        ));
         Ok(WorldState {
             tick: snapshot.tick,
             ack_input_seq: snapshot.ack_input_seq,
@@ -396,6 +407,7 @@ impl Decoder {
             value_ticks,
             removed,
             own_motion,
+            records: view,
         })
     }
 }

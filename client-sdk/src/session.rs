@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use outpost_protocol::codec::{self, FRAME_HEADER_LEN};
+use outpost_protocol::replication::Fields;
 use outpost_protocol::{
     Control, EntityId, EntityState, GoodbyeReason, Hello, PROTOCOL_VERSION, PlayerInput,
     SignedToken, TickedEvent, Welcome,
@@ -269,6 +270,12 @@ impl Session {
     /// The edge's welcome: match, player, entity, configuration, reconnect key.
     pub fn welcome(&self) -> &Welcome {
         &self.welcome
+    }
+
+    /// Reads snapshots' records by component and field name, or typed (the mode's
+    /// schema, as the edge sent it).
+    pub fn fields(&self) -> Arc<Fields> {
+        Arc::clone(self.state.lock().fields())
     }
 
     /// The entity this player controls.

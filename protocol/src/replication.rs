@@ -30,7 +30,7 @@ use crate::delta::{
     sign_extend, write_count, write_gap,
 };
 use crate::ids::EntityId;
-use crate::schema::{Coding, FieldDef, FieldKind, ModeSchema, Visibility};
+use crate::schema::{Coding, FieldDef, FieldKind, ModeSchema, Value, Visibility};
 use bitstream_io::{BitRead, BitWrite};
 
 pub use crate::delta::MAX_VIEW_ENTITIES;
@@ -1103,4 +1103,102 @@ pub fn decode_inputs(layout: &InputLayout, body: &[u8]) -> Result<Vec<InputRecor
         inputs.push(input);
     }
     Ok(inputs)
+}
+
+/// Reads entities' components and fields by name, from a mode's schema alone: what a
+/// tool, a foreign binding or a game that links no mode code needs to make sense of a
+/// view. (Rust games that link a mode read its components typed, with [`Fields::get`].)
+///
+/// ```
+/// use outpost_protocol::EntityId;
+/// use outpost_protocol::replication::{Fields, View};
+/// use outpost_protocol::schema::{ComponentDef, FieldDef, FieldKind, ModeSchema, Value, Visibility};
+///
+/// let schema = ModeSchema {
+///     mode: "tiny".into(),
+///     components: vec![ComponentDef {
+///         name: "health".into(),
+///         fields: vec![FieldDef::new("hp", FieldKind::Int { min: 0, max: 100 })],
+///         visibility: Visibility::Everyone,
+///         priority: 0,
+///     }],
+///     input: Vec::new(),
+///     events: Vec::new(),
+/// };
+/// let fields = Fields::new(schema);
+/// let mut view = View::new();
+/// view.push(EntityId(7), 1, &[42]);
+/// let record = view.find(EntityId(7)).expect("in view");
+/// assert_eq!(fields.value(&record, "health", "hp"), Some(Value::Int(42)));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Fields {
+    schema: ModeSchema,
+    layout: Layout,
+}
+
+/// A component of a mode, read typed from an entity's record ([`Fields::get`]).
+pub trait Component: Sized {
+    /// Its name in the schema.
+    const NAME: &'static str;
+    /// The component from its fields' values, in the schema's field order (`None` if
+    /// they are not what this type expects: another build of the mode).
+    fn from_values(values: &[Value]) -> Option<Self>;
+}
+
+impl Fields {
+    /// Access by the names of `schema` (a valid one, e.g. from [`ModeSchema::verified`]).
+    pub fn new(schema: ModeSchema) -> Self {
+        Self {
+            layout: Layout::new(&schema),
+            schema,
+        }
+    }
+
+    /// The schema.
+    pub fn schema(&self) -> &ModeSchema {
+        &self.schema
+    }
+
+    /// Its layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Whether an entity has a component.
+    pub fn has(&self, record: &Record<'_>, component: &str) -> bool {
+        self.schema
+            .component(component)
+            .is_some_and(|(c, _)| record.mask & (1 << c) != 0)
+    }
+
+    /// The value of one field of one of an entity's components (`None` if the entity
+    /// lacks the component or the schema has no such field).
+    pub fn value(&self, record: &Record<'_>, component: &str, field: &str) -> Option<Value> {
+        let (c, def) = self.schema.component(component)?;
+        let f = def.fields.iter().position(|f| f.name == field)?;
+        self.field(record, c, f)
+    }
+
+    /// Every field of one of an entity's components, in schema order.
+    pub fn values(&self, record: &Record<'_>, component: &str) -> Option<Vec<Value>> {
+        let (c, def) = self.schema.component(component)?;
+        (0..def.fields.len())
+            .map(|f| self.field(record, c, f))
+            .collect()
+    }
+
+    /// A component, typed.
+    pub fn get<C: Component>(&self, record: &Record<'_>) -> Option<C> {
+        C::from_values(&self.values(record, C::NAME)?)
+    }
+
+    fn field(&self, record: &Record<'_>, c: usize, f: usize) -> Option<Value> {
+        let start = self.layout.offset(record.mask, c)?;
+        let layout = self.layout.components.get(c)?.fields.get(f)?;
+        let kind = &self.schema.components.get(c)?.fields.get(f)?.kind;
+        let at = start + layout.offset as usize;
+        let slots = record.slots.get(at..at + kind.slots())?;
+        Some(kind.value(slots))
+    }
 }

@@ -4,7 +4,7 @@
 //! rebuilt on the mode API.
 
 use outpost_protocol::replication;
-use outpost_protocol::schema::{ComponentDef, FieldDef, FieldKind, ModeSchema, Visibility};
+use outpost_protocol::schema::{ComponentDef, FieldDef, FieldKind, ModeSchema, Value, Visibility};
 use outpost_protocol::{EntityKind, EntityView, quantize};
 
 use super::ArenaConfig;
@@ -130,6 +130,56 @@ pub fn replicated_into(view: &[EntityView], out: &mut replication::View) {
             slots.extend_from_slice(&motion_slots(&m));
         }
         out.push(e.id, mask, &slots);
+    }
+}
+
+/// The `position` component, typed (see [`replication::Fields::get`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Position(pub [f32; 3]);
+
+/// The `rotation` component, typed: a quaternion `(x, y, z, w)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rotation(pub [f32; 4]);
+
+/// The owner-only `motion` component, typed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MotionState {
+    /// Velocity, metres per second.
+    pub velocity: [f32; 3],
+    /// Standing on something.
+    pub grounded: bool,
+}
+
+impl replication::Component for Position {
+    const NAME: &'static str = "position";
+    fn from_values(values: &[Value]) -> Option<Self> {
+        match values {
+            [Value::Vec3(p)] => Some(Self(*p)),
+            _ => None,
+        }
+    }
+}
+
+impl replication::Component for Rotation {
+    const NAME: &'static str = "rotation";
+    fn from_values(values: &[Value]) -> Option<Self> {
+        match values {
+            [Value::Quat(q)] => Some(Self(*q)),
+            _ => None,
+        }
+    }
+}
+
+impl replication::Component for MotionState {
+    const NAME: &'static str = "motion";
+    fn from_values(values: &[Value]) -> Option<Self> {
+        match values {
+            [Value::Vec3(velocity), Value::Bool(grounded)] => Some(Self {
+                velocity: *velocity,
+                grounded: *grounded,
+            }),
+            _ => None,
+        }
     }
 }
 
