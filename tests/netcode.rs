@@ -8,7 +8,7 @@ use std::time::Duration;
 use outpost_harness::{ClientId, Harness};
 use outpost_protocol::link::LinkConfig;
 use outpost_protocol::rng::SplitMix64;
-use outpost_protocol::{GoodbyeReason, MatchConfig, MatchEvent, PlayerId, PlayerInput};
+use outpost_protocol::{GoodbyeReason, MatchConfig, PlayerId, PlayerInput};
 use outpost_sim::arena::{self, ArenaConfig};
 
 /// Each client's view of the run.
@@ -199,14 +199,12 @@ fn lag_compensated_shots_hit_a_moving_target_over_100_ms() {
     let shooter = h.join(1, link).expect("shooter seated");
     let target = h.join(2, link).expect("target seated");
     let target_entity = h.client(target).welcome().entity;
+    let shooter_entity = h.client(shooter).welcome().entity;
     let (mut shots, mut hits) = (0u32, 0u32);
     let count_hits = |h: &mut Harness| {
         let mut n = 0;
         while let Some(event) = h.client_mut(shooter).poll_event() {
-            if let MatchEvent::Hit {
-                shooter: PlayerId(1),
-                ..
-            } = event.event
+            if arena::Hit::from_event(&event.event).is_some_and(|hit| hit.shooter == shooter_entity)
             {
                 n += 1;
             }

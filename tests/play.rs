@@ -130,32 +130,23 @@ async fn four_players_join_move_see_each_other_and_score() {
                 other.send_input(PlayerInput::default()).expect("input");
             }
             while let Some(event) = sessions[1].try_next_event() {
-                if let MatchEvent::Hit {
-                    shooter,
-                    target,
-                    shooter_score,
-                } = event.event
-                {
-                    return (shooter, target, shooter_score);
+                if let Some(hit) = arena::Hit::from_event(&event.event) {
+                    return (hit.shooter, hit.target, hit.shooter_score);
                 }
             }
         }
     })
     .await
     .expect("a hit within 15 s");
-    assert_eq!(hit, (PlayerId(1), PlayerId(2), 1));
+    let entity = |i: usize| sessions[i].entity();
+    assert_eq!(hit, (entity(0), entity(1), 1));
+    let shooter = entity(0);
     // The shooter and a bystander learn of it too, reliably.
     for index in [0, 3] {
         let session = &mut sessions[index];
         let seen = timeout(Duration::from_secs(5), async {
             while let Some(event) = session.next_event().await {
-                if matches!(
-                    event.event,
-                    MatchEvent::Hit {
-                        shooter: PlayerId(1),
-                        ..
-                    }
-                ) {
+                if arena::Hit::from_event(&event.event).is_some_and(|hit| hit.shooter == shooter) {
                     return true;
                 }
             }

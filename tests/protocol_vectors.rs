@@ -7,6 +7,7 @@
 use outpost_protocol::delta::{EntityView, QMotion};
 use outpost_protocol::quantize::{self, QPosition, QVelocity};
 use outpost_protocol::replication::{self, Layout};
+use outpost_protocol::schema;
 use outpost_protocol::token::seat_commitment;
 use outpost_protocol::{
     ConnectToken, Control, Datagram, EntityId, EntityKind, GoodbyeReason, Hello, InputFrame,
@@ -114,11 +115,12 @@ fn controls() -> Vec<(&'static str, Control)> {
             "event_hit",
             Control::Event(TickedEvent {
                 tick: 600,
-                event: MatchEvent::Hit {
-                    shooter: PlayerId(7),
-                    target: PlayerId(8),
+                event: arena::Hit {
+                    shooter: EntityId(1),
+                    target: EntityId(2),
                     shooter_score: 3,
-                },
+                }
+                .event(),
             }),
         ),
         (
@@ -213,15 +215,46 @@ fn view_json(views: &[EntityView]) -> Value {
     )
 }
 
+/// A mode event's fields by name, as the arena's schema reads them (`None` for other
+/// messages).
+fn mode_event_fields(message: &Control) -> Option<Value> {
+    let Control::Event(TickedEvent {
+        event: MatchEvent::Mode(event),
+        ..
+    }) = message
+    else {
+        return None;
+    };
+    let schema = arena::schema(&ArenaConfig::default());
+    let events = replication::Events::new(&schema);
+    let (name, values) = events.decode(event).expect("one of the arena's events");
+    let def = schema.events.iter().find(|e| e.name == name)?;
+    let mut out = serde_json::Map::new();
+    out.insert("event".into(), json!(name));
+    for (field, value) in def.fields.iter().zip(values) {
+        let value = match value {
+            schema::Value::Entity(id) => json!(id.0),
+            schema::Value::Int(i) => json!(i),
+            other => json!(format!("{other:?}")),
+        };
+        out.insert(field.name.clone(), value);
+    }
+    Some(Value::Object(out))
+}
+
 fn build() -> Value {
     let mut vectors = Vec::new();
     for (name, message) in controls() {
-        vectors.push(json!({
+        let mut vector = json!({
             "name": name,
             "kind": "frame",
             "value": serde_json::to_value(&message).expect("serde"),
             "hex": hex(&codec::encode_frame(&message).expect("encodes")),
-        }));
+        });
+        if let Some(fields) = mode_event_fields(&message) {
+            vector["fields"] = fields;
+        }
+        vectors.push(vector);
     }
     let arena_inputs = vec![
         PlayerInput {
@@ -383,6 +416,11 @@ fn the_documented_vectors_decode_to_their_values_and_back() {
                     codec::encode_frame(&value).expect("encodes"),
                     bytes,
                     "{name}"
+                );
+                assert_eq!(
+                    mode_event_fields(&value).as_ref(),
+                    vector.get("fields"),
+                    "{name}: the event's fields"
                 );
             }
             "datagram" => {

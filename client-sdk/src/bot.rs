@@ -69,7 +69,6 @@ impl Bot {
         let mut ticks = tokio::time::interval(Duration::from_secs(1) / tick_hz);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let me = self.session.entity();
-        let player = self.session.welcome().player_id;
         let mut report = BotReport {
             stayed_connected: true,
             acks_in_order: true,
@@ -88,10 +87,15 @@ impl Bot {
             // queued already, so a match end followed at once by the goodbye is seen.
             let said_goodbye = self.session.goodbye().is_some();
             while let Some(event) = self.session.try_next_event() {
-                match event.event {
-                    MatchEvent::Hit { shooter, .. } if shooter == player => report.hits += 1,
+                match &event.event {
                     MatchEvent::MatchEnded { .. } => report.match_ended = true,
-                    _ => {}
+                    other => {
+                        if outpost_sim::arena::Hit::from_event(other)
+                            .is_some_and(|hit| hit.shooter == me)
+                        {
+                            report.hits += 1;
+                        }
+                    }
                 }
             }
             if let Some(world) = self.session.latest_snapshot()

@@ -227,15 +227,8 @@ pub enum MatchEvent {
         /// Who.
         player: PlayerId,
     },
-    /// A hitscan shot hit another player.
-    Hit {
-        /// Who shot.
-        shooter: PlayerId,
-        /// Who was hit.
-        target: PlayerId,
-        /// The shooter's score after the hit.
-        shooter_score: u32,
-    },
+    /// An event of the game mode: which of the schema's events, and its fields.
+    Mode(ModeEvent),
     /// The match is over; final scores, best first.
     MatchEnded {
         /// Why it ended.
@@ -244,6 +237,23 @@ pub enum MatchEvent {
         #[wincode(with = "containers::Vec<PlayerScore, PlayersLen>")]
         scores: Vec<PlayerScore>,
     },
+}
+
+/// Most bytes of a [`ModeEvent`]'s fields.
+pub const MAX_EVENT_BYTES: usize = 256;
+
+type EventLen = BincodeLen<MAX_EVENT_BYTES>;
+
+/// An event the game mode declared in its schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, SchemaWrite, SchemaRead)]
+pub struct ModeEvent {
+    /// Index of the event in the schema's events.
+    pub kind: u16,
+    /// Its fields, bit-packed in schema order as whole values, most significant bit
+    /// first, zero-padded to a byte ([`crate::replication::Events`]); at most
+    /// [`MAX_EVENT_BYTES`].
+    #[wincode(with = "containers::Vec<u8, EventLen>")]
+    pub fields: Vec<u8>,
 }
 
 /// Why a match ended.

@@ -1202,3 +1202,83 @@ impl Fields {
         Some(kind.value(slots))
     }
 }
+
+/// Encodes and decodes a mode's events ([`crate::ModeEvent`]) from its schema.
+#[derive(Debug, Clone)]
+pub struct Events {
+    schema: Vec<(String, Vec<FieldDef>, InputLayout)>,
+}
+
+impl Events {
+    /// The events of a (valid) schema.
+    pub fn new(schema: &ModeSchema) -> Self {
+        Self {
+            schema: schema
+                .events
+                .iter()
+                .map(|e| {
+                    let (fields, slots) = field_layouts(&e.fields);
+                    let layout = InputLayout {
+                        fields,
+                        slots: slots as usize,
+                    };
+                    (e.name.clone(), e.fields.clone(), layout)
+                })
+                .collect(),
+        }
+    }
+
+    /// The event `name` with these field values, in schema order (`None` if the schema
+    /// has no such event or the values are not as many as its fields). Values are
+    /// quantized as the fields declare; a value of another kind than its field's is sent
+    /// as the field's lowest.
+    pub fn encode(&self, name: &str, values: &[Value]) -> Option<crate::ModeEvent> {
+        let kind = self.schema.iter().position(|(n, ..)| n == name)?;
+        let (_, fields, layout) = &self.schema[kind];
+        if values.len() != fields.len() {
+            return None;
+        }
+        let mut slots = vec![0u32; layout.slots];
+        let mut at = 0;
+        for (field, value) in fields.iter().zip(values) {
+            let n = field.kind.slots();
+            field.kind.quantize(value, &mut slots[at..at + n]);
+            at += n;
+        }
+        let mut w = Writer::new(Vec::with_capacity(8));
+        write_fields(&mut w, layout, &slots);
+        let _ = w.byte_align();
+        Some(crate::ModeEvent {
+            kind: kind as u16,
+            fields: w.into_writer(),
+        })
+    }
+
+    /// An event's name and field values, in schema order (`None` if its kind is not
+    /// the schema's or its fields do not decode exactly).
+    pub fn decode(&self, event: &crate::ModeEvent) -> Option<(&str, Vec<Value>)> {
+        let (name, fields, layout) = self.schema.get(usize::from(event.kind))?;
+        let mut r = Reader::new(&event.fields);
+        let slots = read_fields(&mut r, layout).ok()?;
+        // Zero padding to the byte, then nothing.
+        while !r.byte_aligned() {
+            if r.read_bit().ok()? {
+                return None;
+            }
+        }
+        if r.read_bit().is_ok() {
+            return None;
+        }
+        let mut at = 0;
+        let values = fields
+            .iter()
+            .map(|f| {
+                let n = f.kind.slots();
+                let value = f.kind.value(&slots[at..at + n]);
+                at += n;
+                value
+            })
+            .collect();
+        Some((name.as_str(), values))
+    }
+}

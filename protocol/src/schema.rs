@@ -14,6 +14,8 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::ids::EntityId;
+
 /// Most components one schema declares (a component set is a 64-bit mask).
 pub const MAX_COMPONENTS: usize = 64;
 /// Most fields one component, input or event has.
@@ -102,6 +104,8 @@ pub enum FieldKind {
     },
     /// A yes/no: one 1-bit slot.
     Bool,
+    /// A reference to an entity of the match: its id (0 for none). One 32-bit slot.
+    Entity,
     /// Short UTF-8 text of at most `max_len` bytes. Slots: the length, then the bytes
     /// packed four to a slot, little end first; on the wire the length takes the bit
     /// length of `max_len` bits and each byte 8.
@@ -306,7 +310,7 @@ impl FieldKind {
                 check_len("variants", names.len(), MAX_VARIANTS)?;
                 check_unique(names.iter().map(String::as_str))?;
             }
-            Self::Bool => {}
+            Self::Bool | Self::Entity => {}
             Self::Text { max_len } => {
                 if *max_len == 0 || usize::from(*max_len) > MAX_TEXT {
                     return Err(bad("text length must be 1-64"));
@@ -504,6 +508,7 @@ fn put_fields(w: &mut Vec<u8>, fields: &[FieldDef]) {
             FieldKind::Enum { .. } => 5,
             FieldKind::Flags { .. } => 6,
             FieldKind::Bool => 7,
+            FieldKind::Entity => 9,
             FieldKind::Text { .. } => 8,
         };
         w.extend_from_slice(&tag.to_le_bytes());
@@ -525,7 +530,7 @@ fn put_fields(w: &mut Vec<u8>, fields: &[FieldDef]) {
                     put_str(w, name);
                 }
             }
-            FieldKind::Bool => {}
+            FieldKind::Bool | FieldKind::Entity => {}
             FieldKind::Text { max_len } => w.push(*max_len),
         }
     }
@@ -626,6 +631,7 @@ impl Reader<'_> {
                     }
                 }
                 7 => FieldKind::Bool,
+                9 => FieldKind::Entity,
                 8 => FieldKind::Text {
                     max_len: self.u8()?,
                 },
@@ -652,6 +658,8 @@ pub enum Value {
     Enum(u32),
     /// A [`FieldKind::Flags`]: bit *i* for flag *i*.
     Flags(u32),
+    /// A [`FieldKind::Entity`].
+    Entity(EntityId),
     /// A [`FieldKind::Bool`].
     Bool(bool),
     /// A [`FieldKind::Text`].
@@ -737,6 +745,10 @@ impl FieldKind {
                 }
             }
             Self::Bool => Coding::Scalar { max: 1, bits: 1 },
+            Self::Entity => Coding::Scalar {
+                max: u32::MAX,
+                bits: 32,
+            },
             Self::Text { max_len } => Coding::Text {
                 max_len: u32::from(*max_len),
                 len_bits: bit_length(u32::from(*max_len)),
@@ -777,6 +789,7 @@ impl FieldKind {
                 }
             }
             (Self::Bool, Value::Bool(b)) => out[0] = u32::from(*b),
+            (Self::Entity, Value::Entity(id)) => out[0] = id.0,
             (Self::Text { max_len }, Value::Text(s)) => {
                 // Cut at a character boundary within the bound.
                 let mut end = s.len().min(usize::from(*max_len));
@@ -804,6 +817,7 @@ impl FieldKind {
             Self::Enum { .. } => Value::Enum(slots[0]),
             Self::Flags { .. } => Value::Flags(slots[0]),
             Self::Bool => Value::Bool(slots[0] != 0),
+            Self::Entity => Value::Entity(EntityId(slots[0])),
             Self::Text { max_len } => {
                 let len = (slots[0] as usize).min(usize::from(*max_len));
                 let bytes: Vec<u8> = (0..len)

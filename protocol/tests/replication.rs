@@ -9,7 +9,7 @@ use outpost_protocol::replication::{
 };
 use outpost_protocol::rng::SplitMix64;
 use outpost_protocol::schema::{
-    Coding, ComponentDef, EventDef, FieldDef, FieldKind, ModeSchema, Visibility,
+    Coding, ComponentDef, EventDef, FieldDef, FieldKind, ModeSchema, Value, Visibility,
 };
 use proptest::prelude::*;
 
@@ -26,7 +26,7 @@ fn field_kind(rng: &mut SplitMix64) -> FieldKind {
         let lo = rng.range(-500.0, 0.0);
         (lo, lo + rng.range(0.5, 1000.0))
     };
-    match below(rng, 9) {
+    match below(rng, 10) {
         0 | 1 => {
             let axes: [(f32, f32); 3] = std::array::from_fn(|_| range(rng));
             let min = axes.map(|a| a.0);
@@ -67,6 +67,7 @@ fn field_kind(rng: &mut SplitMix64) -> FieldKind {
                 .collect(),
         },
         7 => FieldKind::Bool,
+        8 => FieldKind::Entity,
         _ => FieldKind::Text {
             max_len: 1 + below(rng, 64) as u8,
         },
@@ -317,5 +318,51 @@ proptest! {
         let mut rng = SplitMix64::new(seed);
         let layout = InputLayout::new(&schema(&mut rng));
         let _ = replication::decode_inputs(&layout, &body);
+    }
+
+    #[test]
+    fn mode_events_round_trip_over_random_schemas(seed in any::<u64>()) {
+        let mut rng = SplitMix64::new(seed);
+        let schema = schema(&mut rng);
+        let events = replication::Events::new(&schema);
+        for event in &schema.events {
+            // Values on the fields' grids (what a value is sent as, see `quantize`).
+            let values: Vec<Value> = event
+                .fields
+                .iter()
+                .map(|f| {
+                    let mut slots = Vec::new();
+                    field_slots(&mut rng, &f.kind, None, &mut slots);
+                    f.kind.value(&slots)
+                })
+                .collect();
+            let encoded = events.encode(&event.name, &values).expect("a declared event");
+            prop_assert!(encoded.fields.len() <= outpost_protocol::MAX_EVENT_BYTES);
+            let expected: Vec<Value> = event
+                .fields
+                .iter()
+                .zip(&values)
+                .map(|(f, v)| {
+                    let mut slots = vec![0; f.kind.slots()];
+                    f.kind.quantize(v, &mut slots);
+                    f.kind.value(&slots)
+                })
+                .collect();
+            prop_assert_eq!(events.decode(&encoded), Some((event.name.as_str(), expected)));
+            // One byte more, or a kind the schema lacks, is refused.
+            let mut longer = encoded.clone();
+            longer.fields.push(0);
+            prop_assert_eq!(events.decode(&longer), None);
+            let other = outpost_protocol::ModeEvent { kind: schema.events.len() as u16, ..encoded };
+            prop_assert_eq!(events.decode(&other), None);
+        }
+        prop_assert!(events.encode("no_such_event", &[]).is_none());
+    }
+
+    #[test]
+    fn bytes_from_nowhere_never_panic_the_event_decoder(seed in any::<u64>(), kind in 0u16..4, fields in proptest::collection::vec(any::<u8>(), 0..64)) {
+        let mut rng = SplitMix64::new(seed);
+        let events = replication::Events::new(&schema(&mut rng));
+        let _ = events.decode(&outpost_protocol::ModeEvent { kind, fields });
     }
 }

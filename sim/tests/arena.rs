@@ -177,12 +177,12 @@ fn a_hit_scores_and_is_reported() {
     );
     let events = game.drain_events();
     assert!(
-        events.iter().any(|e| e.event
-            == MatchEvent::Hit {
-                shooter: PlayerId(1),
-                target: PlayerId(2),
+        events.iter().any(|e| arena::Hit::from_event(&e.event)
+            == Some(arena::Hit {
+                shooter: game.player_entity(PlayerId(1)).expect("seated"),
+                target: game.player_entity(PlayerId(2)).expect("seated"),
                 shooter_score: 1
-            }),
+            })),
         "{events:?}"
     );
     assert_eq!(
@@ -209,7 +209,7 @@ fn a_hit_scores_and_is_reported() {
     assert!(
         game.drain_events()
             .iter()
-            .all(|e| !matches!(e.event, MatchEvent::Hit { .. }))
+            .all(|e| arena::Hit::from_event(&e.event).is_none())
     );
 }
 

@@ -289,7 +289,7 @@ fn fire(game: &mut Match, shooter: EntityId, seq: u32, at: [f32; 3], view_tick: 
     game.step();
     game.drain_events()
         .iter()
-        .any(|e| matches!(e.event, MatchEvent::Hit { .. }))
+        .any(|e| arena::Hit::from_event(&e.event).is_some())
 }
 
 #[test]

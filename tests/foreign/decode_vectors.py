@@ -86,6 +86,8 @@ def field_kind(r):
         return ("scalar", 1, 0)
     if tag == 8:
         return ("text", r.un("B").bit_length(), 0)
+    if tag == 9:
+        return ("scalar", 32, 0)  # an entity id
     raise ValueError(f"field kind {tag}")
 
 
@@ -111,9 +113,9 @@ def schema(data, expected_hash):
 
     components = r.vec(component)
     inputs = fields(r)
-    r.vec(lambda: (string(r), fields(r)))  # events
+    events = r.vec(lambda: (string(r), fields(r)))
     r.done()
-    return {"mode": mode, "components": components, "input": inputs}
+    return {"mode": mode, "components": components, "input": inputs, "events": events}
 
 
 def player_score(r):
@@ -153,8 +155,7 @@ def control(r):
         elif kind == 1:
             event = {"PlayerLeft": {"player": r.un("Q")}}
         elif kind == 2:
-            event = {"Hit": {"shooter": r.un("Q"), "target": r.un("Q"),
-                             "shooter_score": r.un("I")}}
+            event = {"Mode": {"kind": r.un("H"), "fields": r.blob()}}
         else:
             event = {"MatchEnded": {"reason": END_REASONS[r.un("I")],
                                     "scores": r.vec(lambda: player_score(r))}}
@@ -304,6 +305,16 @@ def from_arena(entities):
     return view
 
 
+def mode_event(event, schema):
+    """A mode event's name and fields, by the schema's events."""
+    name, layout = schema["events"][event["kind"]]
+    b = Bits(bytes(event["fields"]))
+    values = {f: whole(b, kind, bits) + offset for f, kind, bits, offset in layout}
+    if len(b.bits) - b.at >= 8 or any(bit != "0" for bit in b.bits[b.at:]):
+        raise ValueError("bad padding")
+    return name, values
+
+
 def input_fields(b, layout):
     return {name: b.get(bits) + offset for name, _, bits, offset in layout}
 
@@ -367,6 +378,10 @@ def main():
             continue
         else:
             raise SystemExit(f"{name}: unknown kind {kind}")
+        if kind == "frame" and "Event" in got and "Mode" in got["Event"]["event"]:
+            name, values = mode_event(got["Event"]["event"]["Mode"], mode)
+            if {"event": name, **values} != v["fields"]:
+                raise SystemExit(f"{name}: fields {values}, expected {v['fields']}")
         if got != v["value"]:
             raise SystemExit(f"{name}: decoded {json.dumps(got)}\n  expected {json.dumps(v['value'])}")
         print(f"ok  {name}")

@@ -90,11 +90,8 @@ pub fn match_event() -> impl Strategy<Value = MatchEvent> {
         any::<u64>().prop_map(|p| MatchEvent::PlayerLeft {
             player: PlayerId(p)
         }),
-        (any::<u64>(), any::<u64>(), any::<u32>()).prop_map(|(s, t, score)| MatchEvent::Hit {
-            shooter: PlayerId(s),
-            target: PlayerId(t),
-            shooter_score: score
-        }),
+        (any::<u16>(), vec(any::<u8>(), 0..=MAX_EVENT_BYTES))
+            .prop_map(|(kind, fields)| { MatchEvent::Mode(ModeEvent { kind, fields }) }),
         (
             prop_oneof![
                 Just(MatchEndReason::TimeUp),

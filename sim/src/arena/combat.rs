@@ -6,13 +6,13 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use bevy_ecs::prelude::*;
-use outpost_protocol::{EntityId, MatchEvent, PlayerInput};
+use outpost_protocol::{EntityId, PlayerInput};
 use rapier3d::parry::query::RayCast;
 use rapier3d::parry::shape::Capsule;
 use rapier3d::prelude::*;
 
 use super::movement::{Character, aim};
-use super::{CAPSULE_HALF_HEIGHT, CAPSULE_RADIUS};
+use super::{CAPSULE_HALF_HEIGHT, CAPSULE_RADIUS, Hit};
 use crate::components::{Controls, NetId, PlayerSlot, RigidBodyRef};
 use crate::game::{MatchClock, MatchEvents};
 use crate::physics::Physics;
@@ -157,20 +157,18 @@ pub(crate) fn fire_weapons(
         .map(|(id, .., slot)| (id.0, slot))
         .collect();
     for (shooter, target) in shots {
-        let Some(target_player) = by_id.get(&target).map(|slot| slot.player) else {
+        if !by_id.contains_key(&target) {
             continue;
-        };
+        }
         let Some(slot) = by_id.get_mut(&shooter) else {
             continue;
         };
         slot.score += 1;
-        events.push(
-            clock.tick,
-            MatchEvent::Hit {
-                shooter: slot.player,
-                target: target_player,
-                shooter_score: slot.score,
-            },
-        );
+        let hit = Hit {
+            shooter,
+            target,
+            shooter_score: slot.score,
+        };
+        events.push(clock.tick, hit.event());
     }
 }

@@ -25,7 +25,7 @@ use outpost_protocol::rng::SplitMix64;
 pub use combat::HitboxHistory;
 pub use movement::{Character, move_character};
 pub use prediction::Predictor;
-pub use schema::{CHARACTER, MOTION, MotionState, POSE, PROP, Position, Rotation};
+pub use schema::{CHARACTER, Hit, MOTION, MotionState, POSE, PROP, Position, Rotation};
 pub use schema::{
     decode_inputs, encode_inputs, entity_view, from_replicated, input_from_record, input_record,
     motion_slots, records, replicated, replicated_into, schema,

@@ -4,7 +4,10 @@
 //! rebuilt on the mode API.
 
 use outpost_protocol::replication;
-use outpost_protocol::schema::{ComponentDef, FieldDef, FieldKind, ModeSchema, Value, Visibility};
+use outpost_protocol::schema::{
+    ComponentDef, EventDef, FieldDef, FieldKind, ModeSchema, Value, Visibility,
+};
+use outpost_protocol::{EntityId, MatchEvent};
 use outpost_protocol::{EntityKind, EntityView, quantize};
 
 use super::ArenaConfig;
@@ -86,7 +89,71 @@ pub fn schema(settings: &ArenaConfig) -> ModeSchema {
                 },
             ),
         ],
-        events: Vec::new(),
+        events: vec![EventDef {
+            name: "hit".into(),
+            fields: vec![
+                FieldDef::new("shooter", FieldKind::Entity),
+                FieldDef::new("target", FieldKind::Entity),
+                FieldDef::new(
+                    "shooter_score",
+                    FieldKind::Int {
+                        min: 0,
+                        max: i32::MAX,
+                    },
+                ),
+            ],
+        }],
+    }
+}
+
+/// A hitscan shot hit another character: the arena's one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    /// The shooter's character.
+    pub shooter: EntityId,
+    /// The character hit.
+    pub target: EntityId,
+    /// The shooter's score after the hit.
+    pub shooter_score: u32,
+}
+
+static EVENTS: std::sync::LazyLock<replication::Events> =
+    std::sync::LazyLock::new(|| replication::Events::new(&schema(&ArenaConfig::default())));
+
+impl Hit {
+    /// The hit as a match event.
+    pub fn event(&self) -> MatchEvent {
+        let values = [
+            Value::Entity(self.shooter),
+            Value::Entity(self.target),
+            Value::Int(i64::from(self.shooter_score)),
+        ];
+        match EVENTS.encode("hit", &values) {
+            Some(event) => MatchEvent::Mode(event),
+            None => unreachable!("the arena's schema declares `hit`"),
+        }
+    }
+
+    /// The hit a match event stands for, if it is one.
+    pub fn from_event(event: &MatchEvent) -> Option<Self> {
+        let MatchEvent::Mode(event) = event else {
+            return None;
+        };
+        match EVENTS.decode(event)? {
+            ("hit", values) => match values.as_slice() {
+                [
+                    Value::Entity(shooter),
+                    Value::Entity(target),
+                    Value::Int(score),
+                ] => Some(Self {
+                    shooter: *shooter,
+                    target: *target,
+                    shooter_score: u32::try_from(*score).ok()?,
+                }),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 }
 
