@@ -62,6 +62,21 @@ impl Bot {
         &self.session
     }
 
+    /// The connection closed under the bot: whether that was the match ending (the
+    /// edge's goodbye). The close can be seen before the control stream's last messages
+    /// are read, so those are read first (for at most a second).
+    async fn ended_by_the_match(&mut self, report: &mut BotReport) -> bool {
+        let drain = async {
+            while let Some(event) = self.session.next_event().await {
+                if matches!(event.event, MatchEvent::MatchEnded { .. }) {
+                    report.match_ended = true;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+        report.match_ended || self.session.goodbye().is_some()
+    }
+
     /// Plays at the match's tick rate until `stop` completes, the match ends or the
     /// connection drops; then says goodbye and reports.
     pub async fn run(mut self, stop: impl Future<Output = ()>) -> BotReport {
@@ -110,7 +125,7 @@ impl Bot {
                 break;
             }
             if self.session.is_closed() {
-                report.stayed_connected = false;
+                report.stayed_connected = self.ended_by_the_match(&mut report).await;
                 break;
             }
             tick += 1;
@@ -169,7 +184,7 @@ impl Bot {
                 }
             }
             if self.session.send_input(input).is_err() {
-                report.stayed_connected = false;
+                report.stayed_connected = self.ended_by_the_match(&mut report).await;
                 break;
             }
         }

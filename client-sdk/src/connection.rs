@@ -13,12 +13,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use outpost_protocol::replication::Fields;
+use outpost_protocol::replication::{self, Fields, InputLayout, InputRecord};
 use outpost_protocol::schema::ModeSchema;
 use outpost_protocol::{
-    Control, Datagram, EntityId, EntityState, GoodbyeReason, InputFrame, Ping, PlayerInput,
-    TickedEvent, Welcome, codec,
+    Control, Datagram, EntityId, EntityState, GoodbyeReason, InputFrame, Ping, TickedEvent,
+    Welcome, codec,
 };
+use outpost_sim::IntoInput;
 
 use crate::ClientError;
 use crate::netcode::{
@@ -94,7 +95,9 @@ pub struct MatchConnection {
     interpolate: bool,
     next_seq: u32,
     /// Inputs the edge has not acknowledged, newest first; bounded.
-    recent: VecDeque<PlayerInput>,
+    recent: VecDeque<InputRecord>,
+    /// How the mode's input goes on the wire (the Welcome's schema).
+    input_layout: InputLayout,
     events: VecDeque<TickedEvent>,
     goodbye: Option<GoodbyeReason>,
     stats: SessionStats,
@@ -133,6 +136,7 @@ impl MatchConnection {
             interpolate: true,
             next_seq: 0,
             recent: VecDeque::with_capacity(REDUNDANT_INPUTS),
+            input_layout: InputLayout::new(&schema),
             events: VecDeque::new(),
             goodbye: None,
             stats: SessionStats::default(),
@@ -176,12 +180,22 @@ impl MatchConnection {
     /// Numbers an input, stamps it with the tick the player views remote entities at
     /// (unless `view_tick` is set), predicts its effect on the own character, and returns
     /// its sequence number and the datagram to send: it acknowledges the newest snapshot
-    /// and repeats the earlier inputs the edge has not acknowledged.
+    /// and repeats the earlier inputs the edge has not acknowledged. The input is the
+    /// mode's: an [`InputRecord`] laid out by the Welcome's schema, or a mode's typed
+    /// input that converts to one (the arena's `PlayerInput`).
     pub fn send_input(
         &mut self,
-        mut input: PlayerInput,
+        input: impl IntoInput,
         now: Instant,
     ) -> Result<(u32, Bytes), ClientError> {
+        let mut input = input.into_input();
+        if input.slots.len() != self.input_layout.slots() {
+            return Err(ClientError::Schema(format!(
+                "the input has {} slots; the mode's input has {}",
+                input.slots.len(),
+                self.input_layout.slots()
+            )));
+        }
         let now_s = self.seconds(now);
         self.reconcile();
         if input.view_tick == 0 {
@@ -192,6 +206,10 @@ impl MatchConnection {
         }
         self.next_seq += 1;
         input.seq = self.next_seq;
+        if let Some(prediction) = self.prediction.as_mut() {
+            prediction.apply(&input);
+        }
+        let seq = input.seq;
         self.recent.push_front(input);
         self.recent.truncate(REDUNDANT_INPUTS);
         // What the edge already applied needs no repeating.
@@ -205,19 +223,19 @@ impl MatchConnection {
         }
         let frame = InputFrame {
             ack_snapshot_tick: self.decoder.ack(),
-            inputs: outpost_sim::arena::encode_inputs(self.recent.make_contiguous()),
+            inputs: replication::encode_inputs(
+                &self.input_layout,
+                self.recent.iter().map(InputRecord::as_ref),
+            ),
         };
         let bytes = codec::encode_datagram(&Datagram::Input(frame))
             .map_err(|_| ClientError::Protocol("input frame too large"))?;
         if self.sent_at.len() == SENT_TIMES {
             self.sent_at.pop_front();
         }
-        self.sent_at.push_back((input.seq, now_s));
-        if let Some(prediction) = self.prediction.as_mut() {
-            prediction.apply(&input);
-        }
+        self.sent_at.push_back((seq, now_s));
         self.stats.inputs_sent += 1;
-        Ok((input.seq, Bytes::from(bytes)))
+        Ok((seq, Bytes::from(bytes)))
     }
 
     /// A datagram from the edge: the newest state, if it decoded into one. Malformed
@@ -443,6 +461,24 @@ mod tests {
         })
         .encode();
         assert!(refused(other_schema).contains("hashes to"));
+
+        let mut connection =
+            MatchConnection::new(welcome(), Instant::now()).expect("the edge's own Welcome");
+        let wrong = InputRecord {
+            seq: 0,
+            ticks: 1,
+            view_tick: 0,
+            slots: vec![0; 3],
+        };
+        match connection.send_input(wrong, Instant::now()) {
+            Err(ClientError::Schema(reason)) => assert!(reason.contains("has 3 slots"), "{reason}"),
+            other => panic!("an input of another shape was sent: {other:?}"),
+        }
+        assert_eq!(
+            connection.stats().inputs_sent,
+            0,
+            "nothing numbered or sent"
+        );
 
         let mut truncated = welcome();
         truncated.schema.truncate(40);

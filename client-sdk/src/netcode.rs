@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use outpost_protocol::replication::{self, Layout};
+use outpost_protocol::replication::{self, InputRecord, Layout};
 use outpost_protocol::schema::ModeSchema;
 use outpost_protocol::{
     ConfigError, EntityId, EntityState, MatchConfig, PlayerInput, Quantizer, Snapshot, quantize,
@@ -465,8 +465,15 @@ impl Prediction {
         })
     }
 
-    /// Applies an input the player just sent.
-    pub fn apply(&mut self, input: &PlayerInput) {
+    /// Applies an input the player just sent (one the arena's predictor does not read is
+    /// not predicted).
+    pub fn apply(&mut self, input: &InputRecord) {
+        if let Some(input) = outpost_sim::arena::input_from_record(input) {
+            self.apply_arena(&input);
+        }
+    }
+
+    fn apply_arena(&mut self, input: &PlayerInput) {
         let position = if self.started {
             self.predictor.apply(input)
         } else {

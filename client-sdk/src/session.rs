@@ -10,9 +10,10 @@ use std::time::Duration;
 use outpost_protocol::codec::{self, FRAME_HEADER_LEN};
 use outpost_protocol::replication::Fields;
 use outpost_protocol::{
-    Control, EntityId, EntityState, GoodbyeReason, Hello, PROTOCOL_VERSION, PlayerInput,
-    SignedToken, TickedEvent, Welcome,
+    Control, EntityId, EntityState, GoodbyeReason, Hello, PROTOCOL_VERSION, SignedToken,
+    TickedEvent, Welcome,
 };
+use outpost_sim::IntoInput;
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -291,7 +292,7 @@ impl Session {
     /// (unless `view_tick` is set: it is what lag compensation rewinds to), acknowledges
     /// the newest snapshot, and repeats with it the earlier inputs the edge has not yet
     /// acknowledged. Returns the input's sequence number.
-    pub fn send_input(&self, input: PlayerInput) -> Result<u32, ClientError> {
+    pub fn send_input(&self, input: impl IntoInput) -> Result<u32, ClientError> {
         let (seq, bytes) = self.state.lock().send_input(input, now())?;
         match self.conn.send_datagram(bytes) {
             Ok(()) => Ok(seq),

@@ -42,8 +42,8 @@ use outpost_edge::{EdgeMetrics, InputMailbox};
 use outpost_protocol::link::{Conditioner, LinkConfig};
 use outpost_protocol::rng::SplitMix64;
 use outpost_protocol::{
-    Control, Datagram, GoodbyeReason, MatchConfig, MatchId, PROTOCOL_VERSION, PlayerId,
-    PlayerInput, Pong, RejectCode, Welcome, codec,
+    Control, Datagram, GoodbyeReason, MatchConfig, MatchId, PROTOCOL_VERSION, PlayerId, Pong,
+    RejectCode, Welcome, codec,
 };
 
 /// A client's index in its harness.
@@ -292,7 +292,7 @@ impl Harness {
     }
 
     /// Sends an input from a client; returns its sequence number.
-    pub fn send_input(&mut self, id: ClientId, input: PlayerInput) -> u32 {
+    pub fn send_input(&mut self, id: ClientId, input: impl outpost_sim::IntoInput) -> u32 {
         let now = self.now;
         let (seq, bytes) = self.clients[id]
             .connection
