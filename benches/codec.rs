@@ -7,9 +7,7 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use outpost_protocol::replication::{self, InputLayout, Layout};
-use outpost_protocol::{
-    Datagram, EntityId, EntityKind, EntityState, PlayerInput, Snapshot, codec, delta,
-};
+use outpost_protocol::{Datagram, EntityId, EntityKind, EntityState, PlayerInput, Snapshot, codec};
 use outpost_sim::arena::{self, ArenaConfig};
 use std::hint::black_box;
 
@@ -96,24 +94,7 @@ fn netcode(c: &mut Criterion) {
             e.quantize(&quantizer, None)
         })
         .collect();
-    let body = delta::encode(&quantizer, &baseline, &current);
-    let keyframe = delta::encode(&quantizer, &[], &current);
-    c.bench_function("netcode/delta_encode_1000_quarter_moving", |b| {
-        b.iter(|| delta::encode(&quantizer, black_box(&baseline), black_box(&current)))
-    });
-    c.bench_function("netcode/delta_decode_1000_quarter_moving", |b| {
-        b.iter(|| {
-            delta::decode(&quantizer, black_box(&baseline), black_box(&body)).expect("decodes")
-        })
-    });
-    c.bench_function("netcode/keyframe_encode_1000", |b| {
-        b.iter(|| delta::encode(&quantizer, &[], black_box(&current)))
-    });
-    c.bench_function("netcode/keyframe_decode_1000", |b| {
-        b.iter(|| delta::decode(&quantizer, &[], black_box(&keyframe)).expect("decodes"))
-    });
-
-    // The same views through the generic codec (the arena's schema), side by side.
+    // The views through the generic codec (the arena's schema).
     let layout = Layout::new(&arena::schema(&ArenaConfig::default()));
     let (g_baseline, g_current) = (arena::replicated(&baseline), arena::replicated(&current));
     let g_body = replication::encode(&layout, &g_baseline, &g_current);
@@ -135,10 +116,8 @@ fn netcode(c: &mut Criterion) {
         b.iter(|| replication::decode(&layout, &empty, black_box(&g_keyframe)).expect("decodes"))
     });
     eprintln!(
-        "bytes: delta {} vs generic {}; keyframe {} vs generic {}",
-        body.len(),
+        "bytes: delta {}; keyframe {}",
         g_body.len(),
-        keyframe.len(),
         g_keyframe.len()
     );
 }

@@ -4,7 +4,6 @@
 //! file with `OUTPOST_WRITE_VECTORS=1 cargo test --test protocol_vectors`, then update the
 //! document beside it.
 
-use outpost_protocol::delta::{EntityView, QMotion};
 use outpost_protocol::quantize::{self, QPosition, QVelocity};
 use outpost_protocol::replication::{self, Layout};
 use outpost_protocol::schema;
@@ -15,6 +14,7 @@ use outpost_protocol::{
     PlayerInput, PlayerScore, Pong, Reject, RejectCode, SignedToken, Snapshot, TickedEvent,
     TokenSigner, TokenVerifier, Welcome, codec,
 };
+use outpost_protocol::{EntityView, QMotion};
 use outpost_sim::GameMode as _;
 use outpost_sim::arena::{self, ArenaConfig};
 use serde_json::{Value, json};

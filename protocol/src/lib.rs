@@ -30,9 +30,9 @@
 //! ```
 
 pub mod addr;
+pub mod bits;
 pub mod codec;
 pub mod config;
-pub mod delta;
 pub mod ids;
 pub mod link;
 pub mod message;
@@ -44,10 +44,10 @@ pub mod schema;
 pub mod token;
 
 pub use config::{ConfigError, MatchConfig, decode_mode_config, encode_mode_config};
-pub use delta::{EntityView, QMotion, View};
 pub use ids::{EntityId, MatchId, PlayerId};
 pub use message::*;
 pub use quantize::Quantizer;
+pub use quantize::{EntityView, QMotion};
 pub use token::{
     ConnectToken, MatchGrant, Seat, SignedToken, TokenError, TokenSigner, TokenVerifier,
 };

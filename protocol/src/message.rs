@@ -11,9 +11,9 @@ use wincode::len::BincodeLen;
 use wincode::{SchemaRead, SchemaWrite};
 
 use crate::config::MatchConfig;
-use crate::delta::{EntityView, QMotion};
 use crate::ids::{EntityId, MatchId, PlayerId};
 use crate::quantize::{self, Quantizer};
+use crate::quantize::{EntityView, QMotion};
 use crate::token::SignedToken;
 
 /// Most inputs one [`InputFrame`] may carry: the newest plus redundant copies of the
@@ -402,7 +402,7 @@ impl PlayerInput {
     }
 }
 
-/// Replicated state for one client at one tick: a bit-packed body (see [`crate::delta`])
+/// Replicated state for one client at one tick: a bit-packed body (see [`crate::replication`])
 /// holding the client's view of the world, delta-compressed against the view it had at
 /// `baseline_tick`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, SchemaWrite, SchemaRead)]

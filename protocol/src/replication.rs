@@ -8,7 +8,7 @@
 //! the next view against the newest the client acknowledged ([`encode`]); the client
 //! decodes against the same baseline ([`decode`]). Against the empty view, a keyframe.
 //!
-//! Layout (counts and id gaps as in [`crate::delta`]; bits most significant first):
+//! Layout (counts and id gaps as in [`crate::bits`]; bits most significant first):
 //!
 //! ```text
 //! removed count, then each removed id as a gap from the previous
@@ -25,15 +25,14 @@
 //! `111`: whole); a rotation `1` + three components of half its bits when the dropped
 //! index is unchanged and each fits, else `0` + whole; anything else whole.
 
-use crate::delta::{
-    DeltaError, Reader, Writer, count_bits, gap_bits, get, put, put_bit, read_count, read_gap,
-    sign_extend, write_count, write_gap,
+pub use crate::bits::{DeltaError, MAX_VIEW_ENTITIES};
+use crate::bits::{
+    Reader, Writer, count_bits, gap_bits, get, put, put_bit, read_count, read_gap, sign_extend,
+    write_count, write_gap,
 };
 use crate::ids::EntityId;
 use crate::schema::{Coding, FieldDef, FieldKind, ModeSchema, Value, Visibility};
 use bitstream_io::{BitRead, BitWrite};
-
-pub use crate::delta::MAX_VIEW_ENTITIES;
 
 /// Vector delta size classes: bits per axis of a signed delta.
 const VECTOR_CLASSES: [u32; 3] = [6, 10, 14];

@@ -372,7 +372,7 @@ pub fn encode_inputs(inputs: &[outpost_protocol::PlayerInput]) -> Vec<u8> {
 /// An input frame's batch as arena inputs, newest first.
 pub fn decode_inputs(
     batch: &[u8],
-) -> Result<Vec<outpost_protocol::PlayerInput>, outpost_protocol::delta::DeltaError> {
+) -> Result<Vec<outpost_protocol::PlayerInput>, replication::DeltaError> {
     Ok(replication::decode_inputs(&INPUT_LAYOUT, batch)?
         .iter()
         .filter_map(input_from_record)
