@@ -117,6 +117,7 @@ pub fn place(
         region: formed.region.clone(),
         teams: formed.teams.clone(),
         created_at_ms: now_ms,
+        schema_hash: mode.match_config.schema_hash,
     };
     Ok((record, updates))
 }

@@ -78,6 +78,13 @@ async fn upload(
     if record.edge_id != edge {
         return Err(ApiError::forbidden("the match was placed on another edge"));
     }
+    // A replay any client could decode, but of other state than its match was placed to
+    // have (another mode's, another version's): not that match's replay.
+    if record.schema_hash != 0 && reader.header().config.schema_hash != record.schema_hash {
+        return Err(ApiError::unprocessable(
+            "the replay's schema is not the one its match was placed with",
+        ));
+    }
     let sha256 = hex(&sha2::Sha256::digest(&body));
     if let Some(existing) = cloud
         .store

@@ -768,6 +768,34 @@ async fn replays_upload_once_index_by_player_and_download_immutable() {
         StatusCode::UNPROCESSABLE_ENTITY,
         "a replay of another match"
     );
+    // The edge that hosted the match uploads a replay of another schema (another mode,
+    // or another version of it) under its id: refused.
+    let other = ModeSchema {
+        mode: "marbles".into(),
+        ..schema()
+    };
+    let header = ReplayHeader {
+        match_id: MatchId(match_id),
+        config: MatchConfig {
+            schema_hash: other.hash(),
+            ..cloud.config.modes[0].match_config.clone()
+        },
+        schema: other.encode(),
+        started_at_ms: 1,
+    };
+    assert_eq!(
+        call(
+            &cloud,
+            put(
+                ReplayWriter::new(&header, &other, 1 << 20).finish(),
+                edge_auth()
+            )
+        )
+        .await
+        .0,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a replay of another schema"
+    );
     let (status, first) = call(&cloud, put(bytes.clone(), edge_auth())).await;
     assert_eq!(status, StatusCode::OK, "{first}");
     assert_eq!(first["stored"], true);

@@ -313,6 +313,7 @@ async fn play_conformance(store: Arc<dyn Store>) {
         region: "eu".into(),
         teams: vec![vec![1, 2, 3]],
         created_at_ms: 5,
+        schema_hash: 0x1234,
     };
     store.put_match(&record).await.expect("works");
     assert_eq!(store.match_record(7).await.expect("works"), Some(record));

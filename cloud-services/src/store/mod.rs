@@ -124,6 +124,10 @@ pub struct MatchRecord {
     pub teams: Vec<Vec<u64>>,
     /// Placed at, Unix milliseconds.
     pub created_at_ms: u64,
+    /// The schema hash of the configuration it was placed with (its replay must carry
+    /// that schema); 0 in records written before it was kept, which are not checked.
+    #[serde(default)]
+    pub schema_hash: u64,
 }
 
 /// How a leaderboard write combines with what is there.
