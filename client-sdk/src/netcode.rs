@@ -35,10 +35,12 @@ pub struct WorldState {
     pub ack_input_seq: u32,
     /// Ticks left in the match.
     pub ticks_left: u32,
-    /// Every entity in view, sorted by id (velocity is zero except for the own character).
+    /// Every entity in view as the arena's entities, sorted by id (velocity is zero except
+    /// for the own character); empty in other modes, whose world is `records`.
     pub entities: Vec<EntityState>,
-    /// For each of `entities`, the tick of the snapshot its value was sent in: older than
-    /// `tick` when the value was carried over from the baseline.
+    /// For each entity of `records` (and of `entities`, in the arena), the tick of the
+    /// snapshot its value was sent in: older than `tick` when the value was carried over
+    /// from the baseline.
     pub value_ticks: Vec<u32>,
     /// Entities the server removed from this client's view (they left its interest or
     /// the match).
@@ -272,7 +274,9 @@ type Received = (u32, Arc<replication::View>, Vec<u32>, Vec<EntityState>);
 /// Decodes snapshots against the views received before.
 #[derive(Debug)]
 pub struct Decoder {
-    quantizer: Quantizer,
+    /// The arena's grid, when the match is the arena's (or reuses its settings): its
+    /// records are then also converted to the arena's entities.
+    quantizer: Option<Quantizer>,
     layout: Layout,
     own: EntityId,
     /// Recent views: tick, the view as decoded (the baseline of later snapshots), its
@@ -295,7 +299,9 @@ impl Decoder {
         own: EntityId,
     ) -> Result<Self, ConfigError> {
         Ok(Self {
-            quantizer: outpost_sim::arena::ArenaConfig::of(config)?.quantizer(),
+            quantizer: outpost_sim::arena::ArenaConfig::of(config)
+                .ok()
+                .map(|settings| settings.quantizer()),
             layout: Layout::new(schema),
             own,
             views: VecDeque::with_capacity(VIEW_HISTORY),
@@ -363,6 +369,14 @@ impl Decoder {
             if carried.is_some() {
                 b += 1;
             }
+            let Some(quantizer) = &self.quantizer else {
+                // Not the arena: the records are the whole world.
+                value_ticks.push(match carried {
+                    Some(base) if base == record => baseline_ticks[b - 1],
+                    _ => snapshot.tick,
+                });
+                continue;
+            };
             if record.id == self.own
                 && let Some(e) = outpost_sim::arena::entity_view(&record)
             {
@@ -381,7 +395,7 @@ impl Decoder {
                         return Err(SnapshotIssue::Malformed);
                     };
                     value_ticks.push(snapshot.tick);
-                    entities.push(EntityState::from_view(&self.quantizer, &e));
+                    entities.push(EntityState::from_view(quantizer, &e));
                 }
             }
         }
