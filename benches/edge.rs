@@ -8,6 +8,7 @@
     reason = "criterion's macros generate undocumented items"
 )]
 
+use outpost_sim::arena::PlayerInput;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use outpost_edge::snapshot::{ClientSnapshots, Frame, Interest, InterestGrid, body_budget};
 use outpost_protocol::replication;
 use outpost_protocol::rng::SplitMix64;
-use outpost_protocol::{Datagram, MatchConfig, MatchId, PlayerId, PlayerInput, Snapshot, codec};
+use outpost_protocol::{Datagram, MatchConfig, MatchId, PlayerId, Snapshot, codec};
 use outpost_sim::arena::move_character;
 use outpost_sim::arena::{self, ArenaConfig};
 use outpost_sim::rapier3d::prelude::{CollisionPipeline, PhysicsPipeline, PhysicsWorld};

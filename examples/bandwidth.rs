@@ -12,6 +12,7 @@
 //! Outpost's own mode with scripted players. "Naive" is full uncompressed state for every
 //! entity in every snapshot, at Fiedler's 321 bits per entity.
 
+use outpost_sim::arena::{EntityKind, EntityView, PlayerInput};
 use std::collections::VecDeque;
 
 use bevy_ecs::prelude::*;
@@ -21,9 +22,7 @@ use outpost_edge::snapshot::{ClientSnapshots, Frame, Interest, InterestGrid, bod
 use outpost_protocol::ConfigError;
 use outpost_protocol::replication::{self, Layout};
 use outpost_protocol::schema::ModeSchema;
-use outpost_protocol::{
-    EntityId, EntityKind, EntityView, MatchConfig, MatchId, PlayerId, PlayerInput, Snapshot,
-};
+use outpost_protocol::{EntityId, MatchConfig, MatchId, PlayerId, Snapshot};
 use outpost_sim::arena::{self, ArenaConfig};
 use outpost_sim::rapier3d::prelude::*;
 use outpost_sim::{

@@ -11,6 +11,7 @@
 //! tick) and, with snapshots at the tick rate, goes out with that tick's snapshot. The
 //! target is `p50(input) ≤ 2 × p50(raw) + one tick`.
 
+use outpost_sim::arena::PlayerInput;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -19,7 +20,7 @@ use clap::Parser;
 use outpost_client::{Assignment, Client, Trust};
 use outpost_edge::tls::Certificate;
 use outpost_edge::{Edge, EdgeConfig, TlsSource};
-use outpost_protocol::{ConnectToken, MatchConfig, MatchId, PlayerId, PlayerInput, TokenSigner};
+use outpost_protocol::{ConnectToken, MatchConfig, MatchId, PlayerId, TokenSigner};
 use outpost_sim::arena::{self, ArenaConfig};
 
 #[derive(Parser)]

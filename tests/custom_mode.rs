@@ -199,7 +199,7 @@ fn an_input_of_another_mode_is_refused_before_it_is_sent() {
     settings.modes = modes;
     let mut h = Harness::with_settings(&config, 4, settings);
     let client = h.join(1, LinkConfig::good()).expect("seated");
-    let arena_input = outpost_protocol::PlayerInput::default();
+    let arena_input = outpost_sim::arena::PlayerInput::default();
     let now = h.now();
     assert!(matches!(
         h.client_mut(client).send_input(arena_input, now),

@@ -3,12 +3,13 @@
 //! lag-compensated shots, reconnects and an edge that skips ticks; no sockets, no
 //! sleeps, the same run every time.
 
+use outpost_sim::arena::PlayerInput;
 use std::time::Duration;
 
 use outpost_harness::{ClientId, Harness};
 use outpost_protocol::link::LinkConfig;
 use outpost_protocol::rng::SplitMix64;
-use outpost_protocol::{GoodbyeReason, MatchConfig, PlayerId, PlayerInput};
+use outpost_protocol::{GoodbyeReason, MatchConfig, PlayerId};
 use outpost_sim::arena::{self, ArenaConfig};
 
 /// Each client's view of the run.
@@ -446,7 +447,7 @@ fn a_client_from_the_schema_alone_reads_the_arena_as_the_typed_client_does() {
                 assert_eq!(rotation.0, typed.rotation);
                 assert_eq!(
                     fields.has(&record, "character"),
-                    typed.kind == outpost_protocol::EntityKind::Player
+                    typed.kind == arena::EntityKind::Player
                 );
                 if let Some(motion) = fields.get::<arena::MotionState>(&record) {
                     assert_eq!(

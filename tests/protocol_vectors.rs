@@ -9,14 +9,14 @@ use outpost_protocol::replication::{self, Layout};
 use outpost_protocol::schema;
 use outpost_protocol::token::seat_commitment;
 use outpost_protocol::{
-    ConnectToken, Control, Datagram, EntityId, EntityKind, GoodbyeReason, Hello, InputFrame,
-    MatchConfig, MatchEndReason, MatchEvent, MatchId, PROTOCOL_VERSION, Ping, PlayerId,
-    PlayerInput, PlayerScore, Pong, Reject, RejectCode, SignedToken, Snapshot, TickedEvent,
-    TokenSigner, TokenVerifier, Welcome, codec,
+    ConnectToken, Control, Datagram, EntityId, GoodbyeReason, Hello, InputFrame, MatchConfig,
+    MatchEndReason, MatchEvent, MatchId, PROTOCOL_VERSION, Ping, PlayerId, PlayerScore, Pong,
+    Reject, RejectCode, SignedToken, Snapshot, TickedEvent, TokenSigner, TokenVerifier, Welcome,
+    codec,
 };
-use outpost_protocol::{EntityView, QMotion};
 use outpost_sim::GameMode as _;
 use outpost_sim::arena::{self, ArenaConfig};
+use outpost_sim::arena::{EntityKind, EntityView, PlayerInput, QMotion};
 use serde_json::{Value, json};
 
 const FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/protocol-vectors.json");

@@ -3,6 +3,7 @@
 
 mod common;
 
+use outpost_sim::arena::{EntityKind, EntityState};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -176,7 +177,7 @@ async fn get_status(addr: SocketAddr, path: &str) -> u16 {
 fn an_ack_of_an_undecodable_snapshot_heals_within_a_second() {
     use outpost_client::netcode::Decoder;
     use outpost_edge::snapshot::{ClientSnapshots, Frame, Interest, InterestGrid};
-    use outpost_protocol::{EntityId, EntityKind, EntityState, Snapshot};
+    use outpost_protocol::{EntityId, Snapshot};
 
     let config = small_match();
     let settings = ArenaConfig::of(&config).expect("arena settings");

@@ -1,10 +1,11 @@
 //! A scripted player built only on the public API: it wanders, turns toward the nearest
 //! opponent, shoots, and now and then jumps. Used by `outpost dev`, tests and load tests.
 
+use outpost_sim::arena::{EntityKind, PlayerInput};
 use std::future::Future;
 use std::time::Duration;
 
-use outpost_protocol::{EntityKind, MatchEvent, PlayerInput};
+use outpost_protocol::MatchEvent;
 use outpost_sim::SplitMix64;
 use tokio::time::MissedTickBehavior;
 

@@ -8,6 +8,7 @@
 //! [`crate::Session`] is the quinn shell around it; tests and tools drive it on a virtual
 //! clock (`outpost::harness`).
 
+use outpost_sim::arena::EntityState;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,8 +17,7 @@ use bytes::Bytes;
 use outpost_protocol::replication::{self, Fields, InputLayout, InputRecord};
 use outpost_protocol::schema::ModeSchema;
 use outpost_protocol::{
-    Control, Datagram, EntityId, EntityState, GoodbyeReason, InputFrame, Ping, TickedEvent,
-    Welcome, codec,
+    Control, Datagram, EntityId, GoodbyeReason, InputFrame, Ping, TickedEvent, Welcome, codec,
 };
 use outpost_sim::IntoInput;
 

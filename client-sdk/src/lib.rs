@@ -6,11 +6,12 @@
 //! read the newest snapshot, receive reliable match events, measure round-trip time.
 //!
 //! What it is not: a renderer or an input system. The game reads state from the session
-//! and draws it; it turns its own controls into [`PlayerInput`]s.
+//! and draws it; it turns its own controls into its mode's inputs (the arena's
+//! [`outpost_sim::arena::PlayerInput`]s).
 //!
 //! ```no_run
 //! use outpost_client::{Assignment, Client, Trust};
-//! use outpost_protocol::PlayerInput;
+//! use outpost_sim::arena::PlayerInput;
 //!
 //! # async fn play(assignment: Assignment) -> Result<(), outpost_client::ClientError> {
 //! let client = Client::new()?;
@@ -38,7 +39,7 @@ pub use bot::{Bot, BotReport, BotStyle};
 pub use cloud::{CloudClient, CloudError, MatchFound, Party};
 pub use connection::{ControlFlow, MatchConnection, NetcodeStats, SessionStats};
 pub use netcode::{PredictedSelf, WorldState, input_ticks};
-pub use outpost_protocol::{PlayerInput, SignedToken};
+pub use outpost_protocol::SignedToken;
 pub use replay::{ReplayFrame, ReplayPlayer};
 pub use session::{Client, Probe, Session};
 pub use tls::{Trust, client_config};

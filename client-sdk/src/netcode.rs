@@ -2,14 +2,13 @@
 //! already received, estimating the server's clock, buffering remote entities for
 //! interpolation, and predicting the player's own character with reconciliation.
 
+use outpost_sim::arena::{EntityState, PlayerInput};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use outpost_protocol::replication::{self, InputRecord, Layout};
 use outpost_protocol::schema::ModeSchema;
-use outpost_protocol::{
-    ConfigError, EntityId, EntityState, MatchConfig, PlayerInput, Quantizer, Snapshot, quantize,
-};
+use outpost_protocol::{ConfigError, EntityId, MatchConfig, Quantizer, Snapshot, quantize};
 use outpost_sim::Motion;
 use outpost_sim::arena::Predictor;
 

@@ -2,6 +2,7 @@
 //! a pure [`MatchConnection`]: tasks that feed it snapshots and control messages while the
 //! game sends inputs through it.
 
+use outpost_sim::arena::EntityState;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,8 +11,7 @@ use std::time::Duration;
 use outpost_protocol::codec::{self, FRAME_HEADER_LEN};
 use outpost_protocol::replication::Fields;
 use outpost_protocol::{
-    Control, EntityId, EntityState, GoodbyeReason, Hello, PROTOCOL_VERSION, SignedToken,
-    TickedEvent, Welcome,
+    Control, EntityId, GoodbyeReason, Hello, PROTOCOL_VERSION, SignedToken, TickedEvent, Welcome,
 };
 use outpost_sim::IntoInput;
 use quinn::{Connection, RecvStream, SendStream, VarInt};

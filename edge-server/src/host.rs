@@ -488,7 +488,7 @@ impl MatchHost {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use outpost_protocol::PlayerInput;
+    use outpost_sim::arena::PlayerInput;
     use outpost_sim::arena::{self, ArenaConfig};
 
     use super::*;

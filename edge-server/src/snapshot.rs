@@ -396,8 +396,8 @@ pub fn body_budget(bandwidth_bps: u32, snapshot_hz: u16, max_datagram: usize) ->
 
 #[cfg(test)]
 mod tests {
-    use outpost_protocol::{EntityKind, EntityState, EntityView, Quantizer};
-    use outpost_sim::arena::{self, ArenaConfig};
+    use outpost_protocol::Quantizer;
+    use outpost_sim::arena::{self, ArenaConfig, EntityKind, EntityState, EntityView};
 
     use super::*;
 

@@ -16,7 +16,7 @@
 //! use std::time::Duration;
 //! use outpost_harness::Harness;
 //! use outpost_protocol::link::LinkConfig;
-//! use outpost_protocol::PlayerInput;
+//! use outpost_sim::arena::PlayerInput;
 //! use outpost_sim::arena::{self, ArenaConfig};
 //!
 //! let config = arena::config(&ArenaConfig { props: 0, ..ArenaConfig::default() });

@@ -1,12 +1,12 @@
 //! One simulated player: join, then play like a bot until the end of the run, sampling
 //! what it sees once a second.
 
+use outpost_sim::arena::{EntityKind, PlayerInput};
 use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_client::{Assignment, Client, ClientError, CloudClient, Session, input_ticks};
 use outpost_protocol::rng::SplitMix64;
-use outpost_protocol::{EntityKind, PlayerInput};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::recorder::{PlayerSample, Recorder};

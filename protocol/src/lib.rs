@@ -47,7 +47,6 @@ pub use config::{ConfigError, MatchConfig, decode_mode_config, encode_mode_confi
 pub use ids::{EntityId, MatchId, PlayerId};
 pub use message::*;
 pub use quantize::Quantizer;
-pub use quantize::{EntityView, QMotion};
 pub use token::{
     ConnectToken, MatchGrant, Seat, SignedToken, TokenError, TokenSigner, TokenVerifier,
 };

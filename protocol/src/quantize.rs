@@ -6,9 +6,6 @@
 //! edge use these same functions, and the edge snaps its characters' authoritative state
 //! to the same grid, so a client's prediction starts from exactly what the server has.
 
-use crate::ids::EntityId;
-use crate::message::EntityKind;
-
 /// Position resolution, metres (1/512 m ≈ 2 mm).
 pub const POSITION_STEP: f32 = 1.0 / 512.0;
 /// Bits per "smallest three" quaternion component.
@@ -44,30 +41,6 @@ pub struct QRotation {
 /// A velocity on the grid (offset binary: 0 is `-MAX_SPEED`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct QVelocity(pub [u32; 3]);
-
-/// A character's motion, sent only for the client's own character.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct QMotion {
-    /// Velocity.
-    pub velocity: QVelocity,
-    /// Standing on something.
-    pub grounded: bool,
-}
-
-/// One entity as a client knows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct EntityView {
-    /// Which entity.
-    pub id: EntityId,
-    /// What it is.
-    pub kind: EntityKind,
-    /// Where.
-    pub position: QPosition,
-    /// Which way it faces.
-    pub rotation: QRotation,
-    /// How it moves (own character only).
-    pub motion: Option<QMotion>,
-}
 
 /// The grid of one match: its bounds and the bits each axis needs.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -1,10 +1,11 @@
 //! Components every game mode shares.
 
+use crate::arena::types::EntityKind;
 use std::collections::VecDeque;
 
 use bevy_ecs::prelude::*;
 use outpost_protocol::replication::InputRecord;
-use outpost_protocol::{EntityId, EntityKind, MAX_INPUT_TICKS, PlayerId};
+use outpost_protocol::{EntityId, MAX_INPUT_TICKS, PlayerId};
 use rapier3d::prelude::RigidBodyHandle;
 
 /// The network identity of a replicated entity.

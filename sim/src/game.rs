@@ -1,5 +1,6 @@
 //! A match: one world, one schedule, one fixed tick.
 
+use crate::arena::types::{EntityKind, EntityState};
 use std::collections::BTreeMap;
 
 use bevy_ecs::prelude::*;
@@ -9,8 +10,8 @@ use std::sync::Arc;
 use outpost_protocol::replication::{InputLayout, InputRecord, View};
 
 use outpost_protocol::{
-    ConfigError, EntityId, EntityKind, EntityState, MatchConfig, MatchEndReason, MatchEvent,
-    MatchId, PlayerId, PlayerScore, TickedEvent,
+    ConfigError, EntityId, MatchConfig, MatchEndReason, MatchEvent, MatchId, PlayerId, PlayerScore,
+    TickedEvent,
 };
 
 use crate::components::{Controls, Motion, NetId, PlayerSlot, Replicated, RigidBodyRef};

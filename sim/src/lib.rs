@@ -14,7 +14,8 @@
 //! driven. Outpost ships the [`arena`] mode.
 //!
 //! ```
-//! use outpost_protocol::{MatchId, PlayerId, PlayerInput};
+//! use outpost_protocol::{MatchId, PlayerId};
+//! use outpost_sim::arena::PlayerInput;
 //! use outpost_sim::{Match, arena};
 //!
 //! let mut game = Match::new(MatchId(1), &arena::config(&arena::ArenaConfig::default()))?;

@@ -3,6 +3,7 @@
 mod common;
 
 use common::{position, teleport, yaw_towards};
+use outpost_sim::arena::{EntityKind, PlayerInput};
 
 use outpost_protocol::*;
 use outpost_sim::arena::{self, ArenaConfig, spawn_height};

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{position, teleport, yaw_towards};
+use outpost_sim::arena::PlayerInput;
 
 use outpost_protocol::*;
 use outpost_sim::arena::{self, ArenaConfig};

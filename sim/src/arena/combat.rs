@@ -3,10 +3,11 @@
 //! the shooter was viewing, at most the configured maximum back — and against the level
 //! and props as they are now.
 
+use crate::arena::types::PlayerInput;
 use std::collections::{BTreeMap, VecDeque};
 
 use bevy_ecs::prelude::*;
-use outpost_protocol::{EntityId, PlayerInput};
+use outpost_protocol::EntityId;
 use rapier3d::parry::query::RayCast;
 use rapier3d::parry::shape::Capsule;
 use rapier3d::prelude::*;

@@ -5,13 +5,14 @@ pub mod combat;
 pub mod movement;
 pub mod prediction;
 pub mod schema;
+pub mod types;
 
 use bevy_ecs::prelude::*;
 use outpost_protocol::replication::View;
 use outpost_protocol::schema::ModeSchema;
 use outpost_protocol::{
-    ConfigError, EntityId, EntityKind, MatchConfig, PlayerId, QMotion, Quantizer,
-    decode_mode_config, encode_mode_config, quantize,
+    ConfigError, EntityId, MatchConfig, PlayerId, Quantizer, decode_mode_config,
+    encode_mode_config, quantize,
 };
 use rapier3d::prelude::*;
 use wincode::{SchemaRead, SchemaWrite};
@@ -30,6 +31,7 @@ pub use schema::{
     decode_inputs, encode_inputs, entity_view, from_replicated, input_from_record, input_record,
     motion_slots, records, replicated, replicated_into, schema,
 };
+pub use types::{EntityKind, EntityState, EntityView, PlayerInput, QMotion};
 
 /// Half-height of the cylindrical part of a character's capsule, metres.
 pub const CAPSULE_HALF_HEIGHT: f32 = 0.5;

@@ -2,10 +2,11 @@
 //! [`move_character`] the edge runs, in a local copy of the level with the other entities
 //! standing where the latest snapshot put them.
 
+use crate::arena::types::{EntityKind, EntityState, PlayerInput};
 use std::collections::HashMap;
 
 use outpost_protocol::rng::SplitMix64;
-use outpost_protocol::{EntityId, EntityKind, EntityState, MatchConfig, PlayerInput};
+use outpost_protocol::{EntityId, MatchConfig};
 use rapier3d::prelude::*;
 
 use super::movement::move_character;

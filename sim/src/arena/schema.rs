@@ -3,12 +3,13 @@
 //! on the same views (`examples/bandwidth.rs`, `benches/codec.rs`) until the arena is
 //! rebuilt on the mode API.
 
+use crate::arena::types::{EntityKind, EntityView};
+use outpost_protocol::quantize;
 use outpost_protocol::replication;
 use outpost_protocol::schema::{
     ComponentDef, EventDef, FieldDef, FieldKind, ModeSchema, Value, Visibility,
 };
 use outpost_protocol::{EntityId, MatchEvent};
-use outpost_protocol::{EntityKind, EntityView, quantize};
 
 use super::ArenaConfig;
 
@@ -161,7 +162,7 @@ impl Hit {
 /// (without the owner-only motion).
 pub fn records(
     quantizer: &outpost_protocol::Quantizer,
-    entities: &[outpost_protocol::EntityState],
+    entities: &[crate::arena::EntityState],
 ) -> replication::View {
     let views: Vec<EntityView> = entities
         .iter()
@@ -260,7 +261,7 @@ pub const POSE: u64 = 4 | 8;
 pub const MOTION: u64 = 16;
 
 /// A character's motion as the slots of the motion component.
-pub fn motion_slots(motion: &outpost_protocol::QMotion) -> [u32; 4] {
+pub fn motion_slots(motion: &crate::arena::QMotion) -> [u32; 4] {
     let [x, y, z] = motion.velocity.0;
     [x, y, z, u32::from(motion.grounded)]
 }
@@ -281,7 +282,7 @@ pub fn entity_view(r: &replication::Record<'_>) -> Option<EntityView> {
     if r.mask & POSE != POSE || s.len() < 7 {
         return None;
     }
-    let motion = (r.mask & MOTION != 0 && s.len() >= 11).then(|| outpost_protocol::QMotion {
+    let motion = (r.mask & MOTION != 0 && s.len() >= 11).then(|| crate::arena::QMotion {
         velocity: QVelocity([s[7], s[8], s[9]]),
         grounded: s[10] != 0,
     });
@@ -301,14 +302,14 @@ pub fn entity_view(r: &replication::Record<'_>) -> Option<EntityView> {
     })
 }
 
-impl crate::IntoInput for outpost_protocol::PlayerInput {
+impl crate::IntoInput for crate::arena::PlayerInput {
     fn into_input(self) -> replication::InputRecord {
         input_record(&self)
     }
 }
 
 /// An arena input as a generic one under [`schema`].
-pub fn input_record(input: &outpost_protocol::PlayerInput) -> replication::InputRecord {
+pub fn input_record(input: &crate::arena::PlayerInput) -> replication::InputRecord {
     replication::InputRecord {
         seq: input.seq,
         ticks: input.ticks,
@@ -318,7 +319,7 @@ pub fn input_record(input: &outpost_protocol::PlayerInput) -> replication::Input
 }
 
 /// An arena input's fields as slots of [`schema`]'s input.
-fn input_slots(input: &outpost_protocol::PlayerInput) -> [u32; 5] {
+fn input_slots(input: &crate::arena::PlayerInput) -> [u32; 5] {
     // Every field within its range: -128 moves as -127, pitch beyond ±90° as ±90°.
     [
         (i32::from(input.move_x).max(-127) + 127) as u32,
@@ -330,13 +331,11 @@ fn input_slots(input: &outpost_protocol::PlayerInput) -> [u32; 5] {
 }
 
 /// The arena input a generic one stands for (`None` if its slots are not the arena's).
-pub fn input_from_record(
-    record: &replication::InputRecord,
-) -> Option<outpost_protocol::PlayerInput> {
+pub fn input_from_record(record: &replication::InputRecord) -> Option<crate::arena::PlayerInput> {
     let [move_x, move_z, yaw, pitch, buttons] = record.slots.as_slice() else {
         return None;
     };
-    Some(outpost_protocol::PlayerInput {
+    Some(crate::arena::PlayerInput {
         seq: record.seq,
         ticks: record.ticks,
         move_x: (*move_x as i32 - 127).clamp(-127, 127) as i8,
@@ -352,7 +351,7 @@ static INPUT_LAYOUT: std::sync::LazyLock<replication::InputLayout> =
     std::sync::LazyLock::new(|| replication::InputLayout::new(&schema(&ArenaConfig::default())));
 
 /// Arena inputs, newest first, as an input frame's batch.
-pub fn encode_inputs(inputs: &[outpost_protocol::PlayerInput]) -> Vec<u8> {
+pub fn encode_inputs(inputs: &[crate::arena::PlayerInput]) -> Vec<u8> {
     let mut slots = [[0u32; 5]; replication::MAX_BATCH_INPUTS];
     for (s, input) in slots.iter_mut().zip(inputs) {
         *s = input_slots(input);
@@ -372,7 +371,7 @@ pub fn encode_inputs(inputs: &[outpost_protocol::PlayerInput]) -> Vec<u8> {
 /// An input frame's batch as arena inputs, newest first.
 pub fn decode_inputs(
     batch: &[u8],
-) -> Result<Vec<outpost_protocol::PlayerInput>, replication::DeltaError> {
+) -> Result<Vec<crate::arena::PlayerInput>, replication::DeltaError> {
     Ok(replication::decode_inputs(&INPUT_LAYOUT, batch)?
         .iter()
         .filter_map(input_from_record)
@@ -381,7 +380,7 @@ pub fn decode_inputs(
 
 #[cfg(test)]
 mod tests {
-    use outpost_protocol::PlayerInput;
+    use crate::arena::PlayerInput;
     use outpost_protocol::rng::SplitMix64;
 
     use super::*;

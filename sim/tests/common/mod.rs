@@ -4,7 +4,8 @@
     reason = "each test file uses a different subset of these helpers"
 )]
 
-use outpost_protocol::{EntityId, PlayerInput};
+use outpost_protocol::EntityId;
+use outpost_sim::arena::PlayerInput;
 use outpost_sim::rapier3d::prelude::Vector;
 use outpost_sim::{Match, NetId, Physics, RigidBodyRef};
 
