@@ -488,7 +488,7 @@ impl MatchHost {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use outpost_sim::arena::PlayerInput;
+    use outpost_protocol::schema::Value;
     use outpost_sim::arena::{self, ArenaConfig};
 
     use super::*;
@@ -525,16 +525,29 @@ pub(crate) mod tests {
         std::iter::from_fn(|| host.poll_transmit()).collect()
     }
 
-    /// An input frame holding one input, running forward.
+    /// An input frame holding one input of the arena's schema: running forward
+    /// (`move_z` at its top, the other fields at zero).
     pub(crate) fn input(seq: u32) -> InputFrame {
+        let schema = arena::schema(&ArenaConfig::default());
+        let slots: Vec<u32> = schema
+            .input
+            .iter()
+            .flat_map(|field| {
+                let value = if field.name == "move_z" { 127 } else { 0 };
+                let mut slots = vec![0; field.kind.slots()];
+                field.kind.quantize(&Value::Int(value), &mut slots);
+                slots
+            })
+            .collect();
+        let one = replication::InputRef {
+            seq,
+            ticks: 1,
+            view_tick: 0,
+            slots: &slots,
+        };
         InputFrame {
             ack_snapshot_tick: 0,
-            inputs: arena::encode_inputs(&[PlayerInput {
-                seq,
-                ticks: 1,
-                move_z: 127,
-                ..PlayerInput::default()
-            }]),
+            inputs: replication::encode_inputs(&InputLayout::new(&schema), [one]),
         }
     }
 

@@ -396,43 +396,64 @@ pub fn body_budget(bandwidth_bps: u32, snapshot_hz: u16, max_datagram: usize) ->
 
 #[cfg(test)]
 mod tests {
-    use outpost_protocol::Quantizer;
-    use outpost_sim::arena::{self, ArenaConfig, EntityKind, EntityState, EntityView};
+    use outpost_protocol::schema::Value;
+    use outpost_sim::arena::{self, ArenaConfig};
 
     use super::*;
 
-    fn entity(id: u32, kind: EntityKind, x: f32, z: f32) -> EntityState {
-        EntityState {
+    /// A scene of the arena's schema (the snapshot builder knows only its layout): 400
+    /// props on a grid and two characters.
+    struct Thing {
+        id: EntityId,
+        character: bool,
+        position: [f32; 3],
+    }
+
+    fn entity(id: u32, character: bool, x: f32, z: f32) -> Thing {
+        Thing {
             id: EntityId(id),
-            kind,
+            character,
             position: [x, 0.5, z],
-            rotation: [0.0, 0.0, 0.0, 1.0],
-            velocity: [0.0; 3],
         }
     }
 
-    fn world(offset: f32) -> Vec<EntityState> {
-        let mut all: Vec<EntityState> = (1..=400)
+    fn world(offset: f32) -> Vec<Thing> {
+        let mut all: Vec<Thing> = (1..=400)
             .map(|i| {
                 entity(
                     i,
-                    EntityKind::Prop,
+                    false,
                     (i % 20) as f32 * 3.0 - 30.0 + offset,
                     (i / 20) as f32 * 3.0 - 30.0,
                 )
             })
             .collect();
-        all.push(entity(500, EntityKind::Player, 0.0, 0.0));
-        all.push(entity(501, EntityKind::Player, 5.0, 5.0));
+        all.push(entity(500, true, 0.0, 0.0));
+        all.push(entity(501, true, 5.0, 5.0));
         all
     }
 
-    fn quantized(q: &Quantizer, entities: &[EntityState]) -> View {
-        arena::records(q, entities)
+    /// The scene as records: a tag, the position and an unturned rotation each.
+    fn quantized(things: &[Thing]) -> View {
+        let schema = arena::schema(&ArenaConfig::default());
+        let field = |c: usize| &schema.components[c].fields[0].kind;
+        let mut view = View::new();
+        let mut slots = [0u32; 7];
+        for thing in things {
+            field(2).quantize(&Value::Vec3(thing.position), &mut slots[..3]);
+            field(3).quantize(&Value::Quat([0.0, 0.0, 0.0, 1.0]), &mut slots[3..]);
+            let tag = if thing.character {
+                arena::CHARACTER
+            } else {
+                arena::PROP
+            };
+            view.push(thing.id, tag | arena::POSE, &slots);
+        }
+        view
     }
 
-    fn positions_of(entities: &[EntityState]) -> Vec<[f32; 3]> {
-        entities.iter().map(|e| e.position).collect()
+    fn positions_of(things: &[Thing]) -> Vec<[f32; 3]> {
+        things.iter().map(|e| e.position).collect()
     }
 
     fn layout() -> Layout {
@@ -480,7 +501,6 @@ mod tests {
 
     #[test]
     fn budgets_hold_and_deferred_entities_catch_up() {
-        let q = ArenaConfig::default().quantizer();
         let layout = layout();
         let mut client = ClientSnapshots::new(EntityId(500));
         let mut decoded = View::new();
@@ -491,7 +511,7 @@ mod tests {
             let positions = positions_of(&entities);
             let grid = InterestGrid::build(&positions, 8.0);
             let built = client.build(
-                &frame(tick, &layout, &positions, &quantized(&q, &entities), &grid),
+                &frame(tick, &layout, &positions, &quantized(&entities), &grid),
                 200,
             );
             assert!(
@@ -516,10 +536,9 @@ mod tests {
         // With everything moving and 200 bytes, not all fits each time, but rotation means
         // every relevant entity was refreshed recently: none is more than 1.5 m stale.
         let entities = world(40.0 * 0.05);
-        let decoded: Vec<EntityView> = arena::from_replicated(&decoded);
-        for e in &decoded {
+        for e in decoded.iter() {
             let truth = entities.iter().find(|t| t.id == e.id).expect("exists");
-            let shown = q.position_value(e.position);
+            let shown = layout.position_value(&e).expect("a position");
             assert!(
                 (shown[0] - truth.position[0]).abs() < 1.5,
                 "entity {:?} stale",
@@ -530,11 +549,10 @@ mod tests {
 
     #[test]
     fn an_unchanged_world_costs_almost_nothing_once_acked() {
-        let q = ArenaConfig::default().quantizer();
         let layout = layout();
         let mut client = ClientSnapshots::new(EntityId(500));
         let entities = world(0.0);
-        let views = quantized(&q, &entities);
+        let views = quantized(&entities);
         let positions = positions_of(&entities);
         let grid = InterestGrid::build(&positions, 8.0);
         let mut tick = 0;
@@ -557,11 +575,10 @@ mod tests {
 
     #[test]
     fn an_ack_of_zero_or_acks_left_behind_bring_a_keyframe() {
-        let q = ArenaConfig::default().quantizer();
         let layout = layout();
         let mut client = ClientSnapshots::new(EntityId(500));
         let entities = world(0.0);
-        let views = quantized(&q, &entities);
+        let views = quantized(&entities);
         let positions = positions_of(&entities);
         let grid = InterestGrid::build(&positions, 8.0);
         for tick in 1..=3 {
@@ -587,12 +604,11 @@ mod tests {
     /// its entity and no one else, though every record of the frame carries it.
     #[test]
     fn owner_only_components_reach_their_owner_alone() {
-        let q = ArenaConfig::default().quantizer();
         let layout = layout();
         let entities = world(0.0);
         let positions = positions_of(&entities);
         let grid = InterestGrid::build(&positions, 8.0);
-        let plain = quantized(&q, &entities);
+        let plain = quantized(&entities);
         let mut records = View::new();
         let mut slots = Vec::new();
         for record in plain.iter() {
