@@ -406,13 +406,9 @@ fn garbage_input_batches_are_dropped_and_harm_no_one() {
     assert!(moved <= 120 / 8 + 16, "{moved} attacker inputs applied");
 }
 
-/// A client that knows no mode — only the schema the Welcome carried — reads every
-/// entity of every snapshot exactly as the arena's typed client does: by component and
-/// field name (what a foreign binding does) and typed (what a Rust game linking the mode
-/// does), positions, rotations, the character tag and the owner-only motion alike.
-#[test]
-fn a_client_from_the_schema_alone_reads_the_arena_as_the_typed_client_does() {
-    use outpost_protocol::schema::Value;
+/// Three wandering players for four seconds of a small arena over `link`; `check` runs
+/// after every tick, for every client.
+fn three_wanderers(seed: u64, link: LinkConfig, mut check: impl FnMut(&mut Harness, ClientId)) {
     let config = MatchConfig {
         duration_s: 5,
         max_players: 3,
@@ -421,52 +417,105 @@ fn a_client_from_the_schema_alone_reads_the_arena_as_the_typed_client_does() {
             ..ArenaConfig::default()
         })
     };
-    let mut h = Harness::new(&config, 21);
-    let clients: Vec<ClientId> = (1..=3)
-        .map(|p| h.join(p, LinkConfig::good()).expect("seated"))
-        .collect();
-    let mut rng = SplitMix64::new(21);
+    let mut h = Harness::new(&config, seed);
+    let clients: Vec<ClientId> = (1..=3).map(|p| h.join(p, link).expect("seated")).collect();
+    let mut rng = SplitMix64::new(seed);
     let mut headings = [0.0f32; 3];
-    let (mut compared, mut with_motion) = (0usize, 0usize);
     for tick in 0..240 {
         for (i, &c) in clients.iter().enumerate() {
             h.send_input(c, wander(&mut rng, &mut headings[i], tick));
-            let conn = h.client(c);
-            let Some(world) = conn.latest() else {
-                continue;
-            };
-            let fields = conn.fields();
-            assert_eq!(world.records.len(), world.entities.len());
-            for (typed, record) in world.entities.iter().zip(world.records.iter()) {
-                assert_eq!(record.id, typed.id);
-                let by_name = fields.value(&record, "position", "position");
-                assert_eq!(by_name, Some(Value::Vec3(typed.position)), "{:?}", typed.id);
-                let position = fields.get::<arena::Position>(&record).expect("position");
-                assert_eq!(position.0, typed.position);
-                let rotation = fields.get::<arena::Rotation>(&record).expect("rotation");
-                assert_eq!(rotation.0, typed.rotation);
-                assert_eq!(
-                    fields.has(&record, "character"),
-                    typed.kind == arena::EntityKind::Player
-                );
-                if let Some(motion) = fields.get::<arena::MotionState>(&record) {
-                    assert_eq!(
-                        typed.id,
-                        conn.welcome().entity,
-                        "motion is the owner's alone"
-                    );
-                    let own = world.own_motion.expect("own motion");
-                    assert_eq!(
-                        (motion.velocity, motion.grounded),
-                        (own.velocity, own.grounded)
-                    );
-                    with_motion += 1;
-                }
-                compared += 1;
-            }
         }
         h.tick();
+        for &c in &clients {
+            check(&mut h, c);
+        }
     }
+}
+
+/// A client that knows no mode — only the schema the Welcome carried — reads every
+/// entity of every snapshot exactly as the arena's typed client does: by component and
+/// field name (what a foreign binding does) and typed (what a Rust game linking the mode
+/// does), positions, rotations, the character tag and the owner-only motion alike.
+#[test]
+fn a_client_from_the_schema_alone_reads_the_arena_as_the_typed_client_does() {
+    use outpost_protocol::schema::Value;
+    let (mut compared, mut with_motion) = (0usize, 0usize);
+    three_wanderers(21, LinkConfig::good(), |h, c| {
+        let conn = h.client(c);
+        let Some(world) = conn.latest() else {
+            return;
+        };
+        let fields = conn.fields();
+        assert_eq!(world.records.len(), world.entities.len());
+        for (typed, record) in world.entities.iter().zip(world.records.iter()) {
+            assert_eq!(record.id, typed.id);
+            let by_name = fields.value(&record, "position", "position");
+            assert_eq!(by_name, Some(Value::Vec3(typed.position)), "{:?}", typed.id);
+            let position = fields.get::<arena::Position>(&record).expect("position");
+            assert_eq!(position.0, typed.position);
+            let rotation = fields.get::<arena::Rotation>(&record).expect("rotation");
+            assert_eq!(rotation.0, typed.rotation);
+            assert_eq!(
+                fields.has(&record, "character"),
+                typed.kind == arena::EntityKind::Player
+            );
+            if let Some(motion) = fields.get::<arena::MotionState>(&record) {
+                assert_eq!(
+                    typed.id,
+                    conn.welcome().entity,
+                    "motion is the owner's alone"
+                );
+                let own = world.own_motion.expect("own motion");
+                assert_eq!(
+                    (motion.velocity, motion.grounded),
+                    (own.velocity, own.grounded)
+                );
+                with_motion += 1;
+            }
+            compared += 1;
+        }
+    });
     assert!(compared > 3 * 100 * 12, "compared {compared} entities");
     assert!(with_motion > 3 * 100, "own motion read {with_motion} times");
+}
+
+/// Interpolating by the schema alone — a field at a time, by its kind — draws the arena's
+/// remote entities exactly where the arena's typed interpolation does, whenever the
+/// render tick lies between two received values.
+#[test]
+fn interpolation_by_field_kind_matches_the_arena_s_typed_interpolation() {
+    use outpost_protocol::schema::Value;
+    let mut compared = 0usize;
+    three_wanderers(33, LinkConfig::average(), |h, c| {
+        let now = h.now();
+        let conn = h.client_mut(c);
+        let (Some(render), Some(world)) = (conn.render_tick(now), conn.latest().cloned()) else {
+            return;
+        };
+        let own = conn.welcome().entity;
+        for (record, &value_tick) in world.records.iter().zip(&world.value_ticks) {
+            if record.id == own || render > f64::from(value_tick) {
+                continue; // past the newest value the arena extrapolates; this holds
+            }
+            let Some(typed) = conn.interpolated(record.id, render) else {
+                continue;
+            };
+            let position = conn.interpolated_value(record.id, "position", "position", render);
+            assert_eq!(
+                position,
+                Some(Value::Vec3(typed.position)),
+                "{:?}",
+                record.id
+            );
+            let rotation = conn.interpolated_value(record.id, "rotation", "rotation", render);
+            assert_eq!(
+                rotation,
+                Some(Value::Quat(typed.rotation)),
+                "{:?}",
+                record.id
+            );
+            compared += 1;
+        }
+    });
+    assert!(compared > 500, "compared {compared} interpolations");
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use outpost_protocol::replication::{self, Fields, InputLayout, InputRecord};
-use outpost_protocol::schema::ModeSchema;
+use outpost_protocol::schema::{ModeSchema, Value};
 use outpost_protocol::{
     Control, Datagram, EntityId, GoodbyeReason, InputFrame, Ping, TickedEvent, Welcome, codec,
 };
@@ -23,7 +23,7 @@ use outpost_sim::IntoInput;
 
 use crate::ClientError;
 use crate::netcode::{
-    ClockSync, Decoder, PredictedSelf, Prediction, SnapshotIssue, Timeline, WorldState,
+    ClockSync, Decoder, PredictedSelf, Prediction, SnapshotIssue, Timeline, WorldState, blend_value,
 };
 
 /// Most inputs in one datagram: the newest and every earlier one the edge has not yet
@@ -348,6 +348,37 @@ impl MatchConnection {
         self.timeline.at(entity, render_tick, tick_hz)
     }
 
+    /// A field of an entity as drawn at `render_tick`, in any mode, read by the schema:
+    /// between the two values around that tick it follows the field's kind (positions and
+    /// vectors linearly, rotations by normalised blend; enums, integers, flags, booleans
+    /// and text snap to the newer value at its tick); past the newest value it holds it
+    /// (no extrapolation). `None` if the entity or the field is not in the views held.
+    pub fn interpolated_value(
+        &self,
+        entity: EntityId,
+        component: &str,
+        field: &str,
+        render_tick: f64,
+    ) -> Option<Value> {
+        let samples = self.decoder.samples(entity);
+        let value = |record: &replication::Record<'_>| self.fields.value(record, component, field);
+        let after = samples
+            .iter()
+            .position(|(t, _)| f64::from(*t) >= render_tick);
+        match after {
+            None => value(&samples.last()?.1),
+            Some(0) => value(&samples[0].1),
+            Some(i) => {
+                let ((t0, a), (t1, b)) = (&samples[i - 1], &samples[i]);
+                let f = ((render_tick - f64::from(*t0)) / f64::from(t1 - t0).max(1.0)) as f32;
+                match (value(a), value(b)) {
+                    (Some(a), Some(b)) => Some(blend_value(a, b, f)),
+                    (_, b) => b,
+                }
+            }
+        }
+    }
+
     /// The tick remote entities should be drawn at: the newest state less an
     /// interpolation delay that adapts to the measured jitter.
     pub fn render_tick(&self, now: Instant) -> Option<f64> {
@@ -426,6 +457,44 @@ mod tests {
             config,
             reconnect_key: [0; 16],
             players: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn fields_interpolate_by_their_kind() {
+        use outpost_protocol::schema::Value;
+        // Integers, enums, flags, booleans and text have no value between two: they snap
+        // to the newer one when its tick is reached.
+        assert_eq!(
+            blend_value(Value::Int(3), Value::Int(4), 0.5),
+            Value::Int(3)
+        );
+        assert_eq!(
+            blend_value(Value::Int(3), Value::Int(4), 1.0),
+            Value::Int(4)
+        );
+        assert_eq!(
+            blend_value(Value::Bool(false), Value::Bool(true), 0.99),
+            Value::Bool(false)
+        );
+        assert_eq!(
+            blend_value(
+                Value::Vec3([0.0, 2.0, 4.0]),
+                Value::Vec3([2.0, 2.0, 0.0]),
+                0.5
+            ),
+            Value::Vec3([1.0, 2.0, 2.0])
+        );
+        let half = std::f32::consts::FRAC_1_SQRT_2;
+        let Value::Quat(q) = blend_value(
+            Value::Quat([0.0, 0.0, 0.0, 1.0]),
+            Value::Quat([0.0, 1.0, 0.0, 0.0]),
+            0.5,
+        ) else {
+            panic!("a rotation blends to a rotation");
+        };
+        for (got, want) in q.iter().zip([0.0, half, 0.0, half]) {
+            assert!((got - want).abs() < 1e-6, "{q:?}");
         }
     }
 

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use outpost_protocol::replication::{self, InputRecord, Layout};
-use outpost_protocol::schema::ModeSchema;
+use outpost_protocol::schema::{ModeSchema, Value};
 use outpost_protocol::{ConfigError, EntityId, MatchConfig, Quantizer, Snapshot, quantize};
 use outpost_sim::Motion;
 use outpost_sim::arena::Predictor;
@@ -254,16 +254,41 @@ impl Timeline {
 /// extrapolate).
 fn blend(a: &EntityState, b: &EntityState, f: f32) -> EntityState {
     let mut out = *b;
-    for i in 0..3 {
-        out.position[i] = a.position[i] + (b.position[i] - a.position[i]) * f;
-    }
-    let dot: f32 = a.rotation.iter().zip(&b.rotation).map(|(x, y)| x * y).sum();
+    out.position = lerp(a.position, b.position, f);
+    out.rotation = nlerp(a.rotation, b.rotation, f);
+    out
+}
+
+fn lerp(a: [f32; 3], b: [f32; 3], f: f32) -> [f32; 3] {
+    std::array::from_fn(|i| a[i] + (b[i] - a[i]) * f)
+}
+
+/// Normalised blend of two quaternions along the shorter arc (`f` capped at 1).
+fn nlerp(a: [f32; 4], b: [f32; 4], f: f32) -> [f32; 4] {
+    let dot: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
     let sign = if dot < 0.0 { -1.0 } else { 1.0 };
     let f = f.min(1.0);
-    let r: [f32; 4] = std::array::from_fn(|i| a.rotation[i] * (1.0 - f) + sign * b.rotation[i] * f);
+    let r: [f32; 4] = std::array::from_fn(|i| a[i] * (1.0 - f) + sign * b[i] * f);
     let n = r.iter().map(|c| c * c).sum::<f32>().sqrt().max(1e-6);
-    out.rotation = r.map(|c| c / n);
-    out
+    r.map(|c| c / n)
+}
+
+/// A field's value a share `f` of the way from `a` to `b`, as its kind interpolates:
+/// positions and vectors linearly, rotations by normalised blend, every other kind
+/// snapping to `b` once `f` reaches 1 (an enum, an integer or a flag has no value
+/// between two).
+pub fn blend_value(a: Value, b: Value, f: f32) -> Value {
+    match (a, b) {
+        (Value::Vec3(a), Value::Vec3(b)) => Value::Vec3(lerp(a, b, f)),
+        (Value::Quat(a), Value::Quat(b)) => Value::Quat(nlerp(a, b, f)),
+        (a, b) => {
+            if f >= 1.0 {
+                b
+            } else {
+                a
+            }
+        }
+    }
 }
 
 /// One view received: its tick, the view as decoded (the baseline of later snapshots),
@@ -306,6 +331,24 @@ impl Decoder {
             views: VecDeque::with_capacity(VIEW_HISTORY),
             failing: 0,
         })
+    }
+
+    /// The values an entity took in the views held, oldest first: each with the tick of
+    /// the snapshot that sent it (a value carried over from a baseline is listed once).
+    pub fn samples(&self, id: EntityId) -> Vec<(u32, replication::Record<'_>)> {
+        let mut out: Vec<(u32, replication::Record<'_>)> = Vec::new();
+        for (_, view, value_ticks, _) in &self.views {
+            let Some(i) = view.find_index(id) else {
+                continue;
+            };
+            let (Some(record), Some(&tick)) = (view.get(i), value_ticks.get(i)) else {
+                continue;
+            };
+            if out.last().is_none_or(|(newest, _)| *newest < tick) {
+                out.push((tick, record));
+            }
+        }
+        out
     }
 
     /// Newest tick decoded, 0 before the first.
