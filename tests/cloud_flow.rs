@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use outpost_client::{Bot, BotStyle, Client, CloudClient};
+use outpost_client::{Client, CloudClient};
 use outpost_cloud::{Cloud, CloudConfig, KeyRing, ModeConfig, RedisStore};
 use outpost_edge::cloud_link::{CloudLink, CloudLinkConfig, fetch_connect_key, http_client};
 use outpost_edge::{Edge, EdgeConfig};
+use outpost_loadtest::bot::{Bot, BotStyle};
 use redis_server::RedisServer;
 use tokio_util::sync::CancellationToken;
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::*;
 use outpost_client::link::LinkRelay;
-use outpost_client::{Bot, BotReport, BotStyle};
+use outpost_loadtest::bot::{Bot, BotReport, BotStyle};
 use outpost_protocol::MatchConfig;
 use outpost_protocol::link::LinkConfig;
 use outpost_sim::arena::{self, ArenaConfig};

@@ -24,7 +24,6 @@
 //! # Ok(()) }
 //! ```
 
-mod bot;
 pub mod cloud;
 pub mod connection;
 pub mod link;
@@ -35,7 +34,6 @@ mod tls;
 
 use std::net::SocketAddr;
 
-pub use bot::{Bot, BotReport, BotStyle};
 pub use cloud::{CloudClient, CloudError, MatchFound, Party};
 pub use connection::{ControlFlow, MatchConnection, NetcodeStats, SessionStats};
 pub use netcode::{PredictedSelf, WorldState, input_ticks};

@@ -18,6 +18,7 @@
 //! (tick time quantiles, missed ticks). [`run`] returns a [`Report`]; [`report`] writes it
 //! as JSON and as a self-contained HTML page of plots.
 
+pub mod bot;
 pub mod flood;
 mod player;
 mod recorder;

@@ -1,15 +1,14 @@
-//! A scripted player built only on the public API: it wanders, turns toward the nearest
-//! opponent, shoots, and now and then jumps. Used by `outpost dev`, tests and load tests.
+//! A scripted arena player built only on the SDK's public API: it wanders, turns toward
+//! the nearest opponent, shoots, and now and then jumps. Used by `outpost dev` and tests.
 
-use outpost_sim::arena::{EntityKind, PlayerInput};
 use std::future::Future;
 use std::time::Duration;
 
+use outpost_client::{NetcodeStats, Session};
 use outpost_protocol::MatchEvent;
 use outpost_sim::SplitMix64;
+use outpost_sim::arena::{EntityKind, PlayerInput};
 use tokio::time::MissedTickBehavior;
-
-use crate::session::Session;
 
 /// How a bot moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +37,7 @@ pub struct BotReport {
     /// Whether every state received acknowledged inputs in order (never going back).
     pub acks_in_order: bool,
     /// Prediction, interpolation and clock figures at the end.
-    pub netcode: crate::NetcodeStats,
+    pub netcode: NetcodeStats,
 }
 
 /// A scripted player on a session.
