@@ -387,7 +387,7 @@ impl MatchHost {
         self.positions.extend(
             self.records
                 .iter()
-                .map(|r| self.layout.position_value(&r).unwrap_or([0.0; 3])),
+                .map(|r| self.layout.position_value(&r).unwrap_or([f32::NAN; 3])),
         );
         self.grid
             .rebuild(&self.positions, self.settings.interest.cell);

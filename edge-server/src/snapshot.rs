@@ -64,6 +64,8 @@ impl Default for Interest {
 pub struct InterestGrid {
     cell: f32,
     cells: HashMap<(i32, i32), Vec<usize>>,
+    /// Entities with no position (not finite): in every client's interest.
+    everywhere: Vec<usize>,
 }
 
 impl InterestGrid {
@@ -72,18 +74,26 @@ impl InterestGrid {
         let mut grid = Self {
             cell,
             cells: HashMap::default(),
+            everywhere: Vec::new(),
         };
         grid.rebuild(positions, cell);
         grid
     }
 
-    /// Buckets entities again, reusing allocations.
+    /// Buckets entities again, reusing allocations. An entity whose position is not
+    /// finite has none (a mode's entity without a position component: a team's score, a
+    /// match timer) and is in every client's interest.
     pub fn rebuild(&mut self, positions: &[[f32; 3]], cell: f32) {
         self.cell = cell.max(1.0);
         for bucket in self.cells.values_mut() {
             bucket.clear();
         }
+        self.everywhere.clear();
         for (index, &position) in positions.iter().enumerate() {
+            if !position.iter().all(|c| c.is_finite()) {
+                self.everywhere.push(index);
+                continue;
+            }
             self.cells
                 .entry(self.key(position))
                 .or_default()
@@ -107,6 +117,7 @@ impl InterestGrid {
         out: &mut Vec<usize>,
     ) {
         out.clear();
+        out.extend_from_slice(&self.everywhere);
         let reach = (radius / self.cell).ceil() as i32;
         let (cx, cz) = self.key(center);
         let r2 = radius * radius;
@@ -136,7 +147,8 @@ pub struct Frame<'a> {
     /// component (those only an entity's owner receives are kept from the others here):
     /// written once per tick, shared by every client's snapshot.
     pub records: &'a View,
-    /// Their positions in metres, index for index (for interest and priority).
+    /// Their positions in metres, index for index (for interest and priority); not
+    /// finite for an entity without a position, which every client has in view.
     pub positions: &'a [[f32; 3]],
     /// The same entities in an interest grid.
     pub grid: &'a InterestGrid,
@@ -259,6 +271,7 @@ impl ClientSnapshots {
         let own_index = frame.records.find_index(own);
         let center = own_index
             .and_then(|i| frame.positions.get(i).copied())
+            .filter(|p| p.iter().all(|c| c.is_finite()))
             .unwrap_or([0.0; 3]);
         frame
             .grid
@@ -313,7 +326,12 @@ impl ClientSnapshots {
             let importance = if target.id == own {
                 f32::INFINITY
             } else {
-                let p = frame.positions.get(i).copied().unwrap_or(center);
+                let p = frame
+                    .positions
+                    .get(i)
+                    .copied()
+                    .filter(|p| p.iter().all(|c| c.is_finite()))
+                    .unwrap_or(center);
                 let (dx, dz) = (p[0] - center[0], p[2] - center[2]);
                 let near = 1.0 + 16.0 / (4.0 + (dx * dx + dz * dz).sqrt());
                 let weight = 1.0 + f32::from(layout.priority(target.mask));
@@ -640,6 +658,34 @@ mod tests {
                 "{own} never gets {other}'s motion"
             );
             assert_eq!(theirs.slots.len(), layout.entity_slots(theirs.mask));
+        }
+    }
+
+    /// An entity with no position component (a team's score, a match timer) is in every
+    /// client's interest, however far the client is from the origin.
+    #[test]
+    fn entities_without_a_position_reach_everyone() {
+        let layout = layout();
+        let mut things = world(0.0);
+        things.retain(|t| t.character);
+        let mut records = quantized(&things);
+        records.push(EntityId(900), arena::PROP, &[]);
+        let mut positions = positions_of(&things);
+        positions.push([f32::NAN; 3]);
+        // Both characters are far from the origin and from each other's reach.
+        positions[0] = [-400.0, 0.5, -400.0];
+        positions[1] = [400.0, 0.5, 400.0];
+        let grid = InterestGrid::build(&positions, 8.0);
+        for own in [500, 501] {
+            let mut client = ClientSnapshots::new(EntityId(own));
+            let built = client.build(&frame(1, &layout, &positions, &records, &grid), 1100);
+            let view = replication::decode(&layout, &View::new(), &built.body).expect("decodes");
+            let ids: Vec<u32> = view.iter().map(|r| r.id.0).collect();
+            assert_eq!(
+                ids,
+                [own, 900],
+                "its own character and the positionless entity"
+            );
         }
     }
 

@@ -148,6 +148,11 @@ impl Modes {
             .ok_or_else(|| ModeError::Unknown(config.mode.clone()))?;
         config.validate()?;
         let schema = mode.schema(&config.mode_config)?;
+        // A mode's own schema out of bounds is the mode's bug; refuse its matches rather
+        // than lay out records from it.
+        schema
+            .validate()
+            .map_err(|_| ConfigError::new("mode", "the mode's schema is not valid"))?;
         let actual = schema.hash();
         if actual != config.schema_hash {
             return Err(ModeError::SchemaMismatch {
