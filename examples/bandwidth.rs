@@ -20,7 +20,7 @@ use clap::{Parser, ValueEnum};
 use outpost_client::netcode::{Decoder, Timeline};
 use outpost_edge::snapshot::{ClientSnapshots, Frame, Interest, InterestGrid, body_budget};
 use outpost_protocol::ConfigError;
-use outpost_protocol::replication::{self, Layout};
+use outpost_protocol::replication::{self, Fields, Layout};
 use outpost_protocol::schema::ModeSchema;
 use outpost_protocol::{EntityId, MatchConfig, MatchId, PlayerId, Snapshot};
 use outpost_sim::arena::{self, ArenaConfig};
@@ -328,12 +328,12 @@ fn main() -> anyhow::Result<()> {
                 .iter()
                 .find(|e| e.kind == EntityKind::Player)
                 .map_or(EntityId(1), |e| e.id);
-            vec![viewer(own, &config, &schema)]
+            vec![viewer(own, &schema)]
         }
         Scene::Arena => (1..=args.players.min(args.clients))
             .filter_map(|p| {
                 let player = PlayerId(u64::from(p));
-                Some(viewer(game.player_entity(player)?, &config, &schema))
+                Some(viewer(game.player_entity(player)?, &schema))
             })
             .collect(),
     };
@@ -432,15 +432,17 @@ fn main() -> anyhow::Result<()> {
             if measured {
                 v.bytes += (Snapshot::HEADER_LEN + snapshot.body.len()) as u64;
                 v.snapshots += 1;
-                v.view_entities += world.entities.len() as u64;
+                v.view_entities += world.records.len() as u64;
                 v.deferred += built.deferred as u64;
                 // What the client shows (its newest value of each entity) against the truth.
                 v.shown.push(&world, f64::from(config.tick_hz));
                 for shown in v.shown.newest().step_by(4) {
-                    if let Ok(i) = state.binary_search_by_key(&shown.id, |e| e.id) {
+                    if let Ok(i) = state.binary_search_by_key(&shown.id, |e| e.id)
+                        && let Some(at) = layout.position_value(&shown)
+                    {
                         let truth = state[i].position;
                         let d = (0..3)
-                            .map(|a| (truth[a] - shown.position[a]).powi(2))
+                            .map(|a| (truth[a] - at[a]).powi(2))
                             .sum::<f32>()
                             .sqrt();
                         errors.push(f64::from(d));
@@ -494,11 +496,12 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn viewer(own: EntityId, config: &MatchConfig, schema: &ModeSchema) -> Viewer {
+fn viewer(own: EntityId, schema: &ModeSchema) -> Viewer {
+    let fields = std::sync::Arc::new(Fields::new(schema.clone()));
     Viewer {
         edge: ClientSnapshots::new(own),
-        decoder: Decoder::new(config, schema, own).expect("the arena's grid"),
-        shown: Timeline::default(),
+        decoder: Decoder::new(fields.layout().clone()),
+        shown: Timeline::new(fields),
         acks: VecDeque::new(),
         body_bytes: 0,
         bytes: 0,

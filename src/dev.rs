@@ -259,7 +259,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .await
         .context("the edge did not register with the cloud")?;
 
-    let client = Arc::new(Client::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?);
+    let client = Arc::new(
+        Client::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?.with_modes(crate::modes::registry()),
+    );
     // With --link the bots reach the edge through a conditioning relay.
     let relay = match args.link {
         Some(link) => Some(LinkRelay::symmetric(edge.quic_addr(), link, rand::random()).await?),

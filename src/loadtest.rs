@@ -220,6 +220,7 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         input_hz: args.input_hz,
         link: args.link,
         prediction: args.prediction,
+        modes: crate::modes::registry(),
         metrics_url: args.metrics.clone(),
         allowed_host: args.host,
         progress: true,

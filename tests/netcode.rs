@@ -9,7 +9,7 @@ use std::time::Duration;
 use outpost_harness::{ClientId, Harness};
 use outpost_protocol::link::LinkConfig;
 use outpost_protocol::rng::SplitMix64;
-use outpost_protocol::{GoodbyeReason, MatchConfig, PlayerId};
+use outpost_protocol::{EntityId, GoodbyeReason, MatchConfig, PlayerId};
 use outpost_sim::arena::{self, ArenaConfig};
 
 /// Each client's view of the run.
@@ -91,8 +91,8 @@ fn play_through(link: LinkConfig, seed: u64) -> (Harness, Vec<ClientId>, Vec<Wat
                 let conn = h.client_mut(c);
                 if let Some(render) = conn.render_tick(now) {
                     let own = conn.welcome().entity;
-                    for e in world.entities.iter().filter(|e| e.id != own) {
-                        conn.interpolated(e.id, render);
+                    for r in world.records.iter().filter(|r| r.id != own) {
+                        conn.interpolated(r.id, render);
                     }
                 }
             }
@@ -232,9 +232,11 @@ fn lag_compensated_shots_hit_a_moving_target_over_100_ms() {
         let conn = h.client_mut(shooter);
         let mut input = PlayerInput::default();
         if let (Some(me), Some(render)) = (conn.predicted_self(), conn.render_tick(now))
-            && let Some(them) = conn.interpolated(target_entity, render)
+            && let Some(them) = conn
+                .interpolated(target_entity, render)
+                .and_then(|e| e.position())
         {
-            let d: Vec<f32> = (0..3).map(|a| them.position[a] - me.position[a]).collect();
+            let d: Vec<f32> = (0..3).map(|a| them[a] - me.position[a]).collect();
             input.yaw = PlayerInput::yaw_from_radians(d[0].atan2(d[2]));
             input.pitch =
                 PlayerInput::pitch_from_radians(d[1].atan2((d[0] * d[0] + d[2] * d[2]).sqrt()));
@@ -433,21 +435,25 @@ fn three_wanderers(seed: u64, link: LinkConfig, mut check: impl FnMut(&mut Harne
 }
 
 /// A client that knows no mode — only the schema the Welcome carried — reads every
-/// entity of every snapshot exactly as the arena's typed client does: by component and
-/// field name (what a foreign binding does) and typed (what a Rust game linking the mode
-/// does), positions, rotations, the character tag and the owner-only motion alike.
+/// entity of every snapshot exactly as the arena's own typed decoding does (its quantized
+/// views on its grid): by component and field name (what a foreign binding does) and
+/// typed (what a Rust game linking the mode does), positions, rotations, the character
+/// tag and the owner-only motion alike.
 #[test]
 fn a_client_from_the_schema_alone_reads_the_arena_as_the_typed_client_does() {
+    use outpost_protocol::quantize;
     use outpost_protocol::schema::Value;
     let (mut compared, mut with_motion) = (0usize, 0usize);
+    let quantizer = ArenaConfig::default().quantizer();
     three_wanderers(21, LinkConfig::good(), |h, c| {
         let conn = h.client(c);
         let Some(world) = conn.latest() else {
             return;
         };
         let fields = conn.fields();
-        assert_eq!(world.records.len(), world.entities.len());
-        for (typed, record) in world.entities.iter().zip(world.records.iter()) {
+        for record in world.records.iter() {
+            let view = arena::entity_view(&record).expect("an arena entity");
+            let typed = arena::EntityState::from_view(&quantizer, &view);
             assert_eq!(record.id, typed.id);
             let by_name = fields.value(&record, "position", "position");
             assert_eq!(by_name, Some(Value::Vec3(typed.position)), "{:?}", typed.id);
@@ -465,10 +471,10 @@ fn a_client_from_the_schema_alone_reads_the_arena_as_the_typed_client_does() {
                     conn.welcome().entity,
                     "motion is the owner's alone"
                 );
-                let own = world.own_motion.expect("own motion");
+                let own = view.motion.expect("own motion");
                 assert_eq!(
                     (motion.velocity, motion.grounded),
-                    (own.velocity, own.grounded)
+                    (quantize::velocity_value(own.velocity), own.grounded)
                 );
                 with_motion += 1;
             }
@@ -479,12 +485,16 @@ fn a_client_from_the_schema_alone_reads_the_arena_as_the_typed_client_does() {
     assert!(with_motion > 3 * 100, "own motion read {with_motion} times");
 }
 
-/// Interpolating by the schema alone — a field at a time, by its kind — draws the arena's
-/// remote entities exactly where the arena's typed interpolation does, whenever the
-/// render tick lies between two received values.
+/// Interpolation follows each field's kind: whenever the render tick lies between two
+/// values a client received, a remote entity is drawn on the straight line between the
+/// two positions (at the render tick's share of the way), and its character tag is the
+/// newer value's. The values are logged by the test from the snapshots as they came.
 #[test]
-fn interpolation_by_field_kind_matches_the_arena_s_typed_interpolation() {
-    use outpost_protocol::schema::Value;
+fn remote_entities_are_drawn_between_the_two_values_around_the_render_tick() {
+    use std::collections::BTreeMap;
+    /// Each entity's positions as received, with the tick each was sent at.
+    type Received = BTreeMap<EntityId, Vec<(u32, [f32; 3])>>;
+    let mut log: Vec<Received> = vec![BTreeMap::new(); 3];
     let mut compared = 0usize;
     three_wanderers(33, LinkConfig::average(), |h, c| {
         let now = h.now();
@@ -492,28 +502,34 @@ fn interpolation_by_field_kind_matches_the_arena_s_typed_interpolation() {
         let (Some(render), Some(world)) = (conn.render_tick(now), conn.latest().cloned()) else {
             return;
         };
+        let fields = conn.fields().clone();
         let own = conn.welcome().entity;
         for (record, &value_tick) in world.records.iter().zip(&world.value_ticks) {
-            if record.id == own || render > f64::from(value_tick) {
-                continue; // past the newest value the arena extrapolates; this holds
+            let values = log[c].entry(record.id).or_default();
+            if values.last().is_none_or(|(t, _)| *t < value_tick) {
+                let at = fields.layout().position_value(&record).expect("a pose");
+                values.push((value_tick, at));
             }
-            let Some(typed) = conn.interpolated(record.id, render) else {
-                continue;
+            let Some(after) = values.iter().position(|(t, _)| f64::from(*t) >= render) else {
+                continue; // past the newest value: held or extrapolated
             };
-            let position = conn.interpolated_value(record.id, "position", "position", render);
-            assert_eq!(
-                position,
-                Some(Value::Vec3(typed.position)),
-                "{:?}",
-                record.id
-            );
-            let rotation = conn.interpolated_value(record.id, "rotation", "rotation", render);
-            assert_eq!(
-                rotation,
-                Some(Value::Quat(typed.rotation)),
-                "{:?}",
-                record.id
-            );
+            if record.id == own || after == 0 {
+                continue;
+            }
+            let ((t0, a), (t1, b)) = (values[after - 1], values[after]);
+            let shown = conn.interpolated(record.id, render).expect("in view");
+            let f = ((render - f64::from(t0)) / f64::from(t1 - t0)) as f32;
+            let want: Vec<f32> = (0..3).map(|i| a[i] + (b[i] - a[i]) * f).collect();
+            let got = shown.position().expect("a position");
+            for i in 0..3 {
+                assert!(
+                    (got[i] - want[i]).abs() < 1e-4,
+                    "{:?}: {got:?} vs {want:?}",
+                    record.id
+                );
+            }
+            assert_eq!(shown.has("character"), fields.has(&record, "character"));
+            assert_eq!(shown.get::<arena::Position>().map(|p| p.0), Some(got));
             compared += 1;
         }
     });

@@ -13,12 +13,8 @@ use outpost_protocol::*;
 use tokio::time::timeout;
 
 fn entity_in(session: &Session, id: EntityId) -> Option<EntityState> {
-    session
-        .latest_snapshot()?
-        .entities
-        .iter()
-        .find(|e| e.id == id)
-        .copied()
+    let world = session.latest_snapshot()?;
+    EntityState::from_record(&session.fields(), &world.records.find(id)?)
 }
 
 /// Sends idle inputs until a snapshot shows every entity in `ids`.
@@ -29,10 +25,7 @@ async fn until_visible(session: &mut Session, ids: &[EntityId]) {
                 .send_input(PlayerInput::default())
                 .expect("input sent");
             let snapshot = session.next_snapshot().await.expect("snapshots flow");
-            if ids
-                .iter()
-                .all(|id| snapshot.entities.iter().any(|e| e.id == *id))
-            {
+            if ids.iter().all(|id| snapshot.records.find(*id).is_some()) {
                 return;
             }
         }
@@ -104,12 +97,9 @@ async fn four_players_join_move_see_each_other_and_score() {
     let hit = timeout(Duration::from_secs(15), async {
         loop {
             let snapshot = sessions[0].next_snapshot().await.expect("snapshots flow");
-            let me = snapshot
-                .entities
-                .iter()
-                .find(|e| e.id == entities[0])
-                .copied();
-            let them = snapshot.entities.iter().find(|e| e.id == target).copied();
+            let fields = sessions[0].fields();
+            let typed = |id| EntityState::from_record(&fields, &snapshot.records.find(id)?);
+            let (me, them) = (typed(entities[0]), typed(target));
             if let (Some(me), Some(them)) = (me, them) {
                 let d = [
                     them.position[0] - me.position[0],
@@ -266,10 +256,10 @@ async fn snapshots_keep_to_the_budget_and_fill_the_view_in_over_time() {
         session.send_input(PlayerInput::default()).expect("input");
         let world = session.next_snapshot().await.expect("snapshots flow");
         assert!(
-            world.entities.iter().any(|e| e.id == session.entity()),
+            world.records.find(session.entity()).is_some(),
             "own character always sent"
         );
-        sizes.push(world.entities.len());
+        sizes.push(world.records.len());
     }
     // 64 kbit/s at 30 snapshots/s is 266 bytes a snapshot: the hundreds of props around
     // the player arrive over several snapshots, most important first.

@@ -187,7 +187,7 @@ fn an_ack_of_an_undecodable_snapshot_heals_within_a_second() {
     let own = EntityId(1);
     let interest = Interest::default();
     let mut edge = ClientSnapshots::new(own);
-    let mut client = Decoder::new(&config, &schema, own).expect("an arena match");
+    let mut client = Decoder::new(layout.clone());
     let world = |tick: u32| -> Vec<EntityState> {
         (1..=12)
             .map(|id| EntityState {

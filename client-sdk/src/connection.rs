@@ -8,7 +8,6 @@
 //! [`crate::Session`] is the quinn shell around it; tests and tools drive it on a virtual
 //! clock (`outpost::harness`).
 
-use outpost_sim::arena::EntityState;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,11 +18,11 @@ use outpost_protocol::schema::{ModeSchema, Value};
 use outpost_protocol::{
     Control, Datagram, EntityId, GoodbyeReason, InputFrame, Ping, TickedEvent, Welcome, codec,
 };
-use outpost_sim::IntoInput;
+use outpost_sim::{GameMode, IntoInput};
 
 use crate::ClientError;
 use crate::netcode::{
-    ClockSync, Decoder, PredictedSelf, Prediction, SnapshotIssue, Timeline, WorldState, blend_value,
+    ClockSync, Decoder, PredictedSelf, Reconciler, Shown, SnapshotIssue, Timeline, WorldState,
 };
 
 /// Most inputs in one datagram: the newest and every earlier one the edge has not yet
@@ -85,7 +84,7 @@ pub struct MatchConnection {
     decoder: Decoder,
     clock: ClockSync,
     timeline: Timeline,
-    prediction: Option<Prediction>,
+    prediction: Option<Reconciler>,
     /// The newest state, until the next input or prediction read reconciles with it.
     unreconciled: Option<Arc<WorldState>>,
     latest: Option<Arc<WorldState>>,
@@ -118,17 +117,17 @@ impl std::fmt::Debug for MatchConnection {
 impl MatchConnection {
     /// The connection the edge's `welcome` opened, at `now`. Fails if the Welcome's
     /// schema does not decode or does not hash as its configuration says (the edge
-    /// runs another build of the mode), or if this SDK cannot play the mode.
+    /// runs another build of the mode). Any mode is read from the schema alone; the own
+    /// entity is predicted only once [`MatchConnection::predict`] is given the mode.
     pub fn new(welcome: Welcome, now: Instant) -> Result<Self, ClientError> {
         let schema = ModeSchema::verified(&welcome.schema, welcome.config.schema_hash)
             .map_err(|e| ClientError::Schema(e.to_string()))?;
-        let decoder = Decoder::new(&welcome.config, &schema, welcome.entity)
-            .map_err(|e| ClientError::Schema(e.to_string()))?;
+        let fields = Arc::new(Fields::new(schema));
         Ok(Self {
-            decoder,
+            decoder: Decoder::new(fields.layout().clone()),
             clock: ClockSync::new(&welcome.config),
-            timeline: Timeline::default(),
-            prediction: Prediction::new(&welcome.config, welcome.entity),
+            timeline: Timeline::new(Arc::clone(&fields)),
+            prediction: None,
             unreconciled: None,
             latest: None,
             acked_input: 0,
@@ -136,16 +135,29 @@ impl MatchConnection {
             interpolate: true,
             next_seq: 0,
             recent: VecDeque::with_capacity(REDUNDANT_INPUTS),
-            input_layout: InputLayout::new(&schema),
+            input_layout: InputLayout::new(fields.schema()),
             events: VecDeque::new(),
             goodbye: None,
             stats: SessionStats::default(),
             ping_rtt: None,
             input_rtt: None,
-            fields: Arc::new(Fields::new(schema)),
+            fields,
             welcome,
             epoch: now,
         })
+    }
+
+    /// Predicts the own entity with the mode's [`GameMode::prediction`], for a game that
+    /// links the mode the Welcome names. Returns whether it predicts: false if `mode` is
+    /// another mode or predicts nothing.
+    pub fn predict(&mut self, mode: &dyn GameMode) -> bool {
+        if mode.name() != self.welcome.config.mode {
+            return false;
+        }
+        self.prediction = mode
+            .prediction(&self.welcome.config, self.welcome.entity)
+            .map(|p| Reconciler::new(p, Arc::clone(&self.fields), self.welcome.entity));
+        self.prediction.is_some()
     }
 
     /// The mode's schema, as the edge sent it.
@@ -182,7 +194,7 @@ impl MatchConnection {
     /// its sequence number and the datagram to send: it acknowledges the newest snapshot
     /// and repeats the earlier inputs the edge has not acknowledged. The input is the
     /// mode's: an [`InputRecord`] laid out by the Welcome's schema, or a mode's typed
-    /// input that converts to one (the arena's `PlayerInput`).
+    /// input that converts to one ([`IntoInput`]).
     pub fn send_input(
         &mut self,
         input: impl IntoInput,
@@ -338,45 +350,31 @@ impl MatchConnection {
     /// server state, with corrections smoothed. `None` until the first snapshot.
     pub fn predicted_self(&mut self) -> Option<PredictedSelf> {
         self.reconcile();
-        self.prediction.as_ref().and_then(Prediction::current)
+        self.prediction.as_ref().and_then(Reconciler::current)
     }
 
-    /// A remote entity as drawn at `render_tick`: interpolated between the snapshots
-    /// around that tick, or extrapolated at most 250 ms past the newest.
-    pub fn interpolated(&mut self, entity: EntityId, render_tick: f64) -> Option<EntityState> {
+    /// An entity as drawn at `render_tick`: each field of its components between the
+    /// snapshots around that tick as its kind says (positions and vectors linearly,
+    /// rotations by normalised blend; enums, integers, flags, booleans and text snap to
+    /// the newer value at its tick), or extrapolated at most 250 ms past the newest
+    /// while snapshots are late. `None` if the entity is not in the views held (or
+    /// interpolation is off).
+    pub fn interpolated(&mut self, entity: EntityId, render_tick: f64) -> Option<Shown> {
         let tick_hz = self.clock.tick_hz();
         self.timeline.at(entity, render_tick, tick_hz)
     }
 
-    /// A field of an entity as drawn at `render_tick`, in any mode, read by the schema:
-    /// between the two values around that tick it follows the field's kind (positions and
-    /// vectors linearly, rotations by normalised blend; enums, integers, flags, booleans
-    /// and text snap to the newer value at its tick); past the newest value it holds it
-    /// (no extrapolation). `None` if the entity or the field is not in the views held.
+    /// One field of an entity as drawn at `render_tick` (see
+    /// [`MatchConnection::interpolated`]).
     pub fn interpolated_value(
-        &self,
+        &mut self,
         entity: EntityId,
         component: &str,
         field: &str,
         render_tick: f64,
     ) -> Option<Value> {
-        let samples = self.decoder.samples(entity);
-        let value = |record: &replication::Record<'_>| self.fields.value(record, component, field);
-        let after = samples
-            .iter()
-            .position(|(t, _)| f64::from(*t) >= render_tick);
-        match after {
-            None => value(&samples.last()?.1),
-            Some(0) => value(&samples[0].1),
-            Some(i) => {
-                let ((t0, a), (t1, b)) = (&samples[i - 1], &samples[i]);
-                let f = ((render_tick - f64::from(*t0)) / f64::from(t1 - t0).max(1.0)) as f32;
-                match (value(a), value(b)) {
-                    (Some(a), Some(b)) => Some(blend_value(a, b, f)),
-                    (_, b) => b,
-                }
-            }
-        }
+        self.interpolated(entity, render_tick)?
+            .value(component, field)
     }
 
     /// The tick remote entities should be drawn at: the newest state less an
@@ -401,7 +399,8 @@ impl MatchConnection {
         self.input_rtt
     }
 
-    /// Stops predicting the own character (it keeps a small physics world).
+    /// Stops predicting the own entity (the mode's prediction may keep a world of its
+    /// own, a physics copy of the level in the arena's).
     pub fn disable_prediction(&mut self) {
         self.prediction = None;
     }
@@ -409,7 +408,7 @@ impl MatchConnection {
     /// Stops keeping remote entities' past states; the newest snapshot is still kept.
     pub fn disable_interpolation(&mut self) {
         self.interpolate = false;
-        self.timeline = Timeline::default();
+        self.timeline = Timeline::new(Arc::clone(&self.fields));
     }
 
     /// Counters so far.
@@ -424,9 +423,9 @@ impl MatchConnection {
             prediction_errors: self
                 .prediction
                 .as_ref()
-                .map(Prediction::errors)
+                .map(Reconciler::errors)
                 .unwrap_or_default(),
-            corrections: self.prediction.as_ref().map_or(0, Prediction::corrections),
+            corrections: self.prediction.as_ref().map_or(0, Reconciler::corrections),
             max_extrapolated_ms: self.timeline.max_extrapolated_s() * 1000.0,
             interpolation_delay_ms: self.clock.interpolation_delay_ticks() / hz * 1000.0,
             jitter_ms: self.clock.jitter_ticks() / hz * 1000.0,
@@ -441,6 +440,7 @@ mod tests {
     use outpost_sim::arena::{self, ArenaConfig};
 
     use super::*;
+    use crate::netcode::blend_value;
 
     fn welcome() -> Welcome {
         let config = arena::config(&ArenaConfig::default());

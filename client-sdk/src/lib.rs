@@ -6,19 +6,26 @@
 //! read the newest snapshot, receive reliable match events, measure round-trip time.
 //!
 //! What it is not: a renderer or an input system. The game reads state from the session
-//! and draws it; it turns its own controls into its mode's inputs (the arena's
-//! [`outpost_sim::arena::PlayerInput`]s).
+//! and draws it; it turns its own controls into its mode's inputs. Any mode is read from
+//! the schema the edge sends ([`Session::fields`]: components and fields by name, or
+//! typed); a game that links its mode's crate also predicts its own entity with it
+//! ([`Client::with_modes`]).
 //!
 //! ```no_run
 //! use outpost_client::{Assignment, Client, Trust};
-//! use outpost_sim::arena::PlayerInput;
+//! use outpost_protocol::replication::InputRecord;
 //!
 //! # async fn play(assignment: Assignment) -> Result<(), outpost_client::ClientError> {
 //! let client = Client::new()?;
 //! let session = client.connect(&assignment).await?;
-//! session.send_input(PlayerInput { move_z: 127, ..Default::default() })?;
+//! // An input laid out by the mode's schema; a mode's crate offers it typed.
+//! let fields = session.fields();
+//! let slots = vec![0; outpost_protocol::replication::InputLayout::new(fields.schema()).slots()];
+//! session.send_input(InputRecord { seq: 0, ticks: 1, view_tick: 0, slots })?;
 //! if let Some(snapshot) = session.latest_snapshot() {
-//!     println!("tick {}: {} entities", snapshot.tick, snapshot.entities.len());
+//!     for record in snapshot.records.iter() {
+//!         println!("{:?} at {:?}", record.id, fields.layout().position_value(&record));
+//!     }
 //! }
 //! session.close().await;
 //! # Ok(()) }
@@ -36,7 +43,7 @@ use std::net::SocketAddr;
 
 pub use cloud::{CloudClient, CloudError, MatchFound, Party};
 pub use connection::{ControlFlow, MatchConnection, NetcodeStats, SessionStats};
-pub use netcode::{PredictedSelf, WorldState, input_ticks};
+pub use netcode::{PredictedSelf, Shown, WorldState, input_ticks};
 pub use outpost_protocol::SignedToken;
 pub use replay::{ReplayFrame, ReplayPlayer};
 pub use session::{Client, Probe, Session};

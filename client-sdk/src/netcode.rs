@@ -2,15 +2,12 @@
 //! already received, estimating the server's clock, buffering remote entities for
 //! interpolation, and predicting the player's own character with reconciliation.
 
-use outpost_sim::arena::{EntityState, PlayerInput};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use outpost_protocol::replication::{self, InputRecord, Layout};
-use outpost_protocol::schema::{ModeSchema, Value};
-use outpost_protocol::{ConfigError, EntityId, MatchConfig, Quantizer, Snapshot, quantize};
-use outpost_sim::Motion;
-use outpost_sim::arena::Predictor;
+use outpost_protocol::replication::{self, Component, Fields, InputRecord, Layout, Record};
+use outpost_protocol::schema::Value;
+use outpost_protocol::{EntityId, MatchConfig, Snapshot};
 
 /// Views kept as possible baselines (the edge only uses ticks it was told we have).
 const VIEW_HISTORY: usize = 64;
@@ -22,8 +19,6 @@ pub const MAX_EXTRAPOLATION_S: f64 = 0.25;
 const ERROR_HISTORY: usize = 4096;
 /// Fraction of a visual correction kept per input tick (the rest is smoothed away).
 const SMOOTHING: f32 = 0.85;
-/// Obstacles closer than this to the predicted character are placed in its world.
-const OBSTACLE_RADIUS: f32 = 8.0;
 
 /// A snapshot decoded into the full world the client sees.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -34,22 +29,16 @@ pub struct WorldState {
     pub ack_input_seq: u32,
     /// Ticks left in the match.
     pub ticks_left: u32,
-    /// Every entity in view as the arena's entities, sorted by id (velocity is zero except
-    /// for the own character); empty in other modes, whose world is `records`.
-    pub entities: Vec<EntityState>,
-    /// For each entity of `records` (and of `entities`, in the arena), the tick of the
-    /// snapshot its value was sent in: older than `tick` when the value was carried over
-    /// from the baseline.
+    /// Every entity in view, sorted by id: its components and their quantized fields,
+    /// read by name or typed with [`replication::Fields`] (the connection's
+    /// [`crate::MatchConnection::fields`]).
+    pub records: Arc<replication::View>,
+    /// For each entity of `records`, the tick of the snapshot its value was sent in:
+    /// older than `tick` when the value was carried over from the baseline.
     pub value_ticks: Vec<u32>,
     /// Entities the server removed from this client's view (they left its interest or
     /// the match).
     pub removed: Vec<EntityId>,
-    /// The own character's motion, when in view.
-    pub own_motion: Option<Motion>,
-    /// The same view as the mode's records: every entity's components and their
-    /// quantized fields, read by name or typed with [`replication::Fields`] (the
-    /// connection's [`crate::MatchConnection::fields`]).
-    pub records: Arc<replication::View>,
 }
 
 /// Why a snapshot could not be used.
@@ -164,15 +153,94 @@ impl ClockSync {
     }
 }
 
-/// Past states of the entities in view, for interpolation.
-#[derive(Debug, Default)]
+/// One entity as drawn at a render tick ([`crate::MatchConnection::interpolated`]): each
+/// of its components' fields blended between the snapshots around that tick as the
+/// field's kind says, read by name or typed.
+#[derive(Debug, Clone)]
+pub struct Shown {
+    /// The entity.
+    pub id: EntityId,
+    /// Its components (bit `c` for the schema's component `c`), as of the newer
+    /// snapshot.
+    pub mask: u64,
+    /// The values of its components' fields, component by component in schema order.
+    values: Vec<Value>,
+    fields: Arc<Fields>,
+}
+
+impl Shown {
+    /// Whether the entity has a component.
+    pub fn has(&self, component: &str) -> bool {
+        self.fields
+            .schema()
+            .component(component)
+            .is_some_and(|(c, _)| self.mask & (1 << c) != 0)
+    }
+
+    /// Every field of one of its components, in schema order.
+    pub fn values(&self, component: &str) -> Option<&[Value]> {
+        let schema = self.fields.schema();
+        let (c, def) = schema.component(component)?;
+        if self.mask & (1 << c) == 0 {
+            return None;
+        }
+        let start: usize = schema.components[..c]
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.mask & (1 << i) != 0)
+            .map(|(_, d)| d.fields.len())
+            .sum();
+        self.values.get(start..start + def.fields.len())
+    }
+
+    /// One field of one of its components.
+    pub fn value(&self, component: &str, field: &str) -> Option<Value> {
+        let (_, def) = self.fields.schema().component(component)?;
+        let f = def.fields.iter().position(|f| f.name == field)?;
+        self.values(component)?.get(f).cloned()
+    }
+
+    /// One of its components, typed.
+    pub fn get<C: Component>(&self) -> Option<C> {
+        C::from_values(self.values(C::NAME)?)
+    }
+
+    /// The entity's position, if its mode marks one (see [`Layout::position_value`]).
+    pub fn position(&self) -> Option<[f32; 3]> {
+        let (c, f) = self.fields.schema().position_field()?;
+        let def = self.fields.schema().components.get(c)?;
+        match self.values(&def.name)?.get(f)? {
+            Value::Vec3(p) => Some(*p),
+            _ => None,
+        }
+    }
+}
+
+/// One value an entity took: the tick of the snapshot that sent it, and the view holding
+/// it (shared with the decoder's history) at an index.
+type Sample = (u32, Arc<replication::View>, usize);
+
+/// Past values of the entities in view, for interpolation: any mode's, read through its
+/// schema.
+#[derive(Debug)]
 pub struct Timeline {
-    samples: BTreeMap<EntityId, VecDeque<(u32, EntityState)>>,
+    fields: Arc<Fields>,
+    samples: BTreeMap<EntityId, VecDeque<Sample>>,
     max_extrapolated_s: f64,
     newest_world: u32,
 }
 
 impl Timeline {
+    /// An empty timeline for a mode's fields.
+    pub fn new(fields: Arc<Fields>) -> Self {
+        Self {
+            fields,
+            samples: BTreeMap::new(),
+            max_extrapolated_s: 0.0,
+            newest_world: 0,
+        }
+    }
+
     /// Adds a decoded world. Each entity takes a value only if it is newer than the newest
     /// it has (a view may carry an older value over from its baseline); entities the
     /// server removed, or not updated for a second, are forgotten; samples older than a
@@ -183,80 +251,104 @@ impl Timeline {
         for id in &world.removed {
             self.samples.remove(id);
         }
-        for (entity, &value_tick) in world.entities.iter().zip(&world.value_ticks) {
-            let samples = self.samples.entry(entity.id).or_default();
-            if samples.back().is_some_and(|(t, _)| *t >= value_tick) {
+        for (i, (record, &value_tick)) in world.records.iter().zip(&world.value_ticks).enumerate() {
+            let samples = self.samples.entry(record.id).or_default();
+            if samples.back().is_some_and(|(t, ..)| *t >= value_tick) {
                 continue;
             }
-            samples.push_back((value_tick, *entity));
+            samples.push_back((value_tick, Arc::clone(&world.records), i));
         }
         self.samples.retain(|_, samples| {
             while samples.len() > 2
                 && samples
                     .front()
-                    .is_some_and(|(t, _)| world.tick.saturating_sub(*t) > keep)
+                    .is_some_and(|(t, ..)| world.tick.saturating_sub(*t) > keep)
             {
                 samples.pop_front();
             }
             samples
                 .back()
-                .is_some_and(|(t, _)| world.tick.saturating_sub(*t) <= keep)
+                .is_some_and(|(t, ..)| world.tick.saturating_sub(*t) <= keep)
         });
     }
 
-    /// The newest known state of every entity shown.
-    pub fn newest(&self) -> impl Iterator<Item = &EntityState> {
+    /// The newest value held of every entity, by id.
+    pub fn newest(&self) -> impl Iterator<Item = Record<'_>> {
         self.samples
             .values()
-            .filter_map(|s| s.back().map(|(_, e)| e))
+            .filter_map(|s| s.back().and_then(|(_, view, i)| view.get(*i)))
     }
 
-    /// An entity's state at a (fractional) tick: interpolated between the samples around
-    /// it; past the newest sample, held there if newer snapshots carried the same value
-    /// (it came to rest, or waits its turn in the budget: either way, nothing says it
-    /// moves on), or else — snapshots themselves are late — extrapolated from the newest
-    /// two for at most [`MAX_EXTRAPOLATION_S`].
-    pub fn at(&mut self, id: EntityId, tick: f64, tick_hz: f64) -> Option<EntityState> {
+    /// An entity at a (fractional) tick: interpolated between the samples around it;
+    /// past the newest sample, held there if newer snapshots carried the same value (it
+    /// came to rest, or waits its turn in the budget: either way, nothing says it moves
+    /// on), or else — snapshots themselves are late — extrapolated from the newest two
+    /// for at most [`MAX_EXTRAPOLATION_S`]. Positions and vectors move linearly,
+    /// rotations by normalised blend (never past the newer one); enums, integers, flags
+    /// and text snap to the newer value at its tick.
+    pub fn at(&mut self, id: EntityId, tick: f64, tick_hz: f64) -> Option<Shown> {
         let samples = self.samples.get(&id)?;
-        let (newest_tick, newest) = *samples.back()?;
+        let newest = samples.back()?;
+        fn record(s: &Sample) -> Option<Record<'_>> {
+            s.1.get(s.2)
+        }
+        let newest_tick = newest.0;
         if tick >= f64::from(newest_tick) {
-            if newest_tick < self.newest_world {
-                return Some(newest);
-            }
-            let Some(&(older_tick, older)) = samples.iter().rev().nth(1) else {
-                return Some(newest);
+            let Some(older) = samples
+                .iter()
+                .rev()
+                .nth(1)
+                .filter(|_| newest_tick >= self.newest_world)
+            else {
+                return self.blend(&record(newest)?, None, 1.0);
             };
             let ahead = (tick - f64::from(newest_tick)).min(MAX_EXTRAPOLATION_S * tick_hz);
             self.max_extrapolated_s = self.max_extrapolated_s.max(ahead / tick_hz);
-            let span = f64::from(newest_tick - older_tick).max(1.0);
-            return Some(blend(&older, &newest, (1.0 + ahead / span) as f32));
+            let span = f64::from(newest_tick - older.0).max(1.0);
+            return self.blend(
+                &record(newest)?,
+                Some(&record(older)?),
+                (1.0 + ahead / span) as f32,
+            );
         }
-        let after = samples.iter().position(|(t, _)| f64::from(*t) >= tick)?;
+        let after = samples.iter().position(|(t, ..)| f64::from(*t) >= tick)?;
         if after == 0 {
-            return Some(samples[0].1);
+            return self.blend(&record(&samples[0])?, None, 1.0);
         }
-        let (t0, a) = samples[after - 1];
-        let (t1, b) = samples[after];
-        Some(blend(
-            &a,
-            &b,
-            ((tick - f64::from(t0)) / f64::from(t1 - t0).max(1.0)) as f32,
-        ))
+        let (a, b) = (&samples[after - 1], &samples[after]);
+        let f = ((tick - f64::from(a.0)) / f64::from(b.0 - a.0).max(1.0)) as f32;
+        self.blend(&record(b)?, Some(&record(a)?), f)
+    }
+
+    /// The entity as `newer`, each field a share `f` of the way from `older`'s value
+    /// (where `older` has the component) to `newer`'s.
+    fn blend(&self, newer: &Record<'_>, older: Option<&Record<'_>>, f: f32) -> Option<Shown> {
+        let schema = self.fields.schema();
+        let mut values = Vec::new();
+        for (c, def) in schema.components.iter().enumerate() {
+            if newer.mask & (1 << c) == 0 {
+                continue;
+            }
+            let new = self.fields.values(newer, &def.name)?;
+            match older.and_then(|o| self.fields.values(o, &def.name)) {
+                Some(old) => {
+                    values.extend(old.into_iter().zip(new).map(|(a, b)| blend_value(a, b, f)))
+                }
+                None => values.extend(new),
+            }
+        }
+        Some(Shown {
+            id: newer.id,
+            mask: newer.mask,
+            values,
+            fields: Arc::clone(&self.fields),
+        })
     }
 
     /// The furthest any entity has been extrapolated, seconds.
     pub fn max_extrapolated_s(&self) -> f64 {
         self.max_extrapolated_s
     }
-}
-
-/// Linear blend of positions, normalised blend of rotations (`f` may exceed 1 to
-/// extrapolate).
-fn blend(a: &EntityState, b: &EntityState, f: f32) -> EntityState {
-    let mut out = *b;
-    out.position = lerp(a.position, b.position, f);
-    out.rotation = nlerp(a.rotation, b.rotation, f);
-    out
 }
 
 fn lerp(a: [f32; 3], b: [f32; 3], f: f32) -> [f32; 3] {
@@ -274,9 +366,9 @@ fn nlerp(a: [f32; 4], b: [f32; 4], f: f32) -> [f32; 4] {
 }
 
 /// A field's value a share `f` of the way from `a` to `b`, as its kind interpolates:
-/// positions and vectors linearly, rotations by normalised blend, every other kind
-/// snapping to `b` once `f` reaches 1 (an enum, an integer or a flag has no value
-/// between two).
+/// positions and vectors linearly (`f` past 1 extrapolates), rotations by normalised
+/// blend (never past `b`), every other kind snapping to `b` once `f` reaches 1 (an enum,
+/// an integer or a flag has no value between two).
 pub fn blend_value(a: Value, b: Value, f: f32) -> Value {
     match (a, b) {
         (Value::Vec3(a), Value::Vec3(b)) => Value::Vec3(lerp(a, b, f)),
@@ -291,21 +383,15 @@ pub fn blend_value(a: Value, b: Value, f: f32) -> Value {
     }
 }
 
-/// One view received: its tick, the view as decoded (the baseline of later snapshots),
-/// the tick each value was sent at, and the entities decoded.
-type Received = (u32, Arc<replication::View>, Vec<u32>, Vec<EntityState>);
+/// One view received: its tick, the view as decoded (the baseline of later snapshots)
+/// and the tick each value was sent at.
+type Received = (u32, Arc<replication::View>, Vec<u32>);
 
 /// Decodes snapshots against the views received before.
 #[derive(Debug)]
 pub struct Decoder {
-    /// The arena's grid, when the match is the arena's (or reuses its settings): its
-    /// records are then also converted to the arena's entities.
-    quantizer: Option<Quantizer>,
     layout: Layout,
-    own: EntityId,
-    /// Recent views: tick, the view as decoded (the baseline of later snapshots), its
-    /// entities quantized, the tick each value was sent at, and the entities decoded (so
-    /// values carried over need no decoding again).
+    /// Recent views, oldest first.
     views: VecDeque<Received>,
     /// Snapshots in a row that could not be decoded (baseline missing, or malformed).
     failing: u32,
@@ -315,40 +401,14 @@ pub struct Decoder {
 pub const KEYFRAME_AFTER_FAILURES: u32 = 3;
 
 impl Decoder {
-    /// A decoder for an arena match, its schema (checked against the configuration's
-    /// hash, see [`ModeSchema::verified`]) and a player's own entity.
-    pub fn new(
-        config: &MatchConfig,
-        schema: &ModeSchema,
-        own: EntityId,
-    ) -> Result<Self, ConfigError> {
-        Ok(Self {
-            quantizer: outpost_sim::arena::ArenaConfig::of(config)
-                .ok()
-                .map(|settings| settings.quantizer()),
-            layout: Layout::new(schema),
-            own,
+    /// A decoder for a mode's layout (from a schema checked against the configuration's
+    /// hash, see [`outpost_protocol::schema::ModeSchema::verified`]).
+    pub fn new(layout: Layout) -> Self {
+        Self {
+            layout,
             views: VecDeque::with_capacity(VIEW_HISTORY),
             failing: 0,
-        })
-    }
-
-    /// The values an entity took in the views held, oldest first: each with the tick of
-    /// the snapshot that sent it (a value carried over from a baseline is listed once).
-    pub fn samples(&self, id: EntityId) -> Vec<(u32, replication::Record<'_>)> {
-        let mut out: Vec<(u32, replication::Record<'_>)> = Vec::new();
-        for (_, view, value_ticks, _) in &self.views {
-            let Some(i) = view.find_index(id) else {
-                continue;
-            };
-            let (Some(record), Some(&tick)) = (view.get(i), value_ticks.get(i)) else {
-                continue;
-            };
-            if out.last().is_none_or(|(newest, _)| *newest < tick) {
-                out.push((tick, record));
-            }
         }
-        out
     }
 
     /// Newest tick decoded, 0 before the first.
@@ -380,14 +440,14 @@ impl Decoder {
     }
 
     fn decode_newer(&mut self, snapshot: &Snapshot) -> Result<WorldState, SnapshotIssue> {
-        let (empty, no_ticks, no_states) = (Arc::default(), Vec::new(), Vec::new());
-        let (baseline, baseline_ticks, baseline_states) = if snapshot.baseline_tick == 0 {
-            (&empty, &no_ticks, &no_states)
+        let (empty, no_ticks) = (Arc::default(), Vec::new());
+        let (baseline, baseline_ticks) = if snapshot.baseline_tick == 0 {
+            (&empty, &no_ticks)
         } else {
             self.views
                 .iter()
                 .find(|(t, ..)| *t == snapshot.baseline_tick)
-                .map(|(_, v, ticks, states)| (v, ticks, states))
+                .map(|(_, v, ticks)| (v, ticks))
                 .ok_or(SnapshotIssue::NoBaseline)?
         };
         let view = Arc::new(
@@ -395,12 +455,10 @@ impl Decoder {
                 .map_err(|_| SnapshotIssue::Malformed)?,
         );
         // Both views are sorted by id: one walk pairs each entity with its baseline
-        // entry. A value equal to the baseline's was carried over (and is decoded
-        // already); any other was sent now.
+        // entry. A value equal to the baseline's was carried over; any other was sent
+        // now.
         let mut value_ticks = Vec::with_capacity(view.len());
-        let mut entities = Vec::with_capacity(view.len());
         let mut removed = Vec::new();
-        let mut own_motion = None;
         let mut b = 0usize;
         for record in view.iter() {
             while let Some(base) = baseline.get(b).filter(|base| base.id < record.id) {
@@ -411,35 +469,10 @@ impl Decoder {
             if carried.is_some() {
                 b += 1;
             }
-            let Some(quantizer) = &self.quantizer else {
-                // Not the arena: the records are the whole world.
-                value_ticks.push(match carried {
-                    Some(base) if base == record => baseline_ticks[b - 1],
-                    _ => snapshot.tick,
-                });
-                continue;
-            };
-            if record.id == self.own
-                && let Some(e) = outpost_sim::arena::entity_view(&record)
-            {
-                own_motion = e.motion.map(|m| Motion {
-                    velocity: quantize::velocity_value(m.velocity),
-                    grounded: m.grounded,
-                });
-            }
-            match carried {
-                Some(base) if base == record => {
-                    value_ticks.push(baseline_ticks[b - 1]);
-                    entities.push(baseline_states[b - 1]);
-                }
-                _ => {
-                    let Some(e) = outpost_sim::arena::entity_view(&record) else {
-                        return Err(SnapshotIssue::Malformed);
-                    };
-                    value_ticks.push(snapshot.tick);
-                    entities.push(EntityState::from_view(quantizer, &e));
-                }
-            }
+            value_ticks.push(match carried {
+                Some(base) if base == record => baseline_ticks[b - 1],
+                _ => snapshot.tick,
+            });
         }
         removed.extend(
             (b..baseline.len())
@@ -449,26 +482,20 @@ impl Decoder {
         if self.views.len() == VIEW_HISTORY {
             self.views.pop_front();
         }
-        self.views.push_back((
-            snapshot.tick,
-            Arc::clone(&view),
-            value_ticks.clone(),
-            entities.clone(),
-        ));
+        self.views
+            .push_back((snapshot.tick, Arc::clone(&view), value_ticks.clone()));
         Ok(WorldState {
             tick: snapshot.tick,
             ack_input_seq: snapshot.ack_input_seq,
             ticks_left: snapshot.ticks_left,
-            entities,
+            records: view,
             value_ticks,
             removed,
-            own_motion,
-            records: view,
         })
     }
 }
 
-/// The player's own character, predicted.
+/// The player's own entity, predicted.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PredictedSelf {
     /// Where to draw it: the prediction plus a decaying share of the last correction.
@@ -481,21 +508,24 @@ pub struct PredictedSelf {
     pub seq: u32,
 }
 
-/// Prediction and reconciliation of the own character.
-pub struct Prediction {
-    predictor: Predictor,
+/// Prediction and reconciliation of the own entity, by the mode's
+/// [`outpost_sim::Prediction`]: the SDK keeps the inputs the edge has not applied, replays
+/// them after each new server state, measures the error and smooths corrections.
+pub struct Reconciler {
+    prediction: Box<dyn outpost_sim::Prediction>,
+    fields: Arc<Fields>,
     own: EntityId,
     started: bool,
-    pending: VecDeque<(PlayerInput, [f32; 3])>,
+    pending: VecDeque<(InputRecord, [f32; 3])>,
     correction: [f32; 3],
     errors: VecDeque<f32>,
     corrections: u64,
     last_reconciled: u32,
 }
 
-impl std::fmt::Debug for Prediction {
+impl std::fmt::Debug for Reconciler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Prediction")
+        f.debug_struct("Reconciler")
             .field("started", &self.started)
             .field("pending", &self.pending.len())
             .finish()
@@ -506,11 +536,16 @@ impl std::fmt::Debug for Prediction {
 /// or gone, and the next reconciliation snaps).
 const MAX_PENDING: usize = 256;
 
-impl Prediction {
-    /// Prediction for a match, of `own`.
-    pub fn new(config: &MatchConfig, own: EntityId) -> Option<Self> {
-        Some(Self {
-            predictor: Predictor::new(config).ok()?,
+impl Reconciler {
+    /// Reconciliation of `own`'s prediction in a mode of these fields.
+    pub fn new(
+        prediction: Box<dyn outpost_sim::Prediction>,
+        fields: Arc<Fields>,
+        own: EntityId,
+    ) -> Self {
+        Self {
+            prediction,
+            fields,
             own,
             started: false,
             pending: VecDeque::new(),
@@ -518,27 +553,21 @@ impl Prediction {
             errors: VecDeque::new(),
             corrections: 0,
             last_reconciled: 0,
-        })
-    }
-
-    /// Applies an input the player just sent (one the arena's predictor does not read is
-    /// not predicted).
-    pub fn apply(&mut self, input: &InputRecord) {
-        if let Some(input) = outpost_sim::arena::input_from_record(input) {
-            self.apply_arena(&input);
         }
     }
 
-    fn apply_arena(&mut self, input: &PlayerInput) {
+    /// Applies an input the player just sent.
+    pub fn apply(&mut self, input: &InputRecord) {
         let position = if self.started {
-            self.predictor.apply(input)
+            self.prediction.apply(input);
+            self.prediction.position()
         } else {
             [f32::NAN; 3]
         };
         if self.pending.len() == MAX_PENDING {
             self.pending.pop_front();
         }
-        self.pending.push_back((*input, position));
+        self.pending.push_back((input.clone(), position));
         self.correction = self.correction.map(|c| c * SMOOTHING);
     }
 
@@ -548,22 +577,30 @@ impl Prediction {
         if world.ack_input_seq <= self.last_reconciled && self.started {
             return;
         }
-        let Some(own) = world.entities.iter().find(|e| e.id == self.own) else {
+        let Some(server) = world
+            .records
+            .find(self.own)
+            .and_then(|r| self.fields.layout().position_value(&r))
+        else {
             return;
         };
-        let motion = world.own_motion.unwrap_or_default();
-        let before = self.predictor.position();
-        if let Some(&(_, predicted)) = self
+        let before = self.prediction.position();
+        if !self
+            .prediction
+            .reset(&self.fields, &world.records, self.own)
+        {
+            return;
+        }
+        if let Some((_, predicted)) = self
             .pending
             .iter()
             .find(|(i, _)| i.seq == world.ack_input_seq)
             && predicted[0].is_finite()
         {
-            let error = distance(predicted, own.position);
             if self.errors.len() == ERROR_HISTORY {
                 self.errors.pop_front();
             }
-            self.errors.push_back(error);
+            self.errors.push_back(distance(*predicted, server));
         }
         while self
             .pending
@@ -572,23 +609,11 @@ impl Prediction {
         {
             self.pending.pop_front();
         }
-        let near: Vec<EntityState> = world
-            .entities
-            .iter()
-            .filter(|e| distance(e.position, own.position) < OBSTACLE_RADIUS)
-            .copied()
-            .collect();
-        self.predictor.set_obstacles(&near, self.own);
-        // The server's position arrives rounded to the 2 mm grid; rounded down, it can sit
-        // inside the character controller's skin above the floor, which blocks the next
-        // move. Start one grid step higher: the controller's snap to ground settles it.
-        let mut start = own.position;
-        start[1] += quantize::POSITION_STEP;
-        self.predictor.reset(start, motion);
         for (input, predicted) in self.pending.iter_mut() {
-            *predicted = self.predictor.apply(input);
+            self.prediction.apply(input);
+            *predicted = self.prediction.position();
         }
-        let after = self.predictor.position();
+        let after = self.prediction.position();
         if self.started {
             let jump = [
                 before[0] - after[0],
@@ -609,16 +634,16 @@ impl Prediction {
         self.last_reconciled = world.ack_input_seq;
     }
 
-    /// The predicted character, once the first server state arrived.
+    /// The predicted entity, once the first server state arrived.
     pub fn current(&self) -> Option<PredictedSelf> {
         if !self.started {
             return None;
         }
-        let predicted = self.predictor.position();
+        let predicted = self.prediction.position();
         Some(PredictedSelf {
             position: [0, 1, 2].map(|i| predicted[i] + self.correction[i]),
             predicted,
-            velocity: self.predictor.motion().velocity,
+            velocity: self.prediction.velocity(),
             seq: self
                 .pending
                 .back()
@@ -640,7 +665,7 @@ impl Prediction {
 /// Ticks the `n`-th input (from 0) of a client sending `input_hz` inputs a second
 /// stands for in a match of `tick_hz`: the whole ticks between it and the next, so the
 /// inputs add up to the clock (60 Hz ticks, 40 inputs a second: 1, 2, 1, 2, …). Set it
-/// as [`PlayerInput::ticks`]. Clamped to 1..=[`outpost_protocol::MAX_INPUT_TICKS`]; a
+/// as the input's `ticks`. Clamped to 1..=[`outpost_protocol::MAX_INPUT_TICKS`]; a
 /// client sending faster than the tick rate cannot move faster than one sending at it.
 pub fn input_ticks(tick_hz: u16, input_hz: u16, n: u64) -> u8 {
     let (tick_hz, input_hz) = (u64::from(tick_hz), u64::from(input_hz.max(1)));

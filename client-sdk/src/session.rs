@@ -2,7 +2,6 @@
 //! a pure [`MatchConnection`]: tasks that feed it snapshots and control messages while the
 //! game sends inputs through it.
 
-use outpost_sim::arena::EntityState;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,14 +12,14 @@ use outpost_protocol::replication::Fields;
 use outpost_protocol::{
     Control, EntityId, GoodbyeReason, Hello, PROTOCOL_VERSION, SignedToken, TickedEvent, Welcome,
 };
-use outpost_sim::IntoInput;
+use outpost_sim::{IntoInput, Modes};
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
 use crate::connection::{ControlFlow, MatchConnection, NetcodeStats, SessionStats};
-use crate::netcode::{PredictedSelf, WorldState};
+use crate::netcode::{PredictedSelf, Shown, WorldState};
 use crate::tls::client_config;
 use crate::{Assignment, ClientError, Trust};
 
@@ -32,6 +31,7 @@ pub struct Client {
     endpoint: quinn::Endpoint,
     handshake_timeout: Duration,
     idle_timeout: Duration,
+    modes: Modes,
 }
 
 impl Client {
@@ -47,7 +47,16 @@ impl Client {
             endpoint,
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(10),
+            modes: Modes::new(),
         })
+    }
+
+    /// The game modes this game links: a session in a match of one of them predicts the
+    /// player's own entity with the mode's [`outpost_sim::GameMode::prediction`]. Matches
+    /// of any other mode are still played, read from their schema alone.
+    pub fn with_modes(mut self, modes: Modes) -> Self {
+        self.modes = modes;
+        self
     }
 
     /// Joins the match an assignment names.
@@ -151,7 +160,7 @@ impl Client {
             }
             _ => return Err(ClientError::Protocol("expected Welcome or Reject")),
         };
-        Session::start(conn, send, recv, welcome)
+        Session::start(conn, send, recv, welcome, &self.modes)
     }
 
     /// The local address the client's UDP socket is bound to.
@@ -238,9 +247,15 @@ impl Session {
         send: SendStream,
         recv: RecvStream,
         welcome: Welcome,
+        modes: &Modes,
     ) -> Result<Self, ClientError> {
         let connection = match MatchConnection::new(welcome.clone(), now()) {
-            Ok(connection) => connection,
+            Ok(mut connection) => {
+                if let Some(mode) = modes.get(&welcome.config.mode) {
+                    connection.predict(mode.as_ref());
+                }
+                connection
+            }
             Err(e) => {
                 conn.close(VarInt::from_u32(0), b"schema");
                 return Err(e);
@@ -319,7 +334,7 @@ impl Session {
     /// A remote entity as it should be drawn at `render_tick` (see
     /// [`Session::render_tick`]): interpolated between the snapshots around that tick, or
     /// extrapolated at most 250 ms past the newest.
-    pub fn interpolated(&self, entity: EntityId, render_tick: f64) -> Option<EntityState> {
+    pub fn interpolated(&self, entity: EntityId, render_tick: f64) -> Option<Shown> {
         self.state.lock().interpolated(entity, render_tick)
     }
 

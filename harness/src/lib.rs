@@ -121,6 +121,8 @@ pub struct Harness {
     finished: Option<FinishedMatch>,
     stats: WireStats,
     metrics: Arc<EdgeMetrics>,
+    /// The modes the clients link, to predict with (the host's).
+    modes: outpost_sim::Modes,
 }
 
 impl std::fmt::Debug for Harness {
@@ -156,6 +158,7 @@ impl Harness {
         // Any instant serves as the origin: time moves only when the test moves it.
         let now = Instant::now();
         let metrics = Arc::new(EdgeMetrics::new());
+        let modes = settings.modes.clone();
         let host = MatchHost::new(MatchId(1), config, now, 0, settings, metrics.clone())
             .map_err(|code| code.as_str())
             .expect("a valid match config");
@@ -172,7 +175,19 @@ impl Harness {
             finished: None,
             stats: WireStats::default(),
             metrics,
+            modes,
         }
+    }
+
+    /// A client's connection from the host's Welcome, predicting with the mode the
+    /// clients link (the host's).
+    fn connection(&self, welcome: Welcome) -> MatchConnection {
+        let mut connection =
+            MatchConnection::new(welcome, self.now).expect("the host's Welcome verifies");
+        if let Some(mode) = self.modes.get(&self.config.mode) {
+            connection.predict(mode.as_ref());
+        }
+        connection
     }
 
     /// Now, on the virtual clock.
@@ -229,12 +244,12 @@ impl Harness {
         let up = Conditioner::new(link, self.seeds.next_u64());
         let down = Conditioner::new(link, self.seeds.next_u64());
         self.next_session += 1;
+        let connection = self.connection(welcome);
         self.clients.push(Client {
             player,
             session,
             seated: true,
-            connection: MatchConnection::new(welcome, self.now)
-                .expect("the host's Welcome verifies"),
+            connection,
             link,
             up,
             down,
@@ -280,13 +295,12 @@ impl Harness {
         let session = self.next_session;
         self.next_session += 1;
         let welcome = self.seat(self.clients[id].player, session)?;
-        let now = self.now;
+        let connection = self.connection(welcome);
         let client = &mut self.clients[id];
         client.session = session;
         client.seated = true;
         client.control_ended = false;
-        client.connection =
-            MatchConnection::new(welcome, now).expect("the host's Welcome verifies");
+        client.connection = connection;
         client.mailbox = InputMailbox::default();
         Ok(())
     }

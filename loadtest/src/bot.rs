@@ -7,7 +7,7 @@ use std::time::Duration;
 use outpost_client::{NetcodeStats, Session};
 use outpost_protocol::MatchEvent;
 use outpost_sim::SplitMix64;
-use outpost_sim::arena::{EntityKind, PlayerInput};
+use outpost_sim::arena::{PlayerInput, Position};
 use tokio::time::MissedTickBehavior;
 
 /// How a bot moves.
@@ -141,17 +141,15 @@ impl Bot {
             if let (Some(mine), Some(render_tick), Some(world)) =
                 (me_at, render_tick, self.session.latest_snapshot())
             {
+                let fields = self.session.fields();
                 let nearest = world
-                    .entities
+                    .records
                     .iter()
-                    .filter(|e| e.kind == EntityKind::Player && e.id != me)
-                    .filter_map(|e| self.session.interpolated(e.id, render_tick))
-                    .map(|e| {
-                        let d = [
-                            e.position[0] - mine[0],
-                            e.position[1] - mine[1],
-                            e.position[2] - mine[2],
-                        ];
+                    .filter(|r| r.id != me && fields.has(r, "character"))
+                    .filter_map(|r| self.session.interpolated(r.id, render_tick))
+                    .filter_map(|e| e.get::<Position>())
+                    .map(|Position(p)| {
+                        let d = [p[0] - mine[0], p[1] - mine[1], p[2] - mine[2]];
                         (d, d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
                     })
                     .min_by(|a, b| a.1.total_cmp(&b.1));

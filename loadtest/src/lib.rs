@@ -117,6 +117,9 @@ pub struct LoadConfig {
     /// Whether players predict their own character and interpolate the others, as a
     /// game client does (costs load-generator CPU; off, they aim from the newest snapshot).
     pub prediction: bool,
+    /// The game modes the players link: a match of one of them is predicted with the
+    /// mode's prediction (any other is played from its schema alone).
+    pub modes: outpost_sim::Modes,
     /// The edge's Prometheus `/metrics` URL, scraped every second for tick times.
     pub metrics_url: Option<String>,
     /// A non-loopback host the run may target; without it only loopback is allowed.
@@ -339,7 +342,9 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<Report> {
     };
     for _ in 0..endpoints {
         clients.push(Arc::new(
-            Client::bind(bind).context("opening a client endpoint")?,
+            Client::bind(bind)
+                .context("opening a client endpoint")?
+                .with_modes(config.modes.clone()),
         ));
     }
     // With a link preset, each endpoint's players reach the edge through its own relay.
@@ -450,6 +455,7 @@ mod tests {
             input_hz: 30,
             link: None,
             prediction: false,
+            modes: outpost_sim::Modes::new(),
             metrics_url: None,
             allowed_host: None,
             progress: false,

@@ -1,7 +1,7 @@
 //! One simulated player: join, then play like a bot until the end of the run, sampling
 //! what it sees once a second.
 
-use outpost_sim::arena::{EntityKind, PlayerInput};
+use outpost_sim::arena::{PlayerInput, Position};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -152,6 +152,7 @@ async fn drive(
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let sample_every = u32::from(config.input_hz);
     let me = session.entity();
+    let fields = session.fields();
     let stats = session.connection().stats();
     let mut last = Last {
         at: Instant::now(),
@@ -192,18 +193,15 @@ async fn drive(
         };
         let mut look = heading;
         if let Some(world) = session.latest_snapshot()
-            && let Some(own) = world.entities.iter().find(|e| e.id == me)
+            && let Some(Position(own)) = world.records.find(me).and_then(|r| fields.get(&r))
         {
             let nearest = world
-                .entities
+                .records
                 .iter()
-                .filter(|e| e.kind == EntityKind::Player && e.id != me)
-                .map(|e| {
-                    let d = [
-                        e.position[0] - own.position[0],
-                        e.position[1] - own.position[1],
-                        e.position[2] - own.position[2],
-                    ];
+                .filter(|r| r.id != me && fields.has(r, "character"))
+                .filter_map(|r| fields.get::<Position>(&r))
+                .map(|Position(p)| {
+                    let d = [p[0] - own[0], p[1] - own[1], p[2] - own[2]];
                     (d, d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
                 })
                 .min_by(|a, b| a.1.total_cmp(&b.1));

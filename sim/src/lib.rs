@@ -43,7 +43,7 @@ pub use game::{
     IntoInput, Match, MatchClock, MatchEvents, MatchOutcome, NetIds, ScoreLimit, SimError, TickSet,
     input_credit_ticks,
 };
-pub use mode::{GameMode, ModeError, Modes};
+pub use mode::{GameMode, ModeError, Modes, Prediction};
 pub use outpost_protocol::MatchConfig;
 pub use outpost_protocol::rng::SplitMix64;
 pub use physics::{Collisions, Physics};

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bevy_ecs::prelude::*;
-use outpost_protocol::replication::View;
+use outpost_protocol::replication::{Fields, InputRecord, View};
 use outpost_protocol::schema::ModeSchema;
 use outpost_protocol::{ConfigError, EntityId, MatchConfig, PlayerId, RejectCode};
 
@@ -44,6 +44,40 @@ pub trait GameMode: Send + Sync + 'static {
     /// (empty), sorted by id: its components and their quantized fields, owner-only
     /// components included (the core keeps those from everyone but the owner).
     fn write_records(&self, world: &mut World, out: &mut View);
+
+    /// The client's prediction of what a player owns in a match of `config`: the
+    /// mode's own movement, rerun on the client for each input the player sends. `None`
+    /// (the default) leaves the player's entity to interpolation like any other.
+    fn prediction(&self, config: &MatchConfig, own: EntityId) -> Option<Box<dyn Prediction>> {
+        let _ = (config, own);
+        None
+    }
+}
+
+/// A mode's client-side prediction: the systems of the mode that move what the player
+/// owns, run on the client ahead of the server.
+///
+/// The SDK drives it: after each snapshot that acknowledges new inputs it calls
+/// [`Prediction::reset`] with the server's view and replays the inputs the server has not
+/// applied yet through [`Prediction::apply`]; it measures the prediction's error and
+/// smooths corrections itself. The prediction only has to move the player's entity the
+/// way the edge will, given the same inputs.
+pub trait Prediction: Send + 'static {
+    /// Starts again from the server's state: `view` is what the player sees (owner-only
+    /// components included), `own` the player's entity. Returns false if the view does
+    /// not hold what the prediction needs (the own entity out of view, say); the SDK
+    /// then tries again with the next snapshot.
+    fn reset(&mut self, fields: &Fields, view: &View, own: EntityId) -> bool;
+
+    /// Applies one input the player sent, as the edge will apply it (once per tick the
+    /// input stands for).
+    fn apply(&mut self, input: &InputRecord);
+
+    /// The own entity's predicted position, metres.
+    fn position(&self) -> [f32; 3];
+
+    /// Its predicted velocity, metres per second.
+    fn velocity(&self) -> [f32; 3];
 }
 
 /// Why a match configuration cannot be hosted by a registry's modes.

@@ -25,11 +25,11 @@ use outpost_protocol::rng::SplitMix64;
 
 pub use combat::HitboxHistory;
 pub use movement::{Character, move_character};
-pub use prediction::Predictor;
+pub use prediction::{ArenaPrediction, Predictor};
 pub use schema::{CHARACTER, Hit, MOTION, MotionState, POSE, PROP, Position, Rotation};
 pub use schema::{
-    decode_inputs, encode_inputs, entity_view, from_replicated, input_from_record, input_record,
-    motion_slots, records, replicated, replicated_into, schema,
+    decode_inputs, encode_inputs, entities, entity_view, from_replicated, input_from_record,
+    input_record, motion_slots, records, replicated, replicated_into, schema,
 };
 pub use types::{EntityKind, EntityState, EntityView, PlayerInput, QMotion};
 
@@ -225,6 +225,15 @@ impl GameMode for Arena {
             out.push(*id, *mask, &slots[..*len]);
         }
         world.resource_mut::<ArenaGrid>().1 = rows;
+    }
+
+    fn prediction(
+        &self,
+        config: &MatchConfig,
+        _own: EntityId,
+    ) -> Option<Box<dyn crate::Prediction>> {
+        let predictor = Predictor::new(config).ok()?;
+        Some(Box::new(ArenaPrediction(predictor)))
     }
 
     fn spawn_player(&self, world: &mut World, _player: PlayerId, net_id: EntityId) -> Entity {

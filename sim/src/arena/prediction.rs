@@ -2,17 +2,22 @@
 //! [`move_character`] the edge runs, in a local copy of the level with the other entities
 //! standing where the latest snapshot put them.
 
-use crate::arena::types::{EntityKind, EntityState, PlayerInput};
+use crate::arena::types::PlayerInput;
 use std::collections::HashMap;
 
+use outpost_protocol::replication::{Fields, InputRecord, View};
 use outpost_protocol::rng::SplitMix64;
-use outpost_protocol::{EntityId, MatchConfig};
+use outpost_protocol::{EntityId, MatchConfig, quantize};
 use rapier3d::prelude::*;
 
 use super::movement::move_character;
+use super::schema::{MotionState, Position, Rotation, input_from_record};
 use super::{CAPSULE_HALF_HEIGHT, CAPSULE_RADIUS, build_level};
 use crate::components::Motion;
 use crate::game::SimError;
+
+/// Other characters closer than this to the predicted one are placed in its world.
+const OBSTACLE_RADIUS: f32 = 8.0;
 
 /// One character's predicted movement.
 pub struct Predictor {
@@ -73,33 +78,25 @@ impl Predictor {
         self.motion = motion;
     }
 
-    /// Places the other characters in `entities` (all but `own`) as obstacles.
-    ///
-    /// Props are left out on purpose: on the server a character running into a box
-    /// knocks it aside within a tick and carries on, while a box frozen where the last
-    /// snapshot showed it would block the prediction until the next reconciliation — a
-    /// whole round trip of error. Passing through props is the closer guess.
-    pub fn set_obstacles<'a>(
+    /// Places other characters as obstacles: each with its id, position and rotation
+    /// (`x, y, z, w`); those of an earlier call not named again are taken away.
+    pub fn set_obstacles(
         &mut self,
-        entities: impl IntoIterator<Item = &'a EntityState>,
-        own: EntityId,
+        characters: impl IntoIterator<Item = (EntityId, [f32; 3], [f32; 4])>,
     ) {
         let mut seen = Vec::new();
-        for entity in entities {
-            if entity.id == own || entity.kind != EntityKind::Player {
-                continue;
-            }
-            seen.push(entity.id);
+        for (id, position, rotation) in characters {
+            seen.push(id);
             let pose = Pose::from_parts(
-                Vector::new(entity.position[0], entity.position[1], entity.position[2]),
-                Rotation::from_xyzw(
-                    entity.rotation[0],
-                    entity.rotation[1],
-                    entity.rotation[2],
-                    entity.rotation[3],
+                Vector::new(position[0], position[1], position[2]),
+                rapier3d::math::Rotation::from_xyzw(
+                    rotation[0],
+                    rotation[1],
+                    rotation[2],
+                    rotation[3],
                 ),
             );
-            let handle = match self.obstacles.get(&entity.id) {
+            let handle = match self.obstacles.get(&id) {
                 Some(&handle) => handle,
                 None => {
                     let handle = self
@@ -107,7 +104,7 @@ impl Predictor {
                         .insert_body(RigidBodyBuilder::kinematic_position_based().pose(pose));
                     let shape = ColliderBuilder::capsule_y(CAPSULE_HALF_HEIGHT, CAPSULE_RADIUS);
                     self.physics.insert_collider(shape, Some(handle));
-                    self.obstacles.insert(entity.id, handle);
+                    self.obstacles.insert(id, handle);
                     handle
                 }
             };
@@ -157,5 +154,61 @@ impl Predictor {
     /// The character's motion.
     pub fn motion(&self) -> Motion {
         self.motion
+    }
+}
+
+/// The arena's [`crate::Prediction`]: the own character moved by [`move_character`] in a
+/// copy of the level, with the other characters near it standing where the server's view
+/// put them.
+///
+/// Props are left out on purpose: on the server a character running into a box knocks
+/// it aside within a tick and carries on, while a box frozen where the last snapshot
+/// showed it would block the prediction until the next reconciliation — a whole round
+/// trip of error. Passing through props is the closer guess.
+#[derive(Debug)]
+pub struct ArenaPrediction(pub Predictor);
+
+impl crate::Prediction for ArenaPrediction {
+    fn reset(&mut self, fields: &Fields, view: &View, own: EntityId) -> bool {
+        let Some(Position(at)) = view.find(own).and_then(|r| fields.get::<Position>(&r)) else {
+            return false;
+        };
+        let motion = view
+            .find(own)
+            .and_then(|r| fields.get::<MotionState>(&r))
+            .map_or_else(Motion::default, |m| Motion {
+                velocity: m.velocity,
+                grounded: m.grounded,
+            });
+        let near = view.iter().filter_map(|r| {
+            if r.id == own || !fields.has(&r, "character") {
+                return None;
+            }
+            let Position(p) = fields.get::<Position>(&r)?;
+            let Rotation(q) = fields.get::<Rotation>(&r)?;
+            let d = (0..3).map(|i| (p[i] - at[i]).powi(2)).sum::<f32>().sqrt();
+            (d < OBSTACLE_RADIUS).then_some((r.id, p, q))
+        });
+        self.0.set_obstacles(near.collect::<Vec<_>>());
+        // The server's position arrives rounded to the 2 mm grid; rounded down, it can sit
+        // inside the character controller's skin above the floor, which blocks the next
+        // move. Start one grid step higher: the controller's snap to ground settles it.
+        self.0
+            .reset([at[0], at[1] + quantize::POSITION_STEP, at[2]], motion);
+        true
+    }
+
+    fn apply(&mut self, input: &InputRecord) {
+        if let Some(input) = input_from_record(input) {
+            self.0.apply(&input);
+        }
+    }
+
+    fn position(&self) -> [f32; 3] {
+        self.0.position()
+    }
+
+    fn velocity(&self) -> [f32; 3] {
+        self.0.motion().velocity
     }
 }

@@ -251,6 +251,42 @@ impl replication::Component for MotionState {
     }
 }
 
+impl crate::arena::EntityState {
+    /// An entity of an arena view as the arena's typed state, read through the schema
+    /// (`None` if it has no pose). Velocity is zero unless the record carries the
+    /// owner-only motion.
+    pub fn from_record(
+        fields: &replication::Fields,
+        record: &replication::Record<'_>,
+    ) -> Option<Self> {
+        let Position(position) = fields.get(record)?;
+        let Rotation(rotation) = fields.get(record)?;
+        Some(Self {
+            id: record.id,
+            kind: if fields.has(record, "character") {
+                EntityKind::Player
+            } else {
+                EntityKind::Prop
+            },
+            position,
+            rotation,
+            velocity: fields
+                .get::<MotionState>(record)
+                .map_or([0.0; 3], |m| m.velocity),
+        })
+    }
+}
+
+/// Every entity of an arena view with a pose, typed, sorted by id.
+pub fn entities(
+    fields: &replication::Fields,
+    view: &replication::View,
+) -> Vec<crate::arena::EntityState> {
+    view.iter()
+        .filter_map(|r| crate::arena::EntityState::from_record(fields, &r))
+        .collect()
+}
+
 /// Component bits of [`schema`].
 pub const CHARACTER: u64 = 1;
 /// The prop tag.
