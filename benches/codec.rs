@@ -6,10 +6,10 @@
 )]
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use outpost_arena::{self as arena, ArenaConfig};
+use outpost_arena::{EntityKind, EntityState, PlayerInput};
 use outpost_protocol::replication::{self, InputLayout, Layout};
 use outpost_protocol::{Datagram, EntityId, Snapshot, codec};
-use outpost_sim::arena::{self, ArenaConfig};
-use outpost_sim::arena::{EntityKind, EntityState, PlayerInput};
 use std::hint::black_box;
 
 fn entities(n: u32) -> Vec<EntityState> {

@@ -8,17 +8,17 @@
     reason = "criterion's macros generate undocumented items"
 )]
 
-use outpost_sim::arena::PlayerInput;
+use outpost_arena::PlayerInput;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use outpost_arena::move_character;
+use outpost_arena::{self as arena, ArenaConfig};
 use outpost_edge::snapshot::{ClientSnapshots, Frame, Interest, InterestGrid, body_budget};
 use outpost_protocol::replication;
 use outpost_protocol::rng::SplitMix64;
 use outpost_protocol::{Datagram, MatchConfig, MatchId, PlayerId, Snapshot, codec};
-use outpost_sim::arena::move_character;
-use outpost_sim::arena::{self, ArenaConfig};
 use outpost_sim::rapier3d::prelude::{CollisionPipeline, PhysicsPipeline, PhysicsWorld};
 use outpost_sim::{Match, Motion, Physics, PlayerSlot, RigidBodyRef};
 
@@ -95,7 +95,7 @@ fn arena_of(players: u64, props: u16) -> (Match, Bots) {
             ..ArenaConfig::default()
         })
     };
-    let mut game = Match::new(MatchId(1), &config).expect("valid config");
+    let mut game = Match::new(MatchId(1), &config, &arena::modes()).expect("valid config");
     for p in 1..=players {
         game.add_player(PlayerId(p)).expect("seat");
     }

@@ -12,23 +12,18 @@
 //! Outpost's own mode with scripted players. "Naive" is full uncompressed state for every
 //! entity in every snapshot, at Fiedler's 321 bits per entity.
 
-use outpost_sim::arena::{EntityKind, EntityView, PlayerInput};
+use outpost_arena::{EntityKind, EntityView, PlayerInput};
 use std::collections::VecDeque;
 
-use bevy_ecs::prelude::*;
 use clap::{Parser, ValueEnum};
+use outpost_arena::cubes::Cubes;
+use outpost_arena::{self as arena, ArenaConfig};
 use outpost_client::netcode::{Decoder, Timeline};
 use outpost_edge::snapshot::{ClientSnapshots, Frame, Interest, InterestGrid, body_budget};
-use outpost_protocol::ConfigError;
 use outpost_protocol::replication::{self, Fields, Layout};
 use outpost_protocol::schema::ModeSchema;
 use outpost_protocol::{EntityId, MatchConfig, MatchId, PlayerId, Snapshot};
-use outpost_sim::arena::{self, ArenaConfig};
-use outpost_sim::rapier3d::prelude::*;
-use outpost_sim::{
-    GameMode, Match, Modes, NetId, NetIds, Physics, Replicated, RigidBodyRef, SimError, SplitMix64,
-    TickSet,
-};
+use outpost_sim::{Match, Modes, SplitMix64};
 use serde::Serialize;
 
 /// Bits per entity of full, uncompressed state (Fiedler's figure: 17.37 Mbit/s for 901
@@ -90,146 +85,6 @@ struct Report {
     /// Snapshot body bytes per snapshot.
     body_bytes_per_snapshot: f64,
     position_error_m_p99: f64,
-}
-
-// ---- The cubes scene, as a game mode --------------------------------------------------
-
-/// Fiedler's cubes: a 30×30 grid of small cubes and one large cube driven through them.
-struct Cubes;
-
-#[derive(Component)]
-struct Plough;
-
-#[derive(Resource)]
-struct Kicks(SplitMix64);
-
-impl GameMode for Cubes {
-    fn name(&self) -> &'static str {
-        "cubes"
-    }
-
-    /// The cubes are the arena's props on the arena's grid: its settings and schema.
-    fn default_config(&self) -> Vec<u8> {
-        arena::Arena.default_config()
-    }
-
-    fn schema(&self, mode_config: &[u8]) -> Result<ModeSchema, ConfigError> {
-        Ok(ModeSchema {
-            mode: self.name().into(),
-            ..arena::Arena.schema(mode_config)?
-        })
-    }
-
-    fn setup(
-        &self,
-        config: &MatchConfig,
-        world: &mut World,
-        schedule: &mut Schedule,
-    ) -> Result<(), SimError> {
-        arena::use_grid(world, &ArenaConfig::of(config)?);
-        let spawn = |world: &mut World, at: Vector, half: f32, kind: EntityKind| {
-            let id = world.resource_mut::<NetIds>().allocate();
-            let mut physics = world.resource_mut::<Physics>();
-            let body = physics
-                .world
-                .insert_body(RigidBodyBuilder::dynamic().translation(at));
-            physics.world.insert_collider(
-                ColliderBuilder::cuboid(half, half, half).density(1.0),
-                Some(body),
-            );
-            world
-                .spawn((NetId(id), Replicated(kind), RigidBodyRef(body)))
-                .id()
-        };
-        {
-            let mut physics = world.resource_mut::<Physics>();
-            let floor = physics
-                .world
-                .insert_body(RigidBodyBuilder::fixed().translation(Vector::new(0.0, -0.5, 0.0)));
-            physics
-                .world
-                .insert_collider(ColliderBuilder::cuboid(60.0, 0.5, 60.0), Some(floor));
-        }
-        let plough = spawn(world, Vector::new(-20.0, 1.0, 0.0), 1.0, EntityKind::Player);
-        world.entity_mut(plough).insert(Plough);
-        for i in 0..900 {
-            let (x, z) = ((i % 30) as f32 - 14.5, (i / 30) as f32 - 14.5);
-            spawn(world, Vector::new(x, 0.5, z), 0.45, EntityKind::Prop);
-        }
-        world.insert_resource(Kicks(SplitMix64::new(7)));
-        schedule.add_systems(drive.in_set(TickSet::PrePhysics));
-        Ok(())
-    }
-
-    fn write_records(&self, world: &mut World, out: &mut replication::View) {
-        arena::Arena.write_records(world, out);
-    }
-
-    fn spawn_player(&self, world: &mut World, _player: PlayerId, _net_id: EntityId) -> Entity {
-        world.spawn_empty().id()
-    }
-}
-
-/// Drives the big cube around a loop through the grid and throws the cubes near it about.
-fn drive(
-    clock: Res<outpost_sim::MatchClock>,
-    mut physics: ResMut<Physics>,
-    mut kicks: ResMut<Kicks>,
-    plough: Query<&RigidBodyRef, With<Plough>>,
-) {
-    let t = clock.tick as f32 * clock.dt;
-    let target = Vector::new(14.0 * (t * 0.4).cos(), 1.0, 14.0 * (t * 0.8).sin());
-    let Ok(body) = plough.single() else { return };
-    let Some(rb) = physics.world.bodies.get_mut(body.0) else {
-        return;
-    };
-    let at = rb.translation();
-    let pull = (target - at) * 4.0 - rb.linvel();
-    rb.set_linvel(rb.linvel() + pull * clock.dt * 4.0, true);
-    // Cubes near the plough are thrown up and away, as in Fiedler's demo.
-    let near: Vec<RigidBodyHandle> = physics
-        .world
-        .intersect_shape(
-            Pose::from_translation(at),
-            &Ball::new(4.5),
-            QueryFilter::only_dynamic(),
-        )
-        .filter_map(|(_, c)| c.parent())
-        .filter(|h| *h != body.0)
-        .collect();
-    // Cubes thrown off the floor come back down on it.
-    let fallen: Vec<RigidBodyHandle> = physics
-        .world
-        .rigid_bodies()
-        .filter(|(_, rb)| rb.is_dynamic() && rb.translation().y < -2.0)
-        .map(|(h, _)| h)
-        .collect();
-    for handle in fallen {
-        let at = Vector::new(kicks.0.range(-14.0, 14.0), 3.0, kicks.0.range(-14.0, 14.0));
-        if let Some(cube) = physics.world.bodies.get_mut(handle) {
-            cube.set_translation(at, true);
-            cube.set_linvel(Vector::ZERO, true);
-        }
-    }
-    for handle in near {
-        if !kicks.0.next_u64().is_multiple_of(2) {
-            continue;
-        }
-        if let Some(cube) = physics.world.bodies.get_mut(handle) {
-            if cube.linvel().length() > 2.0 {
-                continue; // already flying
-            }
-            let mut away = cube.translation() - at;
-            away.y = 0.0;
-            let away = away.normalize_or_zero();
-            let up = kicks.0.range(0.5, 2.0);
-            cube.apply_impulse((away * 2.0 + Vector::new(0.0, up, 0.0)) * cube.mass(), true);
-            cube.apply_torque_impulse(
-                Vector::new(kicks.0.range(-0.3, 0.3), kicks.0.range(-0.3, 0.3), 0.0),
-                true,
-            );
-        }
-    }
 }
 
 // ---- Measuring ------------------------------------------------------------------------
@@ -294,7 +149,7 @@ fn main() -> anyhow::Result<()> {
                     ..ArenaConfig::default()
                 })
             };
-            let mut game = Match::new(MatchId(1), &config)?;
+            let mut game = Match::new(MatchId(1), &config, &arena::modes())?;
             for p in 1..=args.players {
                 game.add_player(PlayerId(u64::from(p)))?;
             }
@@ -321,7 +176,7 @@ fn main() -> anyhow::Result<()> {
     let layout = Layout::new(&schema);
 
     let mut state = Vec::new();
-    game.write_replicated_state(&mut state);
+    arena::write_entity_states(game.world_mut(), &mut state);
     let mut viewers: Vec<Viewer> = match args.scene {
         Scene::Cubes => {
             let own = state
@@ -376,7 +231,7 @@ fn main() -> anyhow::Result<()> {
         if tick % ticks_per_snapshot != 0 {
             continue;
         }
-        game.write_replicated_state(&mut state);
+        arena::write_entity_states(game.world_mut(), &mut state);
         game.write_records(&mut records);
         positions.clear();
         positions.extend(

@@ -14,12 +14,12 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
+use outpost_arena::{self as arena, ArenaConfig};
 use outpost_client::{Assignment, Client, Trust};
 use outpost_edge::handshake::Refusal;
 use outpost_edge::{Edge, EdgeConfig};
 use outpost_loadtest::flood::handshake_flood;
 use outpost_protocol::{ConnectToken, MatchConfig, MatchId, PlayerId, TokenSigner};
-use outpost_sim::arena::{self, ArenaConfig};
 
 #[derive(Parser)]
 struct Args {
@@ -94,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
     let mut config = EdgeConfig::new("flood-edge", signer.public_key());
     config.listen = "127.0.0.1:0".parse()?;
     config.http_listen = None;
+    config.modes = outpost_arena::modes();
     config.max_matches = 10_000;
     config.reconnect_grace = Duration::from_secs(1);
     let edge = Edge::start(config).await?;

@@ -11,17 +11,17 @@
 //! tick) and, with snapshots at the tick rate, goes out with that tick's snapshot. The
 //! target is `p50(input) ≤ 2 × p50(raw) + one tick`.
 
-use outpost_sim::arena::PlayerInput;
+use outpost_arena::PlayerInput;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use clap::Parser;
+use outpost_arena::{self as arena, ArenaConfig};
 use outpost_client::{Assignment, Client, Trust};
 use outpost_edge::tls::Certificate;
 use outpost_edge::{Edge, EdgeConfig, TlsSource};
 use outpost_protocol::{ConnectToken, MatchConfig, MatchId, PlayerId, TokenSigner};
-use outpost_sim::arena::{self, ArenaConfig};
 
 #[derive(Parser)]
 struct Args {
@@ -101,6 +101,7 @@ async fn through_edge(samples: usize, tick_hz: u16) -> anyhow::Result<Vec<f64>> 
     let signer = TokenSigner::from_seed(&rand::random());
     let mut config = EdgeConfig::new("rtt-edge", signer.public_key());
     config.listen = "127.0.0.1:0".parse()?;
+    config.modes = outpost_arena::modes();
     let edge = Edge::start(config).await?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
     let match_config = MatchConfig {

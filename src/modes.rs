@@ -2,13 +2,13 @@
 //! command-line settings.
 
 use clap::Args;
+use outpost_arena::{self as arena, ArenaConfig};
 use outpost_protocol::MatchConfig;
 use outpost_sim::Modes;
-use outpost_sim::arena::{self, ArenaConfig};
 
 /// Every mode this binary links: what its edges host and its cloud matchmakes.
 pub fn registry() -> Modes {
-    Modes::builtin()
+    outpost_arena::modes()
 }
 
 /// The arena's own settings, as flags (they apply with `--mode arena` only).

@@ -3,7 +3,7 @@
 
 mod common;
 
-use outpost_sim::arena::PlayerInput;
+use outpost_arena::PlayerInput;
 use std::time::Duration;
 
 use common::*;

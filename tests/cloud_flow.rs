@@ -53,7 +53,7 @@ async fn start_cloud(
     players: usize,
     seconds: u32,
 ) -> CloudRun {
-    let template = outpost_sim::arena::config(&outpost_sim::arena::ArenaConfig {
+    let template = outpost_arena::config(&outpost_arena::ArenaConfig {
         props: 8,
         score_limit: 0,
         ..Default::default()
@@ -125,6 +125,7 @@ async fn start_edge(cloud_url: &str, outbox: &Path) -> (Edge, CloudLink) {
     let mut config = EdgeConfig::new("e2e-edge", key);
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.http_listen = None;
+    config.modes = outpost_arena::modes();
     config.outbox_dir = Some(outbox.to_owned());
     let edge = Edge::start(config).await.expect("edge starts");
     let link = CloudLink::start(&edge, link_config(cloud_url)).expect("link");
@@ -180,7 +181,11 @@ async fn play_one_match(
     devices: &[&str],
     mid_match: impl Future<Output = ()>,
 ) -> Vec<u64> {
-    let client = Arc::new(Client::bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("client"));
+    let client = Arc::new(
+        Client::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("client")
+            .with_modes(outpost_arena::modes()),
+    );
     let mut players = Vec::new();
     let mut games = Vec::new();
     for (n, device) in devices.iter().enumerate() {

@@ -139,8 +139,7 @@ fn a_mode_from_outside_is_hosted_and_read_from_its_schema_alone() {
         duration_s: 10,
         ..modes.config("beacons", None).expect("the mode's defaults")
     };
-    let mut settings = Harness::default_settings();
-    settings.modes = modes;
+    let settings = Harness::default_settings(modes);
     let mut h = Harness::with_settings(&config, 3, settings);
     let climber = h.join(1, LinkConfig::good()).expect("seated");
     let watcher = h.join(2, LinkConfig::good()).expect("seated");
@@ -191,11 +190,10 @@ fn a_mode_from_outside_is_hosted_and_read_from_its_schema_alone() {
 fn an_input_of_another_mode_is_refused_before_it_is_sent() {
     let modes = Modes::new().with(Beacons);
     let config = modes.config("beacons", None).expect("the mode's defaults");
-    let mut settings = Harness::default_settings();
-    settings.modes = modes;
+    let settings = Harness::default_settings(modes);
     let mut h = Harness::with_settings(&config, 4, settings);
     let client = h.join(1, LinkConfig::good()).expect("seated");
-    let arena_input = outpost_sim::arena::PlayerInput::default();
+    let arena_input = outpost_arena::PlayerInput::default();
     let now = h.now();
     assert!(matches!(
         h.client_mut(client).send_input(arena_input, now),

@@ -11,11 +11,11 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use outpost_arena::{self as arena, ArenaConfig};
 use outpost_client::link::LinkRelay;
 use outpost_loadtest::bot::{Bot, BotReport, BotStyle};
 use outpost_protocol::MatchConfig;
 use outpost_protocol::link::LinkConfig;
-use outpost_sim::arena::{self, ArenaConfig};
 
 async fn play_through(link: LinkConfig, seed: u64) -> Vec<BotReport> {
     let edge = TestEdge::start().await;

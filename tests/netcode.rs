@@ -3,14 +3,14 @@
 //! lag-compensated shots, reconnects and an edge that skips ticks; no sockets, no
 //! sleeps, the same run every time.
 
-use outpost_sim::arena::PlayerInput;
+use outpost_arena::PlayerInput;
 use std::time::Duration;
 
+use outpost_arena::{self as arena, ArenaConfig};
 use outpost_harness::{ClientId, Harness};
 use outpost_protocol::link::LinkConfig;
 use outpost_protocol::rng::SplitMix64;
 use outpost_protocol::{EntityId, GoodbyeReason, MatchConfig, PlayerId};
-use outpost_sim::arena::{self, ArenaConfig};
 
 /// Each client's view of the run.
 #[derive(Debug, Default)]
@@ -64,7 +64,7 @@ fn play_through(link: LinkConfig, seed: u64) -> (Harness, Vec<ClientId>, Vec<Wat
         seed,
         ..arena::config(&ArenaConfig::default())
     };
-    let mut h = Harness::new(&config, seed);
+    let mut h = Harness::new(&config, seed, outpost_arena::modes());
     let clients: Vec<ClientId> = (1..=4).map(|p| h.join(p, link).expect("seated")).collect();
     let mut watch: Vec<Watch> = clients
         .iter()
@@ -196,7 +196,7 @@ fn lag_compensated_shots_hit_a_moving_target_over_100_ms() {
             ..ArenaConfig::default()
         })
     };
-    let mut h = Harness::new(&config, 5);
+    let mut h = Harness::new(&config, 5, outpost_arena::modes());
     let shooter = h.join(1, link).expect("shooter seated");
     let target = h.join(2, link).expect("target seated");
     let target_entity = h.client(target).welcome().entity;
@@ -262,7 +262,7 @@ fn lag_compensated_shots_hit_a_moving_target_over_100_ms() {
 #[test]
 fn a_player_reconnecting_within_the_grace_gets_their_character_back() {
     let config = two_player_match();
-    let mut h = Harness::new(&config, 3);
+    let mut h = Harness::new(&config, 3, outpost_arena::modes());
     let me = h.join(1, LinkConfig::good()).expect("seated");
     let other = h.join(2, LinkConfig::good()).expect("seated");
     let forward = PlayerInput {
@@ -311,7 +311,7 @@ fn a_player_reconnecting_within_the_grace_gets_their_character_back() {
 #[test]
 fn the_client_clock_recovers_within_two_seconds_after_the_edge_skips_ticks() {
     let config = two_player_match();
-    let mut h = Harness::new(&config, 9);
+    let mut h = Harness::new(&config, 9, outpost_arena::modes());
     let me = h.join(1, LinkConfig::good()).expect("seated");
     h.run_ticks(180, |h| {
         h.send_input(me, PlayerInput::default());
@@ -359,7 +359,7 @@ fn garbage_input_batches_are_dropped_and_harm_no_one() {
     use outpost_protocol::{Datagram, InputFrame, codec};
 
     let config = two_player_match();
-    let mut h = Harness::new(&config, 21);
+    let mut h = Harness::new(&config, 21, outpost_arena::modes());
     let attacker = h.join(1, LinkConfig::PERFECT).expect("seated");
     let honest = h.join(2, LinkConfig::PERFECT).expect("seated");
     let mut rng = SplitMix64::new(21);
@@ -419,7 +419,7 @@ fn three_wanderers(seed: u64, link: LinkConfig, mut check: impl FnMut(&mut Harne
             ..ArenaConfig::default()
         })
     };
-    let mut h = Harness::new(&config, seed);
+    let mut h = Harness::new(&config, seed, outpost_arena::modes());
     let clients: Vec<ClientId> = (1..=3).map(|p| h.join(p, link).expect("seated")).collect();
     let mut rng = SplitMix64::new(seed);
     let mut headings = [0.0f32; 3];

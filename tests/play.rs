@@ -3,7 +3,7 @@
 
 mod common;
 
-use outpost_sim::arena::{EntityState, PlayerInput};
+use outpost_arena::{EntityState, PlayerInput};
 use std::collections::BTreeSet;
 use std::time::Duration;
 

@@ -4,6 +4,8 @@
 //! file with `OUTPOST_WRITE_VECTORS=1 cargo test --test protocol_vectors`, then update the
 //! document beside it.
 
+use outpost_arena::{self as arena, ArenaConfig};
+use outpost_arena::{EntityKind, EntityView, PlayerInput, QMotion};
 use outpost_protocol::quantize::{self, QPosition, QVelocity};
 use outpost_protocol::replication::{self, Layout};
 use outpost_protocol::schema;
@@ -15,8 +17,6 @@ use outpost_protocol::{
     codec,
 };
 use outpost_sim::GameMode as _;
-use outpost_sim::arena::{self, ArenaConfig};
-use outpost_sim::arena::{EntityKind, EntityView, PlayerInput, QMotion};
 use serde_json::{Value, json};
 
 const FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/protocol-vectors.json");

@@ -3,7 +3,7 @@
 
 mod common;
 
-use outpost_sim::arena::{EntityKind, EntityState};
+use outpost_arena::{EntityKind, EntityState};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -437,6 +437,7 @@ async fn a_token_used_before_a_restart_is_refused_after_it() {
         config.listen = "127.0.0.1:0".parse().expect("addr");
         config.http_listen = None;
         config.token_leeway = Duration::ZERO;
+        config.modes = outpost_arena::modes();
         TestEdge {
             edge: Edge::start(config).await.expect("edge starts"),
             signer: TokenSigner::from_seed(&[0; 32]),

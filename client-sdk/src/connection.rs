@@ -435,9 +435,9 @@ impl MatchConnection {
 
 #[cfg(test)]
 mod tests {
+    use outpost_arena::{self as arena, ArenaConfig};
     use outpost_protocol::{MatchId, PROTOCOL_VERSION, PlayerId};
     use outpost_sim::GameMode as _;
-    use outpost_sim::arena::{self, ArenaConfig};
 
     use super::*;
     use crate::netcode::blend_value;

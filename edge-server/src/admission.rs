@@ -227,8 +227,8 @@ pub fn reject_code(err: TokenError) -> RejectCode {
 
 #[cfg(test)]
 mod tests {
+    use outpost_arena::{self as arena, ArenaConfig};
     use outpost_protocol::*;
-    use outpost_sim::arena::{self, ArenaConfig};
 
     use super::*;
 

@@ -88,7 +88,8 @@ pub struct EdgeConfig {
     /// 2 GiB.
     pub max_outbox_replay_bytes: u64,
     /// The game modes this edge hosts: a token for another mode, or whose schema hash
-    /// this build's mode does not have, is refused. Default [`Modes::builtin`].
+    /// this build's mode does not have, is refused. None by default: at least one must be
+    /// registered (the `outpost` binary registers every mode it links).
     pub modes: Modes,
 }
 
@@ -124,7 +125,7 @@ impl EdgeConfig {
             outbox_dir: None,
             max_replay_bytes: 32 * 1024 * 1024,
             max_outbox_replay_bytes: 2 * 1024 * 1024 * 1024,
-            modes: Modes::builtin(),
+            modes: Modes::new(),
         }
     }
 
@@ -216,6 +217,11 @@ impl EdgeConfig {
             self.max_input_rate_hz >= 10,
             "max_input_rate_hz",
             "must be at least 10",
+        )?;
+        check(
+            self.modes.names().next().is_some(),
+            "modes",
+            "register at least one game mode to host",
         )?;
         Ok(())
     }

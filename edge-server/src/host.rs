@@ -488,8 +488,8 @@ impl MatchHost {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use outpost_arena::{self as arena, ArenaConfig};
     use outpost_protocol::schema::Value;
-    use outpost_sim::arena::{self, ArenaConfig};
 
     use super::*;
 
@@ -508,7 +508,7 @@ pub(crate) mod tests {
             interest: Interest::default(),
             bandwidth_bps: 96_000,
             max_replay_bytes: Some(1 << 20),
-            modes: Modes::builtin(),
+            modes: outpost_arena::modes(),
         };
         MatchHost::new(
             MatchId(1),

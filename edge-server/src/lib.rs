@@ -15,8 +15,10 @@
 //! ```no_run
 //! use outpost_edge::{Edge, EdgeConfig};
 //!
-//! # async fn run(public_key: [u8; 32]) -> anyhow::Result<()> {
-//! let edge = Edge::start(EdgeConfig::new("edge-local-1", public_key)).await?;
+//! # async fn run(public_key: [u8; 32], modes: outpost_sim::Modes) -> anyhow::Result<()> {
+//! let mut config = EdgeConfig::new("edge-local-1", public_key);
+//! config.modes = modes; // the game modes it hosts
+//! let edge = Edge::start(config).await?;
 //! println!("QUIC on {}, pin {}", edge.quic_addr(), outpost_edge::hex(&edge.cert_fingerprint()));
 //! tokio::signal::ctrl_c().await?;
 //! edge.shutdown().await;

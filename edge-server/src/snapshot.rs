@@ -414,8 +414,8 @@ pub fn body_budget(bandwidth_bps: u32, snapshot_hz: u16, max_datagram: usize) ->
 
 #[cfg(test)]
 mod tests {
+    use outpost_arena::{self as arena, ArenaConfig};
     use outpost_protocol::schema::Value;
-    use outpost_sim::arena::{self, ArenaConfig};
 
     use super::*;
 

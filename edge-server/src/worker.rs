@@ -391,7 +391,7 @@ mod tests {
             reconnect_grace: Duration::from_secs(5),
             interest: Interest::default(),
             bandwidth_bps: 96_000,
-            modes: outpost_sim::Modes::builtin(),
+            modes: outpost_arena::modes(),
         }
     }
 
@@ -409,7 +409,7 @@ mod tests {
         let (datagrams, datagrams_rx) = mpsc::channel(DATAGRAM_QUEUE);
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let inputs = Arc::new(InputMailbox::default());
-        let config = outpost_sim::arena::config(&outpost_sim::arena::ArenaConfig {
+        let config = outpost_arena::config(&outpost_arena::ArenaConfig {
             props: 0,
             ..Default::default()
         });

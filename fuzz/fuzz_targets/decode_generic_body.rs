@@ -8,7 +8,7 @@ use libfuzzer_sys::fuzz_target;
 use outpost_protocol::replication::{self, Layout, View};
 use outpost_protocol::schema::ModeSchema;
 use outpost_protocol::EntityId;
-use outpost_sim::arena::{self, ArenaConfig};
+use outpost_arena::{self as arena, ArenaConfig};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(schema) = ModeSchema::decode(data) {

@@ -16,11 +16,10 @@
 //! use std::time::Duration;
 //! use outpost_harness::Harness;
 //! use outpost_protocol::link::LinkConfig;
-//! use outpost_sim::arena::PlayerInput;
-//! use outpost_sim::arena::{self, ArenaConfig};
+//! use outpost_arena::{ArenaConfig, PlayerInput};
 //!
-//! let config = arena::config(&ArenaConfig { props: 0, ..ArenaConfig::default() });
-//! let mut h = Harness::new(&config, 7);
+//! let config = outpost_arena::config(&ArenaConfig { props: 0, ..ArenaConfig::default() });
+//! let mut h = Harness::new(&config, 7, outpost_arena::modes());
 //! let me = h.join(1, LinkConfig::good()).expect("seated");
 //! for _ in 0..60 {
 //!     h.send_input(me, PlayerInput { move_z: 127, ..PlayerInput::default() });
@@ -45,6 +44,7 @@ use outpost_protocol::{
     Control, Datagram, GoodbyeReason, MatchConfig, MatchId, PROTOCOL_VERSION, PlayerId, Pong,
     RejectCode, Welcome, codec,
 };
+use outpost_sim::Modes;
 
 /// A client's index in its harness.
 pub type ClientId = usize;
@@ -122,7 +122,7 @@ pub struct Harness {
     stats: WireStats,
     metrics: Arc<EdgeMetrics>,
     /// The modes the clients link, to predict with (the host's).
-    modes: outpost_sim::Modes,
+    modes: Modes,
 }
 
 impl std::fmt::Debug for Harness {
@@ -137,20 +137,21 @@ impl std::fmt::Debug for Harness {
 }
 
 impl Harness {
-    /// The settings an edge runs with by default, but with a 5 s reconnect grace.
-    pub fn default_settings() -> HostSettings {
+    /// The settings an edge runs with by default, but with a 5 s reconnect grace, hosting
+    /// `modes` (which the clients also link, to predict with).
+    pub fn default_settings(modes: Modes) -> HostSettings {
         HostSettings {
             reconnect_grace: Duration::from_secs(5),
             interest: Interest::default(),
             bandwidth_bps: 96_000,
             max_replay_bytes: Some(8 << 20),
-            modes: outpost_sim::Modes::builtin(),
+            modes,
         }
     }
 
-    /// A match on `config`; `seed` seeds every link.
-    pub fn new(config: &MatchConfig, seed: u64) -> Self {
-        Self::with_settings(config, seed, Self::default_settings())
+    /// A match on `config`, one of `modes`; `seed` seeds every link.
+    pub fn new(config: &MatchConfig, seed: u64, modes: Modes) -> Self {
+        Self::with_settings(config, seed, Self::default_settings(modes))
     }
 
     /// A match on `config`, hosted with `settings`.

@@ -4,10 +4,10 @@
 use std::future::Future;
 use std::time::Duration;
 
+use outpost_arena::{PlayerInput, Position};
 use outpost_client::{NetcodeStats, Session};
 use outpost_protocol::MatchEvent;
 use outpost_sim::SplitMix64;
-use outpost_sim::arena::{PlayerInput, Position};
 use tokio::time::MissedTickBehavior;
 
 /// How a bot moves.
@@ -105,7 +105,7 @@ impl Bot {
                 match &event.event {
                     MatchEvent::MatchEnded { .. } => report.match_ended = true,
                     other => {
-                        if outpost_sim::arena::Hit::from_event(other)
+                        if outpost_arena::Hit::from_event(other)
                             .is_some_and(|hit| hit.shooter == me)
                         {
                             report.hits += 1;

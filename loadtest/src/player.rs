@@ -1,7 +1,7 @@
 //! One simulated player: join, then play like a bot until the end of the run, sampling
 //! what it sees once a second.
 
-use outpost_sim::arena::{PlayerInput, Position};
+use outpost_arena::{PlayerInput, Position};
 use std::sync::Arc;
 use std::time::Duration;
 

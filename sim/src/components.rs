@@ -1,6 +1,5 @@
 //! Components every game mode shares.
 
-use crate::arena::types::EntityKind;
 use std::collections::VecDeque;
 
 use bevy_ecs::prelude::*;
@@ -11,10 +10,6 @@ use rapier3d::prelude::RigidBodyHandle;
 /// The network identity of a replicated entity.
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NetId(pub EntityId);
-
-/// Marks an entity as replicated to clients, and as what.
-#[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Replicated(pub EntityKind);
 
 /// The rapier body behind an entity.
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,5 @@
 //! A match: one world, one schedule, one fixed tick.
 
-use crate::arena::types::{EntityKind, EntityState};
 use std::collections::BTreeMap;
 
 use bevy_ecs::prelude::*;
@@ -14,7 +13,7 @@ use outpost_protocol::{
     TickedEvent,
 };
 
-use crate::components::{Controls, Motion, NetId, PlayerSlot, Replicated, RigidBodyRef};
+use crate::components::{Controls, Motion, NetId, PlayerSlot, RigidBodyRef};
 use crate::mode::{GameMode, ModeError, Modes};
 use crate::physics::{Collisions, Physics, step_physics};
 
@@ -120,9 +119,10 @@ impl std::fmt::Debug for Match {
 }
 
 impl Match {
-    /// Creates a match of the configured mode, one of [`Modes::builtin`].
-    pub fn new(id: MatchId, config: &MatchConfig) -> Result<Self, SimError> {
-        let (mode, _) = Modes::builtin().resolve(config)?;
+    /// Creates a match of the configured mode, one of `modes` (its settings and schema
+    /// hash checked, see [`Modes::resolve`]).
+    pub fn new(id: MatchId, config: &MatchConfig, modes: &Modes) -> Result<Self, SimError> {
+        let (mode, _) = modes.resolve(config)?;
         Self::with_mode(id, config, mode)
     }
 
@@ -401,44 +401,6 @@ impl Match {
         }))
     }
 
-    /// Replicated state of every replicated entity, by entity id.
-    pub fn replicated_state(&mut self) -> Vec<EntityState> {
-        let mut out = Vec::new();
-        self.write_replicated_state(&mut out);
-        out
-    }
-
-    /// Writes replicated state into `out` (cleared first), by entity id.
-    pub fn write_replicated_state(&mut self, out: &mut Vec<EntityState>) {
-        out.clear();
-        let mut query = self
-            .world
-            .query::<(&NetId, &Replicated, &RigidBodyRef, Option<&Motion>)>();
-        let physics = self.world.resource::<Physics>();
-        for (net_id, replicated, body, motion) in query.iter(&self.world) {
-            let Some(rb) = physics.world.bodies.get(body.0) else {
-                continue;
-            };
-            let p = rb.translation();
-            let r = rb.rotation();
-            let v = motion.map_or_else(
-                || {
-                    let v = rb.linvel();
-                    [v.x, v.y, v.z]
-                },
-                |m| m.velocity,
-            );
-            out.push(EntityState {
-                id: net_id.0,
-                kind: replicated.0,
-                position: [p.x, p.y, p.z],
-                rotation: [r.x, r.y, r.z, r.w],
-                velocity: v,
-            });
-        }
-        out.sort_unstable_by_key(|e| e.id);
-    }
-
     /// The replicated entities as the mode's records (every component, owner-only ones
     /// included), sorted by id, into `out` (cleared first).
     pub fn write_records(&mut self, out: &mut View) {
@@ -459,12 +421,6 @@ impl Match {
     /// The ECS world, mutably.
     pub fn world_mut(&mut self) -> &mut World {
         &mut self.world
-    }
-
-    /// Number of replicated entities of a kind.
-    pub fn count_of(&mut self, kind: EntityKind) -> usize {
-        let mut query = self.world.query::<&Replicated>();
-        query.iter(&self.world).filter(|r| r.0 == kind).count()
     }
 }
 

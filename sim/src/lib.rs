@@ -9,27 +9,48 @@
 //! replicated state. The same inputs in the same order give the same state, bit for bit,
 //! on the same build.
 //!
-//! Game rules live in game modes ([`GameMode`]): a mode installs its systems into the
-//! fixed tick order ([`TickSet`]) and decides how a player's character is spawned and
-//! driven. Outpost ships the [`arena`] mode.
+//! Game rules live in game modes ([`GameMode`]): a mode declares its schema, installs its
+//! systems into the fixed tick order ([`TickSet`]), decides how a player's character is
+//! spawned and driven, and writes its replicated entities as records. This crate ships
+//! no mode: the arena is `outpost-arena`, and `docs/game-modes.md` writes one from
+//! nothing.
 //!
 //! ```
-//! use outpost_protocol::{MatchId, PlayerId};
-//! use outpost_sim::arena::PlayerInput;
-//! use outpost_sim::{Match, arena};
+//! # use outpost_protocol::replication::View;
+//! # use outpost_protocol::schema::ModeSchema;
+//! # use outpost_protocol::{ConfigError, EntityId, MatchConfig, MatchId, PlayerId};
+//! # use bevy_ecs::prelude::*;
+//! use outpost_sim::{GameMode, Match, Modes, SimError};
 //!
-//! let mut game = Match::new(MatchId(1), &arena::config(&arena::ArenaConfig::default()))?;
+//! /// A mode with nothing in it but its players.
+//! struct Empty;
+//!
+//! impl GameMode for Empty {
+//!     fn name(&self) -> &'static str { "empty" }
+//!     fn default_config(&self) -> Vec<u8> { Vec::new() }
+//!     fn schema(&self, _: &[u8]) -> Result<ModeSchema, ConfigError> {
+//!         Ok(ModeSchema { mode: "empty".into(), components: vec![], input: vec![], events: vec![] })
+//!     }
+//!     fn setup(&self, _: &MatchConfig, _: &mut World, _: &mut Schedule) -> Result<(), SimError> {
+//!         Ok(())
+//!     }
+//!     fn spawn_player(&self, world: &mut World, _: PlayerId, _: EntityId) -> Entity {
+//!         world.spawn_empty().id()
+//!     }
+//!     fn write_records(&self, _: &mut World, _: &mut View) {}
+//! }
+//!
+//! let modes = Modes::new().with(Empty);
+//! let mut game = Match::new(MatchId(1), &modes.config("empty", None)?, &modes)?;
 //! let me = game.add_player(PlayerId(7))?;
-//! game.push_input(PlayerId(7), PlayerInput { seq: 1, move_z: 127, ..Default::default() });
 //! for _ in 0..30 {
 //!     game.step();
 //! }
-//! let state = game.replicated_state();
-//! assert!(state.iter().any(|e| e.id == me));
-//! # Ok::<(), outpost_sim::SimError>(())
+//! assert_eq!(game.player_entity(PlayerId(7)), Some(me));
+//! assert_eq!(game.tick(), 30);
+//! # Ok::<(), SimError>(())
 //! ```
 
-pub mod arena;
 mod components;
 mod game;
 mod mode;
@@ -37,7 +58,7 @@ mod physics;
 
 pub use components::{
     CATCH_UP_DEPTH, Controls, MAX_QUEUED_TICKS, Motion, NetId, OVER_BUDGET_SLACK, PlayerSlot,
-    Replicated, RigidBodyRef,
+    RigidBodyRef,
 };
 pub use game::{
     IntoInput, Match, MatchClock, MatchEvents, MatchOutcome, NetIds, ScoreLimit, SimError, TickSet,

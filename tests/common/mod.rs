@@ -6,10 +6,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use outpost_arena::{self as arena, ArenaConfig};
 use outpost_client::{Assignment, Client, Trust};
 use outpost_edge::{Edge, EdgeConfig};
 use outpost_protocol::{ConnectToken, MatchConfig, MatchId, PlayerId, TokenSigner};
-pub use outpost_sim::arena::{self, ArenaConfig};
 
 pub const EDGE_ID: &str = "test-edge";
 
@@ -36,6 +36,7 @@ impl TestEdge {
         let mut config = EdgeConfig::new(EDGE_ID, signer.public_key());
         config.listen = "127.0.0.1:0".parse().expect("addr");
         config.http_listen = Some("127.0.0.1:0".parse().expect("addr"));
+        config.modes = outpost_arena::modes();
         config.reconnect_grace = Duration::from_secs(5);
         adjust(&mut config);
         let edge = Edge::start(config).await.expect("edge starts");
@@ -69,7 +70,9 @@ impl TestEdge {
 }
 
 pub fn client() -> Client {
-    Client::bind("127.0.0.1:0".parse().expect("addr")).expect("client binds")
+    Client::bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("client binds")
+        .with_modes(outpost_arena::modes())
 }
 
 /// A small arena with no props: quick to simulate, nothing in the way.

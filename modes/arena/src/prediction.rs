@@ -2,7 +2,7 @@
 //! [`move_character`] the edge runs, in a local copy of the level with the other entities
 //! standing where the latest snapshot put them.
 
-use crate::arena::types::PlayerInput;
+use crate::types::PlayerInput;
 use std::collections::HashMap;
 
 use outpost_protocol::replication::{Fields, InputRecord, View};
@@ -13,8 +13,8 @@ use rapier3d::prelude::*;
 use super::movement::move_character;
 use super::schema::{MotionState, Position, Rotation, input_from_record};
 use super::{CAPSULE_HALF_HEIGHT, CAPSULE_RADIUS, build_level};
-use crate::components::Motion;
-use crate::game::SimError;
+use outpost_sim::Motion;
+use outpost_sim::SimError;
 
 /// Other characters closer than this to the predicted one are placed in its world.
 const OBSTACLE_RADIUS: f32 = 8.0;
@@ -157,7 +157,7 @@ impl Predictor {
     }
 }
 
-/// The arena's [`crate::Prediction`]: the own character moved by [`move_character`] in a
+/// The arena's [`outpost_sim::Prediction`]: the own character moved by [`move_character`] in a
 /// copy of the level, with the other characters near it standing where the server's view
 /// put them.
 ///
@@ -168,7 +168,7 @@ impl Predictor {
 #[derive(Debug)]
 pub struct ArenaPrediction(pub Predictor);
 
-impl crate::Prediction for ArenaPrediction {
+impl outpost_sim::Prediction for ArenaPrediction {
     fn reset(&mut self, fields: &Fields, view: &View, own: EntityId) -> bool {
         let Some(Position(at)) = view.find(own).and_then(|r| fields.get::<Position>(&r)) else {
             return false;

@@ -3,7 +3,7 @@
 //! on the same views (`examples/bandwidth.rs`, `benches/codec.rs`) until the arena is
 //! rebuilt on the mode API.
 
-use crate::arena::types::{EntityKind, EntityView};
+use crate::types::{EntityKind, EntityView};
 use outpost_protocol::quantize;
 use outpost_protocol::replication;
 use outpost_protocol::schema::{
@@ -162,7 +162,7 @@ impl Hit {
 /// (without the owner-only motion).
 pub fn records(
     quantizer: &outpost_protocol::Quantizer,
-    entities: &[crate::arena::EntityState],
+    entities: &[crate::EntityState],
 ) -> replication::View {
     let views: Vec<EntityView> = entities
         .iter()
@@ -251,7 +251,7 @@ impl replication::Component for MotionState {
     }
 }
 
-impl crate::arena::EntityState {
+impl crate::EntityState {
     /// An entity of an arena view as the arena's typed state, read through the schema
     /// (`None` if it has no pose). Velocity is zero unless the record carries the
     /// owner-only motion.
@@ -278,12 +278,9 @@ impl crate::arena::EntityState {
 }
 
 /// Every entity of an arena view with a pose, typed, sorted by id.
-pub fn entities(
-    fields: &replication::Fields,
-    view: &replication::View,
-) -> Vec<crate::arena::EntityState> {
+pub fn entities(fields: &replication::Fields, view: &replication::View) -> Vec<crate::EntityState> {
     view.iter()
-        .filter_map(|r| crate::arena::EntityState::from_record(fields, &r))
+        .filter_map(|r| crate::EntityState::from_record(fields, &r))
         .collect()
 }
 
@@ -297,7 +294,7 @@ pub const POSE: u64 = 4 | 8;
 pub const MOTION: u64 = 16;
 
 /// A character's motion as the slots of the motion component.
-pub fn motion_slots(motion: &crate::arena::QMotion) -> [u32; 4] {
+pub fn motion_slots(motion: &crate::QMotion) -> [u32; 4] {
     let [x, y, z] = motion.velocity.0;
     [x, y, z, u32::from(motion.grounded)]
 }
@@ -318,7 +315,7 @@ pub fn entity_view(r: &replication::Record<'_>) -> Option<EntityView> {
     if r.mask & POSE != POSE || s.len() < 7 {
         return None;
     }
-    let motion = (r.mask & MOTION != 0 && s.len() >= 11).then(|| crate::arena::QMotion {
+    let motion = (r.mask & MOTION != 0 && s.len() >= 11).then(|| crate::QMotion {
         velocity: QVelocity([s[7], s[8], s[9]]),
         grounded: s[10] != 0,
     });
@@ -338,14 +335,14 @@ pub fn entity_view(r: &replication::Record<'_>) -> Option<EntityView> {
     })
 }
 
-impl crate::IntoInput for crate::arena::PlayerInput {
+impl outpost_sim::IntoInput for crate::PlayerInput {
     fn into_input(self) -> replication::InputRecord {
         input_record(&self)
     }
 }
 
 /// An arena input as a generic one under [`schema`].
-pub fn input_record(input: &crate::arena::PlayerInput) -> replication::InputRecord {
+pub fn input_record(input: &crate::PlayerInput) -> replication::InputRecord {
     replication::InputRecord {
         seq: input.seq,
         ticks: input.ticks,
@@ -355,7 +352,7 @@ pub fn input_record(input: &crate::arena::PlayerInput) -> replication::InputReco
 }
 
 /// An arena input's fields as slots of [`schema`]'s input.
-fn input_slots(input: &crate::arena::PlayerInput) -> [u32; 5] {
+fn input_slots(input: &crate::PlayerInput) -> [u32; 5] {
     // Every field within its range: -128 moves as -127, pitch beyond ±90° as ±90°.
     [
         (i32::from(input.move_x).max(-127) + 127) as u32,
@@ -367,11 +364,11 @@ fn input_slots(input: &crate::arena::PlayerInput) -> [u32; 5] {
 }
 
 /// The arena input a generic one stands for (`None` if its slots are not the arena's).
-pub fn input_from_record(record: &replication::InputRecord) -> Option<crate::arena::PlayerInput> {
+pub fn input_from_record(record: &replication::InputRecord) -> Option<crate::PlayerInput> {
     let [move_x, move_z, yaw, pitch, buttons] = record.slots.as_slice() else {
         return None;
     };
-    Some(crate::arena::PlayerInput {
+    Some(crate::PlayerInput {
         seq: record.seq,
         ticks: record.ticks,
         move_x: (*move_x as i32 - 127).clamp(-127, 127) as i8,
@@ -387,7 +384,7 @@ static INPUT_LAYOUT: std::sync::LazyLock<replication::InputLayout> =
     std::sync::LazyLock::new(|| replication::InputLayout::new(&schema(&ArenaConfig::default())));
 
 /// Arena inputs, newest first, as an input frame's batch.
-pub fn encode_inputs(inputs: &[crate::arena::PlayerInput]) -> Vec<u8> {
+pub fn encode_inputs(inputs: &[crate::PlayerInput]) -> Vec<u8> {
     let mut slots = [[0u32; 5]; replication::MAX_BATCH_INPUTS];
     for (s, input) in slots.iter_mut().zip(inputs) {
         *s = input_slots(input);
@@ -405,9 +402,7 @@ pub fn encode_inputs(inputs: &[crate::arena::PlayerInput]) -> Vec<u8> {
 }
 
 /// An input frame's batch as arena inputs, newest first.
-pub fn decode_inputs(
-    batch: &[u8],
-) -> Result<Vec<crate::arena::PlayerInput>, replication::DeltaError> {
+pub fn decode_inputs(batch: &[u8]) -> Result<Vec<crate::PlayerInput>, replication::DeltaError> {
     Ok(replication::decode_inputs(&INPUT_LAYOUT, batch)?
         .iter()
         .filter_map(input_from_record)
@@ -416,7 +411,7 @@ pub fn decode_inputs(
 
 #[cfg(test)]
 mod tests {
-    use crate::arena::PlayerInput;
+    use crate::PlayerInput;
     use outpost_protocol::rng::SplitMix64;
 
     use super::*;

@@ -3,10 +3,10 @@
 mod common;
 
 use common::{position, teleport, yaw_towards};
-use outpost_sim::arena::{EntityKind, PlayerInput};
+use outpost_arena::{EntityKind, PlayerInput};
 
+use outpost_arena::{self as arena, ArenaConfig, spawn_height};
 use outpost_protocol::*;
-use outpost_sim::arena::{self, ArenaConfig, spawn_height};
 use outpost_sim::rapier3d::prelude::Vector;
 use outpost_sim::{Match, SplitMix64};
 
@@ -33,7 +33,7 @@ fn teleport_player(game: &mut Match, player: PlayerId, at: Vector) {
 /// Player 1 at the origin and player 2 at `target_at`, one tick run; returns the match,
 /// the shooter's entity, and the yaw from the shooter to the target.
 fn facing_off(cfg: &MatchConfig, target_at: Vector) -> (Match, EntityId, u16) {
-    let mut game = Match::new(MatchId(1), cfg).expect("valid config");
+    let mut game = Match::new(MatchId(1), cfg, &arena::modes()).expect("valid config");
     let shooter = game.add_player(PlayerId(1)).expect("a free seat");
     let target = game.add_player(PlayerId(2)).expect("a free seat");
     teleport_player(
@@ -59,7 +59,7 @@ fn hold(game: &mut Match, player: PlayerId, mut input: PlayerInput, ticks: u32) 
 
 #[test]
 fn a_player_walks_where_they_look() {
-    let mut game = Match::new(MatchId(1), &config(0)).unwrap();
+    let mut game = Match::new(MatchId(1), &config(0), &arena::modes()).unwrap();
     let me = game.add_player(PlayerId(1)).unwrap();
     teleport_player(
         &mut game,
@@ -108,7 +108,7 @@ fn a_player_walks_where_they_look() {
 
 #[test]
 fn a_player_jumps_and_lands() {
-    let mut game = Match::new(MatchId(1), &config(0)).unwrap();
+    let mut game = Match::new(MatchId(1), &config(0), &arena::modes()).unwrap();
     let me = game.add_player(PlayerId(1)).unwrap();
     hold(&mut game, PlayerId(1), PlayerInput::default(), 10);
     let ground = position(&mut game, me)[1];
@@ -136,7 +136,7 @@ fn a_player_jumps_and_lands() {
 
 #[test]
 fn walking_into_a_prop_pushes_it() {
-    let mut game = Match::new(MatchId(1), &config(0)).unwrap();
+    let mut game = Match::new(MatchId(1), &config(0), &arena::modes()).unwrap();
     game.add_player(PlayerId(1)).unwrap();
     teleport_player(
         &mut game,
@@ -236,7 +236,7 @@ fn the_timer_ends_the_match() {
         duration_s: 5,
         ..config(4)
     };
-    let mut game = Match::new(MatchId(1), &cfg).unwrap();
+    let mut game = Match::new(MatchId(1), &cfg, &arena::modes()).unwrap();
     game.add_player(PlayerId(1)).unwrap();
     for _ in 0..299 {
         game.step();
@@ -290,7 +290,7 @@ fn seats_are_limited_and_rejoining_keeps_the_character() {
         max_players: 2,
         ..config(0)
     };
-    let mut game = Match::new(MatchId(1), &cfg).unwrap();
+    let mut game = Match::new(MatchId(1), &cfg, &arena::modes()).unwrap();
     let first = game.add_player(PlayerId(1)).unwrap();
     game.add_player(PlayerId(2)).unwrap();
     assert_eq!(
@@ -303,12 +303,12 @@ fn seats_are_limited_and_rejoining_keeps_the_character() {
     assert_eq!(game.connected_count(), 2);
     game.remove_player(PlayerId(2));
     assert_eq!(game.player_count(), 1);
-    assert_eq!(game.count_of(EntityKind::Player), 1);
+    assert_eq!(arena::count_of(&mut game, EntityKind::Player), 1);
 }
 
 #[test]
 fn inputs_apply_once_and_in_order() {
-    let mut game = Match::new(MatchId(1), &config(0)).unwrap();
+    let mut game = Match::new(MatchId(1), &config(0), &arena::modes()).unwrap();
     game.add_player(PlayerId(1)).unwrap();
     let input = |seq| PlayerInput {
         seq,
@@ -347,6 +347,7 @@ fn scripted_run() -> (Vec<u32>, Vec<TickedEvent>) {
                 ..ArenaConfig::default()
             })
         },
+        &arena::modes(),
     )
     .expect("valid config");
     for p in 1..=6 {
@@ -371,8 +372,7 @@ fn scripted_run() -> (Vec<u32>, Vec<TickedEvent>) {
         game.step();
         events.extend(game.drain_events());
     }
-    let bits = game
-        .replicated_state()
+    let bits = arena::entity_states(&mut game)
         .iter()
         .flat_map(|e| {
             let mut v = vec![e.id.0];
@@ -400,17 +400,18 @@ fn same_inputs_give_the_same_match_bit_for_bit() {
 
 #[test]
 fn the_same_seed_builds_the_same_level() {
-    let mut a = Match::new(MatchId(1), &config(30)).unwrap();
-    let mut b = Match::new(MatchId(2), &config(30)).unwrap();
-    assert_eq!(a.replicated_state(), b.replicated_state());
+    let mut a = Match::new(MatchId(1), &config(30), &arena::modes()).unwrap();
+    let mut b = Match::new(MatchId(2), &config(30), &arena::modes()).unwrap();
+    assert_eq!(arena::entity_states(&mut a), arena::entity_states(&mut b));
     let mut c = Match::new(
         MatchId(3),
         &MatchConfig {
             seed: 43,
             ..config(30)
         },
+        &arena::modes(),
     )
     .unwrap();
-    assert_ne!(a.replicated_state(), c.replicated_state());
-    assert_eq!(a.count_of(EntityKind::Prop), 30);
+    assert_ne!(arena::entity_states(&mut a), arena::entity_states(&mut c));
+    assert_eq!(arena::count_of(&mut a, EntityKind::Prop), 30);
 }

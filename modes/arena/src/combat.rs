@@ -3,7 +3,7 @@
 //! the shooter was viewing, at most the configured maximum back — and against the level
 //! and props as they are now.
 
-use crate::arena::types::PlayerInput;
+use crate::types::PlayerInput;
 use std::collections::{BTreeMap, VecDeque};
 
 use bevy_ecs::prelude::*;
@@ -14,9 +14,9 @@ use rapier3d::prelude::*;
 
 use super::movement::{Character, aim};
 use super::{CAPSULE_HALF_HEIGHT, CAPSULE_RADIUS, Hit};
-use crate::components::{Controls, NetId, PlayerSlot, RigidBodyRef};
-use crate::game::{MatchClock, MatchEvents};
-use crate::physics::Physics;
+use outpost_sim::Physics;
+use outpost_sim::{Controls, NetId, PlayerSlot, RigidBodyRef};
+use outpost_sim::{MatchClock, MatchEvents};
 
 /// Eye height above a character's centre, metres.
 pub const EYE_HEIGHT: f32 = 0.6;

@@ -4,11 +4,11 @@
 mod common;
 
 use common::{position, teleport, yaw_towards};
-use outpost_sim::arena::PlayerInput;
+use outpost_arena::PlayerInput;
 
+use outpost_arena::{self as arena, ArenaConfig};
+use outpost_arena::{Predictor, spawn_height};
 use outpost_protocol::*;
-use outpost_sim::arena::{self, ArenaConfig};
-use outpost_sim::arena::{Predictor, spawn_height};
 use outpost_sim::rapier3d::prelude::Vector;
 use outpost_sim::{Match, Motion, SplitMix64};
 
@@ -25,7 +25,7 @@ fn config() -> MatchConfig {
 
 #[test]
 fn a_tick_without_input_does_not_move_and_a_backlog_after_loss_catches_up() {
-    let mut game = Match::new(MatchId(1), &config()).expect("match");
+    let mut game = Match::new(MatchId(1), &config(), &arena::modes()).expect("match");
     let me = game.add_player(PlayerId(1)).expect("seat");
     let forward = |seq| PlayerInput {
         seq,
@@ -83,7 +83,7 @@ fn speed_hack_sending_faster_does_not_move_faster() {
                 ..ArenaConfig::default()
             })
         };
-        let mut game = Match::new(MatchId(1), &cfg).expect("match");
+        let mut game = Match::new(MatchId(1), &cfg, &arena::modes()).expect("match");
         let me = game.add_player(PlayerId(1)).expect("seat");
         // The arena's centre is clear of pillars for 70 m: nothing in the way.
         teleport(&mut game, me, Vector::new(0.0, spawn_height(), 0.0));
@@ -144,11 +144,10 @@ fn speed_hack_sending_faster_does_not_move_faster() {
 fn prediction_matches_the_server_exactly() {
     for ticks in [1u8, 2] {
         let cfg = config();
-        let mut game = Match::new(MatchId(1), &cfg).expect("match");
+        let mut game = Match::new(MatchId(1), &cfg, &arena::modes()).expect("match");
         let me = game.add_player(PlayerId(1)).expect("seat");
         game.step();
-        let start = game
-            .replicated_state()
+        let start = arena::entity_states(&mut game)
             .into_iter()
             .find(|e| e.id == me)
             .expect("me");
@@ -234,7 +233,7 @@ struct Duel {
 
 /// A shooter at the origin and a target 10 m ahead strafing for `ticks`.
 fn strafing_duel(ticks: u32) -> Duel {
-    let mut game = Match::new(MatchId(1), &config()).expect("match");
+    let mut game = Match::new(MatchId(1), &config(), &arena::modes()).expect("match");
     let shooter = game.add_player(PlayerId(1)).expect("seat");
     let target = game.add_player(PlayerId(2)).expect("seat");
     teleport(&mut game, shooter, Vector::new(0.0, spawn_height(), 0.0));

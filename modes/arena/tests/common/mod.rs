@@ -4,14 +4,14 @@
     reason = "each test file uses a different subset of these helpers"
 )]
 
+use outpost_arena::PlayerInput;
 use outpost_protocol::EntityId;
-use outpost_sim::arena::PlayerInput;
 use outpost_sim::rapier3d::prelude::Vector;
 use outpost_sim::{Match, NetId, Physics, RigidBodyRef};
 
 /// An entity's replicated position.
 pub fn position(game: &mut Match, id: EntityId) -> [f32; 3] {
-    game.replicated_state()
+    outpost_arena::entity_states(game)
         .into_iter()
         .find(|e| e.id == id)
         .expect("entity replicated")

@@ -1,7 +1,30 @@
-//! The arena: a walled floor with pillars, boxes to push, and players with hitscan
-//! weapons scoring a point per hit.
+//! # outpost-arena
+//!
+//! The arena game mode: a walled floor with pillars, boxes to push, and players with
+//! hitscan weapons scoring a point per hit. It is written on `outpost-sim`'s mode API
+//! alone ([`GameMode`]), as any studio's mode would be: its settings ([`ArenaConfig`]),
+//! its schema ([`schema`]), its systems (movement, combat with lag compensation), its
+//! client-side prediction ([`ArenaPrediction`]) and its typed input and components.
+//!
+//! ```
+//! use outpost_arena::{ArenaConfig, PlayerInput};
+//! use outpost_protocol::{MatchId, PlayerId};
+//! use outpost_sim::Match;
+//!
+//! let config = outpost_arena::config(&ArenaConfig::default());
+//! let mut game = Match::new(MatchId(1), &config, &outpost_arena::modes())?;
+//! let me = game.add_player(PlayerId(7))?;
+//! game.push_input(PlayerId(7), PlayerInput { seq: 1, move_z: 127, ..Default::default() });
+//! for _ in 0..30 {
+//!     game.step();
+//! }
+//! let state = outpost_arena::entity_states(&mut game);
+//! assert!(state.iter().any(|e| e.id == me));
+//! # Ok::<(), outpost_sim::SimError>(())
+//! ```
 
 pub mod combat;
+pub mod cubes;
 pub mod movement;
 pub mod prediction;
 pub mod schema;
@@ -17,11 +40,10 @@ use outpost_protocol::{
 use rapier3d::prelude::*;
 use wincode::{SchemaRead, SchemaWrite};
 
-use crate::components::{Motion, NetId, Replicated, RigidBodyRef};
-use crate::game::{NetIds, ScoreLimit, SimError, TickSet};
-use crate::mode::GameMode;
-use crate::physics::Physics;
 use outpost_protocol::rng::SplitMix64;
+use outpost_sim::{GameMode, Match, Modes, Physics};
+use outpost_sim::{Motion, NetId, RigidBodyRef};
+use outpost_sim::{NetIds, ScoreLimit, SimError, TickSet};
 
 pub use combat::HitboxHistory;
 pub use movement::{Character, move_character};
@@ -49,6 +71,59 @@ pub const KILL_HEIGHT: f32 = -10.0;
 /// The arena game mode.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Arena;
+
+/// A registry of the arena alone.
+pub fn modes() -> Modes {
+    Modes::new().with(Arena)
+}
+
+/// Marks an entity as replicated to clients, and as what.
+#[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replicated(pub EntityKind);
+
+/// Every replicated entity of an arena match as its typed state, by entity id: the
+/// truth, before quantization (velocity from the character's motion, or the body's).
+pub fn entity_states(game: &mut Match) -> Vec<EntityState> {
+    let mut out = Vec::new();
+    write_entity_states(game.world_mut(), &mut out);
+    out
+}
+
+/// [`entity_states`] into `out` (cleared first), from a world.
+pub fn write_entity_states(world: &mut World, out: &mut Vec<EntityState>) {
+    out.clear();
+    let mut query = world.query::<(&NetId, &Replicated, &RigidBodyRef, Option<&Motion>)>();
+    let physics = world.resource::<Physics>();
+    for (net_id, replicated, body, motion) in query.iter(world) {
+        let Some(rb) = physics.world.bodies.get(body.0) else {
+            continue;
+        };
+        let p = rb.translation();
+        let r = rb.rotation();
+        let v = motion.map_or_else(
+            || {
+                let v = rb.linvel();
+                [v.x, v.y, v.z]
+            },
+            |m| m.velocity,
+        );
+        out.push(EntityState {
+            id: net_id.0,
+            kind: replicated.0,
+            position: [p.x, p.y, p.z],
+            rotation: [r.x, r.y, r.z, r.w],
+            velocity: v,
+        });
+    }
+    out.sort_unstable_by_key(|e| e.id);
+}
+
+/// Number of replicated entities of a kind in an arena match.
+pub fn count_of(game: &mut Match, kind: EntityKind) -> usize {
+    let world = game.world_mut();
+    let mut query = world.query::<&Replicated>();
+    query.iter(world).filter(|r| r.0 == kind).count()
+}
 
 /// The arena's own settings, carried as [`MatchConfig::mode_config`].
 #[derive(Debug, Clone, Copy, PartialEq, SchemaWrite, SchemaRead)]
@@ -103,7 +178,7 @@ impl ArenaConfig {
 }
 
 /// An arena match with these settings and the core's defaults, its schema hash filled.
-/// (Not validated: [`crate::Match::new`] and the edge refuse what is out of bounds.)
+/// (Not validated: [`outpost_sim::Match::new`] and the edge refuse what is out of bounds.)
 pub fn config(settings: &ArenaConfig) -> MatchConfig {
     let mut config = MatchConfig::new(Arena.name());
     config.mode_config = encode_mode_config(settings);
@@ -231,7 +306,7 @@ impl GameMode for Arena {
         &self,
         config: &MatchConfig,
         _own: EntityId,
-    ) -> Option<Box<dyn crate::Prediction>> {
+    ) -> Option<Box<dyn outpost_sim::Prediction>> {
         let predictor = Predictor::new(config).ok()?;
         Some(Box::new(ArenaPrediction(predictor)))
     }

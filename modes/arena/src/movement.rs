@@ -7,15 +7,15 @@
 //! character inside the controller's skin distance from the floor or a wall, which stops
 //! it sliding; the client starts from the quantized position instead (within 1 mm).
 
-use crate::arena::types::PlayerInput;
+use crate::types::PlayerInput;
 use bevy_ecs::prelude::*;
 use outpost_protocol::quantize;
 use rapier3d::control::{CharacterAutostep, CharacterLength, KinematicCharacterController};
 use rapier3d::prelude::*;
 
-use crate::components::{Controls, Motion, NetId, RigidBodyRef};
-use crate::game::MatchClock;
-use crate::physics::Physics;
+use outpost_sim::MatchClock;
+use outpost_sim::Physics;
+use outpost_sim::{Controls, Motion, NetId, RigidBodyRef};
 
 /// Ground speed, metres per second.
 pub const RUN_SPEED: f32 = 6.0;
