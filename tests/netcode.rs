@@ -441,7 +441,7 @@ fn three_wanderers(seed: u64, link: LinkConfig, mut check: impl FnMut(&mut Harne
 /// tag and the owner-only motion alike.
 #[test]
 fn a_client_from_the_schema_alone_reads_the_arena_as_the_typed_client_does() {
-    use outpost_protocol::quantize;
+    use outpost_arena::quantize;
     use outpost_protocol::schema::Value;
     let (mut compared, mut with_motion) = (0usize, 0usize);
     let quantizer = ArenaConfig::default().quantizer();

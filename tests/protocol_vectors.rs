@@ -4,9 +4,9 @@
 //! file with `OUTPOST_WRITE_VECTORS=1 cargo test --test protocol_vectors`, then update the
 //! document beside it.
 
+use outpost_arena::quantize::{self, QPosition, QVelocity};
 use outpost_arena::{self as arena, ArenaConfig};
 use outpost_arena::{EntityKind, EntityView, PlayerInput, QMotion};
-use outpost_protocol::quantize::{self, QPosition, QVelocity};
 use outpost_protocol::replication::{self, Layout};
 use outpost_protocol::schema;
 use outpost_protocol::token::seat_commitment;

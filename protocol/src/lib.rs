@@ -36,7 +36,6 @@ pub mod config;
 pub mod ids;
 pub mod link;
 pub mod message;
-pub mod quantize;
 pub mod replay;
 pub mod replication;
 pub mod rng;
@@ -46,7 +45,6 @@ pub mod token;
 pub use config::{ConfigError, MatchConfig, decode_mode_config, encode_mode_config};
 pub use ids::{EntityId, MatchId, PlayerId};
 pub use message::*;
-pub use quantize::Quantizer;
 pub use token::{
     ConnectToken, MatchGrant, Seat, SignedToken, TokenError, TokenSigner, TokenVerifier,
 };

@@ -27,6 +27,7 @@ pub mod combat;
 pub mod cubes;
 pub mod movement;
 pub mod prediction;
+pub mod quantize;
 pub mod schema;
 pub mod types;
 
@@ -34,8 +35,7 @@ use bevy_ecs::prelude::*;
 use outpost_protocol::replication::View;
 use outpost_protocol::schema::ModeSchema;
 use outpost_protocol::{
-    ConfigError, EntityId, MatchConfig, PlayerId, Quantizer, decode_mode_config,
-    encode_mode_config, quantize,
+    ConfigError, EntityId, MatchConfig, PlayerId, decode_mode_config, encode_mode_config,
 };
 use rapier3d::prelude::*;
 use wincode::{SchemaRead, SchemaWrite};
@@ -48,6 +48,7 @@ use outpost_sim::{NetIds, ScoreLimit, SimError, TickSet};
 pub use combat::HitboxHistory;
 pub use movement::{Character, move_character};
 pub use prediction::{ArenaPrediction, Predictor};
+pub use quantize::Quantizer;
 pub use schema::{CHARACTER, Hit, MOTION, MotionState, POSE, PROP, Position, Rotation};
 pub use schema::{
     decode_inputs, encode_inputs, entities, entity_view, from_replicated, input_from_record,

@@ -7,9 +7,9 @@
 //! character inside the controller's skin distance from the floor or a wall, which stops
 //! it sliding; the client starts from the quantized position instead (within 1 mm).
 
+use crate::quantize;
 use crate::types::PlayerInput;
 use bevy_ecs::prelude::*;
-use outpost_protocol::quantize;
 use rapier3d::control::{CharacterAutostep, CharacterLength, KinematicCharacterController};
 use rapier3d::prelude::*;
 

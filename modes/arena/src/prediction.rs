@@ -5,9 +5,10 @@
 use crate::types::PlayerInput;
 use std::collections::HashMap;
 
+use crate::quantize;
 use outpost_protocol::replication::{Fields, InputRecord, View};
 use outpost_protocol::rng::SplitMix64;
-use outpost_protocol::{EntityId, MatchConfig, quantize};
+use outpost_protocol::{EntityId, MatchConfig};
 use rapier3d::prelude::*;
 
 use super::movement::move_character;

@@ -3,8 +3,8 @@
 //! on the same views (`examples/bandwidth.rs`, `benches/codec.rs`) until the arena is
 //! rebuilt on the mode API.
 
+use crate::quantize;
 use crate::types::{EntityKind, EntityView};
-use outpost_protocol::quantize;
 use outpost_protocol::replication;
 use outpost_protocol::schema::{
     ComponentDef, EventDef, FieldDef, FieldKind, ModeSchema, Value, Visibility,
@@ -160,10 +160,7 @@ impl Hit {
 
 /// Replicated state as the records of [`schema`], quantized on `quantizer`'s grid
 /// (without the owner-only motion).
-pub fn records(
-    quantizer: &outpost_protocol::Quantizer,
-    entities: &[crate::EntityState],
-) -> replication::View {
+pub fn records(quantizer: &crate::Quantizer, entities: &[crate::EntityState]) -> replication::View {
     let views: Vec<EntityView> = entities
         .iter()
         .map(|e| e.quantize(quantizer, None))
@@ -310,7 +307,7 @@ pub fn from_replicated(view: &replication::View) -> Vec<EntityView> {
 /// One generic record under [`schema`] as the specialised entity (`None` if its
 /// components are not the arena's).
 pub fn entity_view(r: &replication::Record<'_>) -> Option<EntityView> {
-    use outpost_protocol::quantize::{QPosition, QRotation, QVelocity};
+    use crate::quantize::{QPosition, QRotation, QVelocity};
     let s = r.slots;
     if r.mask & POSE != POSE || s.len() < 7 {
         return None;

@@ -1,8 +1,8 @@
 //! The arena's own types: its input, its entities as the simulation reports them, and
 //! their quantized form.
 
+use crate::quantize::{self, QPosition, QRotation, QVelocity, Quantizer};
 use outpost_protocol::EntityId;
-use outpost_protocol::quantize::{self, QPosition, QRotation, QVelocity, Quantizer};
 use serde::{Deserialize, Serialize};
 use wincode::{SchemaRead, SchemaWrite};
 

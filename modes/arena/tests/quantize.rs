@@ -1,7 +1,7 @@
 //! Quantization error bounds: positions within half a step, rotations within a quarter
 //! degree, velocities within half a step.
 
-use outpost_protocol::quantize::{self, POSITION_STEP, Quantizer, VELOCITY_STEP};
+use outpost_arena::quantize::{self, POSITION_STEP, Quantizer, VELOCITY_STEP};
 use proptest::prelude::*;
 
 fn quantizer() -> Quantizer {

@@ -1,4 +1,5 @@
-//! Quantization: the exact integers state is sent as.
+//! The arena's quantization: the exact integers its state is sent as (the grid its
+//! schema's fields declare, see [`crate::schema`]).
 //!
 //! Positions snap to a grid of [`POSITION_STEP`] (about 2 mm) inside the match's bounds;
 //! orientations are "smallest three" quaternions with 10 bits per component; velocities
@@ -108,9 +109,9 @@ impl Quantizer {
 }
 
 /// Quantizes a quaternion `(x, y, z, w)`; it need not be exactly unit length. (The
-/// smallest-three formula of [`crate::schema::rotation`] at 10 bits.)
+/// smallest-three formula of [`outpost_protocol::schema::rotation`] at 10 bits.)
 pub fn rotation(q: [f32; 4]) -> QRotation {
-    let [largest, a, b, c] = crate::schema::rotation(q, ROTATION_COMPONENT_BITS);
+    let [largest, a, b, c] = outpost_protocol::schema::rotation(q, ROTATION_COMPONENT_BITS);
     QRotation {
         largest: largest as u8,
         components: [a as u16, b as u16, c as u16],
@@ -120,7 +121,10 @@ pub fn rotation(q: [f32; 4]) -> QRotation {
 /// The unit quaternion `(x, y, z, w)` a quantized rotation stands for.
 pub fn rotation_value(r: QRotation) -> [f32; 4] {
     let [a, b, c] = r.components.map(u32::from);
-    crate::schema::rotation_value(&[u32::from(r.largest), a, b, c], ROTATION_COMPONENT_BITS)
+    outpost_protocol::schema::rotation_value(
+        &[u32::from(r.largest), a, b, c],
+        ROTATION_COMPONENT_BITS,
+    )
 }
 
 const VELOCITY_OFFSET: f32 = MAX_SPEED / VELOCITY_STEP;
