@@ -67,6 +67,7 @@ impl Joiner {
         let token = ConnectToken {
             player_id: PlayerId(self.next),
             match_id: MatchId(self.next),
+            team: 0,
             edge_id: "flood-edge".into(),
             config,
             issued_at_ms: now_ms(),

@@ -87,6 +87,7 @@ fn placeholder_token() -> outpost_protocol::SignedToken {
         .sign(&ConnectToken {
             player_id: PlayerId(1),
             match_id: MatchId(1),
+            team: 0,
             edge_id: "echo".into(),
             config: arena::config(&ArenaConfig::default()),
             issued_at_ms: 0,
@@ -116,6 +117,7 @@ async fn through_edge(samples: usize, tick_hz: u16) -> anyhow::Result<Vec<f64>> 
     let token = signer.sign(&ConnectToken {
         player_id: PlayerId(1),
         match_id: MatchId(1),
+        team: 0,
         edge_id: "rtt-edge".into(),
         config: match_config,
         issued_at_ms: now,

@@ -90,7 +90,13 @@ impl GameMode for Beacons {
         Ok(())
     }
 
-    fn spawn_player(&self, world: &mut World, _player: PlayerId, net_id: EntityId) -> Entity {
+    fn spawn_player(
+        &self,
+        world: &mut World,
+        _player: PlayerId,
+        _team: u8,
+        net_id: EntityId,
+    ) -> Entity {
         world
             .spawn(Beacon {
                 at: [net_id.0 as f32, 0.0, 0.0],

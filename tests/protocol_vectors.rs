@@ -40,6 +40,7 @@ fn token() -> SignedToken {
     let terms = ConnectToken {
         player_id: PlayerId(7),
         match_id: MatchId(42),
+        team: 0,
         edge_id: "eu-west-1a".into(),
         config: MatchConfig {
             max_players: 2,
@@ -54,7 +55,10 @@ fn token() -> SignedToken {
         nonce: SECRET,
     };
     TokenSigner::from_seed(&SEED)
-        .sign_match(&terms, &[(PlayerId(7), SECRET), (PlayerId(8), [0x8e; 16])])
+        .sign_match(
+            &terms,
+            &[(PlayerId(7), 0, SECRET), (PlayerId(8), 1, [0x8e; 16])],
+        )
         .expect("signs")
         .remove(0)
 }

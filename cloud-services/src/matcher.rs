@@ -73,18 +73,28 @@ pub fn place(
     let terms = ConnectToken {
         player_id: PlayerId(0),
         match_id: MatchId(match_id),
+        team: 0,
         edge_id: edge.heartbeat.edge_id.clone(),
         config,
         issued_at_ms: now_ms,
         expires_at_ms: now_ms + TOKEN_TTL.as_millis() as u64,
         nonce: [0; 16],
     };
-    let seats: Vec<(PlayerId, [u8; 16])> = formed
+    // Each seat carries the team the matchmaker put its player on: the edge seats them
+    // there, and the result is rated by the same teams.
+    let team_of = |player: u64| {
+        formed
+            .teams
+            .iter()
+            .position(|team| team.contains(&player))
+            .map_or(0, |t| t.min(usize::from(u8::MAX)) as u8)
+    };
+    let seats: Vec<(PlayerId, u8, [u8; 16])> = formed
         .tickets
         .iter()
         .filter_map(|id| tickets.get(id))
         .flat_map(|t| t.players.iter())
-        .map(|p| (PlayerId(p.player_id), rand::random()))
+        .map(|p| (PlayerId(p.player_id), team_of(p.player_id), rand::random()))
         .collect();
     let mut signed = signer.sign_match(&terms, &seats)?.into_iter();
     let mut updates = Vec::with_capacity(formed.tickets.len());

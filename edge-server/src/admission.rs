@@ -252,6 +252,7 @@ mod tests {
         let token = ConnectToken {
             player_id: PlayerId(1),
             match_id: MatchId(2),
+            team: 0,
             edge_id: "edge-1".into(),
             config: arena::config(&ArenaConfig::default()),
             issued_at_ms,

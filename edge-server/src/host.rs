@@ -230,12 +230,13 @@ impl MatchHost {
         self.game.is_over()
     }
 
-    /// Seats `player` on `session` (whose datagrams hold `max_datagram` bytes), or gives
-    /// their seat back on a reconnect: the old session is released, and the new one's
-    /// snapshots start from a keyframe.
+    /// Seats `player` on `team` (as matchmaking placed them) on `session` (whose datagrams
+    /// hold `max_datagram` bytes), or gives their seat back on a reconnect: the old
+    /// session is released, and the new one's snapshots start from a keyframe.
     pub fn join(
         &mut self,
         player: PlayerId,
+        team: u8,
         config: &MatchConfig,
         session: u64,
         max_datagram: usize,
@@ -245,10 +246,13 @@ impl MatchHost {
         if self.game.config() != config {
             return Err(RejectCode::ConfigMismatch);
         }
-        let entity = self.game.add_player(player).map_err(|err| match err {
-            SimError::MatchFull(_) => RejectCode::MatchFull,
-            _ => RejectCode::MatchOver,
-        })?;
+        let entity = self
+            .game
+            .add_player_on_team(player, team)
+            .map_err(|err| match err {
+                SimError::MatchFull(_) => RejectCode::MatchFull,
+                _ => RejectCode::MatchOver,
+            })?;
         let seat = self.seats.entry(player).or_insert_with(|| Seat {
             session: None,
             left_at: None,
@@ -555,7 +559,8 @@ pub(crate) mod tests {
     fn ticks_follow_the_clock_passed_in() {
         let t0 = Instant::now();
         let mut host = host(t0);
-        host.join(PlayerId(1), &config(), 10, 1200).expect("seated");
+        host.join(PlayerId(1), 0, &config(), 10, 1200)
+            .expect("seated");
         assert_eq!(host.run_due(t0 + PERIOD / 2), Ran::default());
         let ran = host.run_due(t0 + PERIOD * 3);
         assert_eq!((ran.ticks, ran.missed, host.tick()), (3, 0, 3));
@@ -571,7 +576,8 @@ pub(crate) mod tests {
     fn a_host_far_behind_its_clock_catches_up_a_little_and_counts_the_rest_missed() {
         let t0 = Instant::now();
         let mut host = host(t0);
-        host.join(PlayerId(1), &config(), 10, 1200).expect("seated");
+        host.join(PlayerId(1), 0, &config(), 10, 1200)
+            .expect("seated");
         let ran = host.run_due(t0 + PERIOD * 20);
         assert_eq!(ran.ticks, MAX_CATCH_UP_TICKS);
         assert_eq!(ran.missed, 16, "ticks 5..=20 given up");
@@ -582,8 +588,9 @@ pub(crate) mod tests {
     fn a_reconnect_releases_the_old_session_and_ignores_its_inputs() {
         let t0 = Instant::now();
         let mut host = host(t0);
-        host.join(PlayerId(1), &config(), 10, 1200).expect("seated");
-        host.join(PlayerId(1), &config(), 11, 1200)
+        host.join(PlayerId(1), 0, &config(), 10, 1200)
+            .expect("seated");
+        host.join(PlayerId(1), 0, &config(), 11, 1200)
             .expect("seated again");
         assert!(drain(&mut host).contains(&Transmit::Release { session: 10 }));
         host.input(PlayerId(1), 10, &input(1));
@@ -611,7 +618,7 @@ pub(crate) mod tests {
             ..config()
         };
         assert_eq!(
-            host.join(PlayerId(1), &other, 10, 1200),
+            host.join(PlayerId(1), 0, &other, 10, 1200),
             Err(RejectCode::ConfigMismatch)
         );
     }
@@ -620,8 +627,10 @@ pub(crate) mod tests {
     fn a_leaver_past_the_grace_is_in_the_result_and_an_empty_match_is_abandoned() {
         let t0 = Instant::now();
         let mut host = host(t0);
-        host.join(PlayerId(1), &config(), 10, 1200).expect("seated");
-        host.join(PlayerId(2), &config(), 20, 1200).expect("seated");
+        host.join(PlayerId(1), 0, &config(), 10, 1200)
+            .expect("seated");
+        host.join(PlayerId(2), 0, &config(), 20, 1200)
+            .expect("seated");
         host.leave(PlayerId(1), 10, t0);
         // Within the grace the seat is kept and the match goes on.
         host.run_due(t0 + Duration::from_secs(4));
@@ -642,7 +651,8 @@ pub(crate) mod tests {
     fn closing_says_goodbye_then_releases_every_seated_session() {
         let t0 = Instant::now();
         let mut host = host(t0);
-        host.join(PlayerId(1), &config(), 10, 1200).expect("seated");
+        host.join(PlayerId(1), 0, &config(), 10, 1200)
+            .expect("seated");
         host.run_due(t0 + PERIOD);
         drain(&mut host);
         host.end(MatchEndReason::Shutdown);

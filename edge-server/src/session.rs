@@ -302,6 +302,7 @@ async fn seat(
         match_id: token.match_id,
         config: token.config.clone(),
         player: token.player_id,
+        team: token.team,
         tick: route.tick.clone(),
         link: SessionLink {
             id,

@@ -83,6 +83,8 @@ pub(crate) enum Command {
         match_id: MatchId,
         config: MatchConfig,
         player: PlayerId,
+        /// Their team, from the token.
+        team: u8,
         tick: Arc<AtomicU32>,
         link: SessionLink,
         reply: oneshot::Sender<Result<Joined, RejectCode>>,
@@ -172,11 +174,12 @@ impl Worker {
                 match_id,
                 config,
                 player,
+                team,
                 tick,
                 link,
                 reply,
             } => {
-                let result = self.join(match_id, &config, player, tick, link, now);
+                let result = self.join(match_id, &config, (player, team), tick, link, now);
                 // The connection may be gone already; the seat then times out as a leave.
                 let _ = reply.send(result);
             }
@@ -211,7 +214,7 @@ impl Worker {
         &mut self,
         match_id: MatchId,
         config: &MatchConfig,
-        player: PlayerId,
+        (player, team): (PlayerId, u8),
         tick: Arc<AtomicU32>,
         link: SessionLink,
         now: Instant,
@@ -245,7 +248,10 @@ impl Worker {
         };
         let session = link.id;
         let max_datagram = link.max_datagram.load(Ordering::Relaxed);
-        match hosted.host.join(player, config, session, max_datagram) {
+        match hosted
+            .host
+            .join(player, team, config, session, max_datagram)
+        {
             Ok(joined) => {
                 hosted.links.insert(session, (player, link));
                 route(hosted, &self.ctx.metrics, now);
@@ -417,7 +423,7 @@ mod tests {
             .join(
                 MatchId(match_id),
                 &config,
-                PlayerId(player),
+                (PlayerId(player), 0),
                 Arc::new(AtomicU32::new(0)),
                 SessionLink {
                     id: player,

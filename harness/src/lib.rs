@@ -89,6 +89,7 @@ struct Packet {
 
 struct Client {
     player: PlayerId,
+    team: u8,
     /// The session the client's connection belongs to.
     session: u64,
     /// Whether the host still seats that session (not released, not disconnected).
@@ -237,17 +238,29 @@ impl Harness {
         self.stats
     }
 
-    /// Seats `player`, whose link to the edge behaves as `link` both ways.
+    /// Seats `player` (on team 0), whose link to the edge behaves as `link` both ways.
     pub fn join(&mut self, player: u64, link: LinkConfig) -> Result<ClientId, RejectCode> {
+        self.join_team(player, 0, link)
+    }
+
+    /// Seats `player` on `team` (as matchmaking would), whose link to the edge behaves
+    /// as `link` both ways.
+    pub fn join_team(
+        &mut self,
+        player: u64,
+        team: u8,
+        link: LinkConfig,
+    ) -> Result<ClientId, RejectCode> {
         let session = self.next_session;
         let player = PlayerId(player);
-        let welcome = self.seat(player, session)?;
+        let welcome = self.seat(player, team, session)?;
         let up = Conditioner::new(link, self.seeds.next_u64());
         let down = Conditioner::new(link, self.seeds.next_u64());
         self.next_session += 1;
         let connection = self.connection(welcome);
         self.clients.push(Client {
             player,
+            team,
             session,
             seated: true,
             connection,
@@ -262,10 +275,10 @@ impl Harness {
         Ok(self.clients.len() - 1)
     }
 
-    fn seat(&mut self, player: PlayerId, session: u64) -> Result<Welcome, RejectCode> {
+    fn seat(&mut self, player: PlayerId, team: u8, session: u64) -> Result<Welcome, RejectCode> {
         let joined = self
             .host
-            .join(player, &self.config, session, MAX_DATAGRAM)?;
+            .join(player, team, &self.config, session, MAX_DATAGRAM)?;
         self.route();
         Ok(Welcome {
             protocol_version: PROTOCOL_VERSION,
@@ -295,7 +308,8 @@ impl Harness {
     pub fn reconnect(&mut self, id: ClientId) -> Result<(), RejectCode> {
         let session = self.next_session;
         self.next_session += 1;
-        let welcome = self.seat(self.clients[id].player, session)?;
+        let client = &self.clients[id];
+        let welcome = self.seat(client.player, client.team, session)?;
         let connection = self.connection(welcome);
         let client = &mut self.clients[id];
         client.session = session;

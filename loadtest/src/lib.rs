@@ -307,12 +307,18 @@ fn mint_tokens(
     let mut tokens = Vec::with_capacity(config.players as usize);
     for m in 0..config.matches() {
         let first = m * size;
-        let seats: Vec<(PlayerId, [u8; 16])> = (first..(first + size).min(config.players))
-            .map(|p| (PlayerId(player_base + u64::from(p)), rand::random()))
+        // Seats alternate between two teams, as a two-team matchmaker balances them (a
+        // free-for-all mode seats everyone alike whatever the team).
+        let seats: Vec<(PlayerId, u8, [u8; 16])> = (first..(first + size).min(config.players))
+            .map(|p| {
+                let team = ((p - first) % 2) as u8;
+                (PlayerId(player_base + u64::from(p)), team, rand::random())
+            })
             .collect();
         let terms = ConnectToken {
             player_id: seats[0].0,
             match_id: MatchId(base + u64::from(m)),
+            team: 0,
             edge_id: edge_id.to_owned(),
             config: match_config.clone(),
             issued_at_ms: issued,

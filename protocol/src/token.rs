@@ -40,7 +40,7 @@ pub fn valid_edge_id(id: &str) -> bool {
 pub const EDGE_ID_PATTERN: &str = "^[A-Za-z0-9._-]{1,64}$";
 /// Domain separation: signatures over tokens can never be confused with any other
 /// signature made with the same key.
-const SIGNING_CONTEXT: &[u8] = b"outpost-connect-token/v2\0";
+const SIGNING_CONTEXT: &[u8] = b"outpost-connect-token/v3\0";
 /// Domain separation of seat commitments.
 const SEAT_CONTEXT: &[u8] = b"outpost-seat/v1\0";
 
@@ -57,6 +57,8 @@ pub struct ConnectToken {
     pub player_id: PlayerId,
     /// The match they may join.
     pub match_id: MatchId,
+    /// The team matchmaking put them on (0 in a free-for-all); the mode seats them there.
+    pub team: u8,
     /// The edge that must host it. At most [`MAX_EDGE_ID_LEN`] bytes.
     pub edge_id: String,
     /// How the match is played; the edge creates the match from this if it is new.
@@ -76,6 +78,8 @@ pub struct Seat {
     pub player_id: PlayerId,
     /// First 16 bytes of SHA-256 over the seat context and the player's secret.
     pub commitment: [u8; 16],
+    /// The team matchmaking put them on (0 in a free-for-all).
+    pub team: u8,
 }
 
 /// What one signature grants: seats in one match on one edge.
@@ -174,18 +178,19 @@ impl TokenSigner {
     /// Signs one player's token (a grant of one seat; the token's nonce is the seat's
     /// secret).
     pub fn sign(&self, token: &ConnectToken) -> Result<SignedToken, TokenError> {
-        let mut tokens = self.sign_match(token, &[(token.player_id, token.nonce)])?;
+        let mut tokens = self.sign_match(token, &[(token.player_id, token.team, token.nonce)])?;
         tokens.pop().ok_or(TokenError::TooLong)
     }
 
     /// Signs a whole match once: the match, edge, configuration and times of `terms`
-    /// (its `player_id` and `nonce` are not used), one seat per `(player, secret)`.
+    /// (its `player_id`, `team` and `nonce` are not used), one seat per
+    /// `(player, team, secret)`.
     /// Returns each player's token, in the order given. The caller supplies the secrets
     /// (random, 16 bytes each).
     pub fn sign_match(
         &self,
         terms: &ConnectToken,
-        seats: &[(PlayerId, [u8; 16])],
+        seats: &[(PlayerId, u8, [u8; 16])],
     ) -> Result<Vec<SignedToken>, TokenError> {
         if terms.edge_id.len() > MAX_EDGE_ID_LEN || seats.is_empty() || seats.len() > MAX_SEATS {
             return Err(TokenError::TooLong);
@@ -198,9 +203,10 @@ impl TokenSigner {
             expires_at_ms: terms.expires_at_ms,
             seats: seats
                 .iter()
-                .map(|(player_id, secret)| Seat {
+                .map(|(player_id, team, secret)| Seat {
                     player_id: *player_id,
                     commitment: seat_commitment(secret),
+                    team: *team,
                 })
                 .collect(),
         };
@@ -212,7 +218,7 @@ impl TokenSigner {
         Ok(seats
             .iter()
             .enumerate()
-            .map(|(seat, (_, secret))| SignedToken {
+            .map(|(seat, (_, _, secret))| SignedToken {
                 body: body.clone(),
                 signature: signature.clone(),
                 seat: seat as u16,
@@ -291,6 +297,7 @@ impl TokenVerifier {
         Ok(ConnectToken {
             player_id: seat.player_id,
             match_id: grant.match_id,
+            team: seat.team,
             edge_id: grant.edge_id,
             config: grant.config,
             issued_at_ms: grant.issued_at_ms,

@@ -34,6 +34,7 @@ proptest! {
         let token = ConnectToken {
             player_id: PlayerId(player),
             match_id: MatchId(player ^ 7),
+            team: 0,
             edge_id: edge.clone(),
             config,
             issued_at_ms: 1,
@@ -62,14 +63,14 @@ proptest! {
     #[test]
     fn token_bytes_equal_bincode(config in match_config(), nonce in any::<[u8; 16]>()) {
         let token = ConnectToken {
-            player_id: PlayerId(1), match_id: MatchId(2), edge_id: "edge-a".into(), config,
+            player_id: PlayerId(1), match_id: MatchId(2), team: 1, edge_id: "edge-a".into(), config,
             issued_at_ms: 3, expires_at_ms: 4, nonce,
         };
         let signed = TokenSigner::from_seed(&[9; 32]).sign(&token).unwrap();
         let grant = MatchGrant {
             match_id: token.match_id, edge_id: token.edge_id.clone(), config: token.config.clone(),
             issued_at_ms: 3, expires_at_ms: 4,
-            seats: vec![Seat { player_id: token.player_id, commitment: seat_commitment(&nonce) }],
+            seats: vec![Seat { player_id: token.player_id, commitment: seat_commitment(&nonce), team: 1 }],
         };
         prop_assert_eq!(&signed.body, &bincode::serialize(&grant).unwrap());
     }
@@ -181,6 +182,7 @@ fn sample_token(expires_at_ms: u64) -> ConnectToken {
     ConnectToken {
         player_id: PlayerId(11),
         match_id: MatchId(22),
+        team: 0,
         edge_id: "edge-a".into(),
         config: MatchConfig::new("arena"),
         issued_at_ms: 1_000,
@@ -278,16 +280,22 @@ fn config_bounds() {
 fn one_signature_seats_a_whole_match_and_no_token_admits_another_player() {
     let signer = TokenSigner::from_seed(&[4; 32]);
     let verifier = TokenVerifier::new(&signer.public_key()).unwrap();
-    let seats: Vec<(PlayerId, [u8; 16])> = (1..=8).map(|p| (PlayerId(p), [p as u8; 16])).collect();
+    let seats: Vec<(PlayerId, u8, [u8; 16])> = (1..=8)
+        .map(|p| (PlayerId(p), (p % 2) as u8, [p as u8; 16]))
+        .collect();
     let tokens = signer.sign_match(&sample_token(10_000), &seats).unwrap();
     assert_eq!(tokens.len(), 8);
     assert!(
         tokens.windows(2).all(|w| w[0].signature == w[1].signature),
         "one signature"
     );
-    for (token, (player, secret)) in tokens.iter().zip(&seats) {
+    for (token, (player, team, secret)) in tokens.iter().zip(&seats) {
         let claims = verifier.verify(token, 0, "edge-a").unwrap();
-        assert_eq!((claims.player_id, claims.nonce), (*player, *secret));
+        assert_eq!(
+            (claims.player_id, claims.team, claims.nonce),
+            (*player, *team, *secret),
+            "each seat carries its player's team"
+        );
         // The text form round-trips.
         assert_eq!(
             SignedToken::from_text(&token.to_text()).as_ref(),

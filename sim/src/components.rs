@@ -20,6 +20,8 @@ pub struct RigidBodyRef(pub RigidBodyHandle);
 pub struct PlayerSlot {
     /// Who sits here.
     pub player: PlayerId,
+    /// Their team, as matchmaking placed them (0 in a free-for-all).
+    pub team: u8,
     /// Whether their connection is up (a disconnected player's character stays, idle).
     pub connected: bool,
     /// Their score.

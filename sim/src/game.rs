@@ -216,9 +216,15 @@ impl Match {
         self.outcome().is_some()
     }
 
-    /// Seats a player, or reseats one who was already here (a reconnect). Returns the
-    /// entity they control.
+    /// Seats a player on team 0, or reseats one who was already here (a reconnect).
+    /// Returns the entity they control.
     pub fn add_player(&mut self, player: PlayerId) -> Result<EntityId, SimError> {
+        self.add_player_on_team(player, 0)
+    }
+
+    /// Seats a player on a team (as matchmaking placed them), or reseats one who was
+    /// already here on the team they had. Returns the entity they control.
+    pub fn add_player_on_team(&mut self, player: PlayerId, team: u8) -> Result<EntityId, SimError> {
         if self.is_over() {
             return Err(SimError::MatchOver);
         }
@@ -242,11 +248,14 @@ impl Match {
             return Err(SimError::MatchFull(self.config.max_players));
         }
         let net_id = self.world.resource_mut::<NetIds>().allocate();
-        let entity = self.mode.spawn_player(&mut self.world, player, net_id);
+        let entity = self
+            .mode
+            .spawn_player(&mut self.world, player, team, net_id);
         self.world.entity_mut(entity).insert((
             NetId(net_id),
             PlayerSlot {
                 player,
+                team,
                 connected: true,
                 score: 0,
             },

@@ -34,7 +34,7 @@
 //!     fn setup(&self, _: &MatchConfig, _: &mut World, _: &mut Schedule) -> Result<(), SimError> {
 //!         Ok(())
 //!     }
-//!     fn spawn_player(&self, world: &mut World, _: PlayerId, _: EntityId) -> Entity {
+//!     fn spawn_player(&self, world: &mut World, _: PlayerId, _: u8, _: EntityId) -> Entity {
 //!         world.spawn_empty().id()
 //!     }
 //!     fn write_records(&self, _: &mut World, _: &mut View) {}

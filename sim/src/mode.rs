@@ -36,9 +36,18 @@ pub trait GameMode: Send + Sync + 'static {
         schedule: &mut Schedule,
     ) -> Result<(), SimError>;
 
-    /// Spawns a character for a player who joins. The core has already reserved its
-    /// network id and will add the shared player components to the returned entity.
-    fn spawn_player(&self, world: &mut World, player: PlayerId, net_id: EntityId) -> Entity;
+    /// Spawns a character for a player who joins, on `team` (as matchmaking placed them:
+    /// 0 in a free-for-all; a mode with fewer teams than the number given maps it onto
+    /// its own). The core has already reserved its network id and will add the shared
+    /// player components ([`crate::PlayerSlot`], [`crate::Controls`], [`crate::NetId`]) to
+    /// the returned entity.
+    fn spawn_player(
+        &self,
+        world: &mut World,
+        player: PlayerId,
+        team: u8,
+        net_id: EntityId,
+    ) -> Entity;
 
     /// Writes every replicated entity as a record of the mode's schema into `out`
     /// (empty), sorted by id: its components and their quantized fields, owner-only

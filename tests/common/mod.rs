@@ -47,6 +47,7 @@ impl TestEdge {
         ConnectToken {
             player_id: PlayerId(player),
             match_id: MatchId(match_id),
+            team: 0,
             edge_id: EDGE_ID.to_owned(),
             config: config.clone(),
             issued_at_ms: now_ms(),

@@ -372,8 +372,18 @@ def main():
             secret = bytes.fromhex(v["secret"])
             commitment = hashlib.sha256(b"outpost-seat/v1\0" + secret).digest()[:16]
             assert commitment.hex() == v["commitment"], name
-            # The grant's seat list holds this commitment.
-            assert v["commitment"] in v["grant_hex"], name
+            # The grant, read by the layout of §5: its seats hold this commitment, and
+            # each seat its player's team.
+            g = Bytes(bytes.fromhex(v["grant_hex"]))
+            match_id, edge_id, config = g.un("Q"), string(g), match_config(g)
+            issued, expires = g.un("Q"), g.un("Q")
+            seats = g.vec(lambda: {"player": g.un("Q"), "commitment": g.take(16).hex(),
+                                   "team": g.un("B")})
+            g.done()
+            seat = seats[int(v["seat"])]
+            assert seat["commitment"] == v["commitment"], name
+            assert [x["team"] for x in seats] == [0, 1], f"{name}: teams {seats}"
+            assert issued < expires and edge_id and config["mode"] == "arena", name
             print(f"ok  {name}")
             continue
         else:

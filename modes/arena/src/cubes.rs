@@ -87,7 +87,13 @@ impl GameMode for Cubes {
         crate::Arena.write_records(world, out);
     }
 
-    fn spawn_player(&self, world: &mut World, _player: PlayerId, _net_id: EntityId) -> Entity {
+    fn spawn_player(
+        &self,
+        world: &mut World,
+        _player: PlayerId,
+        _team: u8,
+        _net_id: EntityId,
+    ) -> Entity {
         world.spawn_empty().id()
     }
 }

@@ -312,7 +312,13 @@ impl GameMode for Arena {
         Some(Box::new(ArenaPrediction(predictor)))
     }
 
-    fn spawn_player(&self, world: &mut World, _player: PlayerId, net_id: EntityId) -> Entity {
+    fn spawn_player(
+        &self,
+        world: &mut World,
+        _player: PlayerId,
+        _team: u8,
+        net_id: EntityId,
+    ) -> Entity {
         let spawns = world.resource::<SpawnPoints>();
         let seat = (net_id.0 as usize) % spawns.0.len().max(1);
         let at = spawns
