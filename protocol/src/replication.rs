@@ -1192,6 +1192,36 @@ impl Fields {
         C::from_values(&self.values(record, C::NAME)?)
     }
 
+    /// Appends an entity to `view` (after every entity of a lower id) from its
+    /// components' values by name, each field quantized by its kind: how a mode's
+    /// `write_records` writes an entity without laying out slots by hand. A tag component takes no values. Returns false, appending nothing,
+    /// if a component is not in the schema or is given the wrong number of values.
+    pub fn write(&self, view: &mut View, id: EntityId, components: &[(&str, &[Value])]) -> bool {
+        let mut mask = 0u64;
+        for (name, values) in components {
+            match self.schema.component(name) {
+                Some((c, def)) if def.fields.len() == values.len() => mask |= 1 << c,
+                _ => return false,
+            }
+        }
+        let mut slots = Vec::with_capacity(self.layout.entity_slots(mask));
+        for (c, def) in self.schema.components.iter().enumerate() {
+            if mask & (1 << c) == 0 {
+                continue;
+            }
+            let Some((_, values)) = components.iter().find(|(name, _)| *name == def.name) else {
+                continue;
+            };
+            for (field, value) in def.fields.iter().zip(values.iter()) {
+                let at = slots.len();
+                slots.resize(at + field.kind.slots(), 0);
+                field.kind.quantize(value, &mut slots[at..]);
+            }
+        }
+        view.push(id, mask, &slots);
+        true
+    }
+
     fn field(&self, record: &Record<'_>, c: usize, f: usize) -> Option<Value> {
         let start = self.layout.offset(record.mask, c)?;
         let layout = self.layout.components.get(c)?.fields.get(f)?;

@@ -148,6 +148,7 @@ impl Match {
         world.insert_resource(MatchEvents::default());
         world.insert_resource(MatchOutcome::default());
         world.insert_resource(ScoreLimit(0));
+        world.insert_resource(EndMatch::default());
         world.insert_resource(NetIds { next: 1 });
 
         let mut schedule = Schedule::default();
@@ -460,6 +461,12 @@ fn standings(scores: impl Iterator<Item = PlayerScore>) -> Vec<PlayerScore> {
 #[derive(Resource, Debug, Clone, Copy)]
 pub struct ScoreLimit(pub u32);
 
+/// A mode's own reason to end the match (a team reaching its capture limit, say): set
+/// it from a system, and the match ends at the end of the tick, with the standings, as
+/// the score limit and the timer end it.
+#[derive(Resource, Debug, Default, Clone, Copy)]
+pub struct EndMatch(pub Option<MatchEndReason>);
+
 fn advance_clock(mut clock: ResMut<MatchClock>) {
     clock.tick += 1;
 }
@@ -480,6 +487,7 @@ pub fn input_credit_ticks(tick_hz: u16) -> i32 {
 fn check_match_end(
     clock: Res<MatchClock>,
     limit: Res<ScoreLimit>,
+    asked: Res<EndMatch>,
     players: Query<(&PlayerSlot, &NetId)>,
     mut outcome: ResMut<MatchOutcome>,
     mut events: ResMut<MatchEvents>,
@@ -487,7 +495,9 @@ fn check_match_end(
     if outcome.0.is_some() {
         return;
     }
-    let reason = if limit.0 > 0 && players.iter().any(|(slot, _)| slot.score >= limit.0) {
+    let reason = if let Some(reason) = asked.0 {
+        reason
+    } else if limit.0 > 0 && players.iter().any(|(slot, _)| slot.score >= limit.0) {
         MatchEndReason::ScoreLimit
     } else if clock.tick >= clock.duration_ticks {
         MatchEndReason::TimeUp

@@ -61,8 +61,8 @@ pub use components::{
     RigidBodyRef,
 };
 pub use game::{
-    IntoInput, Match, MatchClock, MatchEvents, MatchOutcome, NetIds, ScoreLimit, SimError, TickSet,
-    input_credit_ticks,
+    EndMatch, IntoInput, Match, MatchClock, MatchEvents, MatchOutcome, NetIds, ScoreLimit,
+    SimError, TickSet, input_credit_ticks,
 };
 pub use mode::{GameMode, ModeError, Modes, Prediction};
 pub use outpost_protocol::MatchConfig;

@@ -373,7 +373,7 @@ pub fn spawn_height() -> f32 {
 }
 
 /// The static level: floor, four walls, a few pillars placed by the seed.
-pub(crate) fn build_level(physics: &mut PhysicsWorld, half: f32, rng: &mut SplitMix64) {
+pub fn build_level(physics: &mut PhysicsWorld, half: f32, rng: &mut SplitMix64) {
     let fixed = |physics: &mut PhysicsWorld, at: Vector, half_extents: Vector| {
         let body = physics.insert_body(RigidBodyBuilder::fixed().translation(at));
         physics.insert_collider(

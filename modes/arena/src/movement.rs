@@ -169,8 +169,10 @@ fn shove_props(physics: &mut PhysicsWorld, shape: &dyn Shape, pose: Pose, veloci
 }
 
 /// Moves every character by this tick's inputs, in entity-id order: each input once per
-/// tick it stands for.
-pub(crate) fn move_characters(
+/// tick it stands for. A mode whose inputs are laid out as the arena's (its movement
+/// fields first, then its buttons, jump in bit 0) installs it in
+/// [`outpost_sim::TickSet::PrePhysics`] to move its characters as the arena does.
+pub fn move_characters(
     clock: Res<MatchClock>,
     mut physics: ResMut<Physics>,
     mut characters: Query<(&NetId, &RigidBodyRef, &Controls, &mut Motion)>,

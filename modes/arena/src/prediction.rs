@@ -43,27 +43,33 @@ impl Predictor {
     pub fn new(config: &MatchConfig) -> Result<Self, SimError> {
         config.validate()?;
         let settings = super::ArenaConfig::of(config)?;
-        let dt = 1.0 / f32::from(config.tick_hz);
+        Ok(Self::for_level(
+            settings.half_extent,
+            config.seed,
+            config.tick_hz,
+        ))
+    }
+
+    /// A predictor in the arena's level of this size and seed ([`build_level`]), at a tick
+    /// rate: for modes played on the arena's level.
+    pub fn for_level(half_extent: f32, seed: u64, tick_hz: u16) -> Self {
+        let dt = 1.0 / f32::from(tick_hz.max(1));
         let mut physics = PhysicsWorld::default();
         physics.integration_parameters.dt = dt;
-        build_level(
-            &mut physics,
-            settings.half_extent,
-            &mut SplitMix64::new(config.seed),
-        );
+        build_level(&mut physics, half_extent, &mut SplitMix64::new(seed));
         let body = physics.insert_body(RigidBodyBuilder::kinematic_position_based());
         physics.insert_collider(
             ColliderBuilder::capsule_y(CAPSULE_HALF_HEIGHT, CAPSULE_RADIUS),
             Some(body),
         );
         physics.step();
-        Ok(Self {
+        Self {
             physics,
             body,
             motion: Motion::default(),
             dt,
             obstacles: HashMap::new(),
-        })
+        }
     }
 
     /// Puts the character where the server says it is.
