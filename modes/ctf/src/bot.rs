@@ -1,0 +1,119 @@
+//! A scripted capture-the-flag player, from what a client sees: it reads its team, the
+//! flags and their carriers from the snapshot's records (through the schema), and runs
+//! for the enemy flag, home with it, after whoever carries its own flag, or to its own
+//! dropped flag to return it. Pure and deterministic: the same views give the same
+//! inputs.
+
+use outpost_arena::{PlayerInput, Position};
+use outpost_protocol::EntityId;
+use outpost_protocol::replication::{Fields, View};
+
+use crate::{CtfConfig, CtfInput, FlagState, TeamOf};
+
+/// Ticks without moving half a metre after which the bot steps sideways.
+const STUCK_TICKS: u32 = 30;
+
+/// One bot's memory between inputs.
+#[derive(Debug, Clone)]
+pub struct CtfBot {
+    settings: CtfConfig,
+    /// Where it was when it last made progress, and ticks since.
+    anchor: Option<([f32; 3], u32)>,
+    /// Ticks left of a sideways step around an obstacle, and its side.
+    sidestep: (u32, f32),
+}
+
+/// What the bot is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Goal {
+    /// Running for the enemy flag.
+    TakeFlag,
+    /// Carrying it home.
+    CarryHome,
+    /// Chasing the enemy who carries its own flag.
+    Chase,
+    /// Running to its own dropped flag to return it.
+    Return,
+}
+
+impl CtfBot {
+    /// A bot for a match with these settings.
+    pub fn new(settings: CtfConfig) -> Self {
+        Self {
+            settings,
+            anchor: None,
+            sidestep: (0, 1.0),
+        }
+    }
+
+    /// The next input of the player owning `own`, from the newest view, and what it is
+    /// after. `None` while the own character is not in view.
+    pub fn next(
+        &mut self,
+        fields: &Fields,
+        view: &View,
+        own: EntityId,
+    ) -> Option<(CtfInput, Goal)> {
+        let me = view.find(own)?;
+        let Position(at) = fields.get(&me)?;
+        let TeamOf(team) = fields.get(&me)?;
+        let mut own_flag = None;
+        let mut enemy_flag = None;
+        for record in view.iter() {
+            let (Some(flag), Some(TeamOf(flag_team)), Some(Position(p))) = (
+                fields.get::<FlagState>(&record),
+                fields.get::<TeamOf>(&record),
+                fields.get::<Position>(&record),
+            ) else {
+                continue;
+            };
+            if flag_team == team {
+                own_flag = Some((flag, p));
+            } else {
+                enemy_flag = Some((flag, p));
+            }
+        }
+        let base = self.settings.base(team);
+        let (goal, target) = match (own_flag, enemy_flag) {
+            (_, Some((flag, _))) if flag.carrier == Some(own) => (Goal::CarryHome, base),
+            (Some((flag, p)), _) if flag.carrier.is_some() => (Goal::Chase, p),
+            (Some((flag, p)), Some((_, enemy)))
+                if !flag.home && distance(at, p) < distance(at, enemy) =>
+            {
+                (Goal::Return, p)
+            }
+            (_, Some((_, p))) => (Goal::TakeFlag, p),
+            _ => (Goal::TakeFlag, self.settings.base(1 - team.min(1))),
+        };
+        let (dx, dz) = (target[0] - at[0], target[2] - at[2]);
+        let mut yaw = dx.atan2(dz);
+        // Stuck against a pillar or a wall: step sideways for a while.
+        match self.anchor {
+            Some((from, ticks)) if distance(from, at) < 0.5 => {
+                self.anchor = Some((from, ticks + 1));
+                if ticks + 1 >= STUCK_TICKS && self.sidestep.0 == 0 {
+                    self.sidestep = (20, -self.sidestep.1);
+                    self.anchor = Some((at, 0));
+                }
+            }
+            _ => self.anchor = Some((at, 0)),
+        }
+        if self.sidestep.0 > 0 {
+            self.sidestep.0 -= 1;
+            yaw += self.sidestep.1 * std::f32::consts::FRAC_PI_2;
+        }
+        let input = CtfInput {
+            movement: PlayerInput {
+                move_z: 127,
+                yaw: PlayerInput::yaw_from_radians(yaw),
+                ..PlayerInput::default()
+            },
+            drop: false,
+        };
+        Some((input, goal))
+    }
+}
+
+fn distance(a: [f32; 3], b: [f32; 3]) -> f32 {
+    ((a[0] - b[0]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
+}
