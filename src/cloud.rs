@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use outpost_cloud::store::Durability;
-use outpost_cloud::{Cloud, CloudConfig, KeyRing, MemoryStore, ModeConfig, RedisStore, Store};
+use outpost_cloud::{Cloud, CloudConfig, KeyRing, MemoryStore, RedisStore, Store};
 
 /// Cloud options. Each also reads an `OUTPOST_*` environment variable.
 #[derive(Args, Debug)]
@@ -53,6 +53,9 @@ pub struct CloudArgs {
     /// Players per arena match (a free-for-all).
     #[arg(long, env = "OUTPOST_ARENA_PLAYERS", default_value_t = 8)]
     arena_players: usize,
+    /// Players per capture-the-flag match (two teams of half each).
+    #[arg(long, env = "OUTPOST_CTF_PLAYERS", default_value_t = 8)]
+    ctf_players: usize,
     /// Length of an arena match, seconds.
     #[arg(long, env = "OUTPOST_MATCH_SECONDS", default_value_t = 300)]
     match_seconds: u32,
@@ -91,15 +94,19 @@ pub async fn run(args: CloudArgs) -> anyhow::Result<()> {
         audience: args.audience,
         edge_secret,
         season: args.season,
-        modes: vec![ModeConfig::free_for_all(
-            crate::modes::template(
-                &crate::modes::registry(),
-                "arena",
-                &crate::modes::ArenaArgs::default(),
-            )?,
-            args.arena_players,
-            args.match_seconds,
-        )],
+        modes: {
+            let registry = crate::modes::registry();
+            let template =
+                |mode| crate::modes::template(&registry, mode, &crate::modes::ArenaArgs::default());
+            vec![
+                crate::modes::cloud_mode(
+                    template("arena")?,
+                    args.arena_players,
+                    args.match_seconds,
+                ),
+                crate::modes::cloud_mode(template("ctf")?, args.ctf_players, args.match_seconds),
+            ]
+        },
         connections: outpost_httpd::Limits {
             header_timeout: args.http_header_timeout,
             max_connections: args.http_max_connections,

@@ -12,12 +12,12 @@ use anyhow::Context as _;
 use clap::Args;
 use outpost_client::link::LinkRelay;
 use outpost_client::{Client, CloudClient};
-use outpost_cloud::{Cloud, CloudConfig, ModeConfig};
+use outpost_cloud::{Cloud, CloudConfig};
 use outpost_edge::cloud_link::{CloudLink, CloudLinkConfig, fetch_connect_key, http_client};
 use outpost_edge::gateway::limits::Rate;
 use outpost_edge::gateway::{Gateway, GatewayConfig};
 use outpost_edge::{Edge, EdgeConfig};
-use outpost_loadtest::bot::{Bot, BotReport, BotStyle};
+use outpost_loadtest::bot::{Bot, BotReport};
 use outpost_protocol::MatchConfig;
 use outpost_protocol::link::LinkConfig;
 use serde::Serialize;
@@ -129,6 +129,7 @@ impl BotTotals {
 /// One bot: log in, then matchmake and play until stopped.
 async fn bot_loop(
     n: u16,
+    mode: String,
     cloud_url: String,
     client: Arc<Client>,
     relay: Option<SocketAddr>,
@@ -140,7 +141,7 @@ async fn bot_loop(
     let mut round = 0u64;
     while !stop.is_cancelled() {
         let found = tokio::select! {
-            found = api.matchmake(&client, "arena", None, Duration::from_secs(120)) => found?,
+            found = api.matchmake(&client, &mode, None, Duration::from_secs(120)) => found?,
             () = stop.cancelled() => break,
         };
         let mut assignment = found.assignment;
@@ -151,7 +152,11 @@ async fn bot_loop(
             .connect(&assignment)
             .await
             .with_context(|| format!("bot {n} joining match {}", found.match_id))?;
-        let bot = Bot::new(session, u64::from(n) << 32 | round, BotStyle::Wander);
+        let bot = Bot::new(
+            session,
+            &crate::modes::registry(),
+            u64::from(n) << 32 | round,
+        )?;
         totals.reports.push(bot.run(stop.cancelled()).await);
         round += 1;
     }
@@ -182,7 +187,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let edge_secret = format!("{:032x}", rand::random::<u128>());
     let credential = outpost_cloud::edges::edge_credential_for(&edge_secret, EDGE_ID);
     let mut mode =
-        ModeConfig::free_for_all(match_config, usize::from(args.bots), args.match_seconds);
+        crate::modes::cloud_mode(match_config, usize::from(args.bots), args.match_seconds);
     // Few players: widen fast, so back-to-back matches start within seconds whatever the
     // ratings became.
     for (step, after_ms) in mode.rules.steps.iter_mut().zip([0, 1_000, 2_000]) {
@@ -272,6 +277,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .map(|n| {
             tokio::spawn(bot_loop(
                 n,
+                args.mode.clone(),
                 api_url.clone(),
                 client.clone(),
                 relay.as_ref().map(LinkRelay::addr),
@@ -335,7 +341,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .map_or(0, |p| p.len());
     // Read the way a game would: through the SDK and the gateway.
     let leaderboard_entries = CloudClient::new(&api_url)?
-        .leaderboard("arena-best", "all_time", 100, None)
+        .leaderboard(&format!("{}-best", args.mode), "all_time", 100, None)
         .await?
         .total;
     let gateway_requests = gateway.stats().answered();

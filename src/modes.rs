@@ -3,12 +3,23 @@
 
 use clap::Args;
 use outpost_arena::{self as arena, ArenaConfig};
+use outpost_cloud::modes::ModeConfig;
 use outpost_protocol::MatchConfig;
 use outpost_sim::Modes;
 
 /// Every mode this binary links: what its edges host and its cloud matchmakes.
 pub fn registry() -> Modes {
-    outpost_arena::modes()
+    outpost_arena::modes().with(outpost_ctf::Ctf)
+}
+
+/// How the cloud matchmakes a mode of this binary, for matches of `players` lasting
+/// `match_seconds`: capture the flag in two teams of half each (parties whole, teams
+/// balanced by rating, each token naming its team), every other mode as a free-for-all.
+pub fn cloud_mode(template: MatchConfig, players: usize, match_seconds: u32) -> ModeConfig {
+    match template.mode.as_str() {
+        "ctf" => ModeConfig::teams(template, 2, players.div_ceil(2).max(1), match_seconds),
+        _ => ModeConfig::free_for_all(template, players, match_seconds),
+    }
 }
 
 /// The arena's own settings, as flags (they apply with `--mode arena` only).

@@ -15,7 +15,7 @@ use outpost_client::{Client, CloudClient};
 use outpost_cloud::{Cloud, CloudConfig, KeyRing, ModeConfig, RedisStore};
 use outpost_edge::cloud_link::{CloudLink, CloudLinkConfig, fetch_connect_key, http_client};
 use outpost_edge::{Edge, EdgeConfig};
-use outpost_loadtest::bot::{Bot, BotStyle};
+use outpost_loadtest::bot::Bot;
 use redis_server::RedisServer;
 use tokio_util::sync::CancellationToken;
 
@@ -200,7 +200,8 @@ async fn play_one_match(
                 .await
                 .expect("a match");
             let session = client.connect(&found.assignment).await.expect("joins");
-            Bot::new(session, n as u64, BotStyle::Wander)
+            Bot::new(session, &outpost_arena::modes(), n as u64)
+                .expect("the arena has a bot")
                 .run(std::future::pending())
                 .await
         }));

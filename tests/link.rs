@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::*;
 use outpost_arena::{self as arena, ArenaConfig};
 use outpost_client::link::LinkRelay;
-use outpost_loadtest::bot::{Bot, BotReport, BotStyle};
+use outpost_loadtest::bot::{Bot, BotReport};
 use outpost_protocol::MatchConfig;
 use outpost_protocol::link::LinkConfig;
 
@@ -41,7 +41,8 @@ async fn play_through(link: LinkConfig, seed: u64) -> Vec<BotReport> {
                 .connect(&assignment)
                 .await
                 .expect("joins through the link");
-            Bot::new(session, seed + player, BotStyle::Wander)
+            Bot::new(session, &outpost_arena::modes(), seed + player)
+                .expect("the arena has a bot")
                 .run(tokio::time::sleep(Duration::from_secs(30)))
                 .await
         }));

@@ -91,11 +91,27 @@ impl ModeConfig {
     /// time, daily, weekly, season), `MODE-total` (score summed, all time) and
     /// `MODE-wins` (wins, all time and season).
     pub fn free_for_all(match_config: MatchConfig, players: usize, match_seconds: u32) -> Self {
+        Self::teams(match_config, 1, players, match_seconds)
+    }
+
+    /// Matches of `teams` teams of `team_size` (parties kept whole on one team, teams
+    /// balanced by rating), of `match_seconds`, of the mode `match_config` names. Each
+    /// player's token carries their team. A team's score is the sum of its players'
+    /// (ranked by it for ratings and wins); the boards are those of
+    /// [`ModeConfig::free_for_all`]: `MODE-best`, `MODE-total`, `MODE-wins` (a player on
+    /// the winning team wins).
+    pub fn teams(
+        match_config: MatchConfig,
+        teams: usize,
+        team_size: usize,
+        match_seconds: u32,
+    ) -> Self {
         let name = match_config.mode.clone();
+        let players = teams.max(1) * team_size.max(1);
         Self {
             rules: MatchRules {
-                teams: 1,
-                team_size: players,
+                teams: teams.max(1),
+                team_size: team_size.max(1),
                 steps: vec![
                     Expansion {
                         after_ms: 0,

@@ -1,23 +1,16 @@
-//! A scripted arena player built only on the SDK's public API: it wanders, turns toward
-//! the nearest opponent, shoots, and now and then jumps. Used by `outpost dev` and tests.
+//! A scripted player on a session, built only on the SDK's public API: each tick it
+//! shows its mode's bot ([`outpost_sim::GameMode::bot`]) what a game client would draw
+//! (the newest view, the predicted own entity, the others interpolated) and sends the
+//! input it chooses. Used by `outpost dev` and tests, for any mode that has a bot.
 
 use std::future::Future;
 use std::time::Duration;
 
-use outpost_arena::{PlayerInput, Position};
 use outpost_client::{NetcodeStats, Session};
 use outpost_protocol::MatchEvent;
-use outpost_sim::SplitMix64;
+use outpost_protocol::replication::View;
+use outpost_sim::{Modes, Sight};
 use tokio::time::MissedTickBehavior;
-
-/// How a bot moves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BotStyle {
-    /// Runs in a new random direction every second or two, toward opponents now and then.
-    Wander,
-    /// Stands still (but still aims and shoots).
-    Stand,
-}
 
 /// What a bot saw and did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -28,7 +21,8 @@ pub struct BotReport {
     pub inputs_sent: u64,
     /// Match events received.
     pub events_received: u64,
-    /// Hits this bot scored (as reported by the edge).
+    /// Points this bot scored as its mode counts them (the arena's hits, ctf's
+    /// captures), from the edge's events.
     pub hits: u32,
     /// Whether the match ended while the bot played.
     pub match_ended: bool,
@@ -43,18 +37,20 @@ pub struct BotReport {
 /// A scripted player on a session.
 pub struct Bot {
     session: Session,
-    rng: SplitMix64,
-    style: BotStyle,
+    brain: Box<dyn outpost_sim::Bot>,
 }
 
 impl Bot {
-    /// A bot playing `session`, its choices drawn from `seed`.
-    pub fn new(session: Session, seed: u64, style: BotStyle) -> Self {
-        Self {
-            session,
-            rng: SplitMix64::new(seed),
-            style,
-        }
+    /// A bot playing `session` with the scripted player of its match's mode (one of
+    /// `modes`), its choices drawn from `seed`. Fails if the mode is not among `modes`
+    /// or has no bot.
+    pub fn new(session: Session, modes: &Modes, seed: u64) -> anyhow::Result<Self> {
+        let config = &session.welcome().config;
+        let brain = modes
+            .get(&config.mode)
+            .and_then(|mode| mode.bot(config, seed))
+            .ok_or_else(|| anyhow::anyhow!("the mode `{}` has no bot here", config.mode))?;
+        Ok(Self { session, brain })
     }
 
     /// The session the bot plays on.
@@ -67,10 +63,12 @@ impl Bot {
     /// are read, so those are read first (for at most a second).
     async fn ended_by_the_match(&mut self, report: &mut BotReport) -> bool {
         let drain = async {
+            let me = self.session.entity();
             while let Some(event) = self.session.next_event().await {
                 if matches!(event.event, MatchEvent::MatchEnded { .. }) {
                     report.match_ended = true;
                 }
+                self.brain.observe(&event.event, me);
             }
         };
         let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
@@ -90,8 +88,7 @@ impl Bot {
             ..BotReport::default()
         };
         let mut last_ack = (0u32, 0u32);
-        let mut heading = self.rng.range(0.0, std::f32::consts::TAU);
-        let mut tick: u64 = 0;
+        let empty = View::new();
         tokio::pin!(stop);
         loop {
             tokio::select! {
@@ -102,16 +99,10 @@ impl Bot {
             // queued already, so a match end followed at once by the goodbye is seen.
             let said_goodbye = self.session.goodbye().is_some();
             while let Some(event) = self.session.try_next_event() {
-                match &event.event {
-                    MatchEvent::MatchEnded { .. } => report.match_ended = true,
-                    other => {
-                        if outpost_arena::Hit::from_event(other)
-                            .is_some_and(|hit| hit.shooter == me)
-                        {
-                            report.hits += 1;
-                        }
-                    }
+                if matches!(event.event, MatchEvent::MatchEnded { .. }) {
+                    report.match_ended = true;
                 }
+                self.brain.observe(&event.event, me);
             }
             if let Some(world) = self.session.latest_snapshot()
                 && world.tick > last_ack.0
@@ -128,64 +119,45 @@ impl Bot {
                 report.stayed_connected = self.ended_by_the_match(&mut report).await;
                 break;
             }
-            tick += 1;
-            if tick.is_multiple_of(90) {
-                heading = self.rng.range(0.0, std::f32::consts::TAU);
-            }
-            let mut input = PlayerInput::default();
-            // Aim where the player sees others: interpolated remote characters, seen from
-            // the predicted own one. The shot carries that view tick, and the edge rewinds
-            // to it.
-            let me_at = self.session.predicted_self().map(|p| p.position);
-            let render_tick = self.session.render_tick();
-            if let (Some(mine), Some(render_tick), Some(world)) =
-                (me_at, render_tick, self.session.latest_snapshot())
-            {
+            let input = {
+                // What a game would draw: the own entity predicted (or as last received),
+                // the others interpolated at the render tick.
+                let world = self.session.latest_snapshot();
                 let fields = self.session.fields();
-                let nearest = world
-                    .records
-                    .iter()
-                    .filter(|r| r.id != me && fields.has(r, "character"))
-                    .filter_map(|r| self.session.interpolated(r.id, render_tick))
-                    .filter_map(|e| e.get::<Position>())
-                    .map(|Position(p)| {
-                        let d = [p[0] - mine[0], p[1] - mine[1], p[2] - mine[2]];
-                        (d, d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
-                    })
-                    .min_by(|a, b| a.1.total_cmp(&b.1));
-                if let Some((d, dist2)) = nearest {
-                    let yaw = d[0].atan2(d[2]);
-                    let pitch = d[1].atan2((d[0] * d[0] + d[2] * d[2]).sqrt());
-                    input.yaw = PlayerInput::yaw_from_radians(yaw);
-                    input.pitch = PlayerInput::pitch_from_radians(pitch);
-                    if dist2 < 60.0 * 60.0 {
-                        input.buttons |= PlayerInput::FIRE;
-                    }
-                    if self.style == BotStyle::Wander {
-                        if dist2 < 4.0 * 4.0 {
-                            heading = yaw + std::f32::consts::PI; // keep a few metres away
-                        } else if tick % 300 < 60 {
-                            heading = yaw; // close in now and then
-                        }
-                    }
-                } else {
-                    input.yaw = PlayerInput::yaw_from_radians(heading);
-                }
-            }
-            if self.style == BotStyle::Wander {
-                // Move along `heading` whatever the look direction: strafe-relative axes.
-                let relative = heading - input.yaw_radians();
-                input.move_z = (relative.cos() * 127.0) as i8;
-                input.move_x = (-relative.sin() * 127.0) as i8;
-                if self.rng.next_u64().is_multiple_of(100) {
-                    input.buttons |= PlayerInput::JUMP;
-                }
-            }
+                let view = world.as_ref().map_or(&empty, |w| &*w.records);
+                let own_position =
+                    self.session
+                        .predicted_self()
+                        .map(|p| p.position)
+                        .or_else(|| {
+                            view.find(me)
+                                .and_then(|r| fields.layout().position_value(&r))
+                        });
+                let render_tick = self.session.render_tick();
+                let session = &self.session;
+                let drawn = |id| {
+                    render_tick
+                        .and_then(|t| session.interpolated(id, t))
+                        .and_then(|e| e.position())
+                };
+                let sight = Sight {
+                    fields: &fields,
+                    view,
+                    own: me,
+                    own_position,
+                    drawn: &drawn,
+                };
+                self.brain.next_input(&sight)
+            };
+            let Some(input) = input else {
+                continue;
+            };
             if self.session.send_input(input).is_err() {
                 report.stayed_connected = self.ended_by_the_match(&mut report).await;
                 break;
             }
         }
+        report.hits = self.brain.points();
         let stats = self.session.stats();
         report.snapshots_received = stats.snapshots_received;
         report.inputs_sent = stats.inputs_sent;

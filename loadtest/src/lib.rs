@@ -153,6 +153,9 @@ pub enum ConfigError {
         /// The match's tick rate.
         tick_hz: u16,
     },
+    /// The mode has no bot among the players' modes.
+    #[error("the players have no bot for the mode `{0}` (is it registered?)")]
+    NoBot(String),
     /// Match settings the edge would refuse.
     #[error("match settings: {0}")]
     Match(String),
@@ -192,6 +195,15 @@ impl LoadConfig {
         self.edge_match_config()
             .validate()
             .map_err(|e| ConfigError::Match(e.to_string()))?;
+        let mode = &self.match_config.mode;
+        if self
+            .modes
+            .get(mode)
+            .and_then(|m| m.bot(&self.match_config, 0))
+            .is_none()
+        {
+            return Err(ConfigError::NoBot(mode.clone()));
+        }
         match &self.target {
             Target::Edge { addr, .. } => self.check_host(addr.ip())?,
             Target::Stack { api_url, .. } => self.check_url(api_url)?,
@@ -457,11 +469,11 @@ mod tests {
             match_size: 16,
             duration: Duration::from_secs(10),
             ramp_per_s: 100,
-            match_config: MatchConfig::new("arena"),
+            match_config: outpost_arena::config(&outpost_arena::ArenaConfig::default()),
             input_hz: 30,
             link: None,
             prediction: false,
-            modes: outpost_sim::Modes::new(),
+            modes: outpost_arena::modes(),
             metrics_url: None,
             allowed_host: None,
             progress: false,

@@ -1,12 +1,13 @@
 //! One simulated player: join, then play like a bot until the end of the run, sampling
 //! what it sees once a second.
 
-use outpost_arena::{PlayerInput, Position};
 use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_client::{Assignment, Client, ClientError, CloudClient, Session, input_ticks};
+use outpost_protocol::replication::View;
 use outpost_protocol::rng::SplitMix64;
+use outpost_sim::Sight;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::recorder::{PlayerSample, Recorder};
@@ -160,7 +161,16 @@ async fn drive(
         tx_bytes: stats.udp_tx.bytes,
         snapshots: 0,
     };
-    let mut heading = rng.range(0.0, 1.0) * std::f32::consts::TAU;
+    // The mode's scripted player chooses the inputs (checked to exist before the run).
+    let match_config = &session.welcome().config;
+    let Some(mut brain) = config
+        .modes
+        .get(&match_config.mode)
+        .and_then(|mode| mode.bot(match_config, rng.next_u64()))
+    else {
+        return Err(ErrorKind::Rejected);
+    };
+    let empty = View::new();
     let mut step = 0u32;
     // One timer for the end, not a new one every tick.
     let end = tokio::time::sleep_until(until);
@@ -180,53 +190,40 @@ async fn drive(
         if step.is_multiple_of(sample_every) {
             recorder.sample(sample(session, &mut last));
         }
-        if rng.next_u64().is_multiple_of(u64::from(config.input_hz)) {
-            heading = rng.range(0.0, 1.0) * std::f32::consts::TAU;
-        }
-        let mut input = PlayerInput {
-            ticks: input_ticks(
-                config.match_config.tick_hz,
-                config.input_hz,
-                u64::from(step),
-            ),
-            ..PlayerInput::default()
+        // What a game would draw: the own entity predicted, the others interpolated;
+        // without prediction, both as last received.
+        let world = session.latest_snapshot();
+        let view = world.as_ref().map_or(&empty, |w| &*w.records);
+        let received = |id| {
+            view.find(id)
+                .and_then(|r| fields.layout().position_value(&r))
         };
-        let mut look = heading;
-        if let Some(world) = session.latest_snapshot()
-            && let Some(Position(own)) = world.records.find(me).and_then(|r| fields.get(&r))
-        {
-            let nearest = world
-                .records
-                .iter()
-                .filter(|r| r.id != me && fields.has(r, "character"))
-                .filter_map(|r| fields.get::<Position>(&r))
-                .map(|Position(p)| {
-                    let d = [p[0] - own[0], p[1] - own[1], p[2] - own[2]];
-                    (d, d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
-                })
-                .min_by(|a, b| a.1.total_cmp(&b.1));
-            if let Some((d, dist2)) = nearest {
-                look = d[0].atan2(d[2]);
-                input.pitch =
-                    PlayerInput::pitch_from_radians(d[1].atan2((d[0] * d[0] + d[2] * d[2]).sqrt()));
-                if dist2 < 40.0 * 40.0 {
-                    input.buttons |= PlayerInput::FIRE;
-                }
-                if dist2 < 4.0 * 4.0 {
-                    heading = look + std::f32::consts::PI;
-                }
-            }
-        }
-        input.yaw = PlayerInput::yaw_from_radians(look);
-        let relative = heading - input.yaw_radians();
-        input.move_z = (relative.cos() * 127.0) as i8;
-        input.move_x = (-relative.sin() * 127.0) as i8;
-        if rng
-            .next_u64()
-            .is_multiple_of(u64::from(config.input_hz) * 2)
-        {
-            input.buttons |= PlayerInput::JUMP;
-        }
+        let own_position = session
+            .predicted_self()
+            .map(|p| p.position)
+            .or_else(|| received(me));
+        let render_tick = session.render_tick();
+        let drawn = |id| {
+            render_tick
+                .and_then(|t| session.interpolated(id, t))
+                .and_then(|e| e.position())
+                .or_else(|| received(id))
+        };
+        let sight = Sight {
+            fields: &fields,
+            view,
+            own: me,
+            own_position,
+            drawn: &drawn,
+        };
+        let Some(mut input) = brain.next_input(&sight) else {
+            continue;
+        };
+        input.ticks = input_ticks(
+            config.match_config.tick_hz,
+            config.input_hz,
+            u64::from(step),
+        );
         if session.send_input(input).is_err() {
             return Err(ErrorKind::Disconnected);
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bevy_ecs::prelude::*;
 use outpost_protocol::replication::{Fields, InputRecord, View};
 use outpost_protocol::schema::ModeSchema;
-use outpost_protocol::{ConfigError, EntityId, MatchConfig, PlayerId, RejectCode};
+use outpost_protocol::{ConfigError, EntityId, MatchConfig, MatchEvent, PlayerId, RejectCode};
 
 use crate::game::SimError;
 
@@ -60,6 +60,47 @@ pub trait GameMode: Send + Sync + 'static {
     fn prediction(&self, config: &MatchConfig, own: EntityId) -> Option<Box<dyn Prediction>> {
         let _ = (config, own);
         None
+    }
+
+    /// A scripted player for a match of `config`, its choices drawn from `seed`: what
+    /// `outpost dev` and `outpost loadtest` play the mode with. `None` (the default): the
+    /// mode has no bot, and those tools refuse it.
+    fn bot(&self, config: &MatchConfig, seed: u64) -> Option<Box<dyn Bot>> {
+        let _ = (config, seed);
+        None
+    }
+}
+
+/// What a bot sees before each input: the newest view and the player's own entity, as a
+/// game client would draw them.
+pub struct Sight<'a> {
+    /// Reads the view's records by name or typed.
+    pub fields: &'a Fields,
+    /// The newest view received (owner-only components included for the own entity).
+    pub view: &'a View,
+    /// The player's entity.
+    pub own: EntityId,
+    /// Where the own entity is predicted to be, when the mode predicts it.
+    pub own_position: Option<[f32; 3]>,
+    /// Where another entity is drawn now (interpolated at the render tick), when known.
+    pub drawn: &'a dyn Fn(EntityId) -> Option<[f32; 3]>,
+}
+
+/// A mode's scripted player ([`GameMode::bot`]): one input per tick from what it sees.
+pub trait Bot: Send + 'static {
+    /// The next input (laid out by the mode's schema), or `None` to stand still (its
+    /// own entity not in view yet, say).
+    fn next_input(&mut self, sight: &Sight<'_>) -> Option<InputRecord>;
+
+    /// A match event arrived.
+    fn observe(&mut self, event: &MatchEvent, own: EntityId) {
+        let _ = (event, own);
+    }
+
+    /// Points this bot scored as its mode counts them (the arena's hits, ctf's captures),
+    /// from the events it observed.
+    fn points(&self) -> u32 {
+        0
     }
 }
 

@@ -23,6 +23,7 @@
 //! # Ok::<(), outpost_sim::SimError>(())
 //! ```
 
+pub mod bot;
 pub mod combat;
 pub mod cubes;
 pub mod movement;
@@ -310,6 +311,10 @@ impl GameMode for Arena {
     ) -> Option<Box<dyn outpost_sim::Prediction>> {
         let predictor = Predictor::new(config).ok()?;
         Some(Box::new(ArenaPrediction(predictor)))
+    }
+
+    fn bot(&self, _config: &MatchConfig, seed: u64) -> Option<Box<dyn outpost_sim::Bot>> {
+        Some(Box::new(bot::ArenaBot::new(seed)))
     }
 
     fn spawn_player(

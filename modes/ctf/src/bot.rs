@@ -5,10 +5,11 @@
 //! inputs.
 
 use outpost_arena::{PlayerInput, Position};
-use outpost_protocol::EntityId;
-use outpost_protocol::replication::{Fields, View};
+use outpost_protocol::replication::{Fields, InputRecord, View};
+use outpost_protocol::{EntityId, MatchEvent};
+use outpost_sim::{Bot, IntoInput, Sight};
 
-use crate::{CtfConfig, CtfInput, FlagState, TeamOf};
+use crate::{Capture, CtfConfig, CtfInput, FlagState, TeamOf};
 
 /// Ticks without moving half a metre after which the bot steps sideways.
 const STUCK_TICKS: u32 = 30;
@@ -21,6 +22,8 @@ pub struct CtfBot {
     anchor: Option<([f32; 3], u32)>,
     /// Ticks left of a sideways step around an obstacle, and its side.
     sidestep: (u32, f32),
+    /// Captures it made.
+    captures: u32,
 }
 
 /// What the bot is doing.
@@ -43,6 +46,7 @@ impl CtfBot {
             settings,
             anchor: None,
             sidestep: (0, 1.0),
+            captures: 0,
         }
     }
 
@@ -116,4 +120,21 @@ impl CtfBot {
 
 fn distance(a: [f32; 3], b: [f32; 3]) -> f32 {
     ((a[0] - b[0]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
+}
+
+impl Bot for CtfBot {
+    fn next_input(&mut self, sight: &Sight<'_>) -> Option<InputRecord> {
+        let (input, _) = self.next(sight.fields, sight.view, sight.own)?;
+        Some(input.into_input())
+    }
+
+    fn observe(&mut self, event: &MatchEvent, own: EntityId) {
+        if Capture::from_event(event).is_some_and(|c| c.carrier == own) {
+            self.captures += 1;
+        }
+    }
+
+    fn points(&self) -> u32 {
+        self.captures
+    }
 }

@@ -542,6 +542,10 @@ impl GameMode for Ctf {
         }
     }
 
+    fn bot(&self, config: &MatchConfig, _seed: u64) -> Option<Box<dyn outpost_sim::Bot>> {
+        Some(Box::new(bot::CtfBot::new(CtfConfig::of(config).ok()?)))
+    }
+
     fn prediction(&self, config: &MatchConfig, _own: EntityId) -> Option<Box<dyn Prediction>> {
         let settings = CtfConfig::of(config).ok()?;
         let predictor = Predictor::for_level(settings.half_extent, config.seed, config.tick_hz);
