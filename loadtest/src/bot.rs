@@ -34,6 +34,42 @@ pub struct BotReport {
     pub netcode: NetcodeStats,
 }
 
+/// The input a mode's bot chooses from what a game would draw: the own entity predicted
+/// (or as last received), the others interpolated at the render tick (or, with
+/// interpolation off, as last received).
+pub(crate) fn choose(
+    session: &Session,
+    brain: &mut dyn outpost_sim::Bot,
+) -> Option<outpost_protocol::replication::InputRecord> {
+    let world = session.latest_snapshot();
+    let fields = session.fields();
+    let empty = View::new();
+    let view = world.as_ref().map_or(&empty, |w| &*w.records);
+    let me = session.entity();
+    let received = |id| {
+        view.find(id)
+            .and_then(|r| fields.layout().position_value(&r))
+    };
+    let own_position = session
+        .predicted_self()
+        .map(|p| p.position)
+        .or_else(|| received(me));
+    let render_tick = session.render_tick();
+    let drawn = |id| {
+        render_tick
+            .and_then(|t| session.interpolated(id, t))
+            .and_then(|e| e.position())
+            .or_else(|| received(id))
+    };
+    brain.next_input(&Sight {
+        fields: &fields,
+        view,
+        own: me,
+        own_position,
+        drawn: &drawn,
+    })
+}
+
 /// A scripted player on a session.
 pub struct Bot {
     session: Session,
@@ -88,7 +124,6 @@ impl Bot {
             ..BotReport::default()
         };
         let mut last_ack = (0u32, 0u32);
-        let empty = View::new();
         tokio::pin!(stop);
         loop {
             tokio::select! {
@@ -119,36 +154,7 @@ impl Bot {
                 report.stayed_connected = self.ended_by_the_match(&mut report).await;
                 break;
             }
-            let input = {
-                // What a game would draw: the own entity predicted (or as last received),
-                // the others interpolated at the render tick.
-                let world = self.session.latest_snapshot();
-                let fields = self.session.fields();
-                let view = world.as_ref().map_or(&empty, |w| &*w.records);
-                let own_position =
-                    self.session
-                        .predicted_self()
-                        .map(|p| p.position)
-                        .or_else(|| {
-                            view.find(me)
-                                .and_then(|r| fields.layout().position_value(&r))
-                        });
-                let render_tick = self.session.render_tick();
-                let session = &self.session;
-                let drawn = |id| {
-                    render_tick
-                        .and_then(|t| session.interpolated(id, t))
-                        .and_then(|e| e.position())
-                };
-                let sight = Sight {
-                    fields: &fields,
-                    view,
-                    own: me,
-                    own_position,
-                    drawn: &drawn,
-                };
-                self.brain.next_input(&sight)
-            };
+            let input = choose(&self.session, self.brain.as_mut());
             let Some(input) = input else {
                 continue;
             };

@@ -5,9 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_client::{Assignment, Client, ClientError, CloudClient, Session, input_ticks};
-use outpost_protocol::replication::View;
 use outpost_protocol::rng::SplitMix64;
-use outpost_sim::Sight;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::recorder::{PlayerSample, Recorder};
@@ -152,8 +150,6 @@ async fn drive(
     let mut ticks = tokio::time::interval_at(Instant::now() + offset, period);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let sample_every = u32::from(config.input_hz);
-    let me = session.entity();
-    let fields = session.fields();
     let stats = session.connection().stats();
     let mut last = Last {
         at: Instant::now(),
@@ -170,7 +166,6 @@ async fn drive(
     else {
         return Err(ErrorKind::Rejected);
     };
-    let empty = View::new();
     let mut step = 0u32;
     // One timer for the end, not a new one every tick.
     let end = tokio::time::sleep_until(until);
@@ -190,33 +185,7 @@ async fn drive(
         if step.is_multiple_of(sample_every) {
             recorder.sample(sample(session, &mut last));
         }
-        // What a game would draw: the own entity predicted, the others interpolated;
-        // without prediction, both as last received.
-        let world = session.latest_snapshot();
-        let view = world.as_ref().map_or(&empty, |w| &*w.records);
-        let received = |id| {
-            view.find(id)
-                .and_then(|r| fields.layout().position_value(&r))
-        };
-        let own_position = session
-            .predicted_self()
-            .map(|p| p.position)
-            .or_else(|| received(me));
-        let render_tick = session.render_tick();
-        let drawn = |id| {
-            render_tick
-                .and_then(|t| session.interpolated(id, t))
-                .and_then(|e| e.position())
-                .or_else(|| received(id))
-        };
-        let sight = Sight {
-            fields: &fields,
-            view,
-            own: me,
-            own_position,
-            drawn: &drawn,
-        };
-        let Some(mut input) = brain.next_input(&sight) else {
+        let Some(mut input) = crate::bot::choose(session, brain.as_mut()) else {
             continue;
         };
         input.ticks = input_ticks(
