@@ -59,6 +59,16 @@ async fn start_cloud(
         ..Default::default()
     });
     let mode = ModeConfig::free_for_all(template, players, seconds);
+    start_cloud_with(redis_url, replays, addr, mode).await
+}
+
+/// [`start_cloud`] for one mode of any kind.
+async fn start_cloud_with(
+    redis_url: &str,
+    replays: &Path,
+    addr: SocketAddr,
+    mode: ModeConfig,
+) -> CloudRun {
     let config = CloudConfig {
         edge_secret: Some(SECRET.into()),
         modes: vec![mode],
@@ -125,7 +135,7 @@ async fn start_edge(cloud_url: &str, outbox: &Path) -> (Edge, CloudLink) {
     let mut config = EdgeConfig::new("e2e-edge", key);
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.http_listen = None;
-    config.modes = outpost_arena::modes();
+    config.modes = modes();
     config.outbox_dir = Some(outbox.to_owned());
     let edge = Edge::start(config).await.expect("edge starts");
     let link = CloudLink::start(&edge, link_config(cloud_url)).expect("link");
@@ -175,8 +185,23 @@ async fn edge_listed(cloud: &Arc<Cloud>) {
     .await;
 }
 
+/// The modes the edge hosts and the players link.
+fn modes() -> outpost_sim::Modes {
+    outpost_arena::modes().with(outpost_ctf::Ctf)
+}
+
 /// `n` players log in and matchmake at once; each plays its match to the end with a bot.
 async fn play_one_match(
+    cloud_url: &str,
+    devices: &[&str],
+    mid_match: impl Future<Output = ()>,
+) -> Vec<u64> {
+    play_one_match_of("arena", cloud_url, devices, mid_match).await
+}
+
+/// [`play_one_match`] in a given mode.
+async fn play_one_match_of(
+    mode: &'static str,
     cloud_url: &str,
     devices: &[&str],
     mid_match: impl Future<Output = ()>,
@@ -184,7 +209,7 @@ async fn play_one_match(
     let client = Arc::new(
         Client::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .expect("client")
-            .with_modes(outpost_arena::modes()),
+            .with_modes(modes()),
     );
     let mut players = Vec::new();
     let mut games = Vec::new();
@@ -196,12 +221,12 @@ async fn play_one_match(
         let client = client.clone();
         games.push(tokio::spawn(async move {
             let found = api
-                .matchmake(&client, "arena", None, Duration::from_secs(30))
+                .matchmake(&client, mode, None, Duration::from_secs(30))
                 .await
                 .expect("a match");
             let session = client.connect(&found.assignment).await.expect("joins");
-            Bot::new(session, &outpost_arena::modes(), n as u64)
-                .expect("the arena has a bot")
+            Bot::new(session, &modes(), n as u64)
+                .expect("the mode has a bot")
                 .run(std::future::pending())
                 .await
         }));
@@ -310,6 +335,87 @@ async fn eight_players_matchmake_play_and_are_rated_ranked_and_replayed() {
         8,
         "mid-match, all eight are in the world"
     );
+
+    link.stop().await;
+    edge.shutdown().await;
+    run.stop().await;
+    let _ = std::fs::remove_dir_all(replays);
+    let _ = std::fs::remove_dir_all(outbox);
+}
+
+/// Capture the flag through the whole platform: four players matchmade into two teams of
+/// two, each seated on the edge on the team its token names (the replay shows two
+/// characters a side), their result applied once, rated by team, and ranked on the
+/// mode's own boards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capture_the_flag_is_matchmade_by_team_played_and_rated() {
+    let redis = RedisServer::start().await;
+    let (replays, outbox) = (temp_dir("replays"), temp_dir("outbox"));
+    let template = outpost_ctf::config(&outpost_ctf::CtfConfig::default());
+    let run = start_cloud_with(
+        &redis.url,
+        &replays,
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        ModeConfig::teams(template, 2, 2, 5),
+    )
+    .await;
+    let (edge, link) = start_edge(&run.url, &outbox).await;
+    edge_listed(&run.cloud).await;
+    let devices = [
+        "ctf-device-0",
+        "ctf-device-1",
+        "ctf-device-2",
+        "ctf-device-3",
+    ];
+    let players = play_one_match_of("ctf", &run.url, &devices, async {}).await;
+
+    let cloud = run.cloud.clone();
+    eventually("the result and the replay", Duration::from_secs(15), || {
+        let cloud = cloud.clone();
+        async move { cloud.stats.results_applied.get() == 1 && cloud.stats.replays_stored.get() == 1 }
+    })
+    .await;
+    let ratings = run
+        .cloud
+        .store
+        .ratings("ctf", &players)
+        .await
+        .expect("redis");
+    assert!(
+        ratings.iter().all(Option::is_some),
+        "every player rated: {ratings:?}"
+    );
+    let api = CloudClient::new(&run.url).expect("sdk");
+    let board = api
+        .leaderboard("ctf-best", "all_time", 100, None)
+        .await
+        .expect("the mode's own board");
+    assert_eq!(board.total, 4);
+
+    // The edge seated the players on their tokens' teams: two characters a side.
+    let listed = api.replays(players[0]).await.expect("replays");
+    let mut replay = api
+        .download_replay(listed[0].match_id)
+        .await
+        .expect("download");
+    let fields = outpost_protocol::replication::Fields::new(replay.schema().clone());
+    let mut sides = None;
+    while let Some(frame) = replay.next_frame().expect("decodes") {
+        let teams: Vec<u8> = frame
+            .world
+            .iter()
+            .filter(|r| fields.has(r, "character"))
+            .filter_map(|r| fields.get::<outpost_ctf::TeamOf>(&r))
+            .map(|t| t.0)
+            .collect();
+        if teams.len() == 4 {
+            sides = Some((
+                teams.iter().filter(|t| **t == 0).count(),
+                teams.iter().filter(|t| **t == 1).count(),
+            ));
+        }
+    }
+    assert_eq!(sides, Some((2, 2)), "two players a side");
 
     link.stop().await;
     edge.shutdown().await;
