@@ -188,3 +188,34 @@ fn ctf_is_deterministic() {
     assert!(a.len() > 4 * 60 * 25, "{} entries", a.len());
     assert!(a == b, "two runs on one seed differ");
 }
+
+/// Four bots a side, attackers and defenders, over an average link: within a 30 s match
+/// flags are taken and carried home — the bots `outpost dev --mode ctf` plays with do
+/// score.
+#[test]
+fn four_bots_a_side_capture_flags_within_a_match() {
+    let config = ctf(20, 8);
+    let mut h = Harness::new(&config, 13, outpost_ctf::modes());
+    let settings = CtfConfig::of(&config).expect("settings");
+    let mut bots: Vec<(ClientId, CtfBot)> = (0..8)
+        .map(|p| {
+            let c = h
+                .join_team(p + 1, (p % 2) as u8, LinkConfig::average())
+                .expect("seated");
+            (c, CtfBot::new(settings))
+        })
+        .collect();
+    let mut goals = std::collections::BTreeMap::new();
+    let mut captures = 0;
+    for _ in 0..60 * 30 {
+        for goal in play(&mut h, &mut bots, &[]) {
+            *goals.entry(format!("{goal:?}")).or_insert(0u32) += 1;
+        }
+        while let Some(event) = h.client_mut(bots[0].0).poll_event() {
+            if Capture::from_event(&event.event).is_some() {
+                captures += 1;
+            }
+        }
+    }
+    assert!(captures >= 1, "no capture in 30 s: goals {goals:?}");
+}

@@ -1,7 +1,9 @@
 //! A scripted capture-the-flag player, from what a client sees: it reads its team, the
-//! flags and their carriers from the snapshot's records (through the schema), and runs
-//! for the enemy flag, home with it, after whoever carries its own flag, or to its own
-//! dropped flag to return it. Pure and deterministic: the same views give the same
+//! flags and their carriers from the snapshot's records (through the schema). About half
+//! the bots attack (entity ids 4k and 4k + 1): they run for the enemy flag and home with
+//! it; the others defend, guarding the way to their base. Anyone chases whoever carries
+//! their own flag; a defender (or an attacker nearer it than the enemy flag) runs to its
+//! own dropped flag to return it. Pure and deterministic: the same views give the same
 //! inputs.
 
 use outpost_arena::{PlayerInput, Position};
@@ -37,6 +39,8 @@ pub enum Goal {
     Chase,
     /// Running to its own dropped flag to return it.
     Return,
+    /// Guarding the way to its own base (a defender with nothing to chase).
+    Guard,
 }
 
 impl CtfBot {
@@ -78,17 +82,42 @@ impl CtfBot {
             }
         }
         let base = self.settings.base(team);
+        let defender = own.0 % 4 >= 2;
+        // Off the straight lane between the bases, so the post itself does not block
+        // carriers; a guard moves only to chase a carrier of its flag or return it.
+        let side = if own.0 % 2 == 0 { 6.0 } else { -6.0 };
+        let guard = [base[0] * 0.6, 0.0, base[2] + side];
         let (goal, target) = match (own_flag, enemy_flag) {
             (_, Some((flag, _))) if flag.carrier == Some(own) => (Goal::CarryHome, base),
             (Some((flag, p)), _) if flag.carrier.is_some() => (Goal::Chase, p),
             (Some((flag, p)), Some((_, enemy)))
-                if !flag.home && distance(at, p) < distance(at, enemy) =>
+                if !flag.home && (defender || distance(at, p) < distance(at, enemy)) =>
             {
                 (Goal::Return, p)
             }
+            _ if defender => (Goal::Guard, guard),
             (_, Some((_, p))) => (Goal::TakeFlag, p),
             _ => (Goal::TakeFlag, self.settings.base(1 - team.min(1))),
         };
+        if goal == Goal::Guard && distance(at, target) < 1.0 {
+            // At its post: stand, facing the enemy's side.
+            let facing = if team == 0 { 1.0 } else { -1.0 } * std::f32::consts::FRAC_PI_2;
+            let input = CtfInput {
+                movement: PlayerInput {
+                    yaw: PlayerInput::yaw_from_radians(facing),
+                    ..PlayerInput::default()
+                },
+                drop: false,
+            };
+            self.anchor = None;
+            return Some((input, goal));
+        }
+        // Attackers and carriers go round by a flank while far from where they are going,
+        // not down the lane between the bases where everyone else runs.
+        let mut target = target;
+        if matches!(goal, Goal::TakeFlag | Goal::CarryHome) && (target[0] - at[0]).abs() > 8.0 {
+            target[2] = if own.0 % 2 == 0 { 10.0 } else { -10.0 };
+        }
         let (dx, dz) = (target[0] - at[0], target[2] - at[2]);
         let mut yaw = dx.atan2(dz);
         // Stuck against a pillar or a wall: step sideways for a while.
