@@ -53,7 +53,8 @@ pub use quantize::Quantizer;
 pub use schema::{CHARACTER, Hit, MOTION, MotionState, POSE, PROP, Position, Rotation};
 pub use schema::{
     decode_inputs, encode_inputs, entities, entity_view, from_replicated, input_from_record,
-    input_record, motion_slots, records, replicated, replicated_into, schema,
+    input_record, motion_slots, movement_input, pose_components, records, replicated,
+    replicated_into, schema,
 };
 pub use types::{EntityKind, EntityState, EntityView, PlayerInput, QMotion};
 
@@ -331,15 +332,7 @@ impl GameMode for Arena {
             .get(seat)
             .copied()
             .unwrap_or(Vector::new(0.0, spawn_height(), 0.0));
-        let mut physics = world.resource_mut::<Physics>();
-        let body = physics
-            .world
-            .insert_body(RigidBodyBuilder::kinematic_position_based().translation(at));
-        physics.world.insert_collider(
-            ColliderBuilder::capsule_y(CAPSULE_HALF_HEIGHT, CAPSULE_RADIUS)
-                .user_data(u128::from(net_id.0)),
-            Some(body),
-        );
+        let body = spawn_character_body(world, at, net_id);
         world
             .spawn((
                 Replicated(EntityKind::Player),
@@ -349,6 +342,21 @@ impl GameMode for Arena {
             ))
             .id()
     }
+}
+
+/// A character's body at a point: a kinematic capsule the arena's movement drives, its
+/// collider tagged with the entity's network id (what hitscan reports).
+pub fn spawn_character_body(world: &mut World, at: Vector, net_id: EntityId) -> RigidBodyHandle {
+    let mut physics = world.resource_mut::<Physics>();
+    let body = physics
+        .world
+        .insert_body(RigidBodyBuilder::kinematic_position_based().translation(at));
+    physics.world.insert_collider(
+        ColliderBuilder::capsule_y(CAPSULE_HALF_HEIGHT, CAPSULE_RADIUS)
+            .user_data(u128::from(net_id.0)),
+        Some(body),
+    );
+    body
 }
 
 /// Spawns a dynamic prop box at a point; returns its network id.

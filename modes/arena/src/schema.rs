@@ -15,81 +15,18 @@ use super::ArenaConfig;
 
 /// The arena's state, input and events as a mode schema.
 pub fn schema(settings: &ArenaConfig) -> ModeSchema {
-    let half = settings.half_extent + quantize::BOUNDS_MARGIN;
     let tag = |name: &str, priority| ComponentDef {
         name: name.into(),
         fields: Vec::new(),
         visibility: Visibility::Everyone,
         priority,
     };
-    let one = |name: &str, kind| ComponentDef {
-        name: name.into(),
-        fields: vec![FieldDef::new(name, kind)],
-        visibility: Visibility::Everyone,
-        priority: 0,
-    };
-    let speed = quantize::MAX_SPEED;
+    let mut components = vec![tag("character", 3), tag("prop", 0)];
+    components.extend(pose_components(settings.half_extent));
     ModeSchema {
         mode: "arena".into(),
-        components: vec![
-            tag("character", 3),
-            tag("prop", 0),
-            one(
-                "position",
-                FieldKind::Position {
-                    min: [-half, quantize::MIN_HEIGHT, -half],
-                    max: [half, quantize::MAX_HEIGHT, half],
-                    step: quantize::POSITION_STEP,
-                },
-            ),
-            one("rotation", FieldKind::Rotation { bits: 10 }),
-            ComponentDef {
-                name: "motion".into(),
-                fields: vec![
-                    FieldDef::new(
-                        "velocity",
-                        FieldKind::Vector {
-                            min: [-speed; 3],
-                            max: [speed - quantize::VELOCITY_STEP; 3],
-                            step: quantize::VELOCITY_STEP,
-                        },
-                    ),
-                    FieldDef::new("grounded", FieldKind::Bool),
-                ],
-                visibility: Visibility::Owner,
-                priority: 0,
-            },
-        ],
-        input: vec![
-            FieldDef::new(
-                "move_x",
-                FieldKind::Int {
-                    min: -127,
-                    max: 127,
-                },
-            ),
-            FieldDef::new(
-                "move_z",
-                FieldKind::Int {
-                    min: -127,
-                    max: 127,
-                },
-            ),
-            FieldDef::new("yaw", FieldKind::Int { min: 0, max: 65535 }),
-            FieldDef::new(
-                "pitch",
-                FieldKind::Int {
-                    min: -16384,
-                    max: 16384,
-                },
-            ),
-            FieldDef::new(
-                "buttons",
-                FieldKind::Flags {
-                    names: vec!["jump".into(), "fire".into()],
-                },
-            ),
-        ],
+        components,
+        input: movement_input(&["jump", "fire"]),
         events: vec![EventDef {
             name: "hit".into(),
             fields: vec![
@@ -105,6 +42,66 @@ pub fn schema(settings: &ArenaConfig) -> ModeSchema {
             ],
         }],
     }
+}
+
+/// The components a character of the arena's movement replicates, on a level of this
+/// half extent: `position` (the arena's grid), `rotation` and the owner-only `motion`.
+/// A mode that moves its characters as the arena does declares them, so that
+/// [`crate::ArenaPrediction`] reads its records.
+pub fn pose_components(half_extent: f32) -> [ComponentDef; 3] {
+    let half = half_extent + quantize::BOUNDS_MARGIN;
+    let one = |name: &str, kind| ComponentDef {
+        name: name.into(),
+        fields: vec![FieldDef::new(name, kind)],
+        visibility: Visibility::Everyone,
+        priority: 0,
+    };
+    let speed = quantize::MAX_SPEED;
+    [
+        one(
+            "position",
+            FieldKind::Position {
+                min: [-half, quantize::MIN_HEIGHT, -half],
+                max: [half, quantize::MAX_HEIGHT, half],
+                step: quantize::POSITION_STEP,
+            },
+        ),
+        one("rotation", FieldKind::Rotation { bits: 10 }),
+        ComponentDef {
+            name: "motion".into(),
+            fields: vec![
+                FieldDef::new(
+                    "velocity",
+                    FieldKind::Vector {
+                        min: [-speed; 3],
+                        max: [speed - quantize::VELOCITY_STEP; 3],
+                        step: quantize::VELOCITY_STEP,
+                    },
+                ),
+                FieldDef::new("grounded", FieldKind::Bool),
+            ],
+            visibility: Visibility::Owner,
+            priority: 0,
+        },
+    ]
+}
+
+/// The arena's input fields — `move_x`, `move_z`, `yaw`, `pitch`, then `buttons` with
+/// these names (jump first: the arena's movement reads bit 0 as jump).
+pub fn movement_input(buttons: &[&str]) -> Vec<FieldDef> {
+    let int = |name: &str, min, max| FieldDef::new(name, FieldKind::Int { min, max });
+    vec![
+        int("move_x", -127, 127),
+        int("move_z", -127, 127),
+        int("yaw", 0, 65535),
+        int("pitch", -16384, 16384),
+        FieldDef::new(
+            "buttons",
+            FieldKind::Flags {
+                names: buttons.iter().map(|b| (*b).to_owned()).collect(),
+            },
+        ),
+    ]
 }
 
 /// A hitscan shot hit another character: the arena's one event.

@@ -22,7 +22,8 @@ pub mod bot;
 
 use bevy_ecs::prelude::*;
 use outpost_arena::{
-    CAPSULE_HALF_HEIGHT, CAPSULE_RADIUS, PlayerInput, Predictor, build_level, spawn_height,
+    PlayerInput, Predictor, build_level, movement_input, pose_components, spawn_character_body,
+    spawn_height,
 };
 use outpost_protocol::replication::{self, Fields, InputRecord, View};
 use outpost_protocol::schema::{
@@ -123,9 +124,9 @@ pub fn config(settings: &CtfConfig) -> MatchConfig {
     config
 }
 
-/// Capture the flag's components, input and events.
+/// Capture the flag's components, input and events: the arena's character components
+/// and input fields, and its own.
 pub fn schema(settings: &CtfConfig) -> ModeSchema {
-    let half = settings.half_extent + 8.0;
     let component = |name: &str, fields: Vec<FieldDef>, priority| ComponentDef {
         name: name.into(),
         fields,
@@ -140,99 +141,31 @@ pub fn schema(settings: &CtfConfig) -> ModeSchema {
             },
         )
     };
-    let speed = 64.0;
-    let step = 1.0 / 256.0;
+    let captures = || FieldDef::new("captures", FieldKind::Int { min: 0, max: 255 });
+    let mut components = vec![component("character", Vec::new(), 3)];
+    components.extend(pose_components(settings.half_extent));
+    components.extend([
+        component("team", vec![team()], 0),
+        component(
+            "flag",
+            vec![
+                FieldDef::new("carrier", FieldKind::Entity),
+                FieldDef::new("home", FieldKind::Bool),
+            ],
+            5,
+        ),
+        component("score", vec![captures()], 1),
+    ]);
     ModeSchema {
         mode: "ctf".into(),
-        components: vec![
-            component("character", Vec::new(), 3),
-            component(
-                "position",
-                vec![FieldDef::new(
-                    "position",
-                    FieldKind::Position {
-                        min: [-half, -16.0, -half],
-                        max: [half, 48.0, half],
-                        step: 1.0 / 512.0,
-                    },
-                )],
-                0,
-            ),
-            component(
-                "rotation",
-                vec![FieldDef::new("rotation", FieldKind::Rotation { bits: 10 })],
-                0,
-            ),
-            ComponentDef {
-                name: "motion".into(),
-                fields: vec![
-                    FieldDef::new(
-                        "velocity",
-                        FieldKind::Vector {
-                            min: [-speed; 3],
-                            max: [speed - step; 3],
-                            step,
-                        },
-                    ),
-                    FieldDef::new("grounded", FieldKind::Bool),
-                ],
-                visibility: Visibility::Owner,
-                priority: 0,
-            },
-            component("team", vec![team()], 0),
-            component(
-                "flag",
-                vec![
-                    FieldDef::new("carrier", FieldKind::Entity),
-                    FieldDef::new("home", FieldKind::Bool),
-                ],
-                5,
-            ),
-            component(
-                "score",
-                vec![FieldDef::new(
-                    "captures",
-                    FieldKind::Int { min: 0, max: 255 },
-                )],
-                1,
-            ),
-        ],
-        input: vec![
-            FieldDef::new(
-                "move_x",
-                FieldKind::Int {
-                    min: -127,
-                    max: 127,
-                },
-            ),
-            FieldDef::new(
-                "move_z",
-                FieldKind::Int {
-                    min: -127,
-                    max: 127,
-                },
-            ),
-            FieldDef::new("yaw", FieldKind::Int { min: 0, max: 65535 }),
-            FieldDef::new(
-                "pitch",
-                FieldKind::Int {
-                    min: -16384,
-                    max: 16384,
-                },
-            ),
-            FieldDef::new(
-                "buttons",
-                FieldKind::Flags {
-                    names: vec!["jump".into(), "drop".into()],
-                },
-            ),
-        ],
+        components,
+        input: movement_input(&["jump", "drop"]),
         events: vec![EventDef {
             name: "capture".into(),
             fields: vec![
                 FieldDef::new("carrier", FieldKind::Entity),
                 team(),
-                FieldDef::new("captures", FieldKind::Int { min: 0, max: 255 }),
+                captures(),
             ],
         }],
     }
@@ -465,15 +398,7 @@ impl GameMode for Ctf {
         let inward = if team == 0 { 3.0 } else { -3.0 };
         let row = (net_id.0 % 8) as f32 - 3.5;
         let at = Vector::new(base[0] + inward, spawn_height(), row * 1.5);
-        let mut physics = world.resource_mut::<Physics>();
-        let body = physics
-            .world
-            .insert_body(RigidBodyBuilder::kinematic_position_based().translation(at));
-        physics.world.insert_collider(
-            ColliderBuilder::capsule_y(CAPSULE_HALF_HEIGHT, CAPSULE_RADIUS)
-                .user_data(u128::from(net_id.0)),
-            Some(body),
-        );
+        let body = spawn_character_body(world, at, net_id);
         world
             .spawn((RigidBodyRef(body), Motion::default(), Team(team)))
             .id()
