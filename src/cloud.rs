@@ -56,6 +56,15 @@ pub struct CloudArgs {
     /// Players per capture-the-flag match (two teams of half each).
     #[arg(long, env = "OUTPOST_CTF_PLAYERS", default_value_t = 8)]
     ctf_players: usize,
+    /// The game modes the cloud matchmakes, comma-separated, each one the binary
+    /// registers (`arena`, `ctf`).
+    #[arg(
+        long,
+        env = "OUTPOST_MODES",
+        value_delimiter = ',',
+        default_value = "arena"
+    )]
+    modes: Vec<String>,
     /// Length of an arena match, seconds.
     #[arg(long, env = "OUTPOST_MATCH_SECONDS", default_value_t = 300)]
     match_seconds: u32,
@@ -96,16 +105,22 @@ pub async fn run(args: CloudArgs) -> anyhow::Result<()> {
         season: args.season,
         modes: {
             let registry = crate::modes::registry();
-            let template =
-                |mode| crate::modes::template(&registry, mode, &crate::modes::ArenaArgs::default());
-            vec![
-                crate::modes::cloud_mode(
-                    template("arena")?,
-                    args.arena_players,
+            let mut modes = Vec::new();
+            for mode in &args.modes {
+                let template =
+                    crate::modes::template(&registry, mode, &crate::modes::ArenaArgs::default())?;
+                let players = if mode == "ctf" {
+                    args.ctf_players
+                } else {
+                    args.arena_players
+                };
+                modes.push(crate::modes::cloud_mode(
+                    template,
+                    players,
                     args.match_seconds,
-                ),
-                crate::modes::cloud_mode(template("ctf")?, args.ctf_players, args.match_seconds),
-            ]
+                ));
+            }
+            modes
         },
         connections: outpost_httpd::Limits {
             header_timeout: args.http_header_timeout,
