@@ -1,7 +1,7 @@
 //! A scripted capture-the-flag player, from what a client sees: it reads its team, the
-//! flags and their carriers from the snapshot's records (through the schema). About half
-//! the bots attack (entity ids 4k and 4k + 1): they run for the enemy flag and home with
-//! it; the others defend, guarding the way to their base. Anyone chases whoever carries
+//! flags and their carriers from the snapshot's records (through the schema). Half of each
+//! team attack (every other character of the team in id order): they run for the enemy
+//! flag and home with it; the others defend, guarding the way to their base. Anyone chases whoever carries
 //! their own flag; a defender (or an attacker nearer it than the enemy flag) runs to its
 //! own dropped flag to return it. Pure and deterministic: the same views give the same
 //! inputs.
@@ -82,7 +82,17 @@ impl CtfBot {
             }
         }
         let base = self.settings.base(team);
-        let defender = own.0 % 4 >= 2;
+        // Roles alternate along the team's characters in id order, so each side has as
+        // many attackers as defenders whatever ids matchmaking gave it.
+        let rank = view
+            .iter()
+            .filter(|r| {
+                r.id < own
+                    && fields.has(r, "character")
+                    && fields.get::<TeamOf>(r).is_some_and(|t| t.0 == team)
+            })
+            .count();
+        let defender = rank % 2 == 1;
         // Off the straight lane between the bases, so the post itself does not block
         // carriers; a guard moves only to chase a carrier of its flag or return it.
         let side = if own.0.is_multiple_of(2) { 6.0 } else { -6.0 };
