@@ -189,18 +189,26 @@ fn ctf_is_deterministic() {
     assert!(a == b, "two runs on one seed differ");
 }
 
-/// Four bots a side, attackers and defenders, over an average link: within a 30 s match
-/// flags are taken and carried home — the bots `outpost dev --mode ctf` plays with do
-/// score.
+/// Four bots a side, attackers and defenders, over an average link, teams seated
+/// interleaved or in blocks: within a 30 s match flags are taken and carried home — the
+/// bots `outpost dev --mode ctf` plays with do score.
 #[test]
 fn four_bots_a_side_capture_flags_within_a_match() {
+    // Teams interleaved by join order, and in blocks (as matchmaking may seat them).
+    for blocks in [false, true] {
+        bots_capture(blocks);
+    }
+}
+
+fn bots_capture(blocks: bool) {
     let config = ctf(20, 8);
     let mut h = Harness::new(&config, 13, outpost_ctf::modes());
     let settings = CtfConfig::of(&config).expect("settings");
     let mut bots: Vec<(ClientId, CtfBot)> = (0..8)
         .map(|p| {
+            let team = if blocks { p / 4 } else { p % 2 } as u8;
             let c = h
-                .join_team(p + 1, (p % 2) as u8, LinkConfig::average())
+                .join_team(p + 1, team, LinkConfig::average())
                 .expect("seated");
             (c, CtfBot::new(settings))
         })
@@ -217,5 +225,8 @@ fn four_bots_a_side_capture_flags_within_a_match() {
             }
         }
     }
-    assert!(captures >= 1, "no capture in 30 s: goals {goals:?}");
+    assert!(
+        captures >= 1,
+        "no capture in 30 s (teams in blocks: {blocks}): goals {goals:?}"
+    );
 }

@@ -95,7 +95,7 @@ impl CtfBot {
         let defender = rank % 2 == 1;
         // Off the straight lane between the bases, so the post itself does not block
         // carriers; a guard moves only to chase a carrier of its flag or return it.
-        let side = if own.0.is_multiple_of(2) { 6.0 } else { -6.0 };
+        let side = if team == 0 { -6.0 } else { 6.0 };
         let guard = [base[0] * 0.6, 0.0, base[2] + side];
         let (goal, target) = match (own_flag, enemy_flag) {
             (_, Some((flag, _))) if flag.carrier == Some(own) => (Goal::CarryHome, base),
@@ -126,7 +126,9 @@ impl CtfBot {
         // not down the lane between the bases where everyone else runs.
         let mut target = target;
         if matches!(goal, Goal::TakeFlag | Goal::CarryHome) && (target[0] - at[0]).abs() > 8.0 {
-            target[2] = if own.0.is_multiple_of(2) { 10.0 } else { -10.0 };
+            // Each team keeps to its own flank (its guards' side), so attackers do not meet
+            // head on, nor run through the other team's guards.
+            target[2] = if team == 0 { -10.0 } else { 10.0 };
         }
         let (dx, dz) = (target[0] - at[0], target[2] - at[2]);
         let mut yaw = dx.atan2(dz);
