@@ -3,7 +3,8 @@
 
 use clap::Args;
 use outpost_arena::{self as arena, ArenaConfig};
-use outpost_cloud::modes::ModeConfig;
+use outpost_cloud::modes::{BoardConfig, ModeConfig, Period, Stat};
+use outpost_cloud::store::BoardOp;
 use outpost_protocol::MatchConfig;
 use outpost_sim::Modes;
 
@@ -15,9 +16,21 @@ pub fn registry() -> Modes {
 /// How the cloud matchmakes a mode of this binary, for matches of `players` lasting
 /// `match_seconds`: capture the flag in two teams of half each (parties whole, teams
 /// balanced by rating, each token naming its team), every other mode as a free-for-all.
+/// Besides the boards every mode has (`MODE-best`, `-total`, `-wins`), capture the flag
+/// ranks the flags each player returned home (`ctf-returns`, all time and season).
 pub fn cloud_mode(template: MatchConfig, players: usize, match_seconds: u32) -> ModeConfig {
     match template.mode.as_str() {
-        "ctf" => ModeConfig::teams(template, 2, players.div_ceil(2).max(1), match_seconds),
+        "ctf" => {
+            let mut mode =
+                ModeConfig::teams(template, 2, players.div_ceil(2).max(1), match_seconds);
+            mode.boards.push(BoardConfig {
+                name: "ctf-returns".into(),
+                stat: Stat::Named("returns".into()),
+                op: BoardOp::Incr,
+                periods: vec![Period::AllTime, Period::Season],
+            });
+            mode
+        }
         _ => ModeConfig::free_for_all(template, players, match_seconds),
     }
 }

@@ -279,6 +279,35 @@ async fn eight_players_matchmake_play_and_are_rated_ranked_and_replayed() {
             .all(|r| r.is_some_and(|r| r.sigma < 25.0 / 3.0)),
         "{ratings:?}"
     );
+    // The result lists the arena's own stats by name: everyone fired, and every hit
+    // landed is a hit taken.
+    let match_id = run.cloud.store.history(players[0], 1).await.expect("redis")[0];
+    let result: serde_json::Value = serde_json::from_str(
+        &run.cloud
+            .store
+            .result(match_id)
+            .await
+            .expect("redis")
+            .expect("applied"),
+    )
+    .expect("json");
+    let lines = result["players"].as_array().expect("players");
+    assert_eq!(lines.len(), 8);
+    let sum = |key: &dyn Fn(&serde_json::Value) -> &serde_json::Value| {
+        lines
+            .iter()
+            .map(|l| key(l).as_u64().expect("a count"))
+            .sum::<u64>()
+    };
+    assert!(
+        lines.iter().all(|l| l["stats"]["shots"].as_u64() > Some(0)),
+        "{result}"
+    );
+    assert_eq!(
+        sum(&|l| &l["stats"]["hits_taken"]),
+        sum(&|l| &l["score"]),
+        "{result}"
+    );
     // The leaderboard, through the SDK.
     let api = CloudClient::new(&run.url).expect("sdk");
     let board = api

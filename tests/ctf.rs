@@ -92,12 +92,15 @@ fn a_capture_scores_for_the_team_and_ends_the_match_at_the_limit() {
     );
     let finished = h.finished().expect("the capture limit ended the match");
     assert_eq!(finished.outcome, Some(MatchEndReason::ScoreLimit));
-    let red_score = finished
-        .scores
+    let red = finished
+        .players
         .iter()
-        .find(|s| s.player.0 == 1)
+        .find(|s| s.score.player.0 == 1)
         .expect("red");
-    assert_eq!(red_score.score, 1);
+    assert_eq!(red.score.score, 1);
+    // The result names the mode's stats: the runner picked the flag up once to capture.
+    assert_eq!(finished.stat_names, outpost_ctf::STATS);
+    assert_eq!(red.stats[outpost_ctf::STAT_PICKUPS], 1, "{:?}", red.stats);
 }
 
 /// What a client reads by name from the schema is what the mode's typed components say:
@@ -228,5 +231,23 @@ fn bots_capture(blocks: bool) {
     assert!(
         captures >= 1,
         "no capture in 30 s (teams in blocks: {blocks}): goals {goals:?}"
+    );
+    // The mode's stats as the result will report them: every capture was a flag its
+    // carrier picked up, and the defenders tagged carriers and returned flags.
+    let standings = h.host().game().standings();
+    let stat = |i: usize| standings.iter().map(|s| s.stats[i]).sum::<u32>();
+    assert!(
+        standings
+            .iter()
+            .all(|s| s.stats[outpost_ctf::STAT_PICKUPS] >= s.score.score),
+        "{standings:?}"
+    );
+    assert_eq!(
+        standings.iter().map(|s| s.score.score).sum::<u32>(),
+        captures
+    );
+    assert!(
+        stat(outpost_ctf::STAT_TAGS) >= 1 && stat(outpost_ctf::STAT_RETURNS) >= 1,
+        "{standings:?}"
     );
 }

@@ -176,10 +176,48 @@ impl CloudConfig {
                         board.name
                     ));
                 }
+                if let modes::Stat::Named(stat) = &board.stat
+                    && !outpost_protocol::is_name(stat)
+                {
+                    return Err(format!(
+                        "board `{}`: stat `{stat}` is not a valid stat name",
+                        board.name
+                    ));
+                }
             }
         }
         Ok(())
     }
+}
+
+/// The OpenAPI schema of a map from names matching `key_pattern` to integers in
+/// `0..=max_value`, with `min..=max` entries: the bounds its handler checks.
+pub(crate) fn counts_schema(
+    min: usize,
+    max: usize,
+    key_pattern: &str,
+    max_value: u64,
+) -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .min_properties(Some(min))
+        .max_properties(Some(max))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(key_pattern))
+                .build(),
+        ))
+        .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+                .maximum(Some(max_value as f64))
+                .build(),
+        )))))
+        .build()
 }
 
 /// A monotonically increasing count.

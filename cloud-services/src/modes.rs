@@ -11,13 +11,16 @@ use crate::matchmaking::{Expansion, MatchRules};
 use crate::store::BoardOp;
 
 /// What a board ranks, from each player's result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Stat {
     /// The player's score in the match.
     Score,
     /// 1 for a player on the winning team (or the winner of a free-for-all), else 0.
     Wins,
+    /// One of the mode's own per-player stats, by name (0 for a player whose result
+    /// does not list it).
+    Named(String),
 }
 
 /// A board's time window.

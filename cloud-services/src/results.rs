@@ -5,7 +5,7 @@
     reason = "utoipa's `params(...)` expansion names the query type by path"
 )]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use axum::Json;
@@ -53,6 +53,22 @@ pub struct PlayerResult {
     pub player_id: u64,
     /// Their score.
     pub score: i64,
+    /// The mode's own per-player counts by name (a capture the flag player's `returns`,
+    /// say): at most 8, each name 1..=32 bytes of `[a-z][a-z0-9_]*`. Boards rank them by
+    /// name; absent, none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(schema_with = stats_schema)]
+    pub stats: BTreeMap<String, u32>,
+}
+
+/// The schema of a result line's `stats`: the bounds `post_result` checks.
+fn stats_schema() -> utoipa::openapi::schema::Object {
+    crate::counts_schema(
+        0,
+        outpost_protocol::MAX_STATS,
+        "^[a-z][a-z0-9_]{0,31}$",
+        u64::from(u32::MAX),
+    )
 }
 
 /// Body of `POST /v1/matches/{match_id}/result`: what the edge saw.
@@ -92,13 +108,8 @@ pub fn result_write(
     current: &dyn Fn(u64) -> crate::store::Rating,
     now_ms: u64,
 ) -> ResultWrite {
-    let score_of = |p: u64| {
-        result
-            .players
-            .iter()
-            .find(|r| r.player_id == p)
-            .map_or(0, |r| r.score)
-    };
+    let line_of = |p: u64| result.players.iter().find(|r| r.player_id == p);
+    let score_of = |p: u64| line_of(p).map_or(0, |r| r.score);
     // Only who played counts: the edge lists the players who connected. A player placed
     // in the match who never joined it is neither rated nor ranked by it (so a party
     // that names them cannot cost them rating).
@@ -142,9 +153,12 @@ pub fn result_write(
         for (team, rank) in teams.iter().zip(&ranks) {
             for player in team {
                 for board in &mode.boards {
-                    let value = match board.stat {
+                    let value = match &board.stat {
                         Stat::Score => score_of(*player) as f64,
                         Stat::Wins => f64::from(u8::from(*rank == 1)),
+                        Stat::Named(name) => line_of(*player)
+                            .and_then(|r| r.stats.get(name))
+                            .map_or(0.0, |n| f64::from(*n)),
                     };
                     if board.op == crate::store::BoardOp::Incr && value == 0.0 {
                         continue;
@@ -211,6 +225,12 @@ async fn post_result(
                 "player {} is not in the match, or listed twice",
                 line.player_id
             )));
+        }
+        let names: Vec<&str> = line.stats.keys().map(String::as_str).collect();
+        if !outpost_protocol::stats_are_valid(&names) {
+            return Err(ApiError::invalid(
+                "stats: at most 8, named 1..=32 bytes of [a-z][a-z0-9_]*",
+            ));
         }
     }
     let mode = cloud

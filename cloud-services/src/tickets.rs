@@ -61,26 +61,7 @@ pub struct TicketRequest {
 
 /// The schema of `pings_ms`: the bounds `create` checks.
 fn pings_schema() -> utoipa::openapi::schema::Object {
-    use utoipa::openapi::RefOr;
-    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
-    ObjectBuilder::new()
-        .schema_type(Type::Object)
-        .min_properties(Some(1))
-        .max_properties(Some(MAX_REGIONS))
-        .property_names(Some(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .pattern(Some("^[a-z0-9-]{1,32}$"))
-                .build(),
-        ))
-        .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(Schema::Object(
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .minimum(Some(0))
-                .maximum(Some(10_000))
-                .build(),
-        )))))
-        .build()
+    crate::counts_schema(1, MAX_REGIONS, "^[a-z0-9-]{1,32}$", 10_000)
 }
 
 /// Where to play, for the player asking.

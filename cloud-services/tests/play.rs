@@ -9,6 +9,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use common::{call, cloud_with};
+use outpost_cloud::modes::{BoardConfig, Period, Stat};
+use outpost_cloud::store::BoardOp;
 use outpost_cloud::{Cloud, CloudConfig, ModeConfig, matcher};
 use outpost_protocol::replay::{ReplayHeader, ReplayWriter};
 use outpost_protocol::schema::ModeSchema;
@@ -36,6 +38,12 @@ fn cloud() -> Arc<Cloud> {
     };
     let mut mode = ModeConfig::free_for_all(template, 2, 30);
     mode.rules.steps[0].max_ping_ms = 60;
+    mode.boards.push(BoardConfig {
+        name: "arena-shots".into(),
+        stat: Stat::Named("shots".into()),
+        op: BoardOp::Incr,
+        periods: vec![Period::AllTime],
+    });
     cloud_with(
         CloudConfig {
             edge_secret: Some(SECRET.into()),
@@ -648,6 +656,31 @@ async fn only_the_edge_a_match_was_placed_on_may_report_it() {
     assert_eq!(status, StatusCode::OK, "{answer}");
 }
 
+/// A board that ranks one of the mode's own stats reads it by name from each player's
+/// line; a player whose line lacks it scores nothing there; the stored result keeps the
+/// stats as posted.
+#[tokio::test]
+async fn a_board_ranks_a_stat_of_the_mode_by_name() {
+    let cloud = cloud();
+    let (players, match_id) = matched_pair(&cloud).await;
+    let uri = format!("/v1/matches/{match_id}/result");
+    let mut body = result_body(&players, &[1, 4]);
+    body["players"][0]["stats"] = json!({"shots": 12, "hits_taken": 4});
+    body["players"][1]["stats"] = json!({"hits_taken": 1});
+    let (status, answer) = call(&cloud, json_request("POST", &uri, edge_auth(), &body)).await;
+    assert_eq!((status, &answer["applied"]), (StatusCode::OK, &json!(true)));
+    let (status, page) = call(&cloud, get("/v1/leaderboards/arena-shots", None)).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["total"], 1, "no shots, no entry: {page}");
+    assert_eq!(page["entries"][0]["player_id"], players[0].0);
+    assert_eq!(page["entries"][0]["score"].as_f64(), Some(12.0));
+    let (_, best) = call(&cloud, get("/v1/leaderboards/arena-best", None)).await;
+    assert_eq!(best["entries"][0]["player_id"], players[1].0, "{best}");
+    let (status, stored) = call(&cloud, get(&uri, None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(stored["players"][0]["stats"]["shots"], 12, "{stored}");
+}
+
 #[tokio::test]
 async fn bad_results_are_refused_and_change_nothing() {
     let cloud = cloud();
@@ -662,6 +695,13 @@ async fn bad_results_are_refused_and_change_nothing() {
     extra["bonus"] = json!(1);
     let mut wrong_type = good.clone();
     wrong_type["ticks"] = json!("many");
+    let mut bad_stat_name = good.clone();
+    bad_stat_name["players"][0]["stats"] = json!({"Shots!": 1});
+    let mut too_many_stats = good.clone();
+    too_many_stats["players"][0]["stats"] =
+        Value::Object((0..9).map(|i| (format!("s{i}"), json!(1))).collect());
+    let mut negative_stat = good.clone();
+    negative_stat["players"][0]["stats"] = json!({"shots": -1});
     let raw = |text: &str| {
         Request::builder()
             .method("POST")
@@ -686,6 +726,18 @@ async fn bad_results_are_refused_and_change_nothing() {
         ),
         (
             json_request("POST", &uri, edge_auth(), &wrong_type),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json_request("POST", &uri, edge_auth(), &bad_stat_name),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json_request("POST", &uri, edge_auth(), &too_many_stats),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json_request("POST", &uri, edge_auth(), &negative_stat),
             StatusCode::BAD_REQUEST,
         ),
         (raw("{\"edge_id\": "), StatusCode::BAD_REQUEST),

@@ -18,7 +18,7 @@ use outpost_protocol::{
     Control, Datagram, EntityId, GoodbyeReason, InputFrame, MatchConfig, MatchEndReason, MatchId,
     PlayerId, PlayerScore, RejectCode, Snapshot, codec,
 };
-use outpost_sim::{Match, Modes, SimError};
+use outpost_sim::{Match, Modes, SimError, Standing};
 
 use crate::metrics::EdgeMetrics;
 use crate::snapshot::{self, ClientSnapshots, Frame, Interest, InterestGrid};
@@ -91,8 +91,10 @@ pub struct FinishedMatch {
     pub outcome: Option<MatchEndReason>,
     /// Ticks played.
     pub ticks: u32,
-    /// Everyone who played, leavers included, best first.
-    pub scores: Vec<PlayerScore>,
+    /// Everyone who played, leavers included, best first, with the mode's stats.
+    pub players: Vec<Standing>,
+    /// The names of the mode's stats, in [`Standing::stats`] order.
+    pub stat_names: &'static [&'static str],
     /// Its replay, if recorded.
     pub replay: Option<Vec<u8>>,
 }
@@ -126,9 +128,9 @@ pub struct MatchHost {
     metrics: Arc<EdgeMetrics>,
     /// Inputs the simulation had dropped at the last count.
     dropped_inputs: u64,
-    /// Players who joined and left for good (their grace ran out), with their scores then:
-    /// the result lists everyone who played, leavers too.
-    departed: Vec<PlayerScore>,
+    /// Players who joined and left for good (their grace ran out), with their scores and
+    /// stats then: the result lists everyone who played, leavers too.
+    departed: Vec<Standing>,
     out: VecDeque<Transmit>,
     /// How the mode's components and inputs go on the wire; this tick's records (every
     /// component), their positions, and the records without owner-only components.
@@ -366,13 +368,13 @@ impl MatchHost {
             .map(|(p, _)| *p)
             .collect();
         if !expired.is_empty() {
-            let scores = self.game.scores();
+            let standings = self.game.standings();
             for player in expired {
                 self.seats.remove(&player);
                 self.game.remove_player(player);
-                self.departed.retain(|d| d.player != player);
+                self.departed.retain(|d| d.score.player != player);
                 self.departed
-                    .extend(scores.iter().find(|s| s.player == player));
+                    .extend(standings.iter().find(|s| s.score.player == player));
             }
         }
         if self.seats.is_empty() && !self.game.is_over() {
@@ -477,14 +479,19 @@ impl MatchHost {
             self.metrics.players.dec();
         }
         // A leaver who came back was seated again: listed once, as seated.
-        let mut scores = self.game.scores();
-        let seated: Vec<PlayerId> = scores.iter().map(|s| s.player).collect();
-        scores.extend(self.departed.iter().filter(|d| !seated.contains(&d.player)));
+        let mut players = self.game.standings();
+        let seated: Vec<PlayerId> = players.iter().map(|s| s.score.player).collect();
+        players.extend(
+            self.departed
+                .iter()
+                .filter(|d| !seated.contains(&d.score.player)),
+        );
         FinishedMatch {
             match_id: self.id,
             outcome: self.game.outcome(),
             ticks: self.game.tick(),
-            scores,
+            players,
+            stat_names: self.game.mode().stats(),
             replay: self.recorder.take().map(ReplayWriter::finish),
         }
     }
@@ -641,7 +648,7 @@ pub(crate) mod tests {
         drain(&mut host);
         let finished = host.close();
         assert_eq!(finished.outcome, Some(MatchEndReason::Abandoned));
-        let mut players: Vec<u64> = finished.scores.iter().map(|s| s.player.0).collect();
+        let mut players: Vec<u64> = finished.players.iter().map(|s| s.score.player.0).collect();
         players.sort_unstable();
         assert_eq!(players, [1, 2], "leavers are listed");
         assert!(finished.replay.is_some_and(|r| !r.is_empty()));

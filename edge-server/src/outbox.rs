@@ -290,9 +290,15 @@ fn result_json(edge_id: &str, done: &FinishedMatch) -> String {
         "edge_id": edge_id,
         "outcome": outcome,
         "ticks": done.ticks,
-        "players": done.scores.iter().map(|s| serde_json::json!({
-            "player_id": s.player.0,
-            "score": s.score,
+        "players": done.players.iter().map(|s| serde_json::json!({
+            "player_id": s.score.player.0,
+            "score": s.score.score,
+            "stats": done
+                .stat_names
+                .iter()
+                .zip(s.stats)
+                .map(|(name, n)| (name.to_string(), serde_json::Value::from(n)))
+                .collect::<serde_json::Map<_, _>>(),
         })).collect::<Vec<_>>(),
     })
     .to_string()
@@ -304,6 +310,7 @@ mod tests {
     use std::sync::mpsc::sync_channel;
 
     use outpost_protocol::{EntityId, PlayerId, PlayerScore};
+    use outpost_sim::Standing;
 
     use super::*;
 
@@ -344,11 +351,15 @@ mod tests {
             match_id: MatchId(9),
             outcome: Some(MatchEndReason::TimeUp),
             ticks: 600,
-            scores: vec![PlayerScore {
-                player: PlayerId(4),
-                entity: EntityId(1),
-                score: 3,
+            players: vec![Standing {
+                score: PlayerScore {
+                    player: PlayerId(4),
+                    entity: EntityId(1),
+                    score: 3,
+                },
+                stats: [0, 2, 0, 0, 0, 0, 0, 0],
             }],
+            stat_names: &["pickups", "returns"],
             replay: None,
         })
         .expect("sends");
@@ -375,6 +386,10 @@ mod tests {
         );
         let result = fs::read_to_string(&items[0].path).expect("reads");
         assert!(result.contains("\"player_id\":4"), "{result}");
+        assert!(
+            result.contains("\"stats\":{\"pickups\":0,\"returns\":2}"),
+            "the mode's stats by name: {result}"
+        );
         assert_eq!(metrics.outbox_unwritten.get(), 0);
     }
 }

@@ -138,6 +138,27 @@ impl ConfigError {
     }
 }
 
+/// Most per-player stats a mode counts and a match's result reports beside each score.
+pub const MAX_STATS: usize = 8;
+
+/// Whether `name` may name a mode or a mode's stat: 1..=32 bytes ([`MAX_MODE_NAME`]) of
+/// `[a-z][a-z0-9_]*`.
+pub fn is_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    name.len() <= MAX_MODE_NAME
+        && bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Whether a mode's stat names are within bounds: at most [`MAX_STATS`], each a valid
+/// [`is_name`], none twice.
+pub fn stats_are_valid<S: AsRef<str>>(names: &[S]) -> bool {
+    names.len() <= MAX_STATS
+        && names.iter().enumerate().all(|(i, name)| {
+            is_name(name.as_ref()) && !names[..i].iter().any(|n| n.as_ref() == name.as_ref())
+        })
+}
+
 impl MatchConfig {
     /// Checks every core field against its documented bounds (the mode checks its own
     /// settings, see [`decode_mode_config`]).
@@ -177,16 +198,7 @@ impl MatchConfig {
             "must be at most 1000",
         )?;
         check(
-            self.mode.len() <= MAX_MODE_NAME
-                && self
-                    .mode
-                    .bytes()
-                    .next()
-                    .is_some_and(|b| b.is_ascii_lowercase())
-                && self
-                    .mode
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+            is_name(&self.mode),
             "mode",
             "must be 1..=32 bytes of [a-z][a-z0-9_]*",
         )?;

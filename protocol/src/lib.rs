@@ -42,7 +42,10 @@ pub mod rng;
 pub mod schema;
 pub mod token;
 
-pub use config::{ConfigError, MatchConfig, decode_mode_config, encode_mode_config};
+pub use config::{
+    ConfigError, MAX_STATS, MatchConfig, decode_mode_config, encode_mode_config, is_name,
+    stats_are_valid,
+};
 pub use ids::{EntityId, MatchId, PlayerId};
 pub use message::*;
 pub use token::{

@@ -226,14 +226,9 @@ pub enum SchemaError {
 }
 
 fn check_name(name: &str) -> Result<(), SchemaError> {
-    let bytes = name.as_bytes();
-    let ok = !bytes.is_empty()
-        && bytes.len() <= MAX_NAME
-        && bytes[0].is_ascii_lowercase()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
-    if ok {
+    // The schema's names follow the rule mode names do (the same 32-byte bound).
+    const _: () = assert!(MAX_NAME == crate::config::MAX_MODE_NAME);
+    if crate::is_name(name) {
         Ok(())
     } else {
         Err(SchemaError::BadName(name.to_owned()))

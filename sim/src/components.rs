@@ -26,6 +26,22 @@ pub struct PlayerSlot {
     pub connected: bool,
     /// Their score.
     pub score: u32,
+    /// The mode's own per-player counts, in the order of [`crate::GameMode::stats`] (a
+    /// capture the flag player's returns, say): reported beside the score in the match's
+    /// result, for the cloud's boards. Unused entries stay 0.
+    pub stats: [u32; MAX_STATS],
+}
+
+pub use outpost_protocol::MAX_STATS;
+
+impl PlayerSlot {
+    /// Adds `n` to the mode's stat at `index` (in [`crate::GameMode::stats`] order),
+    /// saturating; an index past [`MAX_STATS`] is ignored.
+    pub fn count(&mut self, index: usize, n: u32) {
+        if let Some(stat) = self.stats.get_mut(index) {
+            *stat = stat.saturating_add(n);
+        }
+    }
 }
 
 /// Queued input ticks beyond which the edge works off two ticks of input in one tick,

@@ -259,6 +259,7 @@ impl Match {
                 team,
                 connected: true,
                 score: 0,
+                stats: [0; crate::MAX_STATS],
             },
             Controls::default(),
         ));
@@ -400,15 +401,30 @@ impl Match {
 
     /// Standings, best first (ties: lower player id first).
     pub fn scores(&self) -> Vec<PlayerScore> {
-        standings(self.players.values().filter_map(|&e| {
-            let slot = self.world.get::<PlayerSlot>(e)?;
-            let net_id = self.world.get::<NetId>(e)?;
-            Some(PlayerScore {
-                player: slot.player,
-                entity: net_id.0,
-                score: slot.score,
+        self.standings().into_iter().map(|s| s.score).collect()
+    }
+
+    /// Standings with the mode's stats, best first (ties: lower player id first): what
+    /// a match's result reports.
+    pub fn standings(&self) -> Vec<Standing> {
+        let mut lines: Vec<Standing> = self
+            .players
+            .values()
+            .filter_map(|&e| {
+                let slot = self.world.get::<PlayerSlot>(e)?;
+                let net_id = self.world.get::<NetId>(e)?;
+                Some(Standing {
+                    score: PlayerScore {
+                        player: slot.player,
+                        entity: net_id.0,
+                        score: slot.score,
+                    },
+                    stats: slot.stats,
+                })
             })
-        }))
+            .collect();
+        lines.sort_by(|a, b| best_first(&a.score, &b.score));
+        lines
     }
 
     /// The replicated entities as the mode's records (every component, owner-only ones
@@ -434,6 +450,16 @@ impl Match {
     }
 }
 
+/// One player's line in a match's result: their standing and the mode's stats for
+/// them (in [`crate::GameMode::stats`] order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    /// Player, character and score.
+    pub score: PlayerScore,
+    /// The mode's per-player counts.
+    pub stats: [u32; crate::MAX_STATS],
+}
+
 /// Hands out network ids, unique within a match, in spawn order.
 #[derive(Resource, Debug)]
 pub struct NetIds {
@@ -452,8 +478,13 @@ impl NetIds {
 /// Standings, best first; ties go to the lower player id.
 fn standings(scores: impl Iterator<Item = PlayerScore>) -> Vec<PlayerScore> {
     let mut scores: Vec<PlayerScore> = scores.collect();
-    scores.sort_by(|a, b| b.score.cmp(&a.score).then(a.player.cmp(&b.player)));
+    scores.sort_by(best_first);
     scores
+}
+
+/// The order of standings: higher score first, then lower player id.
+fn best_first(a: &PlayerScore, b: &PlayerScore) -> std::cmp::Ordering {
+    b.score.cmp(&a.score).then(a.player.cmp(&b.player))
 }
 
 /// A player reaching this score ends the match (0: none, the core's default). A mode

@@ -57,12 +57,12 @@ mod mode;
 mod physics;
 
 pub use components::{
-    CATCH_UP_DEPTH, Controls, MAX_QUEUED_TICKS, Motion, NetId, OVER_BUDGET_SLACK, PlayerSlot,
-    RigidBodyRef,
+    CATCH_UP_DEPTH, Controls, MAX_QUEUED_TICKS, MAX_STATS, Motion, NetId, OVER_BUDGET_SLACK,
+    PlayerSlot, RigidBodyRef,
 };
 pub use game::{
     EndMatch, IntoInput, Match, MatchClock, MatchEvents, MatchOutcome, NetIds, ScoreLimit,
-    SimError, TickSet, input_credit_ticks,
+    SimError, Standing, TickSet, input_credit_ticks,
 };
 pub use mode::{Bot, GameMode, ModeError, Modes, Prediction, Sight};
 pub use outpost_protocol::MatchConfig;

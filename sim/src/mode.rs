@@ -62,6 +62,14 @@ pub trait GameMode: Send + Sync + 'static {
         None
     }
 
+    /// Names of the per-player stats the mode counts in [`crate::PlayerSlot::stats`], in
+    /// that order (at most [`crate::MAX_STATS`], each 1..=32 bytes of `[a-z][a-z0-9_]*`,
+    /// unique: see [`outpost_protocol::stats_are_valid`]): reported beside each player's score in the
+    /// match's result, by name, for the cloud's boards. None by default.
+    fn stats(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// A scripted player for a match of `config`, its choices drawn from `seed`: what
     /// `outpost dev` and `outpost loadtest` play the mode with. `None` (the default): the
     /// mode has no bot, and those tools refuse it.
@@ -232,6 +240,9 @@ impl Modes {
         schema
             .validate()
             .map_err(|_| ConfigError::new("mode", "the mode's schema is not valid"))?;
+        if !outpost_protocol::stats_are_valid(mode.stats()) {
+            return Err(ConfigError::new("mode", "the mode's stat names are not valid").into());
+        }
         let actual = schema.hash();
         if actual != config.schema_hash {
             return Err(ModeError::SchemaMismatch {

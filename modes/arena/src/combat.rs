@@ -99,7 +99,7 @@ pub(crate) fn fire_weapons(
         .filter_map(|(id, body, ..)| Some((id.0, physics.world.bodies.get(body.0)?.translation())))
         .collect();
     let mut shots: Vec<(EntityId, EntityId)> = Vec::new();
-    for (id, body, controls, mut character, _) in &mut players {
+    for (id, body, controls, mut character, mut slot) in &mut players {
         character.fire_cooldown = character.fire_cooldown.saturating_sub(1);
         if character.fire_cooldown > 0 {
             continue;
@@ -114,6 +114,7 @@ pub(crate) fn fire_weapons(
             continue;
         };
         character.fire_cooldown = cooldown;
+        slot.count(crate::STAT_SHOTS, 1);
         let Some(rb) = physics.world.bodies.get(body.0) else {
             continue;
         };
@@ -158,9 +159,10 @@ pub(crate) fn fire_weapons(
         .map(|(id, .., slot)| (id.0, slot))
         .collect();
     for (shooter, target) in shots {
-        if !by_id.contains_key(&target) {
+        let Some(hit) = by_id.get_mut(&target) else {
             continue;
-        }
+        };
+        hit.count(crate::STAT_HITS_TAKEN, 1);
         let Some(slot) = by_id.get_mut(&shooter) else {
             continue;
         };

@@ -203,9 +203,21 @@ struct ArenaGrid(Quantizer, Vec<(EntityId, u64, [u32; 11], usize)>);
 #[derive(Resource, Debug, Clone)]
 pub struct SpawnPoints(pub Vec<Vector>);
 
+/// The arena's per-player stats ([`GameMode::stats`]): shots fired and hits taken (the
+/// score counts hits landed).
+pub const STATS: [&str; 2] = ["shots", "hits_taken"];
+/// Index of `shots` in [`STATS`].
+pub const STAT_SHOTS: usize = 0;
+/// Index of `hits_taken` in [`STATS`].
+pub const STAT_HITS_TAKEN: usize = 1;
+
 impl GameMode for Arena {
     fn name(&self) -> &'static str {
         "arena"
+    }
+
+    fn stats(&self) -> &'static [&'static str] {
+        &STATS
     }
 
     fn default_config(&self) -> Vec<u8> {

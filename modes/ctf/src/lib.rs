@@ -332,9 +332,23 @@ impl Capture {
 #[derive(Resource)]
 struct Writer(Fields);
 
+/// Capture the flag's per-player stats ([`GameMode::stats`]): enemy flags picked up,
+/// own flags returned home by touch, enemy carriers tagged (the score counts captures).
+pub const STATS: [&str; 3] = ["pickups", "returns", "tags"];
+/// Index of `pickups` in [`STATS`].
+pub const STAT_PICKUPS: usize = 0;
+/// Index of `returns` in [`STATS`].
+pub const STAT_RETURNS: usize = 1;
+/// Index of `tags` in [`STATS`].
+pub const STAT_TAGS: usize = 2;
+
 impl GameMode for Ctf {
     fn name(&self) -> &'static str {
         "ctf"
+    }
+
+    fn stats(&self) -> &'static [&'static str] {
+        &STATS
     }
 
     fn default_config(&self) -> Vec<u8> {
@@ -540,6 +554,8 @@ fn play_flags(
     let mut ordered: Vec<Mut<Flag>> = flags.iter_mut().collect();
     ordered.sort_by_key(|f| f.team);
     let mut carrying: Vec<EntityId> = ordered.iter().filter_map(|f| f.carrier).collect();
+    // Each (character, stat) counted this tick, applied to the players' slots at the end.
+    let mut counts: Vec<(EntityId, usize)> = Vec::new();
     for flag in ordered.iter_mut() {
         // A carrier who left the match (or the view of the world) drops it.
         if let Some(carrier) = flag.carrier {
@@ -549,10 +565,13 @@ fn play_flags(
                 flag.return_in = u32::from(settings.return_s) * u32::from(clock.tick_hz);
                 continue;
             };
-            let tagged = characters.iter().any(|c| {
+            let tagger = characters.iter().find(|c| {
                 c.2 != team && horizontal(c.1, at) < TAG_RADIUS && (c.1[1] - at[1]).abs() < 2.0
             });
-            if dropping || tagged {
+            if let Some(tagger) = tagger.filter(|_| !dropping) {
+                counts.push((tagger.0, STAT_TAGS));
+            }
+            if dropping || tagger.is_some() {
                 flag.carrier = None;
                 flag.at = [at[0], at[1].max(0.5), at[2]];
                 flag.home = false;
@@ -565,8 +584,11 @@ fn play_flags(
             flag.return_in = flag.return_in.saturating_sub(1);
             let touched_by_own = characters
                 .iter()
-                .any(|c| c.2 == flag.team && horizontal(c.1, flag.at) < TOUCH_RADIUS);
-            if flag.return_in == 0 || touched_by_own {
+                .find(|c| c.2 == flag.team && horizontal(c.1, flag.at) < TOUCH_RADIUS);
+            if let Some(returner) = touched_by_own {
+                counts.push((returner.0, STAT_RETURNS));
+            }
+            if flag.return_in == 0 || touched_by_own.is_some() {
                 let base = settings.base(flag.team);
                 flag.at = [base[0], 1.0, base[2]];
                 flag.home = true;
@@ -587,6 +609,7 @@ fn play_flags(
             flag.carrier = Some(id);
             flag.home = false;
             carrying.push(id);
+            counts.push((id, STAT_PICKUPS));
         }
     }
     // Captures: a carrier at its own base while its own flag is home.
@@ -629,6 +652,13 @@ fn play_flags(
         }
         if captures >= u32::from(settings.captures_to_win) {
             end.0 = Some(MatchEndReason::ScoreLimit);
+        }
+    }
+    if !counts.is_empty() {
+        for (id, .., mut slot) in &mut players {
+            for &(_, stat) in counts.iter().filter(|c| c.0 == id.0) {
+                slot.count(stat, 1);
+            }
         }
     }
 }
