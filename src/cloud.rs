@@ -65,6 +65,10 @@ pub struct CloudArgs {
         default_value = "arena"
     )]
     modes: Vec<String>,
+    /// A setting of one of those modes' matches, `MODE.NAME=VALUE` (`NAME=VALUE` when
+    /// one mode runs), repeatable: e.g. `ctf.captures_to_win=5`, `arena.props=80`.
+    #[arg(long = "set", value_name = "[MODE.]NAME=VALUE")]
+    set: Vec<crate::modes::Setting>,
     /// Length of an arena match, seconds.
     #[arg(long, env = "OUTPOST_MATCH_SECONDS", default_value_t = 300)]
     match_seconds: u32,
@@ -105,10 +109,14 @@ pub async fn run(args: CloudArgs) -> anyhow::Result<()> {
         season: args.season,
         modes: {
             let registry = crate::modes::registry();
+            let running: Vec<&str> = args.modes.iter().map(String::as_str).collect();
+            let flags = crate::modes::ModeArgs {
+                set: args.set.clone(),
+                ..crate::modes::ModeArgs::default()
+            };
             let mut modes = Vec::new();
             for mode in &args.modes {
-                let template =
-                    crate::modes::template(&registry, mode, &crate::modes::ArenaArgs::default())?;
+                let template = crate::modes::template(&registry, mode, &flags, &running)?;
                 let players = if mode == "ctf" {
                     args.ctf_players
                 } else {

@@ -42,7 +42,7 @@ pub struct DevArgs {
     #[arg(long, default_value = "arena")]
     mode: String,
     #[command(flatten)]
-    arena: crate::modes::ArenaArgs,
+    settings: crate::modes::ModeArgs,
     /// Simulation rate.
     #[arg(long, default_value_t = 60)]
     tick_hz: u16,
@@ -170,7 +170,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         duration_s: args.match_seconds,
         max_players: args.bots.max(2),
         tick_hz: args.tick_hz,
-        ..crate::modes::template(&modes, &args.mode, &args.arena)?
+        ..crate::modes::template(&modes, &args.mode, &args.settings, &[args.mode.as_str()])?
     };
     match_config.validate().context("match settings")?;
     let (data_dir, temporary) = match &args.data_dir {

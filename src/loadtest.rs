@@ -40,7 +40,7 @@ pub struct LoadtestArgs {
     #[arg(long, default_value_t = 30)]
     input_hz: u16,
     #[command(flatten)]
-    arena: crate::modes::ArenaArgs,
+    settings: crate::modes::ModeArgs,
     /// Link conditions between players and the edge: `good`, `average`, `poor`, `bursty`.
     #[arg(long, value_parser = parse_link)]
     link: Option<LinkConfig>,
@@ -204,7 +204,12 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
     let match_config = MatchConfig {
         tick_hz: args.tick_hz,
         snapshot_hz: args.snapshot_hz,
-        ..crate::modes::template(&crate::modes::registry(), &args.mode, &args.arena)?
+        ..crate::modes::template(
+            &crate::modes::registry(),
+            &args.mode,
+            &args.settings,
+            &[args.mode.as_str()],
+        )?
     };
     let placeholder = Target::Stack {
         api_url: String::new(),

@@ -206,3 +206,67 @@ fn an_input_of_another_mode_is_refused_before_it_is_sent() {
         Err(outpost_client::ClientError::Schema(_))
     ));
 }
+
+/// A mode that declares no settings refuses any given as text, saying it has none; one
+/// that names stats badly is refused before a match of it is hosted.
+#[test]
+fn settings_a_mode_lacks_and_stats_badly_named_are_refused() {
+    let modes = Modes::new().with(Beacons);
+    let err = modes
+        .configure("beacons", &[("height", "3")])
+        .expect_err("no settings");
+    assert_eq!(
+        err.reject_code(),
+        outpost_protocol::RejectCode::InvalidConfig
+    );
+    assert!(
+        err.to_string()
+            .contains("no setting `height` (settings: none)"),
+        "{err}"
+    );
+    assert!(modes.configure("beacons", &[]).is_ok());
+
+    struct BadStats;
+    impl GameMode for BadStats {
+        fn name(&self) -> &'static str {
+            "bad_stats"
+        }
+        fn default_config(&self) -> Vec<u8> {
+            Vec::new()
+        }
+        fn schema(&self, mode_config: &[u8]) -> Result<ModeSchema, ConfigError> {
+            Beacons.schema(mode_config)
+        }
+        fn setup(
+            &self,
+            config: &MatchConfig,
+            world: &mut World,
+            schedule: &mut Schedule,
+        ) -> Result<(), SimError> {
+            Beacons.setup(config, world, schedule)
+        }
+        fn spawn_player(
+            &self,
+            world: &mut World,
+            player: PlayerId,
+            team: u8,
+            net_id: EntityId,
+        ) -> Entity {
+            Beacons.spawn_player(world, player, team, net_id)
+        }
+        fn write_records(&self, world: &mut World, out: &mut View) {
+            Beacons.write_records(world, out);
+        }
+        fn stats(&self) -> &'static [&'static str] {
+            &["returns", "Returns!"]
+        }
+    }
+    let modes = Modes::new().with(BadStats);
+    let config = modes
+        .config("bad_stats", None)
+        .expect("the settings are fine");
+    let refused = outpost_sim::Match::new(outpost_protocol::MatchId(1), &config, &modes)
+        .err()
+        .expect("refused");
+    assert!(refused.to_string().contains("stat names"), "{refused}");
+}

@@ -62,6 +62,17 @@ pub trait GameMode: Send + Sync + 'static {
         None
     }
 
+    /// Changes one of the mode's settings by name, from text (what `outpost dev --set
+    /// NAME=VALUE` passes): `mode_config` with it changed, validated. The default knows
+    /// no settings. [`parse_setting`] reads a value.
+    fn set(&self, mode_config: &[u8], name: &str, value: &str) -> Result<Vec<u8>, SettingError> {
+        let _ = (mode_config, value);
+        Err(SettingError::Unknown {
+            name: name.into(),
+            known: &[],
+        })
+    }
+
     /// Names of the per-player stats the mode counts in [`crate::PlayerSlot::stats`], in
     /// that order (at most [`crate::MAX_STATS`], each 1..=32 bytes of `[a-z][a-z0-9_]*`,
     /// unique: see [`outpost_protocol::stats_are_valid`]): reported beside each player's score in the
@@ -77,6 +88,47 @@ pub trait GameMode: Send + Sync + 'static {
         let _ = (config, seed);
         None
     }
+}
+
+/// A mode's setting that could not be set from text.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SettingError {
+    /// The mode has no setting of that name.
+    #[error("no setting `{name}` (settings: {})", if known.is_empty() { "none".to_owned() } else { known.join(", ") })]
+    Unknown {
+        /// The name asked for.
+        name: String,
+        /// The mode's settings.
+        known: &'static [&'static str],
+    },
+    /// The value does not read as the setting's type.
+    #[error("`{name}`: cannot read `{value}`: {reason}")]
+    Value {
+        /// The setting.
+        name: String,
+        /// The text given.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// The value reads, but is out of the setting's bounds.
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+}
+
+/// Reads a setting's value from text, for [`GameMode::set`].
+pub fn parse_setting<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, SettingError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .trim()
+        .parse()
+        .map_err(|e: T::Err| SettingError::Value {
+            name: name.into(),
+            value: value.into(),
+            reason: e.to_string(),
+        })
 }
 
 /// What a bot sees before each input: the newest view and the player's own entity, as a
@@ -159,6 +211,14 @@ pub enum ModeError {
         /// This build's.
         actual: u64,
     },
+    /// A setting given as text could not be set (see [`Modes::configure`]).
+    #[error("`{mode}`: {error}")]
+    Setting {
+        /// The mode.
+        mode: String,
+        /// What was wrong.
+        error: SettingError,
+    },
 }
 
 impl ModeError {
@@ -166,7 +226,7 @@ impl ModeError {
     pub fn reject_code(&self) -> RejectCode {
         match self {
             Self::Unknown(_) => RejectCode::UnknownMode,
-            Self::InvalidConfig(_) => RejectCode::InvalidConfig,
+            Self::InvalidConfig(_) | Self::Setting { .. } => RejectCode::InvalidConfig,
             Self::SchemaMismatch { .. } => RejectCode::SchemaMismatch,
         }
     }
@@ -221,6 +281,29 @@ impl Modes {
         config.schema_hash = found.schema(&config.mode_config)?.hash();
         config.validate()?;
         Ok(config)
+    }
+
+    /// [`Modes::config`] with the mode's defaults changed by `settings` (name, value as
+    /// text), in order, through [`GameMode::set`].
+    pub fn configure(
+        &self,
+        mode: &str,
+        settings: &[(&str, &str)],
+    ) -> Result<MatchConfig, ModeError> {
+        let found = self
+            .get(mode)
+            .ok_or_else(|| ModeError::Unknown(mode.into()))?;
+        let mut mode_config = found.default_config();
+        for (name, value) in settings {
+            mode_config =
+                found
+                    .set(&mode_config, name, value)
+                    .map_err(|error| ModeError::Setting {
+                        mode: mode.into(),
+                        error,
+                    })?;
+        }
+        self.config(mode, Some(mode_config))
     }
 
     /// The mode and schema a configuration asks for, after checking that the mode is

@@ -44,7 +44,7 @@ use wincode::{SchemaRead, SchemaWrite};
 use outpost_protocol::rng::SplitMix64;
 use outpost_sim::{GameMode, Match, Modes, Physics};
 use outpost_sim::{Motion, NetId, RigidBodyRef};
-use outpost_sim::{NetIds, ScoreLimit, SimError, TickSet};
+use outpost_sim::{NetIds, ScoreLimit, SettingError, SimError, TickSet, parse_setting};
 
 pub use combat::HitboxHistory;
 pub use movement::{Character, move_character};
@@ -222,6 +222,23 @@ impl GameMode for Arena {
 
     fn default_config(&self) -> Vec<u8> {
         encode_mode_config(&ArenaConfig::default())
+    }
+
+    fn set(&self, mode_config: &[u8], name: &str, value: &str) -> Result<Vec<u8>, SettingError> {
+        let mut settings = ArenaConfig::decode(mode_config)?;
+        match name {
+            "score_limit" => settings.score_limit = parse_setting(name, value)?,
+            "props" => settings.props = parse_setting(name, value)?,
+            "half_extent" => settings.half_extent = parse_setting(name, value)?,
+            _ => {
+                return Err(SettingError::Unknown {
+                    name: name.into(),
+                    known: &["score_limit", "props", "half_extent"],
+                });
+            }
+        }
+        settings.validate()?;
+        Ok(encode_mode_config(&settings))
     }
 
     fn schema(&self, mode_config: &[u8]) -> Result<ModeSchema, ConfigError> {

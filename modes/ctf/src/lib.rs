@@ -36,7 +36,8 @@ use outpost_protocol::{
 use outpost_sim::rapier3d::prelude::*;
 use outpost_sim::{
     Controls, EndMatch, GameMode, IntoInput, MatchClock, MatchEvents, Modes, Motion, NetId, NetIds,
-    Physics, PlayerSlot, Prediction, RigidBodyRef, SimError, SplitMix64, TickSet,
+    Physics, PlayerSlot, Prediction, RigidBodyRef, SettingError, SimError, SplitMix64, TickSet,
+    parse_setting,
 };
 use wincode::{SchemaRead, SchemaWrite};
 
@@ -353,6 +354,23 @@ impl GameMode for Ctf {
 
     fn default_config(&self) -> Vec<u8> {
         encode_mode_config(&CtfConfig::default())
+    }
+
+    fn set(&self, mode_config: &[u8], name: &str, value: &str) -> Result<Vec<u8>, SettingError> {
+        let mut settings = CtfConfig::decode(mode_config)?;
+        match name {
+            "captures_to_win" => settings.captures_to_win = parse_setting(name, value)?,
+            "return_s" => settings.return_s = parse_setting(name, value)?,
+            "half_extent" => settings.half_extent = parse_setting(name, value)?,
+            _ => {
+                return Err(SettingError::Unknown {
+                    name: name.into(),
+                    known: &["captures_to_win", "return_s", "half_extent"],
+                });
+            }
+        }
+        settings.validate()?;
+        Ok(encode_mode_config(&settings))
     }
 
     fn schema(&self, mode_config: &[u8]) -> Result<ModeSchema, ConfigError> {
