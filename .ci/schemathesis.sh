@@ -42,6 +42,9 @@ export OUTPOST_ST_TOKEN=$(curl -sf -X POST -H 'Content-Type: application/json' \
   -d '{"device_id":"schemathesis-device-0123456789"}' "$base/v1/auth/guest" |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
 
+# One worker: under Python 3.11 before 3.11.8, `ast` used from two threads at once (as
+# hypothesis does describing its strategies) can fail with "AST constructor recursion
+# depth mismatch" (CPython gh-106905), an error of the tool, not of the API.
 st --config-file .ci/schemathesis.toml run "$base/v1/openapi.json" \
-  --checks all --seed 7 --max-examples 40 --workers 2 --no-color \
+  --checks all --seed 7 --max-examples 40 --workers 1 --no-color \
   --request-timeout 15 --warnings off

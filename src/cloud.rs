@@ -62,7 +62,7 @@ pub struct CloudArgs {
         long,
         env = "OUTPOST_MODES",
         value_delimiter = ',',
-        default_value = "arena"
+        default_value = "arena,ctf"
     )]
     modes: Vec<String>,
     /// A setting of one of those modes' matches, `MODE.NAME=VALUE` (`NAME=VALUE` when
