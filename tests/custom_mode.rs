@@ -265,8 +265,9 @@ fn settings_a_mode_lacks_and_stats_badly_named_are_refused() {
     let config = modes
         .config("bad_stats", None)
         .expect("the settings are fine");
-    let refused = outpost_sim::Match::new(outpost_protocol::MatchId(1), &config, &modes)
-        .err()
-        .expect("refused");
+    let Err(refused) = outpost_sim::Match::new(outpost_protocol::MatchId(1), &config, &modes)
+    else {
+        panic!("a mode with bad stat names was hosted");
+    };
     assert!(refused.to_string().contains("stat names"), "{refused}");
 }
