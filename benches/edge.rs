@@ -9,6 +9,7 @@
 )]
 
 use outpost_arena::PlayerInput;
+use outpost_sim::ModeSettings as _;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

@@ -13,6 +13,7 @@
 //! entity in every snapshot, at Fiedler's 321 bits per entity.
 
 use outpost_arena::{EntityKind, EntityView, PlayerInput};
+use outpost_sim::ModeSettings as _;
 use std::collections::VecDeque;
 
 use clap::{Parser, ValueEnum};

@@ -138,6 +138,7 @@ pub fn template(
 #[cfg(test)]
 mod tests {
     use outpost_arena::{self as arena, ArenaConfig};
+    use outpost_sim::ModeSettings as _;
 
     use super::*;
 

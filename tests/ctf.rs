@@ -7,6 +7,7 @@ use outpost_harness::{ClientId, Harness};
 use outpost_protocol::link::LinkConfig;
 use outpost_protocol::schema::Value;
 use outpost_protocol::{MatchConfig, MatchEndReason, MatchEvent};
+use outpost_sim::ModeSettings as _;
 
 fn ctf(captures_to_win: u8, players: u16) -> MatchConfig {
     MatchConfig {

@@ -4,6 +4,7 @@
 mod common;
 
 use outpost_arena::{EntityKind, EntityState};
+use outpost_sim::ModeSettings as _;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 

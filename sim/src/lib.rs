@@ -64,7 +64,9 @@ pub use game::{
     EndMatch, IntoInput, Match, MatchClock, MatchEvents, MatchOutcome, NetIds, ScoreLimit,
     SimError, Standing, TickSet, input_credit_ticks,
 };
-pub use mode::{Bot, GameMode, ModeError, Modes, Prediction, SettingError, Sight, parse_setting};
+pub use mode::{
+    Bot, GameMode, ModeError, ModeSettings, Modes, Prediction, SettingError, Sight, parse_setting,
+};
 pub use outpost_protocol::MatchConfig;
 pub use outpost_protocol::rng::SplitMix64;
 pub use physics::{Collisions, Physics};

@@ -5,9 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bevy_ecs::prelude::*;
+use outpost_protocol::config::ModeWire;
 use outpost_protocol::replication::{Fields, InputRecord, View};
 use outpost_protocol::schema::ModeSchema;
-use outpost_protocol::{ConfigError, EntityId, MatchConfig, MatchEvent, PlayerId, RejectCode};
+use outpost_protocol::{
+    ConfigError, EntityId, MatchConfig, MatchEvent, PlayerId, RejectCode, decode_mode_config,
+    encode_mode_config,
+};
 
 use crate::game::SimError;
 
@@ -114,6 +118,60 @@ pub enum SettingError {
     /// The value reads, but is out of the setting's bounds.
     #[error(transparent)]
     Invalid(#[from] ConfigError),
+}
+
+/// A mode's typed settings, carried as [`MatchConfig::mode_config`]: their bounds, and
+/// setting one by name from text. A mode's [`GameMode::default_config`] and
+/// [`GameMode::set`] are then `T::default().encode()` and `T::set_encoded(..)`.
+pub trait ModeSettings:
+    Sized
+    + Default
+    + wincode::SchemaWrite<ModeWire, Src = Self>
+    + for<'de> wincode::SchemaRead<'de, ModeWire, Dst = Self>
+{
+    /// The settings' names, as [`ModeSettings::set_one`] takes them.
+    const NAMES: &'static [&'static str];
+
+    /// Checks every field against its documented bounds.
+    fn validate(&self) -> Result<(), ConfigError>;
+
+    /// Changes the setting `name` from text ([`parse_setting`] reads a value;
+    /// [`ModeSettings::unknown`] answers a name it does not have). Bounds are checked
+    /// after, by [`ModeSettings::validate`].
+    fn set_one(&mut self, name: &str, value: &str) -> Result<(), SettingError>;
+
+    /// The error for a setting these do not have.
+    fn unknown(name: &str) -> SettingError {
+        SettingError::Unknown {
+            name: name.into(),
+            known: Self::NAMES,
+        }
+    }
+
+    /// Settings from their bytes, validated.
+    fn decode(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let settings: Self = decode_mode_config(bytes)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The settings of a match, validated.
+    fn of(config: &MatchConfig) -> Result<Self, ConfigError> {
+        Self::decode(&config.mode_config)
+    }
+
+    /// The settings as [`MatchConfig::mode_config`] bytes.
+    fn encode(&self) -> Vec<u8> {
+        encode_mode_config(self)
+    }
+
+    /// `mode_config` with the setting `name` changed from text, validated.
+    fn set_encoded(mode_config: &[u8], name: &str, value: &str) -> Result<Vec<u8>, SettingError> {
+        let mut settings = Self::decode(mode_config)?;
+        settings.set_one(name, value)?;
+        settings.validate()?;
+        Ok(settings.encode())
+    }
 }
 
 /// Reads a setting's value from text, for [`GameMode::set`].

@@ -8,6 +8,7 @@ use bevy_ecs::prelude::*;
 use outpost_protocol::replication;
 use outpost_protocol::schema::ModeSchema;
 use outpost_protocol::{ConfigError, EntityId, MatchConfig, PlayerId};
+use outpost_sim::ModeSettings as _;
 use outpost_sim::rapier3d::prelude::*;
 use outpost_sim::{
     GameMode, MatchClock, NetId, NetIds, Physics, RigidBodyRef, SimError, SplitMix64, TickSet,

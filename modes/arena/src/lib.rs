@@ -35,16 +35,16 @@ pub mod types;
 use bevy_ecs::prelude::*;
 use outpost_protocol::replication::View;
 use outpost_protocol::schema::ModeSchema;
-use outpost_protocol::{
-    ConfigError, EntityId, MatchConfig, PlayerId, decode_mode_config, encode_mode_config,
-};
+use outpost_protocol::{ConfigError, EntityId, MatchConfig, PlayerId, encode_mode_config};
 use rapier3d::prelude::*;
 use wincode::{SchemaRead, SchemaWrite};
 
 use outpost_protocol::rng::SplitMix64;
 use outpost_sim::{GameMode, Match, Modes, Physics};
+use outpost_sim::{
+    ModeSettings, NetIds, ScoreLimit, SettingError, SimError, TickSet, parse_setting,
+};
 use outpost_sim::{Motion, NetId, RigidBodyRef};
-use outpost_sim::{NetIds, ScoreLimit, SettingError, SimError, TickSet, parse_setting};
 
 pub use combat::HitboxHistory;
 pub use movement::{Character, move_character};
@@ -150,9 +150,10 @@ impl Default for ArenaConfig {
     }
 }
 
-impl ArenaConfig {
-    /// Checks every field against its documented bounds.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+impl ModeSettings for ArenaConfig {
+    const NAMES: &'static [&'static str] = &["score_limit", "props", "half_extent"];
+
+    fn validate(&self) -> Result<(), ConfigError> {
         if self.props > 4096 {
             return Err(ConfigError::new("props", "must be at most 4096"));
         }
@@ -162,18 +163,18 @@ impl ArenaConfig {
         Ok(())
     }
 
-    /// The settings of an arena match, validated.
-    pub fn of(config: &MatchConfig) -> Result<Self, ConfigError> {
-        Self::decode(&config.mode_config)
+    fn set_one(&mut self, name: &str, value: &str) -> Result<(), SettingError> {
+        match name {
+            "score_limit" => self.score_limit = parse_setting(name, value)?,
+            "props" => self.props = parse_setting(name, value)?,
+            "half_extent" => self.half_extent = parse_setting(name, value)?,
+            _ => return Err(Self::unknown(name)),
+        }
+        Ok(())
     }
+}
 
-    /// Settings from their bytes, validated.
-    pub fn decode(bytes: &[u8]) -> Result<Self, ConfigError> {
-        let settings: Self = decode_mode_config(bytes)?;
-        settings.validate()?;
-        Ok(settings)
-    }
-
+impl ArenaConfig {
     /// The position grid of a match with these settings.
     pub fn quantizer(&self) -> Quantizer {
         Quantizer::for_floor(self.half_extent)
@@ -221,24 +222,11 @@ impl GameMode for Arena {
     }
 
     fn default_config(&self) -> Vec<u8> {
-        encode_mode_config(&ArenaConfig::default())
+        ArenaConfig::default().encode()
     }
 
     fn set(&self, mode_config: &[u8], name: &str, value: &str) -> Result<Vec<u8>, SettingError> {
-        let mut settings = ArenaConfig::decode(mode_config)?;
-        match name {
-            "score_limit" => settings.score_limit = parse_setting(name, value)?,
-            "props" => settings.props = parse_setting(name, value)?,
-            "half_extent" => settings.half_extent = parse_setting(name, value)?,
-            _ => {
-                return Err(SettingError::Unknown {
-                    name: name.into(),
-                    known: &["score_limit", "props", "half_extent"],
-                });
-            }
-        }
-        settings.validate()?;
-        Ok(encode_mode_config(&settings))
+        ArenaConfig::set_encoded(mode_config, name, value)
     }
 
     fn schema(&self, mode_config: &[u8]) -> Result<ModeSchema, ConfigError> {

@@ -3,6 +3,7 @@
 //! standing where the latest snapshot put them.
 
 use crate::types::PlayerInput;
+use outpost_sim::ModeSettings as _;
 use std::collections::HashMap;
 
 use crate::quantize;

@@ -30,14 +30,13 @@ use outpost_protocol::schema::{
     ComponentDef, EventDef, FieldDef, FieldKind, ModeSchema, Value, Visibility,
 };
 use outpost_protocol::{
-    ConfigError, EntityId, MatchConfig, MatchEndReason, MatchEvent, PlayerId, decode_mode_config,
-    encode_mode_config,
+    ConfigError, EntityId, MatchConfig, MatchEndReason, MatchEvent, PlayerId, encode_mode_config,
 };
 use outpost_sim::rapier3d::prelude::*;
 use outpost_sim::{
-    Controls, EndMatch, GameMode, IntoInput, MatchClock, MatchEvents, Modes, Motion, NetId, NetIds,
-    Physics, PlayerSlot, Prediction, RigidBodyRef, SettingError, SimError, SplitMix64, TickSet,
-    parse_setting,
+    Controls, EndMatch, GameMode, IntoInput, MatchClock, MatchEvents, ModeSettings, Modes, Motion,
+    NetId, NetIds, Physics, PlayerSlot, Prediction, RigidBodyRef, SettingError, SimError,
+    SplitMix64, TickSet, parse_setting,
 };
 use wincode::{SchemaRead, SchemaWrite};
 
@@ -82,9 +81,10 @@ impl Default for CtfConfig {
     }
 }
 
-impl CtfConfig {
-    /// Checks every field against its documented bounds.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+impl ModeSettings for CtfConfig {
+    const NAMES: &'static [&'static str] = &["captures_to_win", "return_s", "half_extent"];
+
+    fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=20).contains(&self.captures_to_win) {
             return Err(ConfigError::new("captures_to_win", "must be 1..=20"));
         }
@@ -97,18 +97,18 @@ impl CtfConfig {
         Ok(())
     }
 
-    /// Settings from their bytes, validated.
-    pub fn decode(bytes: &[u8]) -> Result<Self, ConfigError> {
-        let settings: Self = decode_mode_config(bytes)?;
-        settings.validate()?;
-        Ok(settings)
+    fn set_one(&mut self, name: &str, value: &str) -> Result<(), SettingError> {
+        match name {
+            "captures_to_win" => self.captures_to_win = parse_setting(name, value)?,
+            "return_s" => self.return_s = parse_setting(name, value)?,
+            "half_extent" => self.half_extent = parse_setting(name, value)?,
+            _ => return Err(Self::unknown(name)),
+        }
+        Ok(())
     }
+}
 
-    /// The settings of a match, validated.
-    pub fn of(config: &MatchConfig) -> Result<Self, ConfigError> {
-        Self::decode(&config.mode_config)
-    }
-
+impl CtfConfig {
     /// Where a team's base (and flag) stands.
     pub fn base(&self, team: u8) -> [f32; 3] {
         let x = BASE_SHARE * self.half_extent;
@@ -353,24 +353,11 @@ impl GameMode for Ctf {
     }
 
     fn default_config(&self) -> Vec<u8> {
-        encode_mode_config(&CtfConfig::default())
+        CtfConfig::default().encode()
     }
 
     fn set(&self, mode_config: &[u8], name: &str, value: &str) -> Result<Vec<u8>, SettingError> {
-        let mut settings = CtfConfig::decode(mode_config)?;
-        match name {
-            "captures_to_win" => settings.captures_to_win = parse_setting(name, value)?,
-            "return_s" => settings.return_s = parse_setting(name, value)?,
-            "half_extent" => settings.half_extent = parse_setting(name, value)?,
-            _ => {
-                return Err(SettingError::Unknown {
-                    name: name.into(),
-                    known: &["captures_to_win", "return_s", "half_extent"],
-                });
-            }
-        }
-        settings.validate()?;
-        Ok(encode_mode_config(&settings))
+        CtfConfig::set_encoded(mode_config, name, value)
     }
 
     fn schema(&self, mode_config: &[u8]) -> Result<ModeSchema, ConfigError> {
