@@ -1,0 +1,372 @@
+//! The AR shared space on the deterministic harness: poses validated by the edge, shared
+//! objects it arbitrates and simulates, and what every device sees of them.
+
+use outpost_ar::{ArConfig, ArInput, ArStats, Hands, OBJECT_SIZE, ObjectState, Pose};
+use outpost_harness::{ClientId, Harness};
+use outpost_protocol::EntityId;
+use outpost_protocol::MatchConfig;
+use outpost_protocol::link::LinkConfig;
+
+fn room(players: u16) -> MatchConfig {
+    MatchConfig {
+        max_players: players,
+        duration_s: 120,
+        seed: 5,
+        ..outpost_ar::config(&ArConfig::default())
+    }
+}
+
+fn stats(h: &Harness) -> ArStats {
+    *h.host().game().world().resource::<ArStats>()
+}
+
+/// A device standing at `at` (head 1.6 m up), hands in front of it at `hand`'s height
+/// offset, gripping as told.
+fn standing(at: [f32; 2], hand: [f32; 3], grip: [bool; 2]) -> ArInput {
+    let head = Pose {
+        position: [at[0], 1.6, at[1]],
+        ..Pose::default()
+    };
+    let hand_at = |side: f32| Pose {
+        position: [at[0] + hand[0] + side * 0.05, hand[1], at[1] + hand[2]],
+        ..Pose::default()
+    };
+    ArInput {
+        head,
+        hands: [Some(hand_at(-1.0)), Some(hand_at(1.0))],
+        grip,
+    }
+}
+
+/// Where every client sees entity `id` (its position field), if in view.
+fn seen_at(h: &Harness, c: ClientId, id: EntityId) -> Option<[f32; 3]> {
+    let conn = h.client(c);
+    let world = conn.latest()?;
+    let record = world.records.find(id)?;
+    conn.fields().layout().position_value(&record)
+}
+
+/// The objects a client sees: id, position, state.
+fn objects(h: &Harness, c: ClientId) -> Vec<(EntityId, [f32; 3], ObjectState)> {
+    let conn = h.client(c);
+    let Some(world) = conn.latest() else {
+        return Vec::new();
+    };
+    let fields = conn.fields();
+    world
+        .records
+        .iter()
+        .filter_map(|r| {
+            let state = fields.get::<ObjectState>(&r)?;
+            Some((r.id, fields.layout().position_value(&r)?, state))
+        })
+        .collect()
+}
+
+/// A device walking a circle of 2 m at 1.4 m/s with its hands swinging never has a pose
+/// clamped; one that jumps 3 m in a tick is clamped to its speed bound and counted, and
+/// its peer sees the clamped pose, not the jump.
+#[test]
+fn a_teleporting_pose_is_clamped_and_counted_and_an_honest_walk_never_is() {
+    let mut h = Harness::new(&room(2), 3, outpost_ar::modes());
+    let walker = h.join(1, LinkConfig::average()).expect("seated");
+    let peer = h.join(2, LinkConfig::average()).expect("seated");
+    let own = h.client(walker).welcome().entity;
+    let walk = |tick: u32| {
+        let t = tick as f32 / 60.0;
+        let angle = t * 1.4 / 2.0;
+        let swing = (t * 6.0).sin() * 0.25;
+        standing(
+            [2.0 * angle.cos(), 2.0 * angle.sin()],
+            [0.3, 1.1 + swing, swing],
+            [false, false],
+        )
+    };
+    for tick in 0..60 * 10 {
+        h.send_input(walker, walk(tick));
+        h.send_input(peer, standing([-3.0, -3.0], [0.3, 1.0, 0.0], [false; 2]));
+        h.tick();
+    }
+    assert_eq!(
+        stats(&h).pose_violations,
+        0,
+        "an honest walk is never clamped"
+    );
+    let before = seen_at(&h, peer, own).expect("the walker is in view");
+    // Now from where it stands to 3 m away in one tick, and stay there.
+    let mut jump = walk(60 * 10);
+    jump.head.position[0] += 3.0;
+    for _ in 0..3 {
+        h.send_input(walker, jump);
+        h.send_input(peer, standing([-3.0, -3.0], [0.3, 1.0, 0.0], [false; 2]));
+        h.tick();
+    }
+    for _ in 0..30 {
+        h.tick();
+    }
+    let violations = stats(&h).pose_violations;
+    assert!(violations >= 1, "the jump is counted");
+    let standings = h.host().game().standings();
+    let line = standings
+        .iter()
+        .find(|s| s.score.player.0 == 1)
+        .expect("the walker");
+    assert_eq!(
+        u64::from(line.stats[0]),
+        violations,
+        "and reported as its stat"
+    );
+    let after = seen_at(&h, peer, own).expect("in view");
+    let moved = ((after[0] - before[0]).powi(2) + (after[2] - before[2]).powi(2)).sqrt();
+    // At most 6 m/s over the handful of ticks between the two views.
+    assert!(
+        moved < 1.0,
+        "the peer sees a clamped pose: moved {moved} m from {before:?} to {after:?}"
+    );
+}
+
+/// Both devices close a hand on the same object in the same tick, their hands equally
+/// near: exactly one holds it — the lower device id — and the other's grab counts as a
+/// conflict; the same on every run.
+#[test]
+fn two_grabs_in_one_tick_give_exactly_one_holder_the_same_on_every_run() {
+    let run = || {
+        let mut h = Harness::new(&room(2), 7, outpost_ar::modes());
+        let a = h.join(1, LinkConfig::PERFECT).expect("seated");
+        let b = h.join(2, LinkConfig::PERFECT).expect("seated");
+        for _ in 0..30 {
+            h.tick();
+        }
+        let (target, at, _) = objects(&h, a)[0];
+        // Hands on either side of it, the same distance away.
+        let side = |dx: f32, grip| ArInput {
+            head: Pose {
+                position: [at[0] + dx * 4.0, 0.8, at[2]],
+                ..Pose::default()
+            },
+            hands: [
+                Some(Pose {
+                    position: [at[0] + dx, at[1], at[2]],
+                    ..Pose::default()
+                }),
+                None,
+            ],
+            grip: [grip, false],
+        };
+        for tick in 0..90 {
+            let grip = tick >= 60;
+            h.send_input(a, side(-0.12, grip));
+            h.send_input(b, side(0.12, grip));
+            h.tick();
+        }
+        let seen = objects(&h, b)
+            .into_iter()
+            .find(|o| o.0 == target)
+            .expect("in view");
+        (
+            seen.2.holder,
+            h.client(a).welcome().entity,
+            stats(&h).grabs,
+            stats(&h).ownership_conflicts,
+        )
+    };
+    let first = run();
+    let (holder, a, grabs, conflicts) = first;
+    assert_eq!(holder, Some(a), "the lower device id wins a tie");
+    assert_eq!((grabs, conflicts), (1, 1));
+    assert_eq!(run(), first, "the same on every run");
+}
+
+/// A device grabs an object, then its connection drops: the object stays in its hand for
+/// the holder timeout (3 s), then falls to the floor, and its peer sees it free.
+#[test]
+fn a_holder_that_disconnects_drops_the_object_after_the_timeout() {
+    let mut h = Harness::new(&room(2), 9, outpost_ar::modes());
+    let holder = h.join(1, LinkConfig::good()).expect("seated");
+    let peer = h.join(2, LinkConfig::good()).expect("seated");
+    for _ in 0..30 {
+        h.tick();
+    }
+    let (target, at, _) = objects(&h, peer)[0];
+    let reach = |grip, lift: f32| ArInput {
+        head: Pose {
+            position: [at[0] - 0.4, 0.8 + lift, at[2]],
+            ..Pose::default()
+        },
+        hands: [
+            Some(Pose {
+                position: [at[0], at[1] + lift, at[2]],
+                ..Pose::default()
+            }),
+            None,
+        ],
+        grip: [grip, false],
+    };
+    for tick in 0..120u32 {
+        let lift = (tick.saturating_sub(40) as f32 * 0.01).min(0.8);
+        h.send_input(holder, reach(tick >= 30, lift));
+        h.send_input(peer, standing([3.0, 3.0], [0.3, 1.0, 0.0], [false; 2]));
+        h.tick();
+    }
+    let own = h.client(holder).welcome().entity;
+    let state = |h: &Harness| objects(h, peer).into_iter().find(|o| o.0 == target);
+    let (_, lifted, held) = state(&h).expect("in view");
+    assert_eq!(held.holder, Some(own), "grabbed");
+    assert!(lifted[1] > 0.7, "and lifted: {lifted:?}");
+    h.disconnect(holder);
+    for _ in 0..60 * 2 {
+        h.send_input(peer, standing([3.0, 3.0], [0.3, 1.0, 0.0], [false; 2]));
+        h.tick();
+    }
+    assert_eq!(
+        state(&h).expect("in view").2.holder,
+        Some(own),
+        "kept within the timeout"
+    );
+    for _ in 0..60 * 3 {
+        h.send_input(peer, standing([3.0, 3.0], [0.3, 1.0, 0.0], [false; 2]));
+        h.tick();
+    }
+    let (_, rest, free) = state(&h).expect("in view");
+    assert_eq!(free.holder, None, "dropped after the timeout");
+    assert!(rest[1] < OBJECT_SIZE + 0.02, "on the floor: {rest:?}");
+    assert_eq!(stats(&h).holder_timeouts, 1);
+}
+
+/// A device picks an object up and throws it: it flies, lands and comes to rest on the
+/// floor, and two peers see it at the same place, within a quantization step of where
+/// the edge has it.
+#[test]
+fn a_thrown_object_lands_and_every_peer_sees_it_at_the_same_place() {
+    let mut h = Harness::new(&room(3), 11, outpost_ar::modes());
+    let thrower = h.join(1, LinkConfig::average()).expect("seated");
+    let peers = [
+        h.join(2, LinkConfig::average()).expect("seated"),
+        h.join(3, LinkConfig::poor()).expect("seated"),
+    ];
+    for _ in 0..30 {
+        h.tick();
+    }
+    let (target, at, _) = objects(&h, thrower)[0];
+    let mut hand = at;
+    let head = [at[0] - 0.5, 1.6, at[2]];
+    for tick in 0..200u32 {
+        // Grab, lift to 1.2 m, then swing forward (+x) at 4 m/s and let go.
+        // Let go mid-swing: the hand keeps moving through the release.
+        let grip = (30..150).contains(&tick);
+        if (40..100).contains(&tick) {
+            hand[1] = (hand[1] + 0.02).min(1.2);
+        } else if (120..160).contains(&tick) {
+            hand[0] += 4.0 / 60.0 * ((tick - 119) as f32 / 10.0).min(1.0);
+        }
+        // Crouched to pick it up, standing as the hand rises.
+        let head_at = [
+            head[0] + (hand[0] - at[0]),
+            (hand[1] + 0.5).min(head[1]),
+            head[2],
+        ];
+        h.send_input(
+            thrower,
+            ArInput {
+                head: Pose {
+                    position: head_at,
+                    ..Pose::default()
+                },
+                hands: [
+                    Some(Pose {
+                        position: hand,
+                        ..Pose::default()
+                    }),
+                    None,
+                ],
+                grip: [grip, false],
+            },
+        );
+        for &p in &peers {
+            h.send_input(p, standing([-3.0, 3.0], [0.3, 1.0, 0.0], [false; 2]));
+        }
+        h.tick();
+    }
+    assert_eq!(stats(&h).objects_thrown, 1, "{:?}", stats(&h));
+    for _ in 0..60 * 6 {
+        for &p in &peers {
+            h.send_input(p, standing([-3.0, 3.0], [0.3, 1.0, 0.0], [false; 2]));
+        }
+        h.tick();
+    }
+    let truth = outpost_ar::object_positions(h.host().game().world())
+        .into_iter()
+        .find(|(id, _)| *id == target)
+        .expect("the object")
+        .1;
+    let seen: Vec<[f32; 3]> = peers
+        .iter()
+        .map(|&p| seen_at(&h, p, target).expect("in view"))
+        .collect();
+    assert!(
+        seen[0][0] > at[0] + 0.5,
+        "it flew forward: {seen:?} from {at:?}"
+    );
+    assert!(
+        (seen[0][1] - OBJECT_SIZE).abs() < 0.03,
+        "at rest on the floor: {seen:?}"
+    );
+    for axis in 0..3 {
+        assert!(
+            (seen[0][axis] - seen[1][axis]).abs() <= outpost_ar::POSITION_STEP,
+            "both peers see it at the same place: {seen:?}"
+        );
+        assert!(
+            (seen[0][axis] - truth[axis]).abs() <= outpost_ar::POSITION_STEP,
+            "where the edge has it: {seen:?} against {truth:?}"
+        );
+    }
+}
+
+/// A device joining a room in use receives every object and device — and the hands of
+/// those that hold something — within a second.
+#[test]
+fn a_late_joiner_receives_the_full_room_within_a_second() {
+    let mut h = Harness::new(&room(4), 13, outpost_ar::modes());
+    let early: Vec<ClientId> = (1..=3)
+        .map(|p| h.join(p, LinkConfig::average()).expect("seated"))
+        .collect();
+    for tick in 0..60 * 3 {
+        for (i, &c) in early.iter().enumerate() {
+            let x = -2.0 + i as f32 * 2.0 + (tick as f32 / 60.0).sin() * 0.3;
+            h.send_input(c, standing([x, -2.0], [0.3, 1.2, 0.2], [false; 2]));
+        }
+        h.tick();
+    }
+    let late = h.join(4, LinkConfig::average()).expect("seated");
+    for _ in 0..60 {
+        for (i, &c) in early.iter().enumerate() {
+            h.send_input(
+                c,
+                standing([-2.0 + i as f32 * 2.0, -2.0], [0.3, 1.2, 0.2], [false; 2]),
+            );
+        }
+        h.send_input(late, standing([0.0, 3.0], [0.3, 1.0, 0.0], [false; 2]));
+        h.tick();
+    }
+    let conn = h.client(late);
+    let world = conn.latest().expect("a snapshot within a second");
+    let fields = conn.fields();
+    let devices: Vec<_> = world
+        .records
+        .iter()
+        .filter(|r| fields.has(r, "device"))
+        .collect();
+    assert_eq!(devices.len(), 4, "every device");
+    assert!(
+        devices.iter().all(|r| fields
+            .get::<Hands>(r)
+            .is_some_and(|h| h.tracked == [true, true])),
+        "with their hands"
+    );
+    assert_eq!(
+        objects(&h, late).len(),
+        usize::from(ArConfig::default().objects),
+        "every object"
+    );
+}
