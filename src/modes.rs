@@ -7,9 +7,12 @@ use outpost_cloud::store::BoardOp;
 use outpost_protocol::MatchConfig;
 use outpost_sim::Modes;
 
-/// Every mode this binary links: what its edges host and its cloud matchmakes.
+/// Every mode this binary links: what its edges host, what `outpost dev` and `outpost
+/// loadtest` can play, and what its cloud can matchmake (`outpost cloud --modes`).
 pub fn registry() -> Modes {
-    outpost_arena::modes().with(outpost_ctf::Ctf)
+    outpost_arena::modes()
+        .with(outpost_ctf::Ctf)
+        .with(outpost_ar::Ar)
 }
 
 /// How the cloud matchmakes a mode of this binary, for matches of `players` lasting
@@ -80,7 +83,9 @@ pub struct ModeArgs {
     pub props: Option<u16>,
     /// A setting of the mode, `NAME=VALUE` (or `MODE.NAME=VALUE`), repeatable: the
     /// arena's `score_limit`, `props`, `half_extent`; ctf's `captures_to_win`,
-    /// `return_s`, `half_extent`. Checked against the mode's bounds.
+    /// `return_s`, `half_extent`; ar's `anchor`, `half_x`, `half_z`, `height`,
+    /// `objects`, `holder_timeout_s` and the pose bounds (docs/ar.md). Checked against
+    /// the mode's bounds.
     #[arg(long = "set", value_name = "[MODE.]NAME=VALUE")]
     pub set: Vec<Setting>,
 }

@@ -6,6 +6,7 @@ use outpost_harness::{ClientId, Harness};
 use outpost_protocol::EntityId;
 use outpost_protocol::MatchConfig;
 use outpost_protocol::link::LinkConfig;
+use outpost_sim::ModeSettings as _;
 
 fn room(players: u16) -> MatchConfig {
     MatchConfig {
@@ -369,4 +370,36 @@ fn a_late_joiner_receives_the_full_room_within_a_second() {
         usize::from(ArConfig::default().objects),
         "every object"
     );
+}
+
+/// Six scripted devices in a room for 40 s over average links: they walk, fetch, pick up
+/// and throw objects, and not one of their poses is clamped.
+#[test]
+fn six_bots_walk_grab_and_throw_without_a_pose_violation() {
+    use outpost_ar::bot::ArBot;
+    let config = room(6);
+    let settings = ArConfig::of(&config).expect("settings");
+    let mut h = Harness::new(&config, 17, outpost_ar::modes());
+    let mut bots: Vec<(ClientId, ArBot)> = (0..6u64)
+        .map(|p| {
+            let c = h.join(p + 1, LinkConfig::average()).expect("seated");
+            (c, ArBot::new(settings, config.tick_hz, 100 + p))
+        })
+        .collect();
+    for _ in 0..60 * 40 {
+        for (c, bot) in bots.iter_mut() {
+            let conn = h.client(*c);
+            let own = conn.welcome().entity;
+            let fields = conn.fields().clone();
+            let input = match conn.latest() {
+                Some(world) => bot.next(&fields, &world.records.clone(), own),
+                None => continue,
+            };
+            h.send_input(*c, input);
+        }
+        h.tick();
+    }
+    let stats = stats(&h);
+    assert_eq!(stats.pose_violations, 0, "{stats:?}");
+    assert!(stats.grabs >= 3 && stats.objects_thrown >= 2, "{stats:?}");
 }

@@ -24,6 +24,9 @@
 //! each object (`object`: its shape and holder; `position`, `rotation`). Events: `grab`,
 //! `release`.
 
+pub mod bot;
+mod vec3;
+
 use bevy_ecs::prelude::*;
 use outpost_protocol::replication::{Fields, InputRecord, View};
 use outpost_protocol::schema::{
@@ -38,6 +41,8 @@ use outpost_sim::{
     Physics, PlayerSlot, RigidBodyRef, SettingError, SimError, TickSet, parse_setting,
 };
 use wincode::{SchemaRead, SchemaWrite};
+
+use crate::vec3::{add, length, limit, scale, sub};
 
 /// The modes this crate brings: the AR shared space.
 pub fn modes() -> Modes {
@@ -502,6 +507,11 @@ impl GameMode for Ar {
         &STATS
     }
 
+    fn bot(&self, config: &MatchConfig, seed: u64) -> Option<Box<dyn outpost_sim::Bot>> {
+        let settings = ArConfig::of(config).ok()?;
+        Some(Box::new(bot::ArBot::new(settings, config.tick_hz, seed)))
+    }
+
     fn setup(
         &self,
         config: &MatchConfig,
@@ -679,32 +689,6 @@ fn spawn_objects(world: &mut World, settings: &ArConfig) {
                 offset: [0.0; 3],
             },
         ));
-    }
-}
-
-fn sub(a: [f32; 3], b: [f32; 3]) -> [f32; 3] {
-    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
-}
-
-fn add(a: [f32; 3], b: [f32; 3]) -> [f32; 3] {
-    [a[0] + b[0], a[1] + b[1], a[2] + b[2]]
-}
-
-fn scale(a: [f32; 3], s: f32) -> [f32; 3] {
-    a.map(|v| v * s)
-}
-
-fn length(a: [f32; 3]) -> f32 {
-    (a[0] * a[0] + a[1] * a[1] + a[2] * a[2]).sqrt()
-}
-
-/// `v` shortened to at most `max` long.
-fn limit(v: [f32; 3], max: f32) -> [f32; 3] {
-    let l = length(v);
-    if l > max && l > 0.0 {
-        scale(v, max / l)
-    } else {
-        v
     }
 }
 
