@@ -403,3 +403,93 @@ fn six_bots_walk_grab_and_throw_without_a_pose_violation() {
     assert_eq!(stats.pose_violations, 0, "{stats:?}");
     assert!(stats.grabs >= 3 && stats.objects_thrown >= 2, "{stats:?}");
 }
+
+/// Every device leaves a room (their reconnect grace runs out); it goes on without them
+/// for its linger time, so a device joining 20 s later finds the objects where they were
+/// left; once it too has gone and the linger has passed, the room ends.
+#[test]
+fn a_room_outlives_its_last_device_for_its_linger_time_and_keeps_its_state() {
+    let config = MatchConfig {
+        max_players: 4,
+        duration_s: 600,
+        seed: 5,
+        ..outpost_ar::config(&ArConfig {
+            linger_s: 30,
+            ..ArConfig::default()
+        })
+    };
+    let mut h = Harness::new(&config, 19, outpost_ar::modes());
+    let first = h.join(1, LinkConfig::good()).expect("seated");
+    for _ in 0..60 {
+        h.send_input(first, standing([0.0, 2.0], [0.3, 1.0, 0.0], [false; 2]));
+        h.tick();
+    }
+    // Move one object away from where it started: pick it up and put it down elsewhere.
+    let (target, at, _) = objects(&h, first)[0];
+    let mut hand = at;
+    for tick in 0..240u32 {
+        if (40..200).contains(&tick) {
+            hand[0] = (hand[0] + 0.01).min(at[0] + 1.0);
+        }
+        h.send_input(
+            first,
+            ArInput {
+                head: Pose {
+                    position: [hand[0] - 0.4, 0.8, hand[2]],
+                    ..Pose::default()
+                },
+                hands: [
+                    Some(Pose {
+                        position: hand,
+                        ..Pose::default()
+                    }),
+                    None,
+                ],
+                grip: [(20..210).contains(&tick), false],
+            },
+        );
+        h.tick();
+    }
+    let left = objects(&h, first)
+        .into_iter()
+        .find(|o| o.0 == target)
+        .expect("in view")
+        .1;
+    assert!(left[0] > at[0] + 0.8, "moved: {at:?} → {left:?}");
+    h.disconnect(first);
+    for _ in 0..60 * 20 {
+        h.tick();
+    }
+    assert!(h.finished().is_none(), "the empty room goes on");
+    let next = h
+        .join(2, LinkConfig::good())
+        .expect("seated in the same room");
+    for _ in 0..60 {
+        h.send_input(next, standing([2.0, 2.0], [0.3, 1.0, 0.0], [false; 2]));
+        h.tick();
+    }
+    let found = objects(&h, next)
+        .into_iter()
+        .find(|o| o.0 == target)
+        .expect("the object is there")
+        .1;
+    for axis in 0..3 {
+        assert!(
+            (found[axis] - left[axis]).abs() < 0.01,
+            "where it was left: {left:?}, found {found:?}"
+        );
+    }
+    h.disconnect(next);
+    for _ in 0..60 * 34 {
+        h.tick();
+    }
+    assert!(h.finished().is_none(), "within grace and linger");
+    for _ in 0..60 * 2 {
+        h.tick();
+    }
+    let finished = h.finished().expect("ended after the linger");
+    assert_eq!(
+        finished.outcome,
+        Some(outpost_protocol::MatchEndReason::Abandoned)
+    );
+}

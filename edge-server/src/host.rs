@@ -131,6 +131,8 @@ pub struct MatchHost {
     /// Players who joined and left for good (their grace ran out), with their scores and
     /// stats then: the result lists everyone who played, leavers too.
     departed: Vec<Standing>,
+    /// Ticks run in a row with no seat taken.
+    empty_ticks: u32,
     out: VecDeque<Transmit>,
     /// How the mode's components and inputs go on the wire; this tick's records (every
     /// component), their positions, and the records without owner-only components.
@@ -196,6 +198,7 @@ impl MatchHost {
             metrics,
             dropped_inputs: 0,
             departed: Vec::new(),
+            empty_ticks: 0,
             out: VecDeque::new(),
             layout: Layout::new(&schema),
             input_layout: InputLayout::new(&schema),
@@ -377,8 +380,14 @@ impl MatchHost {
                     .extend(standings.iter().find(|s| s.score.player == player));
             }
         }
-        if self.seats.is_empty() && !self.game.is_over() {
-            self.game.end(MatchEndReason::Abandoned);
+        // With nobody seated the match ends — at once, or after the mode's linger.
+        if self.seats.is_empty() {
+            self.empty_ticks += 1;
+            if self.empty_ticks > self.game.linger_ticks() && !self.game.is_over() {
+                self.game.end(MatchEndReason::Abandoned);
+            }
+        } else {
+            self.empty_ticks = 0;
         }
     }
 

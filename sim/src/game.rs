@@ -149,6 +149,7 @@ impl Match {
         world.insert_resource(MatchOutcome::default());
         world.insert_resource(ScoreLimit(0));
         world.insert_resource(EndMatch::default());
+        world.insert_resource(Linger::default());
         world.insert_resource(NetIds { next: 1 });
 
         let mut schedule = Schedule::default();
@@ -434,6 +435,11 @@ impl Match {
         self.mode.write_records(&mut self.world, out);
     }
 
+    /// Ticks it goes on with nobody seated (the mode's [`Linger`]).
+    pub fn linger_ticks(&self) -> u32 {
+        self.world.get_resource::<Linger>().map_or(0, |l| l.0)
+    }
+
     /// The mode this match runs.
     pub fn mode(&self) -> &Arc<dyn GameMode> {
         &self.mode
@@ -491,6 +497,13 @@ fn best_first(a: &PlayerScore, b: &PlayerScore) -> std::cmp::Ordering {
 /// that wants one inserts it at setup.
 #[derive(Resource, Debug, Clone, Copy)]
 pub struct ScoreLimit(pub u32);
+
+/// Ticks a match goes on with no player seated before it ends as abandoned (0, the
+/// core's default: at once). A mode whose world should outlive its players for a while —
+/// an AR room between visits — inserts it at setup; the host keeps ticking it, and a player
+/// who joins in that time finds it as it was left.
+#[derive(Resource, Debug, Default, Clone, Copy)]
+pub struct Linger(pub u32);
 
 /// A mode's own reason to end the match (a team reaching its capture limit, say): set
 /// it from a system, and the match ends at the end of the tick, with the standings, as

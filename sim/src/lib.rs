@@ -61,7 +61,7 @@ pub use components::{
     PlayerSlot, RigidBodyRef,
 };
 pub use game::{
-    EndMatch, IntoInput, Match, MatchClock, MatchEvents, MatchOutcome, NetIds, ScoreLimit,
+    EndMatch, IntoInput, Linger, Match, MatchClock, MatchEvents, MatchOutcome, NetIds, ScoreLimit,
     SimError, Standing, TickSet, input_credit_ticks,
 };
 pub use mode::{

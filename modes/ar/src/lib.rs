@@ -37,8 +37,8 @@ use outpost_protocol::{
 };
 use outpost_sim::rapier3d::prelude::*;
 use outpost_sim::{
-    Controls, GameMode, IntoInput, MatchClock, MatchEvents, ModeSettings, Modes, NetId, NetIds,
-    Physics, PlayerSlot, RigidBodyRef, SettingError, SimError, TickSet, parse_setting,
+    Controls, GameMode, IntoInput, Linger, MatchClock, MatchEvents, ModeSettings, Modes, NetId,
+    NetIds, Physics, PlayerSlot, RigidBodyRef, SettingError, SimError, TickSet, parse_setting,
 };
 use wincode::{SchemaRead, SchemaWrite};
 
@@ -77,6 +77,9 @@ pub struct ArConfig {
     pub objects: u16,
     /// Seconds a disconnected device keeps what it holds; 0.1..=60, default 3.
     pub holder_timeout_s: f32,
+    /// Seconds the room goes on after its last device left, its state kept for whoever
+    /// joins next; 0..=3600, default 120.
+    pub linger_s: u16,
 }
 
 impl Default for ArConfig {
@@ -92,6 +95,7 @@ impl Default for ArConfig {
             max_hand_accel: 400.0,
             objects: 12,
             holder_timeout_s: 3.0,
+            linger_s: 120,
         }
     }
 }
@@ -108,6 +112,7 @@ impl ModeSettings for ArConfig {
         "max_hand_accel",
         "objects",
         "holder_timeout_s",
+        "linger_s",
     ];
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -158,6 +163,11 @@ impl ModeSettings for ArConfig {
                 "holder_timeout_s",
                 "must be 0.1..=60 seconds",
             ),
+            (
+                self.linger_s <= 3600,
+                "linger_s",
+                "must be at most 3600 seconds",
+            ),
         ];
         for (ok, field, reason) in checks {
             if !ok {
@@ -179,6 +189,7 @@ impl ModeSettings for ArConfig {
             "max_hand_accel" => self.max_hand_accel = parse_setting(name, value)?,
             "objects" => self.objects = parse_setting(name, value)?,
             "holder_timeout_s" => self.holder_timeout_s = parse_setting(name, value)?,
+            "linger_s" => self.linger_s = parse_setting(name, value)?,
             _ => return Err(Self::unknown(name)),
         }
         Ok(())
@@ -524,6 +535,9 @@ impl GameMode for Ar {
         world.insert_resource(Writer(Fields::new(room_schema), events));
         world.insert_resource(Settings(settings));
         world.insert_resource(ArStats::default());
+        world.insert_resource(Linger(
+            u32::from(settings.linger_s) * u32::from(config.tick_hz),
+        ));
         build_room(world, &settings);
         spawn_objects(world, &settings);
         schedule.add_systems(
