@@ -107,6 +107,8 @@ struct Summary {
     replays_stored: u64,
     outbox_pending: usize,
     gateway_requests: u64,
+    /// The mode's per-player stats (`GameMode::stats`), summed over every result applied.
+    stats: std::collections::BTreeMap<String, u64>,
 }
 
 fn parse_link(name: &str) -> Result<LinkConfig, String> {
@@ -118,6 +120,8 @@ fn parse_link(name: &str) -> Result<LinkConfig, String> {
 #[derive(Default)]
 struct BotTotals {
     reports: Vec<BotReport>,
+    /// The matches it was placed in.
+    matches: Vec<u64>,
 }
 
 impl BotTotals {
@@ -144,6 +148,7 @@ async fn bot_loop(
             found = api.matchmake(&client, &mode, None, Duration::from_secs(120)) => found?,
             () = stop.cancelled() => break,
         };
+        totals.matches.push(found.match_id);
         let mut assignment = found.assignment;
         if let Some(relay) = relay {
             assignment.edge_addr = relay;
@@ -344,6 +349,25 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .leaderboard(&format!("{}-best", args.mode), "all_time", 100, None)
         .await?
         .total;
+    // The mode's own stats, summed over every player of every result applied.
+    let mut match_ids: Vec<u64> = totals
+        .iter()
+        .flat_map(|t| t.matches.iter().copied())
+        .collect();
+    match_ids.sort_unstable();
+    match_ids.dedup();
+    let mut stats = std::collections::BTreeMap::<String, u64>::new();
+    for id in match_ids {
+        let Some(result) = cloud.store.result(id).await? else {
+            continue;
+        };
+        let result: serde_json::Value = serde_json::from_str(&result)?;
+        for line in result["players"].as_array().into_iter().flatten() {
+            for (name, n) in line["stats"].as_object().into_iter().flatten() {
+                *stats.entry(name.clone()).or_default() += n.as_u64().unwrap_or(0);
+            }
+        }
+    }
     let gateway_requests = gateway.stats().answered();
     gateway.stop().await;
     cloud_stop.cancel();
@@ -393,6 +417,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         replays_stored: cloud.stats.replays_stored.get(),
         outbox_pending,
         gateway_requests,
+        stats,
     };
     if temporary {
         let _ = std::fs::remove_dir_all(&data_dir);

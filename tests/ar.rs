@@ -164,17 +164,31 @@ fn two_grabs_in_one_tick_give_exactly_one_holder_the_same_on_every_run() {
             .into_iter()
             .find(|o| o.0 == target)
             .expect("in view");
+        // Each player's stats as the result reports them: grabs won, grabs lost.
+        let lines: Vec<[u32; 2]> = h
+            .host()
+            .game()
+            .standings()
+            .iter()
+            .map(|l| [l.stats[1], l.stats[3]])
+            .collect();
         (
             seen.2.holder,
             h.client(a).welcome().entity,
             stats(&h).grabs,
             stats(&h).ownership_conflicts,
+            lines,
         )
     };
     let first = run();
-    let (holder, a, grabs, conflicts) = first;
+    let (holder, a, grabs, conflicts, ref lines) = first;
     assert_eq!(holder, Some(a), "the lower device id wins a tie");
     assert_eq!((grabs, conflicts), (1, 1));
+    assert_eq!(
+        lines,
+        &[[1, 0], [0, 1]],
+        "the winner's grab, the loser's conflict"
+    );
     assert_eq!(run(), first, "the same on every run");
 }
 

@@ -77,6 +77,10 @@ fn dev_runs_a_match_of_bots_and_reports_json() {
         summary["gateway_requests"].as_u64().expect("count") >= 3 * 3,
         "{summary}"
     );
+    // The arena's own stats, summed over the results: the bots fired, and every hit
+    // landed is a hit taken.
+    assert!(summary["stats"]["shots"].as_u64() > Some(0), "{summary}");
+    assert!(summary["stats"]["hits_taken"].is_u64(), "{summary}");
 }
 
 #[test]

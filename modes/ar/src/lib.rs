@@ -222,11 +222,13 @@ pub const OBJECT_SIZE: f32 = 0.1;
 const INPUT_MIN: [f32; 3] = [-32.0, -4.0, -32.0];
 const INPUT_MAX: [f32; 3] = [32.0, 12.0, 32.0];
 
-/// The room's per-player stats ([`GameMode::stats`]): poses clamped, grabs won, throws.
-pub const STATS: [&str; 3] = ["pose_violations", "grabs", "throws"];
+/// The room's per-player stats ([`GameMode::stats`]): poses clamped, grabs won, throws,
+/// and grabs lost to another hand in the same tick (ownership conflicts).
+pub const STATS: [&str; 4] = ["pose_violations", "grabs", "throws", "grabs_lost"];
 const STAT_VIOLATIONS: usize = 0;
 const STAT_GRABS: usize = 1;
 const STAT_THROWS: usize = 2;
+const STAT_GRABS_LOST: usize = 3;
 
 /// A room with these settings and the core's defaults (60 snapshots a second: poses
 /// reach peers at the rate devices send them), its schema hash filled.
@@ -971,6 +973,9 @@ fn arbitrate_grabs(
     for grab in requests {
         if taken.contains(&grab.object) {
             stats.ownership_conflicts += 1;
+            if let Ok((.., mut slot)) = devices.get_mut(grab.device) {
+                slot.count(STAT_GRABS_LOST, 1);
+            }
             continue;
         }
         let Ok((_, id, body, mut state)) = objects.get_mut(grab.object) else {
