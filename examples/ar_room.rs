@@ -36,6 +36,9 @@ struct Args {
     /// Link between each device and the edge: `good`, `average`, `poor`, `bursty`.
     #[arg(long, default_value = "average")]
     link: String,
+    /// The edge's snapshot budget per device, kbit/s.
+    #[arg(long, default_value_t = 96)]
+    budget_kbps: u32,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -65,7 +68,11 @@ fn main() -> anyhow::Result<()> {
         seed: 1,
         ..outpost_ar::config(&settings)
     };
-    let mut h = Harness::new(&config, 7, outpost_ar::modes());
+    let host = outpost_edge::host::HostSettings {
+        bandwidth_bps: args.budget_kbps.saturating_mul(1000),
+        ..Harness::default_settings(outpost_ar::modes())
+    };
+    let mut h = Harness::with_settings(&config, 7, host);
     let mut bots: Vec<(ClientId, EntityId, ArBot)> = Vec::new();
     for p in 0..u64::from(args.devices) {
         let c = h

@@ -507,3 +507,49 @@ fn a_room_outlives_its_last_device_for_its_linger_time_and_keeps_its_state() {
         Some(outpost_protocol::MatchEndReason::Abandoned)
     );
 }
+
+/// Regression: a bot near a wall threw towards it and pushed its hand through the wall,
+/// and the edge (rightly) clamped the pose. Bots now throw towards the room's middle and
+/// their hands stop at the walls: eight of them with fifty objects, unbudgeted, for 30 s,
+/// never have a pose clamped.
+#[test]
+fn bots_throwing_near_a_wall_keep_their_hands_inside_the_room() {
+    use outpost_ar::bot::ArBot;
+    let settings = ArConfig {
+        objects: 50,
+        ..ArConfig::default()
+    };
+    let config = MatchConfig {
+        max_players: 8,
+        duration_s: 40,
+        seed: 1,
+        ..outpost_ar::config(&settings)
+    };
+    let host = outpost_edge::host::HostSettings {
+        bandwidth_bps: 1_000_000,
+        ..Harness::default_settings(outpost_ar::modes())
+    };
+    let mut h = Harness::with_settings(&config, 7, host);
+    let mut bots: Vec<(ClientId, ArBot)> = (0..8u64)
+        .map(|p| {
+            let c = h.join(p + 1, LinkConfig::good()).expect("seated");
+            (c, ArBot::new(settings, config.tick_hz, 1000 + p))
+        })
+        .collect();
+    for _ in 0..60 * 30 {
+        for (c, bot) in bots.iter_mut() {
+            let conn = h.client(*c);
+            let own = conn.welcome().entity;
+            let fields = conn.fields().clone();
+            let Some(world) = conn.latest().cloned() else {
+                continue;
+            };
+            let input = bot.next(&fields, &world.records, own);
+            h.send_input(*c, input);
+        }
+        h.tick();
+    }
+    let stats = stats(&h);
+    assert_eq!(stats.pose_violations, 0, "{stats:?}");
+    assert!(stats.objects_thrown >= 20, "{stats:?}");
+}

@@ -219,6 +219,8 @@ impl ArBot {
                     self.give_up();
                 } else {
                     head_target = [self.head.at[0], 1.6, self.head.at[2]];
+                    // Turn to throw towards the middle of the room, not into a wall.
+                    self.face([0.0, 0.0, 0.0]);
                     // Wind up: the hand back and up beside the shoulder.
                     let (s, c) = self.yaw.sin_cos();
                     let h = self.head.at;
@@ -268,7 +270,18 @@ impl ArBot {
         self.on_plan = 0;
     }
 
-    fn input(&self, grip: [bool; 2]) -> ArInput {
+    fn input(&mut self, grip: [bool; 2]) -> ArInput {
+        // Hands stop at the room's walls and floor, as a real hand does.
+        let (lo, hi) = self.settings.volume();
+        for hand in &mut self.hand {
+            for axis in 0..3 {
+                let (a, b) = (lo[axis] + 0.02, hi[axis] - 0.02);
+                if !(a..=b).contains(&hand.at[axis]) {
+                    hand.at[axis] = hand.at[axis].clamp(a, b);
+                    hand.velocity[axis] = 0.0;
+                }
+            }
+        }
         let half = self.yaw / 2.0;
         let rotation = [0.0, half.sin(), 0.0, half.cos()];
         let pose = |position| Pose { position, rotation };
