@@ -379,6 +379,21 @@ fn a_late_joiner_receives_the_full_room_within_a_second() {
             .is_some_and(|h| h.tracked == [true, true])),
         "with their hands"
     );
+    // Hands travel relative to the head: the early devices hold theirs 30 cm in front
+    // (±5 cm to each side), 40 cm below the head, 20 cm to +z.
+    for record in devices.iter().filter(|r| r.id != conn.welcome().entity) {
+        let hands = fields.get::<Hands>(record).expect("hands");
+        for (pose, side) in hands.poses.iter().zip([-0.05, 0.05]) {
+            let want = [0.3 + side, -0.4, 0.2];
+            for axis in 0..3 {
+                assert!(
+                    (pose.position[axis] - want[axis]).abs() <= 0.003,
+                    "{:?} against {want:?}",
+                    pose.position
+                );
+            }
+        }
+    }
     assert_eq!(
         objects(&h, late).len(),
         usize::from(ArConfig::default().objects),

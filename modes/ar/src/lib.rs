@@ -279,6 +279,12 @@ pub fn schema(settings: &ArConfig) -> ModeSchema {
         max: hi.map(|v| v + margin),
         step: POSITION_STEP,
     };
+    // Hands are replicated relative to the head: within arm's reach, fewer bits.
+    let reach = FieldKind::Vector {
+        min: [-ARM_REACH - 0.05; 3],
+        max: [ARM_REACH + 0.05; 3],
+        step: POSITION_STEP,
+    };
     let component = |name: &str, fields: Vec<FieldDef>, priority| ComponentDef {
         name: name.into(),
         fields,
@@ -298,10 +304,10 @@ pub fn schema(settings: &ArConfig) -> ModeSchema {
             component(
                 "hands",
                 vec![
-                    FieldDef::new("left_position", room.clone()),
-                    FieldDef::new("left_rotation", FieldKind::Rotation { bits: 10 }),
-                    FieldDef::new("right_position", room),
-                    FieldDef::new("right_rotation", FieldKind::Rotation { bits: 10 }),
+                    FieldDef::new("left_offset", reach.clone()),
+                    FieldDef::new("left_rotation", FieldKind::Rotation { bits: 8 }),
+                    FieldDef::new("right_offset", reach),
+                    FieldDef::new("right_rotation", FieldKind::Rotation { bits: 8 }),
                     FieldDef::new("held", hand_flags()),
                 ],
                 4,
@@ -565,7 +571,13 @@ impl GameMode for Ar {
         let mut devices = world.query::<(&NetId, &Device)>();
         for (id, device) in devices.iter(world) {
             let absent = device.head;
-            let [left, right] = device.hands.map(|h| h.unwrap_or(absent));
+            let [left, right] = device.hands.map(|h| {
+                let pose = h.unwrap_or(absent);
+                Pose {
+                    position: sub(pose.position, device.head.position),
+                    ..pose
+                }
+            });
             let held = u32::from(device.hands[0].is_some())
                 | u32::from(device.hands[1].is_some()) << 1
                 | u32::from(device.holding[0].is_some()) << 2
@@ -1032,7 +1044,8 @@ fn drive_held(
 /// The replicated `hands` component, typed.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Hands {
-    /// Left and right poses (the head's while not tracked).
+    /// Left and right poses, their positions relative to the head's (zero while not
+    /// tracked).
     pub poses: [Pose; 2],
     /// Tracked, per hand.
     pub tracked: [bool; 2],
