@@ -109,6 +109,24 @@ struct Summary {
     gateway_requests: u64,
     /// The mode's per-player stats (`GameMode::stats`), summed over every result applied.
     stats: std::collections::BTreeMap<String, u64>,
+    /// The AR room's figures, with `--mode ar`.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    ar: Option<ArSummary>,
+}
+
+/// What `outpost dev --mode ar` adds to the summary, from the rooms' results.
+#[derive(Serialize)]
+struct ArSummary {
+    /// Devices connected throughout.
+    peers: usize,
+    /// Objects released faster than 1 m/s.
+    objects_thrown: u64,
+    /// Grabs lost to another hand in the same tick.
+    ownership_conflicts: u64,
+    /// Pose parts the edge clamped.
+    pose_violations: u64,
+    /// Snapshot bandwidth per device.
+    kbps_down_per_peer: f64,
 }
 
 fn parse_link(name: &str) -> Result<LinkConfig, String> {
@@ -378,6 +396,20 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .iter()
         .flat_map(|r| r.netcode.prediction_errors.iter().copied())
         .collect();
+    let bots_connected_throughout = totals
+        .iter()
+        .filter(|t| !t.reports.is_empty() && t.reports.iter().all(|r| r.stayed_connected))
+        .count();
+    let snapshot_kbps_per_bot =
+        bytes_out as f64 * 8.0 / 1000.0 / elapsed.as_secs_f64() / f64::from(args.bots);
+    let stat = |name: &str| stats.get(name).copied().unwrap_or(0);
+    let ar = (args.mode == "ar").then(|| ArSummary {
+        peers: bots_connected_throughout,
+        objects_thrown: stat("throws"),
+        ownership_conflicts: stat("grabs_lost"),
+        pose_violations: stat("pose_violations"),
+        kbps_down_per_peer: snapshot_kbps_per_bot,
+    });
     let summary = Summary {
         bots: args.bots,
         duration_s: elapsed.as_secs_f64(),
@@ -390,10 +422,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         missed_ticks,
         min_snapshots_received_per_bot: totals.iter().map(BotTotals::snapshots).min().unwrap_or(0),
         max_snapshots_received_per_bot: totals.iter().map(BotTotals::snapshots).max().unwrap_or(0),
-        bots_connected_throughout: totals
-            .iter()
-            .filter(|t| !t.reports.is_empty() && t.reports.iter().all(|r| r.stayed_connected))
-            .count(),
+        bots_connected_throughout,
         hits: reports.iter().map(|r| r.hits).sum(),
         datagrams_rejected,
         datagrams_out,
@@ -408,16 +437,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             .map(|r| r.netcode.max_extrapolated_ms)
             .fold(0.0, f64::max),
         acks_in_order: reports.iter().all(|r| r.acks_in_order),
-        snapshot_kbps_per_bot: bytes_out as f64 * 8.0
-            / 1000.0
-            / elapsed.as_secs_f64()
-            / f64::from(args.bots),
+        snapshot_kbps_per_bot,
         results_applied: cloud.stats.results_applied.get(),
         leaderboard_entries,
         replays_stored: cloud.stats.replays_stored.get(),
         outbox_pending,
         gateway_requests,
         stats,
+        ar,
     };
     if temporary {
         let _ = std::fs::remove_dir_all(&data_dir);

@@ -101,3 +101,45 @@ fn dev_refuses_bad_settings_with_a_clear_message() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("tick_hz"), "names the field:\n{stderr}");
 }
+
+/// `outpost dev --mode ar`: devices join a room over real QUIC, play it, and the summary
+/// names the AR figures (the honest bots' poses are never clamped).
+#[test]
+fn dev_plays_an_ar_room_and_reports_its_figures() {
+    let output = Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .args([
+            "dev",
+            "--mode",
+            "ar",
+            "--bots",
+            "3",
+            "--duration",
+            "7s",
+            "--match-seconds",
+            "5",
+            "--json",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--cloud-listen",
+            "127.0.0.1:0",
+            "--gateway-listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .expect("outpost runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "outpost dev failed:\n{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("stdout is one JSON object");
+    assert_eq!(summary["peers"], 3, "{summary}");
+    assert_eq!(summary["pose_violations"], 0, "{summary}");
+    assert!(summary["objects_thrown"].is_u64(), "{summary}");
+    assert!(summary["ownership_conflicts"].is_u64(), "{summary}");
+    assert!(
+        summary["kbps_down_per_peer"].as_f64() > Some(0.0),
+        "{summary}"
+    );
+    assert!(summary["results_applied"].as_u64() >= Some(1), "{summary}");
+}
