@@ -100,14 +100,48 @@ fn placeholder_token() -> outpost_protocol::SignedToken {
         .expect("signs")
 }
 
-/// Input-to-acknowledgement round trips through an edge, milliseconds.
-async fn through_edge(samples: usize, tick_hz: u16) -> anyhow::Result<Vec<f64>> {
+/// An edge on loopback hosting `modes`, and a session for each of `players` in one match
+/// of `match_config`, admitted with tokens the edge trusts.
+async fn edge_with(
+    modes: outpost_sim::Modes,
+    match_config: MatchConfig,
+    players: &[u64],
+) -> anyhow::Result<(Edge, Vec<outpost_client::Session>)> {
     let signer = TokenSigner::from_seed(&rand::random());
     let mut config = EdgeConfig::new("rtt-edge", signer.public_key());
     config.listen = "127.0.0.1:0".parse()?;
-    config.modes = outpost_arena::modes();
+    config.modes = modes;
     let edge = Edge::start(config).await?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
+    let client = Client::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let mut sessions = Vec::new();
+    for &player in players {
+        let token = signer.sign(&ConnectToken {
+            player_id: PlayerId(player),
+            match_id: MatchId(1),
+            team: 0,
+            edge_id: "rtt-edge".into(),
+            config: match_config.clone(),
+            issued_at_ms: now,
+            expires_at_ms: now + 120_000,
+            nonce: rand::random(),
+        })?;
+        sessions.push(
+            client
+                .connect(&Assignment {
+                    edge_addr: edge.quic_addr(),
+                    server_name: "localhost".into(),
+                    trust: Trust::Pinned(edge.cert_fingerprint()),
+                    connect_token: token,
+                })
+                .await?,
+        );
+    }
+    Ok((edge, sessions))
+}
+
+/// Input-to-acknowledgement round trips through an edge, milliseconds.
+async fn through_edge(samples: usize, tick_hz: u16) -> anyhow::Result<Vec<f64>> {
     let match_config = MatchConfig {
         tick_hz,
         snapshot_hz: tick_hz,
@@ -117,25 +151,8 @@ async fn through_edge(samples: usize, tick_hz: u16) -> anyhow::Result<Vec<f64>> 
             ..ArenaConfig::default()
         })
     };
-    let token = signer.sign(&ConnectToken {
-        player_id: PlayerId(1),
-        match_id: MatchId(1),
-        team: 0,
-        edge_id: "rtt-edge".into(),
-        config: match_config,
-        issued_at_ms: now,
-        expires_at_ms: now + 60_000,
-        nonce: rand::random(),
-    })?;
-    let client = Client::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    let mut session = client
-        .connect(&Assignment {
-            edge_addr: edge.quic_addr(),
-            server_name: "localhost".into(),
-            trust: Trust::Pinned(edge.cert_fingerprint()),
-            connect_token: token,
-        })
-        .await?;
+    let (edge, mut sessions) = edge_with(outpost_arena::modes(), match_config, &[1]).await?;
+    let mut session = sessions.pop().expect("one session");
     session.disable_prediction();
     let mut rtts = Vec::with_capacity(samples);
     let mut ticker = tokio::time::interval(Duration::from_secs(1) / u32::from(tick_hz));
@@ -167,12 +184,6 @@ async fn through_edge(samples: usize, tick_hz: u16) -> anyhow::Result<Vec<f64>> 
 /// tick and that tick's snapshot.
 async fn pose_to_peer(samples: usize, tick_hz: u16) -> anyhow::Result<Vec<f64>> {
     use outpost_ar::{ArConfig, ArInput, POSITION_STEP, Pose};
-    let signer = TokenSigner::from_seed(&rand::random());
-    let mut config = EdgeConfig::new("pose-edge", signer.public_key());
-    config.listen = "127.0.0.1:0".parse()?;
-    config.modes = outpost_ar::modes();
-    let edge = Edge::start(config).await?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
     let match_config = MatchConfig {
         tick_hz,
         snapshot_hz: tick_hz,
@@ -181,29 +192,9 @@ async fn pose_to_peer(samples: usize, tick_hz: u16) -> anyhow::Result<Vec<f64>> 
             ..ArConfig::default()
         })
     };
-    let client = Client::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    let mut sessions = Vec::new();
-    for player in [1, 2] {
-        let token = signer.sign(&ConnectToken {
-            player_id: PlayerId(player),
-            match_id: MatchId(1),
-            team: 0,
-            edge_id: "pose-edge".into(),
-            config: match_config.clone(),
-            issued_at_ms: now,
-            expires_at_ms: now + 120_000,
-            nonce: rand::random(),
-        })?;
-        let session = client
-            .connect(&Assignment {
-                edge_addr: edge.quic_addr(),
-                server_name: "localhost".into(),
-                trust: Trust::Pinned(edge.cert_fingerprint()),
-                connect_token: token,
-            })
-            .await?;
+    let (edge, mut sessions) = edge_with(outpost_ar::modes(), match_config, &[1, 2]).await?;
+    for session in &sessions {
         session.disable_interpolation();
-        sessions.push(session);
     }
     let mut b = sessions.pop().expect("two sessions");
     let a = sessions.pop().expect("two sessions");

@@ -64,6 +64,39 @@ fn objects(h: &Harness, c: ClientId) -> Vec<(EntityId, [f32; 3], ObjectState)> {
         .collect()
 }
 
+/// `count` scripted devices (their seeds from `seed`) join over `link` and play a room of
+/// `settings` for `seconds`, one input a tick each from its newest view.
+fn bots_play(
+    h: &mut Harness,
+    settings: ArConfig,
+    count: u64,
+    seed: u64,
+    link: LinkConfig,
+    seconds: u32,
+) {
+    use outpost_ar::bot::ArBot;
+    let mut bots: Vec<(ClientId, ArBot)> = (0..count)
+        .map(|p| {
+            let c = h.join(p + 1, link).expect("seated");
+            let tick_hz = h.client(c).welcome().config.tick_hz;
+            (c, ArBot::new(settings, tick_hz, seed + p))
+        })
+        .collect();
+    for _ in 0..60 * seconds {
+        for (c, bot) in bots.iter_mut() {
+            let conn = h.client(*c);
+            let own = conn.welcome().entity;
+            let fields = conn.fields().clone();
+            let Some(world) = conn.latest().cloned() else {
+                continue;
+            };
+            let input = bot.next(&fields, &world.records, own);
+            h.send_input(*c, input);
+        }
+        h.tick();
+    }
+}
+
 /// A device walking a circle of 2 m at 1.4 m/s with its hands swinging never has a pose
 /// clamped; one that jumps 3 m in a tick is clamped to its speed bound and counted, and
 /// its peer sees the clamped pose, not the jump.
@@ -405,29 +438,10 @@ fn a_late_joiner_receives_the_full_room_within_a_second() {
 /// and throw objects, and not one of their poses is clamped.
 #[test]
 fn six_bots_walk_grab_and_throw_without_a_pose_violation() {
-    use outpost_ar::bot::ArBot;
     let config = room(6);
     let settings = ArConfig::of(&config).expect("settings");
     let mut h = Harness::new(&config, 17, outpost_ar::modes());
-    let mut bots: Vec<(ClientId, ArBot)> = (0..6u64)
-        .map(|p| {
-            let c = h.join(p + 1, LinkConfig::average()).expect("seated");
-            (c, ArBot::new(settings, config.tick_hz, 100 + p))
-        })
-        .collect();
-    for _ in 0..60 * 40 {
-        for (c, bot) in bots.iter_mut() {
-            let conn = h.client(*c);
-            let own = conn.welcome().entity;
-            let fields = conn.fields().clone();
-            let input = match conn.latest() {
-                Some(world) => bot.next(&fields, &world.records.clone(), own),
-                None => continue,
-            };
-            h.send_input(*c, input);
-        }
-        h.tick();
-    }
+    bots_play(&mut h, settings, 6, 100, LinkConfig::average(), 40);
     let stats = stats(&h);
     assert_eq!(stats.pose_violations, 0, "{stats:?}");
     assert!(stats.grabs >= 3 && stats.objects_thrown >= 2, "{stats:?}");
@@ -529,7 +543,6 @@ fn a_room_outlives_its_last_device_for_its_linger_time_and_keeps_its_state() {
 /// never have a pose clamped.
 #[test]
 fn bots_throwing_near_a_wall_keep_their_hands_inside_the_room() {
-    use outpost_ar::bot::ArBot;
     let settings = ArConfig {
         objects: 50,
         ..ArConfig::default()
@@ -545,25 +558,7 @@ fn bots_throwing_near_a_wall_keep_their_hands_inside_the_room() {
         ..Harness::default_settings(outpost_ar::modes())
     };
     let mut h = Harness::with_settings(&config, 7, host);
-    let mut bots: Vec<(ClientId, ArBot)> = (0..8u64)
-        .map(|p| {
-            let c = h.join(p + 1, LinkConfig::good()).expect("seated");
-            (c, ArBot::new(settings, config.tick_hz, 1000 + p))
-        })
-        .collect();
-    for _ in 0..60 * 30 {
-        for (c, bot) in bots.iter_mut() {
-            let conn = h.client(*c);
-            let own = conn.welcome().entity;
-            let fields = conn.fields().clone();
-            let Some(world) = conn.latest().cloned() else {
-                continue;
-            };
-            let input = bot.next(&fields, &world.records, own);
-            h.send_input(*c, input);
-        }
-        h.tick();
-    }
+    bots_play(&mut h, settings, 8, 1000, LinkConfig::good(), 30);
     let stats = stats(&h);
     assert_eq!(stats.pose_violations, 0, "{stats:?}");
     assert!(stats.objects_thrown >= 20, "{stats:?}");
