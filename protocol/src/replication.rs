@@ -1222,6 +1222,21 @@ impl Fields {
         true
     }
 
+    /// [`Fields::write`] for many entities at once, in any order: sorts `rows` by id and
+    /// appends each (how a mode that gathers its entities from several queries writes
+    /// them). Returns how many were written.
+    pub fn write_rows(&self, view: &mut View, rows: &mut [(EntityId, Row)]) -> usize {
+        rows.sort_by_key(|(id, _)| *id);
+        let mut components: Vec<(&str, &[Value])> = Vec::new();
+        let mut written = 0;
+        for (id, row) in rows.iter() {
+            components.clear();
+            components.extend(row.iter().map(|(name, values)| (*name, values.as_slice())));
+            written += usize::from(self.write(view, *id, &components));
+        }
+        written
+    }
+
     fn field(&self, record: &Record<'_>, c: usize, f: usize) -> Option<Value> {
         let start = self.layout.offset(record.mask, c)?;
         let layout = self.layout.components.get(c)?.fields.get(f)?;
@@ -1231,6 +1246,9 @@ impl Fields {
         Some(kind.value(slots))
     }
 }
+
+/// One entity's components and their values, by name, for [`Fields::write_rows`].
+pub type Row = Vec<(&'static str, Vec<Value>)>;
 
 /// Encodes and decodes a mode's events ([`crate::ModeEvent`]) from its schema.
 #[derive(Debug, Clone)]

@@ -28,7 +28,7 @@ pub mod bot;
 mod vec3;
 
 use bevy_ecs::prelude::*;
-use outpost_protocol::replication::{Fields, InputRecord, View};
+use outpost_protocol::replication::{Fields, InputRecord, Row, View};
 use outpost_protocol::schema::{
     ComponentDef, EventDef, FieldDef, FieldKind, ModeSchema, Value, Visibility,
 };
@@ -42,7 +42,7 @@ use outpost_sim::{
 };
 use wincode::{SchemaRead, SchemaWrite};
 
-use crate::vec3::{add, length, limit, scale, sub};
+use crate::vec3::{Map2, add, length, limit, scale, sub};
 
 /// The modes this crate brings: the AR shared space.
 pub fn modes() -> Modes {
@@ -622,18 +622,9 @@ impl GameMode for Ar {
                 ],
             ));
         }
-        rows.sort_by_key(|(id, _)| *id);
-        let fields = &world.resource::<Writer>().0;
-        for (id, components) in &rows {
-            let components: Vec<(&str, &[Value])> =
-                components.iter().map(|(n, v)| (*n, v.as_slice())).collect();
-            fields.write(out, *id, &components);
-        }
+        world.resource::<Writer>().0.write_rows(out, &mut rows);
     }
 }
-
-/// One entity's components and their values, by name.
-type Row = Vec<(&'static str, Vec<Value>)>;
 
 /// The room's floor and walls, static colliders.
 fn build_room(world: &mut World, settings: &ArConfig) {
@@ -850,21 +841,6 @@ fn apply_poses(
                 slot.count(STAT_VIOLATIONS, violations);
             }
         }
-    }
-}
-
-/// Element-wise combination of two 3-vectors.
-trait Map2 {
-    fn map2(self, other: Self, f: impl Fn(f32, f32) -> f32) -> Self;
-}
-
-impl Map2 for [f32; 3] {
-    fn map2(self, other: Self, f: impl Fn(f32, f32) -> f32) -> Self {
-        [
-            f(self[0], other[0]),
-            f(self[1], other[1]),
-            f(self[2], other[2]),
-        ]
     }
 }
 

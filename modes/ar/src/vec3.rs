@@ -30,3 +30,18 @@ pub(crate) fn limit(v: [f32; 3], max: f32) -> [f32; 3] {
 pub(crate) fn normalise(v: [f32; 3]) -> [f32; 3] {
     scale(v, 1.0 / length(v).max(1e-6))
 }
+
+/// Element-wise combination of two 3-vectors.
+pub(crate) trait Map2 {
+    fn map2(self, other: Self, f: impl Fn(f32, f32) -> f32) -> Self;
+}
+
+impl Map2 for [f32; 3] {
+    fn map2(self, other: Self, f: impl Fn(f32, f32) -> f32) -> Self {
+        [
+            f(self[0], other[0]),
+            f(self[1], other[1]),
+            f(self[2], other[2]),
+        ]
+    }
+}

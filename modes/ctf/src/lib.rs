@@ -25,7 +25,7 @@ use outpost_arena::{
     PlayerInput, Predictor, build_level, movement_input, pose_components, spawn_character_body,
     spawn_height,
 };
-use outpost_protocol::replication::{self, Fields, InputRecord, View};
+use outpost_protocol::replication::{self, Fields, InputRecord, Row, View};
 use outpost_protocol::schema::{
     ComponentDef, EventDef, FieldDef, FieldKind, ModeSchema, Value, Visibility,
 };
@@ -477,13 +477,7 @@ impl GameMode for Ctf {
                 ],
             ));
         }
-        rows.sort_by_key(|(id, _)| *id);
-        let fields = &world.resource::<Writer>().0;
-        for (id, components) in &rows {
-            let components: Vec<(&str, &[Value])> =
-                components.iter().map(|(n, v)| (*n, v.as_slice())).collect();
-            fields.write(out, *id, &components);
-        }
+        world.resource::<Writer>().0.write_rows(out, &mut rows);
     }
 
     fn bot(&self, config: &MatchConfig, _seed: u64) -> Option<Box<dyn outpost_sim::Bot>> {
@@ -496,9 +490,6 @@ impl GameMode for Ctf {
         Some(Box::new(outpost_arena::ArenaPrediction(predictor)))
     }
 }
-
-/// One entity's components and their values, by name.
-type Row = Vec<(&'static str, Vec<Value>)>;
 
 /// Every character's position and team, by id.
 fn character_positions(world: &mut World) -> Vec<(EntityId, [f32; 3], u8)> {
