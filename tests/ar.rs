@@ -3,9 +3,9 @@
 
 use outpost_ar::{ArConfig, ArInput, ArStats, Hands, OBJECT_SIZE, ObjectState, Pose};
 use outpost_harness::{ClientId, Harness};
-use outpost_protocol::EntityId;
-use outpost_protocol::MatchConfig;
 use outpost_protocol::link::LinkConfig;
+use outpost_protocol::schema::Value;
+use outpost_protocol::{Answer, EntityId, MatchConfig, RefusalCode};
 use outpost_sim::ModeSettings as _;
 
 fn room(players: u16) -> MatchConfig {
@@ -37,6 +37,63 @@ fn standing(at: [f32; 2], hand: [f32; 3], grip: [bool; 2]) -> ArInput {
         hands: [Some(hand_at(-1.0)), Some(hand_at(1.0))],
         grip,
     }
+}
+
+/// Uploads a level plane (`class` one of [`outpost_ar::geometry::CLASSES`]) from `c`
+/// and returns the edge's answer, a tick later.
+fn upload_plane(
+    h: &mut Harness,
+    c: ClientId,
+    id: i64,
+    centre: [f32; 3],
+    half: [f32; 2],
+    class: &str,
+) -> Answer {
+    let class = outpost_ar::geometry::CLASSES
+        .iter()
+        .position(|k| *k == class)
+        .expect("a class") as u32;
+    let values = [
+        Value::Int(id),
+        Value::Vec3(centre),
+        Value::Quat([0.0, 0.0, 0.0, 1.0]),
+        Value::Float(half[0]),
+        Value::Float(half[1]),
+        Value::Enum(class),
+    ];
+    let seq = h
+        .send_request(c, "plane", &values, &[])
+        .expect("fits the schema");
+    answer(h, c, seq)
+}
+
+/// Ticks until `c` has the answer to its request `seq`, and returns it.
+fn answer(h: &mut Harness, c: ClientId, seq: u32) -> Answer {
+    for _ in 0..60 {
+        h.tick();
+        if let Some(answer) = h.client_mut(c).poll_answer() {
+            assert_eq!(answer.seq, seq, "answers come in order");
+            return answer;
+        }
+    }
+    panic!("no answer to request {seq} within a second");
+}
+
+/// The surfaces a client sees: id, centre, class index.
+fn surfaces(h: &Harness, c: ClientId) -> Vec<(EntityId, [f32; 3], Vec<Value>)> {
+    let conn = h.client(c);
+    let Some(world) = conn.latest() else {
+        return Vec::new();
+    };
+    let fields = conn.fields();
+    world
+        .records
+        .iter()
+        .filter_map(|r| {
+            let values = fields.values(&r, "surface")?;
+            Some((r.id, fields.layout().position_value(&r)?, values))
+        })
+        .collect()
 }
 
 /// Where every client sees entity `id` (its position field), if in view.
@@ -284,20 +341,19 @@ fn a_holder_that_disconnects_drops_the_object_after_the_timeout() {
 /// A device picks an object up and throws it: it flies, lands and comes to rest on the
 /// floor, and two peers see it at the same place, within a quantization step of where
 /// the edge has it.
-#[test]
-fn a_thrown_object_lands_and_every_peer_sees_it_at_the_same_place() {
-    let mut h = Harness::new(&room(3), 11, outpost_ar::modes());
-    let thrower = h.join(1, LinkConfig::average()).expect("seated");
-    let peers = [
-        h.join(2, LinkConfig::average()).expect("seated"),
-        h.join(3, LinkConfig::poor()).expect("seated"),
-    ];
-    for _ in 0..30 {
-        h.tick();
-    }
-    let (target, at, _) = objects(&h, thrower)[0];
+/// `thrower` picks up the first object it sees, lifts it to 1.2 m and throws it forward
+/// (+x) at 4 m/s, its hand 1.7 m on from the pick-up when it lets go; then the room runs
+/// 6 s more for the object to come to rest, `peers` standing by. Returns the object and
+/// where it started.
+fn throw_first_object(
+    h: &mut Harness,
+    thrower: ClientId,
+    peers: &[ClientId],
+) -> (EntityId, [f32; 3]) {
+    let (target, at, _) = objects(h, thrower)[0];
     let mut hand = at;
     let head = [at[0] - 0.5, 1.6, at[2]];
+    let mut last = ArInput::default();
     for tick in 0..200u32 {
         // Grab, lift to 1.2 m, then swing forward (+x) at 4 m/s and let go.
         // Let go mid-swing: the hand keeps moving through the release.
@@ -313,35 +369,51 @@ fn a_thrown_object_lands_and_every_peer_sees_it_at_the_same_place() {
             (hand[1] + 0.5).min(head[1]),
             head[2],
         ];
-        h.send_input(
-            thrower,
-            ArInput {
-                head: Pose {
-                    position: head_at,
-                    ..Pose::default()
-                },
-                hands: [
-                    Some(Pose {
-                        position: hand,
-                        ..Pose::default()
-                    }),
-                    None,
-                ],
-                grip: [grip, false],
+        last = ArInput {
+            head: Pose {
+                position: head_at,
+                ..Pose::default()
             },
-        );
-        for &p in &peers {
+            hands: [
+                Some(Pose {
+                    position: hand,
+                    ..Pose::default()
+                }),
+                None,
+            ],
+            grip: [grip, false],
+        };
+        h.send_input(thrower, last);
+        for &p in peers {
             h.send_input(p, standing([-3.0, 3.0], [0.3, 1.0, 0.0], [false; 2]));
         }
         h.tick();
     }
-    assert_eq!(stats(&h).objects_thrown, 1, "{:?}", stats(&h));
+    assert_eq!(stats(h).objects_thrown, 1, "{:?}", stats(h));
+    // The thrower stands where it let go, its hand still.
+    let still = ArInput {
+        hands: [
+            last.hands[0].map(|p| Pose {
+                position: [p.position[0], 1.2, p.position[2]],
+                ..p
+            }),
+            None,
+        ],
+        ..last
+    };
     for _ in 0..60 * 6 {
-        for &p in &peers {
+        h.send_input(thrower, still);
+        for &p in peers {
             h.send_input(p, standing([-3.0, 3.0], [0.3, 1.0, 0.0], [false; 2]));
         }
         h.tick();
     }
+    (target, at)
+}
+
+/// Where every peer sees `target`, checked against the edge's own position within one
+/// quantization step.
+fn seen_by_all(h: &Harness, peers: &[ClientId], target: EntityId) -> [f32; 3] {
     let truth = outpost_ar::object_positions(h.host().game().world())
         .into_iter()
         .find(|(id, _)| *id == target)
@@ -349,36 +421,218 @@ fn a_thrown_object_lands_and_every_peer_sees_it_at_the_same_place() {
         .1;
     let seen: Vec<[f32; 3]> = peers
         .iter()
-        .map(|&p| seen_at(&h, p, target).expect("in view"))
+        .map(|&p| seen_at(h, p, target).expect("in view"))
         .collect();
+    for s in &seen {
+        for axis in 0..3 {
+            assert!(
+                (s[axis] - truth[axis]).abs() <= outpost_ar::POSITION_STEP,
+                "every peer sees it where the edge has it: {seen:?} against {truth:?}"
+            );
+        }
+    }
+    seen[0]
+}
+
+/// A room of three: a thrower over an average link, peers over an average and a poor one,
+/// half a second in.
+fn thrower_and_peers() -> (Harness, ClientId, [ClientId; 2]) {
+    let mut h = Harness::new(&room(3), 11, outpost_ar::modes());
+    let thrower = h.join(1, LinkConfig::average()).expect("seated");
+    let peers = [
+        h.join(2, LinkConfig::average()).expect("seated"),
+        h.join(3, LinkConfig::poor()).expect("seated"),
+    ];
+    for _ in 0..30 {
+        h.tick();
+    }
+    (h, thrower, peers)
+}
+
+#[test]
+fn a_thrown_object_lands_and_every_peer_sees_it_at_the_same_place() {
+    let (mut h, thrower, peers) = thrower_and_peers();
+    let (target, at) = throw_first_object(&mut h, thrower, &peers);
+    let seen = seen_by_all(&h, &peers, target);
     assert!(
-        seen[0][0] > at[0] + 0.5,
+        seen[0] > at[0] + 0.5,
         "it flew forward: {seen:?} from {at:?}"
     );
     assert!(
-        (seen[0][1] - OBJECT_SIZE).abs() < 0.03,
+        (seen[1] - OBJECT_SIZE).abs() < 0.03,
         "at rest on the floor: {seen:?}"
     );
-    for axis in 0..3 {
-        assert!(
-            (seen[0][axis] - seen[1][axis]).abs() <= outpost_ar::POSITION_STEP,
-            "both peers see it at the same place: {seen:?}"
-        );
-        assert!(
-            (seen[0][axis] - truth[axis]).abs() <= outpost_ar::POSITION_STEP,
-            "where the edge has it: {seen:?} against {truth:?}"
-        );
-    }
+    assert_eq!(
+        stats(&h).objects_landed,
+        0,
+        "the room's own floor is not uploaded"
+    );
 }
 
-/// A device joining a room in use receives every object and device — and the hands of
-/// those that hold something — within a second.
+/// A device uploads a table plane where the throw comes down: the object lands on the
+/// table (not the floor under it), is counted as landed on uploaded geometry, and every
+/// peer sees the table and the object on it at the same place.
+#[test]
+fn a_thrown_object_lands_on_an_uploaded_table_and_every_peer_sees_it_there() {
+    let (mut h, thrower, peers) = thrower_and_peers();
+    let (_, at, _) = objects(&h, thrower)[0];
+    let table_top = 0.75;
+    let table = [at[0] + 2.6, table_top, at[2]];
+    let answer = upload_plane(&mut h, peers[0], 0, table, [1.0, 0.6], "table");
+    assert_eq!(answer.refused, None, "the table is taken");
+    let (target, _) = throw_first_object(&mut h, thrower, &peers);
+    let seen = seen_by_all(&h, &peers, target);
+    assert!(
+        (seen[1] - (table_top + OBJECT_SIZE)).abs() < 0.03,
+        "at rest on the table, not the floor: {seen:?}"
+    );
+    assert!(
+        (seen[0] - table[0]).abs() <= 1.0,
+        "on it: {seen:?} against {table:?}"
+    );
+    assert_eq!(stats(&h).objects_landed, 1, "{:?}", stats(&h));
+    for &p in std::iter::once(&thrower).chain(&peers) {
+        let tables = surfaces(&h, p);
+        assert_eq!(tables.len(), 1, "every device sees the table");
+        let (_, centre, values) = &tables[0];
+        for axis in 0..3 {
+            assert!((centre[axis] - table[axis]).abs() <= outpost_ar::POSITION_STEP);
+        }
+        assert_eq!(values[1], Value::Enum(1), "classified a table");
+    }
+    let landings = h
+        .host()
+        .game()
+        .standings()
+        .into_iter()
+        .find(|s| s.score.player == outpost_protocol::PlayerId(1))
+        .expect("the thrower")
+        .stats[4];
+    assert_eq!(landings, 1, "the landing is the thrower's");
+}
+
+/// A mesh over the device's triangle bound, one naming a vertex it lacks, and one with
+/// more vertices than a mesh may have (hand-made: the SDK will not encode it) are each
+/// refused with a reason, and the room — its surfaces, its objects — is as it was.
+#[test]
+fn an_oversized_mesh_is_refused_with_a_clear_error_and_nothing_in_the_room_changes() {
+    let settings = ArConfig {
+        device_triangles: 100,
+        ..ArConfig::default()
+    };
+    let config = MatchConfig {
+        max_players: 2,
+        seed: 5,
+        ..outpost_ar::config(&settings)
+    };
+    let mut h = Harness::new(&config, 3, outpost_ar::modes());
+    let device = h.join(1, LinkConfig::average()).expect("seated");
+    let peer = h.join(2, LinkConfig::average()).expect("seated");
+    // Both stand still, acknowledging what they receive.
+    let stand = |h: &mut Harness| {
+        h.send_input(device, standing([-2.0, -2.0], [0.3, 1.0, 0.0], [false; 2]));
+        h.send_input(peer, standing([2.0, 2.0], [0.3, 1.0, 0.0], [false; 2]));
+    };
+    assert_eq!(
+        upload_plane(&mut h, device, 3, [0.0, 0.0, 0.0], [2.0, 2.0], "floor").refused,
+        None
+    );
+    h.run_ticks(120, stand);
+    let before = h.client(peer).latest().expect("a view").records.clone();
+    // A strip of 200 triangles over 202 vertices.
+    let vertices: Vec<Vec<Value>> = (0..202)
+        .map(|i| {
+            vec![Value::Vec3([
+                (i / 2) as f32 * 0.02,
+                0.0,
+                (i % 2) as f32 * 0.1,
+            ])]
+        })
+        .collect();
+    let strip = |n: usize| -> Vec<Vec<Value>> {
+        (0..n as i64)
+            .map(|i| vec![Value::Int(i), Value::Int(i + 1), Value::Int(i + 2)])
+            .collect()
+    };
+    let mesh = |h: &mut Harness, vertices: &[Vec<Value>], triangles: &[Vec<Value>]| {
+        let values = [
+            Value::Int(0),
+            Value::Vec3([1.0, 0.5, 1.0]),
+            Value::Quat([0.0, 0.0, 0.0, 1.0]),
+            Value::Enum(4),
+        ];
+        let seq = h
+            .send_request(device, "mesh", &values, &[vertices, triangles])
+            .expect("fits the schema");
+        answer(h, device, seq)
+    };
+    let over = mesh(&mut h, &vertices, &strip(200))
+        .refused
+        .expect("refused");
+    assert_eq!(over.code, RefusalCode::OverLimit);
+    assert!(
+        over.detail_text().contains("at most 100"),
+        "says which bound: {over}"
+    );
+    let bad_index = mesh(&mut h, &vertices[..10], &strip(12))
+        .refused
+        .expect("refused");
+    assert_eq!(bad_index.code, RefusalCode::Invalid, "{bad_index}");
+    assert!(bad_index.detail_text().contains("vertex 10"), "{bad_index}");
+    // More vertices than the schema's bound, written by a client whose schema says
+    // 2047 may come (the count takes the same 11 bits): the edge refuses the count.
+    let mut loose = h.client(device).schema().clone();
+    let mesh_def = loose
+        .requests
+        .iter_mut()
+        .find(|r| r.name == "mesh")
+        .expect("a mesh request");
+    mesh_def.lists[0].max_items = 2047;
+    let many: Vec<Vec<Value>> = (0..1100)
+        .map(|i| {
+            vec![Value::Vec3([
+                (i % 100) as f32 * 0.01,
+                (i / 100) as f32 * 0.01,
+                0.0,
+            ])]
+        })
+        .collect();
+    let crafted = outpost_protocol::replication::Requests::new(&loose)
+        .encode(
+            99,
+            "mesh",
+            &[
+                Value::Int(0),
+                Value::Vec3([1.0, 0.5, 1.0]),
+                Value::Quat([0.0, 0.0, 0.0, 1.0]),
+                Value::Enum(4),
+            ],
+            &[&many, &strip(1)],
+        )
+        .expect("encodes under the loose schema");
+    h.send_raw_control(device, outpost_protocol::Control::Request(crafted));
+    let malformed = answer(&mut h, device, 99).refused.expect("refused");
+    assert_eq!(malformed.code, RefusalCode::Malformed, "{malformed}");
+    h.run_ticks(30, stand);
+    let after = h.client(peer).latest().expect("a view").records.clone();
+    assert_eq!(before, after, "the room is as it was");
+    assert_eq!(surfaces(&h, peer).len(), 1, "the floor alone");
+    // Within the bound, the same device's mesh is taken.
+    assert_eq!(mesh(&mut h, &vertices[..52], &strip(50)).refused, None);
+    h.run_ticks(10, stand);
+    assert_eq!(surfaces(&h, peer).len(), 2, "floor and mesh");
+}
+
+/// A device joining a room in use receives every object, device (with its hands) and
+/// uploaded surface within a second.
 #[test]
 fn a_late_joiner_receives_the_full_room_within_a_second() {
     let mut h = Harness::new(&room(4), 13, outpost_ar::modes());
     let early: Vec<ClientId> = (1..=3)
         .map(|p| h.join(p, LinkConfig::average()).expect("seated"))
         .collect();
+    let floor = upload_plane(&mut h, early[0], 0, [0.0, 0.0, 0.0], [3.0, 3.0], "floor");
+    assert_eq!(floor.refused, None);
     for tick in 0..60 * 3 {
         for (i, &c) in early.iter().enumerate() {
             let x = -2.0 + i as f32 * 2.0 + (tick as f32 / 60.0).sin() * 0.3;
@@ -432,6 +686,7 @@ fn a_late_joiner_receives_the_full_room_within_a_second() {
         usize::from(ArConfig::default().objects),
         "every object"
     );
+    assert_eq!(surfaces(&h, late).len(), 1, "the uploaded floor");
 }
 
 /// Six scripted devices in a room for 40 s over average links: they walk, fetch, pick up

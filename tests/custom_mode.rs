@@ -41,6 +41,7 @@ fn schema() -> ModeSchema {
         }],
         input: vec![FieldDef::new("climb", FieldKind::Int { min: -1, max: 1 })],
         events: Vec::new(),
+        requests: Vec::new(),
     }
 }
 

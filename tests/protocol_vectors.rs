@@ -11,10 +11,10 @@ use outpost_protocol::replication::{self, Layout};
 use outpost_protocol::schema;
 use outpost_protocol::token::seat_commitment;
 use outpost_protocol::{
-    ConnectToken, Control, Datagram, EntityId, GoodbyeReason, Hello, InputFrame, MatchConfig,
-    MatchEndReason, MatchEvent, MatchId, PROTOCOL_VERSION, Ping, PlayerId, PlayerScore, Pong,
-    Reject, RejectCode, SignedToken, Snapshot, TickedEvent, TokenSigner, TokenVerifier, Welcome,
-    codec,
+    Answer, ConnectToken, Control, Datagram, EntityId, GoodbyeReason, Hello, InputFrame,
+    MatchConfig, MatchEndReason, MatchEvent, MatchId, PROTOCOL_VERSION, Ping, PlayerId,
+    PlayerScore, Pong, Refusal, RefusalCode, Reject, RejectCode, SignedToken, Snapshot,
+    TickedEvent, TokenSigner, TokenVerifier, Welcome, codec,
 };
 use outpost_sim::GameMode as _;
 use serde_json::{Value, json};
@@ -162,7 +162,141 @@ fn controls() -> Vec<(&'static str, Control)> {
             }),
         ),
         ("goodbye_quit", Control::Goodbye(GoodbyeReason::Quit)),
+        ("request_plane", request_plane()),
+        ("request_mesh", request_mesh()),
+        (
+            "answer_applied",
+            Control::Answer(Answer {
+                seq: 1,
+                refused: None,
+            }),
+        ),
+        (
+            "answer_refused",
+            Control::Answer(Answer {
+                seq: 2,
+                refused: Some(Refusal::new(
+                    RefusalCode::OverLimit,
+                    "planes of this device: this would make 33, at most 32 are allowed",
+                )),
+            }),
+        ),
     ]
+}
+
+/// The request vectors' schema: the AR room's, default settings.
+fn ar_schema() -> schema::ModeSchema {
+    outpost_ar::schema(&outpost_ar::ArConfig::default())
+}
+
+fn ar_request(
+    seq: u32,
+    name: &str,
+    values: &[schema::Value],
+    lists: &[&[Vec<schema::Value>]],
+) -> Control {
+    let request = replication::Requests::new(&ar_schema())
+        .encode(seq, name, values, lists)
+        .expect("an AR request");
+    Control::Request(request)
+}
+
+/// A table of 1.2 × 0.8 m, 75 cm up, a metre to +x of the anchor.
+fn request_plane() -> Control {
+    use schema::Value as V;
+    ar_request(
+        1,
+        "plane",
+        &[
+            V::Int(0),
+            V::Vec3([1.0, 0.75, 0.0]),
+            V::Quat([0.0, 0.0, 0.0, 1.0]),
+            V::Float(0.6),
+            V::Float(0.4),
+            V::Enum(1),
+        ],
+        &[],
+    )
+}
+
+/// A 1 m square of floor as two triangles.
+fn request_mesh() -> Control {
+    use schema::Value as V;
+    let vertices: Vec<Vec<V>> = [
+        [-0.5, 0.0, -0.5],
+        [0.5, 0.0, -0.5],
+        [0.5, 0.0, 0.5],
+        [-0.5, 0.0, 0.5],
+    ]
+    .iter()
+    .map(|v| vec![V::Vec3(*v)])
+    .collect();
+    let triangles: Vec<Vec<V>> = [[0, 2, 1], [0, 3, 2]]
+        .iter()
+        .map(|t| t.iter().map(|&i| V::Int(i)).collect())
+        .collect();
+    ar_request(
+        2,
+        "mesh",
+        &[
+            V::Int(1),
+            V::Vec3([-2.0, 0.0, 1.0]),
+            V::Quat([0.0, 0.0, 0.0, 1.0]),
+            V::Enum(0),
+        ],
+        &[&vertices, &triangles],
+    )
+}
+
+/// One field's value as its slots read (what a decoder written from the document gets):
+/// an integer's value, another one-slot field's slot, or the list of a field's slots.
+fn slots_json(def: &schema::FieldDef, value: &schema::Value) -> Value {
+    let mut slots = vec![0; def.kind.slots()];
+    def.kind.quantize(value, &mut slots);
+    match (&def.kind, slots.as_slice()) {
+        (schema::FieldKind::Int { min, .. }, [slot]) => json!(i64::from(*slot) + i64::from(*min)),
+        (_, [slot]) => json!(slot),
+        (_, many) => json!(many),
+    }
+}
+
+fn fields_json(
+    defs: &[schema::FieldDef],
+    values: &[schema::Value],
+) -> serde_json::Map<String, Value> {
+    defs.iter()
+        .zip(values)
+        .map(|(d, v)| (d.name.clone(), slots_json(d, v)))
+        .collect()
+}
+
+/// A request's fields and lists by name, by the AR schema (`None` for other messages).
+fn request_fields(message: &Control) -> Option<Value> {
+    let Control::Request(request) = message else {
+        return None;
+    };
+    let schema = ar_schema();
+    let requests = replication::Requests::new(&schema);
+    let decoded = requests
+        .decode(request)
+        .expect("one of the room's requests");
+    let def = schema.requests.iter().find(|r| r.name == decoded.name)?;
+    let mut out = fields_json(&def.fields, &decoded.values);
+    out.insert("request".into(), json!(decoded.name));
+    let lists: serde_json::Map<String, Value> = def
+        .lists
+        .iter()
+        .zip(&decoded.lists)
+        .map(|(l, items)| {
+            let items: Vec<Value> = items
+                .iter()
+                .map(|item| Value::Object(fields_json(&l.fields, item)))
+                .collect();
+            (l.name.clone(), json!(items))
+        })
+        .collect();
+    out.insert("lists".into(), Value::Object(lists));
+    Some(Value::Object(out))
 }
 
 /// Two entities as an edge quantizes them for the default arena: the client's own
@@ -255,11 +389,19 @@ fn build() -> Value {
             "value": serde_json::to_value(&message).expect("serde"),
             "hex": hex(&codec::encode_frame(&message).expect("encodes")),
         });
-        if let Some(fields) = mode_event_fields(&message) {
+        if let Some(fields) = mode_event_fields(&message).or_else(|| request_fields(&message)) {
             vector["fields"] = fields;
         }
         vectors.push(vector);
     }
+    let ar = ar_schema();
+    vectors.push(json!({
+        "name": "schema_ar",
+        "kind": "schema",
+        "about": "the AR room's schema, default settings: the request vectors' schema",
+        "hash": ar.hash(),
+        "hex": hex(&ar.encode()),
+    }));
     let arena_inputs = vec![
         PlayerInput {
             seq: 12,
@@ -336,7 +478,7 @@ fn build() -> Value {
         "text": token.to_text(),
     }));
     json!({
-        "about": "Test vectors of docs/protocol.md; checked by protocol/tests/vectors.rs.",
+        "about": "Test vectors of docs/protocol.md; checked by tests/protocol_vectors.rs.",
         "protocol_version": PROTOCOL_VERSION,
         "vectors": vectors,
     })
@@ -422,9 +564,11 @@ fn the_documented_vectors_decode_to_their_values_and_back() {
                     "{name}"
                 );
                 assert_eq!(
-                    mode_event_fields(&value).as_ref(),
+                    mode_event_fields(&value)
+                        .or_else(|| request_fields(&value))
+                        .as_ref(),
                     vector.get("fields"),
-                    "{name}: the event's fields"
+                    "{name}: the event's or request's fields"
                 );
             }
             "datagram" => {
@@ -455,6 +599,12 @@ fn the_documented_vectors_decode_to_their_values_and_back() {
                 assert_eq!(arena::decode_inputs(&bytes), Ok(value.clone()), "{name}");
                 assert_eq!(arena::encode_inputs(&value), bytes, "{name}");
             }
+            "schema" => {
+                let decoded = schema::ModeSchema::decode(&bytes).expect("decodes");
+                assert_eq!(decoded, ar_schema(), "{name}");
+                assert_eq!(json!(decoded.hash()), vector["hash"], "{name}");
+                assert_eq!(decoded.encode(), bytes, "{name}");
+            }
             "token" => {
                 let seed: [u8; 32] = unhex(vector["signing_seed"].as_str().expect("seed"))
                     .try_into()
@@ -482,5 +632,5 @@ fn the_documented_vectors_decode_to_their_values_and_back() {
         }
         checked += 1;
     }
-    assert_eq!(checked, 15, "every vector checked");
+    assert_eq!(checked, 20, "every vector checked");
 }

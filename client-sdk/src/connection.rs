@@ -13,10 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use outpost_protocol::replication::{self, Fields, InputLayout, InputRecord};
+use outpost_protocol::replication::{self, Fields, InputLayout, InputRecord, Requests};
 use outpost_protocol::schema::{ModeSchema, Value};
 use outpost_protocol::{
-    Control, Datagram, EntityId, GoodbyeReason, InputFrame, Ping, TickedEvent, Welcome, codec,
+    Answer, Control, Datagram, EntityId, GoodbyeReason, InputFrame, Ping, TickedEvent, Welcome,
+    codec,
 };
 use outpost_sim::{GameMode, IntoInput};
 
@@ -31,6 +32,8 @@ use crate::netcode::{
 pub const REDUNDANT_INPUTS: usize = outpost_protocol::MAX_INPUTS_PER_FRAME;
 /// Events kept for the game before new ones are dropped (and counted).
 pub const EVENT_QUEUE: usize = 1024;
+/// Answers to requests kept for the game before the oldest are dropped.
+pub const ANSWER_QUEUE: usize = 256;
 /// Inputs remembered for timing their acknowledgement (two seconds at 60 Hz).
 const SENT_TIMES: usize = 128;
 
@@ -98,6 +101,10 @@ pub struct MatchConnection {
     /// How the mode's input goes on the wire (the Welcome's schema).
     input_layout: InputLayout,
     events: VecDeque<TickedEvent>,
+    /// How the mode's requests go on the wire, the next one's number, and answers.
+    requests: Requests,
+    next_request: u32,
+    answers: VecDeque<Answer>,
     goodbye: Option<GoodbyeReason>,
     stats: SessionStats,
     ping_rtt: Option<Duration>,
@@ -137,6 +144,9 @@ impl MatchConnection {
             recent: VecDeque::with_capacity(REDUNDANT_INPUTS),
             input_layout: InputLayout::new(fields.schema()),
             events: VecDeque::new(),
+            requests: Requests::new(fields.schema()),
+            next_request: 1,
+            answers: VecDeque::new(),
             goodbye: None,
             stats: SessionStats::default(),
             ping_rtt: None,
@@ -309,6 +319,13 @@ impl MatchConnection {
                 }
                 ControlFlow::Continue
             }
+            Control::Answer(answer) => {
+                if self.answers.len() == ANSWER_QUEUE {
+                    self.answers.pop_front();
+                }
+                self.answers.push_back(answer);
+                ControlFlow::Continue
+            }
             Control::Pong(pong) => {
                 let now_us = self.seconds(now) * 1e6;
                 let rtt_us = (now_us as u64).saturating_sub(pong.client_time_us).max(1);
@@ -329,6 +346,26 @@ impl MatchConnection {
         Control::Ping(Ping {
             client_time_us: now.saturating_duration_since(self.epoch).as_micros() as u64,
         })
+    }
+
+    /// Numbers a request of the mode's schema (`name`, its field values, its lists'
+    /// items) and returns its number and the message to send on the control stream.
+    /// Refused here, with nothing sent, when it does not fit the schema.
+    pub fn request(
+        &mut self,
+        name: &str,
+        values: &[Value],
+        lists: &[&[Vec<Value>]],
+    ) -> Result<(u32, Control), ClientError> {
+        let seq = self.next_request;
+        let request = self.requests.encode(seq, name, values, lists)?;
+        self.next_request = self.next_request.wrapping_add(1);
+        Ok((seq, Control::Request(request)))
+    }
+
+    /// The next answer to a request, oldest first.
+    pub fn poll_answer(&mut self) -> Option<Answer> {
+        self.answers.pop_front()
     }
 
     /// The next match event, oldest first.

@@ -94,6 +94,10 @@ pub enum ClientError {
     /// The edge broke the protocol.
     #[error("protocol error: {0}")]
     Protocol(&'static str),
+    /// A request does not fit the mode's schema (see
+    /// [`outpost_protocol::replication::RequestError`]); nothing was sent.
+    #[error("request not sent: {0}")]
+    Request(#[from] outpost_protocol::replication::RequestError),
     /// The edge did not answer in time.
     #[error("timed out waiting for the edge")]
     Timeout,

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use outpost_protocol::codec::{self, FRAME_HEADER_LEN};
 use outpost_protocol::replication::Fields;
+use outpost_protocol::schema::Value;
 use outpost_protocol::{
     Control, EntityId, GoodbyeReason, Hello, PROTOCOL_VERSION, SignedToken, TickedEvent, Welcome,
 };
@@ -435,6 +436,28 @@ impl Session {
     pub fn ping(&self) -> Result<(), ClientError> {
         let ping = self.state.lock().ping(now());
         self.control.try_send(ping).map_err(|_| ClientError::Closed)
+    }
+
+    /// Sends a request of the mode's schema (`name`, its field values, its lists' items)
+    /// on the control stream; returns its number, which its [`outpost_protocol::Answer`]
+    /// ([`Session::try_next_answer`]) echoes. Fails, sending nothing, if it does not fit
+    /// the schema.
+    pub fn send_request(
+        &self,
+        name: &str,
+        values: &[Value],
+        lists: &[&[Vec<Value>]],
+    ) -> Result<u32, ClientError> {
+        let (seq, message) = self.state.lock().request(name, values, lists)?;
+        self.control
+            .try_send(message)
+            .map_err(|_| ClientError::Closed)?;
+        Ok(seq)
+    }
+
+    /// The next answer to a request if one is waiting.
+    pub fn try_next_answer(&self) -> Option<outpost_protocol::Answer> {
+        self.state.lock().poll_answer()
     }
 
     /// Counters so far.

@@ -28,6 +28,7 @@ fn schema() -> ModeSchema {
         components: Vec::new(),
         input: Vec::new(),
         events: Vec::new(),
+        requests: Vec::new(),
     }
 }
 

@@ -16,7 +16,7 @@ use outpost_protocol::replay::{ReplayHeader, ReplayWriter};
 use outpost_protocol::replication::{self, InputLayout, Layout};
 use outpost_protocol::{
     Control, Datagram, EntityId, GoodbyeReason, InputFrame, MatchConfig, MatchEndReason, MatchId,
-    PlayerId, PlayerScore, RejectCode, Snapshot, codec,
+    PlayerId, PlayerScore, RejectCode, Request, Snapshot, codec,
 };
 use outpost_sim::{Match, Modes, SimError, Standing};
 
@@ -315,6 +315,20 @@ impl MatchHost {
         }
     }
 
+    /// A request from `session` (ignored unless the session holds the player's seat):
+    /// applied at the start of the next tick, or refused as busy at once; either way
+    /// answered on the session's control stream.
+    pub fn request(&mut self, player: PlayerId, session: u64, request: Request) {
+        let Some(seat) = self.seats.get(&player) else {
+            return;
+        };
+        if seat.session.is_none_or(|(s, _)| s != session) {
+            return;
+        }
+        self.metrics.requests.inc();
+        self.game.push_request(player, request);
+    }
+
     /// The datagram size limit of `session`'s connection changed.
     pub fn set_max_datagram(&mut self, player: PlayerId, session: u64, max_datagram: usize) {
         if let Some(seat) = self.seats.get_mut(&player)
@@ -350,6 +364,17 @@ impl MatchHost {
     pub fn step(&mut self, now: Instant) {
         self.game.step();
         let tick = self.game.tick();
+        for (player, answer) in self.game.drain_answers() {
+            if let Some(refusal) = &answer.refused {
+                self.metrics.refuse_request(refusal.code);
+            }
+            if let Some((session, _)) = self.seats.get(&player).and_then(|s| s.session) {
+                self.out.push_back(Transmit::Control {
+                    session,
+                    message: Control::Answer(answer),
+                });
+            }
+        }
         for event in self.game.drain_events() {
             for seat in self.seats.values() {
                 if let Some((session, _)) = seat.session {

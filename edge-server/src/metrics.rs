@@ -50,6 +50,10 @@ pub struct EdgeMetrics {
     pub snapshots_dropped: Counter,
     /// Connections refused, by reason.
     pub rejects: Family<RejectLabels, Counter>,
+    /// Mode requests received from seated players.
+    pub requests: Counter,
+    /// Mode requests refused, by reason ([`outpost_protocol::RefusalCode::as_str`]).
+    pub requests_refused: Family<RejectLabels, Counter>,
     /// Connections pending now: handshaking, or without a valid Hello yet.
     pub handshakes_pending: Gauge,
     /// Initials answered with a Retry (address validation).
@@ -93,6 +97,8 @@ impl EdgeMetrics {
             inputs_over_budget: Counter::default(),
             snapshots_dropped: Counter::default(),
             rejects: Family::default(),
+            requests: Counter::default(),
+            requests_refused: Family::default(),
             handshakes_pending: Gauge::default(),
             handshake_retries: Counter::default(),
             handshakes_refused: Family::default(),
@@ -166,6 +172,16 @@ impl EdgeMetrics {
             metrics.rejects.clone(),
         );
         r.register(
+            "requests",
+            "Mode requests received from seated players",
+            metrics.requests.clone(),
+        );
+        r.register(
+            "requests_refused",
+            "Mode requests refused, by reason",
+            metrics.requests_refused.clone(),
+        );
+        r.register(
             "handshakes_pending",
             "Connections handshaking or without a valid Hello yet",
             metrics.handshakes_pending.clone(),
@@ -196,6 +212,15 @@ impl EdgeMetrics {
             registry,
             ..metrics
         }
+    }
+
+    /// Counts a refused request.
+    pub fn refuse_request(&self, code: outpost_protocol::RefusalCode) {
+        self.requests_refused
+            .get_or_create(&RejectLabels {
+                reason: code.as_str(),
+            })
+            .inc();
     }
 
     /// Counts a refused connection.

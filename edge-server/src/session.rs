@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use outpost_protocol::codec::{self, FRAME_HEADER_LEN};
 use outpost_protocol::{
-    Control, Datagram, GoodbyeReason, Hello, MatchId, PROTOCOL_VERSION, PlayerId, Pong, Reject,
-    RejectCode, Welcome,
+    Answer, Control, Datagram, GoodbyeReason, Hello, MatchId, PROTOCOL_VERSION, PlayerId, Pong,
+    Refusal, RefusalCode, Reject, RejectCode, Welcome,
 };
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tokio::sync::OwnedSemaphorePermit;
@@ -384,7 +384,7 @@ impl Session {
             control_tx,
             max_datagram,
         } = self;
-        let control_in = control_in(shared, &mut recv, &control_tx, &seat.route);
+        let control_in = control_in(shared, &mut recv, &control_tx, &seat);
         let datagrams_in = datagrams_in(shared, &conn, &seat);
         let control_out = control_out(&mut send, &mut control);
         let datagrams_out = datagrams_out(shared, &conn, &mut datagrams, &max_datagram);
@@ -422,7 +422,7 @@ async fn control_in(
     shared: &Shared,
     recv: &mut RecvStream,
     control_tx: &mpsc::Sender<Control>,
-    route: &Route,
+    seat: &SeatKey,
 ) -> End {
     loop {
         let payload = match read_frame(recv).await {
@@ -437,12 +437,26 @@ async fn control_in(
             Ok(Control::Ping(ping)) => {
                 let pong = Pong {
                     client_time_us: ping.client_time_us,
-                    server_tick: route.tick.load(Ordering::Acquire),
+                    server_tick: seat.route.tick.load(Ordering::Acquire),
                 };
                 // A client flooding pings without reading answers loses the answers.
                 let _ = control_tx.try_send(Control::Pong(pong));
             }
             Ok(Control::Goodbye(_)) => return End::Quit,
+            Ok(Control::Request(request)) => {
+                if let Err(request) = seat.inputs.put_request(request) {
+                    let busy = Answer {
+                        seq: request.seq,
+                        refused: Some(Refusal::new(
+                            RefusalCode::Busy,
+                            "too many requests waiting for the next tick",
+                        )),
+                    };
+                    shared.metrics.refuse_request(RefusalCode::Busy);
+                    // A client flooding requests without reading answers loses them.
+                    let _ = control_tx.try_send(Control::Answer(busy));
+                }
+            }
             Ok(_) | Err(_) => {
                 shared.metrics.control_rejected.inc();
                 return End::Violation;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use outpost_protocol::{
-    Control, InputFrame, MatchConfig, MatchEndReason, MatchId, PlayerId, RejectCode,
+    Control, InputFrame, MatchConfig, MatchEndReason, MatchId, PlayerId, RejectCode, Request,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -35,12 +35,17 @@ pub(crate) const CONTROL_QUEUE: usize = 256;
 /// own oldest frames and nobody else's.
 pub const MAILBOX_FRAMES: usize = 4;
 
-/// A seat's inputs, from its connection to the sim worker: bounded per seat, so one
-/// client sending too much can only crowd out itself (a queue shared by a worker's
-/// matches let a few flooding clients make every other match lose inputs).
+/// Requests kept per seat until its match's next tick (the match itself holds at
+/// most [`outpost_sim::MAX_PENDING_REQUESTS`] more).
+pub const MAILBOX_REQUESTS: usize = outpost_sim::MAX_PENDING_REQUESTS;
+
+/// A seat's inputs and requests, from its connection to the sim worker: bounded per
+/// seat, so one client sending too much can only crowd out itself (a queue shared by a
+/// worker's matches let a few flooding clients make every other match lose inputs).
 #[derive(Debug, Default)]
 pub struct InputMailbox {
     frames: Mutex<VecDeque<InputFrame>>,
+    requests: Mutex<VecDeque<Request>>,
 }
 
 impl InputMailbox {
@@ -59,6 +64,24 @@ impl InputMailbox {
     pub fn take(&self, out: &mut Vec<InputFrame>) {
         let mut frames = self.frames.lock().unwrap_or_else(|e| e.into_inner());
         out.extend(frames.drain(..));
+    }
+
+    /// Leaves a request for the worker, or hands it back when [`MAILBOX_REQUESTS`] are
+    /// already waiting (the connection answers it as busy: requests are never dropped
+    /// unanswered).
+    pub fn put_request(&self, request: Request) -> Result<(), Request> {
+        let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        if requests.len() >= MAILBOX_REQUESTS {
+            return Err(request);
+        }
+        requests.push_back(request);
+        Ok(())
+    }
+
+    /// Takes every request waiting, oldest first.
+    pub fn take_requests(&self) -> Vec<Request> {
+        let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        requests.drain(..).collect()
     }
 }
 
@@ -279,6 +302,9 @@ impl Worker {
                 link.inputs.take(&mut self.frames);
                 for frame in &self.frames {
                     hosted.host.input(*player, *session, frame);
+                }
+                for request in link.inputs.take_requests() {
+                    hosted.host.request(*player, *session, request);
                 }
                 let max_datagram = link.max_datagram.load(Ordering::Relaxed);
                 hosted

@@ -331,6 +331,26 @@ impl Harness {
         seq
     }
 
+    /// Sends a request of the mode's schema from a client (see
+    /// [`MatchConnection::request`]); returns its number, which its answer echoes
+    /// ([`MatchConnection::poll_answer`] on [`Harness::client_mut`]).
+    pub fn send_request(
+        &mut self,
+        id: ClientId,
+        name: &str,
+        values: &[outpost_protocol::schema::Value],
+        lists: &[&[Vec<outpost_protocol::schema::Value>]],
+    ) -> Result<u32, outpost_client::ClientError> {
+        let (seq, message) = self.clients[id].connection.request(name, values, lists)?;
+        self.control(id, Direction::ToHost, message);
+        Ok(seq)
+    }
+
+    /// Sends a control message as a client, unchecked (a hand-made request, say).
+    pub fn send_raw_control(&mut self, id: ClientId, message: Control) {
+        self.control(id, Direction::ToHost, message);
+    }
+
     /// Sends a datagram of raw bytes from a client to the edge.
     pub fn send_raw_datagram(&mut self, id: ClientId, bytes: Vec<u8>) {
         self.datagram(id, Direction::ToHost, Bytes::from(bytes));
@@ -405,6 +425,9 @@ impl Harness {
             client.mailbox.take(&mut frames);
             for frame in &frames {
                 self.host.input(client.player, client.session, frame);
+            }
+            for request in client.mailbox.take_requests() {
+                self.host.request(client.player, client.session, request);
             }
         }
         self.host.run_due(self.now);
@@ -512,6 +535,19 @@ impl Harness {
                     self.control(packet.client, Direction::ToClient, pong);
                 }
                 Control::Goodbye(GoodbyeReason::Quit) => self.disconnect(packet.client),
+                Control::Request(request) if client.seated => {
+                    // As an edge's connection does: a full mailbox answers busy at once.
+                    if let Err(request) = client.mailbox.put_request(request) {
+                        let busy = Control::Answer(outpost_protocol::Answer {
+                            seq: request.seq,
+                            refused: Some(outpost_protocol::Refusal::new(
+                                outpost_protocol::RefusalCode::Busy,
+                                "too many requests waiting for the next tick",
+                            )),
+                        });
+                        self.control(packet.client, Direction::ToClient, busy);
+                    }
+                }
                 _ => {}
             },
             (Direction::ToClient, Payload::Datagram(bytes)) => {

@@ -54,7 +54,7 @@ pub use token::{
 
 /// Version of the wire protocol spoken by this build. A peer with another version is
 /// refused with [`RejectCode::VersionMismatch`].
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;
 
 /// Longest an HTTP client of Outpost's servers should keep a pooled connection idle.
 /// The servers close keep-alive connections idle for their header timeout (10 s by

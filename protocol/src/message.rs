@@ -47,6 +47,10 @@ pub enum Control {
     Pong(Pong),
     /// Either way: I am leaving, and why.
     Goodbye(GoodbyeReason),
+    /// Client → edge: a request the mode's schema declares (a scanned plane, say).
+    Request(Request),
+    /// Edge → client: the answer to a [`Control::Request`], by its `seq`.
+    Answer(Answer),
 }
 
 /// First message of a connection.
@@ -113,13 +117,9 @@ pub struct Reject {
 impl Reject {
     /// A reject with a detail message, cut to [`MAX_DETAIL_LEN`] bytes.
     pub fn new(code: RejectCode, detail: &str) -> Self {
-        let mut end = detail.len().min(MAX_DETAIL_LEN);
-        while !detail.is_char_boundary(end) {
-            end -= 1;
-        }
         Self {
             code,
-            detail: detail.as_bytes()[..end].to_vec(),
+            detail: cut(detail).to_vec(),
         }
     }
 
@@ -252,6 +252,108 @@ pub struct ModeEvent {
     /// [`MAX_EVENT_BYTES`].
     #[wincode(with = "containers::Vec<u8, EventLen>")]
     pub fields: Vec<u8>,
+}
+
+/// Most bytes of a [`Request`]'s body: what fits one control frame with its header.
+pub const MAX_REQUEST_BYTES: usize = crate::codec::MAX_CONTROL_FRAME - 64;
+
+type RequestLen = BincodeLen<MAX_REQUEST_BYTES>;
+
+/// A request the game mode declared in its schema, from a client. Requests are applied
+/// in the order sent, at the start of the match's next tick, and each is answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, SchemaWrite, SchemaRead)]
+pub struct Request {
+    /// The client's number for it, echoed in the [`Answer`] (+1 per request is usual;
+    /// the edge only echoes it).
+    pub seq: u32,
+    /// Index of the request in the schema's requests.
+    pub kind: u16,
+    /// Its fields, then each list's count and items, bit-packed in schema order
+    /// ([`crate::replication::Requests`]); at most [`MAX_REQUEST_BYTES`].
+    #[wincode(with = "containers::Vec<u8, RequestLen>")]
+    pub body: Vec<u8>,
+}
+
+/// The edge's answer to a [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, SchemaWrite, SchemaRead)]
+pub struct Answer {
+    /// The request's `seq`.
+    pub seq: u32,
+    /// Why it was refused; `None`: it was applied.
+    pub refused: Option<Refusal>,
+}
+
+/// Why a request was refused. A refused request changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, SchemaWrite, SchemaRead)]
+pub struct Refusal {
+    /// Stable, machine-readable reason.
+    pub code: RefusalCode,
+    /// Human-readable detail. At most [`MAX_DETAIL_LEN`] bytes.
+    #[wincode(with = "containers::Vec<u8, DetailLen>")]
+    pub detail: Vec<u8>,
+}
+
+impl Refusal {
+    /// A refusal with a detail message, cut to [`MAX_DETAIL_LEN`] bytes.
+    pub fn new(code: RefusalCode, detail: &str) -> Self {
+        Self {
+            code,
+            detail: cut(detail).to_vec(),
+        }
+    }
+
+    /// The detail as text (lossy).
+    pub fn detail_text(&self) -> String {
+        String::from_utf8_lossy(&self.detail).into_owned()
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.detail_text())
+    }
+}
+
+/// Stable reasons for refusing a request. Never renumbered: new codes go at the end.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, SchemaWrite, SchemaRead,
+)]
+pub enum RefusalCode {
+    /// The kind is not one of the schema's requests, or the body does not decode
+    /// exactly by its definition.
+    Malformed,
+    /// The sender has too many requests in flight, or sent more bytes of requests than
+    /// the edge takes per second: send it again later.
+    Busy,
+    /// The request is well formed but over one of the mode's limits (too many vertices,
+    /// too many planes for this device or room, …).
+    OverLimit,
+    /// The mode does not accept it (an id it does not know, a degenerate shape, …).
+    Invalid,
+    /// The mode takes no requests of this kind, or none at all.
+    Unsupported,
+}
+
+impl RefusalCode {
+    /// Short stable name, used as a metrics label and in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::Busy => "busy",
+            Self::OverLimit => "over_limit",
+            Self::Invalid => "invalid",
+            Self::Unsupported => "unsupported",
+        }
+    }
+}
+
+/// `detail` cut to at most [`MAX_DETAIL_LEN`] bytes, on a character boundary.
+fn cut(detail: &str) -> &[u8] {
+    let mut end = detail.len().min(MAX_DETAIL_LEN);
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    &detail.as_bytes()[..end]
 }
 
 /// Why a match ended.

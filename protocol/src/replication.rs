@@ -31,7 +31,7 @@ use crate::bits::{
     write_count, write_gap,
 };
 use crate::ids::EntityId;
-use crate::schema::{Coding, FieldDef, FieldKind, ModeSchema, Value, Visibility};
+use crate::schema::{Coding, FieldDef, FieldKind, ModeSchema, Value, Visibility, bit_length};
 use bitstream_io::{BitRead, BitWrite};
 
 /// Vector delta size classes: bits per axis of a signed delta.
@@ -1123,7 +1123,7 @@ pub fn decode_inputs(layout: &InputLayout, body: &[u8]) -> Result<Vec<InputRecor
 ///     }],
 ///     input: Vec::new(),
 ///     events: Vec::new(),
-/// };
+///  requests: Vec::new() };
 /// let fields = Fields::new(schema);
 /// let mut view = View::new();
 /// view.push(EntityId(7), 1, &[42]);
@@ -1250,10 +1250,75 @@ impl Fields {
 /// One entity's components and their values, by name, for [`Fields::write_rows`].
 pub type Row = Vec<(&'static str, Vec<Value>)>;
 
+/// One message type's fields: their definitions and how they sit in slots.
+#[derive(Debug, Clone)]
+struct MessageFields {
+    name: String,
+    fields: Vec<FieldDef>,
+    layout: InputLayout,
+}
+
+impl MessageFields {
+    fn new(name: &str, fields: &[FieldDef]) -> Self {
+        let (layouts, slots) = field_layouts(fields);
+        Self {
+            name: name.to_owned(),
+            fields: fields.to_vec(),
+            layout: InputLayout {
+                fields: layouts,
+                slots: slots as usize,
+            },
+        }
+    }
+
+    /// Writes `values` (one per field, quantized as the fields declare; a value of
+    /// another kind than its field's as the field's lowest); false if they are not as
+    /// many as the fields.
+    fn write(&self, w: &mut Writer, values: &[Value]) -> bool {
+        if values.len() != self.fields.len() {
+            return false;
+        }
+        let mut slots = vec![0u32; self.layout.slots];
+        let mut at = 0;
+        for (field, value) in self.fields.iter().zip(values) {
+            let n = field.kind.slots();
+            field.kind.quantize(value, &mut slots[at..at + n]);
+            at += n;
+        }
+        write_fields(w, &self.layout, &slots);
+        true
+    }
+
+    fn read(&self, r: &mut Reader<'_>) -> Result<Vec<Value>, DeltaError> {
+        let slots = read_fields(r, &self.layout)?;
+        let mut at = 0;
+        Ok(self
+            .fields
+            .iter()
+            .map(|f| {
+                let n = f.kind.slots();
+                let value = f.kind.value(&slots[at..at + n]);
+                at += n;
+                value
+            })
+            .collect())
+    }
+}
+
+/// Zero padding to the byte, then nothing: what ends an event's or a request's bits.
+fn at_clean_end(r: &mut Reader<'_>) -> bool {
+    while !r.byte_aligned() {
+        if r.read_bit().unwrap_or(true) {
+            return false;
+        }
+    }
+    r.read_bit().is_err()
+}
+
 /// Encodes and decodes a mode's events ([`crate::ModeEvent`]) from its schema.
 #[derive(Debug, Clone)]
 pub struct Events {
-    schema: Vec<(String, Vec<FieldDef>, InputLayout)>,
+    schema: Vec<MessageFields>,
 }
 
 impl Events {
@@ -1263,14 +1328,7 @@ impl Events {
             schema: schema
                 .events
                 .iter()
-                .map(|e| {
-                    let (fields, slots) = field_layouts(&e.fields);
-                    let layout = InputLayout {
-                        fields,
-                        slots: slots as usize,
-                    };
-                    (e.name.clone(), e.fields.clone(), layout)
-                })
+                .map(|e| MessageFields::new(&e.name, &e.fields))
                 .collect(),
         }
     }
@@ -1280,20 +1338,11 @@ impl Events {
     /// quantized as the fields declare; a value of another kind than its field's is sent
     /// as the field's lowest.
     pub fn encode(&self, name: &str, values: &[Value]) -> Option<crate::ModeEvent> {
-        let kind = self.schema.iter().position(|(n, ..)| n == name)?;
-        let (_, fields, layout) = &self.schema[kind];
-        if values.len() != fields.len() {
+        let kind = self.schema.iter().position(|m| m.name == name)?;
+        let mut w = Writer::new(Vec::with_capacity(8));
+        if !self.schema[kind].write(&mut w, values) {
             return None;
         }
-        let mut slots = vec![0u32; layout.slots];
-        let mut at = 0;
-        for (field, value) in fields.iter().zip(values) {
-            let n = field.kind.slots();
-            field.kind.quantize(value, &mut slots[at..at + n]);
-            at += n;
-        }
-        let mut w = Writer::new(Vec::with_capacity(8));
-        write_fields(&mut w, layout, &slots);
         let _ = w.byte_align();
         Some(crate::ModeEvent {
             kind: kind as u16,
@@ -1304,28 +1353,198 @@ impl Events {
     /// An event's name and field values, in schema order (`None` if its kind is not
     /// the schema's or its fields do not decode exactly).
     pub fn decode(&self, event: &crate::ModeEvent) -> Option<(&str, Vec<Value>)> {
-        let (name, fields, layout) = self.schema.get(usize::from(event.kind))?;
+        let message = self.schema.get(usize::from(event.kind))?;
         let mut r = Reader::new(&event.fields);
-        let slots = read_fields(&mut r, layout).ok()?;
-        // Zero padding to the byte, then nothing.
-        while !r.byte_aligned() {
-            if r.read_bit().ok()? {
-                return None;
+        let values = message.read(&mut r).ok()?;
+        at_clean_end(&mut r).then_some((message.name.as_str(), values))
+    }
+}
+
+/// A request's values, decoded by its schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestValues<'a> {
+    /// The request's name.
+    pub name: &'a str,
+    /// Its field values, in schema order.
+    pub values: Vec<Value>,
+    /// Each list's items, in schema order: each item its field values.
+    pub lists: Vec<Vec<Vec<Value>>>,
+}
+
+/// Why a request could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The schema declares no request of that name.
+    #[error("the schema has no request `{0}`")]
+    Unknown(String),
+    /// The request's kind is not one of the schema's.
+    #[error("request kind {kind} is not one of the schema's {count}")]
+    UnknownKind {
+        /// The kind.
+        kind: u16,
+        /// How many the schema declares.
+        count: usize,
+    },
+    /// Not as many values (or lists) as the request declares.
+    #[error("`{name}` takes {expected} {what}; {given} were given")]
+    Count {
+        /// The request or list.
+        name: String,
+        /// Fields or lists.
+        what: &'static str,
+        /// Declared.
+        expected: usize,
+        /// Given.
+        given: usize,
+    },
+    /// A list holds more items than declared, or an item has the wrong number of
+    /// values.
+    #[error("list `{list}`: {given} items, at most {max} allowed")]
+    TooManyItems {
+        /// The list.
+        list: String,
+        /// Items given.
+        given: usize,
+        /// Declared bound.
+        max: u16,
+    },
+    /// The encoded request is larger than a request may be.
+    #[error("the request is {bytes} bytes encoded; at most {max} fit a request")]
+    TooLarge {
+        /// Its size.
+        bytes: usize,
+        /// [`crate::MAX_REQUEST_BYTES`].
+        max: usize,
+    },
+    /// The body does not decode exactly by the request's definition.
+    #[error("the body of `{0}` does not decode by its definition")]
+    Undecodable(String),
+}
+
+/// Encodes and decodes a mode's requests ([`crate::Request`]) from its schema:
+///
+/// ```text
+/// fields, whole (as an event's)
+/// each list: count (bit length of max_items bits), then each item's fields, whole
+/// zero padding to the byte
+/// ```
+#[derive(Debug, Clone)]
+pub struct Requests {
+    schema: Vec<(MessageFields, Vec<(MessageFields, u16)>)>,
+}
+
+impl Requests {
+    /// The requests of a (valid) schema.
+    pub fn new(schema: &ModeSchema) -> Self {
+        Self {
+            schema: schema
+                .requests
+                .iter()
+                .map(|r| {
+                    let lists = r
+                        .lists
+                        .iter()
+                        .map(|l| (MessageFields::new(&l.name, &l.fields), l.max_items))
+                        .collect();
+                    (MessageFields::new(&r.name, &r.fields), lists)
+                })
+                .collect(),
+        }
+    }
+
+    /// The request `name` with these field values and lists (each a list of items,
+    /// each item its field values), numbered `seq`.
+    pub fn encode(
+        &self,
+        seq: u32,
+        name: &str,
+        values: &[Value],
+        lists: &[&[Vec<Value>]],
+    ) -> Result<crate::Request, RequestError> {
+        let kind = self
+            .schema
+            .iter()
+            .position(|(m, _)| m.name == name)
+            .ok_or_else(|| RequestError::Unknown(name.to_owned()))?;
+        let (message, list_defs) = &self.schema[kind];
+        let count = |what, expected: usize, given: usize, name: &str| RequestError::Count {
+            name: name.to_owned(),
+            what,
+            expected,
+            given,
+        };
+        if lists.len() != list_defs.len() {
+            return Err(count("lists", list_defs.len(), lists.len(), name));
+        }
+        let mut w = Writer::new(Vec::with_capacity(64));
+        if !message.write(&mut w, values) {
+            return Err(count("fields", message.fields.len(), values.len(), name));
+        }
+        for ((list, max), items) in list_defs.iter().zip(lists) {
+            if items.len() > usize::from(*max) {
+                return Err(RequestError::TooManyItems {
+                    list: list.name.clone(),
+                    given: items.len(),
+                    max: *max,
+                });
+            }
+            put(&mut w, bit_length(u32::from(*max)), items.len() as u32);
+            for item in *items {
+                if !list.write(&mut w, item) {
+                    return Err(count("fields", list.fields.len(), item.len(), &list.name));
+                }
             }
         }
-        if r.read_bit().is_ok() {
-            return None;
+        let _ = w.byte_align();
+        let body = w.into_writer();
+        if body.len() > crate::MAX_REQUEST_BYTES {
+            return Err(RequestError::TooLarge {
+                bytes: body.len(),
+                max: crate::MAX_REQUEST_BYTES,
+            });
         }
-        let mut at = 0;
-        let values = fields
-            .iter()
-            .map(|f| {
-                let n = f.kind.slots();
-                let value = f.kind.value(&slots[at..at + n]);
-                at += n;
-                value
-            })
-            .collect();
-        Some((name.as_str(), values))
+        Ok(crate::Request {
+            seq,
+            kind: kind as u16,
+            body,
+        })
+    }
+
+    /// A request's values, if its kind is the schema's and its body decodes exactly.
+    pub fn decode<'a>(
+        &'a self,
+        request: &crate::Request,
+    ) -> Result<RequestValues<'a>, RequestError> {
+        let (message, list_defs) =
+            self.schema
+                .get(usize::from(request.kind))
+                .ok_or(RequestError::UnknownKind {
+                    kind: request.kind,
+                    count: self.schema.len(),
+                })?;
+        let undecodable = || RequestError::Undecodable(message.name.clone());
+        let mut r = Reader::new(&request.body);
+        let values = message.read(&mut r).map_err(|_| undecodable())?;
+        let mut lists = Vec::with_capacity(list_defs.len());
+        for (list, max) in list_defs {
+            let n = get(&mut r, bit_length(u32::from(*max))).map_err(|_| undecodable())?;
+            if n > u32::from(*max) {
+                return Err(undecodable());
+            }
+            let mut items = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                items.push(list.read(&mut r).map_err(|_| undecodable())?);
+            }
+            lists.push(items);
+        }
+        if !at_clean_end(&mut r) {
+            return Err(undecodable());
+        }
+        Ok(RequestValues {
+            name: &message.name,
+            values,
+            lists,
+        })
     }
 }

@@ -22,6 +22,12 @@ pub const MAX_COMPONENTS: usize = 64;
 pub const MAX_FIELDS: usize = 16;
 /// Most reliable event types one schema declares.
 pub const MAX_EVENTS: usize = 64;
+/// Most request types one schema declares.
+pub const MAX_REQUESTS: usize = 64;
+/// Most lists one request carries.
+pub const MAX_LISTS: usize = 4;
+/// Most items a request's list may be declared to hold.
+pub const MAX_LIST_ITEMS: u16 = 4096;
 /// Longest name (of a mode, component, field, event, enum variant or flag), bytes.
 pub const MAX_NAME: usize = 32;
 /// Most variants of an enum, or flags of a flag set.
@@ -33,7 +39,7 @@ pub const MAX_STEPS: u32 = (1 << 24) - 1;
 /// Largest encoded schema, bytes.
 pub const MAX_SCHEMA_BYTES: usize = 12 * 1024;
 /// The schema format this build writes and reads.
-pub const SCHEMA_FORMAT: u16 = 1;
+pub const SCHEMA_FORMAT: u16 = 2;
 
 /// Who receives a component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -157,9 +163,34 @@ pub struct EventDef {
     pub fields: Vec<FieldDef>,
 }
 
-/// A game mode's schema. Component *i*, event *i* and field *i* are numbered by their
-/// place in these lists.
+/// A request type: what a client may ask of the mode, reliably, on its control stream
+/// ([`crate::Request`]), and the edge answers ([`crate::Answer`]). Its fields, then each
+/// list: a count, then that many items of the list's fields.
 #[derive(Debug, Clone, PartialEq)]
+pub struct RequestDef {
+    /// Its name.
+    pub name: String,
+    /// Its fields.
+    pub fields: Vec<FieldDef>,
+    /// Its lists (at most [`MAX_LISTS`]), after the fields.
+    pub lists: Vec<ListDef>,
+}
+
+/// A list in a request: up to `max_items` items, each of these fields (a mesh's
+/// vertices, say).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListDef {
+    /// Its name.
+    pub name: String,
+    /// The fields of one item.
+    pub fields: Vec<FieldDef>,
+    /// Most items, 1..=[`MAX_LIST_ITEMS`].
+    pub max_items: u16,
+}
+
+/// A game mode's schema. Component *i*, event *i*, request *i* and field *i* are
+/// numbered by their place in these lists.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ModeSchema {
     /// The mode's name.
     pub mode: String,
@@ -169,6 +200,8 @@ pub struct ModeSchema {
     pub input: Vec<FieldDef>,
     /// Reliable events.
     pub events: Vec<EventDef>,
+    /// Requests clients may send.
+    pub requests: Vec<RequestDef>,
 }
 
 /// Why a schema is not acceptable.
@@ -351,6 +384,28 @@ impl ModeSchema {
         for event in &self.events {
             check_fields("event fields", &event.fields)?;
         }
+        check_len("requests", self.requests.len(), MAX_REQUESTS)?;
+        check_unique(self.requests.iter().map(|r| r.name.as_str()))?;
+        for request in &self.requests {
+            check_fields("request fields", &request.fields)?;
+            check_len("lists", request.lists.len(), MAX_LISTS)?;
+            check_unique(
+                request
+                    .fields
+                    .iter()
+                    .map(|f| f.name.as_str())
+                    .chain(request.lists.iter().map(|l| l.name.as_str())),
+            )?;
+            for list in &request.lists {
+                check_fields("list fields", &list.fields)?;
+                if list.fields.is_empty() || !(1..=MAX_LIST_ITEMS).contains(&list.max_items) {
+                    return Err(SchemaError::BadField {
+                        field: list.name.clone(),
+                        reason: "a list needs fields and 1-4096 items",
+                    });
+                }
+            }
+        }
         Ok(())
     }
 
@@ -393,6 +448,17 @@ impl ModeSchema {
         for event in &self.events {
             put_str(&mut w, &event.name);
             put_fields(&mut w, &event.fields);
+        }
+        put_len(&mut w, self.requests.len());
+        for request in &self.requests {
+            put_str(&mut w, &request.name);
+            put_fields(&mut w, &request.fields);
+            put_len(&mut w, request.lists.len());
+            for list in &request.lists {
+                put_str(&mut w, &list.name);
+                put_fields(&mut w, &list.fields);
+                w.extend_from_slice(&list.max_items.to_le_bytes());
+            }
         }
         w
     }
@@ -438,6 +504,29 @@ impl ModeSchema {
             let fields = r.fields()?;
             events.push(EventDef { name, fields });
         }
+        let count = r.len("requests", MAX_REQUESTS)?;
+        let mut requests = Vec::with_capacity(count);
+        for _ in 0..count {
+            let name = r.str()?;
+            let fields = r.fields()?;
+            let count = r.len("lists", MAX_LISTS)?;
+            let mut lists = Vec::with_capacity(count);
+            for _ in 0..count {
+                let name = r.str()?;
+                let fields = r.fields()?;
+                let max_items = r.u16()?;
+                lists.push(ListDef {
+                    name,
+                    fields,
+                    max_items,
+                });
+            }
+            requests.push(RequestDef {
+                name,
+                fields,
+                lists,
+            });
+        }
         if !r.0.is_empty() {
             return Err(SchemaError::Trailing(r.0.len()));
         }
@@ -446,6 +535,7 @@ impl ModeSchema {
             components,
             input,
             events,
+            requests,
         };
         schema.validate()?;
         Ok(schema)
@@ -937,6 +1027,22 @@ mod tests {
                         variants: vec!["red".into(), "blue".into()],
                     },
                 )],
+            }],
+            requests: vec![RequestDef {
+                name: "shape".into(),
+                fields: vec![FieldDef::new("id", FieldKind::Int { min: 0, max: 15 })],
+                lists: vec![ListDef {
+                    name: "points".into(),
+                    fields: vec![FieldDef::new(
+                        "at",
+                        FieldKind::Vector {
+                            min: [-4.0; 3],
+                            max: [4.0; 3],
+                            step: 0.01,
+                        },
+                    )],
+                    max_items: 64,
+                }],
             }],
         }
     }

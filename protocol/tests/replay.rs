@@ -37,6 +37,7 @@ fn schema() -> ModeSchema {
         ],
         input: Vec::new(),
         events: Vec::new(),
+        requests: Vec::new(),
     }
 }
 

@@ -9,7 +9,8 @@ use outpost_protocol::replication::{
 };
 use outpost_protocol::rng::SplitMix64;
 use outpost_protocol::schema::{
-    Coding, ComponentDef, EventDef, FieldDef, FieldKind, ModeSchema, Value, Visibility,
+    Coding, ComponentDef, EventDef, FieldDef, FieldKind, ListDef, ModeSchema, RequestDef, Value,
+    Visibility,
 };
 use proptest::prelude::*;
 
@@ -102,7 +103,51 @@ fn schema(rng: &mut SplitMix64) -> ModeSchema {
                 fields: fields(rng, 3),
             })
             .collect(),
+        requests: (0..below(rng, 4) as usize)
+            .map(|i| RequestDef {
+                name: name("request", i),
+                fields: fields(rng, 3),
+                lists: (0..below(rng, 3) as usize)
+                    .map(|l| ListDef {
+                        name: name("list", l),
+                        fields: {
+                            let mut f = fields(rng, 3);
+                            if f.is_empty() {
+                                f.push(FieldDef::new("only", FieldKind::Bool));
+                            }
+                            f
+                        },
+                        max_items: 1 + below(rng, 40) as u16,
+                    })
+                    .collect(),
+            })
+            .collect(),
     }
+}
+
+/// Random values on a field list's grids (what a value is sent as, see `quantize`).
+fn values(rng: &mut SplitMix64, fields: &[FieldDef]) -> Vec<Value> {
+    fields
+        .iter()
+        .map(|f| {
+            let mut slots = Vec::new();
+            field_slots(rng, &f.kind, None, &mut slots);
+            f.kind.value(&slots)
+        })
+        .collect()
+}
+
+/// What `values` of `fields` decode as at the other end: each quantized, then read.
+fn as_sent(fields: &[FieldDef], values: &[Value]) -> Vec<Value> {
+    fields
+        .iter()
+        .zip(values)
+        .map(|(f, v)| {
+            let mut slots = vec![0; f.kind.slots()];
+            f.kind.quantize(v, &mut slots);
+            f.kind.value(&slots)
+        })
+        .collect()
 }
 
 /// Random valid slots for one field, or a small change to `base`'s.
@@ -326,28 +371,10 @@ proptest! {
         let schema = schema(&mut rng);
         let events = replication::Events::new(&schema);
         for event in &schema.events {
-            // Values on the fields' grids (what a value is sent as, see `quantize`).
-            let values: Vec<Value> = event
-                .fields
-                .iter()
-                .map(|f| {
-                    let mut slots = Vec::new();
-                    field_slots(&mut rng, &f.kind, None, &mut slots);
-                    f.kind.value(&slots)
-                })
-                .collect();
+            let values = values(&mut rng, &event.fields);
             let encoded = events.encode(&event.name, &values).expect("a declared event");
             prop_assert!(encoded.fields.len() <= outpost_protocol::MAX_EVENT_BYTES);
-            let expected: Vec<Value> = event
-                .fields
-                .iter()
-                .zip(&values)
-                .map(|(f, v)| {
-                    let mut slots = vec![0; f.kind.slots()];
-                    f.kind.quantize(v, &mut slots);
-                    f.kind.value(&slots)
-                })
-                .collect();
+            let expected = as_sent(&event.fields, &values);
             prop_assert_eq!(events.decode(&encoded), Some((event.name.as_str(), expected)));
             // One byte more, or a kind the schema lacks, is refused.
             let mut longer = encoded.clone();
@@ -357,6 +384,67 @@ proptest! {
             prop_assert_eq!(events.decode(&other), None);
         }
         prop_assert!(events.encode("no_such_event", &[]).is_none());
+    }
+
+    #[test]
+    fn mode_requests_round_trip_over_random_schemas(seed in any::<u64>()) {
+        let mut rng = SplitMix64::new(seed);
+        let schema = schema(&mut rng);
+        let requests = replication::Requests::new(&schema);
+        for (seq, request) in schema.requests.iter().enumerate() {
+            let fields = values(&mut rng, &request.fields);
+            let lists: Vec<Vec<Vec<Value>>> = request
+                .lists
+                .iter()
+                .map(|l| {
+                    (0..below(&mut rng, u64::from(l.max_items) + 1))
+                        .map(|_| values(&mut rng, &l.fields))
+                        .collect()
+                })
+                .collect();
+            let borrowed: Vec<&[Vec<Value>]> = lists.iter().map(Vec::as_slice).collect();
+            let encoded = requests
+                .encode(seq as u32, &request.name, &fields, &borrowed)
+                .expect("a declared request within its bounds");
+            prop_assert_eq!(encoded.seq, seq as u32);
+            let decoded = requests.decode(&encoded).expect("decodes");
+            prop_assert_eq!(decoded.name, request.name.as_str());
+            prop_assert_eq!(&decoded.values, &as_sent(&request.fields, &fields));
+            for ((def, sent), got) in request.lists.iter().zip(&lists).zip(&decoded.lists) {
+                let expected: Vec<Vec<Value>> =
+                    sent.iter().map(|item| as_sent(&def.fields, item)).collect();
+                prop_assert_eq!(got, &expected);
+            }
+            prop_assert_eq!(decoded.lists.len(), lists.len());
+            // A byte more, a kind the schema lacks, a list over its bound: refused.
+            let mut longer = encoded.clone();
+            longer.body.push(0);
+            prop_assert!(requests.decode(&longer).is_err());
+            let other = outpost_protocol::Request { kind: schema.requests.len() as u16, ..encoded };
+            prop_assert!(requests.decode(&other).is_err());
+            if let Some(list) = request.lists.first() {
+                let mut over = lists.clone();
+                over[0] = vec![values(&mut rng, &list.fields); usize::from(list.max_items) + 1];
+                let borrowed: Vec<&[Vec<Value>]> = over.iter().map(Vec::as_slice).collect();
+                let too_many = matches!(
+                    requests.encode(0, &request.name, &fields, &borrowed),
+                    Err(replication::RequestError::TooManyItems { .. })
+                );
+                prop_assert!(too_many);
+            }
+        }
+        let unknown = matches!(
+            requests.encode(0, "no_such_request", &[], &[]),
+            Err(replication::RequestError::Unknown(_))
+        );
+        prop_assert!(unknown);
+    }
+
+    #[test]
+    fn bytes_from_nowhere_never_panic_the_request_decoder(seed in any::<u64>(), kind in 0u16..4, body in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let mut rng = SplitMix64::new(seed);
+        let requests = replication::Requests::new(&schema(&mut rng));
+        let _ = requests.decode(&outpost_protocol::Request { seq: 1, kind, body });
     }
 
     #[test]

@@ -1,20 +1,20 @@
 //! A match: one world, one schedule, one fixed tick.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::SingleThreadedExecutor;
 use std::sync::Arc;
 
-use outpost_protocol::replication::{InputLayout, InputRecord, View};
+use outpost_protocol::replication::{InputLayout, InputRecord, Requests, View};
 
 use outpost_protocol::{
-    ConfigError, EntityId, MatchConfig, MatchEndReason, MatchEvent, MatchId, PlayerId, PlayerScore,
-    TickedEvent,
+    Answer, ConfigError, EntityId, MatchConfig, MatchEndReason, MatchEvent, MatchId, PlayerId,
+    PlayerScore, Refusal, RefusalCode, Request, TickedEvent,
 };
 
 use crate::components::{Controls, Motion, NetId, PlayerSlot, RigidBodyRef};
-use crate::mode::{GameMode, ModeError, Modes};
+use crate::mode::{GameMode, ModeError, Modes, Requester};
 use crate::physics::{Collisions, Physics, step_physics};
 
 /// The fixed order of work inside one tick. Every system of every mode belongs to one.
@@ -82,6 +82,13 @@ pub enum SimError {
     MatchOver,
 }
 
+/// Most requests of one player waiting for the next tick; more are refused as busy.
+pub const MAX_PENDING_REQUESTS: usize = 16;
+/// Request bytes a player may send per second, on average...
+pub const REQUEST_BYTES_PER_SECOND: u32 = 64 * 1024;
+/// ...and at once (a device uploading what it scanned when it joins).
+pub const REQUEST_BURST_BYTES: u32 = 256 * 1024;
+
 /// One running match.
 pub struct Match {
     id: MatchId,
@@ -92,6 +99,13 @@ pub struct Match {
     players: BTreeMap<PlayerId, Entity>,
     /// Slots of one input under the mode's schema.
     input_slots: usize,
+    /// The mode's requests, and those waiting for the next tick, in arrival order.
+    requests: Requests,
+    pending: VecDeque<(PlayerId, Request)>,
+    /// Request bytes each seated player may still send now.
+    request_credit: BTreeMap<PlayerId, u32>,
+    /// Answers not yet taken.
+    answers: Vec<(PlayerId, Answer)>,
 }
 
 /// What [`Match::push_input`] takes: an input as the mode's schema lays it out, or a
@@ -173,7 +187,8 @@ impl Match {
         );
         schedule.add_systems(step_physics.in_set(TickSet::Physics));
         schedule.add_systems(check_match_end.in_set(TickSet::Record));
-        let input_slots = InputLayout::new(&mode.schema(&config.mode_config)?).slots();
+        let schema = mode.schema(&config.mode_config)?;
+        let input_slots = InputLayout::new(&schema).slots();
         mode.setup(config, &mut world, &mut schedule)?;
 
         Ok(Self {
@@ -184,6 +199,10 @@ impl Match {
             mode,
             players: BTreeMap::new(),
             input_slots,
+            requests: Requests::new(&schema),
+            pending: VecDeque::new(),
+            request_credit: BTreeMap::new(),
+            answers: Vec::new(),
         })
     }
 
@@ -307,6 +326,8 @@ impl Match {
             physics.world.remove_body_with_colliders(handle, true);
         }
         self.world.despawn(entity);
+        self.request_credit.remove(&player);
+        self.pending.retain(|(p, _)| *p != player);
     }
 
     /// Players seated (connected or within their grace period).
@@ -375,10 +396,89 @@ impl Match {
             .map(|c| c.last_applied_seq)
     }
 
+    /// Queues a request of a seated player for the start of the next tick. One over
+    /// the player's budget ([`MAX_PENDING_REQUESTS`] waiting, [`REQUEST_BYTES_PER_SECOND`]
+    /// with bursts of [`REQUEST_BURST_BYTES`]) is refused as [`RefusalCode::Busy`] at once;
+    /// every request gets exactly one answer ([`Match::drain_answers`]). Returns whether
+    /// it was queued (false too for a player not in the match, who gets no answer).
+    pub fn push_request(&mut self, player: PlayerId, request: Request) -> bool {
+        if !self.players.contains_key(&player) {
+            return false;
+        }
+        let waiting = self.pending.iter().filter(|(p, _)| *p == player).count();
+        let credit = self
+            .request_credit
+            .entry(player)
+            .or_insert(REQUEST_BURST_BYTES);
+        let cost = request.body.len().max(1) as u32;
+        let refusal = if waiting >= MAX_PENDING_REQUESTS {
+            Some(format!(
+                "{waiting} requests are waiting for the next tick; at most {MAX_PENDING_REQUESTS}"
+            ))
+        } else if *credit < cost {
+            Some(format!(
+                "over the request budget of {REQUEST_BYTES_PER_SECOND} bytes per second"
+            ))
+        } else {
+            None
+        };
+        if let Some(detail) = refusal {
+            self.answers.push((
+                player,
+                Answer {
+                    seq: request.seq,
+                    refused: Some(Refusal::new(RefusalCode::Busy, &detail)),
+                },
+            ));
+            return false;
+        }
+        *credit -= cost;
+        self.pending.push_back((player, request));
+        true
+    }
+
+    /// The answers to requests since the last call, in order: to whom, and what.
+    pub fn drain_answers(&mut self) -> Vec<(PlayerId, Answer)> {
+        std::mem::take(&mut self.answers)
+    }
+
     /// Advances the match by one tick. Does nothing once it has ended.
     pub fn step(&mut self) {
         if !self.is_over() {
+            self.apply_requests();
             self.schedule.run(&mut self.world);
+        }
+    }
+
+    /// Refills the players' request budgets and applies the requests that arrived
+    /// since the last tick, in order.
+    fn apply_requests(&mut self) {
+        let refill = REQUEST_BYTES_PER_SECOND / u32::from(self.config.tick_hz);
+        for credit in self.request_credit.values_mut() {
+            *credit = credit.saturating_add(refill).min(REQUEST_BURST_BYTES);
+        }
+        while let Some((player, request)) = self.pending.pop_front() {
+            let seq = request.seq;
+            let from = self.players.get(&player).and_then(|&entity| {
+                let net_id = self.world.get::<NetId>(entity)?.0;
+                Some(Requester {
+                    player,
+                    entity,
+                    net_id,
+                })
+            });
+            let Some(from) = from else { continue };
+            let result = match self.requests.decode(&request) {
+                Ok(values) => self.mode.request(&mut self.world, from, &values),
+                Err(err) => Err(Refusal::new(RefusalCode::Malformed, &err.to_string())),
+            };
+            self.answers.push((
+                player,
+                Answer {
+                    seq,
+                    refused: result.err(),
+                },
+            ));
         }
     }
 

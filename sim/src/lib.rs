@@ -29,7 +29,7 @@
 //!     fn name(&self) -> &'static str { "empty" }
 //!     fn default_config(&self) -> Vec<u8> { Vec::new() }
 //!     fn schema(&self, _: &[u8]) -> Result<ModeSchema, ConfigError> {
-//!         Ok(ModeSchema { mode: "empty".into(), components: vec![], input: vec![], events: vec![] })
+//!         Ok(ModeSchema { mode: "empty".into(), components: vec![], input: vec![], events: vec![], requests: vec![] })
 //!     }
 //!     fn setup(&self, _: &MatchConfig, _: &mut World, _: &mut Schedule) -> Result<(), SimError> {
 //!         Ok(())
@@ -61,11 +61,13 @@ pub use components::{
     PlayerSlot, RigidBodyRef,
 };
 pub use game::{
-    EndMatch, IntoInput, Linger, Match, MatchClock, MatchEvents, MatchOutcome, NetIds, ScoreLimit,
-    SimError, Standing, TickSet, input_credit_ticks,
+    EndMatch, IntoInput, Linger, MAX_PENDING_REQUESTS, Match, MatchClock, MatchEvents,
+    MatchOutcome, NetIds, REQUEST_BURST_BYTES, REQUEST_BYTES_PER_SECOND, ScoreLimit, SimError,
+    Standing, TickSet, input_credit_ticks,
 };
 pub use mode::{
-    Bot, GameMode, ModeError, ModeSettings, Modes, Prediction, SettingError, Sight, parse_setting,
+    Bot, BotRequest, GameMode, ModeError, ModeSettings, Modes, Prediction, Requester, SettingError,
+    Sight, parse_setting,
 };
 pub use outpost_protocol::MatchConfig;
 pub use outpost_protocol::rng::SplitMix64;

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use bevy_ecs::prelude::*;
 use outpost_protocol::config::ModeWire;
-use outpost_protocol::replication::{Fields, InputRecord, View};
+use outpost_protocol::replication::{Fields, InputRecord, RequestValues, View};
 use outpost_protocol::schema::ModeSchema;
 use outpost_protocol::{
-    ConfigError, EntityId, MatchConfig, MatchEvent, PlayerId, RejectCode, decode_mode_config,
-    encode_mode_config,
+    ConfigError, EntityId, MatchConfig, MatchEvent, PlayerId, Refusal, RefusalCode, RejectCode,
+    decode_mode_config, encode_mode_config,
 };
 
 use crate::game::SimError;
@@ -85,6 +85,27 @@ pub trait GameMode: Send + Sync + 'static {
         &[]
     }
 
+    /// Applies a request a player sent (one of the schema's [`ModeSchema::requests`],
+    /// decoded by it): at the start of a tick, before the tick's systems, in the order
+    /// the players sent them. A refusal is answered to the sender and must leave the
+    /// world as it was. The default takes none.
+    fn request(
+        &self,
+        world: &mut World,
+        from: Requester,
+        request: &RequestValues<'_>,
+    ) -> Result<(), Refusal> {
+        let _ = (world, from);
+        Err(Refusal::new(
+            RefusalCode::Unsupported,
+            &format!(
+                "mode `{}` takes no `{}` requests",
+                self.name(),
+                request.name
+            ),
+        ))
+    }
+
     /// A scripted player for a match of `config`, its choices drawn from `seed`: what
     /// `outpost dev` and `outpost loadtest` play the mode with. `None` (the default): the
     /// mode has no bot, and those tools refuse it.
@@ -92,6 +113,17 @@ pub trait GameMode: Send + Sync + 'static {
         let _ = (config, seed);
         None
     }
+}
+
+/// Who sent a request ([`GameMode::request`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requester {
+    /// The player.
+    pub player: PlayerId,
+    /// Their entity in the world.
+    pub entity: Entity,
+    /// Its network id.
+    pub net_id: EntityId,
 }
 
 /// A mode's setting that could not be set from text.
@@ -204,11 +236,37 @@ pub struct Sight<'a> {
     pub drawn: &'a dyn Fn(EntityId) -> Option<[f32; 3]>,
 }
 
+/// A request a bot sends ([`Bot::next_request`]): the request's name, its field values
+/// and its lists' items, as [`outpost_protocol::replication::Requests::encode`] takes
+/// them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BotRequest {
+    /// The request.
+    pub name: &'static str,
+    /// Its fields' values.
+    pub values: Vec<outpost_protocol::schema::Value>,
+    /// Its lists, each a list of items.
+    pub lists: Vec<Vec<Vec<outpost_protocol::schema::Value>>>,
+}
+
 /// A mode's scripted player ([`GameMode::bot`]): one input per tick from what it sees.
 pub trait Bot: Send + 'static {
     /// The next input (laid out by the mode's schema), or `None` to stand still (its
     /// own entity not in view yet, say).
     fn next_input(&mut self, sight: &Sight<'_>) -> Option<InputRecord>;
+
+    /// A request to send before the next input, if any (laid out by the mode's
+    /// schema): `(name, field values, lists)`. Asked once per tick, before
+    /// [`Bot::next_input`]. None by default.
+    fn next_request(&mut self, sight: &Sight<'_>) -> Option<BotRequest> {
+        let _ = sight;
+        None
+    }
+
+    /// The edge answered one of this bot's requests.
+    fn answered(&mut self, answer: &outpost_protocol::Answer) {
+        let _ = answer;
+    }
 
     /// A match event arrived.
     fn observe(&mut self, event: &MatchEvent, own: EntityId) {

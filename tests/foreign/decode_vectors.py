@@ -96,13 +96,14 @@ def fields(r):
 
 
 def schema(data, expected_hash):
-    """A Welcome's schema: the components as (name, [(field, kind, bits, offset)]) and the
-    input's fields, after checking it hashes as the match configuration says."""
+    """A mode's schema (a Welcome's): the components as (name, [(field, kind, bits,
+    offset)]), the input's fields, the events and the requests (name, fields, [(list,
+    fields, max_items)]), after checking it hashes as the match configuration says."""
     digest = hashlib.sha256(data).digest()
     if struct.unpack("<Q", digest[:8])[0] != expected_hash:
         raise ValueError("schema does not match the config's schema_hash")
     r = Bytes(data)
-    if r.un("H") != 1:
+    if r.un("H") != 2:
         raise ValueError("schema format")
     mode = string(r)
 
@@ -114,8 +115,16 @@ def schema(data, expected_hash):
     components = r.vec(component)
     inputs = fields(r)
     events = r.vec(lambda: (string(r), fields(r)))
+
+    def request():
+        name, fs = string(r), fields(r)
+        lists = r.vec(lambda: (string(r), fields(r), r.un("H")))
+        return (name, fs, lists)
+
+    requests = r.vec(request)
     r.done()
-    return {"mode": mode, "components": components, "input": inputs, "events": events}
+    return {"mode": mode, "components": components, "input": inputs, "events": events,
+            "requests": requests}
 
 
 def player_score(r):
@@ -128,6 +137,7 @@ REJECT_CODES = ["VersionMismatch", "MalformedHello", "BadSignature", "Expired", 
                 "NotYetValid", "UnknownMode", "SchemaMismatch"]
 END_REASONS = ["TimeUp", "ScoreLimit", "Abandoned", "Shutdown"]
 GOODBYES = ["Quit", "MatchOver", "Shutdown", "ProtocolViolation", "TooSlow", "Replaced"]
+REFUSAL_CODES = ["Malformed", "Busy", "OverLimit", "Invalid", "Unsupported"]
 
 
 def control(r):
@@ -166,6 +176,14 @@ def control(r):
         return {"Pong": {"client_time_us": r.un("Q"), "server_tick": r.un("I")}}
     if tag == 6:
         return {"Goodbye": GOODBYES[r.un("I")]}
+    if tag == 7:
+        return {"Request": {"seq": r.un("I"), "kind": r.un("H"), "body": r.blob()}}
+    if tag == 8:
+        seq = r.un("I")
+        refused = None
+        if r.un("B") == 1:
+            refused = {"code": REFUSAL_CODES[r.un("I")], "detail": r.blob()}
+        return {"Answer": {"seq": seq, "refused": refused}}
     raise ValueError(f"control tag {tag}")
 
 
@@ -315,6 +333,32 @@ def mode_event(event, schema):
     return name, values
 
 
+def slot_values(b, layout):
+    """A field list's values as their slots read: an integer's value, another one-slot
+    field's slot, a multi-slot field's slots."""
+    out = {}
+    for f, kind, bits, offset in layout:
+        value = whole(b, kind, bits)
+        out[f] = value + offset if isinstance(value, int) else value
+    return out
+
+
+def mode_request(request, schema):
+    """A request's name, fields and lists, by the schema's requests."""
+    name, layout, lists = schema["requests"][request["kind"]]
+    b = Bits(bytes(request["body"]))
+    values = slot_values(b, layout)
+    items = {}
+    for list_name, item_layout, max_items in lists:
+        n = b.get(max_items.bit_length())
+        if n > max_items:
+            raise ValueError("list over its bound")
+        items[list_name] = [slot_values(b, item_layout) for _ in range(n)]
+    if len(b.bits) - b.at >= 8 or any(bit != "0" for bit in b.bits[b.at:]):
+        raise ValueError("bad padding")
+    return {"request": name, **values, "lists": items}
+
+
 def input_fields(b, layout):
     return {name: b.get(bits) + offset for name, _, bits, offset in layout}
 
@@ -350,8 +394,14 @@ def main():
     (welcome,) = [v for v in vectors if v["name"] == "welcome"]
     w = control(Bytes(bytes.fromhex(welcome["hex"])[4:]))["Welcome"]
     mode = schema(bytes(w["schema"]), w["config"]["schema_hash"])
+    # Requests are the AR room's: its schema is a vector of its own.
+    (ar,) = [v for v in vectors if v["kind"] == "schema"]
+    room = schema(bytes.fromhex(ar["hex"]), ar["hash"])
     for v in vectors:
         name, kind = v["name"], v["kind"]
+        if kind == "schema":
+            print(f"ok  {name}")
+            continue
         if kind == "frame":
             data = bytes.fromhex(v["hex"])
             (length,) = struct.unpack("<I", data[:4])
@@ -388,6 +438,10 @@ def main():
             continue
         else:
             raise SystemExit(f"{name}: unknown kind {kind}")
+        if kind == "frame" and "Request" in got:
+            fields = mode_request(got["Request"], room)
+            if fields != v["fields"]:
+                raise SystemExit(f"{name}: fields {fields}, expected {v['fields']}")
         if kind == "frame" and "Event" in got and "Mode" in got["Event"]["event"]:
             name, values = mode_event(got["Event"]["event"]["Mode"], mode)
             if {"event": name, **values} != v["fields"]:

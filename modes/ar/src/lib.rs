@@ -20,11 +20,18 @@
 //!   the grip releases it with the hand's velocity (a throw above 1 m/s). A holder whose
 //!   connection is lost keeps it for [`ArConfig::holder_timeout_s`], then it drops.
 //!
-//! Replicated: each device (`device`, `position` and `rotation` of the head, `hands`) and
-//! each object (`object`: its shape and holder; `position`, `rotation`). Events: `grab`,
-//! `release`.
+//! - **Devices upload what they scanned** ([`geometry`]): planes and meshes become static
+//!   colliders that every object collides with, the same for everyone, and `surface`
+//!   entities every device receives. An object thrown that then touches one has *landed
+//!   on uploaded geometry* (the `landings` stat).
+//!
+//! Replicated: each device (`device`, `position` and `rotation` of the head, `hands`),
+//! each object (`object`: its shape and holder; `position`, `rotation`) and each surface
+//! (`surface`, `position`, `rotation`). Events: `grab`, `release`. Requests: `plane`,
+//! `mesh`, `remove`.
 
 pub mod bot;
+pub mod geometry;
 mod vec3;
 
 use bevy_ecs::prelude::*;
@@ -80,6 +87,14 @@ pub struct ArConfig {
     /// Seconds the room goes on after its last device left, its state kept for whoever
     /// joins next; 0..=3600, default 120.
     pub linger_s: u16,
+    /// Planes one device may have in the room; 0..=256, default 32.
+    pub device_planes: u16,
+    /// Planes the room holds; 0..=1024, default 256.
+    pub room_planes: u16,
+    /// Mesh triangles one device may have in the room; 0..=262144, default 16384.
+    pub device_triangles: u32,
+    /// Mesh triangles the room holds; 0..=1048576, default 65536.
+    pub room_triangles: u32,
 }
 
 impl Default for ArConfig {
@@ -96,6 +111,10 @@ impl Default for ArConfig {
             objects: 12,
             holder_timeout_s: 3.0,
             linger_s: 120,
+            device_planes: 32,
+            room_planes: 256,
+            device_triangles: 16_384,
+            room_triangles: 65_536,
         }
     }
 }
@@ -113,6 +132,10 @@ impl ModeSettings for ArConfig {
         "objects",
         "holder_timeout_s",
         "linger_s",
+        "device_planes",
+        "room_planes",
+        "device_triangles",
+        "room_triangles",
     ];
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -168,6 +191,26 @@ impl ModeSettings for ArConfig {
                 "linger_s",
                 "must be at most 3600 seconds",
             ),
+            (
+                self.device_planes <= 256,
+                "device_planes",
+                "must be at most 256",
+            ),
+            (
+                self.room_planes <= 1024,
+                "room_planes",
+                "must be at most 1024",
+            ),
+            (
+                self.device_triangles <= 262_144,
+                "device_triangles",
+                "must be at most 262144",
+            ),
+            (
+                self.room_triangles <= 1_048_576,
+                "room_triangles",
+                "must be at most 1048576",
+            ),
         ];
         for (ok, field, reason) in checks {
             if !ok {
@@ -190,6 +233,10 @@ impl ModeSettings for ArConfig {
             "objects" => self.objects = parse_setting(name, value)?,
             "holder_timeout_s" => self.holder_timeout_s = parse_setting(name, value)?,
             "linger_s" => self.linger_s = parse_setting(name, value)?,
+            "device_planes" => self.device_planes = parse_setting(name, value)?,
+            "room_planes" => self.room_planes = parse_setting(name, value)?,
+            "device_triangles" => self.device_triangles = parse_setting(name, value)?,
+            "room_triangles" => self.room_triangles = parse_setting(name, value)?,
             _ => return Err(Self::unknown(name)),
         }
         Ok(())
@@ -223,12 +270,20 @@ const INPUT_MIN: [f32; 3] = [-32.0, -4.0, -32.0];
 const INPUT_MAX: [f32; 3] = [32.0, 12.0, 32.0];
 
 /// The room's per-player stats ([`GameMode::stats`]): poses clamped, grabs won, throws,
-/// and grabs lost to another hand in the same tick (ownership conflicts).
-pub const STATS: [&str; 4] = ["pose_violations", "grabs", "throws", "grabs_lost"];
+/// grabs lost to another hand in the same tick (ownership conflicts), and throws that
+/// landed on uploaded geometry.
+pub const STATS: [&str; 5] = [
+    "pose_violations",
+    "grabs",
+    "throws",
+    "grabs_lost",
+    "landings",
+];
 const STAT_VIOLATIONS: usize = 0;
 const STAT_GRABS: usize = 1;
 const STAT_THROWS: usize = 2;
 const STAT_GRABS_LOST: usize = 3;
+const STAT_LANDINGS: usize = 4;
 
 /// A room with these settings and the core's defaults (60 snapshots a second: poses
 /// reach peers at the rate devices send them), its schema hash filled.
@@ -312,6 +367,7 @@ pub fn schema(settings: &ArConfig) -> ModeSchema {
                 ],
                 4,
             ),
+            component("surface", geometry::surface_fields(), 1),
             component(
                 "object",
                 vec![
@@ -344,6 +400,7 @@ pub fn schema(settings: &ArConfig) -> ModeSchema {
                 ],
             },
         ],
+        requests: geometry::requests(&room),
     }
 }
 
@@ -482,6 +539,8 @@ pub struct Object {
     pub held: Option<(Entity, EntityId, usize)>,
     /// Where it sits relative to the holding hand.
     pub offset: [f32; 3],
+    /// Thrown and not yet landed or at rest: by which device.
+    pub in_flight: Option<EntityId>,
 }
 
 /// Counts over the room's life, for tools and the dev summary.
@@ -497,6 +556,8 @@ pub struct ArStats {
     pub objects_thrown: u64,
     /// Objects dropped because their holder was gone too long.
     pub holder_timeouts: u64,
+    /// Thrown objects that then touched an uploaded surface.
+    pub objects_landed: u64,
 }
 
 #[derive(Resource, Debug, Clone, Copy)]
@@ -526,6 +587,15 @@ impl GameMode for Ar {
         &STATS
     }
 
+    fn request(
+        &self,
+        world: &mut World,
+        from: outpost_sim::Requester,
+        request: &outpost_protocol::replication::RequestValues<'_>,
+    ) -> Result<(), outpost_protocol::Refusal> {
+        geometry::apply(world, from, request)
+    }
+
     fn bot(&self, config: &MatchConfig, seed: u64) -> Option<Box<dyn outpost_sim::Bot>> {
         let settings = ArConfig::of(config).ok()?;
         Some(Box::new(bot::ArBot::new(settings, config.tick_hz, seed)))
@@ -553,6 +623,7 @@ impl GameMode for Ar {
                 .chain()
                 .in_set(TickSet::PrePhysics),
         );
+        schedule.add_systems(detect_landings.in_set(TickSet::PostPhysics));
         Ok(())
     }
 
@@ -621,6 +692,10 @@ impl GameMode for Ar {
                     ("object", vec![Value::Enum(shape), Value::Entity(holder)]),
                 ],
             ));
+        }
+        let mut surfaces = world.query::<(&NetId, &geometry::Surface)>();
+        for (id, surface) in surfaces.iter(world) {
+            rows.push((id.0, geometry::row(surface)));
         }
         world.resource::<Writer>().0.write_rows(out, &mut rows);
     }
@@ -706,6 +781,7 @@ fn spawn_objects(world: &mut World, settings: &ArConfig) {
                 shape,
                 held: None,
                 offset: [0.0; 3],
+                in_flight: None,
             },
         ));
     }
@@ -933,6 +1009,7 @@ fn arbitrate_grabs(
             rb.set_linvel(Vector::new(velocity[0], velocity[1], velocity[2]), true);
         }
         let thrown = length(velocity) > THROW_SPEED;
+        state.in_flight = thrown.then_some(holder_id);
         if thrown {
             stats.objects_thrown += 1;
             if let Some((.., mut slot)) = devices.iter_mut().find(|(_, n, ..)| n.0 == holder_id) {
@@ -982,6 +1059,7 @@ fn arbitrate_grabs(
             rb.set_body_type(RigidBodyType::KinematicPositionBased, true);
         }
         state.held = Some((grab.device, grab.device_id, grab.hand));
+        state.in_flight = None;
         device.holding[grab.hand] = Some(grab.object);
         slot.count(STAT_GRABS, 1);
         stats.grabs += 1;
@@ -1013,6 +1091,57 @@ fn drive_held(
         let at = add(pose.position, object.offset);
         if let Some(rb) = physics.world.bodies.get_mut(body.0) {
             rb.set_next_kinematic_translation(Vector::new(at[0], at[1], at[2]));
+        }
+    }
+}
+
+/// Speed below which a thrown object counts as at rest (its flight over), m/s.
+const REST_SPEED: f32 = 0.05;
+
+/// A thrown object touching an uploaded surface has landed on it: counted once per
+/// throw, for the thrower. One that comes to rest on something else (the room's own
+/// floor, another object) just stops flying.
+fn detect_landings(
+    physics: Res<Physics>,
+    mut stats: ResMut<ArStats>,
+    mut objects: Query<(&RigidBodyRef, &mut Object)>,
+    mut devices: Query<(&NetId, &mut PlayerSlot)>,
+) {
+    for (body, mut object) in &mut objects {
+        let Some(thrower) = object.in_flight else {
+            continue;
+        };
+        let Some(rb) = physics.world.bodies.get(body.0) else {
+            continue;
+        };
+        // What it touches now: anything, and an uploaded surface.
+        let (mut touching, mut on_surface) = (false, false);
+        for &collider in rb.colliders() {
+            for pair in physics.world.contact_pairs_with(collider) {
+                if !pair.has_any_active_contact() {
+                    continue;
+                }
+                let other = if pair.collider1 == collider {
+                    pair.collider2
+                } else {
+                    pair.collider1
+                };
+                touching = true;
+                on_surface |= physics
+                    .world
+                    .colliders
+                    .get(other)
+                    .is_some_and(|c| c.user_data & geometry::SURFACE_TAG != 0);
+            }
+        }
+        if on_surface {
+            object.in_flight = None;
+            stats.objects_landed += 1;
+            if let Some((_, mut slot)) = devices.iter_mut().find(|(n, _)| n.0 == thrower) {
+                slot.count(STAT_LANDINGS, 1);
+            }
+        } else if touching && rb.linvel().length() < REST_SPEED {
+            object.in_flight = None;
         }
     }
 }

@@ -41,6 +41,7 @@ pub fn schema(settings: &ArenaConfig) -> ModeSchema {
                 ),
             ],
         }],
+        requests: Vec::new(),
     }
 }
 

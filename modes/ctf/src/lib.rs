@@ -169,6 +169,7 @@ pub fn schema(settings: &CtfConfig) -> ModeSchema {
                 captures(),
             ],
         }],
+        requests: Vec::new(),
     }
 }
 
