@@ -17,7 +17,7 @@ use outpost_edge::cloud_link::{CloudLink, CloudLinkConfig, fetch_connect_key, ht
 use outpost_edge::gateway::limits::Rate;
 use outpost_edge::gateway::{Gateway, GatewayConfig};
 use outpost_edge::{Edge, EdgeConfig};
-use outpost_loadtest::bot::{Bot, BotReport};
+use outpost_loadtest::bot::{Bot, BotReport, PoseProbe};
 use outpost_protocol::MatchConfig;
 use outpost_protocol::link::LinkConfig;
 use serde::Serialize;
@@ -127,6 +127,18 @@ struct ArSummary {
     pose_violations: u64,
     /// Snapshot bandwidth per device.
     kbps_down_per_peer: f64,
+    /// A device's head pose until another device has it, over every pair of devices.
+    pose_latency_ms_p50: f64,
+    /// See `pose_latency_ms_p50`.
+    pose_latency_ms_p99: f64,
+    /// Poses timed.
+    pose_samples: usize,
+    /// Throws that then touched a surface a device uploaded.
+    objects_landed_on_uploaded_geometry: u64,
+    /// Planes and meshes the devices uploaded, and how many of those the room refused.
+    surfaces_uploaded: u64,
+    /// See `surfaces_uploaded`.
+    uploads_refused: u64,
 }
 
 fn parse_link(name: &str) -> Result<LinkConfig, String> {
@@ -155,6 +167,7 @@ async fn bot_loop(
     cloud_url: String,
     client: Arc<Client>,
     relay: Option<SocketAddr>,
+    probe: PoseProbe,
     stop: CancellationToken,
 ) -> anyhow::Result<BotTotals> {
     let api = CloudClient::new(&cloud_url)?;
@@ -179,7 +192,8 @@ async fn bot_loop(
             session,
             &crate::modes::registry(),
             u64::from(n) << 32 | round,
-        )?;
+        )?
+        .with_probe(probe.clone());
         totals.reports.push(bot.run(stop.cancelled()).await);
         round += 1;
     }
@@ -189,11 +203,15 @@ async fn bot_loop(
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     crate::init_tracing("warn");
     let modes = crate::modes::registry();
+    let template =
+        crate::modes::template(&modes, &args.mode, &args.settings, &[args.mode.as_str()])?;
     let match_config = MatchConfig {
         duration_s: args.match_seconds,
         max_players: args.bots.max(2),
         tick_hz: args.tick_hz,
-        ..crate::modes::template(&modes, &args.mode, &args.settings, &[args.mode.as_str()])?
+        // The mode's snapshot rate, never above the tick rate asked for.
+        snapshot_hz: template.snapshot_hz.min(args.tick_hz),
+        ..template
     };
     match_config.validate().context("match settings")?;
     let (data_dir, temporary) = match &args.data_dir {
@@ -296,6 +314,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         None => None,
     };
     let stop = CancellationToken::new();
+    let probe = PoseProbe::new();
     let bots: Vec<_> = (0..args.bots)
         .map(|n| {
             tokio::spawn(bot_loop(
@@ -304,6 +323,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 api_url.clone(),
                 client.clone(),
                 relay.as_ref().map(LinkRelay::addr),
+                probe.clone(),
                 stop.clone(),
             ))
         })
@@ -403,12 +423,21 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let snapshot_kbps_per_bot =
         bytes_out as f64 * 8.0 / 1000.0 / elapsed.as_secs_f64() / f64::from(args.bots);
     let stat = |name: &str| stats.get(name).copied().unwrap_or(0);
+    let poses: Vec<f32> = probe.latencies_ms().iter().map(|&ms| ms as f32).collect();
+    let sent: u64 = reports.iter().map(|r| r.requests_sent).sum();
+    let refused: u64 = reports.iter().map(|r| r.requests_refused).sum();
     let ar = (args.mode == "ar").then(|| ArSummary {
         peers: bots_connected_throughout,
         objects_thrown: stat("throws"),
         ownership_conflicts: stat("grabs_lost"),
         pose_violations: stat("pose_violations"),
         kbps_down_per_peer: snapshot_kbps_per_bot,
+        pose_latency_ms_p50: percentile(&poses, 0.5),
+        pose_latency_ms_p99: percentile(&poses, 0.99),
+        pose_samples: poses.len(),
+        objects_landed_on_uploaded_geometry: stat("landings"),
+        surfaces_uploaded: sent - refused.min(sent),
+        uploads_refused: refused,
     });
     let summary = Summary {
         bots: args.bots,

@@ -122,7 +122,8 @@ fn objects(h: &Harness, c: ClientId) -> Vec<(EntityId, [f32; 3], ObjectState)> {
 }
 
 /// `count` scripted devices (their seeds from `seed`) join over `link` and play a room of
-/// `settings` for `seconds`, one input a tick each from its newest view.
+/// `settings` for `seconds`, one input a tick each from its newest view, uploading their
+/// scans once they see the room. Returns the uploads the room refused.
 fn bots_play(
     h: &mut Harness,
     settings: ArConfig,
@@ -130,7 +131,7 @@ fn bots_play(
     seed: u64,
     link: LinkConfig,
     seconds: u32,
-) {
+) -> u32 {
     use outpost_ar::bot::ArBot;
     let mut bots: Vec<(ClientId, ArBot)> = (0..count)
         .map(|p| {
@@ -147,11 +148,20 @@ fn bots_play(
             let Some(world) = conn.latest().cloned() else {
                 continue;
             };
+            while let Some(answer) = h.client_mut(*c).poll_answer() {
+                bot.on_answer(&answer);
+            }
+            if let Some(upload) = bot.next_upload() {
+                let lists: Vec<&[Vec<Value>]> = upload.lists.iter().map(Vec::as_slice).collect();
+                h.send_request(*c, upload.name, &upload.values, &lists)
+                    .expect("a bot's scan fits the schema");
+            }
             let input = bot.next(&fields, &world.records, own);
             h.send_input(*c, input);
         }
         h.tick();
     }
+    bots.iter().map(|(_, bot)| bot.refused()).sum()
 }
 
 /// A device walking a circle of 2 m at 1.4 m/s with its hands swinging never has a pose
@@ -696,10 +706,17 @@ fn six_bots_walk_grab_and_throw_without_a_pose_violation() {
     let config = room(6);
     let settings = ArConfig::of(&config).expect("settings");
     let mut h = Harness::new(&config, 17, outpost_ar::modes());
-    bots_play(&mut h, settings, 6, 100, LinkConfig::average(), 40);
+    let refused = bots_play(&mut h, settings, 6, 100, LinkConfig::average(), 40);
     let stats = stats(&h);
     assert_eq!(stats.pose_violations, 0, "{stats:?}");
     assert!(stats.grabs >= 3 && stats.objects_thrown >= 2, "{stats:?}");
+    // Each uploaded a floor patch, a table and a seat, every one taken.
+    assert_eq!(refused, 0);
+    assert_eq!(
+        outpost_ar::geometry::surfaces(h.host().game().world()).len(),
+        18
+    );
+    assert!(stats.objects_landed >= 1, "{stats:?}");
 }
 
 /// Every device leaves a room (their reconnect grace runs out); it goes on without them
@@ -817,4 +834,83 @@ fn bots_throwing_near_a_wall_keep_their_hands_inside_the_room() {
     let stats = stats(&h);
     assert_eq!(stats.pose_violations, 0, "{stats:?}");
     assert!(stats.objects_thrown >= 20, "{stats:?}");
+}
+
+/// What a logged-in device can try with requests: taking away or replacing another
+/// device's surface (it only ever touches its own: the same id makes a second surface of
+/// its own), and flooding requests (the excess is answered busy at once; every request
+/// gets exactly one answer, and the flooder's peer is not slowed).
+#[test]
+fn a_device_cannot_touch_another_devices_surfaces_and_a_request_flood_is_answered_busy() {
+    let mut h = Harness::new(&room(2), 7, outpost_ar::modes());
+    let owner = h.join(1, LinkConfig::average()).expect("seated");
+    let other = h.join(2, LinkConfig::average()).expect("seated");
+    let table = upload_plane(&mut h, owner, 0, [1.0, 0.75, 1.0], [0.5, 0.5], "table");
+    assert_eq!(table.refused, None);
+    let seq = h
+        .send_request(other, "remove", &[Value::Int(0), Value::Enum(0)], &[])
+        .expect("fits");
+    let removal = answer(&mut h, other, seq).refused.expect("refused");
+    assert_eq!(removal.code, RefusalCode::Invalid, "{removal}");
+    let mine = upload_plane(&mut h, other, 0, [-1.0, 0.0, -1.0], [1.0, 1.0], "floor");
+    assert_eq!(mine.refused, None);
+    let world = h.host().game().world();
+    let surfaces = outpost_ar::geometry::surfaces(world);
+    assert_eq!(
+        surfaces.len(),
+        2,
+        "the owner's table stays, beside the other's floor"
+    );
+    assert!(
+        surfaces
+            .iter()
+            .any(|(_, s)| s.class == 1 && (s.centre[1] - 0.75).abs() < 0.01),
+        "the table is where its owner put it"
+    );
+    // 48 requests in one go: the edge takes 16 a tick, answers the rest busy.
+    let mut seqs = Vec::new();
+    for i in 0..48 {
+        let values = [
+            Value::Int(10 + i),
+            Value::Vec3([0.0, 1.0, 0.0]),
+            Value::Quat([0.0, 0.0, 0.0, 1.0]),
+            Value::Float(0.1),
+            Value::Float(0.1),
+            Value::Enum(7),
+        ];
+        seqs.push(h.send_request(other, "plane", &values, &[]).expect("fits"));
+    }
+    let mut answers = Vec::new();
+    for _ in 0..30 {
+        h.send_input(owner, standing([1.0, 1.0], [0.3, 1.0, 0.0], [false; 2]));
+        h.tick();
+        while let Some(a) = h.client_mut(other).poll_answer() {
+            answers.push(a);
+        }
+    }
+    let mut answered: Vec<u32> = answers.iter().map(|a| a.seq).collect();
+    answered.sort_unstable();
+    assert_eq!(answered, seqs, "every request answered exactly once");
+    let busy = answers
+        .iter()
+        .filter(|a| {
+            a.refused
+                .as_ref()
+                .is_some_and(|r| r.code == RefusalCode::Busy)
+        })
+        .count();
+    let taken = answers.iter().filter(|a| a.refused.is_none()).count();
+    assert_eq!(taken, 16, "one tick's worth taken");
+    assert_eq!(busy, 32, "the rest busy, not dropped");
+    assert_eq!(
+        outpost_ar::geometry::surfaces(h.host().game().world()).len(),
+        18
+    );
+    // The owner's snapshots kept coming meanwhile.
+    let newest = h.client(owner).latest().map_or(0, |w| w.tick);
+    assert!(
+        newest + 10 >= h.host().tick(),
+        "{newest} at {}",
+        h.host().tick()
+    );
 }

@@ -127,4 +127,20 @@ fn dev_plays_an_ar_room_and_reports_its_figures() {
         "{summary}"
     );
     assert!(summary["results_applied"].as_u64() >= Some(1), "{summary}");
+    // Each bot uploads its scans (a floor, a table, a seat mesh) into each room it joins
+    // (once it sees it), and none is refused.
+    let uploaded = summary["surfaces_uploaded"].as_u64().unwrap_or(0);
+    let joined = summary["players_joined"].as_u64().unwrap_or(0);
+    assert!(uploaded >= 9 && uploaded <= 3 * joined, "{summary}");
+    assert_eq!(summary["uploads_refused"], 0, "{summary}");
+    assert!(
+        summary["objects_landed_on_uploaded_geometry"].is_u64(),
+        "{summary}"
+    );
+    // Poses are timed from one bot to another (the figures are measured in benchmarks).
+    assert!(summary["pose_samples"].as_u64() > Some(0), "{summary}");
+    assert!(
+        summary["pose_latency_ms_p99"].as_f64() >= summary["pose_latency_ms_p50"].as_f64(),
+        "{summary}"
+    );
 }

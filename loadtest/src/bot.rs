@@ -3,12 +3,15 @@
 //! (the newest view, the predicted own entity, the others interpolated) and sends the
 //! input it chooses. Used by `outpost dev` and tests, for any mode that has a bot.
 
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use outpost_client::{NetcodeStats, Session};
-use outpost_protocol::MatchEvent;
-use outpost_protocol::replication::View;
+use outpost_protocol::replication::{Fields, InputRecord, View};
+use outpost_protocol::schema::{FieldKind, Value};
+use outpost_protocol::{EntityId, MatchEvent};
 use outpost_sim::{Modes, Sight};
 use tokio::time::MissedTickBehavior;
 
@@ -24,6 +27,11 @@ pub struct BotReport {
     /// Points this bot scored as its mode counts them (the arena's hits, ctf's
     /// captures), from the edge's events.
     pub hits: u32,
+    /// Requests sent (a mode's bot uploading what it scanned, say), and how many of
+    /// them the edge refused.
+    pub requests_sent: u64,
+    /// See `requests_sent`.
+    pub requests_refused: u64,
     /// Whether the match ended while the bot played.
     pub match_ended: bool,
     /// Whether the connection was up until the bot stopped.
@@ -34,13 +42,27 @@ pub struct BotReport {
     pub netcode: NetcodeStats,
 }
 
-/// The input a mode's bot chooses from what a game would draw: the own entity predicted
-/// (or as last received), the others interpolated at the render tick (or, with
-/// interpolation off, as last received).
+/// A bot's requests so far.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Requests {
+    pub sent: u64,
+    pub refused: u64,
+}
+
+/// A mode's bot's turn: it learns the answers to its requests, sends the request it
+/// wants to (if any), and chooses its input from what a game would draw — the own entity
+/// predicted (or as last received), the others interpolated at the render tick (or, with
+/// interpolation off, as last received). A request the session could not send (it
+/// closed) shows in the session's state by the next turn.
 pub(crate) fn choose(
     session: &Session,
     brain: &mut dyn outpost_sim::Bot,
-) -> Option<outpost_protocol::replication::InputRecord> {
+    requests: &mut Requests,
+) -> Option<InputRecord> {
+    while let Some(answer) = session.try_next_answer() {
+        requests.refused += u64::from(answer.refused.is_some());
+        brain.answered(&answer);
+    }
     let world = session.latest_snapshot();
     let fields = session.fields();
     let empty = View::new();
@@ -61,19 +83,137 @@ pub(crate) fn choose(
             .and_then(|e| e.position())
             .or_else(|| received(id))
     };
-    brain.next_input(&Sight {
+    let sight = Sight {
         fields: &fields,
         view,
         own: me,
         own_position,
         drawn: &drawn,
-    })
+    };
+    if let Some(request) = brain.next_request(&sight) {
+        let lists: Vec<&[Vec<Value>]> = request.lists.iter().map(Vec::as_slice).collect();
+        match session.send_request(request.name, &request.values, &lists) {
+            Ok(_) => requests.sent += 1,
+            // The bot's own request does not fit its schema: its mode's bug.
+            Err(outpost_client::ClientError::Request(err)) => {
+                tracing::warn!(%err, "a bot's request was not sent");
+            }
+            Err(_) => {}
+        }
+    }
+    brain.next_input(&sight)
+}
+
+/// Positions one bot remembers having sent, for the probe to match.
+const PROBE_SENDS: usize = 256;
+/// Latencies a probe keeps.
+const PROBE_SAMPLES: usize = 200_000;
+/// How close a position shown must be to one sent to be that one, metres per axis (a
+/// quantization step of 2 mm, with slack; bots move farther than this between ticks).
+const PROBE_MATCH: f32 = 0.0015;
+
+/// Times, across the bots of one process, how long a position a bot sends in its input
+/// (the first position field of the mode's input: the AR room's head pose) takes to show
+/// in *another* bot's view (its entity's first position field), from the send until the
+/// snapshot that shows it arrives. A mode whose input has no position field is not timed.
+#[derive(Debug, Clone, Default)]
+pub struct PoseProbe(Arc<Mutex<ProbeState>>);
+
+#[derive(Debug, Default)]
+struct ProbeState {
+    /// Per sending entity: the positions it sent, each when it first did, oldest first.
+    sent: HashMap<EntityId, VecDeque<([f32; 3], Instant)>>,
+    /// Per (observer, sender): the send time of the newest position seen.
+    seen: HashMap<(EntityId, EntityId), Instant>,
+    latencies_ms: Vec<f64>,
+}
+
+/// Where the first position field of a mode's input sits in its slots.
+fn input_position(fields: &Fields) -> Option<(usize, FieldKind)> {
+    let mut at = 0;
+    for field in &fields.schema().input {
+        if matches!(field.kind, FieldKind::Position { .. }) {
+            return Some((at, field.kind.clone()));
+        }
+        at += field.kind.slots();
+    }
+    None
+}
+
+impl PoseProbe {
+    /// A probe with no samples.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ProbeState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `own` sent `input` now.
+    fn sent(&self, own: EntityId, fields: &Fields, input: &InputRecord, now: Instant) {
+        let Some((at, kind)) = input_position(fields) else {
+            return;
+        };
+        let Some(Value::Vec3(p)) = input.slots.get(at..at + 3).map(|s| kind.value(s)) else {
+            return;
+        };
+        let mut state = self.state();
+        let sends = state.sent.entry(own).or_default();
+        let moved = sends
+            .back()
+            .is_none_or(|(q, _)| (0..3).any(|a| (p[a] - q[a]).abs() > PROBE_MATCH));
+        if moved {
+            if sends.len() == PROBE_SENDS {
+                sends.pop_front();
+            }
+            sends.push_back((p, now));
+        }
+    }
+
+    /// `observer` received `view` now: every other bot's position in it that is one they
+    /// sent, and newer than the last seen of theirs, is timed.
+    fn observe(&self, observer: EntityId, fields: &Fields, view: &View, now: Instant) {
+        let mut state = self.state();
+        let ProbeState {
+            sent,
+            seen,
+            latencies_ms,
+        } = &mut *state;
+        for (&sender, sends) in sent.iter() {
+            if sender == observer {
+                continue;
+            }
+            let Some(p) = view
+                .find(sender)
+                .and_then(|r| fields.layout().position_value(&r))
+            else {
+                continue;
+            };
+            let after = seen.get(&(observer, sender)).copied();
+            let found = sends.iter().find(|(q, t)| {
+                after.is_none_or(|a| *t > a) && (0..3).all(|i| (p[i] - q[i]).abs() <= PROBE_MATCH)
+            });
+            if let Some(&(_, t)) = found {
+                seen.insert((observer, sender), t);
+                if latencies_ms.len() < PROBE_SAMPLES {
+                    latencies_ms.push(now.duration_since(t).as_secs_f64() * 1000.0);
+                }
+            }
+        }
+    }
+
+    /// Latencies measured so far, milliseconds, in the order measured.
+    pub fn latencies_ms(&self) -> Vec<f64> {
+        self.state().latencies_ms.clone()
+    }
 }
 
 /// A scripted player on a session.
 pub struct Bot {
     session: Session,
     brain: Box<dyn outpost_sim::Bot>,
+    probe: Option<PoseProbe>,
 }
 
 impl Bot {
@@ -86,7 +226,18 @@ impl Bot {
             .get(&config.mode)
             .and_then(|mode| mode.bot(config, seed))
             .ok_or_else(|| anyhow::anyhow!("the mode `{}` has no bot here", config.mode))?;
-        Ok(Self { session, brain })
+        Ok(Self {
+            session,
+            brain,
+            probe: None,
+        })
+    }
+
+    /// Times this bot's positions to the other bots on `probe`, and theirs to it; the
+    /// bot then wakes on every snapshot, not only at its tick.
+    pub fn with_probe(mut self, probe: PoseProbe) -> Self {
+        self.probe = Some(probe);
+        self
     }
 
     /// The session the bot plays on.
@@ -124,11 +275,20 @@ impl Bot {
             ..BotReport::default()
         };
         let mut last_ack = (0u32, 0u32);
+        let mut requests = Requests::default();
+        let fields = self.session.fields();
+        let probe = self.probe.clone();
         tokio::pin!(stop);
         loop {
             tokio::select! {
                 () = &mut stop => break,
                 _ = ticks.tick() => {}
+                world = self.session.next_snapshot(), if probe.is_some() => {
+                    if let (Some(world), Some(probe)) = (world, &probe) {
+                        probe.observe(me, &fields, &world.records, Instant::now());
+                    }
+                    continue;
+                }
             }
             // Read before the events: every event that came before the goodbye is then
             // queued already, so a match end followed at once by the goodbye is seen.
@@ -154,10 +314,15 @@ impl Bot {
                 report.stayed_connected = self.ended_by_the_match(&mut report).await;
                 break;
             }
-            let input = choose(&self.session, self.brain.as_mut());
+            let input = choose(&self.session, self.brain.as_mut(), &mut requests);
+            report.requests_sent = requests.sent;
+            report.requests_refused = requests.refused;
             let Some(input) = input else {
                 continue;
             };
+            if let Some(probe) = &probe {
+                probe.sent(me, &fields, &input, Instant::now());
+            }
             if self.session.send_input(input).is_err() {
                 report.stayed_connected = self.ended_by_the_match(&mut report).await;
                 break;

@@ -167,6 +167,7 @@ async fn drive(
         return Err(ErrorKind::Rejected);
     };
     let mut step = 0u32;
+    let mut requests = crate::bot::Requests::default();
     // One timer for the end, not a new one every tick.
     let end = tokio::time::sleep_until(until);
     tokio::pin!(end);
@@ -185,7 +186,7 @@ async fn drive(
         if step.is_multiple_of(sample_every) {
             recorder.sample(sample(session, &mut last));
         }
-        let Some(mut input) = crate::bot::choose(session, brain.as_mut()) else {
+        let Some(mut input) = crate::bot::choose(session, brain.as_mut(), &mut requests) else {
             continue;
         };
         input.ticks = input_ticks(

@@ -28,6 +28,12 @@ pub trait GameMode: Send + Sync + 'static {
     /// The mode's default settings, encoded as [`MatchConfig::mode_config`] bytes.
     fn default_config(&self) -> Vec<u8>;
 
+    /// Snapshots a second the mode's matches are made with by default ([`Modes::config`]),
+    /// when not the core's 30: the AR room sends poses at the rate devices send them.
+    fn snapshot_hz(&self) -> Option<u16> {
+        None
+    }
+
     /// Validates the mode's settings and returns the schema of a match played with them:
     /// its replicated components, its input and its events.
     fn schema(&self, mode_config: &[u8]) -> Result<ModeSchema, ConfigError>;
@@ -382,7 +388,8 @@ impl Modes {
         self.modes.keys().copied()
     }
 
-    /// A configuration for `mode` with the core's defaults, the given mode settings
+    /// A configuration for `mode` with the core's defaults (the mode's snapshot rate, if
+    /// it has one), the given mode settings
     /// (its defaults if `None`) and their schema's hash.
     pub fn config(
         &self,
@@ -393,6 +400,9 @@ impl Modes {
             .get(mode)
             .ok_or_else(|| ModeError::Unknown(mode.into()))?;
         let mut config = MatchConfig::new(mode);
+        if let Some(hz) = found.snapshot_hz() {
+            config.snapshot_hz = hz;
+        }
         config.mode_config = mode_config.unwrap_or_else(|| found.default_config());
         config.schema_hash = found.schema(&config.mode_config)?.hash();
         config.validate()?;

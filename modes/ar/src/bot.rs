@@ -1,13 +1,16 @@
-//! A scripted device: it walks about the room, and now and then goes to a free object,
-//! crouches, picks it up, stands, and throws it. Its head and hands move as a person's
+//! A scripted device: it uploads what it "scanned" (a patch of floor around where it
+//! starts, a table and a seat, as a plane, a plane and a mesh), walks about the room, and
+//! now and then goes to a free object, crouches, picks it up, stands, and throws it. Its head and hands move as a person's
 //! do — smoothly, within the room's speed and acceleration bounds with a wide margin — so
 //! an honest bot never has a pose clamped. Pure and deterministic: the same views and
 //! seed give the same inputs.
 
+use outpost_protocol::Answer;
 use outpost_protocol::EntityId;
 use outpost_protocol::replication::{Fields, InputRecord, View};
 use outpost_protocol::rng::SplitMix64;
-use outpost_sim::{Bot, IntoInput, Sight};
+use outpost_protocol::schema::Value;
+use outpost_sim::{Bot, BotRequest, IntoInput, Sight};
 
 use crate::vec3::{add, length, limit, normalise, scale, sub};
 use crate::{ArConfig, ArInput, OBJECT_SIZE, ObjectState, Pose};
@@ -82,6 +85,9 @@ pub struct ArBot {
     /// Ticks spent on the current plan (to give up on what it cannot reach).
     on_plan: u32,
     throws: u32,
+    /// What it still has to upload, next first; and uploads refused so far.
+    uploads: Vec<BotRequest>,
+    refused: u32,
 }
 
 /// Speeds and accelerations the bot moves at: well within [`ArConfig`]'s defaults.
@@ -107,8 +113,10 @@ impl ArBot {
             plan: Plan::Wander(random_point(&settings, &mut rng)),
             until_fetch: 60 + (rng.next_u64() % 120) as u32,
             on_plan: 0,
+            uploads: scans(&settings, start, seed),
             rng,
             throws: 0,
+            refused: 0,
         };
         bot.hand = [0, 1].map(|i| Mover::new(bot.rest(i)));
         bot
@@ -117,6 +125,24 @@ impl ArBot {
     /// What it is doing now.
     pub fn plan(&self) -> Plan {
         self.plan
+    }
+
+    /// The next of its scans to upload (a request of the room's schema), if any left.
+    pub fn next_upload(&mut self) -> Option<BotRequest> {
+        self.uploads.pop()
+    }
+
+    /// Its uploads the edge refused (an honest bot's never are, unless the room is full).
+    pub fn refused(&self) -> u32 {
+        self.refused
+    }
+
+    /// The edge answered one of its uploads.
+    pub fn on_answer(&mut self, answer: &Answer) {
+        // Refused (over a bound, say): the room does without that scan.
+        if answer.refused.is_some() {
+            self.refused += 1;
+        }
     }
 
     /// Where hand `i` hangs when it holds nothing: in front, below the head, to its side.
@@ -298,9 +324,114 @@ impl Bot for ArBot {
         Some(self.next(sight.fields, sight.view, sight.own).into_input())
     }
 
+    fn next_request(&mut self, sight: &Sight<'_>) -> Option<BotRequest> {
+        // Once it sees the room: as a device scans once it has tracking.
+        if sight.view.is_empty() {
+            return None;
+        }
+        self.next_upload()
+    }
+
+    fn answered(&mut self, answer: &Answer) {
+        self.on_answer(answer);
+    }
+
     fn points(&self) -> u32 {
         self.throws
     }
+}
+
+/// A level quaternion turned `yaw` radians about y.
+fn yawed(yaw: f32) -> Value {
+    let half = yaw / 2.0;
+    Value::Quat([0.0, half.sin(), 0.0, half.cos()])
+}
+
+fn class(name: &str) -> Value {
+    Value::Enum(
+        crate::geometry::CLASSES
+            .iter()
+            .position(|c| *c == name)
+            .unwrap_or(crate::geometry::CLASSES.len() - 1) as u32,
+    )
+}
+
+/// A bot's scans, last to upload first: a floor patch of up to 4 × 4 m around where it
+/// starts (inside the room), a table 75 cm up and a seat (a 50 × 45 × 50 cm box mesh),
+/// both placed from `seed` between 1.2 m and 2.5 m from the room's middle.
+fn scans(settings: &ArConfig, start: [f32; 3], seed: u64) -> Vec<BotRequest> {
+    let mut rng = SplitMix64::new(seed ^ 0x5ca9_5ca9);
+    let mut unit = || (rng.next_u64() % 10_000) as f32 / 10_000.0;
+    let mut placed = |height: f32| {
+        let (angle, distance) = (unit() * std::f32::consts::TAU, 1.2 + unit() * 1.3);
+        let (s, c) = angle.sin_cos();
+        let x = (s * distance).clamp(-settings.half_x + 0.6, settings.half_x - 0.6);
+        let z = (c * distance).clamp(-settings.half_z + 0.6, settings.half_z - 0.6);
+        ([x, height, z], angle)
+    };
+    let (table, table_yaw) = placed(0.75);
+    let (seat, seat_yaw) = placed(0.0);
+    let floor_half = |half: f32, at: f32| {
+        let (lo, hi) = ((at - 2.0).max(-half), (at + 2.0).min(half));
+        ((lo + hi) / 2.0, ((hi - lo) / 2.0).max(0.1))
+    };
+    let (fx, fhx) = floor_half(settings.half_x, start[0]);
+    let (fz, fhz) = floor_half(settings.half_z, start[2]);
+    let plane =
+        |id: i64, centre: [f32; 3], rotation: Value, half: [f32; 2], kind: &str| BotRequest {
+            name: "plane",
+            values: vec![
+                Value::Int(id),
+                Value::Vec3(centre),
+                rotation,
+                Value::Float(half[0]),
+                Value::Float(half[1]),
+                class(kind),
+            ],
+            lists: Vec::new(),
+        };
+    // A closed box, 12 triangles facing out, standing on the floor.
+    let (hx, hy, hz) = (0.25f32, 0.45f32, 0.25f32);
+    let vertices: Vec<Vec<Value>> = (0..8)
+        .map(|i| {
+            let x = if i & 1 == 0 { -hx } else { hx };
+            let y = if i & 2 == 0 { 0.0 } else { hy };
+            let z = if i & 4 == 0 { -hz } else { hz };
+            vec![Value::Vec3([x, y, z])]
+        })
+        .collect();
+    let faces: [[i64; 3]; 12] = [
+        [0, 2, 1],
+        [1, 2, 3],
+        [4, 5, 6],
+        [5, 7, 6],
+        [0, 1, 4],
+        [1, 5, 4],
+        [2, 6, 3],
+        [3, 6, 7],
+        [0, 4, 2],
+        [2, 4, 6],
+        [1, 3, 5],
+        [3, 7, 5],
+    ];
+    let triangles = faces
+        .iter()
+        .map(|t| t.iter().map(|&i| Value::Int(i)).collect())
+        .collect();
+    vec![
+        BotRequest {
+            name: "mesh",
+            values: vec![
+                Value::Int(0),
+                Value::Vec3(seat),
+                yawed(seat_yaw),
+                class("seat"),
+            ],
+            lists: vec![vertices, triangles],
+        },
+        plane(1, table, yawed(table_yaw), [0.6, 0.4], "table"),
+        plane(0, [fx, 0.0, fz], yawed(0.0), [fhx, fhz], "floor"),
+    ]
 }
 
 /// A point on the room's floor, a metre in from its walls.

@@ -289,7 +289,7 @@ const STAT_LANDINGS: usize = 4;
 /// reach peers at the rate devices send them), its schema hash filled.
 pub fn config(settings: &ArConfig) -> MatchConfig {
     let mut config = MatchConfig::new(Ar.name());
-    config.snapshot_hz = 60;
+    config.snapshot_hz = Ar.snapshot_hz().unwrap_or(config.snapshot_hz);
     config.mode_config = encode_mode_config(settings);
     config.schema_hash = schema(settings).hash();
     config
@@ -581,6 +581,10 @@ impl GameMode for Ar {
 
     fn schema(&self, mode_config: &[u8]) -> Result<ModeSchema, ConfigError> {
         Ok(schema(&ArConfig::decode(mode_config)?))
+    }
+
+    fn snapshot_hz(&self) -> Option<u16> {
+        Some(60)
     }
 
     fn stats(&self) -> &'static [&'static str] {
