@@ -627,7 +627,7 @@ impl GameMode for Ar {
                 .chain()
                 .in_set(TickSet::PrePhysics),
         );
-        schedule.add_systems(detect_landings.in_set(TickSet::PostPhysics));
+        schedule.add_systems((detect_landings, roll_to_rest).in_set(TickSet::PostPhysics));
         Ok(())
     }
 
@@ -1146,6 +1146,47 @@ fn detect_landings(
             }
         } else if touching && rb.linvel().length() < REST_SPEED {
             object.in_flight = None;
+        }
+    }
+}
+
+/// How fast an object resting on something loses its speed, per second: rapier models
+/// no rolling resistance, so without this a ball rolls across the room for many seconds
+/// (and costs every device a snapshot entry each tick while it does).
+pub const ROLLING_DRAG: f32 = 2.5;
+
+/// Objects touching something and not flying fast roll and slide to a stop as on a real
+/// floor or table.
+fn roll_to_rest(
+    clock: Res<MatchClock>,
+    mut physics: ResMut<Physics>,
+    objects: Query<(&RigidBodyRef, &Object)>,
+) {
+    let keep = (1.0 - ROLLING_DRAG * clock.dt).max(0.0);
+    let physics = &mut physics.world;
+    for (body, object) in &objects {
+        if object.held.is_some() {
+            continue;
+        }
+        let Some(rb) = physics.bodies.get(body.0) else {
+            continue;
+        };
+        if rb.linvel().length() > THROW_SPEED * 3.0 {
+            continue;
+        }
+        let touching = rb.colliders().iter().any(|&c| {
+            physics
+                .narrow_phase
+                .contact_pairs_with(c)
+                .any(|pair| pair.has_any_active_contact())
+        });
+        if !touching {
+            continue;
+        }
+        if let Some(rb) = physics.bodies.get_mut(body.0) {
+            let (v, w) = (rb.linvel(), rb.angvel());
+            rb.set_linvel(v * keep, false);
+            rb.set_angvel(w * keep, false);
         }
     }
 }
