@@ -33,7 +33,7 @@ struct Args {
     /// Seconds of room time.
     #[arg(long, default_value_t = 30)]
     seconds: u32,
-    /// Link between each device and the edge: `good`, `average`, `poor`, `bursty`.
+    /// Link between each device and the edge: `edge`, `good`, `average`, `poor`, `bursty`.
     #[arg(long, default_value = "average")]
     link: String,
     /// The edge's snapshot budget per device, kbit/s.

@@ -66,7 +66,7 @@ pub struct DevArgs {
     /// Simulation worker threads.
     #[arg(long, default_value_t = 1)]
     sim_threads: usize,
-    /// Put the bots behind a link conditioner: `good`, `average`, `poor` or `bursty`
+    /// Put the bots behind a link conditioner: `edge`, `good`, `average`, `poor` or `bursty`
     /// (latency, jitter and loss each way).
     #[arg(long, value_parser = parse_link)]
     link: Option<LinkConfig>,
@@ -143,7 +143,7 @@ struct ArSummary {
 
 fn parse_link(name: &str) -> Result<LinkConfig, String> {
     LinkConfig::preset(name)
-        .ok_or_else(|| format!("unknown link preset `{name}` (good, average, poor, bursty)"))
+        .ok_or_else(|| format!("unknown link preset `{name}` (edge, good, average, poor, bursty)"))
 }
 
 /// What one bot did over all its matches.

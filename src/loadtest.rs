@@ -41,7 +41,7 @@ pub struct LoadtestArgs {
     input_hz: u16,
     #[command(flatten)]
     settings: crate::modes::ModeArgs,
-    /// Link conditions between players and the edge: `good`, `average`, `poor`, `bursty`.
+    /// Link conditions between players and the edge: `edge`, `good`, `average`, `poor`, `bursty`.
     #[arg(long, value_parser = parse_link)]
     link: Option<LinkConfig>,
     /// Players predict their own character and interpolate the others, as a game would
@@ -96,7 +96,7 @@ pub struct LoadtestArgs {
 
 fn parse_link(name: &str) -> Result<LinkConfig, String> {
     LinkConfig::preset(name)
-        .ok_or_else(|| format!("unknown link preset `{name}` (good, average, poor, bursty)"))
+        .ok_or_else(|| format!("unknown link preset `{name}` (edge, good, average, poor, bursty)"))
 }
 
 /// A child process, killed when dropped.

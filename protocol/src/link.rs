@@ -49,6 +49,17 @@ impl LinkConfig {
         reorder: 0.0,
     };
 
+    /// A device near its edge, what an edge at a regional point of presence is for
+    /// (metro fibre, then home Wi-Fi or 5G): 5 ms, ±2 ms, 0.5 % loss.
+    pub fn edge() -> Self {
+        Self {
+            latency: Duration::from_millis(5),
+            jitter: Duration::from_millis(2),
+            loss: 0.005,
+            ..Self::PERFECT
+        }
+    }
+
     /// 40 ms, ±6 ms, 0.2 % loss.
     pub fn good() -> Self {
         Self {
@@ -97,10 +108,11 @@ impl LinkConfig {
         }
     }
 
-    /// A preset by name: `perfect`, `good`, `average`, `poor`, `bursty`.
+    /// A preset by name: `perfect`, `edge`, `good`, `average`, `poor`, `bursty`.
     pub fn preset(name: &str) -> Option<Self> {
         Some(match name {
             "perfect" => Self::PERFECT,
+            "edge" => Self::edge(),
             "good" => Self::good(),
             "average" => Self::average(),
             "poor" => Self::poor(),

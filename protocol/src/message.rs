@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 use wincode::containers;
-use wincode::len::BincodeLen;
+use wincode::len::{BincodeLen, FixIntLen};
 use wincode::{SchemaRead, SchemaWrite};
 
 use crate::config::MatchConfig;
@@ -24,8 +24,9 @@ pub const MAX_LISTED_PLAYERS: usize = 128;
 /// Longest human-readable detail string in a [`Reject`].
 pub const MAX_DETAIL_LEN: usize = 256;
 
-type BatchLen = BincodeLen<MAX_INPUT_BATCH_BYTES>;
-type BodyLen = BincodeLen<MAX_SNAPSHOT_BODY>;
+// Datagrams go out every tick: their lengths take two bytes, not bincode's eight.
+type BatchLen = FixIntLen<u16, MAX_INPUT_BATCH_BYTES>;
+type BodyLen = FixIntLen<u16, MAX_SNAPSHOT_BODY>;
 type PlayersLen = BincodeLen<{ MAX_LISTED_PLAYERS * size_of::<PlayerScore>() }>;
 type DetailLen = BincodeLen<MAX_DETAIL_LEN>;
 type SchemaLen = BincodeLen<{ crate::schema::MAX_SCHEMA_BYTES }>;
@@ -402,8 +403,9 @@ pub enum GoodbyeReason {
     Replaced,
 }
 
-/// An unreliable message, one per QUIC datagram.
+/// An unreliable message, one per QUIC datagram. Its tag is one byte.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, SchemaWrite, SchemaRead)]
+#[wincode(tag_encoding = "u8")]
 pub enum Datagram {
     /// Client → edge: inputs.
     Input(InputFrame),
@@ -451,7 +453,7 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Encoded size of a snapshot datagram without its body: the `Datagram` tag, four
-    /// `u32` fields and the body's `u64` length.
-    pub const HEADER_LEN: usize = 4 + 4 * 4 + 8;
+    /// Encoded size of a snapshot datagram without its body: the `Datagram` tag (one
+    /// byte), four `u32` fields and the body's `u16` length.
+    pub const HEADER_LEN: usize = 1 + 4 * 4 + 2;
 }

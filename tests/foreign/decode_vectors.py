@@ -188,11 +188,16 @@ def control(r):
 
 
 def datagram(r):
-    tag = r.un("I")
+    """Bincode's layout but for a one-byte tag and two-byte lengths (§4)."""
+    tag = r.un("B")
+    short_blob = lambda: list(r.take(r.un("H")))  # noqa: E731
     if tag == 0:
-        return {"Input": {"ack_snapshot_tick": r.un("I"), "inputs": r.blob()}}
+        return {"Input": {"ack_snapshot_tick": r.un("I"), "inputs": short_blob()}}
+    if tag != 1:
+        raise ValueError(f"datagram tag {tag}")
     return {"Snapshot": {"tick": r.un("I"), "baseline_tick": r.un("I"),
-                         "ack_input_seq": r.un("I"), "ticks_left": r.un("I"), "body": r.blob()}}
+                         "ack_input_seq": r.un("I"), "ticks_left": r.un("I"),
+                         "body": short_blob()}}
 
 
 class Bits:
