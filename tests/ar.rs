@@ -670,12 +670,19 @@ fn a_late_joiner_receives_the_full_room_within_a_second() {
         .filter(|r| fields.has(r, "device"))
         .collect();
     assert_eq!(devices.len(), 4, "every device");
+    let own = conn.welcome().entity;
     assert!(
-        devices.iter().all(|r| fields
+        devices.iter().filter(|r| r.id != own).all(|r| fields
             .get::<Hands>(r)
             .is_some_and(|h| h.tracked == [true, true])),
         "with their hands"
     );
+    // The device's own pose is not echoed to it: it measured it.
+    let mine = devices
+        .iter()
+        .find(|r| r.id == own)
+        .expect("its own device");
+    assert!(!fields.has(mine, "hands") && !fields.has(mine, "position"));
     // Hands travel relative to the head: the early devices hold theirs 30 cm in front
     // (±5 cm to each side), 40 cm below the head, 20 cm to +z.
     for record in devices.iter().filter(|r| r.id != conn.welcome().entity) {

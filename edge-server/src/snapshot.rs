@@ -262,7 +262,7 @@ impl ClientSnapshots {
         } = self;
         let own = *own;
         let layout = frame.layout;
-        let owner_mask = layout.owner_mask();
+        let (owner_mask, others_mask) = (layout.owner_mask(), layout.others_mask());
         let empty = View::new();
         let (baseline_tick, baseline) = match sent.iter().find(|(t, _)| *t == *acked) {
             Some((t, view)) => (*t, view),
@@ -291,8 +291,14 @@ impl ClientSnapshots {
             let Some(record) = frame.records.get(i) else {
                 continue;
             };
-            if record.id != own && record.mask & owner_mask != 0 {
-                let mask = layout.without_components(&record, owner_mask, stripped);
+            // Owner-only components go to the owner alone; others-only to all but it.
+            let hidden = if record.id == own {
+                others_mask
+            } else {
+                owner_mask
+            };
+            if record.mask & hidden != 0 {
+                let mask = layout.without_components(&record, hidden, stripped);
                 targets.push(record.id, mask, stripped);
             } else {
                 targets.push_record(record);

@@ -64,7 +64,6 @@ fn field_layouts(fields: &[FieldDef]) -> (Vec<FieldLayout>, u32) {
 struct ComponentLayout {
     slots: u32,
     fields: Vec<FieldLayout>,
-    owner_only: bool,
     priority: u8,
 }
 
@@ -74,8 +73,9 @@ pub struct Layout {
     components: Vec<ComponentLayout>,
     /// Bits of a component mask on the wire.
     mask_bits: u32,
-    /// Components that are owner-only, as a mask.
+    /// Components that are owner-only, and those for everyone but the owner, as masks.
     owner_mask: u64,
+    others_mask: u64,
     position: Option<(usize, u32)>,
     /// The position field's grid: lowest corner and step.
     position_grid: ([f32; 3], f32),
@@ -99,16 +99,19 @@ impl Layout {
                 ComponentLayout {
                     slots,
                     fields,
-                    owner_only: c.visibility == Visibility::Owner,
                     priority: c.priority,
                 }
             })
             .collect();
-        let owner_mask = components
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.owner_only)
-            .fold(0u64, |m, (i, _)| m | 1 << i);
+        let mask_of = |visibility: Visibility| {
+            schema
+                .components
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.visibility == visibility)
+                .fold(0u64, |m, (i, _)| m | 1 << i)
+        };
+        let (owner_mask, others_mask) = (mask_of(Visibility::Owner), mask_of(Visibility::Others));
         let position = schema
             .position_field()
             .map(|(c, f)| (c, components[c].fields[f].offset));
@@ -123,6 +126,7 @@ impl Layout {
             mask_bits: components.len() as u32,
             components,
             owner_mask,
+            others_mask,
             position,
             position_grid,
             slots_by_mask: Vec::new(),
@@ -177,6 +181,11 @@ impl Layout {
     /// The components only an entity's owner receives, as a mask.
     pub fn owner_mask(&self) -> u64 {
         self.owner_mask
+    }
+
+    /// The components everyone but an entity's owner receives, as a mask.
+    pub fn others_mask(&self) -> u64 {
+        self.others_mask
     }
 
     /// An entity's priority: the highest of its components'.

@@ -48,6 +48,9 @@ pub enum Visibility {
     Everyone,
     /// Only the client whose player owns the entity.
     Owner,
+    /// Every client with the entity in view but its owner's: what the owner has better
+    /// itself (an AR device's own pose, which it measured and sent).
+    Others,
 }
 
 /// How one field is quantized and sent.
@@ -439,6 +442,7 @@ impl ModeSchema {
             let visibility: u32 = match component.visibility {
                 Visibility::Everyone => 0,
                 Visibility::Owner => 1,
+                Visibility::Others => 2,
             };
             w.extend_from_slice(&visibility.to_le_bytes());
             w.push(component.priority);
@@ -486,6 +490,7 @@ impl ModeSchema {
             let visibility = match r.u32()? {
                 0 => Visibility::Everyone,
                 1 => Visibility::Owner,
+                2 => Visibility::Others,
                 tag => return Err(SchemaError::UnknownVisibility(tag)),
             };
             let priority = r.u8()?;

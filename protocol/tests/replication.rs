@@ -88,10 +88,10 @@ fn schema(rng: &mut SplitMix64) -> ModeSchema {
             .map(|i| ComponentDef {
                 name: name("component", i),
                 fields: fields(rng, 5),
-                visibility: if below(rng, 4) == 0 {
-                    Visibility::Owner
-                } else {
-                    Visibility::Everyone
+                visibility: match below(rng, 6) {
+                    0 => Visibility::Owner,
+                    1 => Visibility::Others,
+                    _ => Visibility::Everyone,
                 },
                 priority: below(rng, 4) as u8,
             })

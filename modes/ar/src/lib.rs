@@ -340,10 +340,16 @@ pub fn schema(settings: &ArConfig) -> ModeSchema {
         max: [ARM_REACH + 0.05; 3],
         step: POSITION_STEP,
     };
+    // A device's pose is its own: everyone else receives it, the device itself is not
+    // sent back what it measured (objects and surfaces, owned by nobody, go to all).
     let component = |name: &str, fields: Vec<FieldDef>, priority| ComponentDef {
         name: name.into(),
+        visibility: if matches!(name, "position" | "rotation" | "hands") {
+            Visibility::Others
+        } else {
+            Visibility::Everyone
+        },
         fields,
-        visibility: Visibility::Everyone,
         priority,
     };
     ModeSchema {
