@@ -921,3 +921,40 @@ fn a_device_cannot_touch_another_devices_surfaces_and_a_request_flood_is_answere
         h.host().tick()
     );
 }
+
+/// A request to a mode that declares none (the arena), hand-made since the SDK will not
+/// encode it, is answered `Malformed`, counted, and the match plays on.
+#[test]
+fn a_request_to_a_mode_without_requests_is_refused_as_malformed_and_the_match_plays_on() {
+    let modes = outpost_arena::modes();
+    let config = MatchConfig {
+        max_players: 2,
+        ..modes.config("arena", None).expect("the arena")
+    };
+    let mut h = Harness::new(&config, 3, modes);
+    let c = h.join(1, LinkConfig::good()).expect("seated");
+    let refused = h.send_request(c, "plane", &[], &[]);
+    assert!(refused.is_err(), "the SDK refuses it first: {refused:?}");
+    h.send_raw_control(
+        c,
+        outpost_protocol::Control::Request(outpost_protocol::Request {
+            seq: 5,
+            kind: 0,
+            body: vec![0xff; 64],
+        }),
+    );
+    let answer = answer(&mut h, c, 5).refused.expect("refused");
+    assert_eq!(answer.code, RefusalCode::Malformed, "{answer}");
+    let counted = h
+        .metrics()
+        .requests_refused
+        .get_or_create(&outpost_edge::metrics::RejectLabels {
+            reason: RefusalCode::Malformed.as_str(),
+        })
+        .get();
+    assert_eq!(counted, 1, "counted by reason");
+    let before = h.host().tick();
+    h.run_ticks(30, |_| {});
+    assert_eq!(h.host().tick(), before + 30, "the match plays on");
+    assert!(h.is_seated(c));
+}
