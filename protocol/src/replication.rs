@@ -35,7 +35,7 @@ use crate::schema::{Coding, FieldDef, FieldKind, ModeSchema, Value, Visibility, 
 use bitstream_io::{BitRead, BitWrite};
 
 /// Vector delta size classes: bits per axis of a signed delta.
-const VECTOR_CLASSES: [u32; 3] = [6, 10, 14];
+const VECTOR_CLASSES: [u32; 4] = [3, 6, 10, 14];
 
 #[derive(Debug, Clone, Copy)]
 struct FieldLayout {
@@ -408,8 +408,8 @@ fn whole_bits(coding: Coding, slots: &[u32]) -> u32 {
 fn delta_bits(coding: Coding, base: &[u32], cur: &[u32]) -> u32 {
     match coding {
         Coding::Vec3 { .. } => match vector_class(base, cur) {
-            Some(class) => (class as u32 + 1).min(3) + 3 * VECTOR_CLASSES[class],
-            None => 3 + whole_bits(coding, cur),
+            Some(class) => class as u32 + 1 + 3 * VECTOR_CLASSES[class],
+            None => VECTOR_CLASSES.len() as u32 + whole_bits(coding, cur),
         },
         Coding::Rotation { bits } => {
             if rotation_small(bits, base, cur) {
@@ -452,11 +452,8 @@ fn write_delta(w: &mut Writer, coding: Coding, base: &[u32], cur: &[u32]) {
     match coding {
         Coding::Vec3 { .. } => match vector_class(base, cur) {
             Some(class) => {
-                match class {
-                    0 => put_bit(w, false),
-                    1 => put(w, 2, 0b10),
-                    _ => put(w, 3, 0b110),
-                }
+                // Class i: i one-bits, then a zero.
+                put(w, class as u32 + 1, ((1u32 << (class + 1)) - 1) & !1);
                 let bits = VECTOR_CLASSES[class];
                 for a in 0..3 {
                     let d = i64::from(cur[a]) - i64::from(base[a]);
@@ -464,7 +461,9 @@ fn write_delta(w: &mut Writer, coding: Coding, base: &[u32], cur: &[u32]) {
                 }
             }
             None => {
-                put(w, 3, 0b111);
+                // As many one-bits as there are classes: the vector whole.
+                let n = VECTOR_CLASSES.len() as u32;
+                put(w, n, (1u32 << n) - 1);
                 write_whole(w, coding, cur);
             }
         },
@@ -530,15 +529,13 @@ fn read_delta(
 ) -> Result<(), DeltaError> {
     match coding {
         Coding::Vec3 { max, .. } => {
-            let class = if !r.read_bit()? {
-                Some(0)
-            } else if !r.read_bit()? {
-                Some(1)
-            } else if !r.read_bit()? {
-                Some(2)
-            } else {
-                None
-            };
+            let mut class = None;
+            for c in 0..VECTOR_CLASSES.len() {
+                if !r.read_bit()? {
+                    class = Some(c);
+                    break;
+                }
+            }
             let Some(class) = class else {
                 return read_whole(r, coding, out);
             };

@@ -249,7 +249,7 @@ def whole(b, kind, bits):
 
 def delta(b, kind, bits, base):
     if kind == "vec3":
-        for width in (6, 10, 14):
+        for width in (3, 6, 10, 14):
             if b.get(1) == 0:
                 return [v + signed(b.get(width), width) for v in base]
         return whole(b, kind, bits)
