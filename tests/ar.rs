@@ -958,3 +958,88 @@ fn a_request_to_a_mode_without_requests_is_refused_as_malformed_and_the_match_pl
     assert_eq!(h.host().tick(), before + 30, "the match plays on");
     assert!(h.is_seated(c));
 }
+
+/// The request byte budget: a device sending large meshes faster than 64 KiB a second
+/// gets its burst (256 KiB) taken, then `Busy` answers until its credit refills — each
+/// request answered, and nothing of the refused ones in the room.
+#[test]
+fn a_device_over_its_request_byte_budget_is_answered_busy_until_its_credit_refills() {
+    let settings = ArConfig {
+        device_triangles: 262_144,
+        room_triangles: 1_048_576,
+        ..ArConfig::default()
+    };
+    let config = MatchConfig {
+        max_players: 1,
+        ..outpost_ar::config(&settings)
+    };
+    let mut h = Harness::new(&config, 9, outpost_ar::modes());
+    let device = h.join(1, LinkConfig::good()).expect("seated");
+    // A grid mesh of 1,024 vertices and 1,922 triangles: about 11 KB a request.
+    let vertices: Vec<Vec<Value>> = (0..1024)
+        .map(|i| {
+            vec![Value::Vec3([
+                (i % 32) as f32 * 0.1 - 1.6,
+                0.0,
+                (i / 32) as f32 * 0.1 - 1.6,
+            ])]
+        })
+        .collect();
+    let triangles: Vec<Vec<Value>> = (0..31i64)
+        .flat_map(|row| (0..31i64).map(move |col| (row, col)))
+        .flat_map(|(row, col)| {
+            let at = row * 32 + col;
+            [[at, at + 32, at + 1], [at + 1, at + 32, at + 33]]
+        })
+        .map(|t| t.iter().map(|&i| Value::Int(i)).collect())
+        .collect();
+    let mut sent = 0u32;
+    let mut answers = Vec::new();
+    for round in 0..3 {
+        for i in 0..16 {
+            let values = [
+                Value::Int(round * 16 + i),
+                Value::Vec3([0.0, 0.5, 0.0]),
+                Value::Quat([0.0, 0.0, 0.0, 1.0]),
+                Value::Enum(7),
+            ];
+            h.send_request(device, "mesh", &values, &[&vertices, &triangles])
+                .expect("fits the schema");
+            sent += 1;
+        }
+        for _ in 0..3 {
+            h.send_input(device, standing([2.0, 2.0], [0.3, 1.0, 0.0], [false; 2]));
+            h.tick();
+            while let Some(a) = h.client_mut(device).poll_answer() {
+                answers.push(a);
+            }
+        }
+    }
+    h.run_ticks(30, |_| {});
+    while let Some(a) = h.client_mut(device).poll_answer() {
+        answers.push(a);
+    }
+    assert_eq!(answers.len() as u32, sent, "every request answered");
+    let taken = answers.iter().filter(|a| a.refused.is_none()).count();
+    let over_budget = answers
+        .iter()
+        .filter(|a| {
+            a.refused
+                .as_ref()
+                .is_some_and(|r| r.code == RefusalCode::Busy && r.detail_text().contains("budget"))
+        })
+        .count();
+    // Each request is 11,447 bytes: the 256 KiB burst takes the first 16 and 7 of the
+    // second round; 3 ticks of refill (about 3.3 KB) take none of the third.
+    assert_eq!(taken, 23);
+    assert_eq!(
+        taken + over_budget,
+        answers.len(),
+        "the rest over the budget"
+    );
+    assert_eq!(
+        outpost_ar::geometry::surfaces(h.host().game().world()).len(),
+        taken,
+        "only what was taken is in the room"
+    );
+}
