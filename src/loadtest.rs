@@ -33,12 +33,14 @@ pub struct LoadtestArgs {
     /// Simulation rate of the matches (with --spawn-edge or --edge).
     #[arg(long, default_value_t = 60)]
     tick_hz: u16,
-    /// Snapshots per second to each player (must divide the tick rate).
-    #[arg(long, default_value_t = 30)]
-    snapshot_hz: u16,
-    /// Inputs per second from each player (at most the tick rate).
-    #[arg(long, default_value_t = 30)]
-    input_hz: u16,
+    /// Snapshots per second to each player (must divide the tick rate); default: the
+    /// mode's rate (30; the AR room's 60), at most the tick rate.
+    #[arg(long)]
+    snapshot_hz: Option<u16>,
+    /// Inputs per second from each player (at most the tick rate); default: the
+    /// snapshot rate.
+    #[arg(long)]
+    input_hz: Option<u16>,
     #[command(flatten)]
     settings: crate::modes::ModeArgs,
     /// Link conditions between players and the edge: `edge`, `good`, `average`, `poor`, `bursty`.
@@ -201,15 +203,20 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
     let (Some(players), Some(duration)) = (args.players, args.duration) else {
         anyhow::bail!("--players and --duration are needed: every run is bounded");
     };
+    let template = crate::modes::template(
+        &crate::modes::registry(),
+        &args.mode,
+        &args.settings,
+        &[args.mode.as_str()],
+    )?;
+    let snapshot_hz = args
+        .snapshot_hz
+        .unwrap_or(template.snapshot_hz.min(args.tick_hz));
+    let input_hz = args.input_hz.unwrap_or(snapshot_hz);
     let match_config = MatchConfig {
         tick_hz: args.tick_hz,
-        snapshot_hz: args.snapshot_hz,
-        ..crate::modes::template(
-            &crate::modes::registry(),
-            &args.mode,
-            &args.settings,
-            &[args.mode.as_str()],
-        )?
+        snapshot_hz,
+        ..template
     };
     let placeholder = Target::Stack {
         api_url: String::new(),
@@ -222,7 +229,7 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         duration,
         ramp_per_s: args.ramp,
         match_config,
-        input_hz: args.input_hz,
+        input_hz,
         link: args.link,
         prediction: args.prediction,
         modes: crate::modes::registry(),
@@ -288,8 +295,8 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         args.ramp,
         humantime::format_duration(duration),
         args.tick_hz,
-        args.snapshot_hz,
-        args.input_hz,
+        snapshot_hz,
+        input_hz,
     );
     // Asked to stop (Ctrl-C, SIGTERM), the run ends at once and the spawned edge with it.
     let report = tokio::select! {
