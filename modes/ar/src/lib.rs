@@ -380,7 +380,7 @@ pub fn schema(settings: &ArConfig) -> ModeSchema {
                     FieldDef::new(
                         "shape",
                         FieldKind::Enum {
-                            variants: vec!["box".into(), "sphere".into()],
+                            variants: Shape::ALL.iter().map(|s| s.name().into()).collect(),
                         },
                     ),
                     FieldDef::new("holder", FieldKind::Entity),
@@ -508,13 +508,84 @@ impl ArInput {
     }
 }
 
-/// Shapes of the object catalogue.
+/// Shapes of the object catalogue: two primitives and two meshes (convex hulls), each
+/// within [`OBJECT_SIZE`] of its centre.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
     /// A cube of side 2 × [`OBJECT_SIZE`].
     Box,
     /// A ball of radius [`OBJECT_SIZE`].
     Sphere,
+    /// A square pyramid (a 5-vertex mesh): base 2 × [`OBJECT_SIZE`] wide, as high.
+    Pyramid,
+    /// A bottle (a 24-vertex mesh): 12 cm across, 20 cm high, narrowing to a 5 cm neck.
+    Bottle,
+}
+
+impl Shape {
+    /// The catalogue, in the order of the `object` component's `shape` enum.
+    pub const ALL: [Shape; 4] = [Shape::Box, Shape::Sphere, Shape::Pyramid, Shape::Bottle];
+
+    /// Its name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Box => "box",
+            Self::Sphere => "sphere",
+            Self::Pyramid => "pyramid",
+            Self::Bottle => "bottle",
+        }
+    }
+
+    /// Its index in [`Shape::ALL`].
+    pub fn index(self) -> u32 {
+        Self::ALL.iter().position(|s| *s == self).unwrap_or(0) as u32
+    }
+
+    /// The mesh's vertices, relative to its centre (none for the primitives).
+    pub fn mesh(self) -> Vec<[f32; 3]> {
+        let s = OBJECT_SIZE;
+        match self {
+            Self::Box | Self::Sphere => Vec::new(),
+            // Base a quarter of the height below the centre: the centroid is the centre.
+            Self::Pyramid => vec![
+                [-s, -s / 2.0, -s],
+                [s, -s / 2.0, -s],
+                [s, -s / 2.0, s],
+                [-s, -s / 2.0, s],
+                [0.0, 1.5 * s, 0.0],
+            ],
+            Self::Bottle => {
+                let ring = |radius: f32, y: f32| {
+                    (0..8).map(move |k| {
+                        let a = k as f32 * std::f32::consts::TAU / 8.0;
+                        [radius * a.cos(), y, radius * a.sin()]
+                    })
+                };
+                ring(0.06, -s)
+                    .chain(ring(0.06, 0.4 * s))
+                    .chain(ring(0.025, s))
+                    .collect()
+            }
+        }
+    }
+
+    fn collider(self) -> ColliderBuilder {
+        let s = OBJECT_SIZE;
+        match self {
+            Self::Box => ColliderBuilder::cuboid(s, s, s),
+            Self::Sphere => ColliderBuilder::ball(s),
+            Self::Pyramid | Self::Bottle => {
+                let points: Vec<Vector> = self
+                    .mesh()
+                    .iter()
+                    .map(|p| Vector::new(p[0], p[1], p[2]))
+                    .collect();
+                // A hull of these fixed points always exists; a ball is the fallback
+                // should rapier ever refuse one.
+                ColliderBuilder::convex_hull(&points).unwrap_or_else(|| ColliderBuilder::ball(s))
+            }
+        }
+    }
 }
 
 /// A device's accepted pose, as the edge tracks it.
@@ -689,10 +760,7 @@ impl GameMode for Ar {
                 continue;
             };
             let (p, r) = (rb.translation(), rb.rotation());
-            let shape = match object.shape {
-                Shape::Box => 0,
-                Shape::Sphere => 1,
-            };
+            let shape = object.shape.index();
             let holder = object.held.map_or(EntityId(0), |(_, id, _)| id);
             rows.push((
                 id.0,
@@ -746,7 +814,7 @@ fn build_room(world: &mut World, settings: &ArConfig) {
     }
 }
 
-/// The catalogue's objects, alternating boxes and spheres, on a grid on the floor.
+/// The catalogue's objects, box, sphere, pyramid, bottle in turn, on a grid on the floor.
 fn spawn_objects(world: &mut World, settings: &ArConfig) {
     let n = usize::from(settings.objects);
     let side = (n as f32).sqrt().ceil().max(1.0) as usize;
@@ -759,11 +827,7 @@ fn spawn_objects(world: &mut World, settings: &ArConfig) {
             OBJECT_SIZE,
             (row as f32 - offset) * spacing,
         );
-        let shape = if i % 2 == 0 {
-            Shape::Box
-        } else {
-            Shape::Sphere
-        };
+        let shape = Shape::ALL[i % Shape::ALL.len()];
         let id = world.resource_mut::<NetIds>().allocate();
         let physics = &mut world.resource_mut::<Physics>().world;
         // Damped, as rapier models no rolling resistance: a ball would roll for ever.
@@ -773,10 +837,7 @@ fn spawn_objects(world: &mut World, settings: &ArConfig) {
                 .linear_damping(0.3)
                 .angular_damping(4.0),
         );
-        let collider = match shape {
-            Shape::Box => ColliderBuilder::cuboid(OBJECT_SIZE, OBJECT_SIZE, OBJECT_SIZE),
-            Shape::Sphere => ColliderBuilder::ball(OBJECT_SIZE),
-        };
+        let collider = shape.collider();
         physics.insert_collider(
             collider
                 .user_data(u128::from(id.0))
@@ -1252,11 +1313,7 @@ impl outpost_protocol::replication::Component for ObjectState {
     fn from_values(values: &[Value]) -> Option<Self> {
         match values {
             [Value::Enum(shape), Value::Entity(holder)] => Some(Self {
-                shape: if *shape == 0 {
-                    Shape::Box
-                } else {
-                    Shape::Sphere
-                },
+                shape: *Shape::ALL.get(*shape as usize)?,
                 holder: (holder.0 != 0).then_some(*holder),
             }),
             _ => None,

@@ -49,3 +49,43 @@ fn objects_pushed_along_the_floor_come_to_rest() {
     }
     assert_eq!(object_positions(game.world()), settled, "at rest");
 }
+
+/// The catalogue's meshes are solid: a pyramid and a bottle (convex hulls of their
+/// vertices) dropped with the box and the ball settle on the floor at their own heights —
+/// the pyramid on its base, the bottle standing — and stay there.
+#[test]
+fn the_catalogue_meshes_rest_on_the_floor_at_their_shapes_heights() {
+    use outpost_ar::Shape;
+    let settings = ArConfig {
+        objects: 4,
+        ..ArConfig::default()
+    };
+    let mut game = Match::new(
+        MatchId(2),
+        &outpost_ar::config(&settings),
+        &outpost_ar::modes(),
+    )
+    .expect("a room");
+    for _ in 0..60 * 3 {
+        game.step();
+    }
+    let rest = object_positions(game.world());
+    assert_eq!(rest.len(), 4);
+    for ((_, at), shape) in rest.iter().zip(Shape::ALL) {
+        // Each rests with its lowest vertex (or face) on the floor: its centre that far up.
+        let height = shape
+            .mesh()
+            .iter()
+            .map(|p| -p[1])
+            .reduce(f32::max)
+            .unwrap_or(OBJECT_SIZE);
+        assert!(
+            (at[1] - height).abs() < 0.01,
+            "{shape:?} at {at:?}, its base {height} m below its centre"
+        );
+    }
+    for _ in 0..30 {
+        game.step();
+    }
+    assert_eq!(object_positions(game.world()), rest, "at rest");
+}
