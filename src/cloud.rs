@@ -40,13 +40,28 @@ pub struct CloudArgs {
     /// no edge can register.
     #[arg(long, env = "OUTPOST_EDGE_SECRET_FILE")]
     edge_secret_file: Option<PathBuf>,
-    /// Folder replays are stored in (through `object_store`'s local file system).
+    /// Folder replays are stored in (through `object_store`'s local file system), unless
+    /// `--replay-bucket` is given.
     #[arg(
         long,
         env = "OUTPOST_REPLAY_DIR",
         default_value = "outpost-data/replays"
     )]
     replay_dir: PathBuf,
+    /// Keep replays in this S3 bucket instead (AWS, or any S3-compatible server): its
+    /// endpoint, region and credentials from the usual `AWS_*` environment
+    /// (`AWS_ENDPOINT`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_ALLOW_HTTP`).
+    #[arg(long, env = "OUTPOST_REPLAY_BUCKET")]
+    replay_bucket: Option<String>,
+    /// Key prefix for replays inside `--replay-bucket`.
+    #[arg(
+        long,
+        env = "OUTPOST_REPLAY_PREFIX",
+        default_value = "",
+        requires = "replay_bucket"
+    )]
+    replay_prefix: String,
     /// The current leaderboard season.
     #[arg(long, env = "OUTPOST_SEASON", default_value = "1")]
     season: String,
@@ -175,10 +190,17 @@ pub async fn run(args: CloudArgs) -> anyhow::Result<()> {
         }
         None => std::sync::Arc::new(MemoryStore::default()),
     };
-    std::fs::create_dir_all(&args.replay_dir)?;
-    let blobs = std::sync::Arc::new(object_store::local::LocalFileSystem::new_with_prefix(
-        &args.replay_dir,
-    )?);
+    let storage = match &args.replay_bucket {
+        Some(bucket) => outpost_cloud::replays::ReplayStorage::S3 {
+            bucket: bucket.clone(),
+            prefix: args.replay_prefix.clone(),
+        },
+        None => outpost_cloud::replays::ReplayStorage::Folder(args.replay_dir.clone()),
+    };
+    let blobs = outpost_cloud::replays::replay_store(
+        &storage,
+        object_store::aws::AmazonS3Builder::from_env,
+    )?;
     let cloud = std::sync::Arc::new(Cloud::new(config, keys, connect_seed(&seed), store, blobs));
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     eprintln!(

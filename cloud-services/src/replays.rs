@@ -32,6 +32,54 @@ pub(crate) fn routes(max_replay: usize) -> OpenApiRouter<Arc<Cloud>> {
         .routes(routes!(of_player))
 }
 
+/// Where the cloud keeps replay bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayStorage {
+    /// A local folder (the default: `object_store`'s local file system).
+    Folder(std::path::PathBuf),
+    /// An S3 bucket (AWS or any S3-compatible server), under `prefix` ("" for the
+    /// bucket's root). The endpoint, region and credentials come from the usual `AWS_*`
+    /// environment (`AWS_ENDPOINT`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP` for a plain-HTTP endpoint, …), as the
+    /// AWS tools read them.
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// Key prefix inside it, without leading or trailing `/`.
+        prefix: String,
+    },
+}
+
+/// The object store for `storage`; `s3` builds an S3 store from a builder (the
+/// environment's, [`object_store::aws::AmazonS3Builder::from_env`], in the binary; one
+/// configured by hand in tests).
+pub fn replay_store(
+    storage: &ReplayStorage,
+    s3: impl FnOnce() -> object_store::aws::AmazonS3Builder,
+) -> anyhow::Result<Arc<dyn object_store::ObjectStore>> {
+    match storage {
+        ReplayStorage::Folder(dir) => {
+            std::fs::create_dir_all(dir)?;
+            Ok(Arc::new(
+                object_store::local::LocalFileSystem::new_with_prefix(dir)?,
+            ))
+        }
+        ReplayStorage::S3 { bucket, prefix } => {
+            anyhow::ensure!(!bucket.is_empty(), "the replay bucket's name is empty");
+            let store = s3().with_bucket_name(bucket).build()?;
+            let prefix = prefix.trim_matches('/');
+            Ok(if prefix.is_empty() {
+                Arc::new(store)
+            } else {
+                Arc::new(object_store::prefix::PrefixStore::new(
+                    store,
+                    ObjectPath::from(prefix),
+                ))
+            })
+        }
+    }
+}
+
 /// Where a match's replay is kept in the object store.
 pub fn object_path(match_id: u64) -> ObjectPath {
     ObjectPath::from(format!("replays/{match_id}.opr"))

@@ -3,12 +3,14 @@
 //! cacheable reads, and bad input refused without a trace.
 
 mod common;
+#[path = "common/s3.rs"]
+mod s3_server;
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use common::{call, cloud_with};
+use common::{call, cloud_with_blobs};
 use outpost_cloud::modes::{BoardConfig, Period, Stat};
 use outpost_cloud::store::BoardOp;
 use outpost_cloud::{Cloud, CloudConfig, ModeConfig, matcher};
@@ -33,6 +35,11 @@ fn schema() -> ModeSchema {
 }
 
 fn cloud() -> Arc<Cloud> {
+    cloud_on(Arc::new(object_store::memory::InMemory::new()))
+}
+
+/// The test cloud, its replays in `blobs`.
+fn cloud_on(blobs: Arc<dyn object_store::ObjectStore>) -> Arc<Cloud> {
     let template = MatchConfig {
         schema_hash: schema().hash(),
         ..MatchConfig::new("arena")
@@ -45,13 +52,14 @@ fn cloud() -> Arc<Cloud> {
         op: BoardOp::Incr,
         periods: vec![Period::AllTime],
     });
-    cloud_with(
+    cloud_with_blobs(
         CloudConfig {
             edge_secret: Some(SECRET.into()),
             modes: vec![mode],
             ..CloudConfig::dev()
         },
         [3; 32],
+        blobs,
     )
 }
 
@@ -791,7 +799,50 @@ fn replay_of(match_id: u64, cloud: &Cloud) -> Vec<u8> {
 
 #[tokio::test]
 async fn replays_upload_once_index_by_player_and_download_immutable() {
-    let cloud = cloud();
+    replays_round_trip(&cloud()).await;
+}
+
+/// The same through object storage's S3 backend, against a local S3-compatible server
+/// (moto): the replay lands in the bucket under the configured prefix.
+#[tokio::test]
+async fn replays_go_to_an_s3_bucket_under_its_prefix() {
+    use object_store::{ObjectStore as _, ObjectStoreExt as _};
+    let s3 = s3_server::S3Server::start().await;
+    s3.create_bucket("outpost-replays").await;
+    let storage = outpost_cloud::replays::ReplayStorage::S3 {
+        bucket: "outpost-replays".into(),
+        prefix: "eu-west/".into(),
+    };
+    let blobs = outpost_cloud::replays::replay_store(&storage, || s3.builder()).expect("a store");
+    let cloud = cloud_on(blobs);
+    let match_id = replays_round_trip(&cloud).await;
+    // Seen from the bucket's root: under the prefix, and nowhere else.
+    let raw = s3
+        .builder()
+        .with_bucket_name("outpost-replays")
+        .build()
+        .expect("a raw store");
+    let key = format!("eu-west/replays/{match_id}.opr");
+    let stored = raw
+        .get(&object_store::path::Path::from(key.as_str()))
+        .await
+        .expect("the object is there")
+        .bytes()
+        .await
+        .expect("its bytes");
+    assert_eq!(stored.as_ref(), replay_of(match_id, &cloud).as_slice());
+    let root = raw.list_with_delimiter(None).await.expect("lists");
+    assert!(root.objects.is_empty(), "{root:?}");
+    assert_eq!(
+        root.common_prefixes,
+        vec![object_store::path::Path::from("eu-west")]
+    );
+}
+
+/// Uploads, refusals, the player index and immutable downloads of one match's replay;
+/// returns the match.
+async fn replays_round_trip(cloud: &Arc<Cloud>) -> u64 {
+    let cloud = cloud.clone();
     let (players, match_id) = matched_pair(&cloud).await;
     let bytes = replay_of(match_id, &cloud);
     let put = |body: Vec<u8>, auth: Option<String>| {
@@ -891,4 +942,5 @@ async fn replays_upload_once_index_by_player_and_download_immutable() {
         call(&cloud, get("/v1/replays/4242", None)).await.0,
         StatusCode::NOT_FOUND
     );
+    match_id
 }

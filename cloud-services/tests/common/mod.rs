@@ -25,13 +25,26 @@ pub fn device(name: &str) -> String {
 
 /// A cloud with an in-memory store and a signing key from `seed`.
 pub fn cloud_with(config: CloudConfig, seed: [u8; 32]) -> Arc<Cloud> {
+    cloud_with_blobs(
+        config,
+        seed,
+        Arc::new(object_store::memory::InMemory::new()),
+    )
+}
+
+/// The same, its replays in `blobs`.
+pub fn cloud_with_blobs(
+    config: CloudConfig,
+    seed: [u8; 32],
+    blobs: Arc<dyn object_store::ObjectStore>,
+) -> Arc<Cloud> {
     let keys = KeyRing::from_seed(&config, seed);
     Arc::new(Cloud::new(
         config,
         keys,
         [7; 32],
         Arc::new(MemoryStore::default()),
-        Arc::new(object_store::memory::InMemory::new()),
+        blobs,
     ))
 }
 
