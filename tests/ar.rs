@@ -4,6 +4,7 @@
 use outpost_ar::{ArConfig, ArInput, ArStats, Hands, OBJECT_SIZE, ObjectState, Pose};
 use outpost_harness::{ClientId, Harness};
 use outpost_protocol::link::LinkConfig;
+use outpost_protocol::replication::{Fields, Record};
 use outpost_protocol::schema::Value;
 use outpost_protocol::{Answer, EntityId, MatchConfig, RefusalCode};
 use outpost_sim::ModeSettings as _;
@@ -79,8 +80,12 @@ fn answer(h: &mut Harness, c: ClientId, seq: u32) -> Answer {
     panic!("no answer to request {seq} within a second");
 }
 
-/// The surfaces a client sees: id, centre, class index.
-fn surfaces(h: &Harness, c: ClientId) -> Vec<(EntityId, [f32; 3], Vec<Value>)> {
+/// What a client sees of every entity `read` makes something of: id, position, that.
+fn seen<T>(
+    h: &Harness,
+    c: ClientId,
+    read: impl Fn(&Fields, &Record<'_>) -> Option<T>,
+) -> Vec<(EntityId, [f32; 3], T)> {
     let conn = h.client(c);
     let Some(world) = conn.latest() else {
         return Vec::new();
@@ -89,11 +94,13 @@ fn surfaces(h: &Harness, c: ClientId) -> Vec<(EntityId, [f32; 3], Vec<Value>)> {
     world
         .records
         .iter()
-        .filter_map(|r| {
-            let values = fields.values(&r, "surface")?;
-            Some((r.id, fields.layout().position_value(&r)?, values))
-        })
+        .filter_map(|r| Some((r.id, fields.layout().position_value(&r)?, read(fields, &r)?)))
         .collect()
+}
+
+/// The surfaces a client sees: id, centre, the `surface` component's values.
+fn surfaces(h: &Harness, c: ClientId) -> Vec<(EntityId, [f32; 3], Vec<Value>)> {
+    seen(h, c, |fields, r| fields.values(r, "surface"))
 }
 
 /// Where every client sees entity `id` (its position field), if in view.
@@ -106,19 +113,7 @@ fn seen_at(h: &Harness, c: ClientId, id: EntityId) -> Option<[f32; 3]> {
 
 /// The objects a client sees: id, position, state.
 fn objects(h: &Harness, c: ClientId) -> Vec<(EntityId, [f32; 3], ObjectState)> {
-    let conn = h.client(c);
-    let Some(world) = conn.latest() else {
-        return Vec::new();
-    };
-    let fields = conn.fields();
-    world
-        .records
-        .iter()
-        .filter_map(|r| {
-            let state = fields.get::<ObjectState>(&r)?;
-            Some((r.id, fields.layout().position_value(&r)?, state))
-        })
-        .collect()
+    seen(h, c, |fields, r| fields.get::<ObjectState>(r))
 }
 
 /// `count` scripted devices (their seeds from `seed`) join over `link` and play a room of

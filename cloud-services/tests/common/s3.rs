@@ -2,6 +2,7 @@
 //! 'moto[server]'`) on a free loopback port, stopped on drop; a clear failure if
 //! `moto_server` is missing.
 
+use std::io::BufRead as _;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -14,35 +15,47 @@ pub struct S3Server {
 }
 
 impl S3Server {
-    /// Starts one and waits (bounded) until it answers.
+    /// Starts one and waits (bounded) until it says it is serving.
     pub async fn start() -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .expect("a free port")
             .local_addr()
             .expect("addr")
             .port();
-        let child = Command::new("moto_server")
+        let mut child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|err| {
                 panic!("cannot start moto_server ({err}): install it (pip install 'moto[server]')")
             });
+        // It logs ` * Running on http://…` on stderr once it listens; the rest of its log
+        // is read and dropped, so the pipe never fills.
+        let stderr = child.stderr.take().expect("piped");
+        let (ready, listening) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let mut ready = Some(ready);
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("Running on")
+                    && let Some(ready) = ready.take()
+                {
+                    let _ = ready.send(());
+                }
+            }
+        });
         let server = Self {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
         };
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return server;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        match tokio::time::timeout(Duration::from_secs(20), listening).await {
+            Ok(Ok(())) => server,
+            Ok(Err(_)) => panic!("moto_server on port {port} exited before serving"),
+            Err(_) => panic!("moto_server on port {port} did not start within 20 s"),
         }
-        panic!("moto_server on port {port} did not answer within 10 s");
     }
 
     /// An S3 builder for this server (path-style requests, plain HTTP, test keys).
