@@ -17,9 +17,10 @@ pub struct CloudArgs {
     /// without it a key is generated for this run (tokens die with the process).
     #[arg(long, env = "OUTPOST_SIGNING_KEY_FILE")]
     signing_key_file: Option<PathBuf>,
-    /// Redis URL (`redis://host:port/db`) for everything the cloud keeps (players,
-    /// tickets, ratings, results, leaderboards, indexes); without it all of that lives in
-    /// memory and ends with the process.
+    /// Redis URL for everything the cloud keeps (players, tickets, ratings, results,
+    /// leaderboards, indexes): one server (`redis://host:port/db`) or a Redis Cluster
+    /// (`redis+cluster://host:port,host:port…`: any of its nodes, the client learns the
+    /// rest); without it all of that lives in memory and ends with the process.
     #[arg(long, env = "OUTPOST_REDIS_URL")]
     redis_url: Option<String>,
     /// Replicas that must have a result (or replay index) before it is acknowledged to

@@ -8,12 +8,12 @@ mod redis_server;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use redis_server::RedisServer;
+use redis_server::{RedisCluster, RedisServer};
 
 use outpost_cloud::edges::{EdgeHeartbeat, EdgeRecord};
 use outpost_cloud::store::{
-    BoardOp, BoardWrite, MatchRecord, Rating, RefreshUse, ReplayMeta, ResultWrite, TicketMember,
-    TicketRecord, TicketStatus,
+    BoardOp, BoardWrite, Durability, MatchRecord, Rating, RefreshUse, ReplayMeta, ResultWrite,
+    TicketMember, TicketRecord, TicketStatus,
 };
 use outpost_cloud::{MemoryStore, RedisStore, Store};
 
@@ -479,6 +479,187 @@ async fn the_redis_store_conforms() {
     play_conformance(Arc::new(play)).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_cluster_store_conforms() {
+    let cluster = RedisCluster::start().await;
+    let store = RedisStore::connect(&cluster.url(), "outpost-test")
+        .await
+        .expect("connects");
+    assert!(store.is_cluster());
+    conformance(Arc::new(store)).await;
+    let play = RedisStore::connect(&cluster.url(), "outpost-play")
+        .await
+        .expect("connects");
+    play_conformance(Arc::new(play)).await;
+    // The prefixes' hash-tagged keys are spread over the primaries, not all on one.
+    let mut holders = std::collections::BTreeSet::new();
+    for tag in ["auth", "edges", "mm", "play", "replays"] {
+        holders.insert(
+            cluster
+                .primary_and_replica_of(&format!("outpost-test:{{{tag}}}:x"))
+                .await
+                .0,
+        );
+    }
+    assert!(holders.len() > 1, "all keys on one primary: {holders:?}");
+}
+
+/// Results applied through a primary that is killed mid-stream: its replica is promoted,
+/// every acknowledged result is there after, none is applied twice (an `incr` board
+/// counts them), and matchmaking works again. Acknowledged means a replica has it (WAIT).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_survive_a_primary_failover_applied_exactly_once() {
+    use std::time::{Duration, Instant};
+
+    const RESULTS: u64 = 300;
+    const KILL_AFTER: u64 = 100;
+    let mut cluster = RedisCluster::start().await;
+    let durable = Durability {
+        wait_replicas: 1,
+        wait_local_fsync: false,
+        wait_timeout: Duration::from_millis(500),
+    };
+    let store = Arc::new(
+        RedisStore::connect(&cluster.url(), "failover")
+            .await
+            .expect("connects")
+            .with_durability(durable),
+    );
+    let (primary, replica) = cluster.primary_and_replica_of("failover:{play}:x").await;
+
+    // The writer delivers each result until it is acknowledged, as an edge does.
+    let (acked_tx, mut acked) = tokio::sync::watch::channel(0u64);
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut acked_at = Vec::new();
+            let (mut failures, mut applied_now) = (0u64, 0u64);
+            for match_id in 1..=RESULTS {
+                let write = ResultWrite {
+                    match_id,
+                    mode: "arena".into(),
+                    ratings: vec![(1, Rating::default())],
+                    boards: vec![BoardWrite {
+                        board: "count".into(),
+                        op: BoardOp::Incr,
+                        player_id: 1,
+                        value: 1.0,
+                        at_ms: match_id,
+                        expire_at: 0,
+                    }],
+                    players: vec![1],
+                    result_json: format!("{{\"m\":{match_id}}}"),
+                };
+                loop {
+                    match store.apply_result(&write).await {
+                        Ok(applied) => {
+                            applied_now += u64::from(applied);
+                            break;
+                        }
+                        Err(_) => failures += 1,
+                    }
+                }
+                acked_at.push(Instant::now());
+                acked_tx.send_replace(match_id);
+            }
+            (acked_at, failures, applied_now)
+        })
+    };
+    acked
+        .wait_for(|&n| n >= KILL_AFTER)
+        .await
+        .expect("the writer runs");
+    let killed_at = Instant::now();
+    cluster.nodes[primary].kill();
+    let acked_before_kill = *acked.borrow();
+    // The replica wins the election once the primary has missed its node timeout; only
+    // then may the old primary come back (it rejoins as a replica and resyncs).
+    cluster.nodes[replica]
+        .log
+        .line("Failover election won", Duration::from_secs(30))
+        .await;
+    let promoted_after = killed_at.elapsed();
+    cluster.nodes[primary].restart().await;
+    cluster.nodes[primary]
+        .log
+        .line(
+            "MASTER <-> REPLICA sync: Finished with success",
+            Duration::from_secs(30),
+        )
+        .await;
+    let resynced_after = killed_at.elapsed();
+    let (acked_at, failures, applied_now) = tokio::time::timeout(Duration::from_secs(60), writer)
+        .await
+        .expect("every result acknowledged in time")
+        .expect("writer");
+    let pause = acked_at
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .expect("results");
+    eprintln!(
+        "failover: replica promoted {promoted_after:?} after the kill, old primary resynced as \
+         a replica after {resynced_after:?}; longest pause between acknowledged results \
+         {pause:?}; {failures} deliveries failed and were retried"
+    );
+    assert!(
+        acked_before_kill < RESULTS,
+        "the kill happened while results were being applied"
+    );
+
+    // Nothing lost, nothing twice: the count board holds exactly one per result.
+    let (rows, _) = store.board_page("count", 0, 1).await.expect("works");
+    assert_eq!(rows.first().map(|r| r.score), Some(RESULTS as f64));
+    assert!(applied_now <= RESULTS);
+    for match_id in 1..=RESULTS {
+        assert!(
+            store.result(match_id).await.expect("works").is_some(),
+            "result {match_id} lost"
+        );
+    }
+    let described = cluster.describe().await;
+    let port = |i: usize| cluster.nodes[i].port();
+    assert!(
+        described
+            .iter()
+            .any(|n| n.port == port(replica) && n.primary),
+        "the replica was promoted"
+    );
+    assert!(
+        described
+            .iter()
+            .any(|n| n.port == port(primary) && !n.primary),
+        "the old primary came back as a replica"
+    );
+
+    // Matchmaking works again: a ticket is stored, found and settled.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let ticket = TicketRecord {
+        id: store.next_id("ticket").await.expect("works"),
+        mode: "arena".into(),
+        owner: 1,
+        players: vec![TicketMember {
+            player_id: 1,
+            rating: 25.0,
+        }],
+        pings_ms: BTreeMap::new(),
+        created_at_ms: 1,
+        expires_at_ms: now_ms + 60_000,
+        status: TicketStatus::Searching,
+        placement: None,
+    };
+    assert_eq!(store.put_ticket(&ticket).await.expect("works"), None);
+    assert_eq!(store.searching("arena").await.expect("works").len(), 1);
+    let matched = TicketRecord {
+        status: TicketStatus::Matched,
+        ..ticket
+    };
+    assert!(store.settle(&[matched]).await.expect("works"));
+}
+
 /// Regression test for ids after a restore: match and player ids were Redis `INCR`
 /// counters, so after a restart from an older snapshot they were handed out again while
 /// tokens naming them were still valid. Ids now never fall below the clock's floor.
@@ -543,8 +724,6 @@ async fn ids_never_repeat_after_a_restore_from_an_old_snapshot() {
 /// required, nothing is acknowledged until a replica has it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_are_acknowledged_only_once_a_replica_has_them() {
-    use outpost_cloud::store::{Durability, ResultWrite};
-
     let primary = RedisServer::start().await;
     let durable = Durability {
         wait_replicas: 1,

@@ -1,7 +1,8 @@
-//! The Redis store, through a connection manager (reconnects by itself). Keys carry hash
-//! tags so that what one script touches shares a Redis Cluster slot: `{auth}`, `{edges}`,
-//! `{mm}` (tickets, leases, placed matches), `{play}` (results, ratings, leaderboards,
-//! histories) and `{replays}`.
+//! The Redis store: one server through a connection manager (reconnects by itself), or
+//! a Redis Cluster through the cluster client (follows slot moves and failovers by
+//! itself). Keys carry hash tags so that what one script touches shares a cluster slot:
+//! `{auth}`, `{edges}`, `{mm}` (tickets, leases, placed matches), `{play}` (results,
+//! ratings, leaderboards, histories) and `{replays}`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -180,24 +181,107 @@ impl Persistence {
     }
 }
 
-/// Redis, through a connection manager (reconnects by itself).
+/// A connection to one server or to a cluster; every command of the store goes through
+/// it unchanged (the cluster client routes each by its key's slot).
+#[derive(Clone)]
+enum Connection {
+    Single(redis::aio::ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Connection {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The nodes named by a cluster URL, `redis+cluster://[user:password@]host:port[,host:port…]`
+/// (`rediss+cluster://` for TLS), as `redis://` URLs the cluster client starts from; `None`
+/// for a single-server URL.
+pub fn cluster_nodes(url: &str) -> Option<Result<Vec<String>, StoreError>> {
+    let (scheme, rest) = url.split_once("://")?;
+    let base = scheme.strip_suffix("+cluster")?;
+    let rest = rest.trim_end_matches('/');
+    let (auth, hosts) = match rest.rsplit_once('@') {
+        Some((auth, hosts)) => (format!("{auth}@"), hosts),
+        None => (String::new(), rest),
+    };
+    let nodes: Vec<String> = hosts
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|h| format!("{base}://{auth}{h}"))
+        .collect();
+    if nodes.is_empty() || !matches!(base, "redis" | "rediss") {
+        return Some(Err(StoreError(format!(
+            "a cluster URL is redis+cluster://host:port[,host:port…], not `{url}`"
+        ))));
+    }
+    Some(Ok(nodes))
+}
+
+/// Redis: one server or a cluster.
 #[derive(Clone)]
 pub struct RedisStore {
-    redis: redis::aio::ConnectionManager,
+    redis: Connection,
     prefix: String,
     durability: Durability,
 }
 
 impl RedisStore {
-    /// Connects to `url` (`redis://host:port/db`); `prefix` namespaces every key.
+    /// Connects to `url`: one server (`redis://host:port/db`) or a Redis Cluster
+    /// (`redis+cluster://host:port,host:port…`, any of its nodes; the client learns the
+    /// rest); `prefix` namespaces every key.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(redis_error)?;
-        let redis = client.get_connection_manager().await.map_err(redis_error)?;
+        let redis = match cluster_nodes(url) {
+            Some(nodes) => {
+                let client = redis::cluster::ClusterClientBuilder::new(nodes?)
+                    .connection_timeout(std::time::Duration::from_secs(2))
+                    .response_timeout(std::time::Duration::from_secs(5))
+                    .build()
+                    .map_err(redis_error)?;
+                Connection::Cluster(client.get_async_connection().await.map_err(redis_error)?)
+            }
+            None => {
+                let client = redis::Client::open(url).map_err(redis_error)?;
+                Connection::Single(client.get_connection_manager().await.map_err(redis_error)?)
+            }
+        };
         Ok(Self {
             redis,
             prefix: prefix.to_owned(),
             durability: Durability::default(),
         })
+    }
+
+    /// Whether this store is on a cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.redis, Connection::Cluster(_))
     }
 
     /// The same store, acknowledging results and replays only once `durability` holds.
@@ -206,23 +290,75 @@ impl RedisStore {
         self
     }
 
-    /// What the server keeps on disk (`CONFIG GET appendonly`, `appendfsync`).
+    /// What the server keeps on disk (`CONFIG GET appendonly`, `appendfsync`); on a
+    /// cluster, that of the least durable primary.
     pub async fn persistence(&self) -> Result<Persistence, StoreError> {
-        let get = |name: &'static str| async move {
-            let pair: Vec<String> = self
-                .query(redis::cmd("CONFIG").arg("GET").arg(name))
-                .await?;
-            Ok::<String, StoreError>(pair.get(1).cloned().unwrap_or_default())
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("GET").arg("append*");
+        let nodes: Vec<std::collections::HashMap<String, String>> = match &self.redis {
+            Connection::Single(_) => vec![self.query(&cmd).await?],
+            Connection::Cluster(cluster) => {
+                use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
+                let answer = cluster
+                    .clone()
+                    .route_command(
+                        cmd,
+                        RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None)),
+                    )
+                    .await
+                    .map_err(redis_error)?;
+                let by_node: std::collections::HashMap<
+                    String,
+                    std::collections::HashMap<String, String>,
+                > = redis::FromRedisValue::from_redis_value(answer)
+                    .map_err(|e| StoreError(e.to_string()))?;
+                by_node.into_values().collect()
+            }
         };
-        Ok(Persistence {
-            appendonly: get("appendonly").await?,
-            appendfsync: get("appendfsync").await?,
-        })
+        let all: Vec<Persistence> = nodes
+            .into_iter()
+            .map(|config| Persistence {
+                appendonly: config.get("appendonly").cloned().unwrap_or_default(),
+                appendfsync: config.get("appendfsync").cloned().unwrap_or_default(),
+            })
+            .collect();
+        let alone = Durability::default();
+        all.iter()
+            .find(|p| !p.durable(&alone))
+            .or(all.first())
+            .cloned()
+            .ok_or_else(|| StoreError("no primary answered CONFIG GET".into()))
     }
 
-    /// Waits until the writes made so far on this connection are as durable as
-    /// configured; an error if they are not in time.
-    async fn made_durable(&self) -> Result<(), StoreError> {
+    /// Sends `cmd` to the server that holds `key` (on a cluster, its slot's primary: the
+    /// connection that just wrote it).
+    async fn query_at<T: redis::FromRedisValue>(
+        &self,
+        key: &str,
+        cmd: redis::Cmd,
+    ) -> Result<T, StoreError> {
+        match &self.redis {
+            Connection::Single(_) => self.query(&cmd).await,
+            Connection::Cluster(cluster) => {
+                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+                let route = Route::with_key(key, SlotAddr::Master);
+                let value = cluster
+                    .clone()
+                    .route_command(
+                        cmd,
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+                    )
+                    .await
+                    .map_err(redis_error)?;
+                redis::FromRedisValue::from_redis_value(value)
+                    .map_err(|e| StoreError(e.to_string()))
+            }
+        }
+    }
+
+    /// Waits until the writes made so far on this connection to the server holding `key`
+    /// are as durable as configured; an error if they are not in time.
+    async fn made_durable(&self, key: &str) -> Result<(), StoreError> {
         let Durability {
             wait_replicas,
             wait_local_fsync,
@@ -230,18 +366,18 @@ impl RedisStore {
         } = self.durability;
         let timeout = wait_timeout.as_millis() as u64;
         if wait_local_fsync {
-            let (local, replicas): (u64, u64) = self
-                .query(redis::cmd("WAITAOF").arg(1).arg(wait_replicas).arg(timeout))
-                .await?;
+            let mut cmd = redis::cmd("WAITAOF");
+            cmd.arg(1).arg(wait_replicas).arg(timeout);
+            let (local, replicas): (u64, u64) = self.query_at(key, cmd).await?;
             if local < 1 || replicas < u64::from(wait_replicas) {
                 return Err(StoreError(format!(
                     "write not fsynced here ({local}) and on {wait_replicas} replicas ({replicas}) in time"
                 )));
             }
         } else if wait_replicas > 0 {
-            let replicas: u64 = self
-                .query(redis::cmd("WAIT").arg(wait_replicas).arg(timeout))
-                .await?;
+            let mut cmd = redis::cmd("WAIT");
+            cmd.arg(wait_replicas).arg(timeout);
+            let replicas: u64 = self.query_at(key, cmd).await?;
             if replicas < u64::from(wait_replicas) {
                 return Err(StoreError(format!(
                     "write reached {replicas} of {wait_replicas} replicas in time"
@@ -719,7 +855,7 @@ impl Store for RedisStore {
                 .await
                 .map_err(redis_error)?;
             // Acknowledged to the edge (which then deletes its copy) only once durable.
-            self.made_durable().await?;
+            self.made_durable(&keys[0]).await?;
             Ok(applied == 1)
         })
     }
@@ -824,7 +960,8 @@ impl Store for RedisStore {
             let json = serde_json::to_string(meta).map_err(json_error)?;
             let script = redis::Script::new(PUT_REPLAY);
             let mut invocation = script.prepare_invoke();
-            invocation.key(self.replay_key(&format!("replay:{}", meta.match_id)));
+            let replay = self.replay_key(&format!("replay:{}", meta.match_id));
+            invocation.key(&replay);
             for player in &meta.players {
                 invocation.key(self.replay_key(&format!("player:{player}")));
             }
@@ -834,7 +971,7 @@ impl Store for RedisStore {
                 .invoke_async(&mut redis)
                 .await
                 .map_err(redis_error)?;
-            self.made_durable().await?;
+            self.made_durable(&replay).await?;
             Ok(stored == 1)
         })
     }

@@ -2,10 +2,14 @@
 //! 'moto[server]'`) on a free loopback port, stopped on drop; a clear failure if
 //! `moto_server` is missing.
 
-use std::io::BufRead as _;
+#[path = "log.rs"]
+mod log;
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use self::log::Log;
 
 /// A moto server, stopped on drop.
 pub struct S3Server {
@@ -30,32 +34,17 @@ impl S3Server {
             .unwrap_or_else(|err| {
                 panic!("cannot start moto_server ({err}): install it (pip install 'moto[server]')")
             });
-        // It logs ` * Running on http://…` on stderr once it listens; the rest of its log
-        // is read and dropped, so the pipe never fills.
-        let stderr = child.stderr.take().expect("piped");
-        let (ready, listening) = tokio::sync::oneshot::channel();
-        std::thread::spawn(move || {
-            let mut ready = Some(ready);
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if line.contains("Running on")
-                    && let Some(ready) = ready.take()
-                {
-                    let _ = ready.send(());
-                }
-            }
-        });
+        // It logs ` * Running on http://…` on stderr once it listens.
+        let mut log = Log::follow(
+            child.stderr.take().expect("piped"),
+            format!("moto_server on port {port}"),
+        );
         let server = Self {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
         };
-        match tokio::time::timeout(Duration::from_secs(20), listening).await {
-            Ok(Ok(())) => server,
-            Ok(Err(_)) => panic!("moto_server on port {port} exited before serving"),
-            Err(_) => panic!("moto_server on port {port} did not start within 20 s"),
-        }
+        log.line("Running on", Duration::from_secs(20)).await;
+        server
     }
 
     /// An S3 builder for this server (path-style requests, plain HTTP, test keys).
