@@ -1,8 +1,11 @@
 //! Leaderboard write and top-100 read through the Redis store, against `redis-benchmark`
-//! doing the bare commands (ZADD; ZREVRANGE 0 99 WITHSCORES) on the same private server,
-//! side by side in one run. Prints operations per second and the ratio.
+//! doing the bare commands (ZADD; ZREVRANGE 0 99 WITHSCORES) on the same private Redis,
+//! side by side in one run — on one server, then on a cluster of three primaries with a
+//! replica each — and the matcher's placements per second on each. Prints operations per
+//! second and the ratios.
 //!
-//! `cargo bench --bench leaderboard` (needs `redis-server` and `redis-benchmark`).
+//! `cargo bench --bench leaderboard` (needs `redis-server`, `redis-cli` and
+//! `redis-benchmark`).
 #![allow(
     missing_docs,
     clippy::print_stdout,
@@ -97,18 +100,76 @@ fn write(match_id: u64, player: u64, value: f64) -> ResultWrite {
     }
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let server = redis_server::RedisServer::start().await;
-    let port: u16 = server
-        .url
-        .rsplit(':')
-        .next()
+/// Matches the matcher places per second through `store`: 4,000 searching players of
+/// the arena (2 × 4) and one edge with room for them all, one round.
+async fn placements(store: Arc<dyn Store>) -> f64 {
+    use outpost_cloud::edges::{EdgeHeartbeat, EdgeRecord};
+    use outpost_cloud::store::{TicketMember, TicketRecord, TicketStatus};
+    use outpost_cloud::{Cloud, CloudConfig, KeyRing};
+
+    const PLAYERS: u64 = 4_000;
+    let config = CloudConfig::dev();
+    let mode = config.modes[0].clone();
+    let keys = KeyRing::from_seed(&config, [7; 32]);
+    let blobs = Arc::new(object_store::memory::InMemory::new());
+    let cloud = Cloud::new(config, keys, [8; 32], store.clone(), blobs);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .trim_end_matches("/0")
-        .parse()
-        .unwrap();
-    let store = Arc::new(RedisStore::connect(&server.url, "bench").await.unwrap());
+        .as_millis() as u64;
+    let now = now_ms / 1000;
+    let edge = EdgeRecord {
+        heartbeat: EdgeHeartbeat {
+            edge_id: "bench-edge".into(),
+            region: "eu-west".into(),
+            quic_addr: "127.0.0.1:7777".into(),
+            cert_sha256: "ab".repeat(32),
+            capacity: PLAYERS as u32,
+            load: 0,
+            match_capacity: PLAYERS as u32,
+            matches: 0,
+            draining: false,
+        },
+        last_seen: now,
+        expires_at: now + 600,
+    };
+    store.put_edge(&edge, now).await.unwrap();
+    for player in 1..=PLAYERS {
+        let ticket = TicketRecord {
+            id: store.next_id("ticket").await.unwrap(),
+            mode: mode.name.clone(),
+            owner: player,
+            players: vec![TicketMember {
+                player_id: player,
+                rating: 25.0,
+            }],
+            pings_ms: [("eu-west".to_owned(), 20)].into_iter().collect(),
+            created_at_ms: now_ms,
+            expires_at_ms: now_ms + 600_000,
+            status: TicketStatus::Searching,
+            placement: None,
+        };
+        assert_eq!(store.put_ticket(&ticket).await.unwrap(), None);
+    }
+    let started = Instant::now();
+    let placed = outpost_cloud::matcher::round(&cloud, &mode).await.unwrap();
+    assert_eq!(placed as u64, PLAYERS / 8, "every player placed");
+    placed as f64 / started.elapsed().as_secs_f64()
+}
+
+/// What one Redis (a server or a cluster) measures.
+struct Figures {
+    ours_write: f64,
+    bare_write: f64,
+    ours_read: f64,
+    bare_read: f64,
+    placements: f64,
+}
+
+/// `port`: the server that holds the store's `{play}` slot (on a cluster, its primary),
+/// where `redis-benchmark` runs the bare commands on keys of that slot.
+async fn measure(url: &str, port: u16) -> Figures {
+    let store = Arc::new(RedisStore::connect(url, "bench").await.unwrap());
     for player in 1..=ENTRIES {
         store
             .apply_result(&write(10_000_000 + player, player, (player % 997) as f64))
@@ -116,9 +177,15 @@ async fn main() {
             .unwrap();
     }
 
+    // The bare board shares the store's slot: on a cluster, both go to one primary.
     let bare_write = redis_benchmark(
         port,
-        &["ZADD", "bare-board", "__rand_int__", "member:__rand_int__"],
+        &[
+            "ZADD",
+            "bare:{play}:board",
+            "__rand_int__",
+            "member:__rand_int__",
+        ],
     );
     let ours_write = {
         let store = store.clone();
@@ -146,15 +213,43 @@ async fn main() {
         })
         .await
     };
+    let placements = placements(store).await;
+    Figures {
+        ours_write,
+        bare_write,
+        ours_read,
+        bare_read,
+        placements,
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let server = redis_server::RedisServer::start().await;
+    let single = measure(&server.url, server.port()).await;
+    drop(server);
+    let cluster = redis_server::RedisCluster::start().await;
+    let (play, _) = cluster.primary_and_replica_of("bench:{play}:x").await;
+    let clustered = measure(&cluster.url(), cluster.nodes[play].port()).await;
     println!(
-        "leaderboard vs redis-benchmark, {OPS} ops, {CLIENTS} clients, {ENTRIES} entries, same redis-server"
+        "leaderboard vs redis-benchmark, {OPS} ops, {CLIENTS} clients, {ENTRIES} entries, same Redis"
     );
-    println!(
-        "write: outpost {ours_write:.0}/s  redis-benchmark ZADD {bare_write:.0}/s  ratio {:.2}",
-        ours_write / bare_write
-    );
-    println!(
-        "top-100 read: outpost {ours_read:.0}/s  redis-benchmark ZREVRANGE {bare_read:.0}/s  ratio {:.2}",
-        ours_read / bare_read
-    );
+    for (name, f) in [("one server", &single), ("cluster 3+3", &clustered)] {
+        println!(
+            "{name}: write: outpost {:.0}/s  redis-benchmark ZADD {:.0}/s  ratio {:.2}",
+            f.ours_write,
+            f.bare_write,
+            f.ours_write / f.bare_write
+        );
+        println!(
+            "{name}: top-100 read: outpost {:.0}/s  redis-benchmark ZREVRANGE {:.0}/s  ratio {:.2}",
+            f.ours_read,
+            f.bare_read,
+            f.ours_read / f.bare_read
+        );
+        println!(
+            "{name}: placements: {:.0} matches/s (2 x 4, one matcher round over 4,000 players)",
+            f.placements
+        );
+    }
 }

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
 use outpost_protocol::{ConnectToken, MatchId, PlayerId, TokenError, TokenSigner};
 
 use crate::edges::EdgeRecord;
@@ -50,6 +51,9 @@ impl Reservations {
         }
     }
 }
+
+/// Matches a round places at once.
+const PLACING_AT_ONCE: usize = 32;
 
 /// A placement's connect tokens are valid this long.
 pub const TOKEN_TTL: Duration = Duration::from_secs(60);
@@ -202,29 +206,61 @@ pub async fn round(cloud: &Cloud, mode: &ModeConfig) -> Result<usize, StoreError
     let tickets: Vec<Ticket> = live.iter().map(as_ticket).collect();
     let formed = pass(&tickets, &mut slots, &mode.rules, now);
     let by_id: HashMap<u64, &TicketRecord> = live.iter().map(|t| (t.id, t)).collect();
+    // Matches hold disjoint tickets: they are placed concurrently, a bounded number at a
+    // time (each is a few store round trips).
+    let placing: Vec<_> = formed
+        .iter()
+        .map(|m| place_formed(cloud, mode, m, &by_id, &edges, now))
+        .collect();
+    let mut outcomes = futures_util::stream::iter(placing).buffer_unordered(PLACING_AT_ONCE);
     let mut placed = 0;
-    for m in &formed {
-        let Some(edge) = edges.iter().find(|e| e.heartbeat.edge_id == m.edge_id) else {
-            continue;
-        };
-        let match_id = cloud.store.next_id("match").await?;
-        let (record, updates) = place(m, &by_id, edge, mode, match_id, &cloud.connect, now_ms())
-            .map_err(|e| StoreError(e.to_string()))?;
-        cloud.store.put_match(&record).await?;
-        // A ticket cancelled meanwhile voids the match; the rest search on.
-        if cloud.store.settle(&updates).await? {
-            let players: u32 = m.teams.iter().map(|t| t.len() as u32).sum();
-            cloud
-                .reservations
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .add(&m.edge_id, players, now);
-            cloud.stats.matches_placed.inc();
-            placed += 1;
-            tracing::info!(match_id, edge = %m.edge_id, region = %m.region, players, "match placed");
+    let mut failed = None;
+    while let Some(outcome) = outcomes.next().await {
+        match outcome {
+            Ok(settled) => placed += usize::from(settled),
+            // The others still finish: their tickets are settled or still searching.
+            Err(err) => failed = Some(err),
         }
     }
-    Ok(placed)
+    match failed {
+        Some(err) if placed == 0 => Err(err),
+        Some(err) => {
+            tracing::warn!(%err, placed, "some placements failed; their tickets search on");
+            Ok(placed)
+        }
+        None => Ok(placed),
+    }
+}
+
+/// Places one formed match: its id, record and settled tickets; false if a ticket was
+/// cancelled meanwhile (the match is void, the rest search on).
+async fn place_formed(
+    cloud: &Cloud,
+    mode: &ModeConfig,
+    m: &FormedMatch,
+    by_id: &HashMap<u64, &TicketRecord>,
+    edges: &[EdgeRecord],
+    now: u64,
+) -> Result<bool, StoreError> {
+    let Some(edge) = edges.iter().find(|e| e.heartbeat.edge_id == m.edge_id) else {
+        return Ok(false);
+    };
+    let match_id = cloud.store.next_id("match").await?;
+    let (record, updates) = place(m, by_id, edge, mode, match_id, &cloud.connect, now_ms())
+        .map_err(|e| StoreError(e.to_string()))?;
+    cloud.store.put_match(&record).await?;
+    let settled = cloud.store.settle(&updates).await?;
+    if settled {
+        let players: u32 = m.teams.iter().map(|t| t.len() as u32).sum();
+        cloud
+            .reservations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(&m.edge_id, players, now);
+        cloud.stats.matches_placed.inc();
+        tracing::info!(match_id, edge = %m.edge_id, region = %m.region, players, "match placed");
+    }
+    Ok(settled)
 }
 
 /// Runs a matcher per mode until the task is dropped or aborted.
