@@ -658,3 +658,101 @@ async fn an_edge_killed_with_a_result_in_its_outbox_delivers_it_on_restart() {
     let _ = std::fs::remove_dir_all(replays);
     let _ = std::fs::remove_dir_all(outbox);
 }
+
+/// Two players, one logged in through each of `apis`, matchmake at once; the match id
+/// both were placed in.
+async fn matched_through(apis: [&str; 2], devices: [&str; 2]) -> u64 {
+    let client = Arc::new(
+        Client::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("client")
+            .with_modes(modes()),
+    );
+    let mut searches = Vec::new();
+    for (api, device) in apis.into_iter().zip(devices) {
+        let api = CloudClient::new(api).expect("sdk");
+        api.login(&format!("{device}-0123456789abcdef"))
+            .await
+            .expect("login");
+        let client = client.clone();
+        searches.push(tokio::spawn(async move {
+            api.matchmake(&client, "arena", None, Duration::from_secs(30))
+                .await
+                .expect("a match")
+                .match_id
+        }));
+    }
+    let mut ids = Vec::new();
+    for search in searches {
+        ids.push(search.await.expect("search"));
+    }
+    assert_eq!(ids[0], ids[1], "placed together");
+    ids[0]
+}
+
+/// Cloud replicas on one store: every replica serves the API (a token from one works at
+/// the other), one at a time matches (the lease); a crashed holder's lease runs out and
+/// another replica matches on; a replica stopped on purpose gives the lease up at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_matcher_replica_hands_its_lease_over_and_tickets_keep_matching() {
+    let redis = RedisServer::start().await;
+    let (replays, outbox) = (temp_dir("replays"), temp_dir("outbox"));
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let a = start_cloud(&redis.url, &replays, any, 2, 5).await;
+    let lease = "matcher:arena";
+    let ttl = a.cloud.config.matcher_interval.saturating_mul(5);
+    // A holds the lease (as its first round would take it) before B starts.
+    assert!(
+        a.cloud
+            .store
+            .lease(lease, &a.cloud.instance, ttl.as_millis() as u64)
+            .await
+            .expect("redis")
+    );
+    let b = start_cloud(&redis.url, &replays, any, 2, 5).await;
+    assert_ne!(a.cloud.instance, b.cloud.instance);
+    let (_edge, _link) = start_edge(&b.url, &outbox).await;
+    edge_listed(&b.cloud).await;
+
+    // Logged in at either replica, matched by the lease holder.
+    let first = matched_through([&a.url, &b.url], ["replica-a", "replica-b"]).await;
+    assert_eq!(a.cloud.stats.matches_placed.get(), 1, "A holds the lease");
+    assert_eq!(b.cloud.stats.matches_placed.get(), 0);
+
+    // A crashes: its matcher stops where it is, its lease is not given up.
+    a.task.abort();
+    let crashed_at = std::time::Instant::now();
+    let _ = a.task.await;
+    assert!(
+        !b.cloud
+            .store
+            .lease(lease, &b.cloud.instance, 1)
+            .await
+            .expect("redis")
+            || crashed_at.elapsed() >= ttl,
+        "the crashed replica's lease holds until its TTL"
+    );
+    let second = matched_through([&b.url, &b.url], ["after-crash-1", "after-crash-2"]).await;
+    eprintln!(
+        "lease handed over and a match placed {:?} after the holder crashed (TTL {ttl:?})",
+        crashed_at.elapsed()
+    );
+    assert_ne!(first, second);
+    assert_eq!(b.cloud.stats.matches_placed.get(), 1, "B matched on");
+
+    // C joins; B stops on purpose and gives the lease up: C has it at once.
+    let c = start_cloud(&redis.url, &replays, any, 2, 5).await;
+    let c_instance = c.cloud.instance.clone();
+    let store = c.cloud.store.clone();
+    b.stop().await;
+    assert!(
+        store
+            .lease(lease, &c_instance, ttl.as_millis() as u64)
+            .await
+            .expect("redis"),
+        "a replica stopped on purpose releases its lease"
+    );
+    let third = matched_through([&c.url, &c.url], ["after-stop-1", "after-stop-2"]).await;
+    assert_ne!(second, third);
+    assert_eq!(c.cloud.stats.matches_placed.get(), 1, "C matched on");
+    c.stop().await;
+}

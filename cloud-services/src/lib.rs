@@ -423,9 +423,8 @@ pub async fn serve(
         shutdown,
     )
     .await;
-    for task in matchers {
-        task.abort();
-    }
+    // Stopping on purpose: the next replica need not wait out the leases.
+    matchers.stop().await;
     served?;
     Ok(())
 }

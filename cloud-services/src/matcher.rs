@@ -159,11 +159,7 @@ pub async fn round(cloud: &Cloud, mode: &ModeConfig) -> Result<usize, StoreError
     let lease_ttl = cloud.config.matcher_interval.saturating_mul(5).as_millis() as u64;
     if !cloud
         .store
-        .lease(
-            &format!("matcher:{}", mode.name),
-            &cloud.instance,
-            lease_ttl,
-        )
+        .lease(&lease_name(mode), &cloud.instance, lease_ttl)
         .await?
     {
         return Ok(0);
@@ -263,9 +259,55 @@ async fn place_formed(
     Ok(settled)
 }
 
-/// Runs a matcher per mode until the task is dropped or aborted.
-pub fn spawn(cloud: Arc<Cloud>) -> Vec<tokio::task::JoinHandle<()>> {
-    cloud
+/// The lease of `mode`'s matcher.
+fn lease_name(mode: &ModeConfig) -> String {
+    format!("matcher:{}", mode.name)
+}
+
+/// This replica's matchers, one per mode. Dropped, they stop where they are (as a crash
+/// would: their leases run out in their TTL); [`Matchers::stop`] also gives the leases
+/// up, so another replica takes over at its next round.
+pub struct Matchers {
+    cloud: Arc<Cloud>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Matchers {
+    /// Stops every matcher and releases the leases this replica holds.
+    pub async fn stop(mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+            // Wait for it to be gone (a round in flight may still renew the lease).
+            let _ = task.await;
+        }
+        for mode in &self.cloud.config.modes {
+            match self
+                .cloud
+                .store
+                .release(&lease_name(mode), &self.cloud.instance)
+                .await
+            {
+                Ok(true) => tracing::info!(mode = %mode.name, "matcher lease released"),
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::warn!(mode = %mode.name, %err, "matcher lease not released; it runs out by itself")
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Matchers {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Runs a matcher per mode until [`Matchers`] is stopped or dropped.
+pub fn spawn(cloud: Arc<Cloud>) -> Matchers {
+    let tasks = cloud
         .config
         .modes
         .iter()
@@ -283,5 +325,6 @@ pub fn spawn(cloud: Arc<Cloud>) -> Vec<tokio::task::JoinHandle<()>> {
                 }
             })
         })
-        .collect()
+        .collect();
+    Matchers { cloud, tasks }
 }

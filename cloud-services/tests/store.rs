@@ -294,6 +294,29 @@ async fn play_conformance(store: Arc<dyn Store>) {
             .await
             .expect("works")
     );
+    assert!(
+        !store.release("matcher:arena", "b").await.expect("works"),
+        "only the holder releases"
+    );
+    assert!(store.release("matcher:arena", "a").await.expect("works"));
+    assert!(
+        store
+            .lease("matcher:arena", "b", 60_000)
+            .await
+            .expect("works"),
+        "a released lease is free at once"
+    );
+    assert!(
+        !store.release("matcher:arena", "a").await.expect("works"),
+        "nor released twice"
+    );
+    assert!(store.release("matcher:arena", "b").await.expect("works"));
+    assert!(
+        store
+            .lease("matcher:arena", "a", 60_000)
+            .await
+            .expect("works")
+    );
     assert!(store.lease("matcher:arena", "b-short", 1).await.is_ok());
     assert!(store.lease("matcher:duel", "b", 1).await.expect("works"));
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;

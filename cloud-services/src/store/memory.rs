@@ -292,6 +292,20 @@ impl Store for MemoryStore {
         })
     }
 
+    fn release<'a>(&'a self, name: &'a str, holder: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut memory = self.lock();
+            let held = memory
+                .leases
+                .get(name)
+                .is_some_and(|(who, until)| who == holder && *until > now_ms());
+            if held {
+                memory.leases.remove(name);
+            }
+            Ok(held)
+        })
+    }
+
     fn put_match<'a>(&'a self, record: &'a MatchRecord) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             self.lock().matches.insert(record.match_id, record.clone());

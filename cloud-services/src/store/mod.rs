@@ -277,6 +277,9 @@ pub trait Store: Send + Sync {
     /// Takes or renews the lease `name` for `holder` for `ttl_ms`; false if another
     /// holder has it.
     fn lease<'a>(&'a self, name: &'a str, holder: &'a str, ttl_ms: u64) -> StoreFuture<'a, bool>;
+    /// Gives up the lease `name` if `holder` has it (another may take it at once); true
+    /// if it did.
+    fn release<'a>(&'a self, name: &'a str, holder: &'a str) -> StoreFuture<'a, bool>;
     /// Records a placed match.
     fn put_match<'a>(&'a self, record: &'a MatchRecord) -> StoreFuture<'a, ()>;
     /// A placed match.

@@ -93,6 +93,15 @@ end
 return 0
 ";
 
+/// Deletes a lease if ARGV[1] holds it.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+";
+
 /// Applies a result once. KEYS[1]: the result marker, KEYS[2]: the mode's ratings, then
 /// whatever the payload's indices name. ARGV[1]: the result, ARGV[2]: the payload.
 const APPLY_RESULT: &str = r"
@@ -741,6 +750,19 @@ impl Store for RedisStore {
                 .await
                 .map_err(redis_error)?;
             Ok(held == 1)
+        })
+    }
+
+    fn release<'a>(&'a self, name: &'a str, holder: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut redis = self.redis.clone();
+            let released: i64 = redis::Script::new(RELEASE)
+                .key(self.mm_key(&format!("lease:{name}")))
+                .arg(holder)
+                .invoke_async(&mut redis)
+                .await
+                .map_err(redis_error)?;
+            Ok(released == 1)
         })
     }
 
