@@ -116,7 +116,7 @@ pub async fn run(args: CloudArgs) -> anyhow::Result<()> {
     let edge_secret = args
         .edge_secret_file
         .as_deref()
-        .map(read_edge_secret)
+        .map(|path| crate::read_secret(path, "the edge secret"))
         .transpose()?;
     let config = CloudConfig {
         issuer: args.issuer,
@@ -216,19 +216,6 @@ pub async fn run(args: CloudArgs) -> anyhow::Result<()> {
 }
 
 /// Reads the fleet's edge secret from a file (at least 16 characters).
-pub(crate) fn read_edge_secret(path: &std::path::Path) -> anyhow::Result<String> {
-    let secret = std::fs::read_to_string(path)
-        .map_err(|err| anyhow::anyhow!("reading {}: {err}", path.display()))?
-        .trim()
-        .to_owned();
-    anyhow::ensure!(
-        secret.len() >= 16,
-        "the edge secret in {} must be at least 16 characters",
-        path.display()
-    );
-    Ok(secret)
-}
-
 /// `outpost edge-credential`: the credential an edge presents, for its id.
 #[derive(clap::Args, Debug)]
 pub struct EdgeCredentialArgs {
@@ -242,7 +229,7 @@ pub struct EdgeCredentialArgs {
 
 /// Prints the edge's credential, for its `--edge-credential-file`.
 pub fn edge_credential(args: &EdgeCredentialArgs) -> anyhow::Result<()> {
-    let secret = read_edge_secret(&args.edge_secret_file)?;
+    let secret = crate::read_secret(&args.edge_secret_file, "the edge secret")?;
     let credential = outpost_cloud::edges::edge_credential_for(&secret, &args.edge_id);
     #[expect(
         clippy::print_stdout,

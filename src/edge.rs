@@ -122,6 +122,12 @@ pub struct EdgeArgs {
         default_value_t = 64
     )]
     gateway_max_connections_per_address: usize,
+    /// File holding the gateway's load-test key (at least 16 characters): requests
+    /// carrying it in `X-Outpost-Load-Test` skip the per-address rate limits, so a load
+    /// generator's players, all from one address, are not refused at login (per-player
+    /// limits still hold). Without it there is no allowance and the header is refused.
+    #[arg(long, env = "OUTPOST_GATEWAY_LOAD_TEST_KEY_FILE")]
+    gateway_load_test_key_file: Option<PathBuf>,
     /// Most requests the gateway has at the cloud at once.
     #[arg(
         long,
@@ -222,6 +228,12 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
             config.connections.max_connections_per_address =
                 args.gateway_max_connections_per_address;
             config.max_origin_requests = args.gateway_max_origin_requests;
+            if let Some(path) = &args.gateway_load_test_key_file {
+                config.load_test_key = Some(crate::read_secret(path, "the load-test key")?);
+                tracing::warn!(
+                    "gateway: load-test allowance on (requests with the key skip per-address limits)"
+                );
+            }
             let gateway = Gateway::start_with_stats(config, edge.metrics().gateway.clone()).await?;
             eprintln!("gateway: http://{}", gateway.addr());
             Some(gateway)

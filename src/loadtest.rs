@@ -81,6 +81,11 @@ pub struct LoadtestArgs {
     /// matchmake there.
     #[arg(long)]
     api: Option<String>,
+    /// With --api through an edge's gateway: file holding the gateway's load-test key
+    /// (its `--gateway-load-test-key-file`), sent as `X-Outpost-Load-Test` so the
+    /// players, all from this one address, are not held to per-address limits.
+    #[arg(long, env = "OUTPOST_LOAD_TEST_KEY_FILE", requires = "api")]
+    load_test_key_file: Option<PathBuf>,
     /// Game mode: the one matchmade in (with --api), or the one the edge's matches run
     /// (with --spawn-edge or --edge).
     #[arg(long, default_value = "arena")]
@@ -221,6 +226,7 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
     let placeholder = Target::Stack {
         api_url: String::new(),
         mode: String::new(),
+        load_test_key: None,
     };
     let mut config = LoadConfig {
         target: placeholder,
@@ -284,6 +290,11 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         Target::Stack {
             api_url: api.trim_end_matches('/').to_owned(),
             mode: args.mode.clone(),
+            load_test_key: args
+                .load_test_key_file
+                .as_deref()
+                .map(|path| crate::read_secret(path, "the load-test key"))
+                .transpose()?,
         }
     } else {
         anyhow::bail!("say where to send players: --spawn-edge, --edge or --api");

@@ -79,3 +79,17 @@ async fn ctrl_c() -> &'static str {
         Err(_) => std::future::pending().await,
     }
 }
+
+/// A secret kept in a file (surrounding whitespace dropped), at least 16 characters.
+pub(crate) fn read_secret(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    let secret = std::fs::read_to_string(path)
+        .map_err(|err| anyhow::anyhow!("reading {}: {err}", path.display()))?
+        .trim()
+        .to_owned();
+    anyhow::ensure!(
+        secret.chars().count() >= 16,
+        "{what} in {} must be at least 16 characters",
+        path.display()
+    );
+    Ok(secret)
+}

@@ -260,3 +260,144 @@ fn full_stack_players_log_in_and_matchmake_through_the_gateway() {
     assert!(number(&report, "rtt_ms_p50") > 0.0);
     assert!(number(&report, "tick_ms_p99") > 0.0);
 }
+
+/// A child process killed (and reaped) when dropped, and the lines of its stderr.
+struct Process {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+}
+
+impl Process {
+    fn start(args: &[&str]) -> Self {
+        use std::io::BufRead as _;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_outpost"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("outpost starts");
+        let lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+        Self { child, lines }
+    }
+
+    /// The first word after `prefix` on the first line that starts with it.
+    fn announced(&mut self, prefix: &str) -> String {
+        self.lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|line| {
+                line.strip_prefix(prefix)
+                    .map(|rest| rest.split_whitespace().next().unwrap_or("").to_owned())
+            })
+            .unwrap_or_else(|| panic!("the process exited before printing `{prefix}`"))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Regression test for load-testing a production-configured stack: through an edge's
+/// gateway, 6 of 16 players were refused at login by its per-address limit (they all
+/// come from one address), and players whose match ended were counted as errors
+/// (`kicked`) and never played again. With the operator's load-test key every player
+/// gets in; a match's end is counted apart from errors and the player queues again.
+#[test]
+fn a_load_test_through_a_production_gateway_holds_every_player_and_requeues_after_match_end() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_owned();
+    std::fs::write(path("edge-secret"), "edge-secret-of-this-test-fleet").expect("write");
+    std::fs::write(path("load-test-key"), "load-test-key-of-the-operator").expect("write");
+    let credential = outpost(&[
+        "edge-credential",
+        "--edge-secret-file",
+        &path("edge-secret"),
+        "--edge-id",
+        "lt-edge",
+    ]);
+    assert!(credential.status.success());
+    std::fs::write(path("credential"), &credential.stdout).expect("write");
+    // Matches of 4 that last 5 s: each player sees at least one end in a 12 s hold.
+    let mut cloud = Process::start(&[
+        "cloud",
+        "--listen",
+        "127.0.0.1:0",
+        "--edge-secret-file",
+        &path("edge-secret"),
+        "--replay-dir",
+        &path("replays"),
+        "--modes",
+        "arena",
+        "--arena-players",
+        "4",
+        "--match-seconds",
+        "5",
+    ]);
+    let cloud_url = cloud.announced("cloud listening: ");
+    let mut edge = Process::start(&[
+        "edge",
+        "--edge-id",
+        "lt-edge",
+        "--region",
+        "local",
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--cloud-url",
+        &cloud_url,
+        "--edge-credential-file",
+        &path("credential"),
+        "--outbox-dir",
+        &path("outbox"),
+        "--gateway-listen",
+        "127.0.0.1:0",
+        "--gateway-load-test-key-file",
+        &path("load-test-key"),
+    ]);
+    let gateway = edge.announced("gateway: ");
+    edge.announced("edge listening: ");
+    let output = outpost(&[
+        "loadtest",
+        "--api",
+        &gateway,
+        "--load-test-key-file",
+        &path("load-test-key"),
+        "--players",
+        "16",
+        "--ramp",
+        "16",
+        "--duration",
+        "12s",
+        "--json",
+    ]);
+    drop((edge, cloud));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "loadtest failed: {stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("one JSON object");
+    assert_eq!(
+        number(&report, "errors"),
+        0.0,
+        "nobody refused, no match end counted as an error: {}",
+        report["errors_by_kind"]
+    );
+    assert_eq!(number(&report, "connect_failures"), 0.0);
+    assert!(
+        number(&report, "match_ends") >= 16.0,
+        "every player's first match ended: {report}"
+    );
+    assert!(
+        number(&report, "players_joined") >= 32.0,
+        "and each played again: {report}"
+    );
+    let held = number(&report, "player_seconds_held");
+    assert!(
+        held > 0.0 && held <= number(&report, "player_seconds_target"),
+        "{held} player-seconds held"
+    );
+}

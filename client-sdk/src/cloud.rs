@@ -174,11 +174,27 @@ pub struct CloudClient {
 impl CloudClient {
     /// A client of the cloud at `base_url` (e.g. `https://cloud.example.com`).
     pub fn new(base_url: &str) -> Result<Self, CloudError> {
+        Self::with_headers(base_url, &[])
+    }
+
+    /// The same, sending these headers with every request (e.g. a gateway's
+    /// `X-Outpost-Load-Test` key for a load generator).
+    pub fn with_headers(base_url: &str, headers: &[(&str, &str)]) -> Result<Self, CloudError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut defaults = reqwest::header::HeaderMap::new();
+        for (name, value) in headers {
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| CloudError::Invalid(format!("header name {name}: {e}")))?;
+            let mut value = reqwest::header::HeaderValue::from_str(value)
+                .map_err(|e| CloudError::Invalid(format!("header {name}: {e}")))?;
+            value.set_sensitive(true);
+            defaults.insert(name, value);
+        }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
             .pool_idle_timeout(outpost_protocol::HTTP_CLIENT_IDLE)
+            .default_headers(defaults)
             .build()?;
         Ok(Self {
             http,

@@ -653,3 +653,87 @@ async fn raw_get(addr: SocketAddr, path: &str) -> String {
     stream.read_to_end(&mut answer).await.expect("reads");
     String::from_utf8_lossy(&answer).into_owned()
 }
+
+/// The load-test allowance: with the operator's key, a load generator's players — all
+/// from one address — log in past the per-address limit, each still limited as a player;
+/// a wrong key, or any key where none is configured, is refused, and the key never
+/// reaches the cloud.
+#[tokio::test]
+async fn a_load_test_key_lifts_the_per_address_limit_and_nothing_else() {
+    const KEY: &str = "load-test-key-of-the-operator";
+    let login = |s: &Setup, key: Option<&str>| {
+        let mut request = s.http.post(format!("{}/v1/auth/guest", s.url)).body("{}");
+        if let Some(key) = key {
+            request = request.header(outpost_edge::gateway::LOAD_TEST_HEADER, key);
+        }
+        request.send()
+    };
+    let s = setup(|c| c.load_test_key = Some(KEY.into())).await;
+    // Twice the login burst of one address, all let through with the key.
+    for n in 0..20 {
+        let status = login(&s, Some(KEY)).await.expect("answers").status();
+        assert_ne!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "login {n} with the key"
+        );
+    }
+    assert_eq!(s.gateway.stats().load_test_requests.get(), 20);
+    // Without it the address's burst (10) holds, as for everyone else.
+    let mut limited = 0;
+    for _ in 0..11 {
+        if login(&s, None).await.expect("answers").status() == StatusCode::TOO_MANY_REQUESTS {
+            limited += 1;
+        }
+    }
+    assert!(
+        limited >= 1,
+        "the per-address limit still applies without the key"
+    );
+    // A wrong key is refused (once the address's limit allows a try at all).
+    let s = setup(|c| c.load_test_key = Some(KEY.into())).await;
+    let wrong = login(&s, Some("load-test-key-of-the-operatoR"))
+        .await
+        .expect("answers");
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = wrong.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "load_test_refused");
+    // Off by default: the header is refused, not ignored.
+    let off = setup(|_| {}).await;
+    assert_eq!(
+        login(&off, Some(KEY)).await.expect("answers").status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // Per-player limits still hold with the key.
+    let s = setup(|c| {
+        c.load_test_key = Some(KEY.into());
+        c.default_limits.1 = Rate {
+            per_second: 1,
+            burst: 2,
+        };
+    })
+    .await;
+    let token = s.origin.keys.issue(7).expect("issues").0;
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(
+            s.http
+                .get(format!("{}/v1/me", s.url))
+                .bearer_auth(&token)
+                .header(outpost_edge::gateway::LOAD_TEST_HEADER, KEY)
+                .send()
+                .await
+                .expect("answers")
+                .status(),
+        );
+    }
+    assert_eq!(
+        statuses.last(),
+        Some(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    // A short key is refused at start.
+    let mut config = GatewayConfig::new("http://127.0.0.1:9", "e", "r");
+    config.load_test_key = Some("short".into());
+    assert!(config.validate().is_err());
+}

@@ -67,12 +67,16 @@ pub enum Target {
         /// Dev key the edge trusts for connect tokens.
         signer: Arc<TokenSigner>,
     },
-    /// The full stack: log in and matchmake through `api_url`, join where sent.
+    /// The full stack: log in and matchmake through `api_url`, join where sent; a
+    /// player whose match ends queues again, as a real one does.
     Stack {
         /// Base URL of the cloud API or of an edge's gateway in front of it.
         api_url: String,
         /// Game mode to matchmake in.
         mode: String,
+        /// The gateway's load-test key (`X-Outpost-Load-Test`), which lets the run's
+        /// players — all from one address — past its per-address limits.
+        load_test_key: Option<String>,
     },
 }
 
@@ -84,10 +88,15 @@ impl std::fmt::Debug for Target {
                 .field("addr", addr)
                 .field("edge_id", edge_id)
                 .finish_non_exhaustive(),
-            Self::Stack { api_url, mode } => f
+            Self::Stack {
+                api_url,
+                mode,
+                load_test_key,
+            } => f
                 .debug_struct("Stack")
                 .field("api_url", api_url)
                 .field("mode", mode)
+                .field("load_test_key", &load_test_key.as_ref().map(|_| "…"))
                 .finish(),
         }
     }
@@ -414,9 +423,14 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<Report> {
                 trust: Trust::Pinned(*fingerprint),
                 connect_token: tokens[n as usize].clone(),
             }),
-            Target::Stack { api_url, mode } => player::Join::Stack {
+            Target::Stack {
+                api_url,
+                mode,
+                load_test_key,
+            } => player::Join::Stack {
                 api_url: api_url.clone(),
                 mode: mode.clone(),
+                load_test_key: load_test_key.clone(),
             },
         };
         players.push(tokio::spawn(player::play(
@@ -493,6 +507,7 @@ mod tests {
         Target::Stack {
             api_url: url.into(),
             mode: "arena".into(),
+            load_test_key: None,
         }
     }
 

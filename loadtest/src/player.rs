@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_client::{Assignment, Client, ClientError, CloudClient, Session, input_ticks};
+use outpost_protocol::GoodbyeReason;
 use outpost_protocol::rng::SplitMix64;
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -15,25 +16,55 @@ use crate::{CONNECT_TIMEOUT, ErrorKind, LoadConfig};
 pub(crate) enum Join {
     /// With a token minted by the harness.
     Direct(Assignment),
-    /// Log in and matchmake through the API.
-    Stack { api_url: String, mode: String },
+    /// Log in and matchmake through the API (again after each match).
+    Stack {
+        api_url: String,
+        mode: String,
+        load_test_key: Option<String>,
+    },
 }
 
+/// Why a player's time in a match ended, when it did not break.
+enum Ended {
+    /// The run is over.
+    RunOver,
+    /// The match is over (the edge said so): a player of the full stack queues again.
+    MatchOver,
+}
+
+/// Where a player joins next: its assignment, or why there is none. `api` keeps a
+/// full-stack player's login from one match to the next.
 async fn assignment(
     n: u32,
-    join: Join,
+    join: &Join,
+    api: &mut Option<CloudClient>,
     client: &Client,
     config: &LoadConfig,
     deadline: Instant,
 ) -> Result<Assignment, ErrorKind> {
     match join {
-        Join::Direct(assignment) => Ok(assignment),
-        Join::Stack { api_url, mode } => {
-            let api = CloudClient::new(&api_url).map_err(|_| ErrorKind::Matchmaking)?;
+        Join::Direct(assignment) => Ok(assignment.clone()),
+        Join::Stack {
+            api_url,
+            mode,
+            load_test_key,
+        } => {
             let wait = deadline.saturating_duration_since(Instant::now());
             let found = tokio::time::timeout(wait, async {
-                api.login(&CloudClient::new_device_id()).await?;
-                api.matchmake(client, &mode, None, wait).await
+                if api.is_none() {
+                    let headers: Vec<(&str, &str)> = load_test_key
+                        .as_deref()
+                        .map(|key| ("x-outpost-load-test", key))
+                        .into_iter()
+                        .collect();
+                    let fresh = CloudClient::with_headers(api_url, &headers)?;
+                    fresh.login(&CloudClient::new_device_id()).await?;
+                    *api = Some(fresh);
+                }
+                let api = api
+                    .as_ref()
+                    .ok_or(outpost_client::CloudError::NotLoggedIn)?;
+                api.matchmake(client, mode, None, wait).await
             })
             .await
             .map_err(|_| ErrorKind::Matchmaking)?
@@ -57,7 +88,8 @@ fn connect_error(err: &ClientError) -> ErrorKind {
     }
 }
 
-/// Plays player `n` until `until`; everything it sees goes to `recorder`.
+/// Plays player `n` until `until`, match after match on the full stack; everything it
+/// sees goes to `recorder`.
 pub(crate) async fn play(
     n: u32,
     join: Join,
@@ -66,39 +98,61 @@ pub(crate) async fn play(
     recorder: Arc<Recorder>,
     until: Instant,
 ) {
-    recorder.connect_attempt();
-    let session = async {
-        let assignment = assignment(n, join, &client, &config, until).await?;
-        match tokio::time::timeout(CONNECT_TIMEOUT, client.connect(&assignment)).await {
-            Ok(Ok(session)) => Ok(session),
-            Ok(Err(err)) => {
-                tracing::debug!(player = n, %err, "join failed");
-                Err(connect_error(&err))
+    let mut api = None;
+    let mut matches = 0u32;
+    loop {
+        recorder.connect_attempt();
+        let session = async {
+            let assignment = assignment(n, &join, &mut api, &client, &config, until).await?;
+            match tokio::time::timeout(CONNECT_TIMEOUT, client.connect(&assignment)).await {
+                Ok(Ok(session)) => Ok(session),
+                Ok(Err(err)) => {
+                    tracing::debug!(player = n, %err, "join failed");
+                    Err(connect_error(&err))
+                }
+                Err(_) => Err(ErrorKind::ConnectTimeout),
             }
-            Err(_) => Err(ErrorKind::ConnectTimeout),
+        };
+        let session = match session.await {
+            Ok(session) => session,
+            // Still searching again when the run ended: not a failure.
+            Err(ErrorKind::Matchmaking) if matches > 0 && Instant::now() >= until => {
+                recorder.requeue_cut_short();
+                return;
+            }
+            Err(kind) => {
+                recorder.connect_failed(kind);
+                return;
+            }
+        };
+        if !config.prediction {
+            session.disable_prediction();
+            session.disable_interpolation();
         }
-    };
-    let session = match session.await {
-        Ok(session) => session,
-        Err(kind) => {
-            recorder.connect_failed(kind);
-            return;
-        }
-    };
-    if !config.prediction {
-        session.disable_prediction();
-        session.disable_interpolation();
-    }
-    recorder.connected(session.welcome().match_id.0);
-    let outcome = drive(n, &session, &config, &recorder, until).await;
-    match outcome {
-        Ok(()) => {
-            recorder.finished(true);
-            session.close().await;
-        }
-        Err(kind) => {
-            recorder.error(kind);
-            recorder.finished(false);
+        recorder.connected(session.welcome().match_id.0);
+        matches += 1;
+        let joined_at = std::time::Instant::now();
+        let outcome = drive(n, &session, &config, &recorder, until).await;
+        recorder.left(joined_at);
+        match outcome {
+            Ok(Ended::RunOver) => {
+                recorder.finished(true);
+                session.close().await;
+                return;
+            }
+            Ok(Ended::MatchOver) => {
+                recorder.match_ended();
+                recorder.finished(false);
+                // Only the full stack can place a player again.
+                if matches!(join, Join::Direct(_)) || Instant::now() >= until {
+                    return;
+                }
+            }
+            Err(kind) => {
+                recorder.error(kind);
+                recorder.finished(false);
+                return;
+            }
         }
     }
 }
@@ -142,7 +196,7 @@ async fn drive(
     config: &LoadConfig,
     recorder: &Recorder,
     until: Instant,
-) -> Result<(), ErrorKind> {
+) -> Result<Ended, ErrorKind> {
     let mut rng = SplitMix64::new(u64::from(n) ^ 0x5eed_0000_0000);
     let period = Duration::from_secs(1) / u32::from(config.input_hz);
     // Spread players' sends over the period instead of all on the same instant.
@@ -173,11 +227,13 @@ async fn drive(
     tokio::pin!(end);
     loop {
         tokio::select! {
-            () = &mut end => return Ok(()),
+            () = &mut end => return Ok(Ended::RunOver),
             _ = ticks.tick() => {}
         }
-        if session.goodbye().is_some() {
-            return Err(ErrorKind::Kicked);
+        match session.goodbye() {
+            Some(GoodbyeReason::MatchOver) => return Ok(Ended::MatchOver),
+            Some(_) => return Err(ErrorKind::Kicked),
+            None => {}
         }
         if session.is_closed() {
             return Err(ErrorKind::Disconnected);

@@ -96,6 +96,8 @@ struct Totals {
     scrape_failures: u64,
     ramp: Option<Duration>,
     hold_end: Option<Duration>,
+    /// Time players spent in matches during the hold, summed over players, seconds.
+    player_seconds: f64,
 }
 
 /// Shared by every player, the scraper and the collector.
@@ -108,6 +110,8 @@ pub(crate) struct Recorder {
     joined: AtomicU64,
     failed: AtomicU64,
     stayed: AtomicU64,
+    match_ends: AtomicU64,
+    cut_short: AtomicU64,
     holding: AtomicBool,
     matches: Mutex<std::collections::BTreeSet<u64>>,
     window: Mutex<Window>,
@@ -129,6 +133,8 @@ impl Recorder {
             joined: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             stayed: AtomicU64::new(0),
+            match_ends: AtomicU64::new(0),
+            cut_short: AtomicU64::new(0),
             holding: AtomicBool::new(false),
             matches: Mutex::new(std::collections::BTreeSet::new()),
             window: Mutex::new(Window::default()),
@@ -146,6 +152,7 @@ impl Recorder {
                 scrape_failures: 0,
                 ramp: None,
                 hold_end: None,
+                player_seconds: 0.0,
             }),
         }
     }
@@ -171,6 +178,32 @@ impl Recorder {
             .errors
             .entry(kind.as_str().to_owned())
             .or_default() += 1;
+    }
+
+    /// A player left a match it joined at `joined_at`: the part of its time there that
+    /// fell in the hold counts as player-seconds held.
+    pub(crate) fn left(&self, joined_at: Instant) {
+        let (from, to) = (
+            joined_at.saturating_duration_since(self.started),
+            self.started.elapsed(),
+        );
+        let mut totals = lock(&self.totals);
+        // Before the ramp ended there was no hold to count in.
+        let Some(ramp) = totals.ramp else {
+            return;
+        };
+        let end = totals.hold_end.map_or(to, |hold_end| to.min(hold_end));
+        totals.player_seconds += end.saturating_sub(from.max(ramp)).as_secs_f64();
+    }
+
+    /// A player's match ended (the edge said so): counted, not an error.
+    pub(crate) fn match_ended(&self) {
+        self.match_ends.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A player was still queueing again for its next match when the run ended.
+    pub(crate) fn requeue_cut_short(&self) {
+        self.cut_short.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A player stopped: at the end of the run (`stayed`) or because its session broke.
@@ -297,6 +330,10 @@ impl Recorder {
         Report {
             players_target: self.target,
             players_connected: self.stayed.load(Ordering::Relaxed),
+            player_seconds_held: totals.player_seconds,
+            player_seconds_target: f64::from(self.target) * hold.as_secs_f64(),
+            match_ends: self.match_ends.load(Ordering::Relaxed),
+            requeues_cut_short: self.cut_short.load(Ordering::Relaxed),
             players_joined: self.joined.load(Ordering::Relaxed),
             connect_attempts: self.attempts.load(Ordering::Relaxed),
             connect_failures: self.failed.load(Ordering::Relaxed),

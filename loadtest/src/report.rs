@@ -15,8 +15,17 @@ use crate::{ErrorCounts, Second};
 pub struct Report {
     /// Players asked for.
     pub players_target: u32,
-    /// Players connected from their join to the end of the run.
+    /// Players connected from their join to the end of the run (in their last match).
     pub players_connected: u64,
+    /// Time players spent in matches during the hold, summed over players, seconds.
+    pub player_seconds_held: f64,
+    /// What that would be with every player in a match all the hold: players × hold.
+    pub player_seconds_target: f64,
+    /// Matches that ended under a player (the edge's goodbye `match_over`): counted here,
+    /// not as errors; with the full stack those players queue again.
+    pub match_ends: u64,
+    /// Players still queueing again for their next match when the run ended (not errors).
+    pub requeues_cut_short: u64,
     /// Players that joined at some point.
     pub players_joined: u64,
     /// Joins tried.
@@ -88,11 +97,14 @@ impl Report {
     pub fn summary(&self) -> String {
         let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2} ms"));
         format!(
-            "{}/{} players held {:.0}s in {} matches · tick p50 {} p99 {} · missed ticks {} · input RTT p50 {:.1} ms p99 {:.1} ms · {:.0} kbit/s down per player · {} errors",
+            "{}/{} players held {:.0}s ({:.0}/{:.0} player-seconds) in {} matches, {} match ends · tick p50 {} p99 {} · missed ticks {} · input RTT p50 {:.1} ms p99 {:.1} ms · {:.0} kbit/s down per player · {} errors",
             self.players_connected,
             self.players_target,
             self.duration_s,
+            self.player_seconds_held,
+            self.player_seconds_target,
             self.matches,
+            self.match_ends,
             ms(self.tick_ms_p50),
             ms(self.tick_ms_p99),
             self.missed_ticks

@@ -99,6 +99,12 @@ pub struct GatewayConfig {
     pub groups: Vec<RouteGroup>,
     /// Most keys each limiter remembers. Default 100 000.
     pub max_limiter_keys: usize,
+    /// An operator-granted load-test allowance: requests carrying this key in
+    /// [`LOAD_TEST_HEADER`] skip the per-address limits (a load generator's simulated
+    /// players all come from one address); per-player limits still hold, and a request
+    /// with a wrong key is refused 401. Default `None`: off, and the header is refused.
+    /// At least [`MIN_LOAD_TEST_KEY`] characters.
+    pub load_test_key: Option<String>,
     /// Bounds on client connections: header timeout (also ending idle keep-alive
     /// connections), caps in all and per address. Default 10 s, 4096, 64.
     pub connections: outpost_httpd::Limits,
@@ -149,10 +155,30 @@ impl GatewayConfig {
                 },
             }],
             max_limiter_keys: 100_000,
+            load_test_key: None,
             connections: outpost_httpd::Limits::default(),
         }
     }
+
+    /// Checks the load-test key and the connection bounds.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(key) = &self.load_test_key
+            && key.chars().count() < MIN_LOAD_TEST_KEY
+        {
+            return Err(format!(
+                "the gateway's load-test key must be at least {MIN_LOAD_TEST_KEY} characters"
+            ));
+        }
+        self.connections.validate()
+    }
 }
+
+/// The request header that carries the load-test key ([`GatewayConfig::load_test_key`]);
+/// never passed on to the cloud (no `x-outpost-*` header is).
+pub const LOAD_TEST_HEADER: &str = "x-outpost-load-test";
+
+/// Shortest load-test key accepted.
+pub const MIN_LOAD_TEST_KEY: usize = 16;
 
 /// What the gateway has done: Prometheus counters, exported with the edge's metrics
 /// (`outpost_edge_gateway_*`). Clones share the counts.
@@ -178,6 +204,8 @@ pub struct GatewayStats {
     pub unauthorized: Counter,
     /// Requests refused by a rate limit.
     pub rate_limited: Counter,
+    /// Requests let past the per-address limits by the load-test key.
+    pub load_test_requests: Counter,
     /// Bytes the cache holds (updated every few seconds).
     pub cache_bytes: Gauge,
     /// Client connections (`gateway_http_…`).
@@ -237,6 +265,11 @@ impl GatewayStats {
                 "gateway_rate_limited",
                 "Requests refused by a rate limit",
                 &self.rate_limited,
+            ),
+            (
+                "gateway_load_test_requests",
+                "Requests let past the per-address limits by the load-test key",
+                &self.load_test_requests,
             ),
         ];
         for (name, help, counter) in counters {
@@ -309,9 +342,8 @@ impl Gateway {
         stats: GatewayStats,
     ) -> anyhow::Result<Self> {
         config
-            .connections
             .validate()
-            .map_err(|e| anyhow::anyhow!("gateway connections: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("gateway: {e}"))?;
         anyhow::ensure!(
             config.max_origin_requests >= 1,
             "gateway max_origin_requests must be at least 1"
@@ -518,9 +550,27 @@ async fn handle(
         .iter()
         .find(|g| path.starts_with(&g.prefix))
         .map_or(&shared.default_group, |g| &g.limits);
-    if let Err(wait) = limits.check_address(peer.ip()) {
+    // The load-test allowance: a right key skips the per-address limit; a wrong one (or
+    // any, when none is configured) is refused — after that limit, so guessing is slow.
+    let load_test = request.headers().get(LOAD_TEST_HEADER).map(|offered| {
+        shared.config.load_test_key.as_ref().is_some_and(|key| {
+            use subtle::ConstantTimeEq as _;
+            bool::from(offered.as_bytes().ct_eq(key.as_bytes()))
+        })
+    });
+    if load_test == Some(true) {
+        bump(&shared.stats.load_test_requests);
+    } else if let Err(wait) = limits.check_address(peer.ip()) {
         bump(&shared.stats.rate_limited);
         return limited(wait);
+    }
+    if load_test == Some(false) {
+        bump(&shared.stats.unauthorized);
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "load_test_refused",
+            "this gateway grants no load-test allowance for that key",
+        );
     }
     let authorization = request
         .headers()
