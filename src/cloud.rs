@@ -205,8 +205,9 @@ pub async fn run(args: CloudArgs) -> anyhow::Result<()> {
     let cloud = std::sync::Arc::new(Cloud::new(config, keys, connect_seed(&seed), store, blobs));
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     eprintln!(
-        "cloud listening: http://{} (JWKS at /.well-known/jwks.json)",
-        listener.local_addr()?
+        "cloud listening: http://{} (JWKS at /.well-known/jwks.json) · instance {}",
+        listener.local_addr()?,
+        cloud.instance
     );
     outpost_cloud::serve(listener, cloud, async {
         let signal = crate::stop_signal().await;

@@ -233,11 +233,15 @@ impl CloudLink {
             )),
         ];
         if let Some(outbox) = edge.outbox() {
+            let delivered = (
+                edge.metrics().results_delivered.clone(),
+                edge.metrics().replays_delivered.clone(),
+            );
             tasks.push(tokio::spawn(deliver_outbox(
                 http,
                 config,
                 outbox.clone(),
-                stats.clone(),
+                (stats.clone(), delivered),
                 cancel.clone(),
             )));
         }
@@ -434,7 +438,13 @@ async fn deliver_outbox(
     http: reqwest::Client,
     config: Arc<Link>,
     outbox: Arc<Outbox>,
-    stats: Arc<LinkStats>,
+    (stats, (results_metric, replays_metric)): (
+        Arc<LinkStats>,
+        (
+            prometheus_client::metrics::counter::Counter,
+            prometheus_client::metrics::counter::Counter,
+        ),
+    ),
     cancel: CancellationToken,
 ) {
     let mut state: std::collections::HashMap<std::path::PathBuf, Attempts> =
@@ -461,11 +471,12 @@ async fn deliver_outbox(
                 Delivery::Done => {
                     state.remove(&item.path);
                     last_success = Some(tokio::time::Instant::now());
-                    let counter = match item.kind {
-                        ItemKind::Result => &stats.results_delivered,
-                        ItemKind::Replay => &stats.replays_delivered,
+                    let (counter, metric) = match item.kind {
+                        ItemKind::Result => (&stats.results_delivered, &results_metric),
+                        ItemKind::Replay => (&stats.replays_delivered, &replays_metric),
                     };
                     counter.fetch_add(1, Ordering::Relaxed);
+                    metric.inc();
                     if let Err(err) = outbox.done(item) {
                         tracing::error!(%err, "removing a delivered outbox item");
                     }

@@ -65,6 +65,12 @@ pub struct EdgeMetrics {
     pub outbox_write_failures: Counter,
     /// Results held in memory because the outbox could not be written.
     pub outbox_unwritten: Gauge,
+    /// Matches that ended with their result handed to the outbox.
+    pub matches_finished: Counter,
+    /// Results the cloud acknowledged (the cloud link).
+    pub results_delivered: Counter,
+    /// Replays the cloud acknowledged (the cloud link).
+    pub replays_delivered: Counter,
     /// The admin server's connections (`admin_http_…`).
     pub admin_http: outpost_httpd::ConnStats,
     /// The HTTP gateway's counters (zero when it does not run).
@@ -104,6 +110,9 @@ impl EdgeMetrics {
             handshakes_refused: Family::default(),
             outbox_write_failures: Counter::default(),
             outbox_unwritten: Gauge::default(),
+            matches_finished: Counter::default(),
+            results_delivered: Counter::default(),
+            replays_delivered: Counter::default(),
             admin_http: outpost_httpd::ConnStats::default(),
             gateway: crate::gateway::GatewayStats::default(),
         };
@@ -205,6 +214,21 @@ impl EdgeMetrics {
             "outbox_unwritten",
             "Results held in memory, not yet written to the outbox",
             metrics.outbox_unwritten.clone(),
+        );
+        r.register(
+            "matches_finished",
+            "Matches ended with their result handed to the outbox",
+            metrics.matches_finished.clone(),
+        );
+        r.register(
+            "results_delivered",
+            "Results the cloud acknowledged",
+            metrics.results_delivered.clone(),
+        );
+        r.register(
+            "replays_delivered",
+            "Replays the cloud acknowledged",
+            metrics.replays_delivered.clone(),
         );
         metrics.admin_http.register(r, "admin_http");
         metrics.gateway.register(r);

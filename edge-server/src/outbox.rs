@@ -214,6 +214,7 @@ pub(crate) fn write_finished(
             }
         };
         if let Some(done) = next {
+            metrics.matches_finished.inc();
             let result = result_json(edge_id, &done);
             unwritten.push_back(Unwritten {
                 match_id: done.match_id,

@@ -161,8 +161,13 @@ impl RedisCluster {
     pub async fn start() -> Self {
         let mut nodes = Vec::new();
         for _ in 0..6 {
+            // The cluster bus gets a free port of its own (by default it is the port +
+            // 10000, which need not be free, nor below 65536).
+            let bus = free_port().to_string();
             nodes.push(
                 RedisServer::start_with(&[
+                    "--cluster-port",
+                    &bus,
                     "--cluster-enabled",
                     "yes",
                     "--cluster-config-file",
