@@ -397,6 +397,9 @@ pub fn router(cloud: Arc<Cloud>) -> Router {
             "/v1/openapi.json",
             axum::routing::get(move || async move { axum::Json((*document).clone()) }),
         )
+        // For orchestrators: alive, and ready (the store answers) to take traffic.
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route("/readyz", axum::routing::get(readyz))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(TimeoutLayer::with_status_code(
@@ -404,6 +407,19 @@ pub fn router(cloud: Arc<Cloud>) -> Router {
             timeout,
         ))
         .with_state(cloud)
+}
+
+/// `/readyz`: 200 once the store answers, 503 with the reason while it does not.
+async fn readyz(
+    axum::extract::State(cloud): axum::extract::State<Arc<Cloud>>,
+) -> (axum::http::StatusCode, String) {
+    match cloud.store.ready().await {
+        Ok(()) => (axum::http::StatusCode::OK, "ready".into()),
+        Err(err) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {err}"),
+        ),
+    }
 }
 
 /// Serves the API on `listener`, with a matcher per mode, until `shutdown`.

@@ -790,3 +790,55 @@ async fn results_are_acknowledged_only_once_a_replica_has_them() {
         }
     }
 }
+
+/// `/healthz` answers while the process lives; `/readyz` only while the store answers
+/// (on a cluster, every primary), so an orchestrator stops sending traffic to a replica
+/// that cannot reach Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_the_store_and_healthz_the_process() {
+    use tower::ServiceExt as _;
+
+    let mut server = RedisServer::start().await;
+    let store = RedisStore::connect(&server.url, "ready")
+        .await
+        .expect("connects");
+    let config = outpost_cloud::CloudConfig::dev();
+    let keys = outpost_cloud::KeyRing::from_seed(&config, [1; 32]);
+    let cloud = Arc::new(outpost_cloud::Cloud::new(
+        config,
+        keys,
+        [2; 32],
+        Arc::new(store),
+        Arc::new(object_store::memory::InMemory::new()),
+    ));
+    let status = |path: &'static str| {
+        let cloud = cloud.clone();
+        async move {
+            outpost_cloud::router(cloud)
+                .oneshot(
+                    axum::http::Request::builder()
+                        .uri(path)
+                        .body(axum::body::Body::empty())
+                        .expect("request"),
+                )
+                .await
+                .expect("answers")
+                .status()
+        }
+    };
+    assert_eq!(status("/healthz").await, 200);
+    assert_eq!(status("/readyz").await, 200);
+    server.kill();
+    assert_eq!(status("/readyz").await, 503, "Redis is gone");
+    assert_eq!(status("/healthz").await, 200, "the process still lives");
+    server.restart().await;
+    // The connection manager reconnects by itself (with its own backoff); each try is
+    // one request.
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while status("/readyz").await != 200 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("ready again once Redis is back");
+}

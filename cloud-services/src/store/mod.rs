@@ -229,6 +229,11 @@ pub const HISTORY_LEN: usize = 100;
 
 /// What the cloud keeps.
 pub trait Store: Send + Sync {
+    /// Whether the store answers (Redis: `PING`, on a cluster every primary); the cloud's
+    /// `/readyz`.
+    fn ready(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
     /// The player of a device, created on first sight.
     fn player_for_device<'a>(&'a self, device_id: &'a str) -> StoreFuture<'a, u64>;
     /// Remembers a refresh token (by hash) of a login's token `family` for a player until

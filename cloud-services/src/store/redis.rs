@@ -441,6 +441,17 @@ fn redis_error(err: redis::RedisError) -> StoreError {
 }
 
 impl Store for RedisStore {
+    fn ready(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let pong: String = self.query(&redis::cmd("PING")).await?;
+            if pong == "PONG" {
+                Ok(())
+            } else {
+                Err(StoreError(format!("PING answered `{pong}`")))
+            }
+        })
+    }
+
     fn player_for_device<'a>(&'a self, device_id: &'a str) -> StoreFuture<'a, u64> {
         Box::pin(async move {
             let mut redis = self.redis.clone();
