@@ -139,6 +139,13 @@ pub struct EdgeArgs {
     /// (expiry, issue time, issued before this edge started).
     #[arg(long, env = "OUTPOST_TOKEN_LEEWAY", default_value = "5s", value_parser = humantime::parse_duration)]
     token_leeway: Duration,
+    /// Run under Agones: advertise the GameServer's address and its `quic` port (unless
+    /// --advertise says otherwise), mark it Ready once accepting, ping Health while the
+    /// sim workers turn, keep the `players` and `matches` Counters, label it with the
+    /// region and version, and call Shutdown after the drain. Talks to the SDK sidecar on
+    /// 127.0.0.1, port `AGONES_SDK_GRPC_PORT` (default 9357).
+    #[arg(long, env = "OUTPOST_AGONES")]
+    agones: bool,
     /// How long SIGTERM waits for running matches to finish before ending them.
     #[arg(long, env = "OUTPOST_DRAIN_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
@@ -204,6 +211,20 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         config.tls = TlsSource::Files { cert, key };
     }
     let edge = Edge::start(config).await?;
+    let mut agones = if args.agones {
+        Some(outpost_edge::agones::Agones::connect(None).await?)
+    } else {
+        None
+    };
+    let advertise = match (args.advertise, agones.as_mut()) {
+        (Some(addr), _) => Some(addr),
+        (None, Some(agones)) => {
+            let addr = agones.public_addr("quic").await?;
+            tracing::info!(%addr, "agones: advertising the GameServer's address");
+            Some(addr)
+        }
+        (None, None) => None,
+    };
     let link = match &args.cloud_url {
         Some(url) => {
             let credential_file = args
@@ -213,7 +234,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
             let credential = std::fs::read_to_string(credential_file)
                 .with_context(|| format!("reading {}", credential_file.display()))?;
             let mut link = CloudLinkConfig::new(url, credential.trim(), &args.region);
-            link.advertise_addr = args.advertise;
+            link.advertise_addr = advertise;
             link.jwks_cache = args.outbox_dir.as_ref().map(|d| d.join("jwks.json"));
             Some(CloudLink::start(&edge, link)?)
         }
@@ -246,6 +267,20 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         edge.http_addr().map(|a| a.to_string()).unwrap_or_default(),
         outpost_edge::hex(&edge.cert_fingerprint())
     );
+    let lifecycle = match agones {
+        Some(agones) => Some(
+            agones
+                .start(
+                    edge.status(),
+                    &[
+                        ("region", &args.region),
+                        ("version", env!("CARGO_PKG_VERSION")),
+                    ],
+                )
+                .await?,
+        ),
+        None => None,
+    };
     let signal = crate::stop_signal().await;
     if signal == "SIGTERM" {
         tracing::info!(timeout = ?args.drain_timeout, "draining: no new matches, running ones finish");
@@ -268,6 +303,9 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         };
         let _ = tokio::time::timeout(Duration::from_secs(5), drained).await;
         link.stop().await;
+    }
+    if let Some(lifecycle) = lifecycle {
+        lifecycle.shutdown().await?;
     }
     Ok(())
 }

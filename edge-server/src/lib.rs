@@ -26,6 +26,7 @@
 //! ```
 
 pub mod admission;
+pub mod agones;
 pub mod cloud_link;
 pub mod config;
 mod directory;

@@ -83,6 +83,12 @@ impl EdgeStatus {
         self.shared.directory.len().min(u32::MAX as usize) as u32
     }
 
+    /// How long ago the least recent sim worker last turned its loop (each does at least
+    /// every 50 ms, or every tick): a worker stuck in a tick shows here.
+    pub fn sim_stalled_for(&self) -> Duration {
+        self.shared.beats.oldest()
+    }
+
     /// Whether it takes no new matches.
     pub fn is_draining(&self) -> bool {
         !self.shared.accepting.load(Ordering::Acquire)
@@ -167,6 +173,12 @@ impl Edge {
         };
         let mut senders = Vec::with_capacity(config.sim_threads);
         let mut workers = Vec::with_capacity(config.sim_threads);
+        let beats = worker::Beats {
+            since: std::time::Instant::now(),
+            workers: (0..config.sim_threads)
+                .map(|_| Arc::new(AtomicU64::new(0)))
+                .collect(),
+        };
         for index in 0..config.sim_threads {
             let (tx, rx) = std::sync::mpsc::sync_channel(COMMAND_QUEUE);
             senders.push(tx);
@@ -184,6 +196,8 @@ impl Edge {
                 },
                 bandwidth_bps: config.client_bandwidth_bps,
                 modes: config.modes.clone(),
+                beat: beats.workers[index].clone(),
+                beats_since: beats.since,
             };
             let handle = std::thread::Builder::new()
                 .name(format!("outpost-sim-{index}"))
@@ -210,6 +224,7 @@ impl Edge {
             workers: senders,
             accepting: AtomicBool::new(true),
             next_session: AtomicU64::new(1),
+            beats,
         });
         let cancel = CancellationToken::new();
         let connections = TaskTracker::new();

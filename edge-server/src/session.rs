@@ -57,6 +57,8 @@ pub(crate) struct Shared {
     pub workers: Vec<std::sync::mpsc::SyncSender<Command>>,
     pub accepting: AtomicBool,
     pub next_session: AtomicU64,
+    /// Each sim worker's last turn of its loop (ticking, or idle at least every 50 ms).
+    pub beats: crate::worker::Beats,
 }
 
 enum FrameError {

@@ -5,7 +5,7 @@
 //! slow client can never stall a tick: a full queue drops and counts.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -134,6 +134,31 @@ pub(crate) struct WorkerContext {
     pub interest: Interest,
     pub bandwidth_bps: u32,
     pub modes: outpost_sim::Modes,
+    /// Where this worker says it is alive, each turn of its loop.
+    pub beat: Arc<AtomicU64>,
+    pub beats_since: Instant,
+}
+
+/// The sim workers' last turns of their loops, as milliseconds since `since`: a worker
+/// stuck in a tick stops beating.
+#[derive(Clone)]
+pub(crate) struct Beats {
+    pub since: Instant,
+    pub workers: Vec<Arc<AtomicU64>>,
+}
+
+impl Beats {
+    /// How long ago the least recent worker last turned its loop.
+    pub fn oldest(&self) -> Duration {
+        let now = self.since.elapsed().as_millis() as u64;
+        let oldest = self
+            .workers
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(now);
+        Duration::from_millis(now.saturating_sub(oldest))
+    }
 }
 
 /// A hosted match and the connections of its seats.
@@ -159,6 +184,10 @@ pub(crate) fn run(ctx: WorkerContext, commands: Receiver<Command>) {
         frames: Vec::new(),
     };
     loop {
+        worker.ctx.beat.store(
+            worker.ctx.beats_since.elapsed().as_millis() as u64,
+            Ordering::Relaxed,
+        );
         if worker.ctx.stop.load(Ordering::Acquire) {
             break;
         }
@@ -424,6 +453,8 @@ mod tests {
             interest: Interest::default(),
             bandwidth_bps: 96_000,
             modes: outpost_arena::modes(),
+            beat: Arc::new(AtomicU64::new(0)),
+            beats_since: Instant::now(),
         }
     }
 
