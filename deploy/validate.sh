@@ -8,13 +8,23 @@
 # Needs kubectl (for kustomize), and from PyPI kubernetes-validate and check-jsonschema.
 set -euo pipefail
 cd "$(dirname "$0")"
-SCHEMAS=${AGONES_SCHEMAS:-$(cd ../.. && pwd)/shared/agones/schemas}
+# Agones' schemas: AGONES_SCHEMAS, else the shared folder beside this checkout, else the
+# workplace's.
+SCHEMAS=${AGONES_SCHEMAS:-}
+if [ -z "$SCHEMAS" ]; then
+  for candidate in "$(cd ../.. && pwd)/shared/agones/schemas" /work/shared/agones/schemas; do
+    if [ -d "$candidate" ]; then SCHEMAS=$candidate; break; fi
+  done
+fi
 K8S_VERSION=${K8S_VERSION:-1.32.0}
 
 for tool in kubectl kubernetes-validate check-jsonschema python3; do
   command -v "$tool" >/dev/null || { echo "deploy/validate.sh needs $tool" >&2; exit 2; }
 done
-[ -d "$SCHEMAS" ] || { echo "deploy/validate.sh: no Agones schemas in $SCHEMAS" >&2; exit 2; }
+[ -n "$SCHEMAS" ] && [ -d "$SCHEMAS" ] || {
+  echo "deploy/validate.sh: no Agones CRD schemas found (set AGONES_SCHEMAS to ../shared/agones/schemas)" >&2
+  exit 2
+}
 
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
