@@ -56,6 +56,17 @@ fn small_load_test_holds_every_player_and_reports_consistent_figures() {
     );
     assert_eq!(number(&report, "matches"), 2.0);
     assert_eq!(number(&report, "scrape_failures"), 0.0);
+    // CPU per player-second, the edge's from its process_cpu_seconds_total, the load
+    // generator's from its own clock: both measured (their sizes are benchmarks').
+    assert!(
+        number(&report, "edge_cpu_ms_per_player_second") > 0.0,
+        "{report}"
+    );
+    assert!(
+        number(&report, "loadgen_cpu_ms_per_player_second") > 0.0,
+        "{report}"
+    );
+    assert!(number(&report, "edge_cpu_cores") > 0.0, "{report}");
     // The hold is bounded by the run (how much of it the ramp took depends on the
     // machine, so only the bound is asserted; speed is measured in benchmarks).
     let held = number(&report, "duration_s");

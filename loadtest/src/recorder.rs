@@ -96,6 +96,8 @@ struct Totals {
     scrape_failures: u64,
     ramp: Option<Duration>,
     hold_end: Option<Duration>,
+    /// This process's CPU time when the hold began and ended.
+    cpu_at_hold: (Option<Duration>, Option<Duration>),
     /// Time players spent in matches during the hold, summed over players, seconds.
     player_seconds: f64,
 }
@@ -152,6 +154,7 @@ impl Recorder {
                 scrape_failures: 0,
                 ramp: None,
                 hold_end: None,
+                cpu_at_hold: (None, None),
                 player_seconds: 0.0,
             }),
         }
@@ -219,13 +222,18 @@ impl Recorder {
     }
 
     pub(crate) fn ramp_done(&self, at: Duration) {
-        lock(&self.totals).ramp = Some(at);
+        let mut totals = lock(&self.totals);
+        totals.ramp = Some(at);
+        totals.cpu_at_hold.0 = own_cpu();
+        drop(totals);
         self.holding.store(true, Ordering::Release);
     }
 
     pub(crate) fn hold_done(&self) {
         self.holding.store(false, Ordering::Release);
-        lock(&self.totals).hold_end = Some(self.started.elapsed());
+        let mut totals = lock(&self.totals);
+        totals.hold_end = Some(self.started.elapsed());
+        totals.cpu_at_hold.1 = own_cpu();
     }
 
     pub(crate) fn edge_scrape(&self, scrape: EdgeScrape) {
@@ -327,12 +335,27 @@ impl Recorder {
         let after = after.filter(|_| before.is_some());
         let tick = |q| after.and_then(|a| tick_quantile_ms(before, a, q));
         let errors_total = totals.errors.values().sum();
+        // CPU per player-second held: the edge's from its `process_cpu_seconds_total` over
+        // the hold's scrapes, the load generator's from its own clock over the hold.
+        let per_player_second = |cpu_s: f64| {
+            (totals.player_seconds > 0.0).then(|| cpu_s * 1000.0 / totals.player_seconds)
+        };
+        let edge_cpu_s = after
+            .and_then(|a| Some(a.cpu_seconds? - before?.cpu_seconds?))
+            .filter(|s| *s >= 0.0);
+        let loadgen_cpu_s = match totals.cpu_at_hold {
+            (Some(from), Some(to)) => Some(to.saturating_sub(from).as_secs_f64()),
+            _ => None,
+        };
         Report {
             players_target: self.target,
             players_connected: self.stayed.load(Ordering::Relaxed),
             player_seconds_held: totals.player_seconds,
             player_seconds_target: f64::from(self.target) * hold.as_secs_f64(),
             match_ends: self.match_ends.load(Ordering::Relaxed),
+            edge_cpu_ms_per_player_second: edge_cpu_s.and_then(per_player_second),
+            loadgen_cpu_ms_per_player_second: loadgen_cpu_s.and_then(per_player_second),
+            edge_cpu_cores: edge_cpu_s.map(|s| s / hold.as_secs_f64().max(1e-3)),
             requeues_cut_short: self.cut_short.load(Ordering::Relaxed),
             players_joined: self.joined.load(Ordering::Relaxed),
             connect_attempts: self.attempts.load(Ordering::Relaxed),
@@ -472,6 +495,13 @@ fn hold_scrapes(
         .or(scrapes.last())
         .map(|(_, s)| s.clone());
     (before, after)
+}
+
+/// This process's CPU time so far (user and system, every thread).
+fn own_cpu() -> Option<Duration> {
+    cpu_time::ProcessTime::try_now()
+        .ok()
+        .map(|t| t.as_duration())
 }
 
 #[cfg(test)]

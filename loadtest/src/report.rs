@@ -26,6 +26,14 @@ pub struct Report {
     pub match_ends: u64,
     /// Players still queueing again for their next match when the run ended (not errors).
     pub requeues_cut_short: u64,
+    /// The edge process's CPU time over the hold (its `process_cpu_seconds_total`) per
+    /// player-second held, milliseconds; `None` without the edge's metrics.
+    pub edge_cpu_ms_per_player_second: Option<f64>,
+    /// The load generator's own CPU time over the hold per player-second held,
+    /// milliseconds.
+    pub loadgen_cpu_ms_per_player_second: Option<f64>,
+    /// The edge's CPU over the hold, in cores (CPU seconds per second).
+    pub edge_cpu_cores: Option<f64>,
     /// Players that joined at some point.
     pub players_joined: u64,
     /// Joins tried.
@@ -97,7 +105,7 @@ impl Report {
     pub fn summary(&self) -> String {
         let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2} ms"));
         format!(
-            "{}/{} players held {:.0}s ({:.0}/{:.0} player-seconds) in {} matches, {} match ends · tick p50 {} p99 {} · missed ticks {} · input RTT p50 {:.1} ms p99 {:.1} ms · {:.0} kbit/s down per player · {} errors",
+            "{}/{} players held {:.0}s ({:.0}/{:.0} player-seconds) in {} matches, {} match ends · tick p50 {} p99 {} · missed ticks {} · input RTT p50 {:.1} ms p99 {:.1} ms · {:.0} kbit/s down per player · CPU per player-second: edge {}, load generator {} · {} errors",
             self.players_connected,
             self.players_target,
             self.duration_s,
@@ -112,6 +120,8 @@ impl Report {
             self.rtt_ms_p50,
             self.rtt_ms_p99,
             self.kbps_down_per_player_p50,
+            ms(self.edge_cpu_ms_per_player_second),
+            ms(self.loadgen_cpu_ms_per_player_second),
             self.errors,
         )
     }

@@ -12,6 +12,7 @@ const MISSED_TICKS: &str = "outpost_edge_missed_ticks_total";
 const PLAYERS: &str = "outpost_edge_players";
 const MATCHES: &str = "outpost_edge_matches";
 const SNAPSHOTS_DROPPED: &str = "outpost_edge_snapshots_dropped_total";
+const PROCESS_CPU: &str = "process_cpu_seconds_total";
 
 /// What one scrape of an edge's metrics said.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -27,6 +28,9 @@ pub struct EdgeScrape {
     pub matches: u64,
     /// Snapshots dropped on full send queues so far.
     pub snapshots_dropped: u64,
+    /// The edge process's CPU time so far (`process_cpu_seconds_total`), seconds; `None`
+    /// if it does not export it.
+    pub cpu_seconds: Option<f64>,
 }
 
 impl EdgeScrape {
@@ -69,6 +73,8 @@ pub fn parse(text: &str) -> Result<EdgeScrape, String> {
             scrape.matches = value as u64;
         } else if key == SNAPSHOTS_DROPPED {
             scrape.snapshots_dropped = value as u64;
+        } else if key == PROCESS_CPU {
+            scrape.cpu_seconds = Some(value);
         }
     }
     if scrape.tick_buckets.is_empty() {
