@@ -254,10 +254,17 @@ pub fn cluster_nodes(url: &str) -> Option<Result<Vec<String>, StoreError>> {
     Some(Ok(nodes))
 }
 
+/// Connections to one server: concurrent requests spread over them, so decoding answers is
+/// not all on the one task that drives a multiplexed connection.
+const SINGLE_SERVER_CONNECTIONS: usize = 4;
+
 /// Redis: one server or a cluster.
 #[derive(Clone)]
 pub struct RedisStore {
-    redis: Connection,
+    /// One server: several connections, taken in turn; a cluster: its one client (it
+    /// keeps a connection per node).
+    pool: std::sync::Arc<[Connection]>,
+    next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     prefix: String,
     durability: Durability,
 }
@@ -267,22 +274,31 @@ impl RedisStore {
     /// (`redis+cluster://host:port,host:port…`, any of its nodes; the client learns the
     /// rest); `prefix` namespaces every key.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let redis = match cluster_nodes(url) {
+        let pool: Vec<Connection> = match cluster_nodes(url) {
             Some(nodes) => {
                 let client = redis::cluster::ClusterClientBuilder::new(nodes?)
                     .connection_timeout(std::time::Duration::from_secs(2))
                     .response_timeout(std::time::Duration::from_secs(5))
                     .build()
                     .map_err(redis_error)?;
-                Connection::Cluster(client.get_async_connection().await.map_err(redis_error)?)
+                vec![Connection::Cluster(
+                    client.get_async_connection().await.map_err(redis_error)?,
+                )]
             }
             None => {
                 let client = redis::Client::open(url).map_err(redis_error)?;
-                Connection::Single(client.get_connection_manager().await.map_err(redis_error)?)
+                let mut pool = Vec::with_capacity(SINGLE_SERVER_CONNECTIONS);
+                for _ in 0..SINGLE_SERVER_CONNECTIONS {
+                    pool.push(Connection::Single(
+                        client.get_connection_manager().await.map_err(redis_error)?,
+                    ));
+                }
+                pool
             }
         };
         Ok(Self {
-            redis,
+            pool: pool.into(),
+            next: std::sync::Arc::default(),
             prefix: prefix.to_owned(),
             durability: Durability::default(),
         })
@@ -290,7 +306,7 @@ impl RedisStore {
 
     /// Whether this store is on a cluster.
     pub fn is_cluster(&self) -> bool {
-        matches!(self.redis, Connection::Cluster(_))
+        matches!(self.pool.first(), Some(Connection::Cluster(_)))
     }
 
     /// The same store, acknowledging results and replays only once `durability` holds.
@@ -304,7 +320,7 @@ impl RedisStore {
     pub async fn persistence(&self) -> Result<Persistence, StoreError> {
         let mut cmd = redis::cmd("CONFIG");
         cmd.arg("GET").arg("append*");
-        let nodes: Vec<std::collections::HashMap<String, String>> = match &self.redis {
+        let nodes: Vec<std::collections::HashMap<String, String>> = match &self.conn() {
             Connection::Single(_) => vec![self.query(&cmd).await?],
             Connection::Cluster(cluster) => {
                 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
@@ -339,15 +355,26 @@ impl RedisStore {
             .ok_or_else(|| StoreError("no primary answered CONFIG GET".into()))
     }
 
-    /// Sends `cmd` to the server that holds `key` (on a cluster, its slot's primary: the
-    /// connection that just wrote it).
+    /// One of the connections, in turn (for what must go over one connection, such as a
+    /// write and the `WAIT` for it).
+    fn conn(&self) -> Connection {
+        let at = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.pool[at % self.pool.len()].clone()
+    }
+
+    /// Sends `cmd` over `conn` to the server that holds `key` (on a cluster, its slot's
+    /// primary: the node connection that just wrote it).
     async fn query_at<T: redis::FromRedisValue>(
         &self,
+        conn: &Connection,
         key: &str,
         cmd: redis::Cmd,
     ) -> Result<T, StoreError> {
-        match &self.redis {
-            Connection::Single(_) => self.query(&cmd).await,
+        match conn {
+            Connection::Single(single) => cmd
+                .query_async(&mut single.clone())
+                .await
+                .map_err(redis_error),
             Connection::Cluster(cluster) => {
                 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
                 let route = Route::with_key(key, SlotAddr::Master);
@@ -365,9 +392,10 @@ impl RedisStore {
         }
     }
 
-    /// Waits until the writes made so far on this connection to the server holding `key`
-    /// are as durable as configured; an error if they are not in time.
-    async fn made_durable(&self, key: &str) -> Result<(), StoreError> {
+    /// Waits until the writes made so far on `conn` to the server holding `key` are as
+    /// durable as configured; an error if they are not in time. (`WAIT` counts the writes
+    /// of the connection it is sent on: it must be the one that wrote.)
+    async fn made_durable(&self, conn: &Connection, key: &str) -> Result<(), StoreError> {
         let Durability {
             wait_replicas,
             wait_local_fsync,
@@ -377,7 +405,7 @@ impl RedisStore {
         if wait_local_fsync {
             let mut cmd = redis::cmd("WAITAOF");
             cmd.arg(1).arg(wait_replicas).arg(timeout);
-            let (local, replicas): (u64, u64) = self.query_at(key, cmd).await?;
+            let (local, replicas): (u64, u64) = self.query_at(conn, key, cmd).await?;
             if local < 1 || replicas < u64::from(wait_replicas) {
                 return Err(StoreError(format!(
                     "write not fsynced here ({local}) and on {wait_replicas} replicas ({replicas}) in time"
@@ -386,7 +414,7 @@ impl RedisStore {
         } else if wait_replicas > 0 {
             let mut cmd = redis::cmd("WAIT");
             cmd.arg(wait_replicas).arg(timeout);
-            let replicas: u64 = self.query_at(key, cmd).await?;
+            let replicas: u64 = self.query_at(conn, key, cmd).await?;
             if replicas < u64::from(wait_replicas) {
                 return Err(StoreError(format!(
                     "write reached {replicas} of {wait_replicas} replicas in time"
@@ -421,7 +449,7 @@ impl RedisStore {
 
     /// The next id of the sequence kept at `key` (see [`super::id_floor`]).
     async fn next_in(&self, key: String) -> Result<u64, StoreError> {
-        let mut redis = self.redis.clone();
+        let mut redis = self.conn();
         redis::Script::new(NEXT_ID)
             .key(key)
             .arg(super::id_floor(now_ms()))
@@ -431,7 +459,7 @@ impl RedisStore {
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        let mut redis = self.redis.clone();
+        let mut redis = self.conn();
         cmd.query_async(&mut redis).await.map_err(redis_error)
     }
 }
@@ -454,7 +482,7 @@ impl Store for RedisStore {
 
     fn player_for_device<'a>(&'a self, device_id: &'a str) -> StoreFuture<'a, u64> {
         Box::pin(async move {
-            let mut redis = self.redis.clone();
+            let mut redis = self.conn();
             let players = self.key("players");
             let known: Option<u64> = redis::cmd("HGET")
                 .arg(&players)
@@ -501,7 +529,7 @@ impl Store for RedisStore {
             }
             // The player as a string: Lua's cjson would round a large number.
             let body = serde_json::json!({ "p": player_id.to_string(), "f": family, "u": false });
-            let mut redis = self.redis.clone();
+            let mut redis = self.conn();
             redis::cmd("SET")
                 .arg(self.key(&format!("refresh:{token_hash}")))
                 .arg(body.to_string())
@@ -520,7 +548,7 @@ impl Store for RedisStore {
         _now: u64,
     ) -> StoreFuture<'a, RefreshUse> {
         Box::pin(async move {
-            let mut redis = self.redis.clone();
+            let mut redis = self.conn();
             // One script: of two concurrent uses of one token, one is fresh.
             let answer: String = redis::Script::new(TAKE_REFRESH)
                 .key(self.key(&format!("refresh:{token_hash}")))
@@ -544,7 +572,7 @@ impl Store for RedisStore {
 
     fn revoke_family<'a>(&'a self, family: &'a str, until: u64) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let mut redis = self.redis.clone();
+            let mut redis = self.conn();
             redis::cmd("SET")
                 .arg(self.key(&format!("revoked:{family}")))
                 .arg(1)
@@ -562,7 +590,7 @@ impl Store for RedisStore {
                 return Ok(());
             }
             let json = serde_json::to_string(edge).map_err(|e| StoreError(e.to_string()))?;
-            let mut redis = self.redis.clone();
+            let mut redis = self.conn();
             redis::pipe()
                 .atomic()
                 .cmd("SET")
@@ -583,7 +611,7 @@ impl Store for RedisStore {
 
     fn live_edges(&self, now: u64) -> StoreFuture<'_, Vec<EdgeRecord>> {
         Box::pin(async move {
-            let mut redis = self.redis.clone();
+            let mut redis = self.conn();
             let ids: Vec<String> = redis::cmd("SMEMBERS")
                 .arg(self.edge_key("index"))
                 .query_async(&mut redis)
@@ -654,7 +682,7 @@ impl Store for RedisStore {
                 for value in &stale {
                     invocation.arg(value);
                 }
-                let mut redis = self.redis.clone();
+                let mut redis = self.conn();
                 let answer: String = invocation
                     .invoke_async(&mut redis)
                     .await
@@ -741,7 +769,7 @@ impl Store for RedisStore {
             for update in updates {
                 invocation.arg(update.id);
             }
-            let mut redis = self.redis.clone();
+            let mut redis = self.conn();
             let done: i64 = invocation
                 .invoke_async(&mut redis)
                 .await
@@ -752,7 +780,7 @@ impl Store for RedisStore {
 
     fn lease<'a>(&'a self, name: &'a str, holder: &'a str, ttl_ms: u64) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let mut redis = self.redis.clone();
+            let mut redis = self.conn();
             let held: i64 = redis::Script::new(LEASE)
                 .key(self.mm_key(&format!("lease:{name}")))
                 .arg(holder)
@@ -766,7 +794,7 @@ impl Store for RedisStore {
 
     fn release<'a>(&'a self, name: &'a str, holder: &'a str) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let mut redis = self.redis.clone();
+            let mut redis = self.conn();
             let released: i64 = redis::Script::new(RELEASE)
                 .key(self.mm_key(&format!("lease:{name}")))
                 .arg(holder)
@@ -882,13 +910,13 @@ impl Store for RedisStore {
                 invocation.key(key);
             }
             invocation.arg(&write.result_json).arg(payload.to_string());
-            let mut redis = self.redis.clone();
+            let mut redis = self.conn();
             let applied: i64 = invocation
                 .invoke_async(&mut redis)
                 .await
                 .map_err(redis_error)?;
             // Acknowledged to the edge (which then deletes its copy) only once durable.
-            self.made_durable(&keys[0]).await?;
+            self.made_durable(&redis, &keys[0]).await?;
             Ok(applied == 1)
         })
     }
@@ -924,7 +952,7 @@ impl Store for RedisStore {
                 let total: u64 = self.query(redis::cmd("ZCARD").arg(&key)).await?;
                 return Ok((Vec::new(), total));
             }
-            let mut redis = self.redis.clone();
+            let mut redis = self.conn();
             let (rows, total): (Vec<(String, f64)>, u64) = redis::pipe()
                 .cmd("ZRANGE")
                 .arg(&key)
@@ -969,7 +997,7 @@ impl Store for RedisStore {
             let Some(member) = member else {
                 return Ok(None);
             };
-            let mut redis = self.redis.clone();
+            let mut redis = self.conn();
             let (rank, score): (Option<u64>, Option<f64>) = redis::pipe()
                 .cmd("ZREVRANK")
                 .arg(&key)
@@ -999,12 +1027,12 @@ impl Store for RedisStore {
                 invocation.key(self.replay_key(&format!("player:{player}")));
             }
             invocation.arg(json).arg(meta.match_id).arg(HISTORY_LEN);
-            let mut redis = self.redis.clone();
+            let mut redis = self.conn();
             let stored: i64 = invocation
                 .invoke_async(&mut redis)
                 .await
                 .map_err(redis_error)?;
-            self.made_durable(&replay).await?;
+            self.made_durable(&redis, &replay).await?;
             Ok(stored == 1)
         })
     }
