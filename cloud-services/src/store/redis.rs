@@ -254,15 +254,15 @@ pub fn cluster_nodes(url: &str) -> Option<Result<Vec<String>, StoreError>> {
     Some(Ok(nodes))
 }
 
-/// Connections to one server: concurrent requests spread over them, so decoding answers is
-/// not all on the one task that drives a multiplexed connection.
-const SINGLE_SERVER_CONNECTIONS: usize = 4;
+/// Connections kept (to one server, or cluster clients each with a connection per node):
+/// concurrent requests spread over them, so decoding answers is not all on the one task
+/// that drives a multiplexed connection.
+const CONNECTIONS: usize = 4;
 
 /// Redis: one server or a cluster.
 #[derive(Clone)]
 pub struct RedisStore {
-    /// One server: several connections, taken in turn; a cluster: its one client (it
-    /// keeps a connection per node).
+    /// Several connections (one server) or cluster clients, taken in turn.
     pool: std::sync::Arc<[Connection]>,
     next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     prefix: String,
@@ -281,14 +281,18 @@ impl RedisStore {
                     .response_timeout(std::time::Duration::from_secs(5))
                     .build()
                     .map_err(redis_error)?;
-                vec![Connection::Cluster(
-                    client.get_async_connection().await.map_err(redis_error)?,
-                )]
+                let mut pool = Vec::with_capacity(CONNECTIONS);
+                for _ in 0..CONNECTIONS {
+                    pool.push(Connection::Cluster(
+                        client.get_async_connection().await.map_err(redis_error)?,
+                    ));
+                }
+                pool
             }
             None => {
                 let client = redis::Client::open(url).map_err(redis_error)?;
-                let mut pool = Vec::with_capacity(SINGLE_SERVER_CONNECTIONS);
-                for _ in 0..SINGLE_SERVER_CONNECTIONS {
+                let mut pool = Vec::with_capacity(CONNECTIONS);
+                for _ in 0..CONNECTIONS {
                     pool.push(Connection::Single(
                         client.get_connection_manager().await.map_err(redis_error)?,
                     ));
