@@ -195,42 +195,26 @@ fn unbounded_runs_and_non_loopback_targets_are_refused() {
     assert_eq!(public.trim().len(), 64);
 }
 
-/// `outpost dev` killed when dropped.
-struct Dev(std::process::Child);
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn full_stack_players_log_in_and_matchmake_through_the_gateway() {
-    use std::io::{BufRead as _, BufReader};
     // The whole platform on loopback, free ports; its matches are of two players.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_outpost"))
-        .args(["dev", "--bots", "2", "--duration", "60s"])
-        .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-        .args([
-            "--cloud-listen",
-            "127.0.0.1:0",
-            "--gateway-listen",
-            "127.0.0.1:0",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("outpost dev starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let dev = Dev(child);
+    let mut dev = Process::start(&[
+        "dev",
+        "--bots",
+        "2",
+        "--duration",
+        "60s",
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--cloud-listen",
+        "127.0.0.1:0",
+        "--gateway-listen",
+        "127.0.0.1:0",
+    ]);
     // "outpost dev: cloud URL · gateway URL · edge ID on quic ADDR · metrics URL · …"
-    let banner = BufReader::new(stderr)
-        .lines()
-        .map_while(Result::ok)
-        .find(|line| line.starts_with("outpost dev:"))
-        .expect("outpost dev prints its addresses");
+    let banner = dev.line("outpost dev:");
     let field = |prefix: &str| {
         banner
             .split(" · ")
@@ -292,16 +276,23 @@ impl Process {
         Self { child, lines }
     }
 
-    /// The first word after `prefix` on the first line that starts with it.
-    fn announced(&mut self, prefix: &str) -> String {
+    /// The first line (from here on) that starts with `prefix`.
+    fn line(&mut self, prefix: &str) -> String {
         self.lines
             .by_ref()
             .map_while(Result::ok)
-            .find_map(|line| {
-                line.strip_prefix(prefix)
-                    .map(|rest| rest.split_whitespace().next().unwrap_or("").to_owned())
-            })
+            .find(|line| line.starts_with(prefix))
             .unwrap_or_else(|| panic!("the process exited before printing `{prefix}`"))
+    }
+
+    /// The first word after `prefix` on the first line that starts with it.
+    fn announced(&mut self, prefix: &str) -> String {
+        let line = self.line(prefix);
+        line[prefix.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_owned()
     }
 }
 
