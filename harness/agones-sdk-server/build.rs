@@ -8,12 +8,17 @@ use std::process::Command;
 fn main() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo");
+    let target = std::env::var("TARGET").expect("set by cargo");
+    // Only this platform's packages: cargo downloads no others, and offline metadata
+    // over every platform would ask for crates (Android's, Windows') never fetched.
     let output = Command::new(cargo)
         .args([
             "metadata",
             "--format-version",
             "1",
             "--offline",
+            "--filter-platform",
+            &target,
             "--manifest-path",
         ])
         .arg(PathBuf::from(&manifest).join("Cargo.toml"))
