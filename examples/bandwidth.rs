@@ -55,7 +55,9 @@ struct Args {
     #[arg(long)]
     snapshot_hz: Option<u16>,
     /// Per-client snapshot budget, kbit/s; default 256 for cubes (Fiedler's target), the
-    /// edge's default (96) for the arena.
+    /// edge's default (96) for the arena. `0`: unbudgeted — every changed entity in every
+    /// snapshot, with no datagram limit either (the report's largest body says whether
+    /// that would fit a datagram).
     #[arg(long)]
     budget_kbps: Option<u32>,
     /// Round-trip time before an acknowledgement reaches the edge, milliseconds.
@@ -85,6 +87,8 @@ struct Report {
     position_error_m_mean: f64,
     /// Snapshot body bytes per snapshot.
     body_bytes_per_snapshot: f64,
+    /// The largest snapshot body.
+    body_bytes_max: usize,
     position_error_m_p99: f64,
 }
 
@@ -97,6 +101,7 @@ struct Viewer {
     shown: Timeline,
     acks: VecDeque<(u32, u32)>, // (arrives at tick, acknowledges tick)
     body_bytes: u64,
+    body_bytes_max: usize,
     bytes: u64,
     snapshots: u64,
     view_entities: u64,
@@ -173,7 +178,10 @@ fn main() -> anyhow::Result<()> {
     };
     let ticks_per_snapshot = config.ticks_per_snapshot();
     let rtt_ticks = (args.rtt_ms * u32::from(config.tick_hz)).div_ceil(1000);
-    let budget = body_budget(budget_kbps * 1000, snapshot_hz, 1200);
+    let budget = match budget_kbps {
+        0 => usize::MAX / 8,
+        kbps => body_budget(kbps * 1000, snapshot_hz, 1200),
+    };
     let layout = Layout::new(&schema);
 
     let mut state = Vec::new();
@@ -283,6 +291,7 @@ fn main() -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("decode failed: {e:?}"))?;
             if measured {
                 v.body_bytes += snapshot.body.len() as u64;
+                v.body_bytes_max = v.body_bytes_max.max(snapshot.body.len());
             }
             v.acks.push_back((tick + rtt_ticks, tick));
             if measured {
@@ -339,6 +348,7 @@ fn main() -> anyhow::Result<()> {
         position_error_m_mean: mean,
         body_bytes_per_snapshot: viewers.iter().map(|v| v.body_bytes).sum::<u64>() as f64
             / snapshots as f64,
+        body_bytes_max: viewers.iter().map(|v| v.body_bytes_max).max().unwrap_or(0),
         position_error_m_p99: percentile(&mut errors, 0.99),
     };
     if args.json {
@@ -360,6 +370,7 @@ fn viewer(own: EntityId, schema: &ModeSchema) -> Viewer {
         shown: Timeline::new(fields),
         acks: VecDeque::new(),
         body_bytes: 0,
+        body_bytes_max: 0,
         bytes: 0,
         snapshots: 0,
         view_entities: 0,

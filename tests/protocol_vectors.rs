@@ -327,6 +327,61 @@ fn views() -> (Vec<EntityView>, Vec<EntityView>) {
     (keyframe, vec![moved])
 }
 
+/// A crowd of props, and a tick later: most moved by a little (one by 10 m), one turned
+/// a little and one by a quarter turn, one gone, two new ones, a second character. Its
+/// body exercises what the two-entity vectors cannot: probabilities adapting over many
+/// decisions, the same-components bit, a new entity's position against the one before.
+fn crowd() -> (Vec<EntityView>, Vec<EntityView>) {
+    let q = ArenaConfig::default().quantizer();
+    let prop = |id: u32, x: f32, z: f32, yaw: f32| {
+        let (s, c) = (yaw / 2.0).sin_cos();
+        EntityView {
+            id: EntityId(id),
+            kind: EntityKind::Prop,
+            position: q.position([x, 0.5, z]),
+            rotation: quantize::rotation([0.0, s, 0.0, c]),
+            motion: None,
+        }
+    };
+    let keyframe: Vec<EntityView> = (1..=12)
+        .map(|i| {
+            prop(
+                i,
+                i as f32 * 1.5 - 9.0,
+                (i % 4) as f32 * 2.0,
+                i as f32 * 0.2,
+            )
+        })
+        .collect();
+    let mut next = Vec::new();
+    for e in &keyframe {
+        let i = e.id.0;
+        let mut e = *e;
+        match i {
+            8 => continue,
+            5 => e.position = q.position([-1.5 + 10.0, 0.5, 2.0]),
+            4 => e.rotation = quantize::rotation([0.0, 0.40, 0.0, 0.9165]),
+            6 => e = prop(6, 0.0, 4.0, 1.2 + std::f32::consts::FRAC_PI_2),
+            _ if i % 3 != 0 => {
+                e.position.0[0] += i * 3;
+                e.position.0[2] -= i;
+            }
+            _ => {}
+        }
+        next.push(e);
+    }
+    next.push(prop(14, 3.0, -3.0, 0.0));
+    next.push(prop(15, 3.25, -3.5, 0.0));
+    next.push(EntityView {
+        id: EntityId(20),
+        kind: EntityKind::Player,
+        position: q.position([-6.0, 0.9, 6.0]),
+        rotation: quantize::rotation([0.0, 0.0, 0.0, 1.0]),
+        motion: None,
+    });
+    (keyframe, next)
+}
+
 /// A snapshot body: the arena's views, generically coded.
 fn body(layout: &Layout, baseline: &[EntityView], view: &[EntityView]) -> Vec<u8> {
     replication::encode(
@@ -431,14 +486,12 @@ fn build() -> Value {
     });
     let (keyframe, next) = views();
     let layout = Layout::new(&arena::schema(&ArenaConfig::default()));
-    let keyframe_body = body(&layout, &[], &keyframe);
-    let delta_body = body(&layout, &keyframe, &next);
     let snapshot = Datagram::Snapshot(Snapshot {
         tick: 42,
         baseline_tick: 0,
         ack_input_seq: 12,
         ticks_left: 17_958,
-        body: keyframe_body.clone(),
+        body: body(&layout, &[], &keyframe),
     });
     for (name, datagram) in [("input", input), ("snapshot", snapshot)] {
         vectors.push(json!({
@@ -448,22 +501,37 @@ fn build() -> Value {
             "hex": hex(&codec::encode_datagram(&datagram).expect("encodes")),
         }));
     }
-    vectors.push(json!({
-        "name": "snapshot_body_keyframe",
-        "kind": "snapshot_body",
-        "config": "the arena's default settings (half_extent 40: 16 bits per position axis)",
-        "baseline": [],
-        "value": view_json(&keyframe),
-        "hex": hex(&keyframe_body),
-    }));
-    vectors.push(json!({
-        "name": "snapshot_body_delta",
-        "kind": "snapshot_body",
-        "config": "the arena's default settings",
-        "baseline": view_json(&keyframe),
-        "value": view_json(&next),
-        "hex": hex(&delta_body),
-    }));
+    let (crowd_keyframe, crowd_next) = crowd();
+    let bodies: [(&str, &str, &[EntityView], &[EntityView]); 3] = [
+        (
+            "snapshot_body_keyframe",
+            "the arena's default settings (half_extent 40: 16 bits per position axis)",
+            &[],
+            &keyframe,
+        ),
+        (
+            "snapshot_body_delta",
+            "the arena's default settings",
+            &keyframe,
+            &next,
+        ),
+        (
+            "snapshot_body_crowd",
+            "the arena's default settings",
+            &crowd_keyframe,
+            &crowd_next,
+        ),
+    ];
+    for (name, config, baseline, view) in bodies {
+        vectors.push(json!({
+            "name": name,
+            "kind": "snapshot_body",
+            "config": config,
+            "baseline": view_json(baseline),
+            "value": view_json(view),
+            "hex": hex(&body(&layout, baseline, view)),
+        }));
+    }
     let token = token();
     vectors.push(json!({
         "name": "token",
@@ -632,5 +700,5 @@ fn the_documented_vectors_decode_to_their_values_and_back() {
         }
         checked += 1;
     }
-    assert_eq!(checked, 20, "every vector checked");
+    assert_eq!(checked, 21, "every vector checked");
 }

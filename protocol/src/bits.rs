@@ -105,19 +105,6 @@ pub fn write_gap(w: &mut Writer, gap: u32) {
     }
 }
 
-/// Bits [`write_gap`] spends on a gap.
-pub fn gap_bits(gap: u32) -> u32 {
-    if gap == 1 {
-        1
-    } else if gap < 10 {
-        5
-    } else if gap < 74 {
-        9
-    } else {
-        35
-    }
-}
-
 pub(crate) fn read_gap(r: &mut Reader<'_>) -> Result<u32, DeltaError> {
     if r.read_bit()? {
         return Ok(1);
@@ -134,9 +121,4 @@ pub(crate) fn read_gap(r: &mut Reader<'_>) -> Result<u32, DeltaError> {
     } else {
         Ok(gap)
     }
-}
-
-pub(crate) fn sign_extend(value: u32, bits: u32) -> i64 {
-    let shift = 64 - bits;
-    (i64::from(value) << shift) >> shift
 }

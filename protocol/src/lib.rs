@@ -36,6 +36,7 @@ pub mod config;
 pub mod ids;
 pub mod link;
 pub mod message;
+pub mod range;
 pub mod replay;
 pub mod replication;
 pub mod rng;
@@ -54,7 +55,7 @@ pub use token::{
 
 /// Version of the wire protocol spoken by this build. A peer with another version is
 /// refused with [`RejectCode::VersionMismatch`].
-pub const PROTOCOL_VERSION: u16 = 7;
+pub const PROTOCOL_VERSION: u16 = 8;
 
 /// Longest an HTTP client of Outpost's servers should keep a pooled connection idle.
 /// The servers close keep-alive connections idle for their header timeout (10 s by

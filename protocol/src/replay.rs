@@ -32,7 +32,7 @@ use crate::schema::{MAX_SCHEMA_BYTES, ModeSchema};
 /// First bytes of every replay.
 pub const MAGIC: &[u8; 4] = b"OPRP";
 /// Format version this build writes and reads.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 /// Largest uncompressed chunk accepted, bytes.
 pub const MAX_CHUNK_RAW: usize = 32 * 1024 * 1024;
 /// Largest header accepted, bytes.

@@ -27,10 +27,10 @@
 
 pub use crate::bits::{DeltaError, MAX_VIEW_ENTITIES};
 use crate::bits::{
-    Reader, Writer, count_bits, gap_bits, get, put, put_bit, read_count, read_gap, sign_extend,
-    write_count, write_gap,
+    Reader, Writer, count_bits, get, put, put_bit, read_count, read_gap, write_count, write_gap,
 };
 use crate::ids::EntityId;
+use crate::range::{self, Coder, NUMBER_PROBS};
 use crate::schema::{Coding, FieldDef, FieldKind, ModeSchema, Value, Visibility, bit_length};
 use bitstream_io::{BitRead, BitWrite};
 
@@ -83,6 +83,8 @@ pub struct Layout {
     /// components.
     slots_by_mask: Vec<u32>,
     priority_by_mask: Vec<u8>,
+    /// Where each decision of a body finds its probability.
+    probs: ProbLayout,
 }
 
 /// Schemas with at most this many components have their masks' slot counts tabled.
@@ -131,7 +133,9 @@ impl Layout {
             position_grid,
             slots_by_mask: Vec::new(),
             priority_by_mask: Vec::new(),
+            probs: ProbLayout::default(),
         };
+        layout.probs = ProbLayout::new(&layout.components);
         if layout.components.len() <= TABLED_COMPONENTS {
             let masks = 0..1u64 << layout.components.len();
             layout.slots_by_mask = masks
@@ -377,10 +381,6 @@ fn same(a: &[u32], b: &[u32]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn same_record(a: &Record<'_>, b: &Record<'_>) -> bool {
-    a.id == b.id && a.mask == b.mask && same(a.slots, b.slots)
-}
-
 fn vector_class(base: &[u32], cur: &[u32]) -> Option<usize> {
     let worst = (0..3)
         .map(|a| (i64::from(cur[a]) - i64::from(base[a])).unsigned_abs())
@@ -448,42 +448,6 @@ fn write_whole(w: &mut Writer, coding: Coding, slots: &[u32]) {
     }
 }
 
-fn write_delta(w: &mut Writer, coding: Coding, base: &[u32], cur: &[u32]) {
-    match coding {
-        Coding::Vec3 { .. } => match vector_class(base, cur) {
-            Some(class) => {
-                // Class i: i one-bits, then a zero.
-                put(w, class as u32 + 1, ((1u32 << (class + 1)) - 1) & !1);
-                let bits = VECTOR_CLASSES[class];
-                for a in 0..3 {
-                    let d = i64::from(cur[a]) - i64::from(base[a]);
-                    put(w, bits, (d as u32) & ((1u32 << bits) - 1));
-                }
-            }
-            None => {
-                // As many one-bits as there are classes: the vector whole.
-                let n = VECTOR_CLASSES.len() as u32;
-                put(w, n, (1u32 << n) - 1);
-                write_whole(w, coding, cur);
-            }
-        },
-        Coding::Rotation { bits } => {
-            let small = rotation_small(bits, base, cur);
-            put_bit(w, small);
-            if small {
-                let half = bits / 2;
-                for i in 1..4 {
-                    let d = i64::from(cur[i]) - i64::from(base[i]);
-                    put(w, half, (d as u32) & ((1u32 << half) - 1));
-                }
-            } else {
-                write_whole(w, coding, cur);
-            }
-        }
-        _ => write_whole(w, coding, cur),
-    }
-}
-
 fn read_whole(r: &mut Reader<'_>, coding: Coding, out: &mut [u32]) -> Result<(), DeltaError> {
     match coding {
         Coding::Vec3 { bits, max } => {
@@ -521,53 +485,6 @@ fn read_whole(r: &mut Reader<'_>, coding: Coding, out: &mut [u32]) -> Result<(),
     Ok(())
 }
 
-fn read_delta(
-    r: &mut Reader<'_>,
-    coding: Coding,
-    base: &[u32],
-    out: &mut [u32],
-) -> Result<(), DeltaError> {
-    match coding {
-        Coding::Vec3 { max, .. } => {
-            let mut class = None;
-            for c in 0..VECTOR_CLASSES.len() {
-                if !r.read_bit()? {
-                    class = Some(c);
-                    break;
-                }
-            }
-            let Some(class) = class else {
-                return read_whole(r, coding, out);
-            };
-            let bits = VECTOR_CLASSES[class];
-            for a in 0..3 {
-                let v = i64::from(base[a]) + sign_extend(get(r, bits)?, bits);
-                out[a] = u32::try_from(v)
-                    .ok()
-                    .filter(|&v| v <= max[a])
-                    .ok_or(DeltaError::OutOfRange)?;
-            }
-            Ok(())
-        }
-        Coding::Rotation { bits } => {
-            if !r.read_bit()? {
-                return read_whole(r, coding, out);
-            }
-            let half = bits / 2;
-            out[0] = base[0];
-            for i in 1..4 {
-                let v = i64::from(base[i]) + sign_extend(get(r, half)?, half);
-                out[i] = u32::try_from(v)
-                    .ok()
-                    .filter(|&v| v < (1 << bits))
-                    .ok_or(DeltaError::OutOfRange)?;
-            }
-            Ok(())
-        }
-        _ => read_whole(r, coding, out),
-    }
-}
-
 /// Iterates the present components of `mask` with their slots in `slots`.
 fn components<'a>(
     layout: &'a Layout,
@@ -600,7 +517,8 @@ fn field_slots(
     (start, end)
 }
 
-/// Bits an entry costs, not counting its id gap. `base` is the entity in the baseline,
+/// Bits an entry would cost bit-packed, not counting its id gap: the budget's estimate.
+/// The range coder spends less, by a ratio the edge learns per client from what it sent. `base` is the entity in the baseline,
 /// `None` if it is new to it; `same_mask_as_previous_new` whether a new entry can say
 /// "the same components as the last new one" in one bit.
 pub fn entry_bits(
@@ -658,68 +576,359 @@ pub fn header_bits(removed: u32, entries: u32) -> u32 {
     count_bits(removed) + count_bits(entries)
 }
 
-/// Bits an id gap costs.
-pub fn id_gap_bits(gap: u32) -> u32 {
-    gap_bits(gap)
+// ---- Bodies on the range coder ----------------------------------------------------------
+
+/// Buckets of the bit length of the previous axes' deltas that pick an axis's
+/// probabilities: 0, 1–3, 4–7, 8 and more.
+const LENGTH_BUCKETS: usize = 4;
+
+fn length_bucket(bits: u32) -> usize {
+    match bits {
+        0 => 0,
+        1..=3 => 1,
+        4..=7 => 2,
+        _ => 3,
+    }
 }
 
-fn write_entry(
-    w: &mut Writer,
+/// Probabilities of a ranged field's delta (per axis and length bucket).
+fn axes_probs(axes: usize) -> usize {
+    axes * LENGTH_BUCKETS * NUMBER_PROBS
+}
+
+/// Probabilities a field's deltas take, and a new entity's whole value.
+fn field_probs(coding: Coding) -> (usize, usize) {
+    match coding {
+        Coding::Vec3 { .. } => (axes_probs(3), axes_probs(3)),
+        Coding::Rotation { .. } => (1 + axes_probs(3), 0),
+        Coding::Scalar { .. } => (NUMBER_PROBS, 0),
+        Coding::Text { .. } => (0, 0),
+    }
+}
+
+/// Fields get probabilities of their own, in schema order, while they total at most
+/// this many; fields after that share one set per kind of coding.
+const OWN_PROBS: usize = 1 << 15;
+
+// Probabilities every body has, first.
+const P_TOUCHED: usize = 0; // 2: after an untouched / a touched baseline entity
+const P_REMOVED: usize = 2;
+const P_SAME_MASK: usize = 3;
+const P_NEW_COUNT: usize = 4;
+const P_NEW_GAP: usize = P_NEW_COUNT + NUMBER_PROBS;
+const P_MASK: usize = P_NEW_GAP + NUMBER_PROBS; // one per component
+
+/// Codes the axes of a ranged field (a vector, a rotation's three components, a
+/// scalar): each a signed difference from `base` (zeros for a new entity's first value),
+/// against the probabilities of its axis and the bucket of the bit length of the largest
+/// difference before it in this field. `out` holds the values to code on encoding and
+/// receives the decoded ones; each must be at most `max`.
+fn code_axes<C: Coder>(
+    c: &mut C,
+    probs: &mut [u16],
+    base: &[u32],
+    out: &mut [u32],
+    max: &[u32],
+) -> Result<(), DeltaError> {
+    let mut longest = 0u32;
+    for a in 0..out.len() {
+        let at = (a * LENGTH_BUCKETS + length_bucket(longest)) * NUMBER_PROBS;
+        let b = i64::from(base.get(a).copied().unwrap_or(0));
+        let (d, bits) = range::signed(
+            c,
+            &mut probs[at..at + NUMBER_PROBS],
+            i64::from(out[a].min(max[a])) - b,
+        );
+        longest = longest.max(bits);
+        out[a] = u32::try_from(b + d)
+            .ok()
+            .filter(|v| *v <= max[a])
+            .ok_or(DeltaError::OutOfRange)?;
+    }
+    Ok(())
+}
+
+/// Codes a field of a new entity: vectors as differences from `previous` (the same field
+/// of the previous new entity of the body, if it had the same components), everything
+/// else, and a vector with nothing before it, whole at even odds.
+fn code_whole<C: Coder>(
+    c: &mut C,
+    probs: &mut [u16],
+    coding: Coding,
+    previous: Option<&[u32]>,
+    out: &mut [u32],
+) -> Result<(), DeltaError> {
+    let check = |v: u32, max: u32| {
+        if v > max {
+            Err(DeltaError::OutOfRange)
+        } else {
+            Ok(v)
+        }
+    };
+    match coding {
+        Coding::Vec3 { max, bits } => match previous {
+            Some(previous) => code_axes(c, probs, previous, out, &max),
+            None => {
+                for a in 0..3 {
+                    out[a] = check(c.direct(bits[a], out[a].min(max[a])), max[a])?;
+                }
+                Ok(())
+            }
+        },
+        Coding::Rotation { bits } => {
+            out[0] = c.direct(2, out[0].min(3));
+            let top = (1u32 << bits) - 1;
+            for v in &mut out[1..4] {
+                *v = c.direct(bits, (*v).min(top));
+            }
+            Ok(())
+        }
+        Coding::Scalar { bits, max } => {
+            out[0] = check(c.direct(bits, out[0].min(max)), max)?;
+            Ok(())
+        }
+        Coding::Text { max_len, len_bits } => {
+            let len = check(c.direct(len_bits, out[0].min(max_len)), max_len)?;
+            let mut words = [0u32; 64];
+            let n = out.len().saturating_sub(1).min(words.len());
+            words[..n].copy_from_slice(&out[1..1 + n]);
+            out[1..].fill(0);
+            for i in 0..len as usize {
+                let byte = c.direct(
+                    8,
+                    (words.get(i / 4).copied().unwrap_or(0) >> (8 * (i % 4))) & 0xff,
+                );
+                if let Some(w) = out.get_mut(1 + i / 4) {
+                    *w |= byte << (8 * (i % 4));
+                }
+            }
+            out[0] = len;
+            Ok(())
+        }
+    }
+}
+
+/// Codes a changed field against its baseline value.
+fn code_delta<C: Coder>(
+    c: &mut C,
+    probs: &mut [u16],
+    coding: Coding,
+    base: &[u32],
+    out: &mut [u32],
+) -> Result<(), DeltaError> {
+    match coding {
+        Coding::Vec3 { max, .. } => code_axes(c, probs, base, out, &max),
+        Coding::Rotation { bits } => {
+            let top = (1u32 << bits) - 1;
+            if c.bit(&mut probs[0], out[0] != base[0]) {
+                out[0] = c.direct(2, out[0].min(3));
+                for v in &mut out[1..4] {
+                    *v = c.direct(bits, (*v).min(top));
+                }
+                return Ok(());
+            }
+            out[0] = base[0];
+            code_axes(c, &mut probs[1..], &base[1..4], &mut out[1..4], &[top; 3])
+        }
+        Coding::Scalar { max, .. } => code_axes(c, probs, base, out, &[max]),
+        Coding::Text { .. } => code_whole(c, probs, coding, None, out),
+    }
+}
+
+/// Where each field's probabilities start in a body's, and how many there are.
+#[derive(Debug, Clone, Default)]
+struct ProbLayout {
+    /// Per component: the offset of its changed? probability, then per field the offset
+    /// of its changed? probability, its delta's and its whole value's.
+    components: Vec<ComponentProbs>,
+    len: usize,
+}
+
+impl ProbLayout {
+    fn new(components: &[ComponentLayout]) -> Self {
+        let mut at = P_MASK + components.len();
+        let mut components_at = Vec::with_capacity(components.len());
+        // Shared sets for the fields past the budget, per kind: allocated after it.
+        let shared_kinds = [
+            Coding::Vec3 {
+                max: [0; 3],
+                bits: [0; 3],
+            },
+            Coding::Rotation { bits: 0 },
+            Coding::Scalar { max: 0, bits: 0 },
+        ];
+        let mut own = 0usize;
+        let mut pending_shared = Vec::new();
+        for c in components {
+            let changed = at;
+            at += 1;
+            let mut fields = Vec::with_capacity(c.fields.len());
+            for f in &c.fields {
+                let flag = at;
+                at += 1;
+                let (delta, whole) = field_probs(f.coding);
+                if own + delta + whole <= OWN_PROBS {
+                    own += delta + whole;
+                    fields.push([flag, at, at + delta]);
+                    at += delta + whole;
+                } else {
+                    let kind = shared_kinds
+                        .iter()
+                        .position(|k| {
+                            std::mem::discriminant(k) == std::mem::discriminant(&f.coding)
+                        })
+                        .unwrap_or(0);
+                    pending_shared.push((components_at.len(), fields.len(), kind));
+                    fields.push([flag, 0, 0]);
+                }
+            }
+            components_at.push((changed, fields));
+        }
+        let mut shared = [[0usize; 2]; 3];
+        for (k, kind) in shared_kinds.iter().enumerate() {
+            let (delta, whole) = field_probs(*kind);
+            shared[k] = [at, at + delta];
+            at += delta + whole;
+        }
+        for (c, f, kind) in pending_shared {
+            let slot = &mut components_at[c].1[f];
+            slot[1] = shared[kind][0];
+            slot[2] = shared[kind][1];
+        }
+        Self {
+            components: components_at,
+            len: at,
+        }
+    }
+}
+
+/// The probabilities of a component: its changed? decision's, then per field its
+/// changed? decision's, its deltas' and its whole value's.
+type ComponentProbs = (usize, Vec<[usize; 3]>);
+
+/// The components of `mask`, in order, each with its probabilities and its slots' range
+/// in an entity of that mask; a component the schema lacks is a mismatch.
+fn coded_components(
     layout: &Layout,
-    base: Option<Record<'_>>,
-    cur: Record<'_>,
-    previous_new_mask: &mut Option<u64>,
-) {
-    match base {
-        Some(base) if base.mask == cur.mask => {
-            put_bit(w, false);
-            for ((c, b), (_, s)) in components(layout, base.mask, base.slots)
-                .zip(components(layout, cur.mask, cur.slots))
-            {
-                if c.fields.is_empty() {
-                    continue;
-                }
-                let changed = !same(b, s);
-                put_bit(w, changed);
-                if !changed {
-                    continue;
-                }
-                if c.fields.len() == 1 {
-                    write_delta(w, c.fields[0].coding, b, s);
-                    continue;
-                }
-                let mut flags = 0u32;
-                for (i, f) in c.fields.iter().enumerate() {
-                    let (start, end) = field_slots(f, c.fields.get(i + 1), s);
-                    let differs = !same(&b[start..end], &s[start..end]);
-                    flags |= u32::from(differs) << i;
-                    put_bit(w, differs);
-                }
-                for (i, f) in c.fields.iter().enumerate() {
-                    if flags & (1 << i) != 0 {
-                        let (start, end) = field_slots(f, c.fields.get(i + 1), s);
-                        write_delta(w, f.coding, &b[start..end], &s[start..end]);
-                    }
-                }
-            }
+    mask: u64,
+) -> impl Iterator<Item = Result<(&ComponentLayout, &ComponentProbs, std::ops::Range<usize>), DeltaError>>
+{
+    let (mut start, mut rest) = (0usize, mask);
+    std::iter::from_fn(move || {
+        if rest == 0 {
+            return None;
         }
-        _ => {
-            put_bit(w, true);
-            let same = *previous_new_mask == Some(cur.mask);
-            put_bit(w, same);
-            if !same {
-                for i in 0..layout.mask_bits {
-                    put_bit(w, cur.mask & (1 << i) != 0);
-                }
-            }
-            *previous_new_mask = Some(cur.mask);
-            for (c, s) in components(layout, cur.mask, cur.slots) {
-                for (i, f) in c.fields.iter().enumerate() {
-                    let (start, end) = field_slots(f, c.fields.get(i + 1), s);
-                    write_whole(w, f.coding, &s[start..end]);
-                }
-            }
+        let i = rest.trailing_zeros() as usize;
+        rest &= rest - 1;
+        let (Some(comp), Some(probs)) = (layout.components.get(i), layout.probs.components.get(i))
+        else {
+            rest = 0;
+            return Some(Err(DeltaError::BaselineMismatch));
+        };
+        let range = start..start + comp.slots as usize;
+        start = range.end;
+        Some(Ok((comp, probs, range)))
+    })
+}
+
+/// Codes a changed entry's components (the encoder gives `out` the current slots; the
+/// decoder the baseline's, overwritten as it reads).
+fn code_changed<C: Coder>(
+    c: &mut C,
+    layout: &Layout,
+    probs: &mut [u16],
+    mask: u64,
+    base: &[u32],
+    cur: Option<&[u32]>,
+    out: &mut [u32],
+) -> Result<(), DeltaError> {
+    for coded in coded_components(layout, mask) {
+        let (comp, (changed_at, fields_at), range) = coded?;
+        if comp.fields.is_empty() {
+            continue;
         }
+        let b = &base[range.clone()];
+        let differs = cur.is_some_and(|s| !same(b, &s[range.clone()]));
+        if !c.bit(&mut probs[*changed_at], differs) {
+            continue;
+        }
+        let o = &mut out[range.clone()];
+        for (k, f) in comp.fields.iter().enumerate() {
+            let (lo, hi) = field_slots(f, comp.fields.get(k + 1), b);
+            let [flag, delta, _] = fields_at[k];
+            if comp.fields.len() > 1 {
+                let differs =
+                    cur.is_some_and(|s| !same(&b[lo..hi], &s[range.start + lo..range.start + hi]));
+                if !c.bit(&mut probs[flag], differs) {
+                    continue;
+                }
+            }
+            let (d, _) = field_probs(f.coding);
+            code_delta(
+                c,
+                &mut probs[delta..delta + d],
+                f.coding,
+                &b[lo..hi],
+                &mut o[lo..hi],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Codes a new entry's components, each field whole (`out` holds the slots to code on
+/// encoding and receives them on decoding).
+fn code_new<C: Coder>(
+    c: &mut C,
+    layout: &Layout,
+    probs: &mut [u16],
+    mask: u64,
+    previous: Option<&[u32]>,
+    out: &mut [u32],
+) -> Result<(), DeltaError> {
+    for coded in coded_components(layout, mask) {
+        let (comp, (_, fields_at), range) = coded?;
+        for (k, f) in comp.fields.iter().enumerate() {
+            let (lo, hi) = field_slots(f, comp.fields.get(k + 1), &out[range.clone()]);
+            let (lo, hi) = (range.start + lo, range.start + hi);
+            let [_, _, whole] = fields_at[k];
+            let (_, w) = field_probs(f.coding);
+            code_whole(
+                c,
+                &mut probs[whole..whole + w],
+                f.coding,
+                previous.map(|p| &p[lo..hi]),
+                &mut out[lo..hi],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Codes a new entry's component mask: one bit, "the same as the previous new entry's",
+/// or the mask, a bit per component.
+fn code_mask<C: Coder>(
+    c: &mut C,
+    layout: &Layout,
+    probs: &mut [u16],
+    previous: Option<u64>,
+    mask: u64,
+) -> Result<u64, DeltaError> {
+    if let Some(p) = previous
+        && c.bit(&mut probs[P_SAME_MASK], p == mask)
+    {
+        return Ok(p);
+    }
+    let mut out = 0u64;
+    for i in 0..layout.mask_bits as usize {
+        if c.bit(&mut probs[P_MASK + i], mask & (1 << i) != 0) {
+            out |= 1 << i;
+        }
+    }
+    if layout.valid_mask(out) {
+        Ok(out)
+    } else {
+        Err(DeltaError::OutOfRange)
     }
 }
 
@@ -727,189 +936,184 @@ fn write_entry(
 /// do not match their mask's layout are left out rather than corrupting the body.
 pub fn encode(layout: &Layout, baseline: &View, current: &View) -> Vec<u8> {
     let fits = |r: &Record<'_>| layout.fits(r);
-    let mut removed = Vec::new();
-    let mut entries: Vec<(Option<Record<'_>>, Record<'_>)> = Vec::new();
-    let mut base_iter = baseline.iter().filter(|r| fits(r)).peekable();
-    for cur in current.iter().filter(|r| fits(r)) {
-        while let Some(base) = base_iter.peek().copied() {
-            if base.id < cur.id {
-                removed.push(base.id);
-                base_iter.next();
-            } else {
-                break;
-            }
+    let base: Vec<Record<'_>> = baseline.iter().filter(|r| fits(r)).collect();
+    let cur: Vec<Record<'_>> = current.iter().filter(|r| fits(r)).collect();
+    // New entries: absent from the baseline, or there with other components.
+    let mut new: Vec<usize> = Vec::new();
+    let mut b = 0usize;
+    for (i, r) in cur.iter().enumerate() {
+        while base.get(b).is_some_and(|x| x.id < r.id) {
+            b += 1;
         }
-        match base_iter.peek().copied() {
-            Some(base) if base.id == cur.id => {
-                base_iter.next();
-                if !same_record(&base, &cur) {
-                    entries.push((Some(base), cur));
+        if base.get(b).is_none_or(|x| x.id != r.id || x.mask != r.mask) {
+            new.push(i);
+        }
+    }
+    let mut e = range::Encoder::with_capacity(64 + 4 * new.len() + cur.len());
+    let mut probs = vec![range::PROB_INIT; layout.probs.len];
+    range::unsigned(&mut e, &mut probs[P_NEW_COUNT..P_NEW_GAP], new.len() as u64);
+    let mut previous = 0u32;
+    for &i in &new {
+        let id = cur[i].id.0;
+        range::unsigned(
+            &mut e,
+            &mut probs[P_NEW_GAP..P_MASK],
+            u64::from(id - previous - 1),
+        );
+        previous = id;
+    }
+    let mut scratch: Vec<u32> = Vec::new();
+    let mut previous_new: Option<Record<'_>> = None;
+    let (mut b, mut n, mut touched) = (0usize, 0usize, false);
+    let mut c_i = 0usize;
+    loop {
+        let next_new = new.get(n).map(|&i| cur[i].id);
+        match (base.get(b), next_new) {
+            (Some(old), next) if next.is_none_or(|id| old.id <= id) => {
+                // Advance through the current view to this baseline entity.
+                while cur.get(c_i).is_some_and(|r| r.id < old.id) {
+                    c_i += 1;
+                }
+                let now = cur
+                    .get(c_i)
+                    .filter(|r| r.id == old.id && r.mask == old.mask);
+                let changed = now.is_none_or(|r| !same(r.slots, old.slots));
+                e.bit(&mut probs[P_TOUCHED + usize::from(touched)], changed);
+                touched = changed;
+                b += 1;
+                if !changed {
+                    continue;
+                }
+                e.bit(&mut probs[P_REMOVED], now.is_none());
+                if let Some(now) = now {
+                    scratch.clear();
+                    scratch.extend_from_slice(now.slots);
+                    let _ = code_changed(
+                        &mut e,
+                        layout,
+                        &mut probs,
+                        old.mask,
+                        old.slots,
+                        Some(now.slots),
+                        &mut scratch,
+                    );
                 }
             }
-            _ => entries.push((None, cur)),
+            (_, Some(_)) => {
+                let r = cur[new[n]];
+                n += 1;
+                let mask = code_mask(
+                    &mut e,
+                    layout,
+                    &mut probs,
+                    previous_new.map(|p| p.mask),
+                    r.mask,
+                )
+                .unwrap_or(r.mask);
+                let before = previous_new.filter(|p| p.mask == mask).map(|p| p.slots);
+                scratch.clear();
+                scratch.extend_from_slice(r.slots);
+                let _ = code_new(&mut e, layout, &mut probs, mask, before, &mut scratch);
+                previous_new = Some(r);
+            }
+            _ => break,
         }
     }
-    removed.extend(base_iter.map(|b| b.id));
-    let mut w = Writer::new(Vec::with_capacity(
-        8 + 2 * removed.len() + 16 * entries.len(),
-    ));
-    write_count(&mut w, removed.len() as u32);
-    let mut previous = 0u32;
-    for id in removed {
-        write_gap(&mut w, id.0 - previous);
-        previous = id.0;
-    }
-    write_count(&mut w, entries.len() as u32);
-    let mut previous = 0u32;
-    let mut previous_new_mask = None;
-    for (base, cur) in entries {
-        write_gap(&mut w, cur.id.0 - previous);
-        previous = cur.id.0;
-        write_entry(&mut w, layout, base, cur, &mut previous_new_mask);
-    }
-    let _ = w.byte_align();
-    w.into_writer()
+    e.finish()
 }
 
 /// Decodes a body against `baseline`, giving the new view.
 pub fn decode(layout: &Layout, baseline: &View, body: &[u8]) -> Result<View, DeltaError> {
-    let mut r = Reader::new(body);
-    let removed_count = read_count(&mut r)? as usize;
-    if removed_count > baseline.len() {
+    let mut d = range::Decoder::new(body);
+    let mut probs = vec![range::PROB_INIT; layout.probs.len];
+    let (new_count, _) = range::unsigned(&mut d, &mut probs[P_NEW_COUNT..P_NEW_GAP], 0);
+    if new_count > MAX_VIEW_ENTITIES as u64 {
         return Err(DeltaError::TooMany);
     }
-    let mut removed = Vec::with_capacity(removed_count);
+    let mut new_ids = Vec::with_capacity(new_count as usize);
     let mut previous = 0u32;
-    for _ in 0..removed_count {
-        let id = previous
-            .checked_add(read_gap(&mut r)?)
-            .ok_or(DeltaError::BadId)?;
-        if baseline.find(EntityId(id)).is_none() {
-            return Err(DeltaError::BaselineMismatch);
-        }
-        removed.push(EntityId(id));
+    for _ in 0..new_count {
+        let (gap, _) = range::unsigned(&mut d, &mut probs[P_NEW_GAP..P_MASK], 0);
+        let id = u32::try_from(u64::from(previous) + gap + 1).map_err(|_| DeltaError::BadId)?;
+        new_ids.push(EntityId(id));
         previous = id;
-    }
-    let entry_count = read_count(&mut r)? as usize;
-    if entry_count > MAX_VIEW_ENTITIES || entry_count * 2 > body.len() * 8 {
-        return Err(DeltaError::TooMany);
+        if !d.within() {
+            return Err(DeltaError::Truncated);
+        }
     }
     // Sized up front: growing a view entity by entity costs more than decoding it.
     let mut view = View::with_capacity(
-        (baseline.len() + entry_count).min(MAX_VIEW_ENTITIES),
-        baseline.slots.len() + 16 * entry_count,
+        (baseline.len() + new_ids.len()).min(MAX_VIEW_ENTITIES),
+        baseline.slots.len() + 16 * new_ids.len(),
     );
-    let mut base_i = 0usize;
-    let mut gone = removed.iter().peekable();
-    // Copies baseline entities below `upto` (minus removed ones) into the view.
-    let carry = |view: &mut View,
-                 upto: Option<EntityId>,
-                 base_i: &mut usize,
-                 gone: &mut std::iter::Peekable<std::slice::Iter<'_, EntityId>>| {
-        while let Some(base) = baseline.get(*base_i) {
-            if upto.is_some_and(|id| base.id >= id) {
-                break;
+    let mut slots: Vec<u32> = Vec::new();
+    let mut previous_new: Option<(u64, Vec<u32>)> = None;
+    let (mut b, mut n, mut touched) = (0usize, 0usize, false);
+    loop {
+        let old = baseline.get(b);
+        match (old, new_ids.get(n)) {
+            (Some(old), next) if next.is_none_or(|id| old.id <= *id) => {
+                b += 1;
+                if !layout.fits(&old) {
+                    return Err(DeltaError::BaselineMismatch);
+                }
+                let changed = d.bit(&mut probs[P_TOUCHED + usize::from(touched)], false);
+                touched = changed;
+                if !changed {
+                    if next == Some(&old.id) {
+                        return Err(DeltaError::BaselineMismatch);
+                    }
+                    view.push_record(old);
+                    continue;
+                }
+                if d.bit(&mut probs[P_REMOVED], false) {
+                    continue;
+                }
+                if next == Some(&old.id) {
+                    return Err(DeltaError::BaselineMismatch);
+                }
+                slots.clear();
+                slots.extend_from_slice(old.slots);
+                code_changed(
+                    &mut d, layout, &mut probs, old.mask, old.slots, None, &mut slots,
+                )?;
+                view.push(old.id, old.mask, &slots);
             }
-            if gone.peek().is_some_and(|&&g| g == base.id) {
-                gone.next();
-            } else {
-                view.push_record(base);
+            (_, Some(&id)) => {
+                n += 1;
+                let mask = code_mask(
+                    &mut d,
+                    layout,
+                    &mut probs,
+                    previous_new.as_ref().map(|p| p.0),
+                    0,
+                )?;
+                slots.clear();
+                slots.resize(layout.entity_slots(mask), 0);
+                let before = previous_new
+                    .as_ref()
+                    .filter(|p| p.0 == mask)
+                    .map(|p| p.1.as_slice());
+                code_new(&mut d, layout, &mut probs, mask, before, &mut slots)?;
+                view.push(id, mask, &slots);
+                match &mut previous_new {
+                    Some((m, s)) => {
+                        *m = mask;
+                        s.clone_from(&slots);
+                    }
+                    None => previous_new = Some((mask, slots.clone())),
+                }
             }
-            *base_i += 1;
+            _ => break,
         }
-    };
-    let mut previous = 0u32;
-    let mut previous_new_mask: Option<u64> = None;
-    let mut slots = Vec::new();
-    for _ in 0..entry_count {
-        let id = EntityId(
-            previous
-                .checked_add(read_gap(&mut r)?)
-                .ok_or(DeltaError::BadId)?,
-        );
-        previous = id.0;
-        carry(&mut view, Some(id), &mut base_i, &mut gone);
-        let base = baseline.get(base_i).filter(|b| b.id == id);
-        if base.is_some() {
-            base_i += 1;
-            if gone.peek().is_some_and(|&&g| g == id) {
-                return Err(DeltaError::BaselineMismatch);
-            }
-        }
-        let new = r.read_bit()?;
-        slots.clear();
-        let mask = if new {
-            let mask = if r.read_bit()? {
-                previous_new_mask.ok_or(DeltaError::BaselineMismatch)?
-            } else {
-                let mut mask = 0u64;
-                for i in 0..layout.mask_bits {
-                    if r.read_bit()? {
-                        mask |= 1 << i;
-                    }
-                }
-                mask
-            };
-            previous_new_mask = Some(mask);
-            slots.resize(layout.entity_slots(mask), 0);
-            let mut start = 0usize;
-            for (i, c) in layout.components.iter().enumerate() {
-                if mask & (1 << i) == 0 {
-                    continue;
-                }
-                let s = &mut slots[start..start + c.slots as usize];
-                for (k, f) in c.fields.iter().enumerate() {
-                    let (a, b) = field_slots(f, c.fields.get(k + 1), s);
-                    read_whole(&mut r, f.coding, &mut s[a..b])?;
-                }
-                start += c.slots as usize;
-            }
-            mask
-        } else {
-            let base = base
-                .filter(|b| layout.fits(b))
-                .ok_or(DeltaError::BaselineMismatch)?;
-            slots.extend_from_slice(base.slots);
-            let mut start = 0usize;
-            for (i, c) in layout.components.iter().enumerate() {
-                if base.mask & (1 << i) == 0 {
-                    continue;
-                }
-                let range = start..start + c.slots as usize;
-                start = range.end;
-                if c.fields.is_empty() || !r.read_bit()? {
-                    continue;
-                }
-                let mut changed = [true; crate::schema::MAX_FIELDS];
-                if c.fields.len() > 1 {
-                    for flag in changed.iter_mut().take(c.fields.len()) {
-                        *flag = r.read_bit()?;
-                    }
-                }
-                let b = &base.slots[range.clone()];
-                let s = &mut slots[range];
-                for (k, f) in c.fields.iter().enumerate() {
-                    if !changed[k] {
-                        continue;
-                    }
-                    let (lo, hi) = field_slots(f, c.fields.get(k + 1), b);
-                    read_delta(&mut r, f.coding, &b[lo..hi], &mut s[lo..hi])?;
-                }
-            }
-            base.mask
-        };
-        if view.len() >= MAX_VIEW_ENTITIES {
+        if view.len() > MAX_VIEW_ENTITIES {
             return Err(DeltaError::TooMany);
         }
-        view.push(id, mask, &slots);
+        if !d.within() {
+            return Err(DeltaError::Truncated);
+        }
     }
-    carry(&mut view, None, &mut base_i, &mut gone);
-    if gone.next().is_some() {
-        return Err(DeltaError::BaselineMismatch);
-    }
-    if view.len() > MAX_VIEW_ENTITIES {
-        return Err(DeltaError::TooMany);
-    }
+    d.finish()?;
     Ok(view)
 }
 

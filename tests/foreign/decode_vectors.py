@@ -64,30 +64,37 @@ def grid_steps(lo, hi, step):
 
 
 def field_kind(r):
-    """A field's kind as (kind, bits, offset): how its slots are written and what to add
-    to a slot to get the value (ints only)."""
+    """A field's kind as (kind, bits, offset, top): how its slots are written, what to add
+    to a slot to get the value (ints only) and the largest valid slot (per axis for a
+    vector, per component for a rotation, the length for a text)."""
     tag = r.un("I")
     if tag in (0, 1):
         lo, hi, step = [r.un("f") for _ in range(3)], [r.un("f") for _ in range(3)], r.un("f")
-        return ("vec3", [grid_steps(lo[a], hi[a], step).bit_length() for a in range(3)], 0)
+        steps = [grid_steps(lo[a], hi[a], step) for a in range(3)]
+        return ("vec3", [s.bit_length() for s in steps], 0, steps)
     if tag == 2:
-        return ("rotation", r.un("B"), 0)
+        bits = r.un("B")
+        return ("rotation", bits, 0, [(1 << bits) - 1] * 3)
     if tag == 3:
         lo, hi = r.un("i"), r.un("i")
-        return ("scalar", (hi - lo).bit_length(), lo)
+        return ("scalar", (hi - lo).bit_length(), lo, max(0, hi - lo))
     if tag == 4:
         lo, hi, step = r.un("f"), r.un("f"), r.un("f")
-        return ("scalar", grid_steps(lo, hi, step).bit_length(), 0)
+        steps = grid_steps(lo, hi, step)
+        return ("scalar", steps.bit_length(), 0, steps)
     if tag in (5, 6):
         names = r.vec(lambda: string(r))
-        bits = max(1, (len(names) - 1).bit_length()) if tag == 5 else len(names)
-        return ("scalar", bits, 0)
+        if tag == 5:
+            top = max(0, len(names) - 1)
+            return ("scalar", max(1, top.bit_length()), 0, top)
+        return ("scalar", len(names), 0, (1 << len(names)) - 1)
     if tag == 7:
-        return ("scalar", 1, 0)
+        return ("scalar", 1, 0, 1)
     if tag == 8:
-        return ("text", r.un("B").bit_length(), 0)
+        max_len = r.un("B")
+        return ("text", max_len.bit_length(), 0, max_len)
     if tag == 9:
-        return ("scalar", 32, 0)  # an entity id
+        return ("scalar", 32, 0, 0xFFFFFFFF)  # an entity id
     raise ValueError(f"field kind {tag}")
 
 
@@ -97,7 +104,7 @@ def fields(r):
 
 def schema(data, expected_hash):
     """A mode's schema (a Welcome's): the components as (name, [(field, kind, bits,
-    offset)]), the input's fields, the events and the requests (name, fields, [(list,
+    offset, top)]), the input's fields, the events and the requests (name, fields, [(list,
     fields, max_items)]), after checking it hashes as the match configuration says."""
     digest = hashlib.sha256(data).digest()
     if struct.unpack("<Q", digest[:8])[0] != expected_hash:
@@ -233,10 +240,6 @@ def gap(b):
     return b.get(32)
 
 
-def signed(value, bits):
-    return value - (1 << bits) if value >> (bits - 1) else value
-
-
 def whole(b, kind, bits):
     if kind == "vec3":
         return [b.get(axis) for axis in bits]
@@ -247,54 +250,181 @@ def whole(b, kind, bits):
     return b.get(bits)
 
 
-def delta(b, kind, bits, base):
+class Range:
+    """The range decoder of §6: LZMA's, reading past the end as zeros."""
+
+    def __init__(self, data):
+        self.data, self.at = data, 0
+        self.range, self.code = 0xFFFFFFFF, 0
+        for _ in range(4):
+            self.code = (self.code << 8) | self.byte()
+
+    def byte(self):
+        value = self.data[self.at] if self.at < len(self.data) else 0
+        self.at += 1
+        return value
+
+    def normalize(self):
+        while self.range < 1 << 24:
+            self.range = (self.range << 8) & 0xFFFFFFFF
+            self.code = ((self.code << 8) | self.byte()) & 0xFFFFFFFF
+
+    def bit(self, probs, key):
+        """A decision against the probability named `key` (every one starts at 1024)."""
+        p = probs.get(key, 1024)
+        bound = (self.range >> 11) * p
+        if self.code < bound:
+            self.range, probs[key], bit = bound, p + ((2048 - p) >> 4), 0
+        else:
+            self.code, self.range = self.code - bound, self.range - bound
+            probs[key], bit = p - (p >> 4), 1
+        self.normalize()
+        return bit
+
+    def direct(self, n):
+        value = 0
+        for _ in range(n):
+            self.range >>= 1
+            bit = int(self.code >= self.range)
+            if bit:
+                self.code -= self.range
+            value = (value << 1) | bit
+            self.normalize()
+        return value
+
+    def finish(self):
+        if self.at > len(self.data) + 4:
+            raise ValueError("truncated body")
+
+
+def number(rc, probs, key, with_sign):
+    """A number (§6): its value and its magnitude's bit length."""
+    if not rc.bit(probs, key + ("nonzero",)):
+        return 0, 0
+    negative = with_sign and rc.bit(probs, key + ("sign",))
+    length = 1
+    while length < 33 and rc.bit(probs, key + ("length", length)):
+        length += 1
+    m = 1
+    for rank in range(length - 1):
+        bit = rc.bit(probs, key + ("mantissa", length, rank)) if rank < 2 else rc.direct(1)
+        m = (m << 1) | bit
+    return (-m if negative else m), length
+
+
+def bucket(bits):
+    return 0 if bits == 0 else 1 if bits <= 3 else 2 if bits <= 7 else 3
+
+
+def axes(rc, probs, key, base, tops):
+    out, longest = [], 0
+    for a, (b, top) in enumerate(zip(base, tops)):
+        d, length = number(rc, probs, key + (a, bucket(longest)), True)
+        longest = max(longest, length)
+        if not 0 <= b + d <= top:
+            raise ValueError("value out of range")
+        out.append(b + d)
+    return out
+
+
+def direct_whole(rc, kind, bits, top):
     if kind == "vec3":
-        for width in (3, 6, 10, 14):
-            if b.get(1) == 0:
-                return [v + signed(b.get(width), width) for v in base]
-        return whole(b, kind, bits)
+        out = [rc.direct(n) for n in bits]
+        if any(v > t for v, t in zip(out, top)):
+            raise ValueError("value out of range")
+        return out
     if kind == "rotation":
-        if b.get(1):
-            half = bits // 2
-            return [base[0]] + [c + signed(b.get(half), half) for c in base[1:]]
-        return whole(b, kind, bits)
-    return whole(b, kind, bits)
+        return [rc.direct(2)] + [rc.direct(bits) for _ in range(3)]
+    if kind == "text":
+        n = rc.direct(bits)
+        if n > top:
+            raise ValueError("text too long")
+        return bytes(rc.direct(8) for _ in range(n)).decode()
+    value = rc.direct(bits)
+    if value > top:
+        raise ValueError("value out of range")
+    return value
+
+
+PROB_SIZES = {"vec3": 2 * 3 * 4 * 101, "rotation": 1 + 3 * 4 * 101, "scalar": 101, "text": 0}
+
+
+def field_keys(schema):
+    """Whose probabilities each field's deltas and whole values use: its own while the
+    fields' own ones total at most 32,768, in schema order; past that, its kind's shared
+    ones."""
+    keys, own = {}, 0
+    for ci, (_, fields) in enumerate(schema):
+        for fi, (_, kind, *_rest) in enumerate(fields):
+            if own + PROB_SIZES[kind] <= 32768:
+                own += PROB_SIZES[kind]
+                keys[ci, fi] = ("field", ci, fi)
+            else:
+                keys[ci, fi] = ("shared", kind)
+    return keys
+
+
+def delta(rc, probs, key, kind, bits, top, base):
+    key += ("delta",)
+    if kind == "vec3":
+        return axes(rc, probs, key, base, top)
+    if kind == "rotation":
+        if rc.bit(probs, key + ("largest",)):
+            return direct_whole(rc, kind, bits, top)
+        return [base[0]] + axes(rc, probs, key, base[1:], top)
+    if kind == "scalar":
+        return axes(rc, probs, key, [base], [top])[0]
+    return direct_whole(rc, kind, bits, top)
 
 
 def generic_body(data, baseline, schema):
     """Decodes a body into {id: {component: {field: value}}} against such a baseline."""
-    b = Bits(data)
-    view = {k: dict(v) for k, v in baseline.items()}
-    at = 0
-    for _ in range(count(b)):
-        at += gap(b)
-        del view[at]
-    at, previous_mask = 0, None
-    for _ in range(count(b)):
-        at += gap(b)
-        if b.get(1):
-            if b.get(1):
-                mask = previous_mask
-            else:
-                mask = [name for name, _ in schema if b.get(1)]
-            previous_mask = mask
-            entity = {}
-            for name, fields in schema:
-                if name in mask:
-                    entity[name] = {f: whole(b, kind, bits) for f, kind, bits, _ in fields}
-            view[at] = entity
-            continue
-        entity = {c: dict(f) for c, f in view[at].items()}
-        for name, fields in schema:
-            if name not in entity or not fields or not b.get(1):
+    rc, probs, keys = Range(data), {}, field_keys(schema)
+    new_ids, at = [], 0
+    for _ in range(number(rc, probs, ("new_count",), False)[0]):
+        at += number(rc, probs, ("new_gap",), False)[0] + 1
+        new_ids.append(at)
+    walk = sorted([(i, 0) for i in baseline] + [(i, 1) for i in new_ids])
+    view, touched, previous_new = {}, 0, None
+    for id_, is_new in walk:
+        if not is_new:
+            touched = rc.bit(probs, ("touched", touched))
+            if touched and rc.bit(probs, ("removed",)):
                 continue
-            changed = [b.get(1) for _ in fields] if len(fields) > 1 else [1]
-            for (f, kind, bits, _), flag in zip(fields, changed):
-                if flag:
-                    entity[name][f] = delta(b, kind, bits, entity[name][f])
-        view[at] = entity
-    if len(b.bits) - b.at >= 8 or any(bit != "0" for bit in b.bits[b.at:]):
-        raise ValueError("bad padding")
+            if id_ in new_ids:
+                raise ValueError("a new id the baseline holds, not removed")
+            entity = {c: dict(f) for c, f in baseline[id_].items()}
+            view[id_] = entity
+            if not touched:
+                continue
+            for ci, (name, fields) in enumerate(schema):
+                if name not in entity or not fields or not rc.bit(probs, ("changed", ci)):
+                    continue
+                for fi, (f, kind, bits, _, top) in enumerate(fields):
+                    if len(fields) > 1 and not rc.bit(probs, ("flag", ci, fi)):
+                        continue
+                    entity[name][f] = delta(rc, probs, keys[ci, fi], kind, bits, top,
+                                            entity[name][f])
+            continue
+        if previous_new and rc.bit(probs, ("same_mask",)):
+            mask = previous_new[0]
+        else:
+            mask = [name for ci, (name, _) in enumerate(schema) if rc.bit(probs, ("mask", ci))]
+        before = previous_new[1] if previous_new and previous_new[0] == mask else None
+        entity = {}
+        for ci, (name, fields) in enumerate(schema):
+            if name not in mask:
+                continue
+            entity[name] = {}
+            for fi, (f, kind, bits, _, top) in enumerate(fields):
+                if kind == "vec3" and before is not None:
+                    key = keys[ci, fi] + ("whole",)
+                    entity[name][f] = axes(rc, probs, key, before[name][f], top)
+                else:
+                    entity[name][f] = direct_whole(rc, kind, bits, top)
+        view[id_] = entity
+        previous_new = (mask, entity)
+    rc.finish()
     return view
 
 
@@ -332,7 +462,7 @@ def mode_event(event, schema):
     """A mode event's name and fields, by the schema's events."""
     name, layout = schema["events"][event["kind"]]
     b = Bits(bytes(event["fields"]))
-    values = {f: whole(b, kind, bits) + offset for f, kind, bits, offset in layout}
+    values = {f: whole(b, kind, bits) + offset for f, kind, bits, offset, _ in layout}
     if len(b.bits) - b.at >= 8 or any(bit != "0" for bit in b.bits[b.at:]):
         raise ValueError("bad padding")
     return name, values
@@ -342,7 +472,7 @@ def slot_values(b, layout):
     """A field list's values as their slots read: an integer's value, another one-slot
     field's slot, a multi-slot field's slots."""
     out = {}
-    for f, kind, bits, offset in layout:
+    for f, kind, bits, offset, _ in layout:
         value = whole(b, kind, bits)
         out[f] = value + offset if isinstance(value, int) else value
     return out
@@ -365,7 +495,7 @@ def mode_request(request, schema):
 
 
 def input_fields(b, layout):
-    return {name: b.get(bits) + offset for name, _, bits, offset in layout}
+    return {name: b.get(bits) + offset for name, _, bits, offset, _ in layout}
 
 
 def input_batch(data, layout):
