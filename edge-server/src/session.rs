@@ -1,11 +1,12 @@
-//! One player's connection: the handshake, then four pumps (control in and out,
-//! datagrams in and out) until either side ends it.
+//! One player's connection: the handshake, then three pumps (control in and out,
+//! datagrams in) until either side ends it. Snapshot datagrams do not pass through the
+//! session: the sim worker hands them to the connection itself
+//! ([`crate::worker::DatagramSink`]).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use outpost_protocol::codec::{self, FRAME_HEADER_LEN};
 use outpost_protocol::{
     Answer, Control, Datagram, GoodbyeReason, Hello, MatchId, PROTOCOL_VERSION, PlayerId, Pong,
@@ -22,7 +23,7 @@ use crate::config::EdgeConfig;
 use crate::directory::{Directory, Route};
 use crate::handshake::Pending;
 use crate::metrics::EdgeMetrics;
-use crate::worker::{CONTROL_QUEUE, Command, DATAGRAM_QUEUE, InputMailbox, SessionLink};
+use crate::worker::{CONTROL_QUEUE, Command, InputMailbox, SessionLink};
 
 /// QUIC application close codes the edge uses.
 pub mod close_code {
@@ -183,10 +184,8 @@ struct Session {
     /// none free).
     _slot: Option<OwnedSemaphorePermit>,
     seat: SeatKey,
-    datagrams: mpsc::Receiver<Bytes>,
     control: mpsc::Receiver<Control>,
     control_tx: mpsc::Sender<Control>,
-    max_datagram: Arc<AtomicUsize>,
 }
 
 /// Reads the Hello (by `deadline`) and seats its player.
@@ -295,9 +294,7 @@ async fn seat(
         .map_err(|code| Reject::new(code, "match cannot be hosted here"))?;
 
     let id = shared.next_session.fetch_add(1, Ordering::Relaxed);
-    let (datagram_tx, datagrams) = mpsc::channel(DATAGRAM_QUEUE);
     let (control_tx, control) = mpsc::channel(CONTROL_QUEUE);
-    let max_datagram = Arc::new(AtomicUsize::new(conn.max_datagram_size().unwrap_or(0)));
     let inputs = Arc::new(InputMailbox::default());
     let (reply_tx, reply) = oneshot::channel();
     let join = Command::Join {
@@ -308,9 +305,9 @@ async fn seat(
         tick: route.tick.clone(),
         link: SessionLink {
             id,
-            datagrams: datagram_tx,
+            // Snapshots go from the sim thread straight to the connection.
+            datagrams: Box::new(conn.clone()),
             control: control_tx.clone(),
-            max_datagram: max_datagram.clone(),
             inputs: inputs.clone(),
         },
         reply: reply_tx,
@@ -345,10 +342,8 @@ async fn seat(
             route,
             inputs,
         },
-        datagrams,
         control,
         control_tx,
-        max_datagram,
     };
     if !write_frame(send, &welcome).await {
         session.seat.leave(shared);
@@ -381,20 +376,16 @@ impl Session {
         let Session {
             _slot,
             seat,
-            mut datagrams,
             mut control,
             control_tx,
-            max_datagram,
         } = self;
         let control_in = control_in(shared, &mut recv, &control_tx, &seat);
         let datagrams_in = datagrams_in(shared, &conn, &seat);
         let control_out = control_out(&mut send, &mut control);
-        let datagrams_out = datagrams_out(shared, &conn, &mut datagrams, &max_datagram);
         let end = tokio::select! {
             end = control_in => end,
             end = datagrams_in => end,
             end = control_out => end,
-            end = datagrams_out => end,
         };
         seat.leave(shared);
         let (code, reason): (u32, &[u8]) = match end {
@@ -530,27 +521,4 @@ async fn control_out(send: &mut SendStream, control: &mut mpsc::Receiver<Control
     }
     // The worker dropped this seat's link: too slow, or replaced by a reconnect.
     End::Dropped
-}
-
-async fn datagrams_out(
-    shared: &Shared,
-    conn: &Connection,
-    datagrams: &mut mpsc::Receiver<Bytes>,
-    max_datagram: &AtomicUsize,
-) -> End {
-    while let Some(bytes) = datagrams.recv().await {
-        let len = bytes.len() as u64;
-        match conn.send_datagram(bytes) {
-            Ok(()) => {
-                shared.metrics.datagrams_out.inc();
-                shared.metrics.bytes_out.inc_by(len);
-            }
-            Err(quinn::SendDatagramError::TooLarge) => {
-                shared.metrics.snapshots_dropped.inc();
-            }
-            Err(_) => return End::Closed,
-        }
-        max_datagram.store(conn.max_datagram_size().unwrap_or(0), Ordering::Relaxed);
-    }
-    std::future::pending().await
 }

@@ -5,7 +5,7 @@
 //! slow client can never stall a tick: a full queue drops and counts.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -25,8 +25,6 @@ use crate::snapshot::Interest;
 
 /// Capacity of a worker's command queue.
 pub(crate) const COMMAND_QUEUE: usize = 16_384;
-/// Snapshots queued per connection; more means the connection is not draining.
-pub(crate) const DATAGRAM_QUEUE: usize = 4;
 /// Control messages queued per connection; a client this far behind is dropped.
 pub(crate) const CONTROL_QUEUE: usize = 256;
 
@@ -85,16 +83,50 @@ impl InputMailbox {
     }
 }
 
+/// Why a datagram was not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unsent {
+    /// Larger than the connection takes now (its path MTU shrank): this snapshot is lost.
+    TooLarge,
+    /// The connection is closed, or never had datagrams.
+    Gone,
+}
+
+/// Where a seat's snapshot datagrams go. On the edge it is the QUIC connection itself,
+/// called from the sim thread: quinn's `send_datagram` is synchronous and thread-safe, so
+/// a snapshot crosses no channel and wakes no task of the session on its way out (the
+/// connection's driver still sends it). quinn queues datagrams up to its send buffer
+/// (16 KiB per connection, `tls::DATAGRAM_SEND_BUFFER`) and drops the oldest beyond it: a
+/// connection that does not drain loses its oldest snapshots, never the sim's time.
+pub(crate) trait DatagramSink: Send {
+    /// Hands a datagram to the connection.
+    fn send(&self, bytes: Bytes) -> Result<(), Unsent>;
+    /// The largest datagram the connection takes now, bytes.
+    fn max_size(&self) -> usize;
+}
+
+impl DatagramSink for quinn::Connection {
+    fn send(&self, bytes: Bytes) -> Result<(), Unsent> {
+        match self.send_datagram(bytes) {
+            Ok(()) => Ok(()),
+            Err(quinn::SendDatagramError::TooLarge) => Err(Unsent::TooLarge),
+            Err(_) => Err(Unsent::Gone),
+        }
+    }
+
+    fn max_size(&self) -> usize {
+        self.max_datagram_size().unwrap_or(0)
+    }
+}
+
 /// The sim side's end of one player's connection.
 pub(crate) struct SessionLink {
     /// Unique per connection, so a stale connection's leave cannot unseat a newer one.
     pub id: u64,
-    /// Encoded snapshot datagrams out.
-    pub datagrams: mpsc::Sender<Bytes>,
+    /// Snapshot datagrams out.
+    pub datagrams: Box<dyn DatagramSink>,
     /// Reliable messages out.
     pub control: mpsc::Sender<Control>,
-    /// The connection's current datagram size limit, kept fresh by the network side.
-    pub max_datagram: Arc<AtomicUsize>,
     /// Input frames from the connection.
     pub inputs: Arc<InputMailbox>,
 }
@@ -299,7 +331,7 @@ impl Worker {
             return Err(RejectCode::MatchOver);
         };
         let session = link.id;
-        let max_datagram = link.max_datagram.load(Ordering::Relaxed);
+        let max_datagram = link.datagrams.max_size();
         match hosted
             .host
             .join(player, team, config, session, max_datagram)
@@ -335,7 +367,7 @@ impl Worker {
                 for request in link.inputs.take_requests() {
                     hosted.host.request(*player, *session, request);
                 }
-                let max_datagram = link.max_datagram.load(Ordering::Relaxed);
+                let max_datagram = link.datagrams.max_size();
                 hosted
                     .host
                     .set_max_datagram(*player, *session, max_datagram);
@@ -392,10 +424,11 @@ impl Worker {
     }
 }
 
-/// Hands a match's transmits to its connections' queues. A connection that cannot take
-/// its reliable traffic (queue full), or is gone, loses its seat's link (dropping its
-/// queues ends it) and the seat waits out the grace period; a full snapshot queue only
-/// drops that snapshot.
+/// Hands a match's transmits to its connections: snapshots to the connection itself,
+/// reliable messages to its control queue. A connection that cannot take its reliable
+/// traffic (queue full), or is gone, loses its seat's link (dropping its control queue
+/// ends the session) and the seat waits out the grace period; a snapshot too large for
+/// the connection's current path is dropped and counted.
 fn route(hosted: &mut Hosted, metrics: &EdgeMetrics, now: Instant) {
     while let Some(transmit) = hosted.host.poll_transmit() {
         match transmit {
@@ -403,13 +436,17 @@ fn route(hosted: &mut Hosted, metrics: &EdgeMetrics, now: Instant) {
                 let Some((player, link)) = hosted.links.get(&session) else {
                     continue;
                 };
-                match link.datagrams.try_send(bytes) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
+                let len = bytes.len() as u64;
+                match link.datagrams.send(bytes) {
+                    Ok(()) => {
+                        metrics.datagrams_out.inc();
+                        metrics.bytes_out.inc_by(len);
+                    }
+                    Err(Unsent::TooLarge) => {
                         metrics.snapshots_dropped.inc();
                     }
                     // The connection is gone without a word: treat it as a leave.
-                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                    Err(Unsent::Gone) => {
                         let player = *player;
                         hosted.host.leave(player, session, now);
                         hosted.links.remove(&session);
@@ -458,18 +495,14 @@ mod tests {
         }
     }
 
-    /// Seats `player` in `match_id`; returns its mailbox (and the link's receivers, kept
+    /// Seats `player` in `match_id`; returns its mailbox (and its control receiver, kept
     /// open).
     fn seat(
         worker: &mut Worker,
         match_id: u64,
         player: u64,
         start: Instant,
-    ) -> (
-        Arc<InputMailbox>,
-        (mpsc::Receiver<Bytes>, mpsc::Receiver<Control>),
-    ) {
-        let (datagrams, datagrams_rx) = mpsc::channel(DATAGRAM_QUEUE);
+    ) -> (Arc<InputMailbox>, mpsc::Receiver<Control>) {
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let inputs = Arc::new(InputMailbox::default());
         let config = outpost_arena::config(&outpost_arena::ArenaConfig {
@@ -484,16 +517,28 @@ mod tests {
                 Arc::new(AtomicU32::new(0)),
                 SessionLink {
                     id: player,
-                    datagrams,
+                    datagrams: Box::new(Kept),
                     control,
-                    max_datagram: Arc::new(AtomicUsize::new(1200)),
                     inputs: inputs.clone(),
                 },
                 start,
             )
             .map_err(|code| code.as_str())
             .expect("seated");
-        (inputs, (datagrams_rx, control_rx))
+        (inputs, control_rx)
+    }
+
+    /// A connection that takes every datagram.
+    struct Kept;
+
+    impl DatagramSink for Kept {
+        fn send(&self, _: Bytes) -> Result<(), Unsent> {
+            Ok(())
+        }
+
+        fn max_size(&self) -> usize {
+            1200
+        }
     }
 
     use crate::host::tests::input as frame;
