@@ -106,16 +106,6 @@ impl Encoder {
         }
     }
 
-    /// Bytes written so far (the flush adds up to four more).
-    pub fn len(&self) -> usize {
-        self.out.len() + self.cache_size as usize
-    }
-
-    /// Whether nothing was coded.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Flushes and returns the bytes, up to [`MAX_CUT_ZEROS`] trailing zero bytes cut.
     pub fn finish(mut self) -> Vec<u8> {
         for _ in 0..5 {
