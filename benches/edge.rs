@@ -202,14 +202,22 @@ fn prepare(game: &mut Match, layout: &replication::Layout, interest: Interest) -
     }
 }
 
-fn snapshots(c: &mut Criterion) {
-    let (mut game, mut bots) = arena();
+/// Every client's snapshot of one match, built and encoded: the busy arena's 64 clients,
+/// and the load test's match (16 players, 40 props).
+fn snapshot_builds(c: &mut Criterion) {
+    for (players, props) in [(PLAYERS, PROPS), (16, 40)] {
+        let (game, bots) = arena_of(players, props);
+        snapshot_build(c, game, bots, players);
+    }
+}
+
+fn snapshot_build(c: &mut Criterion, mut game: Match, mut bots: Bots, players: u64) {
     let settings = ArenaConfig::of(game.config()).expect("arena settings");
     let layout = replication::Layout::new(&arena::schema(&settings));
     let interest = Interest::default();
     let snapshot_hz = game.config().snapshot_hz;
     let budget = body_budget(96_000, snapshot_hz, 1200);
-    let mut clients: Vec<(PlayerId, ClientSnapshots)> = (1..=PLAYERS)
+    let mut clients: Vec<(PlayerId, ClientSnapshots)> = (1..=players)
         .map(|p| {
             let entity = game.player_entity(PlayerId(p)).expect("seated");
             (PlayerId(p), ClientSnapshots::new(entity))
@@ -219,50 +227,60 @@ fn snapshots(c: &mut Criterion) {
     // Each iteration: the world moves on two ticks (a 30 Hz snapshot at 60 Hz, untimed),
     // then every client's snapshot is built against its newest acknowledged one and
     // encoded as a datagram (timed).
-    c.bench_function("snapshot/build_and_delta_encode_64_clients", |b| {
-        b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..iters {
-                for _ in 0..2 {
-                    bots.push(&mut game);
-                    game.step();
-                }
-                // Writing the records is the host's per-tick work, timed with the rest.
-                let started = Instant::now();
-                let prepared = prepare(&mut game, &layout, interest);
-                let tick = game.tick();
-                let frame = Frame {
-                    tick,
-                    layout: &layout,
-                    positions: &prepared.positions,
-                    records: &prepared.records,
-                    grid: &prepared.grid,
-                    interest,
-                };
-                for (player, client) in &mut clients {
-                    // Clients acknowledge the previous snapshot (one round trip behind).
-                    client.ack(last_tick);
-                    let built = client.build(&frame, budget);
-                    let datagram = Datagram::Snapshot(Snapshot {
+    c.bench_function(
+        &format!("snapshot/build_and_delta_encode_{players}_clients"),
+        |b| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    for _ in 0..2 {
+                        bots.push(&mut game);
+                        game.step();
+                    }
+                    // Writing the records is the host's per-tick work, timed with the rest.
+                    let started = Instant::now();
+                    let prepared = prepare(&mut game, &layout, interest);
+                    let tick = game.tick();
+                    let frame = Frame {
                         tick,
-                        baseline_tick: built.baseline_tick,
-                        ack_input_seq: game.ack_input_seq(*player).unwrap_or(0),
-                        ticks_left: 0,
-                        body: built.body,
-                    });
-                    black_box(codec::encode_datagram(&datagram).expect("fits"));
+                        layout: &layout,
+                        positions: &prepared.positions,
+                        records: &prepared.records,
+                        grid: &prepared.grid,
+                        interest,
+                    };
+                    for (player, client) in &mut clients {
+                        // Clients acknowledge the previous snapshot (one round trip behind).
+                        client.ack(last_tick);
+                        let built = client.build(&frame, budget);
+                        let datagram = Datagram::Snapshot(Snapshot {
+                            tick,
+                            baseline_tick: built.baseline_tick,
+                            ack_input_seq: game.ack_input_seq(*player).unwrap_or(0),
+                            ticks_left: 0,
+                            body: built.body,
+                        });
+                        black_box(codec::encode_datagram(&datagram).expect("fits"));
+                    }
+                    spent += started.elapsed();
+                    last_tick = tick;
                 }
-                spent += started.elapsed();
-                last_tick = tick;
-            }
-            spent
-        });
-    });
+                spent
+            });
+        },
+    );
+}
 
+fn snapshots(c: &mut Criterion) {
+    let (mut game, _) = arena();
+    let settings = ArenaConfig::of(game.config()).expect("arena settings");
+    let layout = replication::Layout::new(&arena::schema(&settings));
+    let interest = Interest::default();
+    let clients: Vec<PlayerId> = (1..=PLAYERS).map(PlayerId).collect();
     let prepared = prepare(&mut game, &layout, interest);
     let centers: Vec<[f32; 3]> = clients
         .iter()
-        .filter_map(|(p, _)| {
+        .filter_map(|p| {
             let entity = game.player_entity(*p)?;
             Some(prepared.positions[prepared.records.find_index(entity)?])
         })
@@ -286,6 +304,6 @@ fn snapshots(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(6));
-    targets = tick_vs_physics, snapshots
+    targets = tick_vs_physics, snapshot_builds, snapshots
 }
 criterion_main!(benches);

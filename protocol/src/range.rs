@@ -297,16 +297,18 @@ fn number<C: Coder>(c: &mut C, probs: &mut [u16], v: i64, with_sign: bool) -> (i
     }
     let l = decoded_length;
     let mut m = 1u64;
-    for j in (0..l - 1).rev() {
-        let bit = (magnitude >> j) & 1 != 0;
-        let rank = (l - 2 - j) as usize; // 0 for the bit right below the leading one
-        let bit = if rank < MODELED_MANTISSA {
-            let p = &mut probs[MANTISSA + (l as usize - 1) * MODELED_MANTISSA + rank];
-            c.bit(p, bit)
-        } else {
-            c.direct(1, u32::from(bit)) != 0
-        };
-        m = (m << 1) | u64::from(bit);
+    // The bits right below the leading one against their own probabilities, then the
+    // rest at even odds in one run (the same bits, most significant first).
+    let modeled = (l - 1).min(MODELED_MANTISSA as u32);
+    for rank in 0..modeled {
+        let bit = (magnitude >> (l - 2 - rank)) & 1 != 0;
+        let p = &mut probs[MANTISSA + (l as usize - 1) * MODELED_MANTISSA + rank as usize];
+        m = (m << 1) | u64::from(c.bit(p, bit));
+    }
+    let rest = l - 1 - modeled; // at most 30
+    if rest > 0 {
+        let low = (magnitude & ((1 << rest) - 1)) as u32;
+        m = (m << rest) | u64::from(c.direct(rest, low));
     }
     let m = m as i64;
     (if negative { -m } else { m }, l)
