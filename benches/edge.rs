@@ -140,7 +140,7 @@ fn tick_vs_physics(c: &mut Criterion) {
             });
         });
         // The physics floor of the same scene: rapier alone, as the match leaves it tick
-        // after tick — each character moved by rapier's character controller with its
+        // after tick — each character moved by the arena's sweep (rapier shape casts) with its
         // next input (the same call the match makes), then one step. No ECS, combat, lag
         // compensation, events or replication. The pipeline (a workspace) is kept warm
         // across copies, as the match's is.

@@ -4,13 +4,13 @@
 //!
 //! Velocity is snapped to the wire's grid after every move, so the velocity a client
 //! receives is exactly the server's. Position is not: snapping it could nudge the
-//! character inside the controller's skin distance from the floor or a wall, which stops
-//! it sliding; the client starts from the quantized position instead (within 1 mm).
+//! character inside the skin ([`SKIN`]) it keeps from the floor or a wall, where the next
+//! sweep starts touching it; the client starts from the quantized position instead (within 1 mm).
 
 use crate::quantize;
 use crate::types::PlayerInput;
 use bevy_ecs::prelude::*;
-use rapier3d::control::{CharacterAutostep, CharacterLength, KinematicCharacterController};
+use rapier3d::parry::query::ShapeCastOptions;
 use rapier3d::prelude::*;
 
 use outpost_sim::MatchClock;
@@ -45,21 +45,33 @@ pub fn aim(yaw: f32, pitch: f32) -> Vector {
     )
 }
 
-fn controller() -> KinematicCharacterController {
-    KinematicCharacterController {
-        autostep: Some(CharacterAutostep {
-            max_height: CharacterLength::Absolute(0.35),
-            min_width: CharacterLength::Absolute(0.2),
-            include_dynamic_bodies: false,
-        }),
-        snap_to_ground: Some(CharacterLength::Absolute(0.2)),
-        ..KinematicCharacterController::default()
-    }
-}
-
-/// Moves one character by one input: walk, jump, fall, slide along walls and other
-/// characters, shove the props it runs into; snaps its velocity to the wire's grid. Starts from the body's pending
-/// (next) position, so several inputs can be applied within one physics step.
+/// How far a character keeps from what it touches, metres: every sweep stops this short
+/// of a surface, so the next one starts clear of it.
+pub const SKIN: f32 = 0.02;
+/// The steepest surface a character stands on: its normal's up component at least this
+/// (45°). Anything steeper is a wall: slid along, never climbed.
+const MIN_GROUND_NORMAL_Y: f32 = std::f32::consts::FRAC_1_SQRT_2;
+/// The highest ledge a walking character steps up onto, metres.
+pub const STEP_HEIGHT: f32 = 0.35;
+/// Room a ledge must leave on top to be stepped onto, metres.
+const STEP_MIN_WIDTH: f32 = 0.2;
+/// How far down a character that was standing follows the ground, metres: down slopes and
+/// off steps without leaving it.
+pub const SNAP_DISTANCE: f32 = 0.2;
+/// How close below an airborne character the ground must be for it to land, metres.
+const GROUND_PROBE: f32 = 0.05;
+/// Sweeps per move: the first, then one slide along each surface met.
+const MAX_SLIDES: usize = 4;
+/// Moves one character by one input, for every tick the input stands for: walk, jump,
+/// fall, slide along walls and other characters, step up ledges, follow the ground down,
+/// shove the props it ends up in; snaps its velocity to the wire's grid. Starts from the
+/// body's pending (next) position, so several inputs can be applied within one physics
+/// step.
+///
+/// The ticks of one input are swept as one move: the vertical motion is summed tick by
+/// tick (gravity as a per-tick integration applies it), the sweep and its queries run
+/// once. On open ground, a client sending 60 inputs a second and one sending 30 for two
+/// ticks each end in the same place.
 pub fn move_character(
     physics: &mut PhysicsWorld,
     body: RigidBodyHandle,
@@ -67,6 +79,9 @@ pub fn move_character(
     motion: &mut Motion,
     dt: f32,
 ) {
+    if input.ticks == 0 {
+        return;
+    }
     let yaw = input.yaw_radians();
     let forward = facing(yaw);
     // Facing +Z with Y up, the character's left is +X.
@@ -78,17 +93,23 @@ pub fn move_character(
     if wish.length_squared() > 1.0 {
         wish = wish.normalize();
     }
-    // Grounded, a character gets no downward push: the controller's snap to ground keeps
-    // it on slopes and steps, and pressing it into the floor would leave it inside the
-    // controller's skin distance, where rapier blocks the next horizontal move.
-    let vertical = if motion.grounded && input.buttons & PlayerInput::JUMP != 0 {
-        JUMP_SPEED
-    } else if motion.grounded {
-        0.0
-    } else {
-        motion.velocity[1] - GRAVITY * dt
-    };
-    let velocity = Vector::new(wish.x * RUN_SPEED, vertical, wish.z * RUN_SPEED);
+    let horizontal = Vector::new(wish.x * RUN_SPEED, 0.0, wish.z * RUN_SPEED);
+    // Grounded, a character gets no downward push: the snap to ground keeps it on slopes
+    // and steps, and pressing it into the floor would leave it inside the skin, where the
+    // next sweep starts touching it.
+    let jump = input.buttons & PlayerInput::JUMP != 0;
+    let (mut vertical, mut rise, mut airborne) = (motion.velocity[1], 0.0, !motion.grounded);
+    for _ in 0..input.ticks {
+        vertical = if airborne {
+            vertical - GRAVITY * dt
+        } else if jump {
+            JUMP_SPEED
+        } else {
+            0.0
+        };
+        airborne |= vertical != 0.0;
+        rise += vertical * dt;
+    }
 
     let Some(rb) = physics.bodies.get(body) else {
         return;
@@ -111,29 +132,169 @@ pub fn move_character(
     let filter = QueryFilter::exclude_dynamic()
         .exclude_rigid_body(body)
         .exclude_sensors();
-    let movement = {
+    let desired = horizontal * (dt * f32::from(input.ticks)) + Vector::new(0.0, rise, 0.0);
+    let moved = {
         let queries = physics.query_pipeline_with_filter(filter);
-        controller().move_shape(dt, &queries, &*shape, &start, velocity * dt, |_| {})
+        sweep_character(&queries, &*shape, &start, desired, motion.grounded)
     };
-    let mut velocity = [velocity.x, velocity.y, velocity.z];
-    if movement.grounded && velocity[1] < 0.0 {
-        velocity[1] = 0.0;
+    if moved.grounded && vertical < 0.0 {
+        vertical = 0.0;
     }
-    motion.velocity = quantize::snap_velocity(velocity);
-    motion.grounded = movement.grounded;
+    motion.velocity = quantize::snap_velocity([horizontal.x, vertical, horizontal.z]);
+    motion.grounded = moved.grounded;
     let next = Pose::from_parts(
-        start.translation + movement.translation,
+        start.translation + moved.translation,
         Rotation::from_rotation_y(yaw),
     );
     if let Some(rb) = physics.bodies.get_mut(body) {
         rb.set_next_kinematic_position(next);
     }
-    shove_props(
-        physics,
-        &*shape,
-        next,
-        Vector::new(velocity[0], 0.0, velocity[2]),
-    );
+    shove_props(physics, &*shape, next, horizontal);
+}
+
+/// Where a sweep took a character.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Moved {
+    /// How far it went.
+    pub translation: Vector,
+    /// Whether it ends standing on something walkable.
+    pub grounded: bool,
+}
+
+/// Sweeps a character's shape from `start` by `desired` through what `queries` sees:
+/// stops [`SKIN`] short of what it meets and slides along it, steps up ledges up to
+/// [`STEP_HEIGHT`] when it was standing, then, unless it is rising, looks for ground below:
+/// follows it down by up to [`SNAP_DISTANCE`] when it was standing, lands on it within a
+/// few centimetres otherwise, and settles a skin above it.
+///
+/// Two shape casts for a step across open ground, one more per surface slid along: the
+/// queries rapier's character controller made, without its contact-manifold ground
+/// tests, which cost as much as its casts and ran twice per move. The casts sweep the bare shape
+/// and keep the skin by arithmetic: a cast that starts within a margin of a surface, as
+/// rapier's do, gets an unreliable answer exactly where a standing character is.
+pub fn sweep_character(
+    queries: &QueryPipeline,
+    shape: &dyn Shape,
+    start: &Pose,
+    desired: Vector,
+    was_grounded: bool,
+) -> Moved {
+    let mut pose = *start;
+    let mut remaining = desired;
+    for _ in 0..MAX_SLIDES {
+        let Some((dir, len)) = direction(remaining) else {
+            break;
+        };
+        let hit = cast(queries, shape, &pose, dir, len + SKIN)
+            .map(|(toi, normal)| (short_of(toi, dir, normal), normal))
+            .filter(|&(allowed, _)| allowed < len);
+        let Some((allowed, normal)) = hit else {
+            pose.translation += remaining;
+            break;
+        };
+        pose.translation += dir * allowed;
+        remaining -= dir * allowed;
+        let wall = (0.0..MIN_GROUND_NORMAL_Y).contains(&normal.y);
+        if wall && was_grounded {
+            if let Some(lift) = step_up(queries, shape, &pose, remaining) {
+                pose.translation.y += lift;
+                continue;
+            }
+        }
+        remaining = along_surface(remaining, normal);
+    }
+    let mut grounded = false;
+    if desired.y <= 0.0 {
+        let reach = if was_grounded {
+            SNAP_DISTANCE
+        } else {
+            GROUND_PROBE
+        };
+        if let Some((toi, normal)) = cast(queries, shape, &pose, Vector::NEG_Y, reach + SKIN) {
+            if normal.y >= MIN_GROUND_NORMAL_Y {
+                // Down to a skin above it; up to it, if the sweep ended closer.
+                pose.translation.y -= toi - SKIN / normal.y;
+                grounded = true;
+            }
+        }
+    }
+    Moved {
+        translation: pose.translation - start.translation,
+        grounded,
+    }
+}
+
+/// A motion's direction and length, unless it is too short to sweep.
+fn direction(motion: Vector) -> Option<(Vector, f32)> {
+    let len = motion.length();
+    (len > 1.0e-5).then(|| (motion / len, len))
+}
+
+/// The first surface `shape` touches when swept from `pose` along the unit `dir` for
+/// `len`: how far it got, and the surface's normal.
+fn cast(
+    queries: &QueryPipeline,
+    shape: &dyn Shape,
+    pose: &Pose,
+    dir: Vector,
+    len: f32,
+) -> Option<(f32, Vector)> {
+    let options = ShapeCastOptions {
+        target_distance: 0.0,
+        // Starting in contact with a surface it moves along or away from, the sweep goes
+        // on; towards it, it stops at once.
+        stop_at_penetration: false,
+        max_time_of_impact: len,
+        compute_impact_geometry_on_penetration: true,
+    };
+    queries
+        .cast_shape(pose, dir, shape, options)
+        .map(|(_, hit)| (hit.time_of_impact, hit.normal1))
+}
+
+/// How far along `dir` a sweep that touches a surface of `normal` after `toi` may go
+/// and stay a [`SKIN`] away from it.
+fn short_of(toi: f32, dir: Vector, normal: Vector) -> f32 {
+    let approach = (-dir.dot(normal)).max(1.0e-3);
+    (toi - SKIN / approach).max(0.0)
+}
+
+/// What is left of a motion after meeting a surface: the part into it taken away. On a
+/// floor or a ceiling the rest slides along it; on a wall or a slope too steep to stand
+/// on, sideways motion slides along it but never up it, and a fall slides down it.
+fn along_surface(remaining: Vector, normal: Vector) -> Vector {
+    if normal.y >= MIN_GROUND_NORMAL_Y || normal.y < 0.0 {
+        return remaining - normal * remaining.dot(normal).min(0.0);
+    }
+    let flat = Vector::new(normal.x, 0.0, normal.z).normalize_or_zero();
+    let across = Vector::new(remaining.x, 0.0, remaining.z);
+    let across = across - flat * across.dot(flat).min(0.0);
+    let fall = Vector::new(0.0, remaining.y.min(0.0), 0.0);
+    let fall = fall - normal * fall.dot(normal).min(0.0);
+    across + fall + Vector::new(0.0, remaining.y.max(0.0), 0.0)
+}
+
+/// How far up a walking character that ran into a wall at `pose` steps to go on over it:
+/// only if there is headroom, and the ledge on top is walkable and leaves room to stand.
+fn step_up(
+    queries: &QueryPipeline,
+    shape: &dyn Shape,
+    pose: &Pose,
+    remaining: Vector,
+) -> Option<f32> {
+    let (ahead, _) = direction(Vector::new(remaining.x, 0.0, remaining.z))?;
+    if cast(queries, shape, pose, Vector::Y, STEP_HEIGHT + SKIN).is_some() {
+        return None;
+    }
+    let mut raised = *pose;
+    raised.translation.y += STEP_HEIGHT;
+    if cast(queries, shape, &raised, ahead, STEP_MIN_WIDTH + SKIN).is_some() {
+        return None;
+    }
+    raised.translation += ahead * STEP_MIN_WIDTH;
+    let (toi, normal) = cast(queries, shape, &raised, Vector::NEG_Y, STEP_HEIGHT + SKIN)?;
+    let lift = STEP_HEIGHT - (toi - SKIN / normal.y.max(1.0e-3));
+    (normal.y >= MIN_GROUND_NORMAL_Y && lift > 1.0e-3).then_some(lift)
 }
 
 /// Gives every prop the character overlaps at `pose` at least the character's horizontal
@@ -168,8 +329,8 @@ fn shove_props(physics: &mut PhysicsWorld, shape: &dyn Shape, pose: Pose, veloci
     }
 }
 
-/// Moves every character by this tick's inputs, in entity-id order: each input once per
-/// tick it stands for. A mode whose inputs are laid out as the arena's (its movement
+/// Moves every character by this tick's inputs, in entity-id order: each input for the
+/// ticks it stands for. A mode whose inputs are laid out as the arena's (its movement
 /// fields first, then its buttons, jump in bit 0) installs it in
 /// [`outpost_sim::TickSet::PrePhysics`] to move its characters as the arena does.
 pub fn move_characters(
@@ -184,9 +345,7 @@ pub fn move_characters(
             let Some(input) = super::input_from_record(record) else {
                 continue;
             };
-            for _ in 0..input.ticks {
-                move_character(&mut physics.world, body.0, &input, &mut motion, clock.dt);
-            }
+            move_character(&mut physics.world, body.0, &input, &mut motion, clock.dt);
         }
     }
 }

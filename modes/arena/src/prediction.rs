@@ -135,19 +135,17 @@ impl Predictor {
         self.physics.step();
     }
 
-    /// Applies one input, as the edge does (once per tick it stands for), and returns
+    /// Applies one input, as the edge does (for the ticks it stands for), and returns
     /// the new position.
     pub fn apply(&mut self, input: &PlayerInput) -> [f32; 3] {
-        for _ in 0..input.ticks {
-            move_character(
-                &mut self.physics,
-                self.body,
-                input,
-                &mut self.motion,
-                self.dt,
-            );
-            self.physics.step();
-        }
+        move_character(
+            &mut self.physics,
+            self.body,
+            input,
+            &mut self.motion,
+            self.dt,
+        );
+        self.physics.step();
         self.position()
     }
 
@@ -199,8 +197,8 @@ impl outpost_sim::Prediction for ArenaPrediction {
         });
         self.0.set_obstacles(near.collect::<Vec<_>>());
         // The server's position arrives rounded to the 2 mm grid; rounded down, it can sit
-        // inside the character controller's skin above the floor, which blocks the next
-        // move. Start one grid step higher: the controller's snap to ground settles it.
+        // inside the movement's skin above the floor. Start one grid step higher: the
+        // sweep's ground probe settles it back to a skin above the floor.
         self.0
             .reset([at[0], at[1] + quantize::POSITION_STEP, at[2]], motion);
         true
