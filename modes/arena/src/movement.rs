@@ -195,11 +195,12 @@ pub fn sweep_character(
         pose.translation += dir * allowed;
         remaining -= dir * allowed;
         let wall = (0.0..MIN_GROUND_NORMAL_Y).contains(&normal.y);
-        if wall && was_grounded {
-            if let Some(lift) = step_up(queries, shape, &pose, remaining) {
-                pose.translation.y += lift;
-                continue;
-            }
+        if wall
+            && was_grounded
+            && let Some(lift) = step_up(queries, shape, &pose, remaining)
+        {
+            pose.translation.y += lift;
+            continue;
         }
         remaining = along_surface(remaining, normal);
     }
@@ -210,12 +211,12 @@ pub fn sweep_character(
         } else {
             GROUND_PROBE
         };
-        if let Some((toi, normal)) = cast(queries, shape, &pose, Vector::NEG_Y, reach + SKIN) {
-            if normal.y >= MIN_GROUND_NORMAL_Y {
-                // Down to a skin above it; up to it, if the sweep ended closer.
-                pose.translation.y -= toi - SKIN / normal.y;
-                grounded = true;
-            }
+        if let Some((toi, normal)) = cast(queries, shape, &pose, Vector::NEG_Y, reach + SKIN)
+            && normal.y >= MIN_GROUND_NORMAL_Y
+        {
+            // Down to a skin above it; up to it, if the sweep ended closer.
+            pose.translation.y -= toi - SKIN / normal.y;
+            grounded = true;
         }
     }
     Moved {

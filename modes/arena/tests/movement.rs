@@ -255,7 +255,7 @@ fn walking_off_a_low_drop_follows_the_ground_and_off_a_high_one_falls() {
         low.input(1, 0.0, 127, 0);
         left_ground |= !low.motion.grounded;
     }
-    assert!(0.1 < SNAP_DISTANCE);
+    const { assert!(0.1 < SNAP_DISTANCE) };
     assert!(!left_ground, "followed the drop down");
     assert!(
         near(low.at().y, STANDING, 1e-3),
