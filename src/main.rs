@@ -8,6 +8,12 @@ mod modes;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's malloc: the edge's network path and the load generator
+/// allocate a small buffer per datagram on every thread (`docs/PERFORMANCE.md`,
+/// "The allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Outpost: real-time game and AR edge platform.
 #[derive(Parser)]
 #[command(name = "outpost", version, about)]
