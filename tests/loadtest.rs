@@ -78,6 +78,8 @@ fn small_load_test_holds_every_player_and_reports_consistent_figures() {
         "quic_rtt_ms_p50",
         "kbps_down_per_player_p50",
         "kbps_up_per_player_p50",
+        "packets_down_per_player_s_p50",
+        "packets_up_per_player_s_p50",
         "snapshots_per_s",
         "ticks",
     ] {

@@ -119,7 +119,22 @@ pub fn client_config(
         // NewReno) read a lossy mobile link's random loss as congestion, shrink to a couple
         // of packets per round trip and batch a dozen tick datagrams into each, so one lost
         // packet loses more inputs or snapshots than redundancy covers.
-        .congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
+        .congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()))
+        // Acknowledgements ride the next datagram rather than a packet of their own: ask
+        // the peer to wait for up to its ack delay (25 ms here) instead of answering every
+        // second packet (`docs/netcode.md`, "Transport choices").
+        .ack_frequency_config(Some(ack_frequency()));
     config.transport_config(Arc::new(transport));
     Ok(config)
 }
+
+/// The acknowledgement frequency asked of the peer: the edge's and the SDK's are the same.
+fn ack_frequency() -> quinn::AckFrequencyConfig {
+    let mut ack = quinn::AckFrequencyConfig::default();
+    ack.ack_eliciting_threshold(ACK_ELICITING_THRESHOLD.into());
+    ack
+}
+
+/// Ack-eliciting packets a peer may take in before it must acknowledge: a tick's datagrams
+/// both ways (30–60 Hz) meet within the ack delay, so the acknowledgement is carried.
+const ACK_ELICITING_THRESHOLD: u32 = 8;

@@ -162,6 +162,8 @@ struct Last {
     at: Instant,
     rx_bytes: u64,
     tx_bytes: u64,
+    rx_datagrams: u64,
+    tx_datagrams: u64,
     snapshots: u64,
 }
 
@@ -176,12 +178,16 @@ fn sample(session: &Session, last: &mut Last) -> PlayerSample {
         jitter_ms: session.netcode_stats().jitter_ms,
         kbps_down: (stats.udp_rx.bytes - last.rx_bytes) as f64 * 8.0 / 1000.0 / seconds,
         kbps_up: (stats.udp_tx.bytes - last.tx_bytes) as f64 * 8.0 / 1000.0 / seconds,
+        packets_down: (stats.udp_rx.datagrams - last.rx_datagrams) as f64 / seconds,
+        packets_up: (stats.udp_tx.datagrams - last.tx_datagrams) as f64 / seconds,
         snapshots: snapshots - last.snapshots,
     };
     *last = Last {
         at: now,
         rx_bytes: stats.udp_rx.bytes,
         tx_bytes: stats.udp_tx.bytes,
+        rx_datagrams: stats.udp_rx.datagrams,
+        tx_datagrams: stats.udp_tx.datagrams,
         snapshots,
     };
     sample
@@ -209,6 +215,8 @@ async fn drive(
         at: Instant::now(),
         rx_bytes: stats.udp_rx.bytes,
         tx_bytes: stats.udp_tx.bytes,
+        rx_datagrams: stats.udp_rx.datagrams,
+        tx_datagrams: stats.udp_tx.datagrams,
         snapshots: 0,
     };
     // The mode's scripted player chooses the inputs (checked to exist before the run).

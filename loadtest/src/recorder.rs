@@ -21,6 +21,8 @@ pub(crate) struct PlayerSample {
     pub jitter_ms: f64,
     pub kbps_down: f64,
     pub kbps_up: f64,
+    pub packets_down: f64,
+    pub packets_up: f64,
     pub snapshots: u64,
 }
 
@@ -87,6 +89,9 @@ struct Totals {
     jitter_us: Histogram<u64>,
     down_bps: Histogram<u64>,
     up_bps: Histogram<u64>,
+    /// UDP datagrams each way per player per second, in thousandths.
+    down_pps: Histogram<u64>,
+    up_pps: Histogram<u64>,
     snapshots: u64,
     errors: ErrorCounts,
     series: Vec<Second>,
@@ -146,6 +151,8 @@ impl Recorder {
                 jitter_us: histogram(),
                 down_bps: histogram(),
                 up_bps: histogram(),
+                down_pps: histogram(),
+                up_pps: histogram(),
                 snapshots: 0,
                 errors: ErrorCounts::new(),
                 series: Vec::new(),
@@ -262,6 +269,8 @@ impl Recorder {
         let mut jitter = histogram();
         let mut down = histogram();
         let mut up = histogram();
+        let mut packets_down = histogram();
+        let mut packets_up = histogram();
         let mut quic = histogram();
         let mut snapshots = 0;
         for s in &window.samples {
@@ -272,6 +281,8 @@ impl Recorder {
             let _ = jitter.record((s.jitter_ms * 1000.0).max(1.0) as u64);
             let _ = down.record((s.kbps_down * 1000.0).max(1.0) as u64);
             let _ = up.record((s.kbps_up * 1000.0).max(1.0) as u64);
+            let _ = packets_down.record((s.packets_down * 1000.0).max(1.0) as u64);
+            let _ = packets_up.record((s.packets_up * 1000.0).max(1.0) as u64);
             snapshots += s.snapshots;
         }
         let mut totals = lock(&self.totals);
@@ -312,6 +323,8 @@ impl Recorder {
             let _ = totals.jitter_us.add(&jitter);
             let _ = totals.down_bps.add(&down);
             let _ = totals.up_bps.add(&up);
+            let _ = totals.down_pps.add(&packets_down);
+            let _ = totals.up_pps.add(&packets_up);
             totals.snapshots += snapshots;
         }
     }
@@ -391,6 +404,8 @@ impl Recorder {
             kbps_down_per_player_p50: quantile(&totals.down_bps, 0.5, 1000.0),
             kbps_down_per_player_p99: quantile(&totals.down_bps, 0.99, 1000.0),
             kbps_up_per_player_p50: quantile(&totals.up_bps, 0.5, 1000.0),
+            packets_down_per_player_s_p50: quantile(&totals.down_pps, 0.5, 1000.0),
+            packets_up_per_player_s_p50: quantile(&totals.up_pps, 0.5, 1000.0),
             snapshots_received: totals.snapshots,
             snapshots_per_s: totals.snapshots as f64 / hold.as_secs_f64().max(1e-3),
             errors: errors_total,

@@ -86,6 +86,11 @@ pub struct Report {
     pub kbps_down_per_player_p99: f64,
     /// Per-player upload (UDP bytes), median, kbit/s.
     pub kbps_up_per_player_p50: f64,
+    /// UDP datagrams per player per second from the edge (snapshots, acknowledgements,
+    /// control stream), median.
+    pub packets_down_per_player_s_p50: f64,
+    /// The same to the edge (inputs, acknowledgements, control stream).
+    pub packets_up_per_player_s_p50: f64,
     /// Snapshots all players received during the hold.
     pub snapshots_received: u64,
     /// The same per second.
