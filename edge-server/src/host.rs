@@ -134,6 +134,10 @@ pub struct MatchHost {
     /// Ticks run in a row with no seat taken.
     empty_ticks: u32,
     out: VecDeque<Transmit>,
+    /// Events and answers of the ticks since the last snapshot: they leave with the next
+    /// snapshot, so a seat's reliable messages and its snapshot share a packet rather than
+    /// taking one each (at most one tick later than their own tick).
+    held: Vec<Transmit>,
     /// How the mode's components and inputs go on the wire; this tick's records (every
     /// component), their positions, and the records without owner-only components.
     layout: Layout,
@@ -200,6 +204,7 @@ impl MatchHost {
             departed: Vec::new(),
             empty_ticks: 0,
             out: VecDeque::new(),
+            held: Vec::new(),
             layout: Layout::new(&schema),
             input_layout: InputLayout::new(&schema),
             positions: Vec::new(),
@@ -264,7 +269,11 @@ impl MatchHost {
             snapshots: ClientSnapshots::new(entity),
         });
         match seat.session.replace((session, max_datagram)) {
-            Some((old, _)) => self.out.push_back(Transmit::Release { session: old }),
+            Some((old, _)) => {
+                // What was held for the old session goes before its release.
+                self.out.extend(self.held.drain(..));
+                self.out.push_back(Transmit::Release { session: old });
+            }
             None => {
                 self.metrics.players.inc();
             }
@@ -369,7 +378,7 @@ impl MatchHost {
                 self.metrics.refuse_request(refusal.code);
             }
             if let Some((session, _)) = self.seats.get(&player).and_then(|s| s.session) {
-                self.out.push_back(Transmit::Control {
+                self.held.push(Transmit::Control {
                     session,
                     message: Control::Answer(answer),
                 });
@@ -378,7 +387,7 @@ impl MatchHost {
         for event in self.game.drain_events() {
             for seat in self.seats.values() {
                 if let Some((session, _)) = seat.session {
-                    self.out.push_back(Transmit::Control {
+                    self.held.push(Transmit::Control {
                         session,
                         message: Control::Event(event.clone()),
                     });
@@ -386,6 +395,7 @@ impl MatchHost {
             }
         }
         if tick.is_multiple_of(self.game.config().ticks_per_snapshot()) {
+            self.release_held();
             self.snapshots(tick);
         }
         let grace = self.settings.reconnect_grace;
@@ -487,6 +497,11 @@ impl MatchHost {
         self.out.pop_front()
     }
 
+    /// Queues the held events and answers, ahead of what comes next.
+    fn release_held(&mut self) {
+        self.out.extend(self.held.drain(..));
+    }
+
     /// Closes the match: the last events and a goodbye to every seated session (then
     /// their release) are queued, and the match's record returned.
     pub fn close(&mut self) -> FinishedMatch {
@@ -494,6 +509,7 @@ impl MatchHost {
             Some(MatchEndReason::Shutdown) => GoodbyeReason::Shutdown,
             _ => GoodbyeReason::MatchOver,
         };
+        self.release_held();
         let events = self.game.drain_events();
         for seat in self.seats.values_mut() {
             let Some((session, _)) = seat.session.take() else {
@@ -611,6 +627,36 @@ pub(crate) mod tests {
             .filter(|t| matches!(t, Transmit::Datagram { session: 10, .. }))
             .count();
         assert_eq!(datagrams, 1);
+    }
+
+    #[test]
+    fn events_of_a_tick_between_snapshots_leave_just_before_the_next_snapshot() {
+        let t0 = Instant::now();
+        let mut host = host(t0);
+        host.join(PlayerId(1), 0, &config(), 10, 1200)
+            .expect("seated");
+        drain(&mut host);
+        // Tick 1 (no snapshot at 60/30 Hz) has the join's event: it is held.
+        host.run_due(t0 + PERIOD);
+        let tick_1 = drain(&mut host);
+        assert!(
+            !tick_1.iter().any(|t| matches!(t, Transmit::Control { .. })),
+            "{tick_1:?}"
+        );
+        // Tick 2 sends it, then the snapshot: the session's writer puts both in one packet.
+        host.run_due(t0 + PERIOD * 2);
+        let tick_2 = drain(&mut host);
+        let event = tick_2.iter().position(|t| {
+            matches!(t, Transmit::Control { session: 10, message: Control::Event(e) }
+                if matches!(e.event, outpost_protocol::MatchEvent::PlayerJoined { .. }))
+        });
+        let snapshot = tick_2
+            .iter()
+            .position(|t| matches!(t, Transmit::Datagram { session: 10, .. }));
+        assert!(
+            matches!((event, snapshot), (Some(e), Some(s)) if e < s),
+            "{tick_2:?}"
+        );
     }
 
     #[test]

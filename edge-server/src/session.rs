@@ -23,7 +23,7 @@ use crate::config::EdgeConfig;
 use crate::directory::{Directory, Route};
 use crate::handshake::Pending;
 use crate::metrics::EdgeMetrics;
-use crate::worker::{CONTROL_QUEUE, Command, InputMailbox, SessionLink};
+use crate::worker::{CONTROL_QUEUE, Command, InputMailbox, Outbound, SessionLink};
 
 /// QUIC application close codes the edge uses.
 pub mod close_code {
@@ -184,8 +184,8 @@ struct Session {
     /// none free).
     _slot: Option<OwnedSemaphorePermit>,
     seat: SeatKey,
-    control: mpsc::Receiver<Control>,
-    control_tx: mpsc::Sender<Control>,
+    control: mpsc::Receiver<Outbound>,
+    control_tx: mpsc::Sender<Outbound>,
 }
 
 /// Reads the Hello (by `deadline`) and seats its player.
@@ -381,7 +381,7 @@ impl Session {
         } = self;
         let control_in = control_in(shared, &mut recv, &control_tx, &seat);
         let datagrams_in = datagrams_in(shared, &conn, &seat);
-        let control_out = control_out(&mut send, &mut control);
+        let control_out = control_out(shared, &conn, &mut send, &mut control);
         let end = tokio::select! {
             end = control_in => end,
             end = datagrams_in => end,
@@ -414,7 +414,7 @@ impl Session {
 async fn control_in(
     shared: &Shared,
     recv: &mut RecvStream,
-    control_tx: &mpsc::Sender<Control>,
+    control_tx: &mpsc::Sender<Outbound>,
     seat: &SeatKey,
 ) -> End {
     loop {
@@ -433,7 +433,7 @@ async fn control_in(
                     server_tick: seat.route.tick.load(Ordering::Acquire),
                 };
                 // A client flooding pings without reading answers loses the answers.
-                let _ = control_tx.try_send(Control::Pong(pong));
+                let _ = control_tx.try_send(Outbound::Control(Control::Pong(pong)));
             }
             Ok(Control::Goodbye(_)) => return End::Quit,
             Ok(Control::Request(request)) => {
@@ -447,7 +447,7 @@ async fn control_in(
                     };
                     shared.metrics.refuse_request(RefusalCode::Busy);
                     // A client flooding requests without reading answers loses them.
-                    let _ = control_tx.try_send(Control::Answer(busy));
+                    let _ = control_tx.try_send(Outbound::Control(Control::Answer(busy)));
                 }
             }
             Ok(_) | Err(_) => {
@@ -492,14 +492,29 @@ async fn datagrams_in(shared: &Shared, conn: &Connection, seat: &SeatKey) -> End
 /// Most control bytes gathered into one stream write.
 const CONTROL_BATCH_BYTES: usize = 16 * 1024;
 
-async fn control_out(send: &mut SendStream, control: &mut mpsc::Receiver<Control>) -> End {
+async fn control_out(
+    shared: &Shared,
+    conn: &Connection,
+    send: &mut SendStream,
+    out: &mut mpsc::Receiver<Outbound>,
+) -> End {
     let mut batch = Vec::new();
-    while let Some(first) = control.recv().await {
-        // A tick's events reach a seat together: one stream write for all of them.
+    while let Some(first) = out.recv().await {
+        // A tick's events reach a seat together: one stream write for all of them, then
+        // the snapshot that follows them, so that both are queued before the connection's
+        // driver builds the next packet.
         batch.clear();
         let mut next = Some(first);
         let mut goodbye = false;
+        let mut snapshot = None;
         while let Some(message) = next.take() {
+            let message = match message {
+                Outbound::Control(message) => message,
+                Outbound::Datagram(bytes) => {
+                    snapshot = Some(bytes);
+                    break;
+                }
+            };
             goodbye = matches!(message, Control::Goodbye(_));
             match codec::encode_frame(&message) {
                 Ok(frame) => batch.extend_from_slice(&frame),
@@ -509,11 +524,25 @@ async fn control_out(send: &mut SendStream, control: &mut mpsc::Receiver<Control
                 }
             }
             if !goodbye && batch.len() < CONTROL_BATCH_BYTES {
-                next = control.try_recv().ok();
+                next = out.try_recv().ok();
             }
         }
-        if send.write_all(&batch).await.is_err() {
+        if !batch.is_empty() && send.write_all(&batch).await.is_err() {
             return End::Closed;
+        }
+        if let Some(bytes) = snapshot {
+            let len = bytes.len() as u64;
+            match conn.send_datagram(bytes) {
+                Ok(()) => {
+                    shared.metrics.datagrams_out.inc();
+                    shared.metrics.bytes_out.inc_by(len);
+                }
+                Err(quinn::SendDatagramError::TooLarge) => {
+                    shared.metrics.snapshots_dropped.inc();
+                }
+                // The connection is gone: the other pumps see it too.
+                Err(_) => return End::Closed,
+            }
         }
         if goodbye {
             return End::Goodbye;

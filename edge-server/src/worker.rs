@@ -125,10 +125,21 @@ pub(crate) struct SessionLink {
     pub id: u64,
     /// Snapshot datagrams out.
     pub datagrams: Box<dyn DatagramSink>,
-    /// Reliable messages out.
-    pub control: mpsc::Sender<Control>,
+    /// Reliable messages out, and the snapshots that follow them in the same tick.
+    pub control: mpsc::Sender<Outbound>,
     /// Input frames from the connection.
     pub inputs: Arc<InputMailbox>,
+}
+
+/// What a session's writer sends, in order: reliable messages on the control stream, and
+/// a snapshot that follows reliable messages of the same tick, handed to the connection
+/// right after them so that the two leave in one packet rather than two.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// A message on the control stream.
+    Control(Control),
+    /// A snapshot datagram.
+    Datagram(Bytes),
 }
 
 /// What the network side asks of a worker.
@@ -425,17 +436,35 @@ impl Worker {
 }
 
 /// Hands a match's transmits to its connections: snapshots to the connection itself,
-/// reliable messages to its control queue. A connection that cannot take its reliable
-/// traffic (queue full), or is gone, loses its seat's link (dropping its control queue
-/// ends the session) and the seat waits out the grace period; a snapshot too large for
-/// the connection's current path is dropped and counted.
+/// reliable messages to its control queue — and a snapshot that follows reliable messages
+/// to the same queue behind them, so the session's writer sends both in one packet. A
+/// connection that cannot take its reliable traffic (queue full), or is gone, loses its
+/// seat's link (dropping its control queue ends the session) and the seat waits out the
+/// grace period; a snapshot too large for the connection's current path, or behind a
+/// full queue, is dropped and counted.
 fn route(hosted: &mut Hosted, metrics: &EdgeMetrics, now: Instant) {
+    // Sessions given reliable messages in this pass (at most the match's seats).
+    let mut controlled: Vec<u64> = Vec::new();
     while let Some(transmit) = hosted.host.poll_transmit() {
         match transmit {
             Transmit::Datagram { session, bytes } => {
                 let Some((player, link)) = hosted.links.get(&session) else {
                     continue;
                 };
+                if controlled.contains(&session) {
+                    match link.control.try_send(Outbound::Datagram(bytes)) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            metrics.snapshots_dropped.inc();
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => {
+                            let player = *player;
+                            hosted.host.leave(player, session, now);
+                            hosted.links.remove(&session);
+                        }
+                    }
+                    continue;
+                }
                 let len = bytes.len() as u64;
                 match link.datagrams.send(bytes) {
                     Ok(()) => {
@@ -457,7 +486,10 @@ fn route(hosted: &mut Hosted, metrics: &EdgeMetrics, now: Instant) {
                 let Some((player, link)) = hosted.links.get(&session) else {
                     continue;
                 };
-                if link.control.try_send(message).is_err() {
+                if !controlled.contains(&session) {
+                    controlled.push(session);
+                }
+                if link.control.try_send(Outbound::Control(message)).is_err() {
                     let player = *player;
                     tracing::debug!(match_id = %hosted.host.id(), player = %player, "connection gone or too slow; seat kept for the grace period");
                     hosted.host.leave(player, session, now);
@@ -502,7 +534,7 @@ mod tests {
         match_id: u64,
         player: u64,
         start: Instant,
-    ) -> (Arc<InputMailbox>, mpsc::Receiver<Control>) {
+    ) -> (Arc<InputMailbox>, mpsc::Receiver<Outbound>) {
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let inputs = Arc::new(InputMailbox::default());
         let config = outpost_arena::config(&outpost_arena::ArenaConfig {
@@ -542,6 +574,33 @@ mod tests {
     }
 
     use crate::host::tests::input as frame;
+
+    #[test]
+    fn a_snapshot_behind_its_ticks_events_follows_them_through_the_control_queue() {
+        let mut worker = Worker {
+            ctx: context(),
+            matches: HashMap::new(),
+            frames: Vec::new(),
+        };
+        let start = Instant::now();
+        let (_inputs, mut control) = seat(&mut worker, 1, 1, start);
+        // Tick 1 has the join's event, held; tick 2 sends it and then the snapshot.
+        worker.run_due_ticks(start + Duration::from_millis(17));
+        assert!(control.try_recv().is_err(), "held until the snapshot tick");
+        worker.run_due_ticks(start + Duration::from_millis(34));
+        let queued: Vec<Outbound> = std::iter::from_fn(|| control.try_recv().ok()).collect();
+        assert!(
+            matches!(
+                queued.as_slice(),
+                [
+                    Outbound::Control(Control::Event(_)),
+                    ..,
+                    Outbound::Datagram(_)
+                ]
+            ),
+            "{queued:?}"
+        );
+    }
 
     /// Regression test for unfair sim workers: one command queue served all of a
     /// worker's matches, so a few flooding clients made every other match lose inputs.
