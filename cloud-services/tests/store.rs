@@ -439,6 +439,13 @@ async fn play_conformance(store: Arc<dyn Store>) {
         Some((3, 1.0))
     );
     assert_eq!(entry("total:all", 2).await.map(|e| e.score), Some(7.0));
+    // The top page read before the write is not served stale after it.
+    let (rows, _) = store.board_page("best:all", 0, 10).await.expect("works");
+    let order: Vec<(u64, u64, f64)> = rows
+        .iter()
+        .map(|e| (e.rank, e.player_id, e.score))
+        .collect();
+    assert_eq!(order, vec![(1, 2, 10.0), (2, 3, 4.0), (3, 1, 1.0)]);
     assert_eq!(entry("best:all", 42).await, None);
     assert_eq!(
         store.history(2, 10).await.expect("works"),
@@ -499,7 +506,21 @@ async fn the_redis_store_conforms() {
     let play = RedisStore::connect(&server.url, "outpost-play")
         .await
         .expect("connects");
-    play_conformance(Arc::new(play)).await;
+    play_conformance(Arc::new(play.clone())).await;
+    // Reading a board nobody wrote keeps nothing: made-up names cost the store no memory.
+    let (rows, total) = play.board_page("made-up:all", 0, 10).await.expect("works");
+    assert_eq!((rows.len(), total), (0, 0));
+    let mut raw = redis::Client::open(server.url.as_str())
+        .expect("a url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connects");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*made-up*")
+        .query_async(&mut raw)
+        .await
+        .expect("works");
+    assert!(keys.is_empty(), "{keys:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

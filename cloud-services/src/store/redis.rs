@@ -103,14 +103,17 @@ return 0
 ";
 
 /// Applies a result once. KEYS[1]: the result marker, KEYS[2]: the mode's ratings, then
-/// whatever the payload's indices name. ARGV[1]: the result, ARGV[2]: the payload.
+/// whatever the payload's indices name. ARGV[1]: the result, ARGV[2]: the payload. A board
+/// write that changes its top page drops the page [`TOP_PAGE_READ`] keeps.
 const APPLY_RESULT: &str = r"
+local TOP_PAGE = 100
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
 local p = cjson.decode(ARGV[2])
 for _, r in ipairs(p.ratings) do redis.call('HSET', KEYS[2], r[1], r[2]) end
 for _, o in ipairs(p.boards) do
   local z, h, op, player = KEYS[o[1]], KEYS[o[2]], o[3], o[4]
   local value, member, expire = tonumber(o[5]), o[6], tonumber(o[7])
+  local top = KEYS[o[8]]
   local m = redis.call('HGET', h, player)
   local old = nil
   if m then old = tonumber(redis.call('ZSCORE', z, m)) end
@@ -120,13 +123,21 @@ for _, o in ipairs(p.boards) do
   elseif op == 'set' then new = value
   else new = (old or 0) + value end
   if new then
-    if m then redis.call('ZREM', z, m) end
+    -- The kept top page goes if the entry was or is in it.
+    local stale = false
+    if m then
+      local r = redis.call('ZREVRANK', z, m)
+      stale = r and r < TOP_PAGE
+      redis.call('ZREM', z, m)
+    end
     redis.call('ZADD', z, new, member)
     redis.call('HSET', h, player, member)
+    if stale or redis.call('ZREVRANK', z, member) < TOP_PAGE then redis.call('DEL', top) end
   end
   if expire > 0 then
     redis.call('EXPIREAT', z, expire)
     redis.call('EXPIREAT', h, expire)
+    redis.call('EXPIREAT', top, expire)
   end
 end
 for _, x in ipairs(p.history) do
@@ -134,6 +145,29 @@ for _, x in ipairs(p.history) do
   redis.call('LTRIM', KEYS[x[1]], 0, tonumber(p.keep) - 1)
 end
 return 1
+";
+
+/// Entries of a board's top page, kept as one string beside the board.
+const TOP_PAGE: u64 = 100;
+
+/// A board's top page and its size. KEYS[1]: the board, KEYS[2]: its kept top page (the
+/// top [`TOP_PAGE`] members and scores, space-separated, as `ZRANGE … WITHSCORES` gives
+/// them): read, or built and kept until a write to the top page drops it (the board's
+/// expiry too). A board that does not exist keeps nothing, so reads of made-up boards
+/// store nothing.
+const TOP_PAGE_READ: &str = r"
+local n = redis.call('ZCARD', KEYS[1])
+if n == 0 then return {'', 0} end
+local page = redis.call('GET', KEYS[2])
+if page then return {page, n} end
+page = table.concat(redis.call('ZRANGE', KEYS[1], 0, 99, 'REV', 'WITHSCORES'), ' ')
+local at = redis.call('PEXPIRETIME', KEYS[1])
+if at > 0 then
+  redis.call('SET', KEYS[2], page, 'PXAT', at)
+else
+  redis.call('SET', KEYS[2], page)
+end
+return {page, n}
 ";
 
 /// Indexes a replay once. KEYS[1]: the replay, then the players' lists.
@@ -466,6 +500,30 @@ impl RedisStore {
         let mut redis = self.conn();
         cmd.query_async(&mut redis).await.map_err(redis_error)
     }
+}
+
+/// The first `limit` entries of a kept top page (see [`TOP_PAGE_READ`]).
+fn top_page_entries(page: &str, limit: u64) -> Result<Vec<BoardEntry>, StoreError> {
+    let mut words = page.split_ascii_whitespace();
+    let mut entries = Vec::new();
+    let mut rank = 0u64;
+    while let (Some(member), Some(score)) = (words.next(), words.next()) {
+        rank += 1;
+        if rank > limit {
+            break;
+        }
+        let score: f64 = score
+            .parse()
+            .map_err(|_| StoreError(format!("a board score that is not a number: {score:?}")))?;
+        if let Some(player_id) = member_player(member) {
+            entries.push(BoardEntry {
+                rank,
+                player_id,
+                score,
+            });
+        }
+    }
+    Ok(entries)
 }
 
 fn redis_error(err: redis::RedisError) -> StoreError {
@@ -882,6 +940,7 @@ impl Store for RedisStore {
             for w in &write.boards {
                 let z = index(&mut keys, self.play_key(&format!("lb:{}", w.board)));
                 let h = index(&mut keys, self.play_key(&format!("lb:{}:members", w.board)));
+                let top = index(&mut keys, self.play_key(&format!("lb:{}:top", w.board)));
                 let op = match w.op {
                     BoardOp::Best => "best",
                     BoardOp::Set => "set",
@@ -895,6 +954,7 @@ impl Store for RedisStore {
                     w.value.to_string(),
                     super::board_member(w.at_ms, w.player_id),
                     w.expire_at.to_string(),
+                    top,
                 ]));
             }
             let mut history = Vec::with_capacity(write.players.len());
@@ -955,6 +1015,15 @@ impl Store for RedisStore {
             if limit == 0 {
                 let total: u64 = self.query(redis::cmd("ZCARD").arg(&key)).await?;
                 return Ok((Vec::new(), total));
+            }
+            if offset == 0 && limit <= TOP_PAGE {
+                let (page, total): (String, u64) = redis::Script::new(TOP_PAGE_READ)
+                    .key(&key)
+                    .key(self.play_key(&format!("lb:{board}:top")))
+                    .invoke_async(&mut self.conn())
+                    .await
+                    .map_err(redis_error)?;
+                return Ok((top_page_entries(&page, limit)?, total));
             }
             let mut redis = self.conn();
             let (rows, total): (Vec<(String, f64)>, u64) = redis::pipe()
