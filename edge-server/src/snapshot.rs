@@ -381,16 +381,23 @@ impl ClientSnapshots {
         }
         let mut view = std::mem::take(spare);
         loop {
-            // The client keeps what it has of what is not sent this time.
-            view.clear();
-            for (t, &(_, base)) in target_of.iter().enumerate() {
-                let record = if send[t] {
-                    targets.get(t)
-                } else {
-                    base.and_then(|b| baseline.get(b))
-                };
-                if let Some(record) = record {
-                    view.push_record(record);
+            // Everything sent (the usual case under the budget): the view is the targets,
+            // taken whole rather than copied entity by entity (and given back for a retry).
+            let whole = targets.len() == target_of.len() && send.iter().all(|&s| s);
+            if whole {
+                std::mem::swap(&mut view, targets);
+            } else {
+                // The client keeps what it has of what is not sent this time.
+                view.clear();
+                for (t, &(_, base)) in target_of.iter().enumerate() {
+                    let record = if send[t] {
+                        targets.get(t)
+                    } else {
+                        base.and_then(|b| baseline.get(b))
+                    };
+                    if let Some(record) = record {
+                        view.push_record(record);
+                    }
                 }
             }
             let body = replication::encode(layout, baseline, &view);
@@ -422,6 +429,9 @@ impl ClientSnapshots {
                     *acked = 0;
                 }
                 return built;
+            }
+            if whole {
+                std::mem::swap(&mut view, targets);
             }
             // Over budget: drop the least important choices, about as many estimated bits
             // as the excess comes to (and at least one), and retry.
