@@ -56,6 +56,9 @@ pub struct LoadtestArgs {
     /// Simulation threads of the spawned edge.
     #[arg(long, default_value_t = 2, requires = "spawn_edge")]
     edge_sim_threads: usize,
+    /// The load generator's network threads (its tokio runtime). Default: one per core.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
     /// QUIC address of a running edge to test; it must trust the public key of
     /// `--token-seed-file` (see `--print-public-key`).
     #[arg(long, requires_all = ["edge_fingerprint", "token_seed_file"])]
@@ -122,6 +125,17 @@ struct ChildEdge {
     addr: SocketAddr,
     metrics_url: String,
     fingerprint: [u8; 32],
+}
+
+impl LoadtestArgs {
+    /// Worker threads for the runtime the load generator runs on (see `--threads`;
+    /// `docs/PERFORMANCE.md`, "The load generator's threads").
+    pub(crate) fn runtime_threads(&self) -> usize {
+        self.threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            usize::from,
+        )
+    }
 }
 
 /// Starts `outpost edge` on loopback trusting `public_key`; waits for its address line.

@@ -39,9 +39,11 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Loadtest(args) = &cli.command {
+        runtime.worker_threads(args.runtime_threads());
+    }
+    let runtime = runtime.enable_all().build()?;
     match cli.command {
         Command::Dev(args) => runtime.block_on(dev::run(args)),
         Command::Edge(args) => runtime.block_on(edge::run(args)),

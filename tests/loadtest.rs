@@ -33,6 +33,8 @@ fn small_load_test_holds_every_player_and_reports_consistent_figures() {
         "10s",
         "--ramp",
         "32",
+        "--threads",
+        "1",
         "--json",
         "--report",
         report_dir.to_str().expect("utf-8 path"),
@@ -136,7 +138,7 @@ fn unbounded_runs_and_non_loopback_targets_are_refused() {
     std::fs::write(seed.path(), "11".repeat(32)).expect("seed written");
     let seed = seed.path().to_str().expect("utf-8 path");
     let fingerprint = "22".repeat(32);
-    let refusals: [(&[&str], &str); 7] = [
+    let refusals: [(&[&str], &str); 8] = [
         (&["--spawn-edge", "--players", "10"], "--duration"),
         (&["--spawn-edge", "--duration", "10s"], "--players"),
         (
@@ -150,6 +152,18 @@ fn unbounded_runs_and_non_loopback_targets_are_refused() {
         (
             &["--spawn-edge", "--players", "10", "--duration", "2h"],
             "--duration must be more than 0 and at most 3600s",
+        ),
+        (
+            &[
+                "--spawn-edge",
+                "--players",
+                "10",
+                "--duration",
+                "10s",
+                "--threads",
+                "0",
+            ],
+            "--threads",
         ),
         (
             &[
