@@ -5,7 +5,8 @@
 //! Velocity is snapped to the wire's grid after every move, so the velocity a client
 //! receives is exactly the server's. Position is not: snapping it could nudge the
 //! character inside the skin ([`SKIN`]) it keeps from the floor or a wall, where the next
-//! sweep starts touching it; the client starts from the quantized position instead (within 1 mm).
+//! sweep starts touching it; the client starts from the quantized position instead
+//! (within 1 mm).
 
 use crate::quantize;
 use crate::types::PlayerInput;
@@ -62,6 +63,7 @@ pub const SNAP_DISTANCE: f32 = 0.2;
 const GROUND_PROBE: f32 = 0.05;
 /// Sweeps per move: the first, then one slide along each surface met.
 const MAX_SLIDES: usize = 4;
+
 /// Moves one character by one input, for every tick the input stands for: walk, jump,
 /// fall, slide along walls and other characters, step up ledges, follow the ground down,
 /// shove the props it ends up in; snaps its velocity to the wire's grid. Starts from the
@@ -169,9 +171,10 @@ pub struct Moved {
 ///
 /// Two shape casts for a step across open ground, one more per surface slid along: the
 /// queries rapier's character controller made, without its contact-manifold ground
-/// tests, which cost as much as its casts and ran twice per move. The casts sweep the bare shape
-/// and keep the skin by arithmetic: a cast that starts within a margin of a surface, as
-/// rapier's do, gets an unreliable answer exactly where a standing character is.
+/// tests, which cost as much as its casts and ran twice per move. The casts sweep the
+/// bare shape and keep the skin by arithmetic: a cast that starts within a margin of a
+/// surface, as rapier's do, gets an unreliable answer exactly where a standing character
+/// is.
 pub fn sweep_character(
     queries: &QueryPipeline,
     shape: &dyn Shape,
