@@ -57,6 +57,7 @@ fn snapshot_datagram(c: &mut Criterion) {
     let datagram = Datagram::Snapshot(Snapshot {
         tick: 1,
         baseline_tick: 0,
+        reference_gap: 0,
         ack_input_seq: 1,
         ticks_left: 9,
         body: vec![0x5a; 1100],

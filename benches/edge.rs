@@ -256,6 +256,7 @@ fn snapshot_build(c: &mut Criterion, mut game: Match, mut bots: Bots, players: u
                         let datagram = Datagram::Snapshot(Snapshot {
                             tick,
                             baseline_tick: built.baseline_tick,
+                            reference_gap: built.reference_gap,
                             ack_input_seq: game.ack_input_seq(*player).unwrap_or(0),
                             ticks_left: 0,
                             body: built.body,

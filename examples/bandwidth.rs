@@ -281,6 +281,7 @@ fn main() -> anyhow::Result<()> {
             let snapshot = Snapshot {
                 tick,
                 baseline_tick: built.baseline_tick,
+                reference_gap: built.reference_gap,
                 ack_input_seq: 0,
                 ticks_left: 0,
                 body: built.body,

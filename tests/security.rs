@@ -224,6 +224,7 @@ fn an_ack_of_an_undecodable_snapshot_heals_within_a_second() {
         let snapshot = Snapshot {
             tick,
             baseline_tick: built.baseline_tick,
+            reference_gap: built.reference_gap,
             ack_input_seq: 0,
             ticks_left: 1000,
             body: built.body,

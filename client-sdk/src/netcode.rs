@@ -46,7 +46,7 @@ pub struct WorldState {
 pub enum SnapshotIssue {
     /// Older than one already decoded.
     Stale,
-    /// Its baseline is no longer (or never was) held.
+    /// Its baseline, or its reference view, is no longer (or never was) held.
     NoBaseline,
     /// The body did not decode.
     Malformed,
@@ -450,8 +450,26 @@ impl Decoder {
                 .map(|(_, v, ticks)| (v, ticks))
                 .ok_or(SnapshotIssue::NoBaseline)?
         };
+        let reference = match snapshot.reference_gap {
+            0 => None,
+            _ if snapshot.baseline_tick == 0 => return Err(SnapshotIssue::Malformed),
+            gap => {
+                let tick = snapshot.baseline_tick.saturating_sub(u32::from(gap));
+                let view = self
+                    .views
+                    .iter()
+                    .find(|(t, ..)| *t == tick && tick != 0)
+                    .map(|(_, v, _)| v)
+                    .ok_or(SnapshotIssue::NoBaseline)?;
+                Some(replication::Reference {
+                    view,
+                    behind: u32::from(gap),
+                    ahead: snapshot.tick.saturating_sub(snapshot.baseline_tick),
+                })
+            }
+        };
         let view = Arc::new(
-            replication::decode(&self.layout, baseline, &snapshot.body)
+            replication::decode_predicted(&self.layout, baseline, reference, &snapshot.body)
                 .map_err(|_| SnapshotIssue::Malformed)?,
         );
         // Both views are sorted by id: one walk pairs each entity with its baseline
@@ -680,7 +698,63 @@ fn distance(a: [f32; 3], b: [f32; 3]) -> f32 {
 
 #[cfg(test)]
 mod tests {
-    use super::input_ticks;
+    use outpost_arena::{self as arena, ArenaConfig};
+    use outpost_protocol::replication::{self, Layout, View};
+    use outpost_protocol::{EntityId, Snapshot};
+
+    use super::{Decoder, SnapshotIssue, input_ticks};
+
+    /// A prop at `x` along the arena's first axis (grid steps), untilted.
+    fn view(x: u32) -> View {
+        let mut view = View::new();
+        view.push(
+            EntityId(7),
+            arena::PROP | arena::POSE,
+            &[x, 9000, 9000, 3, 511, 511, 511],
+        );
+        view
+    }
+
+    fn snapshot(tick: u32, baseline_tick: u32, reference_gap: u8, body: Vec<u8>) -> Snapshot {
+        Snapshot {
+            tick,
+            baseline_tick,
+            reference_gap,
+            body,
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn a_reference_view_the_client_does_not_hold_is_refused() {
+        let layout = Layout::new(&arena::schema(&ArenaConfig::default()));
+        let mut decoder = Decoder::new(layout.clone());
+        let empty = View::new();
+        for (tick, x) in [(1, 1000), (2, 1010)] {
+            let body = replication::encode(&layout, &empty, &view(x));
+            assert!(decoder.decode(&snapshot(tick, 0, 0, body)).is_ok());
+        }
+        // Against tick 2 with the motion since tick 1: the prop at 1020 costs nothing
+        // more than "as predicted".
+        let (baseline, older) = (view(1010), view(1000));
+        let reference = replication::Reference {
+            view: &older,
+            behind: 1,
+            ahead: 1,
+        };
+        let body = replication::encode_predicted(&layout, &baseline, Some(reference), &view(1020));
+        // A reference before anything received, and one in a keyframe.
+        assert_eq!(
+            decoder.decode(&snapshot(3, 2, 2, body.clone())).err(),
+            Some(SnapshotIssue::NoBaseline)
+        );
+        assert_eq!(
+            decoder.decode(&snapshot(3, 0, 1, body.clone())).err(),
+            Some(SnapshotIssue::Malformed)
+        );
+        let world = decoder.decode(&snapshot(3, 2, 1, body)).expect("decodes");
+        assert_eq!(*world.records, view(1020));
+    }
 
     #[test]
     fn input_ticks_add_up_to_the_clock() {

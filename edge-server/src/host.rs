@@ -473,6 +473,7 @@ impl MatchHost {
             let datagram = Datagram::Snapshot(Snapshot {
                 tick,
                 baseline_tick: built.baseline_tick,
+                reference_gap: built.reference_gap,
                 ack_input_seq: self.game.ack_input_seq(*player).unwrap_or(0),
                 ticks_left,
                 body: built.body,

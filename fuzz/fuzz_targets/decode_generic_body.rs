@@ -30,4 +30,23 @@ fuzz_target!(|data: &[u8]| {
         let again = replication::encode(&layout, &baseline, &view);
         assert_eq!(replication::decode(&layout, &baseline, &again).as_ref(), Ok(&view));
     }
+    // The same body against a reference: the baseline moved back, extrapolated over
+    // spans from the head's first byte (up to far past the grid's edges).
+    let mut older = View::new();
+    for r in baseline.iter() {
+        let slots: Vec<u32> = r.slots.iter().map(|s| s.wrapping_sub(u32::from(head.first().copied().unwrap_or(0)))).collect();
+        older.push(r.id, r.mask, &slots);
+    }
+    let reference = replication::Reference {
+        view: &older,
+        behind: 1 + u32::from(head.get(1).copied().unwrap_or(0)),
+        ahead: u32::from(head.get(2).copied().unwrap_or(0)) << 24 | 1,
+    };
+    if let Ok(view) = replication::decode_predicted(&layout, &baseline, Some(reference), body) {
+        let again = replication::encode_predicted(&layout, &baseline, Some(reference), &view);
+        assert_eq!(
+            replication::decode_predicted(&layout, &baseline, Some(reference), &again).as_ref(),
+            Ok(&view)
+        );
+    }
 });

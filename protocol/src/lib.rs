@@ -55,7 +55,7 @@ pub use token::{
 
 /// Version of the wire protocol spoken by this build. A peer with another version is
 /// refused with [`RejectCode::VersionMismatch`].
-pub const PROTOCOL_VERSION: u16 = 8;
+pub const PROTOCOL_VERSION: u16 = 9;
 
 /// Longest an HTTP client of Outpost's servers should keep a pooled connection idle.
 /// The servers close keep-alive connections idle for their header timeout (10 s by

@@ -443,6 +443,11 @@ pub struct Snapshot {
     pub tick: u32,
     /// Tick of the snapshot this one is a delta against; 0 for a keyframe.
     pub baseline_tick: u32,
+    /// Ticks from the reference view back to the baseline: the changed motion fields are
+    /// coded against their extrapolation from the view of tick `baseline_tick -
+    /// reference_gap` through the baseline ([`crate::replication::Reference`]); 0 for
+    /// none (always 0 in a keyframe).
+    pub reference_gap: u8,
     /// Newest input sequence of this client the edge has applied.
     pub ack_input_seq: u32,
     /// Ticks left in the match.
@@ -454,6 +459,6 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Encoded size of a snapshot datagram without its body: the `Datagram` tag (one
-    /// byte), four `u32` fields and the body's `u16` length.
-    pub const HEADER_LEN: usize = 1 + 4 * 4 + 2;
+    /// byte), four `u32` fields, the `u8` reference gap and the body's `u16` length.
+    pub const HEADER_LEN: usize = 1 + 4 * 4 + 1 + 2;
 }

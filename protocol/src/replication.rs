@@ -7,6 +7,9 @@
 //! the quantized slots of its present components, in component order. The edge encodes
 //! the next view against the newest the client acknowledged ([`encode`]); the client
 //! decodes against the same baseline ([`decode`]). Against the empty view, a keyframe.
+//! With a second, older view the client holds ([`Reference`]), changed positions and
+//! rotations are coded against their motion carried on ([`encode_predicted`],
+//! [`decode_predicted`]).
 //!
 //! Layout (counts and id gaps as in [`crate::bits`]; bits most significant first):
 //!
@@ -841,13 +844,20 @@ fn coded_components(
 }
 
 /// Codes a changed entry's components (the encoder gives `out` the current slots; the
-/// decoder the baseline's, overwritten as it reads).
+/// decoder the baseline's, overwritten as it reads). What changed is decided against
+/// `base`, the baseline's slots; changed fields are coded as differences from `pred`,
+/// the baseline extrapolated along the entity's motion (or the baseline itself).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call per side of the coder: the tables, the mask and the three slot runs"
+)]
 fn code_changed<C: Coder>(
     c: &mut C,
     layout: &Layout,
     probs: &mut [u16],
     mask: u64,
     base: &[u32],
+    pred: &[u32],
     cur: Option<&[u32]>,
     out: &mut [u32],
 ) -> Result<(), DeltaError> {
@@ -857,6 +867,7 @@ fn code_changed<C: Coder>(
             continue;
         }
         let b = &base[range.clone()];
+        let p = &pred[range.clone()];
         let differs = cur.is_some_and(|s| !same(b, &s[range.clone()]));
         if !c.bit(&mut probs[*changed_at], differs) {
             continue;
@@ -877,7 +888,7 @@ fn code_changed<C: Coder>(
                 c,
                 &mut probs[delta..delta + d],
                 f.coding,
-                &b[lo..hi],
+                &p[lo..hi],
                 &mut o[lo..hi],
             )?;
         }
@@ -941,6 +952,117 @@ fn code_mask<C: Coder>(
     }
 }
 
+/// A second view the client holds, older than the baseline: the edge extrapolates each
+/// entity's motion from it through the baseline to the snapshot's tick and codes the
+/// changed motion fields (vectors, rotations) as differences from that prediction.
+#[derive(Debug, Clone, Copy)]
+pub struct Reference<'a> {
+    /// The older view.
+    pub view: &'a View,
+    /// Ticks from it to the baseline (at least 1).
+    pub behind: u32,
+    /// Ticks from the baseline to the snapshot being coded (at least 1).
+    pub ahead: u32,
+}
+
+/// `b` carried on by its motion since `r`: `b + round((b - r) * ahead / behind)`,
+/// rounding halves up, clamped to `0..=max` (exact integers: the client computes the
+/// same).
+fn extrapolate(b: u32, r: u32, ahead: u32, behind: u32, max: u32) -> u32 {
+    let (d, ahead, behind) = (
+        i128::from(b) - i128::from(r),
+        i128::from(ahead),
+        i128::from(behind.max(1)),
+    );
+    let step = (2 * d * ahead + behind).div_euclid(2 * behind);
+    (i128::from(b) + step).clamp(0, i128::from(max)) as u32
+}
+
+/// Fills `out` with the prediction of an entity of `mask`: its baseline `base`, with
+/// every vector field and every rotation whose dropped component is the same in both
+/// extrapolated from `reference` (its slots in the older view, same components).
+fn predict(
+    layout: &Layout,
+    mask: u64,
+    base: &[u32],
+    reference: &[u32],
+    ahead: u32,
+    behind: u32,
+    out: &mut Vec<u32>,
+) -> Result<(), DeltaError> {
+    out.clear();
+    out.extend_from_slice(base);
+    for coded in coded_components(layout, mask) {
+        let (comp, _, range) = coded?;
+        for (k, f) in comp.fields.iter().enumerate() {
+            let (lo, hi) = field_slots(f, comp.fields.get(k + 1), &base[range.clone()]);
+            let (lo, hi) = (range.start + lo, range.start + hi);
+            let (b, r) = (&base[lo..hi], &reference[lo..hi]);
+            match f.coding {
+                Coding::Vec3 { max, .. } => {
+                    for a in 0..3 {
+                        out[lo + a] = extrapolate(b[a], r[a], ahead, behind, max[a]);
+                    }
+                }
+                Coding::Rotation { bits } if b[0] == r[0] => {
+                    let top = (1u32 << bits) - 1;
+                    for a in 1..4 {
+                        out[lo + a] = extrapolate(b[a], r[a], ahead, behind, top);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What each changed baseline entity's fields are coded against: walking the reference
+/// view alongside the baseline (entities asked for in id order), the entity's slots
+/// extrapolated from its record there when it has one with the same components, else
+/// the baseline's slots as they are.
+struct Predictor<'a> {
+    reference: Option<Reference<'a>>,
+    at: usize,
+    predicted: Vec<u32>,
+}
+
+impl<'a> Predictor<'a> {
+    fn new(reference: Option<Reference<'a>>) -> Self {
+        Self {
+            reference,
+            at: 0,
+            predicted: Vec::new(),
+        }
+    }
+
+    fn base<'s>(&'s mut self, layout: &Layout, old: Record<'s>) -> Result<&'s [u32], DeltaError> {
+        let Some(how) = self.reference else {
+            return Ok(old.slots);
+        };
+        while how.view.get(self.at).is_some_and(|r| r.id < old.id) {
+            self.at += 1;
+        }
+        let Some(r) = how
+            .view
+            .get(self.at)
+            .filter(|r| r.id == old.id && r.mask == old.mask && layout.fits(r))
+        else {
+            return Ok(old.slots);
+        };
+        predict(
+            layout,
+            old.mask,
+            old.slots,
+            r.slots,
+            how.ahead,
+            how.behind,
+            &mut self.predicted,
+        )?;
+        Ok(&self.predicted)
+    }
+}
+
 thread_local! {
     /// A body's probability table, kept for the thread's next body: a table is a few
     /// kilobytes, and a busy edge codes tens of thousands of bodies a second.
@@ -963,6 +1085,17 @@ fn keep_probs(probs: Vec<u16>) {
 /// Encodes `current` against `baseline`. Returns the body bytes. Entities whose slots
 /// do not match their mask's layout are left out rather than corrupting the body.
 pub fn encode(layout: &Layout, baseline: &View, current: &View) -> Vec<u8> {
+    encode_predicted(layout, baseline, None, current)
+}
+
+/// Encodes `current` against `baseline`, changed motion fields against their
+/// extrapolation from `reference` when one is given (see [`Reference`]).
+pub fn encode_predicted(
+    layout: &Layout,
+    baseline: &View,
+    reference: Option<Reference<'_>>,
+    current: &View,
+) -> Vec<u8> {
     let fits = |r: &Record<'_>| layout.fits(r);
     let base: Vec<Record<'_>> = baseline.iter().filter(|r| fits(r)).collect();
     let cur: Vec<Record<'_>> = current.iter().filter(|r| fits(r)).collect();
@@ -991,6 +1124,7 @@ pub fn encode(layout: &Layout, baseline: &View, current: &View) -> Vec<u8> {
         previous = id;
     }
     let mut scratch: Vec<u32> = Vec::new();
+    let mut predictor = Predictor::new(reference);
     let mut previous_new: Option<Record<'_>> = None;
     let (mut b, mut n, mut touched) = (0usize, 0usize, false);
     let mut c_i = 0usize;
@@ -1016,12 +1150,14 @@ pub fn encode(layout: &Layout, baseline: &View, current: &View) -> Vec<u8> {
                 if let Some(now) = now {
                     scratch.clear();
                     scratch.extend_from_slice(now.slots);
+                    let pred = predictor.base(layout, *old).unwrap_or(old.slots);
                     let _ = code_changed(
                         &mut e,
                         layout,
                         &mut probs,
                         old.mask,
                         old.slots,
+                        pred,
                         Some(now.slots),
                         &mut scratch,
                     );
@@ -1053,6 +1189,16 @@ pub fn encode(layout: &Layout, baseline: &View, current: &View) -> Vec<u8> {
 
 /// Decodes a body against `baseline`, giving the new view.
 pub fn decode(layout: &Layout, baseline: &View, body: &[u8]) -> Result<View, DeltaError> {
+    decode_predicted(layout, baseline, None, body)
+}
+
+/// Decodes a body coded with [`encode_predicted`] against `baseline` and `reference`.
+pub fn decode_predicted(
+    layout: &Layout,
+    baseline: &View,
+    reference: Option<Reference<'_>>,
+    body: &[u8],
+) -> Result<View, DeltaError> {
     let mut d = range::Decoder::new(body);
     let mut probs = fresh_probs(layout.probs.len);
     let (new_count, _) = range::unsigned(&mut d, &mut probs[P_NEW_COUNT..P_NEW_GAP], 0);
@@ -1076,6 +1222,7 @@ pub fn decode(layout: &Layout, baseline: &View, body: &[u8]) -> Result<View, Del
         baseline.slots.len() + 16 * new_ids.len(),
     );
     let mut slots: Vec<u32> = Vec::new();
+    let mut predictor = Predictor::new(reference);
     let mut previous_new: Option<(u64, Vec<u32>)> = None;
     let (mut b, mut n, mut touched) = (0usize, 0usize, false);
     loop {
@@ -1103,8 +1250,9 @@ pub fn decode(layout: &Layout, baseline: &View, body: &[u8]) -> Result<View, Del
                 }
                 slots.clear();
                 slots.extend_from_slice(old.slots);
+                let pred = predictor.base(layout, old)?;
                 code_changed(
-                    &mut d, layout, &mut probs, old.mask, old.slots, None, &mut slots,
+                    &mut d, layout, &mut probs, old.mask, old.slots, pred, None, &mut slots,
                 )?;
                 view.push(old.id, old.mask, &slots);
             }

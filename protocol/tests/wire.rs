@@ -70,7 +70,11 @@ proptest! {
             }
             Datagram::Snapshot(s) => {
                 expected.push(1);
-                for v in [s.tick, s.baseline_tick, s.ack_input_seq, s.ticks_left] {
+                for v in [s.tick, s.baseline_tick] {
+                    expected.extend_from_slice(&v.to_le_bytes());
+                }
+                expected.push(s.reference_gap);
+                for v in [s.ack_input_seq, s.ticks_left] {
                     expected.extend_from_slice(&v.to_le_bytes());
                 }
                 u16_len(&mut expected, &s.body);
@@ -269,6 +273,7 @@ fn snapshot_header_is_what_the_edge_budgets() {
     let snapshot = Datagram::Snapshot(Snapshot {
         tick: 1,
         baseline_tick: 0,
+        reference_gap: 0,
         ack_input_seq: 2,
         ticks_left: 3,
         body: vec![7; 100],

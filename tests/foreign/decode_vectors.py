@@ -203,6 +203,7 @@ def datagram(r):
     if tag != 1:
         raise ValueError(f"datagram tag {tag}")
     return {"Snapshot": {"tick": r.un("I"), "baseline_tick": r.un("I"),
+                         "reference_gap": r.un("B"),
                          "ack_input_seq": r.un("I"), "ticks_left": r.un("I"),
                          "body": short_blob()}}
 
@@ -377,8 +378,33 @@ def delta(rc, probs, key, kind, bits, top, base):
     return direct_whole(rc, kind, bits, top)
 
 
-def generic_body(data, baseline, schema):
-    """Decodes a body into {id: {component: {field: value}}} against such a baseline."""
+def extrapolate(b, r, ahead, behind, top):
+    """b carried on by its motion since r, rounded half up, clamped to 0..top."""
+    return min(max(b + (2 * (b - r) * ahead + behind) // (2 * behind), 0), top)
+
+
+def predicted(entity, older, schema, ahead, behind):
+    """An entity's baseline with its vectors, and its rotations whose largest component
+    is the same in the reference, extrapolated from the reference (§6, References)."""
+    out = {c: dict(f) for c, f in entity.items()}
+    if older is None or set(older) != set(entity):
+        return out
+    for name, fields in schema:
+        for f, kind, bits, _, top in fields:
+            if name not in entity:
+                continue
+            b, r = entity[name][f], older[name][f]
+            if kind == "vec3":
+                out[name][f] = [extrapolate(x, y, ahead, behind, t) for x, y, t in zip(b, r, top)]
+            elif kind == "rotation" and b[0] == r[0]:
+                out[name][f] = [b[0]] + [extrapolate(x, y, ahead, behind, (1 << bits) - 1)
+                                         for x, y in zip(b[1:], r[1:])]
+    return out
+
+
+def generic_body(data, baseline, schema, reference=None, ahead=1, behind=1):
+    """Decodes a body into {id: {component: {field: value}}} against such a baseline and,
+    if given, a reference view `behind` ticks before it, the body `ahead` ticks after."""
     rc, probs, keys = Range(data), {}, field_keys(schema)
     new_ids, at = [], 0
     for _ in range(number(rc, probs, ("new_count",), False)[0]):
@@ -397,6 +423,8 @@ def generic_body(data, baseline, schema):
             view[id_] = entity
             if not touched:
                 continue
+            older = None if reference is None else reference.get(id_)
+            guess = predicted(entity, older, schema, ahead, behind)
             for ci, (name, fields) in enumerate(schema):
                 if name not in entity or not fields or not rc.bit(probs, ("changed", ci)):
                     continue
@@ -404,7 +432,7 @@ def generic_body(data, baseline, schema):
                     if len(fields) > 1 and not rc.bit(probs, ("flag", ci, fi)):
                         continue
                     entity[name][f] = delta(rc, probs, keys[ci, fi], kind, bits, top,
-                                            entity[name][f])
+                                            guess[name][f])
             continue
         if previous_new and rc.bit(probs, ("same_mask",)):
             mask = previous_new[0]
@@ -551,8 +579,11 @@ def main():
         elif kind == "input_batch":
             got = input_batch(bytes.fromhex(v["hex"]), mode["input"])
         elif kind == "snapshot_body":
+            reference = v.get("reference")
             got = to_arena(generic_body(bytes.fromhex(v["hex"]), from_arena(v["baseline"]),
-                                        mode["components"]))
+                                        mode["components"],
+                                        None if reference is None else from_arena(reference),
+                                        v.get("ahead", 1), v.get("behind", 1)))
         elif kind == "token":
             secret = bytes.fromhex(v["secret"])
             commitment = hashlib.sha256(b"outpost-seat/v1\0" + secret).digest()[:16]

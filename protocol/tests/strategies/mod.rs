@@ -180,18 +180,22 @@ pub fn datagram() -> impl Strategy<Value = Datagram> {
         (
             any::<u32>(),
             any::<u32>(),
+            any::<u8>(),
             any::<u32>(),
             any::<u32>(),
             vec(any::<u8>(), 0..1200)
         )
-            .prop_map(|(tick, baseline_tick, ack_input_seq, ticks_left, body)| {
-                Datagram::Snapshot(Snapshot {
-                    tick,
-                    baseline_tick,
-                    ack_input_seq,
-                    ticks_left,
-                    body,
-                })
-            }),
+            .prop_map(
+                |(tick, baseline_tick, reference_gap, ack_input_seq, ticks_left, body)| {
+                    Datagram::Snapshot(Snapshot {
+                        tick,
+                        baseline_tick,
+                        reference_gap,
+                        ack_input_seq,
+                        ticks_left,
+                        body,
+                    })
+                },
+            ),
     ]
 }
