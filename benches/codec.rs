@@ -117,9 +117,57 @@ fn netcode(c: &mut Criterion) {
     c.bench_function("netcode/generic_keyframe_decode_1000", |b| {
         b.iter(|| replication::decode(&layout, &empty, black_box(&g_keyframe)).expect("decodes"))
     });
+    // The same with a reference a snapshot before the baseline, the quarter moving as
+    // steadily then (but not turning): what a snapshot with `reference_gap` costs to code.
+    let older: Vec<_> = state
+        .iter()
+        .map(|e| {
+            let mut e = *e;
+            if e.id.0 % 4 == 0 {
+                e.position[0] -= 0.1;
+                e.position[1] -= 0.02;
+            }
+            e.quantize(&quantizer, None)
+        })
+        .collect();
+    let g_older = arena::replicated(&older);
+    let reference = Some(replication::Reference {
+        view: &g_older,
+        behind: 1,
+        ahead: 1,
+    });
+    let g_predicted = replication::encode_predicted(&layout, &g_baseline, reference, &g_current);
+    c.bench_function(
+        "netcode/generic_delta_encode_1000_quarter_moving_predicted",
+        |b| {
+            b.iter(|| {
+                replication::encode_predicted(
+                    &layout,
+                    black_box(&g_baseline),
+                    reference,
+                    black_box(&g_current),
+                )
+            })
+        },
+    );
+    c.bench_function(
+        "netcode/generic_delta_decode_1000_quarter_moving_predicted",
+        |b| {
+            b.iter(|| {
+                replication::decode_predicted(
+                    &layout,
+                    black_box(&g_baseline),
+                    reference,
+                    black_box(&g_predicted),
+                )
+                .expect("decodes")
+            })
+        },
+    );
     eprintln!(
-        "bytes: delta {}; keyframe {}",
+        "bytes: delta {}; predicted {}; keyframe {}",
         g_body.len(),
+        g_predicted.len(),
         g_keyframe.len()
     );
 }

@@ -969,13 +969,21 @@ pub struct Reference<'a> {
 /// rounding halves up, clamped to `0..=max` (exact integers: the client computes the
 /// same).
 fn extrapolate(b: u32, r: u32, ahead: u32, behind: u32, max: u32) -> u32 {
-    let (d, ahead, behind) = (
-        i128::from(b) - i128::from(r),
-        i128::from(ahead),
-        i128::from(behind.max(1)),
-    );
-    let step = (2 * d * ahead + behind).div_euclid(2 * behind);
-    (i128::from(b) + step).clamp(0, i128::from(max)) as u32
+    let d = i64::from(b) - i64::from(r);
+    let (ahead, behind) = (i64::from(ahead), i64::from(behind.max(1)));
+    let step = if behind == 1 {
+        // The usual reference, a snapshot before the baseline: (2·d·ahead + 1) / 2 rounds
+        // down to d·ahead. Saturating only where the sum is far outside the grid anyway.
+        d.saturating_mul(ahead)
+    } else if ahead < 1 << 20 {
+        // |2·d·ahead| < 2^53: exact in 64 bits.
+        (2 * d * ahead + behind).div_euclid(2 * behind)
+    } else {
+        let (d, ahead, behind) = (i128::from(d), i128::from(ahead), i128::from(behind));
+        let step = (2 * d * ahead + behind).div_euclid(2 * behind);
+        i64::try_from(step).unwrap_or(if step < 0 { i64::MIN } else { i64::MAX })
+    };
+    i64::from(b).saturating_add(step).clamp(0, i64::from(max)) as u32
 }
 
 /// Fills `out` with the prediction of an entity of `mask`: its baseline `base`, with
@@ -1934,5 +1942,54 @@ impl Requests {
             values,
             lists,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::extrapolate;
+
+    /// protocol.md's formula, in integers that cannot overflow.
+    fn by_the_document(b: u32, r: u32, ahead: u32, behind: u32, max: u32) -> u32 {
+        let (b128, d) = (i128::from(b), i128::from(b) - i128::from(r));
+        let (ahead, behind) = (i128::from(ahead), i128::from(behind));
+        let step = (2 * d * ahead + behind).div_euclid(2 * behind);
+        (b128 + step).clamp(0, i128::from(max)) as u32
+    }
+
+    #[test]
+    fn extrapolation_is_the_documented_formula_on_every_path() {
+        let values = [
+            0,
+            1,
+            2,
+            511,
+            512,
+            1023,
+            40_000,
+            65_535,
+            u32::MAX - 1,
+            u32::MAX,
+        ];
+        let aheads = [1, 2, 3, 6, (1 << 20) - 1, 1 << 20, u32::MAX];
+        let behinds = [1, 2, 3, 7, 255];
+        for &b in &values {
+            for &r in &values {
+                for &ahead in &aheads {
+                    for &behind in &behinds {
+                        for max in [1023, 65_535, u32::MAX] {
+                            assert_eq!(
+                                extrapolate(b, r, ahead, behind, max),
+                                by_the_document(b, r, ahead, behind, max),
+                                "b {b} r {r} ahead {ahead} behind {behind} max {max}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        // Halves round up: a motion of 1 over 2 ticks, carried 1 tick on, is +1; -1, 0.
+        assert_eq!(extrapolate(10, 9, 1, 2, 100), 11);
+        assert_eq!(extrapolate(10, 11, 1, 2, 100), 10);
     }
 }
