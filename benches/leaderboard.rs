@@ -23,7 +23,7 @@ use std::time::Instant;
 use outpost_cloud::store::{BoardOp, BoardWrite, ResultWrite};
 use outpost_cloud::{RedisStore, Store};
 
-const OPS: u64 = 40_000;
+const OPS: u64 = 400_000;
 const CLIENTS: u64 = 32;
 const ENTRIES: u64 = 10_000;
 

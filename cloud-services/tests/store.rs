@@ -475,6 +475,51 @@ async fn play_conformance(store: Arc<dyn Store>) {
         0
     );
 
+    // Many results at once (the Redis store applies them in batches of a script call
+    // each): every one applied once, each player's write and history there, and
+    // deliveries again all refused as applied before.
+    let crowd = |m: u64| ResultWrite {
+        match_id: 1_000 + m,
+        boards: vec![BoardWrite {
+            board: "crowd:all".into(),
+            ..board(500 + m, m as f64, m, BoardOp::Best)
+        }],
+        players: vec![500 + m],
+        result_json: format!("{{\"m\":{m}}}"),
+        ..write.clone()
+    };
+    for round in [true, false] {
+        let tasks: Vec<_> = (0..300)
+            .map(|m| {
+                let (store, write) = (store.clone(), crowd(m));
+                tokio::spawn(async move { store.apply_result(&write).await.expect("works") })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(
+                task.await.expect("task"),
+                round,
+                "first delivery applies, later ones not"
+            );
+        }
+    }
+    let (top, total) = store.board_page("crowd:all", 0, 3).await.expect("works");
+    assert_eq!(total, 300);
+    assert_eq!(
+        top.iter()
+            .map(|e| (e.player_id, e.score))
+            .collect::<Vec<_>>(),
+        vec![(799, 299.0), (798, 298.0), (797, 297.0)]
+    );
+    for m in [0, 150, 299] {
+        assert_eq!(
+            store.history(500 + m, 10).await.expect("works"),
+            vec![1_000 + m]
+        );
+        let json = store.result(1_000 + m).await.expect("works");
+        assert_eq!(json, Some(format!("{{\"m\":{m}}}")));
+    }
+
     // Replays: indexed once, by match and player.
     let meta = ReplayMeta {
         match_id: 7,
@@ -521,6 +566,57 @@ async fn the_redis_store_conforms() {
         .await
         .expect("works");
     assert!(keys.is_empty(), "{keys:?}");
+    a_failing_result_in_a_batch_fails_alone(&play, &mut raw).await;
+}
+
+/// Results that reach Redis together share one script call; one that fails there (its
+/// board's key holds something else) fails alone, with the store's error, and the others
+/// of its batch are applied.
+async fn a_failing_result_in_a_batch_fails_alone(
+    store: &RedisStore,
+    raw: &mut redis::aio::MultiplexedConnection,
+) {
+    redis::cmd("SET")
+        .arg("outpost-play:{play}:lb:spoiled:all")
+        .arg("not a board")
+        .query_async::<()>(raw)
+        .await
+        .expect("works");
+    let write = |m: u64, board: &str| ResultWrite {
+        match_id: 5_000 + m,
+        mode: "arena".into(),
+        ratings: Vec::new(),
+        boards: vec![BoardWrite {
+            board: board.into(),
+            op: BoardOp::Best,
+            player_id: 900 + m,
+            value: m as f64,
+            at_ms: m,
+            expire_at: 0,
+        }],
+        players: Vec::new(),
+        result_json: "{}".into(),
+    };
+    let tasks: Vec<_> = (0..100)
+        .map(|m| {
+            let store = store.clone();
+            let w = write(m, if m == 50 { "spoiled:all" } else { "fine:all" });
+            tokio::spawn(async move { store.apply_result(&w).await })
+        })
+        .collect();
+    for (m, task) in tasks.into_iter().enumerate() {
+        let outcome = task.await.expect("task");
+        if m == 50 {
+            let error = outcome.expect_err("its board is not a board");
+            assert!(error.0.contains("WRONGTYPE"), "{error}");
+        } else {
+            assert_eq!(outcome.ok(), Some(true), "result {m}");
+        }
+    }
+    assert_eq!(
+        store.board_page("fine:all", 0, 1).await.expect("works").1,
+        99
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -102,49 +102,79 @@ end
 return 0
 ";
 
-/// Applies a result once. KEYS[1]: the result marker, KEYS[2]: the mode's ratings, then
-/// whatever the payload's indices name. ARGV[1]: the result, ARGV[2]: the payload. A board
-/// write that changes its top page drops the page [`TOP_PAGE_READ`] keeps.
-const APPLY_RESULT: &str = r"
+/// Applies a batch of results, each once. ARGV[1]: how many; ARGV[2]: how long a
+/// player's history is kept; then per result the number of its keys, the number of its
+/// arguments, and those: the result, the ratings (a count, then player and rating for
+/// each), the board writes (a count, then for each the indices of its board, members
+/// and top-page keys among the result's, its operation, player, value, member and
+/// expiry), the histories (a count, the match, then each list's key index). Each
+/// result's keys follow the previous one's in KEYS: its marker, the mode's ratings, then
+/// what its indices name. A board write that changes its top page drops the page
+/// [`TOP_PAGE_READ`] keeps. Answers per result: 1 applied, 0 applied before, or the error
+/// that stopped it (one result's error does not stop the others').
+const APPLY_RESULTS: &str = r"
 local TOP_PAGE = 100
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
-local p = cjson.decode(ARGV[2])
-for _, r in ipairs(p.ratings) do redis.call('HSET', KEYS[2], r[1], r[2]) end
-for _, o in ipairs(p.boards) do
-  local z, h, op, player = KEYS[o[1]], KEYS[o[2]], o[3], o[4]
-  local value, member, expire = tonumber(o[5]), o[6], tonumber(o[7])
-  local top = KEYS[o[8]]
-  local m = redis.call('HGET', h, player)
-  local old = nil
-  if m then old = tonumber(redis.call('ZSCORE', z, m)) end
-  local new = nil
-  if op == 'best' then
-    if (not old) or value > old then new = value end
-  elseif op == 'set' then new = value
-  else new = (old or 0) + value end
-  if new then
-    -- The kept top page goes if the entry was or is in it.
-    local stale = false
-    if m then
-      local r = redis.call('ZREVRANK', z, m)
-      stale = r and r < TOP_PAGE
-      redis.call('ZREM', z, m)
+local keep = tonumber(ARGV[2])
+local function apply(base, a)
+  local function K(i) return KEYS[base + tonumber(i)] end
+  local function take() a = a + 1; return ARGV[a] end
+  if not redis.call('SET', K(1), take(), 'NX') then return 0 end
+  for _ = 1, tonumber(take()) do redis.call('HSET', K(2), take(), take()) end
+  for _ = 1, tonumber(take()) do
+    local z, h, top = K(take()), K(take()), K(take())
+    local op, player, value, member = take(), take(), tonumber(take()), take()
+    local expire = tonumber(take())
+    local m = redis.call('HGET', h, player)
+    local old = nil
+    if m then old = tonumber(redis.call('ZSCORE', z, m)) end
+    local new = nil
+    if op == 'best' then
+      if (not old) or value > old then new = value end
+    elseif op == 'set' then new = value
+    else new = (old or 0) + value end
+    if new then
+      -- The kept top page goes if the entry was or is in it.
+      local stale = false
+      if m then
+        local r = redis.call('ZREVRANK', z, m)
+        stale = r and r < TOP_PAGE
+        redis.call('ZREM', z, m)
+      end
+      redis.call('ZADD', z, new, member)
+      redis.call('HSET', h, player, member)
+      if stale or redis.call('ZREVRANK', z, member) < TOP_PAGE then redis.call('DEL', top) end
     end
-    redis.call('ZADD', z, new, member)
-    redis.call('HSET', h, player, member)
-    if stale or redis.call('ZREVRANK', z, member) < TOP_PAGE then redis.call('DEL', top) end
+    if expire > 0 then
+      redis.call('EXPIREAT', z, expire)
+      redis.call('EXPIREAT', h, expire)
+      redis.call('EXPIREAT', top, expire)
+    end
   end
-  if expire > 0 then
-    redis.call('EXPIREAT', z, expire)
-    redis.call('EXPIREAT', h, expire)
-    redis.call('EXPIREAT', top, expire)
+  local histories = tonumber(take())
+  if histories > 0 then
+    local match = take()
+    for _ = 1, histories do
+      local list = K(take())
+      redis.call('LPUSH', list, match)
+      redis.call('LTRIM', list, 0, keep - 1)
+    end
   end
+  return 1
 end
-for _, x in ipairs(p.history) do
-  redis.call('LPUSH', KEYS[x[1]], x[2])
-  redis.call('LTRIM', KEYS[x[1]], 0, tonumber(p.keep) - 1)
+local out, base, at = {}, 0, 2
+for i = 1, tonumber(ARGV[1]) do
+  local keys, args = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
+  local ok, applied = pcall(apply, base, at + 2)
+  if ok then
+    out[i] = applied
+  elseif type(applied) == 'table' and applied.err then
+    out[i] = applied.err
+  else
+    out[i] = tostring(applied)
+  end
+  base, at = base + keys, at + 2 + args
 end
-return 1
+return out
 ";
 
 /// Entries of a board's top page, kept as one string beside the board.
@@ -301,7 +331,36 @@ pub struct RedisStore {
     next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     prefix: String,
     durability: Durability,
+    /// Results waiting to be applied, and the batch senders running.
+    results: std::sync::Arc<std::sync::Mutex<ResultBatches>>,
 }
+
+/// A result ready for [`APPLY_RESULTS`].
+struct PreparedResult {
+    keys: Vec<String>,
+    args: Vec<String>,
+}
+
+/// Where a result's outcome goes.
+type ResultAnswer = tokio::sync::oneshot::Sender<Result<bool, StoreError>>;
+
+/// Results queued for the store: applied in batches, one script call each, so that many
+/// concurrent results cost the server one call and the link one round trip.
+#[derive(Default)]
+struct ResultBatches {
+    queue: Vec<(PreparedResult, ResultAnswer)>,
+    in_flight: usize,
+}
+
+/// Batches of results on their way at once (one per connection).
+const RESULT_BATCHES_IN_FLIGHT: usize = CONNECTIONS;
+/// Most results in one batch.
+const MAX_RESULT_BATCH: usize = 64;
+/// Most results waiting for a batch; more are refused (the edges' outboxes retry).
+const MAX_QUEUED_RESULTS: usize = 4096;
+
+static APPLY_RESULTS_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(APPLY_RESULTS));
 
 impl RedisStore {
     /// Connects to `url`: one server (`redis://host:port/db`) or a Redis Cluster
@@ -339,6 +398,7 @@ impl RedisStore {
             next: std::sync::Arc::default(),
             prefix: prefix.to_owned(),
             durability: Durability::default(),
+            results: std::sync::Arc::default(),
         })
     }
 
@@ -391,6 +451,148 @@ impl RedisStore {
             .or(all.first())
             .cloned()
             .ok_or_else(|| StoreError("no primary answered CONFIG GET".into()))
+    }
+
+    /// A result's keys (its marker first) and arguments for [`APPLY_RESULTS`], its key
+    /// indices counted from its own first key.
+    fn prepare_result(&self, write: &ResultWrite) -> PreparedResult {
+        let mut keys = vec![
+            self.play_key(&format!("result:{}", write.match_id)),
+            self.play_key(&format!("ratings:{}", write.mode)),
+        ];
+        let index = |keys: &mut Vec<String>, key: String| {
+            keys.push(key);
+            keys.len().to_string()
+        };
+        let mut args = Vec::with_capacity(4 + 2 * write.ratings.len() + 8 * write.boards.len());
+        args.push(write.result_json.clone());
+        args.push(write.ratings.len().to_string());
+        for (player, rating) in &write.ratings {
+            args.push(player.to_string());
+            args.push(format!("{}:{}", rating.mu, rating.sigma));
+        }
+        args.push(write.boards.len().to_string());
+        for w in &write.boards {
+            args.push(index(&mut keys, self.play_key(&format!("lb:{}", w.board))));
+            args.push(index(
+                &mut keys,
+                self.play_key(&format!("lb:{}:members", w.board)),
+            ));
+            args.push(index(
+                &mut keys,
+                self.play_key(&format!("lb:{}:top", w.board)),
+            ));
+            args.push(
+                match w.op {
+                    BoardOp::Best => "best",
+                    BoardOp::Set => "set",
+                    BoardOp::Incr => "incr",
+                }
+                .to_owned(),
+            );
+            args.push(w.player_id.to_string());
+            args.push(w.value.to_string());
+            args.push(super::board_member(w.at_ms, w.player_id));
+            args.push(w.expire_at.to_string());
+        }
+        args.push(write.players.len().to_string());
+        if !write.players.is_empty() {
+            args.push(write.match_id.to_string());
+            for player in &write.players {
+                args.push(index(
+                    &mut keys,
+                    self.play_key(&format!("history:{player}")),
+                ));
+            }
+        }
+        PreparedResult { keys, args }
+    }
+
+    /// Queues a result for the next batch, and starts a batch sender if fewer than
+    /// [`RESULT_BATCHES_IN_FLIGHT`] run. Refused when [`MAX_QUEUED_RESULTS`] wait already.
+    fn enqueue_result(
+        &self,
+        result: PreparedResult,
+        answer: ResultAnswer,
+    ) -> Result<(), StoreError> {
+        let mut batches = self.results.lock().unwrap_or_else(|e| e.into_inner());
+        if batches.queue.len() >= MAX_QUEUED_RESULTS {
+            return Err(StoreError("too many results waiting for the store".into()));
+        }
+        batches.queue.push((result, answer));
+        if batches.in_flight < RESULT_BATCHES_IN_FLIGHT {
+            batches.in_flight += 1;
+            drop(batches);
+            // A task of its own: the batch carries other callers' results, and must not
+            // be cancelled with the caller that started it.
+            tokio::spawn(self.clone().send_result_batches());
+        }
+        Ok(())
+    }
+
+    /// Sends the queued results in batches until none is left.
+    async fn send_result_batches(self) {
+        loop {
+            let batch: Vec<(PreparedResult, ResultAnswer)> = {
+                let mut batches = self.results.lock().unwrap_or_else(|e| e.into_inner());
+                if batches.queue.is_empty() {
+                    batches.in_flight -= 1;
+                    return;
+                }
+                let n = batches.queue.len().min(MAX_RESULT_BATCH);
+                batches.queue.drain(..n).collect()
+            };
+            let (results, answers): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            match self.apply_results(&results).await {
+                Ok(outcomes) => {
+                    for (answer, outcome) in answers.into_iter().zip(outcomes) {
+                        let _ = answer.send(outcome);
+                    }
+                }
+                Err(e) => {
+                    for answer in answers {
+                        let _ = answer.send(Err(StoreError(e.0.clone())));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One [`APPLY_RESULTS`] call for a batch, then the wait for durability: what each
+    /// result came to.
+    async fn apply_results(
+        &self,
+        results: &[PreparedResult],
+    ) -> Result<Vec<Result<bool, StoreError>>, StoreError> {
+        let first = results
+            .first()
+            .and_then(|r| r.keys.first())
+            .ok_or_else(|| StoreError("an empty batch".into()))?;
+        let mut invocation = APPLY_RESULTS_SCRIPT.prepare_invoke();
+        invocation.arg(results.len()).arg(HISTORY_LEN);
+        for r in results {
+            for key in &r.keys {
+                invocation.key(key);
+            }
+            invocation.arg(r.keys.len()).arg(r.args.len());
+            for arg in &r.args {
+                invocation.arg(arg);
+            }
+        }
+        let mut redis = self.conn();
+        let outcomes: Vec<redis::Value> = invocation
+            .invoke_async(&mut redis)
+            .await
+            .map_err(redis_error)?;
+        // Acknowledged to the edges (which then delete their copies) only once durable.
+        self.made_durable(&redis, first).await?;
+        Ok((0..results.len())
+            .map(|i| match outcomes.get(i) {
+                Some(redis::Value::Int(applied)) => Ok(*applied == 1),
+                Some(other) => Err(StoreError(format!("result not applied: {other:?}"))),
+                None => Err(StoreError("no answer for the result".into())),
+            })
+            .collect())
     }
 
     /// One of the connections, in turn (for what must go over one connection, such as a
@@ -923,65 +1125,10 @@ impl Store for RedisStore {
 
     fn apply_result<'a>(&'a self, write: &'a ResultWrite) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let mut keys = vec![
-                self.play_key(&format!("result:{}", write.match_id)),
-                self.play_key(&format!("ratings:{}", write.mode)),
-            ];
-            let index = |keys: &mut Vec<String>, key: String| {
-                keys.push(key);
-                keys.len()
-            };
-            let ratings: Vec<(String, String)> = write
-                .ratings
-                .iter()
-                .map(|(p, r)| (p.to_string(), format!("{}:{}", r.mu, r.sigma)))
-                .collect();
-            let mut boards = Vec::with_capacity(write.boards.len());
-            for w in &write.boards {
-                let z = index(&mut keys, self.play_key(&format!("lb:{}", w.board)));
-                let h = index(&mut keys, self.play_key(&format!("lb:{}:members", w.board)));
-                let top = index(&mut keys, self.play_key(&format!("lb:{}:top", w.board)));
-                let op = match w.op {
-                    BoardOp::Best => "best",
-                    BoardOp::Set => "set",
-                    BoardOp::Incr => "incr",
-                };
-                boards.push(serde_json::json!([
-                    z,
-                    h,
-                    op,
-                    w.player_id.to_string(),
-                    w.value.to_string(),
-                    super::board_member(w.at_ms, w.player_id),
-                    w.expire_at.to_string(),
-                    top,
-                ]));
-            }
-            let mut history = Vec::with_capacity(write.players.len());
-            for player in &write.players {
-                let k = index(&mut keys, self.play_key(&format!("history:{player}")));
-                history.push(serde_json::json!([k, write.match_id.to_string()]));
-            }
-            let payload = serde_json::json!({
-                "ratings": ratings,
-                "boards": boards,
-                "history": history,
-                "keep": HISTORY_LEN.to_string(),
-            });
-            let script = redis::Script::new(APPLY_RESULT);
-            let mut invocation = script.prepare_invoke();
-            for key in &keys {
-                invocation.key(key);
-            }
-            invocation.arg(&write.result_json).arg(payload.to_string());
-            let mut redis = self.conn();
-            let applied: i64 = invocation
-                .invoke_async(&mut redis)
-                .await
-                .map_err(redis_error)?;
-            // Acknowledged to the edge (which then deletes its copy) only once durable.
-            self.made_durable(&redis, &keys[0]).await?;
-            Ok(applied == 1)
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.enqueue_result(self.prepare_result(write), tx)?;
+            rx.await
+                .map_err(|_| StoreError("the result's batch was dropped".into()))?
         })
     }
 
