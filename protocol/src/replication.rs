@@ -1090,6 +1090,19 @@ fn keep_probs(probs: Vec<u16>) {
     PROBS.set(probs);
 }
 
+/// `view` without the entities whose slots do not match their mask's layout: itself
+/// when all do (the edge's views always do), without copying it.
+fn fitting<'v>(layout: &Layout, view: &'v View) -> std::borrow::Cow<'v, View> {
+    if view.iter().all(|r| layout.fits(&r)) {
+        return std::borrow::Cow::Borrowed(view);
+    }
+    let mut fit = View::with_capacity(view.len(), view.slots.len());
+    for r in view.iter().filter(|r| layout.fits(r)) {
+        fit.push_record(r);
+    }
+    std::borrow::Cow::Owned(fit)
+}
+
 /// Encodes `current` against `baseline`. Returns the body bytes. Entities whose slots
 /// do not match their mask's layout are left out rather than corrupting the body.
 pub fn encode(layout: &Layout, baseline: &View, current: &View) -> Vec<u8> {
@@ -1104,9 +1117,8 @@ pub fn encode_predicted(
     reference: Option<Reference<'_>>,
     current: &View,
 ) -> Vec<u8> {
-    let fits = |r: &Record<'_>| layout.fits(r);
-    let base: Vec<Record<'_>> = baseline.iter().filter(|r| fits(r)).collect();
-    let cur: Vec<Record<'_>> = current.iter().filter(|r| fits(r)).collect();
+    let (base, cur) = (fitting(layout, baseline), fitting(layout, current));
+    let (base, cur): (&View, &View) = (&base, &cur);
     // New entries: absent from the baseline, or there with other components.
     let mut new: Vec<usize> = Vec::new();
     let mut b = 0usize;
@@ -1123,7 +1135,7 @@ pub fn encode_predicted(
     range::unsigned(&mut e, &mut probs[P_NEW_COUNT..P_NEW_GAP], new.len() as u64);
     let mut previous = 0u32;
     for &i in &new {
-        let id = cur[i].id.0;
+        let id = cur.get(i).map_or(0, |r| r.id.0);
         range::unsigned(
             &mut e,
             &mut probs[P_NEW_GAP..P_MASK],
@@ -1137,7 +1149,7 @@ pub fn encode_predicted(
     let (mut b, mut n, mut touched) = (0usize, 0usize, false);
     let mut c_i = 0usize;
     loop {
-        let next_new = new.get(n).map(|&i| cur[i].id);
+        let next_new = new.get(n).and_then(|&i| cur.get(i)).map(|r| r.id);
         match (base.get(b), next_new) {
             (Some(old), next) if next.is_none_or(|id| old.id <= id) => {
                 // Advance through the current view to this baseline entity.
@@ -1158,7 +1170,7 @@ pub fn encode_predicted(
                 if let Some(now) = now {
                     scratch.clear();
                     scratch.extend_from_slice(now.slots);
-                    let pred = predictor.base(layout, *old).unwrap_or(old.slots);
+                    let pred = predictor.base(layout, old).unwrap_or(old.slots);
                     let _ = code_changed(
                         &mut e,
                         layout,
@@ -1172,7 +1184,7 @@ pub fn encode_predicted(
                 }
             }
             (_, Some(_)) => {
-                let r = cur[new[n]];
+                let Some(r) = cur.get(new[n]) else { break };
                 n += 1;
                 let mask = code_mask(
                     &mut e,
