@@ -845,8 +845,9 @@ fn coded_components(
 
 /// Codes a changed entry's components (the encoder gives `out` the current slots; the
 /// decoder the baseline's, overwritten as it reads). What changed is decided against
-/// `base`, the baseline's slots; changed fields are coded as differences from `pred`,
-/// the baseline extrapolated along the entity's motion (or the baseline itself).
+/// `base`, the baseline's slots; a changed field is coded as a difference from its
+/// baseline value, or with `motion` (the entity's slots in the reference, and the spans)
+/// from its prediction ([`predicted`]).
 #[allow(
     clippy::too_many_arguments,
     reason = "one call per side of the coder: the tables, the mask and the three slot runs"
@@ -857,17 +858,17 @@ fn code_changed<C: Coder>(
     probs: &mut [u16],
     mask: u64,
     base: &[u32],
-    pred: &[u32],
+    motion: Option<Motion<'_>>,
     cur: Option<&[u32]>,
     out: &mut [u32],
 ) -> Result<(), DeltaError> {
+    let mut guess = [0u32; 4];
     for coded in coded_components(layout, mask) {
         let (comp, (changed_at, fields_at), range) = coded?;
         if comp.fields.is_empty() {
             continue;
         }
         let b = &base[range.clone()];
-        let p = &pred[range.clone()];
         let differs = cur.is_some_and(|s| !same(b, &s[range.clone()]));
         if !c.bit(&mut probs[*changed_at], differs) {
             continue;
@@ -884,13 +885,12 @@ fn code_changed<C: Coder>(
                 }
             }
             let (d, _) = field_probs(f.coding);
-            code_delta(
-                c,
-                &mut probs[delta..delta + d],
-                f.coding,
-                &p[lo..hi],
-                &mut o[lo..hi],
-            )?;
+            let at = range.start + lo..range.start + hi;
+            let p = match motion {
+                Some(m) => predicted(f.coding, &b[lo..hi], &m.reference[at], m, &mut guess),
+                None => &b[lo..hi],
+            };
+            code_delta(c, &mut probs[delta..delta + d], f.coding, p, &mut o[lo..hi])?;
         }
     }
     Ok(())
@@ -986,88 +986,70 @@ fn extrapolate(b: u32, r: u32, ahead: u32, behind: u32, max: u32) -> u32 {
     i64::from(b).saturating_add(step).clamp(0, i64::from(max)) as u32
 }
 
-/// Fills `out` with the prediction of an entity of `mask`: its baseline `base`, with
-/// every vector field and every rotation whose dropped component is the same in both
-/// extrapolated from `reference` (its slots in the older view, same components).
-fn predict(
-    layout: &Layout,
-    mask: u64,
-    base: &[u32],
-    reference: &[u32],
+/// An entity's slots in the reference view, and the spans its motion is carried over.
+#[derive(Debug, Clone, Copy)]
+struct Motion<'a> {
+    reference: &'a [u32],
     ahead: u32,
     behind: u32,
-    out: &mut Vec<u32>,
-) -> Result<(), DeltaError> {
-    out.clear();
-    out.extend_from_slice(base);
-    for coded in coded_components(layout, mask) {
-        let (comp, _, range) = coded?;
-        for (k, f) in comp.fields.iter().enumerate() {
-            let (lo, hi) = field_slots(f, comp.fields.get(k + 1), &base[range.clone()]);
-            let (lo, hi) = (range.start + lo, range.start + hi);
-            let (b, r) = (&base[lo..hi], &reference[lo..hi]);
-            match f.coding {
-                Coding::Vec3 { max, .. } => {
-                    for a in 0..3 {
-                        out[lo + a] = extrapolate(b[a], r[a], ahead, behind, max[a]);
-                    }
-                }
-                Coding::Rotation { bits } if b[0] == r[0] => {
-                    let top = (1u32 << bits) - 1;
-                    for a in 1..4 {
-                        out[lo + a] = extrapolate(b[a], r[a], ahead, behind, top);
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(())
 }
 
-/// What each changed baseline entity's fields are coded against: walking the reference
-/// view alongside the baseline (entities asked for in id order), the entity's slots
-/// extrapolated from its record there when it has one with the same components, else
-/// the baseline's slots as they are.
+/// What a changed field is coded against: a vector extrapolated from its reference
+/// value `r`, a rotation too if its dropped component is the same in both; anything else,
+/// the baseline value `b`. `guess` holds an extrapolated value.
+fn predicted<'g>(
+    coding: Coding,
+    b: &'g [u32],
+    r: &[u32],
+    m: Motion<'_>,
+    guess: &'g mut [u32; 4],
+) -> &'g [u32] {
+    match coding {
+        Coding::Vec3 { max, .. } if b.len() == 3 && r.len() == 3 => {
+            for a in 0..3 {
+                guess[a] = extrapolate(b[a], r[a], m.ahead, m.behind, max[a]);
+            }
+            &guess[..3]
+        }
+        Coding::Rotation { bits } if b.len() == 4 && r.len() == 4 && b[0] == r[0] => {
+            let top = (1u32 << bits) - 1;
+            guess[0] = b[0];
+            for a in 1..4 {
+                guess[a] = extrapolate(b[a], r[a], m.ahead, m.behind, top);
+            }
+            &guess[..4]
+        }
+        _ => b,
+    }
+}
+
+/// Walks the reference view alongside the baseline (entities asked for in id order):
+/// each changed baseline entity's record there, if it has one with the same components,
+/// as the [`Motion`] its changed fields are predicted from.
 struct Predictor<'a> {
     reference: Option<Reference<'a>>,
     at: usize,
-    predicted: Vec<u32>,
 }
 
 impl<'a> Predictor<'a> {
     fn new(reference: Option<Reference<'a>>) -> Self {
-        Self {
-            reference,
-            at: 0,
-            predicted: Vec::new(),
-        }
+        Self { reference, at: 0 }
     }
 
-    fn base<'s>(&'s mut self, layout: &Layout, old: Record<'s>) -> Result<&'s [u32], DeltaError> {
-        let Some(how) = self.reference else {
-            return Ok(old.slots);
-        };
+    fn motion(&mut self, layout: &Layout, old: Record<'_>) -> Option<Motion<'a>> {
+        let how = self.reference?;
         while how.view.get(self.at).is_some_and(|r| r.id < old.id) {
             self.at += 1;
         }
-        let Some(r) = how
+        let r = how
             .view
             .get(self.at)
-            .filter(|r| r.id == old.id && r.mask == old.mask && layout.fits(r))
-        else {
-            return Ok(old.slots);
-        };
-        predict(
-            layout,
-            old.mask,
-            old.slots,
-            r.slots,
-            how.ahead,
-            how.behind,
-            &mut self.predicted,
-        )?;
-        Ok(&self.predicted)
+            .filter(|r| r.id == old.id && r.mask == old.mask && layout.fits(r))?;
+        Some(Motion {
+            reference: r.slots,
+            ahead: how.ahead,
+            behind: how.behind,
+        })
     }
 }
 
@@ -1170,14 +1152,14 @@ pub fn encode_predicted(
                 if let Some(now) = now {
                     scratch.clear();
                     scratch.extend_from_slice(now.slots);
-                    let pred = predictor.base(layout, old).unwrap_or(old.slots);
+                    let motion = predictor.motion(layout, old);
                     let _ = code_changed(
                         &mut e,
                         layout,
                         &mut probs,
                         old.mask,
                         old.slots,
-                        pred,
+                        motion,
                         Some(now.slots),
                         &mut scratch,
                     );
@@ -1270,9 +1252,9 @@ pub fn decode_predicted(
                 }
                 slots.clear();
                 slots.extend_from_slice(old.slots);
-                let pred = predictor.base(layout, old)?;
+                let motion = predictor.motion(layout, old);
                 code_changed(
-                    &mut d, layout, &mut probs, old.mask, old.slots, pred, None, &mut slots,
+                    &mut d, layout, &mut probs, old.mask, old.slots, motion, None, &mut slots,
                 )?;
                 view.push(old.id, old.mask, &slots);
             }
