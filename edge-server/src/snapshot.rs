@@ -300,11 +300,9 @@ impl ClientSnapshots {
         let layout = frame.layout;
         let (owner_mask, others_mask) = (layout.owner_mask(), layout.others_mask());
         let empty = View::new();
-        let (baseline_tick, baseline) = match sent.iter().find(|s| s.tick == *acked) {
-            Some(s) => (s.tick, &s.view),
-            None => (0, &empty),
-        };
-        let reference = reference_for(sent, baseline_tick, frame.tick);
+        let base = sent.iter().find(|s| s.tick == *acked);
+        let (baseline_tick, baseline) = base.map_or((0, &empty), |s| (s.tick, &s.view));
+        let reference = base.and_then(|base| reference_for(sent, base, frame.tick));
         let own_index = frame.records.find_index(own);
         let center = own_index
             .and_then(|i| frame.positions.get(i).copied())
@@ -485,22 +483,19 @@ impl ClientSnapshots {
     }
 }
 
-/// The reference for a snapshot of `tick` against the baseline of `baseline_tick`: the
-/// newest view sent whole that the client acknowledged before the baseline (within a
-/// gap's reach), with its gap. None for a keyframe, or a baseline that deferred
-/// entities (its values for them are older than its tick: a motion measured to them
-/// would be wrong). Measured on the cube scene: the motion over the last step predicts
+/// The reference for a snapshot of `tick` against `baseline`: the newest view sent whole
+/// that the client acknowledged before the baseline (within a gap's reach), with its gap.
+/// None for a baseline that deferred entities (its values for them are older than its
+/// tick: a motion measured to them would be wrong). Measured on the cube scene: the motion over the last step predicts
 /// the next ones better than over a longer span ending at the baseline, even when the
 /// baseline is a round trip old.
-fn reference_for(
-    sent: &VecDeque<Sent>,
-    baseline_tick: u32,
+fn reference_for<'s>(
+    sent: &'s VecDeque<Sent>,
+    baseline: &Sent,
     tick: u32,
-) -> Option<(u8, replication::Reference<'_>)> {
-    if baseline_tick == 0 || tick <= baseline_tick {
-        return None;
-    }
-    if !sent.iter().any(|s| s.tick == baseline_tick && s.whole) {
+) -> Option<(u8, replication::Reference<'s>)> {
+    let baseline_tick = baseline.tick;
+    if !baseline.whole || tick <= baseline_tick {
         return None;
     }
     let s = sent

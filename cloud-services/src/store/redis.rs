@@ -589,6 +589,10 @@ impl RedisStore {
         Ok((0..results.len())
             .map(|i| match outcomes.get(i) {
                 Some(redis::Value::Int(applied)) => Ok(*applied == 1),
+                Some(redis::Value::BulkString(error)) => Err(StoreError(format!(
+                    "result not applied: {}",
+                    String::from_utf8_lossy(error)
+                ))),
                 Some(other) => Err(StoreError(format!("result not applied: {other:?}"))),
                 None => Err(StoreError("no answer for the result".into())),
             })
