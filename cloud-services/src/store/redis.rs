@@ -359,8 +359,31 @@ const MAX_RESULT_BATCH: usize = 64;
 /// Most results waiting for a batch; more are refused (the edges' outboxes retry).
 const MAX_QUEUED_RESULTS: usize = 4096;
 
-static APPLY_RESULTS_SCRIPT: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(APPLY_RESULTS));
+/// The store's scripts, each with its SHA-1 (what `EVALSHA` names it by) computed once
+/// per process rather than on every call.
+struct Scripts {
+    next_id: redis::Script,
+    take_refresh: redis::Script,
+    put_ticket: redis::Script,
+    settle: redis::Script,
+    lease: redis::Script,
+    release: redis::Script,
+    apply_results: redis::Script,
+    top_page_read: redis::Script,
+    put_replay: redis::Script,
+}
+
+static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| Scripts {
+    next_id: redis::Script::new(NEXT_ID),
+    take_refresh: redis::Script::new(TAKE_REFRESH),
+    put_ticket: redis::Script::new(PUT_TICKET),
+    settle: redis::Script::new(SETTLE),
+    lease: redis::Script::new(LEASE),
+    release: redis::Script::new(RELEASE),
+    apply_results: redis::Script::new(APPLY_RESULTS),
+    top_page_read: redis::Script::new(TOP_PAGE_READ),
+    put_replay: redis::Script::new(PUT_REPLAY),
+});
 
 impl RedisStore {
     /// Connects to `url`: one server (`redis://host:port/db`) or a Redis Cluster
@@ -568,7 +591,7 @@ impl RedisStore {
             .first()
             .and_then(|r| r.keys.first())
             .ok_or_else(|| StoreError("an empty batch".into()))?;
-        let mut invocation = APPLY_RESULTS_SCRIPT.prepare_invoke();
+        let mut invocation = SCRIPTS.apply_results.prepare_invoke();
         invocation.arg(results.len()).arg(HISTORY_LEN);
         for r in results {
             for key in &r.keys {
@@ -694,7 +717,8 @@ impl RedisStore {
     /// The next id of the sequence kept at `key` (see [`super::id_floor`]).
     async fn next_in(&self, key: String) -> Result<u64, StoreError> {
         let mut redis = self.conn();
-        redis::Script::new(NEXT_ID)
+        SCRIPTS
+            .next_id
             .key(key)
             .arg(super::id_floor(now_ms()))
             .invoke_async(&mut redis)
@@ -818,7 +842,8 @@ impl Store for RedisStore {
         Box::pin(async move {
             let mut redis = self.conn();
             // One script: of two concurrent uses of one token, one is fresh.
-            let answer: String = redis::Script::new(TAKE_REFRESH)
+            let answer: String = SCRIPTS
+                .take_refresh
                 .key(self.key(&format!("refresh:{token_hash}")))
                 .key(self.key(&format!("revoked:{family}")))
                 .arg(family)
@@ -932,7 +957,7 @@ impl Store for RedisStore {
             // An active key outlives its ticket's search when the ticket settles early:
             // such a stale one is named in the next attempt, and overwritten.
             let mut stale = vec![String::new(); active.len()];
-            let script = redis::Script::new(PUT_TICKET);
+            let script = &SCRIPTS.put_ticket;
             for _ in 0..=active.len() {
                 let mut invocation = script.prepare_invoke();
                 invocation
@@ -1023,7 +1048,7 @@ impl Store for RedisStore {
             if updates.is_empty() {
                 return Ok(true);
             }
-            let script = redis::Script::new(SETTLE);
+            let script = &SCRIPTS.settle;
             let mut invocation = script.prepare_invoke();
             for update in updates {
                 invocation.key(self.mm_key(&format!("ticket:{}", update.id)));
@@ -1049,7 +1074,8 @@ impl Store for RedisStore {
     fn lease<'a>(&'a self, name: &'a str, holder: &'a str, ttl_ms: u64) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             let mut redis = self.conn();
-            let held: i64 = redis::Script::new(LEASE)
+            let held: i64 = SCRIPTS
+                .lease
                 .key(self.mm_key(&format!("lease:{name}")))
                 .arg(holder)
                 .arg(ttl_ms)
@@ -1063,7 +1089,8 @@ impl Store for RedisStore {
     fn release<'a>(&'a self, name: &'a str, holder: &'a str) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             let mut redis = self.conn();
-            let released: i64 = redis::Script::new(RELEASE)
+            let released: i64 = SCRIPTS
+                .release
                 .key(self.mm_key(&format!("lease:{name}")))
                 .arg(holder)
                 .invoke_async(&mut redis)
@@ -1168,7 +1195,8 @@ impl Store for RedisStore {
                 return Ok((Vec::new(), total));
             }
             if offset == 0 && limit <= TOP_PAGE {
-                let (page, total): (String, u64) = redis::Script::new(TOP_PAGE_READ)
+                let (page, total): (String, u64) = SCRIPTS
+                    .top_page_read
                     .key(&key)
                     .key(self.play_key(&format!("lb:{board}:top")))
                     .invoke_async(&mut self.conn())
@@ -1243,7 +1271,7 @@ impl Store for RedisStore {
     fn put_replay<'a>(&'a self, meta: &'a ReplayMeta) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             let json = serde_json::to_string(meta).map_err(json_error)?;
-            let script = redis::Script::new(PUT_REPLAY);
+            let script = &SCRIPTS.put_replay;
             let mut invocation = script.prepare_invoke();
             let replay = self.replay_key(&format!("replay:{}", meta.match_id));
             invocation.key(&replay);
