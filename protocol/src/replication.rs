@@ -850,7 +850,7 @@ fn coded_components(
 /// from its prediction ([`predicted`]).
 #[allow(
     clippy::too_many_arguments,
-    reason = "one call per side of the coder: the tables, the mask and the three slot runs"
+    reason = "one call per side of the coder: the tables, the mask, the baseline's, current and output slots and the motion"
 )]
 fn code_changed<C: Coder>(
     c: &mut C,
