@@ -49,8 +49,23 @@ impl Log {
     /// Panics, saying which process and what it waited for, if the process exits or the
     /// time passes first.
     pub async fn line(&mut self, needle: &str, within: Duration) -> String {
+        match self.wait_for(needle, within).await {
+            Ok(line) => line,
+            Err(Ended::Exited) => panic!(
+                "{} exited before logging `{needle}`; its last lines: {:?}",
+                self.name,
+                self.tail()
+            ),
+            Err(Ended::TimedOut) => {
+                panic!("{} did not log `{needle}` within {within:?}", self.name)
+            }
+        }
+    }
+
+    /// [`Log::line`], saying how it ended rather than panicking.
+    pub async fn wait_for(&mut self, needle: &str, within: Duration) -> Result<String, Ended> {
         if let Some(line) = self.seen[self.from..].iter().find(|l| l.contains(needle)) {
-            return line.clone();
+            return Ok(line.clone());
         }
         let found = tokio::time::timeout(within, async {
             while let Some(line) = self.incoming.recv().await {
@@ -64,9 +79,23 @@ impl Log {
         })
         .await;
         match found {
-            Ok(Some(line)) => line,
-            Ok(None) => panic!("{} exited before logging `{needle}`", self.name),
-            Err(_) => panic!("{} did not log `{needle}` within {within:?}", self.name),
+            Ok(Some(line)) => Ok(line),
+            Ok(None) => Err(Ended::Exited),
+            Err(_) => Err(Ended::TimedOut),
         }
     }
+
+    /// The last few lines it logged.
+    pub fn tail(&self) -> &[String] {
+        &self.seen[self.seen.len().saturating_sub(5)..]
+    }
+}
+
+/// How a wait for a line ended without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The process closed its stream.
+    Exited,
+    /// The time passed.
+    TimedOut,
 }

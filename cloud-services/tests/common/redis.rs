@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-pub use self::log::Log;
+pub use self::log::{Ended, Log};
 
 /// How long a server may take to start, a cluster to form or a replica to sync.
 const READY_WITHIN: Duration = Duration::from_secs(30);
@@ -23,6 +23,9 @@ fn free_port() -> u16 {
         .expect("addr")
         .port()
 }
+
+/// In [`RedisServer::start_with`]'s arguments: a free port of its own.
+pub const FREE_PORT: &str = "<free port>";
 
 /// A private Redis server, stopped and deleted on drop.
 pub struct RedisServer {
@@ -55,26 +58,49 @@ impl RedisServer {
 
     /// Starts one with extra arguments and waits (bounded) until it says it accepts
     /// connections.
+    /// An argument [`FREE_PORT`] becomes a free port of its own (a cluster node's bus).
+    /// A port found free can be taken before the server binds it (other tests start
+    /// servers at the same time): a server that exits before it is ready is started
+    /// again on fresh ports, a few times.
     pub async fn start_with(extra: &[&str]) -> Self {
-        let port = free_port();
-        let dir =
-            std::env::temp_dir().join(format!("outpost-redis-test-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp folder");
-        let extra: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
-        let (child, log) = Self::spawn(port, &dir, &extra);
-        let mut server = Self {
-            child: Some(child),
-            dir,
-            port,
-            extra,
-            log,
-            url: format!("redis://127.0.0.1:{port}/0"),
-        };
-        server
-            .log
-            .line("Ready to accept connections", READY_WITHIN)
-            .await;
-        server
+        const ATTEMPTS: usize = 4;
+        for attempt in 1..=ATTEMPTS {
+            let port = free_port();
+            let dir = std::env::temp_dir()
+                .join(format!("outpost-redis-test-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("temp folder");
+            let extra: Vec<String> = extra
+                .iter()
+                .map(|a| match *a {
+                    FREE_PORT => free_port().to_string(),
+                    a => a.to_owned(),
+                })
+                .collect();
+            let (child, log) = Self::spawn(port, &dir, &extra);
+            let mut server = Self {
+                child: Some(child),
+                dir,
+                port,
+                extra,
+                log,
+                url: format!("redis://127.0.0.1:{port}/0"),
+            };
+            match server
+                .log
+                .wait_for("Ready to accept connections", READY_WITHIN)
+                .await
+            {
+                Ok(_) => return server,
+                Err(Ended::Exited) if attempt < ATTEMPTS => {}
+                Err(_) => {
+                    server
+                        .log
+                        .line("Ready to accept connections", READY_WITHIN)
+                        .await;
+                }
+            }
+        }
+        unreachable!("the last attempt returns or panics")
     }
 
     fn spawn(port: u16, dir: &PathBuf, extra: &[String]) -> (Child, Log) {
@@ -163,11 +189,10 @@ impl RedisCluster {
         for _ in 0..6 {
             // The cluster bus gets a free port of its own (by default it is the port +
             // 10000, which need not be free, nor below 65536).
-            let bus = free_port().to_string();
             nodes.push(
                 RedisServer::start_with(&[
                     "--cluster-port",
-                    &bus,
+                    FREE_PORT,
                     "--cluster-enabled",
                     "yes",
                     "--cluster-config-file",
