@@ -105,25 +105,29 @@ return 0
 /// Applies a batch of results, each once. ARGV[1]: how many; ARGV[2]: how long a
 /// player's history is kept; then per result the number of its keys, the number of its
 /// arguments, and those: the result, the ratings (a count, then player and rating for
-/// each), the board writes (a count, then for each the indices of its board, members
-/// and top-page keys among the result's, its operation, player, value, member and
-/// expiry), the histories (a count, the match, then each list's key index). Each
-/// result's keys follow the previous one's in KEYS: its marker, the mode's ratings, then
-/// what its indices name. A board write that changes its top page drops the page
+/// each), the board writes (a count, then for each its operation, player, value, member
+/// and expiry), the histories (a count, then the match). Each result's keys follow the
+/// previous one's in KEYS, in the order its arguments use them: its marker, the mode's
+/// ratings, each board write's board, members and top page, then each history list.
+/// The script keeps no closure or table per result: two cursors walk KEYS and ARGV
+/// (measured: a result costs the server a tenth less than with key indices passed and
+/// closures made per result). A board write that changes its top page drops the page
 /// [`TOP_PAGE_READ`] keeps. Answers per result: 1 applied, 0 applied before, or the error
 /// that stopped it (one result's error does not stop the others').
 const APPLY_RESULTS: &str = r"
 local TOP_PAGE = 100
 local keep = tonumber(ARGV[2])
-local function apply(base, a)
-  local function K(i) return KEYS[base + tonumber(i)] end
-  local function take() a = a + 1; return ARGV[a] end
-  if not redis.call('SET', K(1), take(), 'NX') then return 0 end
-  for _ = 1, tonumber(take()) do redis.call('HSET', K(2), take(), take()) end
-  for _ = 1, tonumber(take()) do
-    local z, h, top = K(take()), K(take()), K(take())
-    local op, player, value, member = take(), take(), tonumber(take()), take()
-    local expire = tonumber(take())
+local k, a = 0, 0
+local function key() k = k + 1; return KEYS[k] end
+local function arg() a = a + 1; return ARGV[a] end
+local function apply()
+  if not redis.call('SET', key(), arg(), 'NX') then return 0 end
+  local ratings = key()
+  for _ = 1, tonumber(arg()) do redis.call('HSET', ratings, arg(), arg()) end
+  for _ = 1, tonumber(arg()) do
+    local z, h, top = key(), key(), key()
+    local op, player, value, member = arg(), arg(), tonumber(arg()), arg()
+    local expire = tonumber(arg())
     local m = redis.call('HGET', h, player)
     local old = nil
     if m then old = tonumber(redis.call('ZSCORE', z, m)) end
@@ -150,11 +154,11 @@ local function apply(base, a)
       redis.call('EXPIREAT', top, expire)
     end
   end
-  local histories = tonumber(take())
+  local histories = tonumber(arg())
   if histories > 0 then
-    local match = take()
+    local match = arg()
     for _ = 1, histories do
-      local list = K(take())
+      local list = key()
       redis.call('LPUSH', list, match)
       redis.call('LTRIM', list, 0, keep - 1)
     end
@@ -164,7 +168,8 @@ end
 local out, base, at = {}, 0, 2
 for i = 1, tonumber(ARGV[1]) do
   local keys, args = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
-  local ok, applied = pcall(apply, base, at + 2)
+  k, a = base, at + 2
+  local ok, applied = pcall(apply)
   if ok then
     out[i] = applied
   elseif type(applied) == 'table' and applied.err then
@@ -483,10 +488,6 @@ impl RedisStore {
             self.play_key(&format!("result:{}", write.match_id)),
             self.play_key(&format!("ratings:{}", write.mode)),
         ];
-        let index = |keys: &mut Vec<String>, key: String| {
-            keys.push(key);
-            keys.len().to_string()
-        };
         let mut args = Vec::with_capacity(4 + 2 * write.ratings.len() + 8 * write.boards.len());
         args.push(write.result_json.clone());
         args.push(write.ratings.len().to_string());
@@ -496,15 +497,9 @@ impl RedisStore {
         }
         args.push(write.boards.len().to_string());
         for w in &write.boards {
-            args.push(index(&mut keys, self.play_key(&format!("lb:{}", w.board))));
-            args.push(index(
-                &mut keys,
-                self.play_key(&format!("lb:{}:members", w.board)),
-            ));
-            args.push(index(
-                &mut keys,
-                self.play_key(&format!("lb:{}:top", w.board)),
-            ));
+            keys.push(self.play_key(&format!("lb:{}", w.board)));
+            keys.push(self.play_key(&format!("lb:{}:members", w.board)));
+            keys.push(self.play_key(&format!("lb:{}:top", w.board)));
             args.push(
                 match w.op {
                     BoardOp::Best => "best",
@@ -522,10 +517,7 @@ impl RedisStore {
         if !write.players.is_empty() {
             args.push(write.match_id.to_string());
             for player in &write.players {
-                args.push(index(
-                    &mut keys,
-                    self.play_key(&format!("history:{player}")),
-                ));
+                keys.push(self.play_key(&format!("history:{player}")));
             }
         }
         PreparedResult { keys, args }
@@ -556,6 +548,10 @@ impl RedisStore {
     /// Sends the queued results in batches until none is left.
     async fn send_result_batches(self) {
         loop {
+            // The callers answered by the last batch are woken now; let them queue their
+            // next results first, so that this batch carries them too rather than going
+            // with the one or two that were already waiting.
+            tokio::task::yield_now().await;
             let batch: Vec<(PreparedResult, ResultAnswer)> = {
                 let mut batches = self.results.lock().unwrap_or_else(|e| e.into_inner());
                 if batches.queue.is_empty() {
