@@ -72,15 +72,25 @@ pub struct InterestGrid {
     cells: HashMap<(i32, i32), Vec<usize>>,
     /// Entities with no position (not finite): in every client's interest.
     everywhere: Vec<usize>,
+    /// Entities bucketed.
+    len: usize,
+    /// The lowest and highest cell keys holding an entity: a walk never looks beyond them
+    /// (a radius far larger than the world would otherwise look up cells by the billion).
+    keys: Option<[(i32, i32); 2]>,
 }
+
+/// Up to this many entities, a query tests every entity rather than walking the cells:
+/// a test is a few instructions and leaves the answer in order, where the walk looks up
+/// each cell in reach and sorts what it found (measured: `cargo bench --bench edge --
+/// interest`).
+const SCAN_UP_TO: usize = 2048;
 
 impl InterestGrid {
     /// Buckets entities by cell, by their positions.
     pub fn build(positions: &[[f32; 3]], cell: f32) -> Self {
         let mut grid = Self {
             cell,
-            cells: HashMap::default(),
-            everywhere: Vec::new(),
+            ..Self::default()
         };
         grid.rebuild(positions, cell);
         grid
@@ -95,15 +105,21 @@ impl InterestGrid {
             bucket.clear();
         }
         self.everywhere.clear();
+        self.len = positions.len();
+        self.keys = None;
+        if self.len <= SCAN_UP_TO {
+            return; // queries scan
+        }
         for (index, &position) in positions.iter().enumerate() {
             if !position.iter().all(|c| c.is_finite()) {
                 self.everywhere.push(index);
                 continue;
             }
-            self.cells
-                .entry(self.key(position))
-                .or_default()
-                .push(index);
+            let (x, z) = self.key(position);
+            let [low, high] = self.keys.get_or_insert([(x, z), (x, z)]);
+            *low = (low.0.min(x), low.1.min(z));
+            *high = (high.0.max(x), high.1.max(z));
+            self.cells.entry((x, z)).or_default().push(index);
         }
     }
 
@@ -114,7 +130,7 @@ impl InterestGrid {
         )
     }
 
-    /// Indices of entities within `radius` (horizontally) of `center`.
+    /// Indices of entities within `radius` (horizontally) of `center`, in order.
     pub fn query(
         &self,
         positions: &[[f32; 3]],
@@ -123,20 +139,30 @@ impl InterestGrid {
         out: &mut Vec<usize>,
     ) {
         out.clear();
+        let r2 = radius * radius;
+        let near = |p: [f32; 3]| {
+            let (dx, dz) = (p[0] - center[0], p[2] - center[2]);
+            dx * dx + dz * dz <= r2
+        };
+        if self.len <= SCAN_UP_TO || self.len != positions.len() {
+            out.extend((0..positions.len()).filter(|&i| {
+                let p = positions[i];
+                !p.iter().all(|c| c.is_finite()) || near(p)
+            }));
+            return;
+        }
         out.extend_from_slice(&self.everywhere);
+        let Some([low, high]) = self.keys else {
+            return;
+        };
         let reach = (radius / self.cell).ceil() as i32;
         let (cx, cz) = self.key(center);
-        let r2 = radius * radius;
-        for x in cx - reach..=cx + reach {
-            for z in cz - reach..=cz + reach {
+        for x in cx.saturating_sub(reach).max(low.0)..=cx.saturating_add(reach).min(high.0) {
+            for z in cz.saturating_sub(reach).max(low.1)..=cz.saturating_add(reach).min(high.1) {
                 let Some(bucket) = self.cells.get(&(x, z)) else {
                     continue;
                 };
-                out.extend(bucket.iter().copied().filter(|&i| {
-                    let p = positions[i];
-                    let (dx, dz) = (p[0] - center[0], p[2] - center[2]);
-                    dx * dx + dz * dz <= r2
-                }));
+                out.extend(bucket.iter().copied().filter(|&i| near(positions[i])));
             }
         }
         out.sort_unstable();
@@ -352,6 +378,7 @@ impl ClientSnapshots {
         // What is unchanged, and what competes for the budget.
         pending.clear(); // (priority, cost, target index)
         send.clear();
+        let mut bounds = 0u32;
         for (t, &(i, base)) in target_of.iter().enumerate() {
             let Some(target) = targets.get(t) else {
                 send.push(false);
@@ -382,12 +409,11 @@ impl ClientSnapshots {
             };
             let acc = priority.entry(target.id).or_insert(0.0);
             *acc += importance;
-            let cost =
-                replication::entry_bits(layout, base.as_ref(), &target, false) + GAP_ESTIMATE_BITS;
-            pending.push((*acc, cost, t));
+            let bound = layout.entry_bits_bound(target.mask) + GAP_ESTIMATE_BITS;
+            bounds = bounds.saturating_add(bound);
+            pending.push((*acc, bound, t));
         }
 
-        pending.sort_by(|a, b| b.0.total_cmp(&a.0));
         let fixed_bits = replication::header_bits(removed as u32, pending.len() as u32)
             + removed as u32 * GAP_ESTIMATE_BITS;
         // The budget in estimated bits: what the coder is expected to turn into it.
@@ -396,6 +422,20 @@ impl ClientSnapshots {
         let estimated_room =
             ((budget * 8) as f64 * FILL / f64::from(ratio)).min(f64::from(u32::MAX));
         let mut room = (estimated_room as u32).saturating_sub(fixed_bits);
+        // When every entry fits at its bound (the usual case), the budget cannot cut any:
+        // they are all chosen unpriced. Otherwise each is priced, and they compete by
+        // priority.
+        let priced = bounds > room;
+        if priced {
+            for (_, cost, t) in pending.iter_mut() {
+                let target = targets.get(*t);
+                let base = target_of[*t].1.and_then(|b| baseline.get(b));
+                *cost = target.map_or(0, |target| {
+                    replication::entry_bits(layout, base.as_ref(), &target, false)
+                }) + GAP_ESTIMATE_BITS;
+            }
+        }
+        pending.sort_by(|a, b| b.0.total_cmp(&a.0));
         let mut estimated = fixed_bits;
         chosen.clear();
         for &(_, cost, t) in pending.iter() {
@@ -429,14 +469,16 @@ impl ClientSnapshots {
             }
             let body =
                 replication::encode_predicted(layout, baseline, reference.map(|(_, r)| r), &view);
-            // Learned on bodies large enough to say something.
-            if estimated >= 512 {
+            // Learned on bodies priced and large enough to say something.
+            if priced && estimated >= 512 {
                 coded_per_estimated[learned] =
                     ((body.len() * 8) as f32 / estimated as f32).clamp(0.05, 2.0);
             }
             if body.len() <= budget || chosen.is_empty() {
+                // What was sent starts over. Taken whole, the targets are in `view` now.
+                let sent_from = if whole { &view } else { &*targets };
                 for &(t, _) in chosen.iter() {
-                    if let Some(target) = targets.get(t) {
+                    if let Some(target) = sent_from.get(t) {
                         priority.remove(&target.id);
                     }
                 }
@@ -625,6 +667,43 @@ mod tests {
         assert_eq!(near.len(), brute);
     }
 
+    /// Around centres near, on and far from the scene, with radii that take all of it,
+    /// part of it or none of it, and with an entity that has no position: the query is the
+    /// brute-force set, in order, for a scene small enough to scan and for one large
+    /// enough to walk the grid's cells.
+    #[test]
+    fn interest_is_the_brute_force_set_scanned_or_walked() {
+        for n in [400u32, SCAN_UP_TO as u32 + 500] {
+            let side = f64::from(n).sqrt().ceil() as u32;
+            let mut entities: Vec<Thing> = (1..=n)
+                .map(|i| {
+                    let (x, z) = ((i % side) as f32, (i / side) as f32);
+                    entity(i, false, x * 1.7 - 30.0, z * 1.3 - 30.0)
+                })
+                .collect();
+            entities.push(entity(n + 1, false, f32::NAN, 0.0));
+            let positions = positions_of(&entities);
+            let grid = InterestGrid::build(&positions, 8.0);
+            let mut near = Vec::new();
+            for center in [[0.0, 0.0, 0.0], [-30.0, 3.0, 27.0], [200.0, 0.0, -90.0]] {
+                for radius in [0.0, 3.0, 10.0, 42.4, 80.0, 1e6] {
+                    grid.query(&positions, center, radius, &mut near);
+                    let brute: Vec<usize> = (0..positions.len())
+                        .filter(|&i| {
+                            let p = positions[i];
+                            let (dx, dz) = (p[0] - center[0], p[2] - center[2]);
+                            !p.iter().all(|c| c.is_finite()) || dx * dx + dz * dz <= radius * radius
+                        })
+                        .collect();
+                    assert_eq!(
+                        near, brute,
+                        "{n} entities, centre {center:?}, radius {radius}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn budgets_hold_and_deferred_entities_catch_up() {
         let layout = layout();
@@ -683,6 +762,53 @@ mod tests {
                 e.id
             );
         }
+    }
+
+    /// Regression: a snapshot that sent everything took the ids of its chosen entities
+    /// from a stale buffer when it started their priorities over, so an entity sent in
+    /// every snapshot kept piling up priority, and once the budget bit it went before a
+    /// nearer one that mattered more.
+    #[test]
+    fn an_entity_sent_whole_starts_its_priority_over() {
+        let layout = layout();
+        // Own character at the origin; a far prop (1) that moves every tick and a near one
+        // (2) that stands still, until both move at tick 11.
+        let scene = |tick: u32| {
+            let far_x = 12.0 + tick as f32 * 0.3;
+            let near_x = if tick > 10 { 3.0 + 0.5 } else { 3.0 };
+            vec![
+                entity(1, false, far_x, 0.0),
+                entity(2, false, near_x, 0.0),
+                entity(500, true, 0.0, 0.0),
+            ]
+        };
+        let run = |budget: usize| {
+            let mut client = ClientSnapshots::new(EntityId(500));
+            for tick in 1..=11u32 {
+                let entities = scene(tick);
+                let positions = positions_of(&entities);
+                let grid = InterestGrid::build(&positions, 8.0);
+                let budget = if tick == 11 { budget } else { 100_000 };
+                let built = client.build(
+                    &frame(tick, &layout, &positions, &quantized(&entities), &grid),
+                    budget,
+                );
+                client.ack(tick);
+                if tick == 11 {
+                    let view = &client.sent.back().expect("sent").view;
+                    let sent_now =
+                        |id| view.find(EntityId(id)) == quantized(&entities).find(EntityId(id));
+                    return (built.deferred, sent_now(1), sent_now(2));
+                }
+            }
+            unreachable!()
+        };
+        // The smallest budget that takes one of the two: the nearer one.
+        let (deferred, far, near) = (1..400)
+            .map(run)
+            .find(|(deferred, ..)| *deferred == 1)
+            .expect("some budget takes one of two");
+        assert_eq!((deferred, far, near), (1, false, true));
     }
 
     /// Decodes a built body as the client does: against the baseline and, when one is

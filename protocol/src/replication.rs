@@ -86,6 +86,9 @@ pub struct Layout {
     /// components.
     slots_by_mask: Vec<u32>,
     priority_by_mask: Vec<u8>,
+    /// Per component, the most [`entry_bits`] can count for it: in a changed entry, and
+    /// in a new one.
+    bits_bound: Vec<[u32; 2]>,
     /// Where each decision of a body finds its probability.
     probs: ProbLayout,
 }
@@ -136,8 +139,26 @@ impl Layout {
             position_grid,
             slots_by_mask: Vec::new(),
             priority_by_mask: Vec::new(),
+            bits_bound: Vec::new(),
             probs: ProbLayout::default(),
         };
+        layout.bits_bound = layout
+            .components
+            .iter()
+            .map(|c| {
+                if c.fields.is_empty() {
+                    return [0, 0];
+                }
+                let flags = if c.fields.len() > 1 {
+                    c.fields.len() as u32
+                } else {
+                    0
+                };
+                let delta: u32 = c.fields.iter().map(|f| most_delta_bits(f.coding)).sum();
+                let whole: u32 = c.fields.iter().map(|f| most_whole_bits(f.coding)).sum();
+                [1 + flags + delta, whole]
+            })
+            .collect();
         layout.probs = ProbLayout::new(&layout.components);
         if layout.components.len() <= TABLED_COMPONENTS {
             let masks = 0..1u64 << layout.components.len();
@@ -280,6 +301,22 @@ impl Layout {
         self.mask_bits >= 64 || mask >> self.mask_bits == 0
     }
 
+    /// The most [`entry_bits`] counts for any entry of an entity with components
+    /// `mask`, changed from any baseline or new: what a snapshot's budget can take
+    /// without pricing each entry when every entry's bound fits.
+    pub fn entry_bits_bound(&self, mask: u64) -> u32 {
+        let (mut changed, mut new) = (1u32, 2 + self.mask_bits);
+        let mut rest = mask;
+        while rest != 0 {
+            let i = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            let [c, n] = self.bits_bound.get(i).copied().unwrap_or([0, 0]);
+            changed += c;
+            new += n;
+        }
+        changed.max(new)
+    }
+
     /// Whether a record's slots match its components.
     pub fn fits(&self, record: &Record<'_>) -> bool {
         self.valid_mask(record.mask) && record.slots.len() == self.entity_slots(record.mask)
@@ -414,6 +451,27 @@ fn whole_bits(coding: Coding, slots: &[u32]) -> u32 {
         Coding::Rotation { bits } => 2 + 3 * bits,
         Coding::Scalar { bits, .. } => bits,
         Coding::Text { len_bits, max_len } => len_bits + 8 * slots[0].min(max_len),
+    }
+}
+
+/// The most [`whole_bits`] counts for a field.
+fn most_whole_bits(coding: Coding) -> u32 {
+    match coding {
+        Coding::Text { len_bits, max_len } => len_bits + 8 * max_len,
+        _ => whole_bits(coding, &[]),
+    }
+}
+
+/// The most [`delta_bits`] counts for a field.
+fn most_delta_bits(coding: Coding) -> u32 {
+    match coding {
+        Coding::Vec3 { .. } => {
+            let largest_class =
+                VECTOR_CLASSES.len() as u32 + 3 * VECTOR_CLASSES[VECTOR_CLASSES.len() - 1];
+            largest_class.max(VECTOR_CLASSES.len() as u32 + most_whole_bits(coding))
+        }
+        Coding::Rotation { .. } => 1 + most_whole_bits(coding),
+        _ => most_whole_bits(coding),
     }
 }
 
@@ -637,20 +695,17 @@ const P_MASK: usize = P_NEW_GAP + NUMBER_PROBS; // one per component
 /// receives the decoded ones; each must be at most `max`.
 fn code_axes<C: Coder>(
     c: &mut C,
-    probs: &mut [u16],
+    probs: &mut Probs,
+    first: usize,
     base: &[u32],
     out: &mut [u32],
     max: &[u32],
 ) -> Result<(), DeltaError> {
     let mut longest = 0u32;
     for a in 0..out.len() {
-        let at = (a * LENGTH_BUCKETS + length_bucket(longest)) * NUMBER_PROBS;
+        let at = first + (a * LENGTH_BUCKETS + length_bucket(longest)) * NUMBER_PROBS;
         let b = i64::from(base.get(a).copied().unwrap_or(0));
-        let (d, bits) = range::signed(
-            c,
-            &mut probs[at..at + NUMBER_PROBS],
-            i64::from(out[a].min(max[a])) - b,
-        );
+        let (d, bits) = range::signed(c, &mut probs.run(at), i64::from(out[a].min(max[a])) - b);
         longest = longest.max(bits);
         out[a] = u32::try_from(b + d)
             .ok()
@@ -665,7 +720,8 @@ fn code_axes<C: Coder>(
 /// else, and a vector with nothing before it, whole at even odds.
 fn code_whole<C: Coder>(
     c: &mut C,
-    probs: &mut [u16],
+    probs: &mut Probs,
+    first: usize,
     coding: Coding,
     previous: Option<&[u32]>,
     out: &mut [u32],
@@ -679,7 +735,7 @@ fn code_whole<C: Coder>(
     };
     match coding {
         Coding::Vec3 { max, bits } => match previous {
-            Some(previous) => code_axes(c, probs, previous, out, &max),
+            Some(previous) => code_axes(c, probs, first, previous, out, &max),
             None => {
                 for a in 0..3 {
                     out[a] = check(c.direct(bits[a], out[a].min(max[a])), max[a])?;
@@ -723,16 +779,17 @@ fn code_whole<C: Coder>(
 /// Codes a changed field against its baseline value.
 fn code_delta<C: Coder>(
     c: &mut C,
-    probs: &mut [u16],
+    probs: &mut Probs,
+    first: usize,
     coding: Coding,
     base: &[u32],
     out: &mut [u32],
 ) -> Result<(), DeltaError> {
     match coding {
-        Coding::Vec3 { max, .. } => code_axes(c, probs, base, out, &max),
+        Coding::Vec3 { max, .. } => code_axes(c, probs, first, base, out, &max),
         Coding::Rotation { bits } => {
             let top = (1u32 << bits) - 1;
-            if c.bit(&mut probs[0], out[0] != base[0]) {
+            if c.bit(probs.at(first), out[0] != base[0]) {
                 out[0] = c.direct(2, out[0].min(3));
                 for v in &mut out[1..4] {
                     *v = c.direct(bits, (*v).min(top));
@@ -740,10 +797,10 @@ fn code_delta<C: Coder>(
                 return Ok(());
             }
             out[0] = base[0];
-            code_axes(c, &mut probs[1..], &base[1..4], &mut out[1..4], &[top; 3])
+            code_axes(c, probs, first + 1, &base[1..4], &mut out[1..4], &[top; 3])
         }
-        Coding::Scalar { max, .. } => code_axes(c, probs, base, out, &[max]),
-        Coding::Text { .. } => code_whole(c, probs, coding, None, out),
+        Coding::Scalar { max, .. } => code_axes(c, probs, first, base, out, &[max]),
+        Coding::Text { .. } => code_whole(c, probs, first, coding, None, out),
     }
 }
 
@@ -855,7 +912,7 @@ fn coded_components(
 fn code_changed<C: Coder>(
     c: &mut C,
     layout: &Layout,
-    probs: &mut [u16],
+    probs: &mut Probs,
     mask: u64,
     base: &[u32],
     motion: Option<Motion<'_>>,
@@ -870,7 +927,7 @@ fn code_changed<C: Coder>(
         }
         let b = &base[range.clone()];
         let differs = cur.is_some_and(|s| !same(b, &s[range.clone()]));
-        if !c.bit(&mut probs[*changed_at], differs) {
+        if !c.bit(probs.at(*changed_at), differs) {
             continue;
         }
         let o = &mut out[range.clone()];
@@ -880,17 +937,16 @@ fn code_changed<C: Coder>(
             if comp.fields.len() > 1 {
                 let differs =
                     cur.is_some_and(|s| !same(&b[lo..hi], &s[range.start + lo..range.start + hi]));
-                if !c.bit(&mut probs[flag], differs) {
+                if !c.bit(probs.at(flag), differs) {
                     continue;
                 }
             }
-            let (d, _) = field_probs(f.coding);
             let at = range.start + lo..range.start + hi;
             let p = match motion {
                 Some(m) => predicted(f.coding, &b[lo..hi], &m.reference[at], m, &mut guess),
                 None => &b[lo..hi],
             };
-            code_delta(c, &mut probs[delta..delta + d], f.coding, p, &mut o[lo..hi])?;
+            code_delta(c, probs, delta, f.coding, p, &mut o[lo..hi])?;
         }
     }
     Ok(())
@@ -901,7 +957,7 @@ fn code_changed<C: Coder>(
 fn code_new<C: Coder>(
     c: &mut C,
     layout: &Layout,
-    probs: &mut [u16],
+    probs: &mut Probs,
     mask: u64,
     previous: Option<&[u32]>,
     out: &mut [u32],
@@ -912,10 +968,10 @@ fn code_new<C: Coder>(
             let (lo, hi) = field_slots(f, comp.fields.get(k + 1), &out[range.clone()]);
             let (lo, hi) = (range.start + lo, range.start + hi);
             let [_, _, whole] = fields_at[k];
-            let (_, w) = field_probs(f.coding);
             code_whole(
                 c,
-                &mut probs[whole..whole + w],
+                probs,
+                whole,
                 f.coding,
                 previous.map(|p| &p[lo..hi]),
                 &mut out[lo..hi],
@@ -930,18 +986,18 @@ fn code_new<C: Coder>(
 fn code_mask<C: Coder>(
     c: &mut C,
     layout: &Layout,
-    probs: &mut [u16],
+    probs: &mut Probs,
     previous: Option<u64>,
     mask: u64,
 ) -> Result<u64, DeltaError> {
     if let Some(p) = previous
-        && c.bit(&mut probs[P_SAME_MASK], p == mask)
+        && c.bit(probs.at(P_SAME_MASK), p == mask)
     {
         return Ok(p);
     }
     let mut out = 0u64;
     for i in 0..layout.mask_bits as usize {
-        if c.bit(&mut probs[P_MASK + i], mask & (1 << i) != 0) {
+        if c.bit(probs.at(P_MASK + i), mask & (1 << i) != 0) {
             out |= 1 << i;
         }
     }
@@ -1053,23 +1109,80 @@ impl<'a> Predictor<'a> {
     }
 }
 
+/// Probabilities per chunk a body brings to even odds at once.
+const CHUNK_BITS: u32 = 4;
+
+/// A body's probability table: every probability starts at even odds, but the table is
+/// set so a chunk at a time, when the body first reaches into it. A body reaches a small
+/// part of its table (a number of `L` bits reads `3 + 3L` of its 101 probabilities, and
+/// most fields do not change), and setting the whole of it — 12 KB for the arena — was a
+/// fifth of an encode's time.
+#[derive(Debug, Default)]
+struct Probs {
+    table: Vec<u16>,
+    /// Per chunk, the body that set it last.
+    stamps: Vec<u32>,
+    body: u32,
+}
+
+impl Probs {
+    /// The table for a new body of a layout with `len` probabilities: the thread's own,
+    /// kept from its last body (a busy edge codes tens of thousands a second).
+    fn begin(len: usize) -> Self {
+        let mut probs = PROBS.take();
+        let chunks = len.div_ceil(1 << CHUNK_BITS);
+        probs.table.resize(chunks << CHUNK_BITS, range::PROB_INIT);
+        probs.stamps.resize(chunks, 0);
+        probs.body = probs.body.wrapping_add(1);
+        if probs.body == 0 {
+            probs.stamps.fill(0);
+            probs.body = 1;
+        }
+        probs
+    }
+
+    /// Gives the table back for the thread's next body.
+    fn keep(self) {
+        PROBS.set(self);
+    }
+
+    /// Probability `i`, at even odds if this body has not reached its chunk before.
+    fn at(&mut self, i: usize) -> &mut u16 {
+        let chunk = i >> CHUNK_BITS;
+        if self.stamps[chunk] != self.body {
+            self.stamps[chunk] = self.body;
+            let start = chunk << CHUNK_BITS;
+            self.table[start..start + (1 << CHUNK_BITS)].fill(range::PROB_INIT);
+        }
+        &mut self.table[i]
+    }
+
+    /// The probabilities of a number code starting at `start`.
+    fn run(&mut self, start: usize) -> Run<'_> {
+        Run { probs: self, start }
+    }
+}
+
+/// A number code's probabilities in a body's table.
+struct Run<'a> {
+    probs: &'a mut Probs,
+    start: usize,
+}
+
+impl range::NumberProbs for Run<'_> {
+    fn p(&mut self, i: usize) -> &mut u16 {
+        self.probs.at(self.start + i)
+    }
+}
+
 thread_local! {
-    /// A body's probability table, kept for the thread's next body: a table is a few
-    /// kilobytes, and a busy edge codes tens of thousands of bodies a second.
-    static PROBS: std::cell::Cell<Vec<u16>> = const { std::cell::Cell::new(Vec::new()) };
-}
-
-/// A table of `len` even probabilities, every body's start.
-fn fresh_probs(len: usize) -> Vec<u16> {
-    let mut probs = PROBS.take();
-    probs.clear();
-    probs.resize(len, range::PROB_INIT);
-    probs
-}
-
-/// Gives a table back for the thread's next body.
-fn keep_probs(probs: Vec<u16>) {
-    PROBS.set(probs);
+    static PROBS: std::cell::Cell<Probs> = const {
+        std::cell::Cell::new(Probs {
+            table: Vec::new(),
+            stamps: Vec::new(),
+            body: 0,
+        })
+    };
 }
 
 /// `view` without the entities whose slots do not match their mask's layout: itself
@@ -1113,14 +1226,14 @@ pub fn encode_predicted(
         }
     }
     let mut e = range::Encoder::with_capacity(64 + 4 * new.len() + cur.len());
-    let mut probs = fresh_probs(layout.probs.len);
-    range::unsigned(&mut e, &mut probs[P_NEW_COUNT..P_NEW_GAP], new.len() as u64);
+    let mut probs = Probs::begin(layout.probs.len);
+    range::unsigned(&mut e, &mut probs.run(P_NEW_COUNT), new.len() as u64);
     let mut previous = 0u32;
     for &i in &new {
         let id = cur.get(i).map_or(0, |r| r.id.0);
         range::unsigned(
             &mut e,
-            &mut probs[P_NEW_GAP..P_MASK],
+            &mut probs.run(P_NEW_GAP),
             u64::from(id - previous - 1),
         );
         previous = id;
@@ -1142,13 +1255,13 @@ pub fn encode_predicted(
                     .get(c_i)
                     .filter(|r| r.id == old.id && r.mask == old.mask);
                 let changed = now.is_none_or(|r| !same(r.slots, old.slots));
-                e.bit(&mut probs[P_TOUCHED + usize::from(touched)], changed);
+                e.bit(probs.at(P_TOUCHED + usize::from(touched)), changed);
                 touched = changed;
                 b += 1;
                 if !changed {
                     continue;
                 }
-                e.bit(&mut probs[P_REMOVED], now.is_none());
+                e.bit(probs.at(P_REMOVED), now.is_none());
                 if let Some(now) = now {
                     scratch.clear();
                     scratch.extend_from_slice(now.slots);
@@ -1185,7 +1298,7 @@ pub fn encode_predicted(
             _ => break,
         }
     }
-    keep_probs(probs);
+    probs.keep();
     e.finish()
 }
 
@@ -1202,15 +1315,15 @@ pub fn decode_predicted(
     body: &[u8],
 ) -> Result<View, DeltaError> {
     let mut d = range::Decoder::new(body);
-    let mut probs = fresh_probs(layout.probs.len);
-    let (new_count, _) = range::unsigned(&mut d, &mut probs[P_NEW_COUNT..P_NEW_GAP], 0);
+    let mut probs = Probs::begin(layout.probs.len);
+    let (new_count, _) = range::unsigned(&mut d, &mut probs.run(P_NEW_COUNT), 0);
     if new_count > MAX_VIEW_ENTITIES as u64 {
         return Err(DeltaError::TooMany);
     }
     let mut new_ids = Vec::with_capacity(new_count as usize);
     let mut previous = 0u32;
     for _ in 0..new_count {
-        let (gap, _) = range::unsigned(&mut d, &mut probs[P_NEW_GAP..P_MASK], 0);
+        let (gap, _) = range::unsigned(&mut d, &mut probs.run(P_NEW_GAP), 0);
         let id = u32::try_from(u64::from(previous) + gap + 1).map_err(|_| DeltaError::BadId)?;
         new_ids.push(EntityId(id));
         previous = id;
@@ -1235,7 +1348,7 @@ pub fn decode_predicted(
                 if !layout.fits(&old) {
                     return Err(DeltaError::BaselineMismatch);
                 }
-                let changed = d.bit(&mut probs[P_TOUCHED + usize::from(touched)], false);
+                let changed = d.bit(probs.at(P_TOUCHED + usize::from(touched)), false);
                 touched = changed;
                 if !changed {
                     if next == Some(&old.id) {
@@ -1244,7 +1357,7 @@ pub fn decode_predicted(
                     view.push_record(old);
                     continue;
                 }
-                if d.bit(&mut probs[P_REMOVED], false) {
+                if d.bit(probs.at(P_REMOVED), false) {
                     continue;
                 }
                 if next == Some(&old.id) {
@@ -1292,7 +1405,7 @@ pub fn decode_predicted(
             return Err(DeltaError::Truncated);
         }
     }
-    keep_probs(probs);
+    probs.keep();
     d.finish()?;
     Ok(view)
 }

@@ -284,6 +284,30 @@ proptest! {
         }
     }
 
+    /// The bound a budget takes without pricing each entry is a bound: no entry of any
+    /// schema, changed from any earlier view or new, is priced above it.
+    #[test]
+    fn no_entry_is_priced_above_its_bound(seed in any::<u64>()) {
+        let mut rng = SplitMix64::new(seed);
+        let schema = schema(&mut rng);
+        let layout = Layout::new(&schema);
+        let mut sent: Vec<View> = vec![View::new()];
+        for _ in 0..12 {
+            let previous = sent.last().expect("a view").clone();
+            let current = evolve(&mut rng, &schema, &layout, &previous);
+            let baseline = &sent[below(&mut rng, sent.len() as u64) as usize];
+            for record in current.iter() {
+                let base = baseline.find(record.id);
+                let bound = layout.entry_bits_bound(record.mask);
+                for same_mask in [false, true] {
+                    let bits = replication::entry_bits(&layout, base.as_ref(), &record, same_mask);
+                    prop_assert!(bits <= bound, "{bits} > {bound} for mask {:b}", record.mask);
+                }
+            }
+            sent.push(current);
+        }
+    }
+
     /// The same with a reference: any view older than the baseline, any spans (motion
     /// extrapolated over up to a thousand times the span it was measured on, clamped at
     /// the grid's edges), any schema. What decodes is exactly what was encoded.
