@@ -440,6 +440,24 @@ impl Decoder {
     }
 
     fn decode_newer(&mut self, snapshot: &Snapshot) -> Result<WorldState, SnapshotIssue> {
+        let reference_tick = match snapshot.reference_gap {
+            0 => None,
+            _ if snapshot.baseline_tick == 0 => return Err(SnapshotIssue::Malformed),
+            gap => Some(snapshot.baseline_tick.saturating_sub(u32::from(gap))),
+        };
+        // A full history's oldest view gives its buffers to the new one, unless this
+        // snapshot builds on it or something else still holds it.
+        let (mut room, mut room_ticks) = (replication::View::new(), Vec::new());
+        if self.views.len() == VIEW_HISTORY
+            && let Some((oldest, view, _)) = self.views.front()
+            && *oldest != snapshot.baseline_tick
+            && Some(*oldest) != reference_tick
+            && Arc::strong_count(view) == 1
+            && let Some((_, view, ticks)) = self.views.pop_front()
+        {
+            room = Arc::try_unwrap(view).unwrap_or_default();
+            room_ticks = ticks;
+        }
         let (empty, no_ticks) = (Arc::default(), Vec::new());
         let (baseline, baseline_ticks) = if snapshot.baseline_tick == 0 {
             (&empty, &no_ticks)
@@ -450,11 +468,9 @@ impl Decoder {
                 .map(|(_, v, ticks)| (v, ticks))
                 .ok_or(SnapshotIssue::NoBaseline)?
         };
-        let reference = match snapshot.reference_gap {
-            0 => None,
-            _ if snapshot.baseline_tick == 0 => return Err(SnapshotIssue::Malformed),
-            gap => {
-                let tick = snapshot.baseline_tick.saturating_sub(u32::from(gap));
+        let reference = match reference_tick {
+            None => None,
+            Some(tick) => {
                 let view = self
                     .views
                     .iter()
@@ -463,15 +479,20 @@ impl Decoder {
                     .ok_or(SnapshotIssue::NoBaseline)?;
                 Some(replication::Reference {
                     view,
-                    behind: u32::from(gap),
+                    behind: snapshot.baseline_tick - tick,
                     ahead: snapshot.tick.saturating_sub(snapshot.baseline_tick),
                 })
             }
         };
-        let view = Arc::new(
-            replication::decode_predicted(&self.layout, baseline, reference, &snapshot.body)
-                .map_err(|_| SnapshotIssue::Malformed)?,
-        );
+        replication::decode_predicted_into(
+            &self.layout,
+            baseline,
+            reference,
+            &snapshot.body,
+            &mut room,
+        )
+        .map_err(|_| SnapshotIssue::Malformed)?;
+        let view = Arc::new(room);
         // Both views are sorted by id: one walk pairs each entity with its baseline
         // entry. A value equal to the baseline's was carried over; any other was sent
         // now.
@@ -500,8 +521,10 @@ impl Decoder {
         if self.views.len() == VIEW_HISTORY {
             self.views.pop_front();
         }
+        room_ticks.clear();
+        room_ticks.extend_from_slice(&value_ticks);
         self.views
-            .push_back((snapshot.tick, Arc::clone(&view), value_ticks.clone()));
+            .push_back((snapshot.tick, Arc::clone(&view), room_ticks));
         Ok(WorldState {
             tick: snapshot.tick,
             ack_input_seq: snapshot.ack_input_seq,
@@ -756,6 +779,47 @@ mod tests {
         assert_eq!(*world.records, view(1020));
     }
 
+    /// A full history hands its oldest view's buffers to the next snapshot's, but never
+    /// the view that snapshot builds on: a delta against the oldest view held, and one
+    /// with the oldest as its reference, decode; and every view decoded in reused buffers
+    /// is the one sent.
+    #[test]
+    fn the_oldest_view_is_reused_only_when_nothing_builds_on_it() {
+        let layout = Layout::new(&arena::schema(&ArenaConfig::default()));
+        let mut decoder = Decoder::new(layout.clone());
+        let empty = View::new();
+        let history = super::VIEW_HISTORY as u32;
+        for tick in 1..=history {
+            let body = replication::encode(&layout, &empty, &view(1000 + tick));
+            assert!(decoder.decode(&snapshot(tick, 0, 0, body)).is_ok());
+        }
+        // Against the oldest held (tick 1).
+        let body = replication::encode(&layout, &view(1001), &view(2000));
+        let world = decoder
+            .decode(&snapshot(history + 1, 1, 0, body))
+            .expect("the oldest view is still there to build on");
+        assert_eq!(*world.records, view(2000));
+        // Tick 2 is the oldest now: the reference of a delta against tick 3.
+        let (baseline, older) = (view(1003), view(1002));
+        let reference = replication::Reference {
+            view: &older,
+            behind: 1,
+            ahead: history - 1,
+        };
+        let body = replication::encode_predicted(&layout, &baseline, Some(reference), &view(3000));
+        let world = decoder
+            .decode(&snapshot(history + 2, 3, 1, body))
+            .expect("the oldest view is still there as the reference");
+        assert_eq!(*world.records, view(3000));
+        // Then deltas against the newest, each decoded in reused buffers.
+        let mut previous = view(3000);
+        for tick in history + 3..history + 80 {
+            let body = replication::encode(&layout, &previous, &view(tick));
+            let world = decoder.decode(&snapshot(tick, tick - 1, 0, body));
+            assert_eq!(world.map(|w| (*w.records).clone()), Ok(view(tick)));
+            previous = view(tick);
+        }
+    }
     #[test]
     fn input_ticks_add_up_to_the_clock() {
         let sum = |tick_hz, input_hz| {

@@ -392,6 +392,18 @@ impl View {
         self.slots.extend_from_slice(slots);
     }
 
+    /// Makes the slots from `start` on, written in place, an entity (the next one in id
+    /// order: a decoder never gives another).
+    fn seal(&mut self, id: EntityId, mask: u64, start: usize) -> Result<(), DeltaError> {
+        if id.0 == 0 || self.entries.last().is_some_and(|&(last, ..)| last >= id) {
+            self.slots.truncate(start);
+            return Err(DeltaError::BadId);
+        }
+        let len = self.slots.len() - start;
+        self.entries.push((id, mask, start as u32, len as u32));
+        Ok(())
+    }
+
     /// Appends a record (see [`View::push`]).
     pub fn push_record(&mut self, record: Record<'_>) {
         self.push(record.id, record.mask, record.slots);
@@ -1314,6 +1326,22 @@ pub fn decode_predicted(
     reference: Option<Reference<'_>>,
     body: &[u8],
 ) -> Result<View, DeltaError> {
+    let mut view = View::new();
+    decode_predicted_into(layout, baseline, reference, body, &mut view)?;
+    Ok(view)
+}
+
+/// [`decode_predicted`] into `view`, whose buffers it reuses (a client decodes every
+/// snapshot; the view it no longer needs is the next one's room). On an error `view`
+/// holds what was decoded before it.
+pub fn decode_predicted_into(
+    layout: &Layout,
+    baseline: &View,
+    reference: Option<Reference<'_>>,
+    body: &[u8],
+    view: &mut View,
+) -> Result<(), DeltaError> {
+    view.clear();
     let mut d = range::Decoder::new(body);
     let mut probs = Probs::begin(layout.probs.len);
     let (new_count, _) = range::unsigned(&mut d, &mut probs.run(P_NEW_COUNT), 0);
@@ -1332,13 +1360,13 @@ pub fn decode_predicted(
         }
     }
     // Sized up front: growing a view entity by entity costs more than decoding it.
-    let mut view = View::with_capacity(
-        (baseline.len() + new_ids.len()).min(MAX_VIEW_ENTITIES),
-        baseline.slots.len() + 16 * new_ids.len(),
-    );
-    let mut slots: Vec<u32> = Vec::new();
+    view.entries
+        .reserve((baseline.len() + new_ids.len()).min(MAX_VIEW_ENTITIES));
+    view.slots
+        .reserve(baseline.slots.len() + 16 * new_ids.len());
     let mut predictor = Predictor::new(reference);
-    let mut previous_new: Option<(u64, Vec<u32>)> = None;
+    // The previous new entity: its mask and where its slots are in `view`.
+    let mut previous_new: Option<(u64, std::ops::Range<usize>)> = None;
     let (mut b, mut n, mut touched) = (0usize, 0usize, false);
     loop {
         let old = baseline.get(b);
@@ -1363,13 +1391,21 @@ pub fn decode_predicted(
                 if next == Some(&old.id) {
                     return Err(DeltaError::BaselineMismatch);
                 }
-                slots.clear();
-                slots.extend_from_slice(old.slots);
+                // Decoded in place: the baseline's slots, overwritten as the body says.
+                let start = view.slots.len();
+                view.slots.extend_from_slice(old.slots);
                 let motion = predictor.motion(layout, old);
                 code_changed(
-                    &mut d, layout, &mut probs, old.mask, old.slots, motion, None, &mut slots,
+                    &mut d,
+                    layout,
+                    &mut probs,
+                    old.mask,
+                    old.slots,
+                    motion,
+                    None,
+                    &mut view.slots[start..],
                 )?;
-                view.push(old.id, old.mask, &slots);
+                view.seal(old.id, old.mask, start)?;
             }
             (_, Some(&id)) => {
                 n += 1;
@@ -1380,21 +1416,16 @@ pub fn decode_predicted(
                     previous_new.as_ref().map(|p| p.0),
                     0,
                 )?;
-                slots.clear();
-                slots.resize(layout.entity_slots(mask), 0);
+                let start = view.slots.len();
+                view.slots.resize(start + layout.entity_slots(mask), 0);
+                let (done, slots) = view.slots.split_at_mut(start);
                 let before = previous_new
                     .as_ref()
                     .filter(|p| p.0 == mask)
-                    .map(|p| p.1.as_slice());
-                code_new(&mut d, layout, &mut probs, mask, before, &mut slots)?;
-                view.push(id, mask, &slots);
-                match &mut previous_new {
-                    Some((m, s)) => {
-                        *m = mask;
-                        s.clone_from(&slots);
-                    }
-                    None => previous_new = Some((mask, slots.clone())),
-                }
+                    .map(|p| &done[p.1.clone()]);
+                code_new(&mut d, layout, &mut probs, mask, before, slots)?;
+                view.seal(id, mask, start)?;
+                previous_new = Some((mask, start..view.slots.len()));
             }
             _ => break,
         }
@@ -1406,8 +1437,7 @@ pub fn decode_predicted(
         }
     }
     probs.keep();
-    d.finish()?;
-    Ok(view)
+    d.finish()
 }
 
 // ---- Inputs ----------------------------------------------------------------------------

@@ -42,10 +42,16 @@ impl Bot for ArenaBot {
         // Aim where the player sees others: interpolated remote characters, seen from the
         // predicted own one. The shot carries that view tick, and the edge rewinds to it.
         if let Some(mine) = sight.own_position {
+            // The component looked up by name once, not once per entity.
+            let character = sight
+                .fields
+                .schema()
+                .component("character")
+                .map_or(0, |(c, _)| 1u64 << c);
             let nearest = sight
                 .view
                 .iter()
-                .filter(|r| r.id != sight.own && sight.fields.has(r, "character"))
+                .filter(|r| r.id != sight.own && r.mask & character != 0)
                 .filter_map(|r| (sight.drawn)(r.id))
                 .map(|p| {
                     let d = [p[0] - mine[0], p[1] - mine[1], p[2] - mine[2]];
