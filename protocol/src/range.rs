@@ -266,54 +266,30 @@ const SIGN: usize = 1;
 const LENGTH: usize = 2;
 const MANTISSA: usize = LENGTH + MAX_NUMBER_BITS as usize;
 
-/// The [`NUMBER_PROBS`] probabilities of a number code, by index: a slice of them, or a
-/// run of a larger table that brings each in only when the code reaches it (a number of
-/// `L` bits reads about `3 + 3L` of its 101).
-pub trait NumberProbs {
-    /// Probability `i` (below [`NUMBER_PROBS`]).
-    fn p(&mut self, i: usize) -> &mut u16;
-}
-
-impl NumberProbs for [u16] {
-    fn p(&mut self, i: usize) -> &mut u16 {
-        &mut self[i]
-    }
-}
-
-impl NumberProbs for Vec<u16> {
-    fn p(&mut self, i: usize) -> &mut u16 {
-        &mut self[i]
-    }
-}
-
 /// Codes a signed number (|v| < 2^33) and returns it (the decoded one on decoding). Also
 /// returns its magnitude's bit length, which callers use to pick the next number's
 /// probabilities.
-pub fn signed<C: Coder, P: NumberProbs + ?Sized>(c: &mut C, probs: &mut P, v: i64) -> (i64, u32) {
+pub fn signed<C: Coder>(c: &mut C, probs: &mut [u16], v: i64) -> (i64, u32) {
     number(c, probs, v, true)
 }
 
 /// Codes an unsigned number (< 2^33).
-pub fn unsigned<C: Coder, P: NumberProbs + ?Sized>(c: &mut C, probs: &mut P, v: u64) -> (u64, u32) {
+pub fn unsigned<C: Coder>(c: &mut C, probs: &mut [u16], v: u64) -> (u64, u32) {
     let (v, bits) = number(c, probs, v as i64, false);
     (v as u64, bits)
 }
 
-fn number<C: Coder, P: NumberProbs + ?Sized>(
-    c: &mut C,
-    probs: &mut P,
-    v: i64,
-    with_sign: bool,
-) -> (i64, u32) {
+fn number<C: Coder>(c: &mut C, probs: &mut [u16], v: i64, with_sign: bool) -> (i64, u32) {
+    debug_assert_eq!(probs.len(), NUMBER_PROBS);
     let magnitude = v.unsigned_abs().min((1 << MAX_NUMBER_BITS) - 1);
-    if !c.bit(probs.p(NONZERO), magnitude != 0) {
+    if !c.bit(&mut probs[NONZERO], magnitude != 0) {
         return (0, 0);
     }
-    let negative = with_sign && c.bit(probs.p(SIGN), v < 0);
+    let negative = with_sign && c.bit(&mut probs[SIGN], v < 0);
     let length = u64::BITS - magnitude.leading_zeros(); // 1..=33 on encoding
     let mut decoded_length = 1u32;
     while decoded_length < MAX_NUMBER_BITS {
-        let p = probs.p(LENGTH + decoded_length as usize - 1);
+        let p = &mut probs[LENGTH + decoded_length as usize - 1];
         if !c.bit(p, decoded_length < length) {
             break;
         }
@@ -326,7 +302,7 @@ fn number<C: Coder, P: NumberProbs + ?Sized>(
     let modeled = (l - 1).min(MODELED_MANTISSA as u32);
     for rank in 0..modeled {
         let bit = (magnitude >> (l - 2 - rank)) & 1 != 0;
-        let p = probs.p(MANTISSA + (l as usize - 1) * MODELED_MANTISSA + rank as usize);
+        let p = &mut probs[MANTISSA + (l as usize - 1) * MODELED_MANTISSA + rank as usize];
         m = (m << 1) | u64::from(c.bit(p, bit));
     }
     let rest = l - 1 - modeled; // at most 30

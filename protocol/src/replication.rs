@@ -717,7 +717,7 @@ fn code_axes<C: Coder>(
     for a in 0..out.len() {
         let at = first + (a * LENGTH_BUCKETS + length_bucket(longest)) * NUMBER_PROBS;
         let b = i64::from(base.get(a).copied().unwrap_or(0));
-        let (d, bits) = range::signed(c, &mut probs.run(at), i64::from(out[a].min(max[a])) - b);
+        let (d, bits) = range::signed(c, probs.number(at), i64::from(out[a].min(max[a])) - b);
         longest = longest.max(bits);
         out[a] = u32::try_from(b + d)
             .ok()
@@ -801,7 +801,7 @@ fn code_delta<C: Coder>(
         Coding::Vec3 { max, .. } => code_axes(c, probs, first, base, out, &max),
         Coding::Rotation { bits } => {
             let top = (1u32 << bits) - 1;
-            if c.bit(probs.at(first), out[0] != base[0]) {
+            if c.bit(probs.flag(first), out[0] != base[0]) {
                 out[0] = c.direct(2, out[0].min(3));
                 for v in &mut out[1..4] {
                     *v = c.direct(bits, (*v).min(top));
@@ -823,6 +823,8 @@ struct ProbLayout {
     /// of its changed? probability, its delta's and its whole value's.
     components: Vec<ComponentProbs>,
     len: usize,
+    /// The probabilities of single decisions (the rest are number codes' runs).
+    flags: Vec<usize>,
 }
 
 impl ProbLayout {
@@ -876,9 +878,39 @@ impl ProbLayout {
             slot[1] = shared[kind][0];
             slot[2] = shared[kind][1];
         }
+        // Everything outside the number codes' runs is a single decision's.
+        let mut in_run = vec![false; at];
+        let mut runs = |start: usize, count: usize| {
+            for r in 0..count {
+                let first = start + r * NUMBER_PROBS;
+                in_run[first..first + NUMBER_PROBS].fill(true);
+            }
+        };
+        runs(P_NEW_COUNT, 2);
+        let run_counts = |coding: Coding| match coding {
+            // (first run of the delta, runs of the delta, runs of the whole value)
+            Coding::Vec3 { .. } => (0, 3 * LENGTH_BUCKETS, 3 * LENGTH_BUCKETS),
+            Coding::Rotation { .. } => (1, 3 * LENGTH_BUCKETS, 0),
+            Coding::Scalar { .. } => (0, 1, 0),
+            Coding::Text { .. } => (0, 0, 0),
+        };
+        for (c, (_, fields)) in components.iter().zip(&components_at) {
+            for (f, &[_, delta, whole]) in c.fields.iter().zip(fields) {
+                let (skip, deltas, wholes) = run_counts(f.coding);
+                runs(delta + skip, deltas);
+                runs(whole, wholes);
+            }
+        }
+        for (k, kind) in shared_kinds.iter().enumerate() {
+            let (skip, deltas, wholes) = run_counts(*kind);
+            runs(shared[k][0] + skip, deltas);
+            runs(shared[k][1], wholes);
+        }
+        let flags = (0..at).filter(|&i| !in_run[i]).collect();
         Self {
             components: components_at,
             len: at,
+            flags,
         }
     }
 }
@@ -939,7 +971,7 @@ fn code_changed<C: Coder>(
         }
         let b = &base[range.clone()];
         let differs = cur.is_some_and(|s| !same(b, &s[range.clone()]));
-        if !c.bit(probs.at(*changed_at), differs) {
+        if !c.bit(probs.flag(*changed_at), differs) {
             continue;
         }
         let o = &mut out[range.clone()];
@@ -949,7 +981,7 @@ fn code_changed<C: Coder>(
             if comp.fields.len() > 1 {
                 let differs =
                     cur.is_some_and(|s| !same(&b[lo..hi], &s[range.start + lo..range.start + hi]));
-                if !c.bit(probs.at(flag), differs) {
+                if !c.bit(probs.flag(flag), differs) {
                     continue;
                 }
             }
@@ -1003,13 +1035,13 @@ fn code_mask<C: Coder>(
     mask: u64,
 ) -> Result<u64, DeltaError> {
     if let Some(p) = previous
-        && c.bit(probs.at(P_SAME_MASK), p == mask)
+        && c.bit(probs.flag(P_SAME_MASK), p == mask)
     {
         return Ok(p);
     }
     let mut out = 0u64;
     for i in 0..layout.mask_bits as usize {
-        if c.bit(probs.at(P_MASK + i), mask & (1 << i) != 0) {
+        if c.bit(probs.flag(P_MASK + i), mask & (1 << i) != 0) {
             out |= 1 << i;
         }
     }
@@ -1121,34 +1153,34 @@ impl<'a> Predictor<'a> {
     }
 }
 
-/// Probabilities per chunk a body brings to even odds at once.
-const CHUNK_BITS: u32 = 4;
-
-/// A body's probability table: every probability starts at even odds, but the table is
-/// set so a chunk at a time, when the body first reaches into it. A body reaches a small
-/// part of its table (a number of `L` bits reads `3 + 3L` of its 101 probabilities, and
-/// most fields do not change), and setting the whole of it — 12 KB for the arena — was a
-/// fifth of an encode's time.
+/// A body's probability table, every probability at even odds when the body starts. The
+/// single decisions' are set so at the start; a number code's run of [`NUMBER_PROBS`]
+/// only when the body first reaches it: a body reaches few of its runs (most fields do
+/// not change), and setting the whole table — 12 KB for the arena — was a fifth of an
+/// encode's time.
 #[derive(Debug, Default)]
 struct Probs {
     table: Vec<u16>,
-    /// Per chunk, the body that set it last.
+    /// Per run, by its first probability's index over 16 (runs are more than 16 apart),
+    /// the body that set it last.
     stamps: Vec<u32>,
     body: u32,
 }
 
 impl Probs {
-    /// The table for a new body of a layout with `len` probabilities: the thread's own,
-    /// kept from its last body (a busy edge codes tens of thousands a second).
-    fn begin(len: usize) -> Self {
+    /// The table for a new body: the thread's own, kept from its last body (a busy edge
+    /// codes tens of thousands a second).
+    fn begin(layout: &ProbLayout) -> Self {
         let mut probs = PROBS.take();
-        let chunks = len.div_ceil(1 << CHUNK_BITS);
-        probs.table.resize(chunks << CHUNK_BITS, range::PROB_INIT);
-        probs.stamps.resize(chunks, 0);
+        probs.table.resize(layout.len, range::PROB_INIT);
+        probs.stamps.resize(layout.len / 16 + 1, 0);
         probs.body = probs.body.wrapping_add(1);
         if probs.body == 0 {
             probs.stamps.fill(0);
             probs.body = 1;
+        }
+        for &f in &layout.flags {
+            probs.table[f] = range::PROB_INIT;
         }
         probs
     }
@@ -1158,32 +1190,21 @@ impl Probs {
         PROBS.set(self);
     }
 
-    /// Probability `i`, at even odds if this body has not reached its chunk before.
-    fn at(&mut self, i: usize) -> &mut u16 {
-        let chunk = i >> CHUNK_BITS;
-        if self.stamps[chunk] != self.body {
-            self.stamps[chunk] = self.body;
-            let start = chunk << CHUNK_BITS;
-            self.table[start..start + (1 << CHUNK_BITS)].fill(range::PROB_INIT);
-        }
+    /// A single decision's probability.
+    fn flag(&mut self, i: usize) -> &mut u16 {
         &mut self.table[i]
     }
 
-    /// The probabilities of a number code starting at `start`.
-    fn run(&mut self, start: usize) -> Run<'_> {
-        Run { probs: self, start }
-    }
-}
-
-/// A number code's probabilities in a body's table.
-struct Run<'a> {
-    probs: &'a mut Probs,
-    start: usize,
-}
-
-impl range::NumberProbs for Run<'_> {
-    fn p(&mut self, i: usize) -> &mut u16 {
-        self.probs.at(self.start + i)
+    /// The run of a number code starting at `start`, at even odds if this body has not
+    /// reached it before.
+    fn number(&mut self, start: usize) -> &mut [u16] {
+        let run = &mut self.table[start..start + NUMBER_PROBS];
+        let stamp = &mut self.stamps[start / 16];
+        if *stamp != self.body {
+            *stamp = self.body;
+            run.fill(range::PROB_INIT);
+        }
+        run
     }
 }
 
@@ -1238,14 +1259,14 @@ pub fn encode_predicted(
         }
     }
     let mut e = range::Encoder::with_capacity(64 + 4 * new.len() + cur.len());
-    let mut probs = Probs::begin(layout.probs.len);
-    range::unsigned(&mut e, &mut probs.run(P_NEW_COUNT), new.len() as u64);
+    let mut probs = Probs::begin(&layout.probs);
+    range::unsigned(&mut e, probs.number(P_NEW_COUNT), new.len() as u64);
     let mut previous = 0u32;
     for &i in &new {
         let id = cur.get(i).map_or(0, |r| r.id.0);
         range::unsigned(
             &mut e,
-            &mut probs.run(P_NEW_GAP),
+            probs.number(P_NEW_GAP),
             u64::from(id - previous - 1),
         );
         previous = id;
@@ -1267,13 +1288,13 @@ pub fn encode_predicted(
                     .get(c_i)
                     .filter(|r| r.id == old.id && r.mask == old.mask);
                 let changed = now.is_none_or(|r| !same(r.slots, old.slots));
-                e.bit(probs.at(P_TOUCHED + usize::from(touched)), changed);
+                e.bit(probs.flag(P_TOUCHED + usize::from(touched)), changed);
                 touched = changed;
                 b += 1;
                 if !changed {
                     continue;
                 }
-                e.bit(probs.at(P_REMOVED), now.is_none());
+                e.bit(probs.flag(P_REMOVED), now.is_none());
                 if let Some(now) = now {
                     scratch.clear();
                     scratch.extend_from_slice(now.slots);
@@ -1343,15 +1364,15 @@ pub fn decode_predicted_into(
 ) -> Result<(), DeltaError> {
     view.clear();
     let mut d = range::Decoder::new(body);
-    let mut probs = Probs::begin(layout.probs.len);
-    let (new_count, _) = range::unsigned(&mut d, &mut probs.run(P_NEW_COUNT), 0);
+    let mut probs = Probs::begin(&layout.probs);
+    let (new_count, _) = range::unsigned(&mut d, probs.number(P_NEW_COUNT), 0);
     if new_count > MAX_VIEW_ENTITIES as u64 {
         return Err(DeltaError::TooMany);
     }
     let mut new_ids = Vec::with_capacity(new_count as usize);
     let mut previous = 0u32;
     for _ in 0..new_count {
-        let (gap, _) = range::unsigned(&mut d, &mut probs.run(P_NEW_GAP), 0);
+        let (gap, _) = range::unsigned(&mut d, probs.number(P_NEW_GAP), 0);
         let id = u32::try_from(u64::from(previous) + gap + 1).map_err(|_| DeltaError::BadId)?;
         new_ids.push(EntityId(id));
         previous = id;
@@ -1376,7 +1397,7 @@ pub fn decode_predicted_into(
                 if !layout.fits(&old) {
                     return Err(DeltaError::BaselineMismatch);
                 }
-                let changed = d.bit(probs.at(P_TOUCHED + usize::from(touched)), false);
+                let changed = d.bit(probs.flag(P_TOUCHED + usize::from(touched)), false);
                 touched = changed;
                 if !changed {
                     if next == Some(&old.id) {
@@ -1385,7 +1406,7 @@ pub fn decode_predicted_into(
                     view.push_record(old);
                     continue;
                 }
-                if d.bit(probs.at(P_REMOVED), false) {
+                if d.bit(probs.flag(P_REMOVED), false) {
                     continue;
                 }
                 if next == Some(&old.id) {
