@@ -195,6 +195,7 @@ impl Edge {
                     ..Default::default()
                 },
                 bandwidth_bps: config.client_bandwidth_bps,
+                max_input_rate_hz: config.max_input_rate_hz,
                 modes: config.modes.clone(),
                 beat: beats.workers[index].clone(),
                 beats_since: beats.since,

@@ -1,7 +1,7 @@
-//! One player's connection: the handshake, then three pumps (control in and out,
-//! datagrams in) until either side ends it. Snapshot datagrams do not pass through the
-//! session: the sim worker hands them to the connection itself
-//! ([`crate::worker::DatagramSink`]).
+//! One player's connection: the handshake, then two pumps (control in and out) until
+//! either side ends it. Datagrams do not pass through the session: the sim worker hands
+//! snapshots to the connection and takes inputs from it itself
+//! ([`crate::worker::DatagramLink`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use outpost_protocol::codec::{self, FRAME_HEADER_LEN};
 use outpost_protocol::{
-    Answer, Control, Datagram, GoodbyeReason, Hello, MatchId, PROTOCOL_VERSION, PlayerId, Pong,
-    Refusal, RefusalCode, Reject, RejectCode, Welcome,
+    Answer, Control, GoodbyeReason, Hello, MatchId, PROTOCOL_VERSION, PlayerId, Pong, Refusal,
+    RefusalCode, Reject, RejectCode, Welcome,
 };
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tokio::sync::OwnedSemaphorePermit;
@@ -41,8 +41,6 @@ pub mod close_code {
 /// acknowledge it before closing: on a lossy, slow link the retransmissions take a few
 /// round trips, and closing first would discard the message.
 const FAREWELL_LINGER: Duration = Duration::from_secs(5);
-/// Burst of input datagrams allowed above the steady rate.
-const INPUT_BURST: f64 = 32.0;
 
 /// State every connection task shares.
 pub(crate) struct Shared {
@@ -305,10 +303,12 @@ async fn seat(
         tick: route.tick.clone(),
         link: SessionLink {
             id,
-            // Snapshots go from the sim thread straight to the connection.
+            // Snapshots go from the sim thread straight to the connection, and inputs
+            // straight from it.
             datagrams: Box::new(conn.clone()),
             control: control_tx.clone(),
             inputs: inputs.clone(),
+            gate: crate::worker::InputGate::default(),
         },
         reply: reply_tx,
     };
@@ -380,12 +380,12 @@ impl Session {
             control_tx,
         } = self;
         let control_in = control_in(shared, &mut recv, &control_tx, &seat);
-        let datagrams_in = datagrams_in(shared, &conn, &seat);
         let control_out = control_out(shared, &conn, &mut send, &mut control);
         let end = tokio::select! {
             end = control_in => end,
-            end = datagrams_in => end,
             end = control_out => end,
+            // Datagrams are the sim worker's; their end is the connection's.
+            _ = conn.closed() => End::Closed,
         };
         seat.leave(shared);
         let (code, reason): (u32, &[u8]) = match end {
@@ -454,37 +454,6 @@ async fn control_in(
                 shared.metrics.control_rejected.inc();
                 return End::Violation;
             }
-        }
-    }
-}
-
-async fn datagrams_in(shared: &Shared, conn: &Connection, seat: &SeatKey) -> End {
-    let rate = f64::from(shared.config.max_input_rate_hz);
-    let mut tokens = INPUT_BURST;
-    let mut last = Instant::now();
-    loop {
-        let Ok(bytes) = conn.read_datagram().await else {
-            return End::Closed;
-        };
-        shared.metrics.datagrams_in.inc();
-        shared.metrics.bytes_in.inc_by(bytes.len() as u64);
-        let now = Instant::now();
-        tokens = (tokens + now.duration_since(last).as_secs_f64() * rate).min(INPUT_BURST);
-        last = now;
-        if tokens < 1.0 {
-            shared.metrics.datagrams_rejected.inc();
-            continue;
-        }
-        tokens -= 1.0;
-        let frame = match codec::decode_datagram(&bytes) {
-            Ok(Datagram::Input(frame)) => frame,
-            Ok(Datagram::Snapshot(_)) | Err(_) => {
-                shared.metrics.datagrams_rejected.inc();
-                continue;
-            }
-        };
-        if seat.inputs.put(frame) {
-            shared.metrics.inputs_dropped.inc();
         }
     }
 }

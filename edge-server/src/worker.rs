@@ -1,8 +1,8 @@
 //! Sim workers: dedicated threads that each own a set of matches and tick them on their
 //! fixed clocks. Each match is a [`MatchHost`] (pure: `host.rs`); the worker is the loop
-//! around them: commands (joins, leaves) from a bounded queue and input frames from each
-//! seat's mailbox in, the hosts' transmits out to each connection's bounded queues. A
-//! slow client can never stall a tick: a full queue drops and counts.
+//! around them: commands (joins, leaves) from a bounded queue and each seat's input
+//! datagrams, taken from its connection at its match's tick, in; the hosts' transmits out
+//! to each connection. A slow client can never stall a tick: a full queue drops and counts.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -13,7 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use outpost_protocol::{
-    Control, InputFrame, MatchConfig, MatchEndReason, MatchId, PlayerId, RejectCode, Request,
+    Control, Datagram, InputFrame, MatchConfig, MatchEndReason, MatchId, PlayerId, RejectCode,
+    Request, codec,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -92,20 +93,25 @@ pub(crate) enum Unsent {
     Gone,
 }
 
-/// Where a seat's snapshot datagrams go. On the edge it is the QUIC connection itself,
-/// called from the sim thread: quinn's `send_datagram` is synchronous and thread-safe, so
-/// a snapshot crosses no channel and wakes no task of the session on its way out (the
-/// connection's driver still sends it). quinn queues datagrams up to its send buffer
-/// (16 KiB per connection, `tls::DATAGRAM_SEND_BUFFER`) and drops the oldest beyond it: a
-/// connection that does not drain loses its oldest snapshots, never the sim's time.
-pub(crate) trait DatagramSink: Send {
+/// A seat's datagrams, both ways. On the edge it is the QUIC connection itself, called
+/// from the sim thread: quinn's `send_datagram` is synchronous and thread-safe, so a
+/// snapshot crosses no channel and wakes no task of the session on its way out (the
+/// connection's driver still sends it); and the input datagrams the connection's driver
+/// received are taken at the seat's match's tick, so an input wakes no task of the
+/// session on its way in either. quinn queues datagrams both ways up to its buffers
+/// (`tls::DATAGRAM_SEND_BUFFER`, `tls::DATAGRAM_RECEIVE_BUFFER`) and drops the oldest
+/// beyond them: a connection that does not drain, or a client that floods, loses its own
+/// oldest datagrams, never the sim's time.
+pub(crate) trait DatagramLink: Send {
     /// Hands a datagram to the connection.
     fn send(&self, bytes: Bytes) -> Result<(), Unsent>;
     /// The largest datagram the connection takes now, bytes.
     fn max_size(&self) -> usize;
+    /// The oldest datagram received and not yet taken, if any.
+    fn recv(&self) -> Option<Bytes>;
 }
 
-impl DatagramSink for quinn::Connection {
+impl DatagramLink for quinn::Connection {
     fn send(&self, bytes: Bytes) -> Result<(), Unsent> {
         match self.send_datagram(bytes) {
             Ok(()) => Ok(()),
@@ -117,18 +123,92 @@ impl DatagramSink for quinn::Connection {
     fn max_size(&self) -> usize {
         self.max_datagram_size().unwrap_or(0)
     }
+
+    fn recv(&self) -> Option<Bytes> {
+        use std::future::Future as _;
+        use std::task::{Context, Poll, Waker};
+        // Asked once and not waited for: a datagram already received is ready at once,
+        // and none leaves nothing behind (the wait is dropped with the future).
+        let read = std::pin::pin!(self.read_datagram());
+        match read.poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(bytes)) => Some(bytes),
+            Poll::Ready(Err(_)) | Poll::Pending => None,
+        }
+    }
+}
+
+/// Input datagrams a seat may have taken at one tick, whatever its rate allows: what a
+/// flooding client can cost its match's tick (quinn holds the rest, dropping its oldest).
+pub const INPUT_DATAGRAMS_PER_TICK: usize = 64;
+/// Input datagrams a seat may send in a burst above its steady rate
+/// ([`crate::EdgeConfig::max_input_rate_hz`]).
+pub const INPUT_BURST: f64 = 32.0;
+
+/// A seat's input rate limit: a token bucket of [`INPUT_BURST`] filled at the configured
+/// rate, on the worker's clock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct InputGate {
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+impl Default for InputGate {
+    fn default() -> Self {
+        Self {
+            tokens: INPUT_BURST,
+            last: None,
+        }
+    }
+}
+
+impl SessionLink {
+    /// Takes the input datagrams the connection received since the last tick into the
+    /// seat's mailbox (at most [`INPUT_DATAGRAMS_PER_TICK`]): each over the rate, of the
+    /// wrong kind or not decoding is dropped and counted.
+    fn take_datagrams(&mut self, now: Instant, rate_hz: u32, metrics: &EdgeMetrics) {
+        let gate = &mut self.gate;
+        if let Some(last) = gate.last {
+            let refill = now.saturating_duration_since(last).as_secs_f64() * f64::from(rate_hz);
+            gate.tokens = (gate.tokens + refill).min(INPUT_BURST);
+        }
+        gate.last = Some(now);
+        for _ in 0..INPUT_DATAGRAMS_PER_TICK {
+            let Some(bytes) = self.datagrams.recv() else {
+                break;
+            };
+            metrics.datagrams_in.inc();
+            metrics.bytes_in.inc_by(bytes.len() as u64);
+            if gate.tokens < 1.0 {
+                metrics.datagrams_rejected.inc();
+                continue;
+            }
+            gate.tokens -= 1.0;
+            match codec::decode_datagram(&bytes) {
+                Ok(Datagram::Input(frame)) => {
+                    if self.inputs.put(frame) {
+                        metrics.inputs_dropped.inc();
+                    }
+                }
+                Ok(Datagram::Snapshot(_)) | Err(_) => {
+                    metrics.datagrams_rejected.inc();
+                }
+            }
+        }
+    }
 }
 
 /// The sim side's end of one player's connection.
 pub(crate) struct SessionLink {
     /// Unique per connection, so a stale connection's leave cannot unseat a newer one.
     pub id: u64,
-    /// Snapshot datagrams out.
-    pub datagrams: Box<dyn DatagramSink>,
+    /// Snapshot datagrams out, input datagrams in.
+    pub datagrams: Box<dyn DatagramLink>,
     /// Reliable messages out, and the snapshots that follow them in the same tick.
     pub control: mpsc::Sender<Outbound>,
-    /// Input frames from the connection.
+    /// Input frames taken from the connection, and requests from its control stream.
     pub inputs: Arc<InputMailbox>,
+    /// The input rate limit.
+    pub gate: InputGate,
 }
 
 /// What a session's writer sends, in order: reliable messages on the control stream, and
@@ -176,6 +256,8 @@ pub(crate) struct WorkerContext {
     pub reconnect_grace: Duration,
     pub interest: Interest,
     pub bandwidth_bps: u32,
+    /// Input datagrams a seat may send per second ([`crate::EdgeConfig::max_input_rate_hz`]).
+    pub max_input_rate_hz: u32,
     pub modes: outpost_sim::Modes,
     /// Where this worker says it is alive, each turn of its loop.
     pub beat: Arc<AtomicU64>,
@@ -368,8 +450,10 @@ impl Worker {
             if hosted.host.next_tick_at() > now {
                 continue;
             }
-            // Each seat's input frames, from its own mailbox; its datagram size limit.
-            for (session, (player, link)) in &hosted.links {
+            // Each seat's input frames, from its connection through its own mailbox; its
+            // datagram size limit.
+            for (session, (player, link)) in &mut hosted.links {
+                link.take_datagrams(now, self.ctx.max_input_rate_hz, &self.ctx.metrics);
                 self.frames.clear();
                 link.inputs.take(&mut self.frames);
                 for frame in &self.frames {
@@ -521,22 +605,23 @@ mod tests {
             reconnect_grace: Duration::from_secs(5),
             interest: Interest::default(),
             bandwidth_bps: 96_000,
+            max_input_rate_hz: 240,
             modes: outpost_arena::modes(),
             beat: Arc::new(AtomicU64::new(0)),
             beats_since: Instant::now(),
         }
     }
 
-    /// Seats `player` in `match_id`; returns its mailbox (and its control receiver, kept
-    /// open).
+    /// Seats `player` in `match_id`; returns its connection's received datagrams (and
+    /// its control receiver, kept open).
     fn seat(
         worker: &mut Worker,
         match_id: u64,
         player: u64,
         start: Instant,
-    ) -> (Arc<InputMailbox>, mpsc::Receiver<Outbound>) {
+    ) -> (Received, mpsc::Receiver<Outbound>) {
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
-        let inputs = Arc::new(InputMailbox::default());
+        let received = Received::default();
         let config = outpost_arena::config(&outpost_arena::ArenaConfig {
             props: 0,
             ..Default::default()
@@ -549,27 +634,53 @@ mod tests {
                 Arc::new(AtomicU32::new(0)),
                 SessionLink {
                     id: player,
-                    datagrams: Box::new(Kept),
+                    datagrams: Box::new(received.clone()),
                     control,
-                    inputs: inputs.clone(),
+                    inputs: Arc::new(InputMailbox::default()),
+                    gate: InputGate::default(),
                 },
                 start,
             )
             .map_err(|code| code.as_str())
             .expect("seated");
-        (inputs, control_rx)
+        (received, control_rx)
     }
 
-    /// A connection that takes every datagram.
-    struct Kept;
+    /// A connection that takes every datagram, and holds those it received (like
+    /// quinn's buffer, up to a bound, dropping the oldest) until they are taken.
+    #[derive(Clone, Default)]
+    struct Received(Arc<Mutex<VecDeque<Bytes>>>);
 
-    impl DatagramSink for Kept {
+    /// Datagrams a test connection holds.
+    const RECEIVED: usize = 1_000;
+
+    impl Received {
+        /// The client sends an input frame.
+        fn put(&self, frame: InputFrame) {
+            let bytes = codec::encode_datagram(&Datagram::Input(frame)).expect("encodes");
+            let mut held = self.0.lock().expect("lock");
+            if held.len() == RECEIVED {
+                held.pop_front();
+            }
+            held.push_back(Bytes::from(bytes));
+        }
+
+        fn len(&self) -> usize {
+            self.0.lock().expect("lock").len()
+        }
+    }
+
+    impl DatagramLink for Received {
         fn send(&self, _: Bytes) -> Result<(), Unsent> {
             Ok(())
         }
 
         fn max_size(&self) -> usize {
             1200
+        }
+
+        fn recv(&self) -> Option<Bytes> {
+            self.0.lock().expect("lock").pop_front()
         }
     }
 
@@ -604,7 +715,8 @@ mod tests {
 
     /// Regression test for unfair sim workers: one command queue served all of a
     /// worker's matches, so a few flooding clients made every other match lose inputs.
-    /// Inputs now wait in a small mailbox per seat: a flood crowds out only its sender.
+    /// Inputs now wait with each seat's connection until its match's tick, which takes a
+    /// bounded number of them: a flood crowds out only its sender.
     #[test]
     fn a_flooding_seat_cannot_make_another_match_lose_inputs() {
         let mut worker = Worker {
@@ -615,12 +727,19 @@ mod tests {
         let start = Instant::now();
         let (flooder, _keep_flooder) = seat(&mut worker, 1, 1, start);
         let (honest, _keep_honest) = seat(&mut worker, 2, 2, start);
-        // Far more frames than the shared queue (16,384) ever held, between two ticks.
-        let dropped = (1..=50_000).filter(|&seq| flooder.put(frame(seq))).count();
-        assert_eq!(dropped, 50_000 - MAILBOX_FRAMES);
-        assert!(!honest.put(frame(1)));
+        // Far more frames than the shared queue (16,384) ever held, between two ticks:
+        // the connection keeps its newest.
+        for seq in 1..=50_000 {
+            flooder.put(frame(seq));
+        }
+        honest.put(frame(1));
         // One tick of each match.
         worker.run_due_ticks(start + Duration::from_millis(17));
+        assert_eq!(
+            flooder.len(),
+            RECEIVED - INPUT_DATAGRAMS_PER_TICK,
+            "the tick took a bounded number of the flood"
+        );
         let game = |w: &Worker, m: u64| {
             w.matches[&MatchId(m)]
                 .host
@@ -632,12 +751,29 @@ mod tests {
             Some(1),
             "the honest player's input applied"
         );
-        // The flooder kept only its newest frames, and one tick's worth of them applied.
-        assert!(game(&worker, 1) >= Some(50_000 - MAILBOX_FRAMES as u32 + 1));
+        // Of the flood, the frames within the burst reached the mailbox, which kept its
+        // newest; one tick's worth of them applied.
+        let newest_taken = (50_000 - RECEIVED + INPUT_BURST as usize) as u32;
+        let acked = game(&worker, 1).expect("seated");
+        assert!(
+            (newest_taken - MAILBOX_FRAMES as u32 + 1..=newest_taken).contains(&acked),
+            "{acked}"
+        );
         let counts = worker.matches[&MatchId(1)]
             .host
             .game()
             .input_counts(PlayerId(1));
         assert_eq!(counts.map(|(applied, _)| applied), Some(1));
+        let metrics = &worker.ctx.metrics;
+        assert_eq!(
+            metrics.datagrams_rejected.get(),
+            (INPUT_DATAGRAMS_PER_TICK - INPUT_BURST as usize) as u64,
+            "over the rate"
+        );
+        assert_eq!(
+            metrics.inputs_dropped.get(),
+            (INPUT_BURST as usize - MAILBOX_FRAMES) as u64,
+            "beyond the mailbox"
+        );
     }
 }
