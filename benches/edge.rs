@@ -272,6 +272,78 @@ fn snapshot_build(c: &mut Criterion, mut game: Match, mut bots: Bots, players: u
     );
 }
 
+/// Every client's decode of its snapshots of the load test's match (16 players, 40
+/// props), as the SDK decodes them: the bodies are built beforehand (untimed), 30 a
+/// second, each client acknowledging the one before; then each client's decoder takes
+/// its datagrams in order (timed, per round of 16).
+fn client_decodes(c: &mut Criterion) {
+    const ROUNDS: usize = 600;
+    let (mut game, mut bots) = arena_of(16, 40);
+    let settings = ArenaConfig::of(game.config()).expect("arena settings");
+    let layout = replication::Layout::new(&arena::schema(&settings));
+    let interest = Interest::default();
+    let budget = body_budget(96_000, game.config().snapshot_hz, 1200);
+    let mut clients: Vec<ClientSnapshots> = (1..=16)
+        .map(|p| ClientSnapshots::new(game.player_entity(PlayerId(p)).expect("seated")))
+        .collect();
+    let mut rounds: Vec<Vec<Snapshot>> = Vec::with_capacity(ROUNDS);
+    let mut last_tick = 0;
+    for _ in 0..ROUNDS {
+        for _ in 0..2 {
+            bots.push(&mut game);
+            game.step();
+        }
+        let prepared = prepare(&mut game, &layout, interest);
+        let tick = game.tick();
+        let frame = Frame {
+            tick,
+            layout: &layout,
+            positions: &prepared.positions,
+            records: &prepared.records,
+            grid: &prepared.grid,
+            interest,
+        };
+        rounds.push(
+            clients
+                .iter_mut()
+                .map(|client| {
+                    client.ack(last_tick);
+                    let built = client.build(&frame, budget);
+                    Snapshot {
+                        tick,
+                        baseline_tick: built.baseline_tick,
+                        reference_gap: built.reference_gap,
+                        ack_input_seq: 0,
+                        ticks_left: 0,
+                        body: built.body,
+                    }
+                })
+                .collect(),
+        );
+        last_tick = tick;
+    }
+    c.bench_function("snapshot/client_decode_16_clients", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            let mut done = 0u64;
+            while done < iters {
+                let mut decoders: Vec<outpost_client::netcode::Decoder> = (0..16)
+                    .map(|_| outpost_client::netcode::Decoder::new(layout.clone()))
+                    .collect();
+                let started = Instant::now();
+                for round in rounds.iter().take((iters - done) as usize) {
+                    for (decoder, snapshot) in decoders.iter_mut().zip(round) {
+                        black_box(decoder.decode(snapshot).expect("decodes"));
+                    }
+                    done += 1;
+                }
+                spent += started.elapsed();
+            }
+            spent
+        });
+    });
+}
+
 fn snapshots(c: &mut Criterion) {
     let (mut game, _) = arena();
     let settings = ArenaConfig::of(game.config()).expect("arena settings");
@@ -305,6 +377,6 @@ fn snapshots(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(6));
-    targets = tick_vs_physics, snapshot_builds, snapshots
+    targets = tick_vs_physics, snapshot_builds, client_decodes, snapshots
 }
 criterion_main!(benches);

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use outpost_protocol::replication::{self, Component, Fields, InputRecord, Layout, Record};
+use outpost_protocol::replication::{self, Component, Fields, InputRecord, Layout, Origin, Record};
 use outpost_protocol::schema::Value;
 use outpost_protocol::{EntityId, MatchConfig, Snapshot};
 
@@ -393,6 +393,8 @@ pub struct Decoder {
     layout: Layout,
     /// Recent views, oldest first.
     views: VecDeque<Received>,
+    /// Where each entity of the last view decoded came from (reused).
+    origins: Vec<Origin>,
     /// Snapshots in a row that could not be decoded (baseline missing, or malformed).
     failing: u32,
 }
@@ -407,6 +409,7 @@ impl Decoder {
         Self {
             layout,
             views: VecDeque::with_capacity(VIEW_HISTORY),
+            origins: Vec::new(),
             failing: 0,
         }
     }
@@ -490,34 +493,37 @@ impl Decoder {
             reference,
             &snapshot.body,
             &mut room,
+            Some(&mut self.origins),
         )
         .map_err(|_| SnapshotIssue::Malformed)?;
         let view = Arc::new(room);
-        // Both views are sorted by id: one walk pairs each entity with its baseline
-        // entry. A value equal to the baseline's was carried over; any other was sent
-        // now.
+        // A value carried over keeps the tick it was sent in; a changed or new one was
+        // sent now. Baseline entities neither carried nor changed were removed.
         let mut value_ticks = Vec::with_capacity(view.len());
         let mut removed = Vec::new();
-        let mut b = 0usize;
-        for record in view.iter() {
-            while let Some(base) = baseline.get(b).filter(|base| base.id < record.id) {
-                removed.push(base.id);
-                b += 1;
+        let mut next = 0usize;
+        let gone = |from: usize, upto: usize, removed: &mut Vec<EntityId>| {
+            removed.extend((from..upto).filter_map(|i| baseline.get(i)).map(|r| r.id));
+        };
+        for origin in &self.origins {
+            let (tick, from) = match *origin {
+                Origin::Carried(b) => (
+                    baseline_ticks
+                        .get(b as usize)
+                        .copied()
+                        .unwrap_or(snapshot.tick),
+                    Some(b as usize),
+                ),
+                Origin::Changed(b) => (snapshot.tick, Some(b as usize)),
+                Origin::New => (snapshot.tick, None),
+            };
+            if let Some(b) = from {
+                gone(next, b, &mut removed);
+                next = b + 1;
             }
-            let carried = baseline.get(b).filter(|base| base.id == record.id);
-            if carried.is_some() {
-                b += 1;
-            }
-            value_ticks.push(match carried {
-                Some(base) if base == record => baseline_ticks[b - 1],
-                _ => snapshot.tick,
-            });
+            value_ticks.push(tick);
         }
-        removed.extend(
-            (b..baseline.len())
-                .filter_map(|i| baseline.get(i))
-                .map(|r| r.id),
-        );
+        gone(next, baseline.len(), &mut removed);
         if self.views.len() == VIEW_HISTORY {
             self.views.pop_front();
         }

@@ -348,6 +348,10 @@ impl ClientSnapshots {
         targets.clear();
         target_of.clear();
         let mut b = 0usize;
+        // Records taken as they are and not yet copied: a run of the frame's is copied at
+        // once. (The frame's records are in id order, and so are the relevant indices:
+        // every one is taken, and targets and target_of stay index for index.)
+        let mut run = 0..0;
         for &i in scratch.iter() {
             let Some(record) = frame.records.get(i) else {
                 continue;
@@ -359,19 +363,29 @@ impl ClientSnapshots {
                 owner_mask
             };
             if record.mask & hidden != 0 {
+                targets.extend_from(frame.records, run.clone());
+                run = i + 1..i + 1;
                 let mask = layout.without_components(&record, hidden, stripped);
                 targets.push(record.id, mask, stripped);
             } else {
-                targets.push_record(record);
-            }
-            if targets.len() == target_of.len() {
-                continue; // not taken (out of order): keep targets and target_of aligned
+                if run.end != i {
+                    targets.extend_from(frame.records, run.clone());
+                    run = i..i;
+                }
+                run.end = i + 1;
             }
             while baseline.get(b).is_some_and(|r| r.id < record.id) {
                 b += 1;
             }
             let base = baseline.get(b).filter(|r| r.id == record.id).map(|_| b);
             target_of.push((i, base));
+        }
+        targets.extend_from(frame.records, run);
+        if targets.len() != target_of.len() {
+            // Records out of id order (never a frame's): nothing is sent rather than
+            // entities under each other's ids.
+            targets.clear();
+            target_of.clear();
         }
         let removed = baseline.len() - target_of.iter().filter(|(_, b)| b.is_some()).count();
 

@@ -404,6 +404,41 @@ impl View {
         Ok(())
     }
 
+    /// Appends `other`'s entities `range` (see [`View::push`]): their slots in one copy
+    /// when they follow each other there, as a view's entities do.
+    pub fn extend_from(&mut self, other: &View, range: std::ops::Range<usize>) {
+        let Some(entries) = other.entries.get(range.clone()) else {
+            return;
+        };
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            return;
+        };
+        let (start, end) = (first.2 as usize, last.2 as usize + last.3 as usize);
+        let in_order = self.entries.last().is_none_or(|&(id, ..)| id < first.0)
+            && first.0.0 != 0
+            && entries
+                .windows(2)
+                .all(|w| w[0].0 < w[1].0 && w[0].2 + w[0].3 == w[1].2);
+        match other.slots.get(start..end) {
+            Some(slots) if in_order => {
+                let shift = self.slots.len() as i64 - start as i64;
+                self.slots.extend_from_slice(slots);
+                self.entries.extend(
+                    entries.iter().map(|&(id, mask, at, len)| {
+                        (id, mask, (i64::from(at) + shift) as u32, len)
+                    }),
+                );
+            }
+            _ => {
+                for i in range {
+                    if let Some(record) = other.get(i) {
+                        self.push_record(record);
+                    }
+                }
+            }
+        }
+    }
+
     /// Appends a record (see [`View::push`]).
     pub fn push_record(&mut self, record: Record<'_>) {
         self.push(record.id, record.mask, record.slots);
@@ -1075,8 +1110,12 @@ fn extrapolate(b: u32, r: u32, ahead: u32, behind: u32, max: u32) -> u32 {
         // The usual reference, a snapshot before the baseline: (2·d·ahead + 1) / 2 rounds
         // down to d·ahead. Saturating only where the sum is far outside the grid anyway.
         d.saturating_mul(ahead)
+    } else if ahead < 1 << 20 && behind.count_ones() == 1 {
+        // |2·d·ahead| < 2^53: exact in 64 bits; and a span of a power of two ticks (30
+        // snapshots a second at 60 ticks: 2) divides by a shift, which floors as
+        // `div_euclid` does.
+        (2 * d * ahead + behind) >> (behind.trailing_zeros() + 1)
     } else if ahead < 1 << 20 {
-        // |2·d·ahead| < 2^53: exact in 64 bits.
         (2 * d * ahead + behind).div_euclid(2 * behind)
     } else {
         let (d, ahead, behind) = (i128::from(d), i128::from(ahead), i128::from(behind));
@@ -1348,21 +1387,37 @@ pub fn decode_predicted(
     body: &[u8],
 ) -> Result<View, DeltaError> {
     let mut view = View::new();
-    decode_predicted_into(layout, baseline, reference, body, &mut view)?;
+    decode_predicted_into(layout, baseline, reference, body, &mut view, None)?;
     Ok(view)
 }
 
+/// Where a decoded entity's values come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Unchanged from the baseline's entity at this index.
+    Carried(u32),
+    /// Changed from the baseline's entity at this index: sent in this body.
+    Changed(u32),
+    /// New to the baseline: sent whole in this body.
+    New,
+}
+
 /// [`decode_predicted`] into `view`, whose buffers it reuses (a client decodes every
-/// snapshot; the view it no longer needs is the next one's room). On an error `view`
-/// holds what was decoded before it.
+/// snapshot; the view it no longer needs is the next one's room), and, when asked, each
+/// entity's [`Origin`] into `origins`, index for index. On an error `view` holds what was
+/// decoded before it.
 pub fn decode_predicted_into(
     layout: &Layout,
     baseline: &View,
     reference: Option<Reference<'_>>,
     body: &[u8],
     view: &mut View,
+    mut origins: Option<&mut Vec<Origin>>,
 ) -> Result<(), DeltaError> {
     view.clear();
+    if let Some(origins) = origins.as_deref_mut() {
+        origins.clear();
+    }
     let mut d = range::Decoder::new(body);
     let mut probs = Probs::begin(&layout.probs);
     let (new_count, _) = range::unsigned(&mut d, probs.number(P_NEW_COUNT), 0);
@@ -1388,6 +1443,8 @@ pub fn decode_predicted_into(
     let mut predictor = Predictor::new(reference);
     // The previous new entity: its mask and where its slots are in `view`.
     let mut previous_new: Option<(u64, std::ops::Range<usize>)> = None;
+    // Baseline entities carried over and not yet copied: a run is copied at once.
+    let mut carried = 0..0;
     let (mut b, mut n, mut touched) = (0usize, 0usize, false);
     loop {
         let old = baseline.get(b);
@@ -1403,14 +1460,26 @@ pub fn decode_predicted_into(
                     if next == Some(&old.id) {
                         return Err(DeltaError::BaselineMismatch);
                     }
-                    view.push_record(old);
+                    if carried.end != b - 1 {
+                        view.extend_from(baseline, carried.clone());
+                        carried.start = b - 1;
+                    }
+                    carried.end = b;
+                    if let Some(origins) = origins.as_deref_mut() {
+                        origins.push(Origin::Carried((b - 1) as u32));
+                    }
                     continue;
                 }
+                view.extend_from(baseline, carried.clone());
+                carried = b..b;
                 if d.bit(probs.flag(P_REMOVED), false) {
                     continue;
                 }
                 if next == Some(&old.id) {
                     return Err(DeltaError::BaselineMismatch);
+                }
+                if let Some(origins) = origins.as_deref_mut() {
+                    origins.push(Origin::Changed((b - 1) as u32));
                 }
                 // Decoded in place: the baseline's slots, overwritten as the body says.
                 let start = view.slots.len();
@@ -1430,6 +1499,11 @@ pub fn decode_predicted_into(
             }
             (_, Some(&id)) => {
                 n += 1;
+                view.extend_from(baseline, carried.clone());
+                carried = b..b;
+                if let Some(origins) = origins.as_deref_mut() {
+                    origins.push(Origin::New);
+                }
                 let mask = code_mask(
                     &mut d,
                     layout,
@@ -1450,13 +1524,14 @@ pub fn decode_predicted_into(
             }
             _ => break,
         }
-        if view.len() > MAX_VIEW_ENTITIES {
+        if view.len() + carried.len() > MAX_VIEW_ENTITIES {
             return Err(DeltaError::TooMany);
         }
         if !d.within() {
             return Err(DeltaError::Truncated);
         }
     }
+    view.extend_from(baseline, carried);
     probs.keep();
     d.finish()
 }
@@ -2130,7 +2205,7 @@ mod tests {
             u32::MAX,
         ];
         let aheads = [1, 2, 3, 6, (1 << 20) - 1, 1 << 20, u32::MAX];
-        let behinds = [1, 2, 3, 7, 255];
+        let behinds = [1, 2, 3, 4, 7, 128, 255];
         for &b in &values {
             for &r in &values {
                 for &ahead in &aheads {
