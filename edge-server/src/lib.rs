@@ -29,6 +29,7 @@ pub mod admission;
 pub mod agones;
 pub mod cloud_link;
 pub mod config;
+mod control_stream;
 mod directory;
 pub mod gateway;
 pub mod handshake;

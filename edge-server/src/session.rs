@@ -20,6 +20,7 @@ use tracing::Instrument as _;
 
 use crate::admission::{Admission, Admitted};
 use crate::config::EdgeConfig;
+use crate::control_stream::{ControlStream, SeatControl as _};
 use crate::directory::{Directory, Route};
 use crate::handshake::Pending;
 use crate::metrics::EdgeMetrics;
@@ -182,8 +183,9 @@ struct Session {
     /// none free).
     _slot: Option<OwnedSemaphorePermit>,
     seat: SeatKey,
-    control: mpsc::Receiver<Outbound>,
-    control_tx: mpsc::Sender<Outbound>,
+    /// The control stream, shared with the sim worker, and its queue.
+    writer: Arc<ControlStream<SendStream>>,
+    queue: mpsc::Receiver<Outbound>,
 }
 
 /// Reads the Hello (by `deadline`) and seats its player.
@@ -292,7 +294,8 @@ async fn seat(
         .map_err(|code| Reject::new(code, "match cannot be hosted here"))?;
 
     let id = shared.next_session.fetch_add(1, Ordering::Relaxed);
-    let (control_tx, control) = mpsc::channel(CONTROL_QUEUE);
+    let (writer, queue) = ControlStream::new(CONTROL_QUEUE);
+    let writer = Arc::new(writer);
     let inputs = Arc::new(InputMailbox::default());
     let (reply_tx, reply) = oneshot::channel();
     let join = Command::Join {
@@ -306,7 +309,7 @@ async fn seat(
             // Snapshots go from the sim thread straight to the connection, and inputs
             // straight from it.
             datagrams: Box::new(conn.clone()),
-            control: control_tx.clone(),
+            control: writer.clone(),
             inputs: inputs.clone(),
             gate: crate::worker::InputGate::default(),
         },
@@ -342,8 +345,8 @@ async fn seat(
             route,
             inputs,
         },
-        control,
-        control_tx,
+        writer,
+        queue,
     };
     if !write_frame(send, &welcome).await {
         session.seat.leave(shared);
@@ -370,17 +373,19 @@ impl Session {
         self,
         shared: &Arc<Shared>,
         conn: Connection,
-        mut send: SendStream,
+        send: SendStream,
         mut recv: RecvStream,
     ) {
         let Session {
             _slot,
             seat,
-            mut control,
-            control_tx,
+            writer,
+            mut queue,
         } = self;
-        let control_in = control_in(shared, &mut recv, &control_tx, &seat);
-        let control_out = control_out(shared, &conn, &mut send, &mut control);
+        // The welcome is written: the stream is the writer's, and the sim worker's.
+        writer.attach(send);
+        let control_in = control_in(shared, &mut recv, &writer, &seat);
+        let control_out = control_out(shared, &conn, &writer, &mut queue);
         let end = tokio::select! {
             end = control_in => end,
             end = control_out => end,
@@ -388,6 +393,10 @@ impl Session {
             _ = conn.closed() => End::Closed,
         };
         seat.leave(shared);
+        let Some(mut send) = writer.detach() else {
+            conn.close(VarInt::from_u32(close_code::DONE), b"closed");
+            return;
+        };
         let (code, reason): (u32, &[u8]) = match end {
             End::Closed => (close_code::DONE, b"closed"),
             End::Quit => (close_code::DONE, b"goodbye"),
@@ -414,7 +423,7 @@ impl Session {
 async fn control_in(
     shared: &Shared,
     recv: &mut RecvStream,
-    control_tx: &mpsc::Sender<Outbound>,
+    writer: &ControlStream<SendStream>,
     seat: &SeatKey,
 ) -> End {
     loop {
@@ -433,7 +442,7 @@ async fn control_in(
                     server_tick: seat.route.tick.load(Ordering::Acquire),
                 };
                 // A client flooding pings without reading answers loses the answers.
-                let _ = control_tx.try_send(Outbound::Control(Control::Pong(pong)));
+                let _ = writer.enqueue(Outbound::Control(Control::Pong(pong)));
             }
             Ok(Control::Goodbye(_)) => return End::Quit,
             Ok(Control::Request(request)) => {
@@ -447,7 +456,7 @@ async fn control_in(
                     };
                     shared.metrics.refuse_request(RefusalCode::Busy);
                     // A client flooding requests without reading answers loses them.
-                    let _ = control_tx.try_send(Outbound::Control(Control::Answer(busy)));
+                    let _ = writer.enqueue(Outbound::Control(Control::Answer(busy)));
                 }
             }
             Ok(_) | Err(_) => {
@@ -464,40 +473,66 @@ const CONTROL_BATCH_BYTES: usize = 16 * 1024;
 async fn control_out(
     shared: &Shared,
     conn: &Connection,
-    send: &mut SendStream,
-    out: &mut mpsc::Receiver<Outbound>,
+    writer: &ControlStream<SendStream>,
+    queue: &mut mpsc::Receiver<Outbound>,
 ) -> End {
     let mut batch = Vec::new();
-    while let Some(first) = out.recv().await {
+    // What the sim worker could not write itself waits here, in order.
+    let mut next = writer.settle(queue);
+    loop {
+        let first = match next.take() {
+            Some(first) => first,
+            // What the worker queued before it let the seat go (a match's goodbye) is
+            // still written.
+            None => tokio::select! {
+                biased;
+                first = queue.recv() => match first {
+                    Some(first) => first,
+                    None => return End::Dropped,
+                },
+                // The worker let the seat go: too slow, or replaced by a reconnect.
+                () = writer.released() => return End::Dropped,
+            },
+        };
         // A tick's events reach a seat together: one stream write for all of them, then
         // the snapshot that follows them, so that both are queued before the connection's
         // driver builds the next packet.
         batch.clear();
-        let mut next = Some(first);
+        let mut item = Some(first);
         let mut goodbye = false;
         let mut snapshot = None;
-        while let Some(message) = next.take() {
-            let message = match message {
-                Outbound::Control(message) => message,
+        while let Some(waiting) = item.take() {
+            match waiting {
+                Outbound::Control(message) => {
+                    goodbye = matches!(message, Control::Goodbye(_));
+                    match codec::encode_frame(&message) {
+                        Ok(frame) => batch.extend_from_slice(&frame),
+                        Err(err) => {
+                            tracing::error!(?err, "could not encode a control message");
+                            return End::Closed;
+                        }
+                    }
+                }
+                Outbound::Frames(frames) => batch.extend_from_slice(&frames),
                 Outbound::Datagram(bytes) => {
                     snapshot = Some(bytes);
                     break;
                 }
-            };
-            goodbye = matches!(message, Control::Goodbye(_));
-            match codec::encode_frame(&message) {
-                Ok(frame) => batch.extend_from_slice(&frame),
-                Err(err) => {
-                    tracing::error!(?err, "could not encode a control message");
-                    return End::Closed;
-                }
             }
             if !goodbye && batch.len() < CONTROL_BATCH_BYTES {
-                next = out.try_recv().ok();
+                item = queue.try_recv().ok();
             }
         }
-        if !batch.is_empty() && send.write_all(&batch).await.is_err() {
-            return End::Closed;
+        if !batch.is_empty() {
+            tokio::select! {
+                biased;
+                written = writer.write_all(&batch) => if written.is_err() {
+                    return End::Closed;
+                },
+                // A client that does not read its stream is let go by the worker once its
+                // queue is full.
+                () = writer.released() => return End::Dropped,
+            }
         }
         if let Some(bytes) = snapshot {
             let len = bytes.len() as u64;
@@ -516,7 +551,6 @@ async fn control_out(
         if goodbye {
             return End::Goodbye;
         }
+        next = writer.settle(queue);
     }
-    // The worker dropped this seat's link: too slow, or replaced by a reconnect.
-    End::Dropped
 }

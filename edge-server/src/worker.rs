@@ -16,8 +16,9 @@ use outpost_protocol::{
     Control, Datagram, InputFrame, MatchConfig, MatchEndReason, MatchId, PlayerId, RejectCode,
     Request, codec,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
+use crate::control_stream::{Routed, SeatControl};
 use crate::directory::Directory;
 pub(crate) use crate::host::{FinishedMatch, Joined};
 use crate::host::{HostSettings, MatchHost, Transmit};
@@ -204,11 +205,18 @@ pub(crate) struct SessionLink {
     /// Snapshot datagrams out, input datagrams in.
     pub datagrams: Box<dyn DatagramLink>,
     /// Reliable messages out, and the snapshots that follow them in the same tick.
-    pub control: mpsc::Sender<Outbound>,
+    pub control: Arc<dyn SeatControl>,
     /// Input frames taken from the connection, and requests from its control stream.
     pub inputs: Arc<InputMailbox>,
     /// The input rate limit.
     pub gate: InputGate,
+}
+
+impl Drop for SessionLink {
+    /// The worker lets the seat go: its session closes the connection.
+    fn drop(&mut self) {
+        self.control.release();
+    }
 }
 
 /// What a session's writer sends, in order: reliable messages on the control stream, and
@@ -218,6 +226,8 @@ pub(crate) struct SessionLink {
 pub(crate) enum Outbound {
     /// A message on the control stream.
     Control(Control),
+    /// Messages already encoded as frames (what a direct write left).
+    Frames(Vec<u8>),
     /// A snapshot datagram.
     Datagram(Bytes),
 }
@@ -527,30 +537,37 @@ impl Worker {
 /// grace period; a snapshot too large for the connection's current path, or behind a
 /// full queue, is dropped and counted.
 fn route(hosted: &mut Hosted, metrics: &EdgeMetrics, now: Instant) {
-    // Sessions given reliable messages in this pass (at most the match's seats).
-    let mut controlled: Vec<u64> = Vec::new();
+    // A tick's reliable messages per seat, encoded, until its snapshot (or the pass's end)
+    // takes them to the stream (at most the match's seats).
+    let mut pending: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut gone: Vec<u64> = Vec::new();
     while let Some(transmit) = hosted.host.poll_transmit() {
         match transmit {
             Transmit::Datagram { session, bytes } => {
-                let Some((player, link)) = hosted.links.get(&session) else {
+                let Some((_, link)) = hosted.links.get(&session) else {
                     continue;
                 };
-                if controlled.contains(&session) {
-                    match link.control.try_send(Outbound::Datagram(bytes)) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            metrics.snapshots_dropped.inc();
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => {
-                            let player = *player;
-                            hosted.host.leave(player, session, now);
-                            hosted.links.remove(&session);
+                let snapshot = match pending.iter().position(|(s, _)| *s == session) {
+                    // Behind the tick's messages: on the stream at once, or queued.
+                    Some(at) => {
+                        let (_, frames) = pending.swap_remove(at);
+                        match link.control.send(&frames, Some(bytes)) {
+                            Ok(Routed::Direct(bytes)) => bytes,
+                            Ok(Routed::Queued) => continue,
+                            Ok(Routed::Dropped) => {
+                                metrics.snapshots_dropped.inc();
+                                continue;
+                            }
+                            Err(_) => {
+                                gone.push(session);
+                                continue;
+                            }
                         }
                     }
-                    continue;
-                }
-                let len = bytes.len() as u64;
-                match link.datagrams.send(bytes) {
+                    None => bytes,
+                };
+                let len = snapshot.len() as u64;
+                match link.datagrams.send(snapshot) {
                     Ok(()) => {
                         metrics.datagrams_out.inc();
                         metrics.bytes_out.inc_by(len);
@@ -559,30 +576,59 @@ fn route(hosted: &mut Hosted, metrics: &EdgeMetrics, now: Instant) {
                         metrics.snapshots_dropped.inc();
                     }
                     // The connection is gone without a word: treat it as a leave.
-                    Err(Unsent::Gone) => {
-                        let player = *player;
-                        hosted.host.leave(player, session, now);
-                        hosted.links.remove(&session);
-                    }
+                    Err(Unsent::Gone) => gone.push(session),
                 }
             }
             Transmit::Control { session, message } => {
-                let Some((player, link)) = hosted.links.get(&session) else {
+                let Some((_, link)) = hosted.links.get(&session) else {
                     continue;
                 };
-                if !controlled.contains(&session) {
-                    controlled.push(session);
+                if matches!(message, Control::Goodbye(_)) {
+                    // The session ends with it: behind the tick's messages, through its
+                    // writer.
+                    let frames = pending
+                        .iter()
+                        .position(|(s, _)| *s == session)
+                        .map(|at| pending.swap_remove(at).1);
+                    let sent = frames
+                        .map_or(Ok(Routed::Queued), |frames| {
+                            link.control.send(&frames, None)
+                        })
+                        .and_then(|_| link.control.enqueue(Outbound::Control(message)));
+                    if sent.is_err() {
+                        gone.push(session);
+                    }
+                    continue;
                 }
-                if link.control.try_send(Outbound::Control(message)).is_err() {
-                    let player = *player;
-                    tracing::debug!(match_id = %hosted.host.id(), player = %player, "connection gone or too slow; seat kept for the grace period");
-                    hosted.host.leave(player, session, now);
-                    hosted.links.remove(&session);
+                let at = match pending.iter().position(|(s, _)| *s == session) {
+                    Some(at) => at,
+                    None => {
+                        pending.push((session, Vec::new()));
+                        pending.len() - 1
+                    }
+                };
+                match codec::encode_frame(&message) {
+                    Ok(frame) => pending[at].1.extend_from_slice(&frame),
+                    Err(err) => tracing::error!(?err, "could not encode a control message"),
                 }
             }
             Transmit::Release { session } => {
                 hosted.links.remove(&session);
             }
+        }
+    }
+    // Messages of a tick without a snapshot for the seat.
+    for (session, frames) in pending {
+        if let Some((_, link)) = hosted.links.get(&session)
+            && link.control.send(&frames, None).is_err()
+        {
+            gone.push(session);
+        }
+    }
+    for session in gone {
+        if let Some((player, _)) = hosted.links.remove(&session) {
+            tracing::debug!(match_id = %hosted.host.id(), player = %player, "connection gone or too slow; seat kept for the grace period");
+            hosted.host.leave(player, session, now);
         }
     }
 }
@@ -612,15 +658,22 @@ mod tests {
         }
     }
 
-    /// Seats `player` in `match_id`; returns its connection's received datagrams (and
-    /// its control receiver, kept open).
+    /// A seat's control stream in memory, and its queue.
+    type SeatStream = (
+        Arc<ControlStream<Memory>>,
+        tokio::sync::mpsc::Receiver<Outbound>,
+    );
+
+    /// Seats `player` in `match_id`; returns its connection (datagrams both ways) and
+    /// its control stream, not yet attached (everything queues).
     fn seat(
         worker: &mut Worker,
         match_id: u64,
         player: u64,
         start: Instant,
-    ) -> (Received, mpsc::Receiver<Outbound>) {
-        let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
+    ) -> (Received, SeatStream) {
+        let (control, queue) = ControlStream::<Memory>::new(CONTROL_QUEUE);
+        let control = Arc::new(control);
         let received = Received::default();
         let config = outpost_arena::config(&outpost_arena::ArenaConfig {
             props: 0,
@@ -635,7 +688,7 @@ mod tests {
                 SessionLink {
                     id: player,
                     datagrams: Box::new(received.clone()),
-                    control,
+                    control: control.clone(),
                     inputs: Arc::new(InputMailbox::default()),
                     gate: InputGate::default(),
                 },
@@ -643,13 +696,14 @@ mod tests {
             )
             .map_err(|code| code.as_str())
             .expect("seated");
-        (received, control_rx)
+        (received, (control, queue))
     }
 
-    /// A connection that takes every datagram, and holds those it received (like
-    /// quinn's buffer, up to a bound, dropping the oldest) until they are taken.
+    /// A connection that takes every datagram (and counts them), and holds those it
+    /// received (like quinn's buffer, up to a bound, dropping the oldest) until they are
+    /// taken.
     #[derive(Clone, Default)]
-    struct Received(Arc<Mutex<VecDeque<Bytes>>>);
+    struct Received(Arc<Mutex<VecDeque<Bytes>>>, Arc<AtomicU64>);
 
     /// Datagrams a test connection holds.
     const RECEIVED: usize = 1_000;
@@ -672,6 +726,7 @@ mod tests {
 
     impl DatagramLink for Received {
         fn send(&self, _: Bytes) -> Result<(), Unsent> {
+            self.1.fetch_add(1, Ordering::Relaxed);
             Ok(())
         }
 
@@ -684,6 +739,8 @@ mod tests {
         }
     }
 
+    use crate::control_stream::ControlStream;
+    use crate::control_stream::tests::Memory;
     use crate::host::tests::input as frame;
 
     #[test]
@@ -694,23 +751,83 @@ mod tests {
             frames: Vec::new(),
         };
         let start = Instant::now();
-        let (_inputs, mut control) = seat(&mut worker, 1, 1, start);
+        // The stream is not attached yet (the session has not written its welcome).
+        let (link, (_control, mut queue)) = seat(&mut worker, 1, 1, start);
         // Tick 1 has the join's event, held; tick 2 sends it and then the snapshot.
         worker.run_due_ticks(start + Duration::from_millis(17));
-        assert!(control.try_recv().is_err(), "held until the snapshot tick");
+        assert!(queue.try_recv().is_err(), "held until the snapshot tick");
         worker.run_due_ticks(start + Duration::from_millis(34));
-        let queued: Vec<Outbound> = std::iter::from_fn(|| control.try_recv().ok()).collect();
+        let queued: Vec<Outbound> = std::iter::from_fn(|| queue.try_recv().ok()).collect();
         assert!(
             matches!(
                 queued.as_slice(),
-                [
-                    Outbound::Control(Control::Event(_)),
-                    ..,
-                    Outbound::Datagram(_)
-                ]
+                [Outbound::Frames(frames), Outbound::Datagram(_)]
+                    if matches!(codec::decode_frame(frames), Ok(Some((Control::Event(_), _))))
             ),
             "{queued:?}"
         );
+        assert_eq!(
+            link.1.load(Ordering::Relaxed),
+            0,
+            "nothing went around the queue"
+        );
+    }
+
+    /// With the stream attached and nothing waiting, the sim thread writes a tick's
+    /// events to the stream itself and hands the snapshot behind them to the connection:
+    /// nothing goes through the session's queue, and no task of it wakes.
+    #[test]
+    fn a_tick_with_room_writes_its_events_and_sends_its_snapshot_from_the_sim_thread() {
+        let mut worker = Worker {
+            ctx: context(),
+            matches: HashMap::new(),
+            frames: Vec::new(),
+        };
+        let start = Instant::now();
+        let (link, (control, mut queue)) = seat(&mut worker, 1, 1, start);
+        control.attach(Memory {
+            written: Vec::new(),
+            room: 1 << 20,
+        });
+        assert!(control.settle(&mut queue).is_none());
+        worker.run_due_ticks(start + Duration::from_millis(17));
+        worker.run_due_ticks(start + Duration::from_millis(34));
+        assert!(queue.try_recv().is_err(), "nothing queued");
+        let written = control.detach().expect("attached").written;
+        assert!(
+            matches!(
+                codec::decode_frame(&written),
+                Ok(Some((Control::Event(_), _)))
+            ),
+            "the join's event on the stream"
+        );
+        assert_eq!(link.1.load(Ordering::Relaxed), 1, "the snapshot sent");
+    }
+
+    /// A seat whose queue is full when its match has reliable messages for it (a client
+    /// that does not read its stream) is let go: its session is told, and closes the
+    /// connection; the match goes on.
+    #[tokio::test]
+    async fn a_seat_whose_queue_is_full_is_let_go_and_its_session_told() {
+        let mut worker = Worker {
+            ctx: context(),
+            matches: HashMap::new(),
+            frames: Vec::new(),
+        };
+        let start = Instant::now();
+        let (_link, (slow, _slow_queue)) = seat(&mut worker, 1, 1, start);
+        for _ in 0..CONTROL_QUEUE {
+            slow.enqueue(Outbound::Frames(vec![0])).expect("room");
+        }
+        // A second player joins: an event for the first, whose queue has no room.
+        let (_other, _other_control) = seat(&mut worker, 1, 2, start);
+        worker.run_due_ticks(start + Duration::from_millis(17));
+        worker.run_due_ticks(start + Duration::from_millis(34));
+        tokio::time::timeout(Duration::from_secs(5), slow.released())
+            .await
+            .expect("the session is told");
+        let hosted = &worker.matches[&MatchId(1)];
+        assert_eq!(hosted.links.len(), 1, "the other seat plays on");
     }
 
     /// Regression test for unfair sim workers: one command queue served all of a
