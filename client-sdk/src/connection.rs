@@ -471,7 +471,7 @@ impl MatchConnection {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use outpost_arena::{self as arena, ArenaConfig};
     use outpost_protocol::{MatchId, PROTOCOL_VERSION, PlayerId};
     use outpost_sim::GameMode as _;
@@ -479,7 +479,7 @@ mod tests {
     use super::*;
     use crate::netcode::blend_value;
 
-    fn welcome() -> Welcome {
+    pub(crate) fn welcome() -> Welcome {
         let config = arena::config(&ArenaConfig::default());
         Welcome {
             protocol_version: PROTOCOL_VERSION,

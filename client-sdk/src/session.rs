@@ -1,6 +1,7 @@
 //! A connection to an edge: the QUIC handshake and the Hello, then the quinn shell around
-//! a pure [`MatchConnection`]: tasks that feed it snapshots and control messages while the
-//! game sends inputs through it.
+//! a pure [`MatchConnection`]: one task that feeds it what the edge sends (control
+//! messages and snapshots, which arrive together) and one that writes the control stream,
+//! while the game sends inputs through it.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -270,8 +271,7 @@ impl Session {
             control_ended: AtomicBool::new(false),
         });
         let tasks = vec![
-            tokio::spawn(read_control(recv, state.clone())),
-            tokio::spawn(read_datagrams(conn.clone(), snapshot_tx, state.clone())),
+            tokio::spawn(read_inbound(conn.clone(), recv, snapshot_tx, state.clone())),
             tokio::spawn(write_control(send, control_rx)),
         ];
         Ok(Self {
@@ -491,29 +491,72 @@ impl Session {
     }
 }
 
-async fn read_control(mut recv: RecvStream, state: Arc<Shared>) {
-    while let Ok(message) = read_frame(&mut recv).await {
-        let flow = state.lock().on_control(message, now());
-        state.events.notify_one();
-        if flow == ControlFlow::End {
-            break;
-        }
-    }
-    state.control_ended.store(true, Ordering::Release);
-    state.events.notify_one();
-}
+/// Most control stream bytes taken at once.
+const CONTROL_CHUNK: usize = 16 * 1024;
 
-async fn read_datagrams(
+/// Reads what the edge sends — control messages and snapshot datagrams — in one task: the
+/// edge sends a tick's events and its snapshot in one packet, and one task wakes for
+/// both. Control frames are cut from the stream's bytes by the codec's decoder (a frame
+/// may arrive in pieces); one that does not decode ends the control stream. Runs until
+/// the connection ends.
+async fn read_inbound(
     conn: Connection,
+    mut recv: RecvStream,
     snapshots: watch::Sender<Option<Arc<WorldState>>>,
     state: Arc<Shared>,
 ) {
-    while let Ok(bytes) = conn.read_datagram().await {
-        let world = state.lock().on_datagram(&bytes, now());
-        if let Some(world) = world {
-            snapshots.send_replace(Some(world));
+    let mut pending: Vec<u8> = Vec::new();
+    let mut control_open = true;
+    loop {
+        tokio::select! {
+            datagram = conn.read_datagram() => {
+                let Ok(bytes) = datagram else { break };
+                let world = state.lock().on_datagram(&bytes, now());
+                if let Some(world) = world {
+                    snapshots.send_replace(Some(world));
+                }
+            }
+            chunk = recv.read_chunk(CONTROL_CHUNK, true), if control_open => {
+                let more = match chunk {
+                    Ok(Some(chunk)) => {
+                        pending.extend_from_slice(&chunk.bytes);
+                        take_frames(&mut pending, &state)
+                    }
+                    Ok(None) | Err(_) => false,
+                };
+                if !more {
+                    control_open = false;
+                    state.control_ended.store(true, Ordering::Release);
+                    state.events.notify_one();
+                }
+            }
         }
     }
+    if control_open {
+        state.control_ended.store(true, Ordering::Release);
+        state.events.notify_one();
+    }
+}
+
+/// Hands every whole frame in `pending` to the connection; whether the stream goes on (not
+/// after a frame that does not decode, or one that ends the match's messages).
+fn take_frames(pending: &mut Vec<u8>, state: &Shared) -> bool {
+    let mut at = 0;
+    let mut more = true;
+    while more {
+        match codec::decode_frame(&pending[at..]) {
+            Ok(Some((message, used))) => {
+                at += used;
+                let flow = state.lock().on_control(message, now());
+                state.events.notify_one();
+                more = flow != ControlFlow::End;
+            }
+            Ok(None) => break,
+            Err(_) => more = false,
+        }
+    }
+    pending.drain(..at);
+    more
 }
 
 async fn write_control(mut send: SendStream, mut control: mpsc::Receiver<Control>) {
@@ -526,5 +569,78 @@ async fn write_control(mut send: SendStream, mut control: mpsc::Receiver<Control
             let _ = send.finish();
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use outpost_protocol::{EntityId, GoodbyeReason, MatchEvent, PlayerId, Pong, TickedEvent};
+
+    use super::*;
+
+    fn shared() -> Shared {
+        let welcome = crate::connection::tests::welcome();
+        Shared {
+            connection: Mutex::new(MatchConnection::new(welcome, now()).expect("welcome")),
+            events: Notify::new(),
+            control_ended: AtomicBool::new(false),
+        }
+    }
+
+    fn frame(message: &Control) -> Vec<u8> {
+        codec::encode_frame(message).expect("encodes")
+    }
+
+    /// Frames arrive in pieces of any size: each is handed on whole, once, in order, and
+    /// what is left of a frame waits for the rest.
+    #[test]
+    fn control_frames_cut_anywhere_are_read_whole_and_in_order() {
+        let event = |tick| {
+            Control::Event(TickedEvent {
+                tick,
+                event: MatchEvent::PlayerJoined {
+                    player: PlayerId(7),
+                    entity: EntityId(70),
+                },
+            })
+        };
+        let mut bytes = frame(&event(1));
+        bytes.extend(frame(&Control::Pong(Pong {
+            client_time_us: 5,
+            server_tick: 9,
+        })));
+        bytes.extend(frame(&event(2)));
+        for piece in 1..=bytes.len() {
+            let state = shared();
+            let mut pending = Vec::new();
+            for chunk in bytes.chunks(piece) {
+                pending.extend_from_slice(chunk);
+                assert!(take_frames(&mut pending, &state));
+            }
+            assert!(pending.is_empty(), "nothing left over (pieces of {piece})");
+            let mut connection = state.lock();
+            let ticks: Vec<u32> = std::iter::from_fn(|| connection.poll_event())
+                .map(|e| e.tick)
+                .collect();
+            assert_eq!(ticks, vec![1, 2], "pieces of {piece}");
+        }
+    }
+
+    /// A frame that does not decode ends the control stream, and so does the edge's
+    /// goodbye: what follows either is not read.
+    #[test]
+    fn a_frame_that_does_not_decode_or_a_goodbye_ends_the_stream() {
+        let state = shared();
+        let mut garbage = 3u32.to_le_bytes().to_vec();
+        garbage.extend([0xff, 0xff, 0xff]);
+        assert!(!take_frames(&mut garbage, &state));
+        let state = shared();
+        let mut bytes = frame(&Control::Goodbye(GoodbyeReason::MatchOver));
+        bytes.extend(frame(&Control::Pong(Pong {
+            client_time_us: 5,
+            server_tick: 9,
+        })));
+        assert!(!take_frames(&mut bytes, &state));
+        assert_eq!(state.lock().goodbye(), Some(GoodbyeReason::MatchOver));
     }
 }
