@@ -465,8 +465,10 @@ impl Decoder {
         let (baseline, baseline_ticks) = if snapshot.baseline_tick == 0 {
             (&empty, &no_ticks)
         } else {
+            // From the newest: the edge builds on a recent view.
             self.views
                 .iter()
+                .rev()
                 .find(|(t, ..)| *t == snapshot.baseline_tick)
                 .map(|(_, v, ticks)| (v, ticks))
                 .ok_or(SnapshotIssue::NoBaseline)?
@@ -477,6 +479,7 @@ impl Decoder {
                 let view = self
                     .views
                     .iter()
+                    .rev()
                     .find(|(t, ..)| *t == tick && tick != 0)
                     .map(|(_, v, _)| v)
                     .ok_or(SnapshotIssue::NoBaseline)?;
