@@ -95,12 +95,8 @@ pub fn entity_states(game: &mut Match) -> Vec<EntityState> {
 /// [`entity_states`] into `out` (cleared first), from a world.
 pub fn write_entity_states(world: &mut World, out: &mut Vec<EntityState>) {
     out.clear();
-    let mut query = world.query::<(&NetId, &Replicated, &RigidBodyRef, Option<&Motion>)>();
-    let physics = world.resource::<Physics>();
-    for (net_id, replicated, body, motion) in query.iter(world) {
-        let Some(rb) = physics.world.bodies.get(body.0) else {
-            continue;
-        };
+    let mut query: ReplicatedQuery = world.query();
+    for (id, kind, rb, motion) in replicated_bodies(world, &mut query) {
         let p = rb.translation();
         let r = rb.rotation();
         let v = motion.map_or_else(
@@ -111,8 +107,8 @@ pub fn write_entity_states(world: &mut World, out: &mut Vec<EntityState>) {
             |m| m.velocity,
         );
         out.push(EntityState {
-            id: net_id.0,
-            kind: replicated.0,
+            id,
+            kind,
             position: [p.x, p.y, p.z],
             rotation: [r.x, r.y, r.z, r.w],
             velocity: v,
@@ -126,6 +122,70 @@ pub fn count_of(game: &mut Match, kind: EntityKind) -> usize {
     let world = game.world_mut();
     let mut query = world.query::<&Replicated>();
     query.iter(world).filter(|r| r.0 == kind).count()
+}
+
+/// Each replicated entity with its body (one whose body is gone is left out).
+fn replicated_bodies<'w>(
+    world: &'w World,
+    query: &'w mut ReplicatedQuery,
+) -> impl Iterator<Item = (EntityId, EntityKind, &'w RigidBody, Option<&'w Motion>)> {
+    let physics = world.resource::<Physics>();
+    query
+        .iter(world)
+        .filter_map(move |(net_id, replicated, body, motion)| {
+            Some((
+                net_id.0,
+                replicated.0,
+                physics.world.bodies.get(body.0)?,
+                motion,
+            ))
+        })
+}
+
+/// The records of a match's replicated entities, sorted by id, into `out`.
+fn write_rows(
+    world: &World,
+    quantizer: Quantizer,
+    query: &mut ReplicatedQuery,
+    rows: &mut Vec<(EntityId, u64, [u32; 11], usize)>,
+    out: &mut View,
+) {
+    rows.clear();
+    for (id, kind, rb, motion) in replicated_bodies(world, query) {
+        let p = rb.translation();
+        let r = rb.rotation();
+        let mut slots = [0u32; 11];
+        let [x, y, z] = quantizer.position([p.x, p.y, p.z]).0;
+        let rotation = quantize::rotation([r.x, r.y, r.z, r.w]);
+        slots[..7].copy_from_slice(&[
+            x,
+            y,
+            z,
+            u32::from(rotation.largest),
+            u32::from(rotation.components[0]),
+            u32::from(rotation.components[1]),
+            u32::from(rotation.components[2]),
+        ]);
+        let mut mask = POSE
+            | match kind {
+                EntityKind::Player => CHARACTER,
+                EntityKind::Prop => PROP,
+            };
+        let mut len = 7;
+        if let Some(m) = motion {
+            mask |= MOTION;
+            slots[7..].copy_from_slice(&motion_slots(&QMotion {
+                velocity: quantize::velocity(m.velocity),
+                grounded: m.grounded,
+            }));
+            len = 11;
+        }
+        rows.push((id, mask, slots, len));
+    }
+    rows.sort_unstable_by_key(|row| row.0);
+    for (id, mask, slots, len) in rows.iter() {
+        out.push(*id, *mask, &slots[..*len]);
+    }
 }
 
 /// The arena's own settings, carried as [`MatchConfig::mode_config`].
@@ -193,12 +253,31 @@ pub fn config(settings: &ArenaConfig) -> MatchConfig {
 /// Gives a world the arena's position grid for these settings, which
 /// [`GameMode::write_records`] quantizes with (for scenes that reuse the arena's records).
 pub fn use_grid(world: &mut World, settings: &ArenaConfig) {
-    world.insert_resource(ArenaGrid(settings.quantizer(), Vec::new()));
+    let replicated = world.query();
+    world.insert_resource(ArenaGrid {
+        quantizer: settings.quantizer(),
+        rows: Vec::new(),
+        replicated,
+    });
 }
 
-/// The match's position grid, and rows reused from snapshot to snapshot.
-#[derive(Resource, Debug)]
-struct ArenaGrid(Quantizer, Vec<(EntityId, u64, [u32; 11], usize)>);
+/// What a replicated entity's record is written from.
+type ReplicatedQuery = QueryState<(
+    &'static NetId,
+    &'static Replicated,
+    &'static RigidBodyRef,
+    Option<&'static Motion>,
+)>;
+
+/// The match's position grid, and what [`GameMode::write_records`] reuses from snapshot
+/// to snapshot: its rows, and its query (made once: a query's making, its access sets
+/// and archetype matching, cost more than its walk over a match's few dozen entities).
+#[derive(Resource)]
+struct ArenaGrid {
+    quantizer: Quantizer,
+    rows: Vec<(EntityId, u64, [u32; 11], usize)>,
+    replicated: ReplicatedQuery,
+}
 
 /// Where players appear, by seat.
 #[derive(Resource, Debug, Clone)]
@@ -276,50 +355,14 @@ impl GameMode for Arena {
     }
 
     fn write_records(&self, world: &mut World, out: &mut View) {
-        let quantizer = world.resource::<ArenaGrid>().0;
-        let mut rows = std::mem::take(&mut world.resource_mut::<ArenaGrid>().1);
-        rows.clear();
-        let mut query = world.query::<(&NetId, &Replicated, &RigidBodyRef, Option<&Motion>)>();
-        let physics = world.resource::<Physics>();
-        for (net_id, replicated, body, motion) in query.iter(world) {
-            let Some(rb) = physics.world.bodies.get(body.0) else {
-                continue;
-            };
-            let p = rb.translation();
-            let r = rb.rotation();
-            let mut slots = [0u32; 11];
-            let [x, y, z] = quantizer.position([p.x, p.y, p.z]).0;
-            let rotation = quantize::rotation([r.x, r.y, r.z, r.w]);
-            slots[..7].copy_from_slice(&[
-                x,
-                y,
-                z,
-                u32::from(rotation.largest),
-                u32::from(rotation.components[0]),
-                u32::from(rotation.components[1]),
-                u32::from(rotation.components[2]),
-            ]);
-            let mut mask = POSE
-                | match replicated.0 {
-                    EntityKind::Player => CHARACTER,
-                    EntityKind::Prop => PROP,
-                };
-            let mut len = 7;
-            if let Some(m) = motion {
-                mask |= MOTION;
-                slots[7..].copy_from_slice(&motion_slots(&QMotion {
-                    velocity: quantize::velocity(m.velocity),
-                    grounded: m.grounded,
-                }));
-                len = 11;
-            }
-            rows.push((net_id.0, mask, slots, len));
-        }
-        rows.sort_unstable_by_key(|row| row.0);
-        for (id, mask, slots, len) in &rows {
-            out.push(*id, *mask, &slots[..*len]);
-        }
-        world.resource_mut::<ArenaGrid>().1 = rows;
+        world.resource_scope(|world, mut grid: Mut<ArenaGrid>| {
+            let ArenaGrid {
+                quantizer,
+                rows,
+                replicated,
+            } = &mut *grid;
+            write_rows(world, *quantizer, replicated, rows, out);
+        });
     }
 
     fn prediction(
