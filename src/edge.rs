@@ -71,6 +71,11 @@ pub struct EdgeArgs {
     /// Simulation worker threads.
     #[arg(long, env = "OUTPOST_SIM_THREADS", default_value_t = 1)]
     sim_threads: usize,
+    /// Network threads: the QUIC endpoint and its connections, the admin server, the
+    /// gateway (the async runtime's workers). Default: the cores the simulation threads
+    /// leave, at least one.
+    #[arg(long, env = "OUTPOST_NET_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    net_threads: Option<u16>,
     /// Snapshot budget per player, kbit/s.
     #[arg(long, env = "OUTPOST_CLIENT_BANDWIDTH_KBPS", default_value_t = 96)]
     client_bandwidth_kbps: u32,
@@ -310,8 +315,39 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+impl EdgeArgs {
+    /// The runtime's worker threads: `--net-threads`, or [`default_net_threads`] for
+    /// this machine.
+    pub(crate) fn net_threads(&self) -> usize {
+        self.net_threads.map_or_else(
+            || {
+                let cores =
+                    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+                default_net_threads(cores, self.sim_threads)
+            },
+            usize::from,
+        )
+    }
+}
+
+/// The cores `sim_threads` leave, at least one. A second network thread on a machine the
+/// simulation already fills costs more in cross-thread wake-ups and task steals than it
+/// adds (docs/PERFORMANCE.md, "The edge's network threads").
+fn default_net_threads(cores: usize, sim_threads: usize) -> usize {
+    cores.saturating_sub(sim_threads).max(1)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn network_threads_take_the_cores_the_simulation_leaves_and_at_least_one() {
+        assert_eq!(super::default_net_threads(2, 1), 1);
+        assert_eq!(super::default_net_threads(2, 2), 1);
+        assert_eq!(super::default_net_threads(1, 4), 1);
+        assert_eq!(super::default_net_threads(8, 4), 4);
+        assert_eq!(super::default_net_threads(16, 2), 14);
+    }
+
     #[test]
     fn hex_keys_parse_and_bad_ones_are_refused() {
         let key = super::parse_hex_key(&"0a".repeat(32)).expect("valid");

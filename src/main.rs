@@ -40,8 +40,14 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Command::Loadtest(args) = &cli.command {
-        runtime.worker_threads(args.runtime_threads());
+    match &cli.command {
+        Command::Loadtest(args) => {
+            runtime.worker_threads(args.runtime_threads());
+        }
+        Command::Edge(args) => {
+            runtime.worker_threads(args.net_threads());
+        }
+        _ => {}
     }
     let runtime = runtime.enable_all().build()?;
     match cli.command {
