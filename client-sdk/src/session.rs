@@ -36,6 +36,9 @@ pub struct Client {
     modes: Modes,
 }
 
+/// Socket buffer a client asks for, each way.
+const CLIENT_UDP_BUFFER_BYTES: usize = 1024 * 1024;
+
 impl Client {
     /// A client bound to an ephemeral IPv4 UDP port.
     pub fn new() -> Result<Self, ClientError> {
@@ -44,7 +47,19 @@ impl Client {
 
     /// A client bound to a given local address (use `[::]:0` for IPv6 edges).
     pub fn bind(addr: SocketAddr) -> Result<Self, ClientError> {
-        let endpoint = quinn::Endpoint::client(addr)?;
+        let socket = std::net::UdpSocket::bind(addr)?;
+        // A megabyte each way where the kernel's default is about 200 KB: a game's frame
+        // that stalls for a few snapshots' time, or a load generator's endpoint shared by
+        // dozens of players, loses none to a full socket (capped by `net.core.rmem_max`).
+        let state = quinn::udp::UdpSocketState::new((&socket).into())?;
+        state.set_recv_buffer_size((&socket).into(), CLIENT_UDP_BUFFER_BYTES)?;
+        state.set_send_buffer_size((&socket).into(), CLIENT_UDP_BUFFER_BYTES)?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            None,
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )?;
         Ok(Self {
             endpoint,
             handshake_timeout: Duration::from_secs(5),

@@ -134,14 +134,43 @@ pub struct Edge {
     outbox_writer: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Socket buffer asked for the QUIC endpoint, each way. The kernel's default (about
+/// 200 KB on Linux) holds a few milliseconds of a full edge's inputs: a network thread
+/// that waited that long for a core lost datagrams, handshakes among them, whose
+/// retransmission then waited out QUIC's probe timeouts. Linux caps it at
+/// `net.core.rmem_max` / `wmem_max` (docs/operations.md).
+pub const UDP_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+
+/// The edge's UDP socket, bound to `addr`, with [`UDP_BUFFER_BYTES`] asked for each way
+/// (what the kernel grants is logged).
+fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    let state = quinn::udp::UdpSocketState::new((&socket).into())?;
+    state.set_recv_buffer_size((&socket).into(), UDP_BUFFER_BYTES)?;
+    state.set_send_buffer_size((&socket).into(), UDP_BUFFER_BYTES)?;
+    tracing::info!(
+        recv_buffer = state.recv_buffer_size((&socket).into())?,
+        send_buffer = state.send_buffer_size((&socket).into())?,
+        "QUIC socket buffers"
+    );
+    Ok(socket)
+}
+
 impl Edge {
     /// Validates the config, binds the QUIC endpoint and the admin HTTP server, and starts
     /// the sim workers. Must be called inside a tokio runtime.
     pub async fn start(config: EdgeConfig) -> anyhow::Result<Self> {
         config.validate()?;
         let certificate = Certificate::load(&config.tls)?;
-        let endpoint = quinn::Endpoint::server(certificate.server_config(&config)?, config.listen)
+        let socket = bind_udp(config.listen)
             .with_context(|| format!("binding QUIC endpoint on {}", config.listen))?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(certificate.server_config(&config)?),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .with_context(|| format!("binding QUIC endpoint on {}", config.listen))?;
         let quic_addr = endpoint.local_addr()?;
 
         let metrics = Arc::new(EdgeMetrics::new());
