@@ -475,3 +475,28 @@ impl Edge {
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    /// What Linux lets a process ask for (`net.core.rmem_max`); elsewhere nothing known.
+    fn rmem_max() -> Option<usize> {
+        std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+    }
+
+    #[test]
+    fn a_full_edges_inputs_are_not_dropped_by_a_default_sized_socket() {
+        let socket = super::bind_udp("127.0.0.1:0".parse().expect("addr")).expect("binds");
+        let state = quinn::udp::UdpSocketState::new((&socket).into()).expect("state");
+        let granted = state.recv_buffer_size((&socket).into()).expect("reads");
+        // Linux reports twice what it grants (its bookkeeping share); grants up to the cap.
+        let wanted = rmem_max().map_or(super::UDP_BUFFER_BYTES, |max| {
+            max.min(super::UDP_BUFFER_BYTES)
+        });
+        assert!(
+            granted >= wanted,
+            "receive buffer {granted} bytes, asked {wanted}"
+        );
+    }
+}
