@@ -187,6 +187,25 @@ struct Prepared {
     grid: InterestGrid,
 }
 
+impl Prepared {
+    /// What a client's snapshot build at `tick` reads.
+    fn frame<'a>(
+        &'a self,
+        tick: u32,
+        layout: &'a replication::Layout,
+        interest: Interest,
+    ) -> Frame<'a> {
+        Frame {
+            tick,
+            layout,
+            positions: &self.positions,
+            records: &self.records,
+            grid: &self.grid,
+            interest,
+        }
+    }
+}
+
 fn prepare(game: &mut Match, layout: &replication::Layout, interest: Interest) -> Prepared {
     let mut records = replication::View::new();
     game.write_records(&mut records);
@@ -241,26 +260,14 @@ fn snapshot_build(c: &mut Criterion, mut game: Match, mut bots: Bots, players: u
                     let started = Instant::now();
                     let prepared = prepare(&mut game, &layout, interest);
                     let tick = game.tick();
-                    let frame = Frame {
-                        tick,
-                        layout: &layout,
-                        positions: &prepared.positions,
-                        records: &prepared.records,
-                        grid: &prepared.grid,
-                        interest,
-                    };
+                    let frame = prepared.frame(tick, &layout, interest);
                     for (player, client) in &mut clients {
                         // Clients acknowledge the previous snapshot (one round trip behind).
                         client.ack(last_tick);
                         let built = client.build(&frame, budget);
-                        let datagram = Datagram::Snapshot(Snapshot {
-                            tick,
-                            baseline_tick: built.baseline_tick,
-                            reference_gap: built.reference_gap,
-                            ack_input_seq: game.ack_input_seq(*player).unwrap_or(0),
-                            ticks_left: 0,
-                            body: built.body,
-                        });
+                        let ack_input_seq = game.ack_input_seq(*player).unwrap_or(0);
+                        let datagram =
+                            Datagram::Snapshot(built.into_snapshot(tick, ack_input_seq, 0));
                         black_box(codec::encode_datagram(&datagram).expect("fits"));
                     }
                     spent += started.elapsed();
@@ -295,28 +302,13 @@ fn client_decodes(c: &mut Criterion) {
         }
         let prepared = prepare(&mut game, &layout, interest);
         let tick = game.tick();
-        let frame = Frame {
-            tick,
-            layout: &layout,
-            positions: &prepared.positions,
-            records: &prepared.records,
-            grid: &prepared.grid,
-            interest,
-        };
+        let frame = prepared.frame(tick, &layout, interest);
         rounds.push(
             clients
                 .iter_mut()
                 .map(|client| {
                     client.ack(last_tick);
-                    let built = client.build(&frame, budget);
-                    Snapshot {
-                        tick,
-                        baseline_tick: built.baseline_tick,
-                        reference_gap: built.reference_gap,
-                        ack_input_seq: 0,
-                        ticks_left: 0,
-                        body: built.body,
-                    }
+                    client.build(&frame, budget).into_snapshot(tick, 0, 0)
                 })
                 .collect(),
         );

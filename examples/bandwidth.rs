@@ -278,14 +278,8 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             let built = v.edge.build(&frame, budget);
-            let snapshot = Snapshot {
-                tick,
-                baseline_tick: built.baseline_tick,
-                reference_gap: built.reference_gap,
-                ack_input_seq: 0,
-                ticks_left: 0,
-                body: built.body,
-            };
+            let deferred = built.deferred;
+            let snapshot = built.into_snapshot(tick, 0, 0);
             let world = v
                 .decoder
                 .decode(&snapshot)
@@ -299,7 +293,7 @@ fn main() -> anyhow::Result<()> {
                 v.bytes += (Snapshot::HEADER_LEN + snapshot.body.len()) as u64;
                 v.snapshots += 1;
                 v.view_entities += world.records.len() as u64;
-                v.deferred += built.deferred as u64;
+                v.deferred += deferred as u64;
                 // What the client shows (its newest value of each entity) against the truth.
                 v.shown.push(&world, f64::from(config.tick_hz));
                 for shown in v.shown.newest().step_by(4) {

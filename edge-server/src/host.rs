@@ -16,7 +16,7 @@ use outpost_protocol::replay::{ReplayHeader, ReplayWriter};
 use outpost_protocol::replication::{self, InputLayout, Layout};
 use outpost_protocol::{
     Control, Datagram, EntityId, GoodbyeReason, InputFrame, MatchConfig, MatchEndReason, MatchId,
-    PlayerId, PlayerScore, RejectCode, Request, Snapshot, codec,
+    PlayerId, PlayerScore, RejectCode, Request, codec,
 };
 use outpost_sim::{Match, Modes, SimError, Standing};
 
@@ -470,14 +470,8 @@ impl MatchHost {
             let budget =
                 snapshot::body_budget(self.settings.bandwidth_bps, snapshot_hz, max_datagram);
             let built = seat.snapshots.build(&frame, budget);
-            let datagram = Datagram::Snapshot(Snapshot {
-                tick,
-                baseline_tick: built.baseline_tick,
-                reference_gap: built.reference_gap,
-                ack_input_seq: self.game.ack_input_seq(*player).unwrap_or(0),
-                ticks_left,
-                body: built.body,
-            });
+            let ack_input_seq = self.game.ack_input_seq(*player).unwrap_or(0);
+            let datagram = Datagram::Snapshot(built.into_snapshot(tick, ack_input_seq, ticks_left));
             let Ok(bytes) = codec::encode_datagram(&datagram) else {
                 continue;
             };

@@ -204,6 +204,20 @@ pub struct Built {
     pub deferred: usize,
 }
 
+impl Built {
+    /// The snapshot datagram carrying this body at `tick`.
+    pub fn into_snapshot(self, tick: u32, ack_input_seq: u32, ticks_left: u32) -> Snapshot {
+        Snapshot {
+            tick,
+            baseline_tick: self.baseline_tick,
+            reference_gap: self.reference_gap,
+            ack_input_seq,
+            ticks_left,
+            body: self.body,
+        }
+    }
+}
+
 /// A view sent to a client: its tick, whether the client said it decoded it, and
 /// whether it was sent whole (no entity deferred, so every value in it is the entity's
 /// state at that tick, the only kind a motion can be measured between).

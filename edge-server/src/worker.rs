@@ -313,11 +313,7 @@ struct Worker {
 
 /// Runs a worker until the stop flag is set or every command sender is gone.
 pub(crate) fn run(ctx: WorkerContext, commands: Receiver<Command>) {
-    let mut worker = Worker {
-        ctx,
-        matches: HashMap::new(),
-        frames: Vec::new(),
-    };
+    let mut worker = Worker::new(ctx);
     loop {
         worker.ctx.beat.store(
             worker.ctx.beats_since.elapsed().as_millis() as u64,
@@ -355,6 +351,14 @@ pub(crate) fn run(ctx: WorkerContext, commands: Receiver<Command>) {
 }
 
 impl Worker {
+    fn new(ctx: WorkerContext) -> Self {
+        Self {
+            ctx,
+            matches: HashMap::new(),
+            frames: Vec::new(),
+        }
+    }
+
     fn handle(&mut self, command: Command, now: Instant) {
         match command {
             Command::Join {
@@ -745,11 +749,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_behind_its_ticks_events_follows_them_through_the_control_queue() {
-        let mut worker = Worker {
-            ctx: context(),
-            matches: HashMap::new(),
-            frames: Vec::new(),
-        };
+        let mut worker = Worker::new(context());
         let start = Instant::now();
         // The stream is not attached yet (the session has not written its welcome).
         let (link, (_control, mut queue)) = seat(&mut worker, 1, 1, start);
@@ -778,11 +778,7 @@ mod tests {
     /// nothing goes through the session's queue, and no task of it wakes.
     #[test]
     fn a_tick_with_room_writes_its_events_and_sends_its_snapshot_from_the_sim_thread() {
-        let mut worker = Worker {
-            ctx: context(),
-            matches: HashMap::new(),
-            frames: Vec::new(),
-        };
+        let mut worker = Worker::new(context());
         let start = Instant::now();
         let (link, (control, mut queue)) = seat(&mut worker, 1, 1, start);
         control.attach(Memory {
@@ -809,11 +805,7 @@ mod tests {
     /// connection; the match goes on.
     #[tokio::test]
     async fn a_seat_whose_queue_is_full_is_let_go_and_its_session_told() {
-        let mut worker = Worker {
-            ctx: context(),
-            matches: HashMap::new(),
-            frames: Vec::new(),
-        };
+        let mut worker = Worker::new(context());
         let start = Instant::now();
         let (_link, (slow, _slow_queue)) = seat(&mut worker, 1, 1, start);
         for _ in 0..CONTROL_QUEUE {
@@ -836,11 +828,7 @@ mod tests {
     /// bounded number of them: a flood crowds out only its sender.
     #[test]
     fn a_flooding_seat_cannot_make_another_match_lose_inputs() {
-        let mut worker = Worker {
-            ctx: context(),
-            matches: HashMap::new(),
-            frames: Vec::new(),
-        };
+        let mut worker = Worker::new(context());
         let start = Instant::now();
         let (flooder, _keep_flooder) = seat(&mut worker, 1, 1, start);
         let (honest, _keep_honest) = seat(&mut worker, 2, 2, start);
