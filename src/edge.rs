@@ -76,6 +76,12 @@ pub struct EdgeArgs {
     /// leave, at least one.
     #[arg(long, env = "OUTPOST_NET_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
     net_threads: Option<u16>,
+    /// Nice value added to the network threads, 0 to 19 (Linux): above 0 the kernel runs
+    /// the simulation threads first when the two compete for a core, so ticks keep their
+    /// time and datagrams wait in the socket buffers a moment instead
+    /// (docs/PERFORMANCE.md, "The network threads below the simulation").
+    #[arg(long, env = "OUTPOST_NET_NICE", default_value_t = 5, value_parser = clap::value_parser!(u8).range(0..=19))]
+    net_nice: u8,
     /// Snapshot budget per player, kbit/s.
     #[arg(long, env = "OUTPOST_CLIENT_BANDWIDTH_KBPS", default_value_t = 96)]
     client_bandwidth_kbps: u32,
@@ -330,6 +336,34 @@ impl EdgeArgs {
     }
 }
 
+impl EdgeArgs {
+    /// `--net-nice`.
+    pub(crate) fn net_nice(&self) -> u8 {
+        self.net_nice
+    }
+}
+
+/// Lowers the calling thread's priority by `nice` (adds it to the thread's nice value;
+/// Linux keeps one per thread). Any process may lower its own threads' priority; the
+/// threads it goes on to create inherit it, so the simulation threads are spawned from
+/// a thread this is never called on (the one running `main`).
+#[cfg(target_os = "linux")]
+pub(crate) fn lower_thread_priority(nice: u8) -> std::io::Result<()> {
+    if nice == 0 {
+        return Ok(());
+    }
+    let me = Some(rustix::thread::gettid());
+    let now = rustix::process::getpriority_process(me)?;
+    rustix::process::setpriority_process(me, now.saturating_add(i32::from(nice)).min(19))?;
+    Ok(())
+}
+
+/// Elsewhere threads keep their priority.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn lower_thread_priority(_nice: u8) -> std::io::Result<()> {
+    Ok(())
+}
+
 /// The cores `sim_threads` leave, at least one. A second network thread on a machine the
 /// simulation already fills costs more in cross-thread wake-ups and task steals than it
 /// adds (docs/PERFORMANCE.md, "The edge's network threads").
@@ -346,6 +380,22 @@ mod tests {
         assert_eq!(super::default_net_threads(1, 4), 1);
         assert_eq!(super::default_net_threads(8, 4), 4);
         assert_eq!(super::default_net_threads(16, 2), 14);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_lowered_thread_priority_is_that_threads_alone() {
+        let nice = || rustix::process::getpriority_process(Some(rustix::thread::gettid()));
+        let here = nice().expect("own priority");
+        let there = std::thread::spawn(move || {
+            let before = nice().expect("own priority");
+            super::lower_thread_priority(3).expect("lowered");
+            (before, nice().expect("own priority"))
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(there, (here, (here + 3).min(19)));
+        assert_eq!(nice().expect("own priority"), here);
     }
 
     #[test]

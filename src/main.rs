@@ -46,6 +46,14 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Edge(args) => {
             runtime.worker_threads(args.net_threads());
+            let nice = args.net_nice();
+            // Only the runtime's threads: the simulation threads are spawned from this
+            // one and keep its priority.
+            runtime.on_thread_start(move || {
+                if let Err(e) = edge::lower_thread_priority(nice) {
+                    eprintln!("outpost edge: cannot lower a network thread's priority: {e}");
+                }
+            });
         }
         _ => {}
     }

@@ -419,3 +419,69 @@ fn a_load_test_through_a_production_gateway_holds_every_player_and_requeues_afte
         "{held} player-seconds held"
     );
 }
+
+/// The edge as the load test spawns it, with `--net-nice`: the network threads (the async
+/// runtime's) run that much nicer, the simulation threads at the process's own priority
+/// (they must not inherit the network threads').
+#[cfg(target_os = "linux")]
+#[test]
+fn the_edges_network_threads_run_nicer_than_its_simulation_threads() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = dir.path().join("token.pub");
+    let public = outpost_protocol::TokenSigner::from_seed(&[7; 32]).public_key();
+    let hex: String = public.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(&key, hex).expect("write");
+    let mut edge = Process::start(&[
+        "edge",
+        "--edge-id",
+        "nice-edge",
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--token-public-key-file",
+        key.to_str().expect("utf-8"),
+        "--sim-threads",
+        "2",
+        "--net-threads",
+        "2",
+        "--net-nice",
+        "4",
+    ]);
+    edge.announced("edge listening: ");
+    let pid = edge.child.id();
+    // A nice value is field 19 of a stat; those after the name's closing parenthesis
+    // start at field 3.
+    let nice = |stat: &str| -> i64 {
+        stat[stat.rfind(')').expect("stat names the thread") + 2..]
+            .split(' ')
+            .nth(19 - 3)
+            .and_then(|n| n.parse().ok())
+            .expect("a nice value")
+    };
+    let read = |path: std::path::PathBuf| std::fs::read_to_string(path).expect("readable");
+    let base = nice(&read(format!("/proc/{pid}/stat").into()));
+    let threads: Vec<(String, i64)> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the edge's threads")
+        .map(|task| {
+            let path = task.expect("a thread").path();
+            let name = read(path.join("comm")).trim().to_owned();
+            (name, nice(&read(path.join("stat"))))
+        })
+        .collect();
+    let of = |prefix: &str| -> Vec<i64> {
+        threads
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|&(_, nice)| nice)
+            .collect()
+    };
+    let (network, simulation) = (of("tokio-rt-worker"), of("outpost-sim-"));
+    assert_eq!(network.len(), 2, "{threads:?}");
+    assert_eq!(simulation.len(), 2, "{threads:?}");
+    assert!(
+        network.iter().all(|&n| n == (base + 4).min(19)),
+        "{threads:?}"
+    );
+    assert!(simulation.iter().all(|&n| n == base), "{threads:?}");
+}
