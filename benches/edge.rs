@@ -1,8 +1,9 @@
 //! The edge's hot paths on one busy arena (64 players driven by bots' inputs, 1,000
 //! props): a whole arena tick against a bare rapier step of the same scene (the physics
 //! floor; their ratio is what the ECS, character movement, combat and lag compensation
-//! cost on top), snapshot building with delta encoding for all 64 clients, and the
-//! area-of-interest query.
+//! cost on top), snapshot building with delta encoding for all 64 clients, the
+//! area-of-interest query, and a client's side: decoding, and a game's turn with the SDK
+//! (taking a snapshot, drawing every entity interpolated).
 #![allow(
     missing_docs,
     reason = "criterion's macros generate undocumented items"
@@ -16,10 +17,13 @@ use std::time::{Duration, Instant};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use outpost_arena::move_character;
 use outpost_arena::{self as arena, ArenaConfig};
+use outpost_client::MatchConnection;
 use outpost_edge::snapshot::{ClientSnapshots, Frame, Interest, InterestGrid, body_budget};
 use outpost_protocol::replication;
 use outpost_protocol::rng::SplitMix64;
-use outpost_protocol::{Datagram, MatchConfig, MatchId, PlayerId, Snapshot, codec};
+use outpost_protocol::{
+    Datagram, EntityId, MatchConfig, MatchId, PROTOCOL_VERSION, PlayerId, Snapshot, Welcome, codec,
+};
 use outpost_sim::rapier3d::prelude::{CollisionPipeline, PhysicsPipeline, PhysicsWorld};
 use outpost_sim::{Match, Motion, Physics, PlayerSlot, RigidBodyRef};
 
@@ -279,20 +283,27 @@ fn snapshot_build(c: &mut Criterion, mut game: Match, mut bots: Bots, players: u
     );
 }
 
-/// Every client's decode of its snapshots of the load test's match (16 players, 40
-/// props), as the SDK decodes them: the bodies are built beforehand (untimed), 30 a
-/// second, each client acknowledging the one before; then each client's decoder takes
-/// its datagrams in order (timed, per round of 16).
-fn client_decodes(c: &mut Criterion) {
+/// The load test's match (16 players, 40 props) as its clients receive it: 600 rounds
+/// of every client's snapshot, 30 a second, each client acknowledging the one before.
+struct ClientRounds {
+    game: Match,
+    layout: replication::Layout,
+    clients: Vec<EntityId>,
+    rounds: Vec<Vec<Snapshot>>,
+}
+
+fn client_rounds() -> ClientRounds {
     const ROUNDS: usize = 600;
     let (mut game, mut bots) = arena_of(16, 40);
     let settings = ArenaConfig::of(game.config()).expect("arena settings");
     let layout = replication::Layout::new(&arena::schema(&settings));
     let interest = Interest::default();
     let budget = body_budget(96_000, game.config().snapshot_hz, 1200);
-    let mut clients: Vec<ClientSnapshots> = (1..=16)
-        .map(|p| ClientSnapshots::new(game.player_entity(PlayerId(p)).expect("seated")))
+    let entities: Vec<EntityId> = (1..=16)
+        .map(|p| game.player_entity(PlayerId(p)).expect("seated"))
         .collect();
+    let mut clients: Vec<ClientSnapshots> =
+        entities.iter().map(|&e| ClientSnapshots::new(e)).collect();
     let mut rounds: Vec<Vec<Snapshot>> = Vec::with_capacity(ROUNDS);
     let mut last_tick = 0;
     for _ in 0..ROUNDS {
@@ -314,6 +325,18 @@ fn client_decodes(c: &mut Criterion) {
         );
         last_tick = tick;
     }
+    ClientRounds {
+        game,
+        layout,
+        clients: entities,
+        rounds,
+    }
+}
+
+/// Every client's decode of its snapshots (built beforehand, untimed), as the SDK decodes
+/// them: each client's decoder takes its datagrams in order (timed, per round of 16).
+fn client_decodes(c: &mut Criterion) {
+    let ClientRounds { layout, rounds, .. } = client_rounds();
     c.bench_function("snapshot/client_decode_16_clients", |b| {
         b.iter_custom(|iters| {
             let mut spent = Duration::ZERO;
@@ -326,6 +349,74 @@ fn client_decodes(c: &mut Criterion) {
                 for round in rounds.iter().take((iters - done) as usize) {
                     for (decoder, snapshot) in decoders.iter_mut().zip(round) {
                         black_box(decoder.decode(snapshot).expect("decodes"));
+                    }
+                    done += 1;
+                }
+                spent += started.elapsed();
+            }
+            spent
+        });
+    });
+}
+
+/// A game client's work per snapshot in the load test's match, for all 16: the SDK
+/// takes the datagram (decode, clock, interpolation timeline), then the game draws every
+/// entity in view where it is shown now (interpolated at the render tick; the arena's
+/// bot does the same for the other characters before each input). Timed per round of 16.
+fn client_turns(c: &mut Criterion) {
+    let ClientRounds {
+        game,
+        clients,
+        rounds,
+        ..
+    } = client_rounds();
+    let settings = ArenaConfig::of(game.config()).expect("arena settings");
+    let schema = arena::schema(&settings).encode();
+    let datagrams: Vec<Vec<Vec<u8>>> = rounds
+        .iter()
+        .map(|round| {
+            round
+                .iter()
+                .map(|s| codec::encode_datagram(&Datagram::Snapshot(s.clone())).expect("fits"))
+                .collect()
+        })
+        .collect();
+    let welcome = |entity: EntityId| Welcome {
+        protocol_version: PROTOCOL_VERSION,
+        match_id: MatchId(1),
+        player_id: PlayerId(1),
+        entity,
+        tick: 0,
+        config: game.config().clone(),
+        schema: schema.clone(),
+        reconnect_key: [0; 16],
+        players: Vec::new(),
+    };
+    let period = Duration::from_secs(1) / u32::from(game.config().snapshot_hz);
+    c.bench_function("client/snapshot_and_draw_16_clients", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            let mut done = 0u64;
+            while done < iters {
+                let start = Instant::now();
+                let mut conns: Vec<MatchConnection> = clients
+                    .iter()
+                    .map(|&e| MatchConnection::new(welcome(e), start).expect("verifies"))
+                    .collect();
+                let mut at = start;
+                let started = Instant::now();
+                for round in datagrams.iter().take((iters - done) as usize) {
+                    at += period;
+                    for (conn, datagram) in conns.iter_mut().zip(round) {
+                        let Some(world) = conn.on_datagram(datagram, at) else {
+                            continue;
+                        };
+                        let Some(render) = conn.render_tick(at) else {
+                            continue;
+                        };
+                        for record in world.records.iter() {
+                            black_box(conn.interpolated_position(record.id, render));
+                        }
                     }
                     done += 1;
                 }
@@ -369,6 +460,6 @@ fn snapshots(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(6));
-    targets = tick_vs_physics, snapshot_builds, client_decodes, snapshots
+    targets = tick_vs_physics, snapshot_builds, client_decodes, client_turns, snapshots
 }
 criterion_main!(benches);

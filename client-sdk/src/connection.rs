@@ -401,6 +401,17 @@ impl MatchConnection {
         self.timeline.at(entity, render_tick, tick_hz)
     }
 
+    /// Where a remote entity is drawn at `render_tick`: the position
+    /// [`MatchConnection::interpolated`] shows, without reading its other fields.
+    pub fn interpolated_position(
+        &mut self,
+        entity: EntityId,
+        render_tick: f64,
+    ) -> Option<[f32; 3]> {
+        let tick_hz = self.clock.tick_hz();
+        self.timeline.position_at(entity, render_tick, tick_hz)
+    }
+
     /// One field of an entity as drawn at `render_tick` (see
     /// [`MatchConnection::interpolated`]).
     pub fn interpolated_value(

@@ -252,6 +252,11 @@ impl Timeline {
             self.samples.remove(id);
         }
         for (i, (record, &value_tick)) in world.records.iter().zip(&world.value_ticks).enumerate() {
+            // A value over a second old (an entity at rest, carried over since then)
+            // would be forgotten below as soon as taken: not taken at all.
+            if world.tick.saturating_sub(value_tick) > keep {
+                continue;
+            }
             let samples = self.samples.entry(record.id).or_default();
             if samples.back().is_some_and(|(t, ..)| *t >= value_tick) {
                 continue;
@@ -287,37 +292,63 @@ impl Timeline {
     /// rotations by normalised blend (never past the newer one); enums, integers, flags
     /// and text snap to the newer value at its tick.
     pub fn at(&mut self, id: EntityId, tick: f64, tick_hz: f64) -> Option<Shown> {
+        let (newer, older, share) = self.pick(id, tick, tick_hz)?;
         let samples = self.samples.get(&id)?;
-        let newest = samples.back()?;
-        fn record(s: &Sample) -> Option<Record<'_>> {
-            s.1.get(s.2)
-        }
-        let newest_tick = newest.0;
+        let record = |i: usize| samples.get(i).and_then(|s| s.1.get(s.2));
+        let older = match older {
+            Some(i) => Some(record(i)?),
+            None => None,
+        };
+        self.blend(&record(newer)?, older.as_ref(), share)
+    }
+
+    /// Where an entity is drawn at a (fractional) tick: its position as [`Timeline::at`]
+    /// shows it, without reading its other fields (a game drawing every entity every
+    /// frame needs no more).
+    pub fn position_at(&mut self, id: EntityId, tick: f64, tick_hz: f64) -> Option<[f32; 3]> {
+        let (newer, older, share) = self.pick(id, tick, tick_hz)?;
+        let samples = self.samples.get(&id)?;
+        let layout = self.fields.layout();
+        let record = |i: usize| samples.get(i).and_then(|s| s.1.get(s.2));
+        let new = layout.position_value(&record(newer)?)?;
+        let old = match older {
+            Some(i) => layout.position_value(&record(i)?),
+            None => None,
+        };
+        Some(old.map_or(new, |old| lerp(old, new, share)))
+    }
+
+    /// The samples an entity is shown from at `tick`: the newer one's index, the older
+    /// one to blend from (if any) and the share of the way from it to the newer.
+    fn pick(
+        &mut self,
+        id: EntityId,
+        tick: f64,
+        tick_hz: f64,
+    ) -> Option<(usize, Option<usize>, f32)> {
+        let samples = self.samples.get(&id)?;
+        let newest = samples.len().checked_sub(1)?;
+        let newest_tick = samples.get(newest)?.0;
         if tick >= f64::from(newest_tick) {
-            let Some(older) = samples
-                .iter()
-                .rev()
-                .nth(1)
-                .filter(|_| newest_tick >= self.newest_world)
-            else {
-                return self.blend(&record(newest)?, None, 1.0);
+            let older = newest
+                .checked_sub(1)
+                .filter(|_| newest_tick >= self.newest_world);
+            let Some(older) = older else {
+                return Some((newest, None, 1.0));
             };
+            let older_tick = samples.get(older)?.0;
             let ahead = (tick - f64::from(newest_tick)).min(MAX_EXTRAPOLATION_S * tick_hz);
             self.max_extrapolated_s = self.max_extrapolated_s.max(ahead / tick_hz);
-            let span = f64::from(newest_tick - older.0).max(1.0);
-            return self.blend(
-                &record(newest)?,
-                Some(&record(older)?),
-                (1.0 + ahead / span) as f32,
-            );
+            let span = f64::from(newest_tick - older_tick).max(1.0);
+            return Some((newest, Some(older), (1.0 + ahead / span) as f32));
         }
         let after = samples.iter().position(|(t, ..)| f64::from(*t) >= tick)?;
         if after == 0 {
-            return self.blend(&record(&samples[0])?, None, 1.0);
+            return Some((0, None, 1.0));
         }
-        let (a, b) = (&samples[after - 1], &samples[after]);
-        let f = ((tick - f64::from(a.0)) / f64::from(b.0 - a.0).max(1.0)) as f32;
-        self.blend(&record(b)?, Some(&record(a)?), f)
+        let (a, b) = (samples.get(after - 1)?.0, samples.get(after)?.0);
+        let share = ((tick - f64::from(a)) / f64::from(b - a).max(1.0)) as f32;
+        Some((after, Some(after - 1), share))
     }
 
     /// The entity as `newer`, each field a share `f` of the way from `older`'s value
@@ -329,12 +360,13 @@ impl Timeline {
             if newer.mask & (1 << c) == 0 {
                 continue;
             }
-            let new = self.fields.values(newer, &def.name)?;
-            match older.and_then(|o| self.fields.values(o, &def.name)) {
-                Some(old) => {
-                    values.extend(old.into_iter().zip(new).map(|(a, b)| blend_value(a, b, f)))
-                }
-                None => values.extend(new),
+            let old = older.filter(|o| o.mask & (1 << c) != 0);
+            for field in 0..def.fields.len() {
+                let new = self.fields.field(newer, c, field)?;
+                values.push(match old.and_then(|o| self.fields.field(o, c, field)) {
+                    Some(old) => blend_value(old, new, f),
+                    None => new,
+                });
             }
         }
         Some(Shown {
@@ -829,6 +861,66 @@ mod tests {
             previous = view(tick);
         }
     }
+    /// The cheap position read draws every entity exactly where the full one shows it:
+    /// between samples, before the first, held at rest, and extrapolated past the newest.
+    #[test]
+    fn an_interpolated_position_is_where_the_interpolated_entity_is_shown() {
+        use std::sync::Arc;
+
+        use outpost_protocol::replication::Fields;
+
+        use super::{Timeline, WorldState};
+
+        let fields = Arc::new(Fields::new(arena::schema(&ArenaConfig::default())));
+        let mut timeline = Timeline::new(Arc::clone(&fields));
+        let mut a = Timeline::new(Arc::clone(&fields));
+        // Entity 7 moves every snapshot (faster after tick 8); entity 9 stops at tick 6
+        // and its value is carried over from then on.
+        for tick in (2..=14u32).step_by(2) {
+            let x = if tick <= 8 {
+                1000 + tick * 10
+            } else {
+                1080 + tick * 40
+            };
+            let rest = tick.min(6);
+            let mut records = View::new();
+            records.push(
+                EntityId(7),
+                arena::PROP | arena::POSE,
+                &[x, 9000, 9000, 3, 511, 511, 511],
+            );
+            records.push(
+                EntityId(9),
+                arena::PROP | arena::POSE,
+                &[2000 + rest * 25, 9100, 8900, 3, 500, 520, 511],
+            );
+            let world = WorldState {
+                tick,
+                records: Arc::new(records),
+                value_ticks: vec![tick, rest],
+                ..WorldState::default()
+            };
+            timeline.push(&world, 60.0);
+            a.push(&world, 60.0);
+        }
+        let mut checked = 0;
+        for step in 0..=80 {
+            let tick = f64::from(step) * 0.25;
+            for id in [EntityId(7), EntityId(9), EntityId(11)] {
+                let shown = a.at(id, tick, 60.0).and_then(|s| s.position());
+                assert_eq!(
+                    timeline.position_at(id, tick, 60.0),
+                    shown,
+                    "{id:?} at {tick}"
+                );
+                checked += usize::from(shown.is_some());
+            }
+        }
+        assert_eq!(checked, 2 * 81);
+        assert!(timeline.max_extrapolated_s() > 0.0);
+        assert_eq!(timeline.max_extrapolated_s(), a.max_extrapolated_s());
+    }
+
     #[test]
     fn input_ticks_add_up_to_the_clock() {
         let sum = |tick_hz, input_hz| {

@@ -354,6 +354,13 @@ impl Session {
         self.state.lock().interpolated(entity, render_tick)
     }
 
+    /// Where a remote entity is drawn at `render_tick`: the position
+    /// [`Session::interpolated`] shows, read without its other fields (the cheap call
+    /// for drawing every entity every frame).
+    pub fn interpolated_position(&self, entity: EntityId, render_tick: f64) -> Option<[f32; 3]> {
+        self.state.lock().interpolated_position(entity, render_tick)
+    }
+
     /// The tick remote entities should be drawn at now: the newest state less an
     /// interpolation delay that adapts to the measured jitter.
     pub fn render_tick(&self) -> Option<f64> {

@@ -79,8 +79,7 @@ pub(crate) fn choose(
     let render_tick = session.render_tick();
     let drawn = |id| {
         render_tick
-            .and_then(|t| session.interpolated(id, t))
-            .and_then(|e| e.position())
+            .and_then(|t| session.interpolated_position(id, t))
             .or_else(|| received(id))
     };
     let sight = Sight {

@@ -1866,7 +1866,10 @@ impl Fields {
         written
     }
 
-    fn field(&self, record: &Record<'_>, c: usize, f: usize) -> Option<Value> {
+    /// The value of field `f` of the schema's component `c` of an entity, by index: what
+    /// [`Fields::value`] reads once the names are looked up (`None` if the entity lacks
+    /// the component or there is no such field).
+    pub fn field(&self, record: &Record<'_>, c: usize, f: usize) -> Option<Value> {
         let start = self.layout.offset(record.mask, c)?;
         let layout = self.layout.components.get(c)?.fields.get(f)?;
         let kind = &self.schema.components.get(c)?.fields.get(f)?.kind;
