@@ -2,7 +2,8 @@
 //! props): a whole arena tick against a bare rapier step of the same scene (the physics
 //! floor; their ratio is what the ECS, character movement, combat and lag compensation
 //! cost on top), snapshot building with delta encoding for all 64 clients, the
-//! area-of-interest query, and a client's side: decoding, and a game's turn with the SDK
+//! area-of-interest query, and a client's side: decoding (warm, and cold as in a load
+//! generator holding 1,000 clients), and a game's turn with the SDK
 //! (taking a snapshot, drawing every entity interpolated).
 #![allow(
     missing_docs,
@@ -334,29 +335,35 @@ fn client_rounds() -> ClientRounds {
 }
 
 /// Every client's decode of its snapshots (built beforehand, untimed), as the SDK decodes
-/// them: each client's decoder takes its datagrams in order (timed, per round of 16).
+/// them: each client's decoder takes its datagrams in order (timed, per round). Then the
+/// same by 63 copies of each client (1,008 decoders, as one load generator process holds
+/// them): each decoder's views are cold by its next snapshot, as they are where 1,000
+/// clients share the machine's caches.
 fn client_decodes(c: &mut Criterion) {
     let ClientRounds { layout, rounds, .. } = client_rounds();
-    c.bench_function("snapshot/client_decode_16_clients", |b| {
-        b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            let mut done = 0u64;
-            while done < iters {
-                let mut decoders: Vec<outpost_client::netcode::Decoder> = (0..16)
-                    .map(|_| outpost_client::netcode::Decoder::new(layout.clone()))
-                    .collect();
-                let started = Instant::now();
-                for round in rounds.iter().take((iters - done) as usize) {
-                    for (decoder, snapshot) in decoders.iter_mut().zip(round) {
-                        black_box(decoder.decode(snapshot).expect("decodes"));
+    for copies in [1, 63] {
+        let name = format!("snapshot/client_decode_{}_clients", 16 * copies);
+        c.bench_function(&name, |b| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                let mut done = 0u64;
+                while done < iters {
+                    let mut decoders: Vec<outpost_client::netcode::Decoder> = (0..16 * copies)
+                        .map(|_| outpost_client::netcode::Decoder::new(layout.clone()))
+                        .collect();
+                    let started = Instant::now();
+                    for round in rounds.iter().take((iters - done) as usize) {
+                        for (decoder, snapshot) in decoders.iter_mut().zip(round.iter().cycle()) {
+                            black_box(decoder.decode(snapshot).expect("decodes"));
+                        }
+                        done += 1;
                     }
-                    done += 1;
+                    spent += started.elapsed();
                 }
-                spent += started.elapsed();
-            }
-            spent
+                spent
+            });
         });
-    });
+    }
 }
 
 /// A game client's work per snapshot in the load test's match, for all 16: the SDK
