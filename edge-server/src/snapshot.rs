@@ -414,7 +414,9 @@ impl ClientSnapshots {
             };
             let base = base.and_then(|b| baseline.get(b));
             if base == Some(target) {
-                priority.remove(&target.id);
+                if !priority.is_empty() {
+                    priority.remove(&target.id);
+                }
                 send.push(true);
                 continue;
             }
@@ -435,11 +437,17 @@ impl ClientSnapshots {
                 let fresh = if base.is_none() { 2.0 } else { 1.0 };
                 weight * near * fresh
             };
-            let acc = priority.entry(target.id).or_insert(0.0);
-            *acc += importance;
+            // Its accumulated priority; kept in the map only if it is deferred (below),
+            // since one that is sent starts over.
+            let held = if priority.is_empty() {
+                None
+            } else {
+                priority.get(&target.id).copied()
+            };
+            let acc = held.unwrap_or(0.0) + importance;
             let bound = layout.entry_bits_bound(target.mask) + GAP_ESTIMATE_BITS;
             bounds = bounds.saturating_add(bound);
-            pending.push((*acc, bound, t));
+            pending.push((acc, bound, t));
         }
 
         let fixed_bits = replication::header_bits(removed as u32, pending.len() as u32)
@@ -503,10 +511,16 @@ impl ClientSnapshots {
                     ((body.len() * 8) as f32 / estimated as f32).clamp(0.05, 2.0);
             }
             if body.len() <= budget || chosen.is_empty() {
-                // What was sent starts over. Taken whole, the targets are in `view` now.
+                // What was sent starts over; what was deferred keeps its accumulated
+                // priority. Taken whole, the targets are in `view` now.
                 let sent_from = if whole { &view } else { &*targets };
-                for &(t, _) in chosen.iter() {
-                    if let Some(target) = sent_from.get(t) {
+                for &(acc, _, t) in pending.iter() {
+                    let Some(target) = sent_from.get(t) else {
+                        continue;
+                    };
+                    if !send[t] {
+                        priority.insert(target.id, acc);
+                    } else if !priority.is_empty() {
                         priority.remove(&target.id);
                     }
                 }
