@@ -334,9 +334,7 @@ impl EdgeArgs {
             usize::from,
         )
     }
-}
 
-impl EdgeArgs {
     /// `--net-nice`.
     pub(crate) fn net_nice(&self) -> u8 {
         self.net_nice

@@ -293,13 +293,8 @@ impl Timeline {
     /// and text snap to the newer value at its tick.
     pub fn at(&mut self, id: EntityId, tick: f64, tick_hz: f64) -> Option<Shown> {
         let (newer, older, share) = self.pick(id, tick, tick_hz)?;
-        let samples = self.samples.get(&id)?;
-        let record = |i: usize| samples.get(i).and_then(|s| s.1.get(s.2));
-        let older = match older {
-            Some(i) => Some(record(i)?),
-            None => None,
-        };
-        self.blend(&record(newer)?, older.as_ref(), share)
+        let (newer, older) = self.records(id, newer, older)?;
+        self.blend(&newer, older.as_ref(), share)
     }
 
     /// Where an entity is drawn at a (fractional) tick: its position as [`Timeline::at`]
@@ -307,15 +302,28 @@ impl Timeline {
     /// frame needs no more).
     pub fn position_at(&mut self, id: EntityId, tick: f64, tick_hz: f64) -> Option<[f32; 3]> {
         let (newer, older, share) = self.pick(id, tick, tick_hz)?;
-        let samples = self.samples.get(&id)?;
+        let (newer, older) = self.records(id, newer, older)?;
         let layout = self.fields.layout();
+        let new = layout.position_value(&newer)?;
+        let old = older.and_then(|o| layout.position_value(&o));
+        Some(old.map_or(new, |old| lerp(old, new, share)))
+    }
+
+    /// The records of an entity's samples [`Timeline::pick`] chose (`None` if either is
+    /// gone).
+    fn records(
+        &self,
+        id: EntityId,
+        newer: usize,
+        older: Option<usize>,
+    ) -> Option<(Record<'_>, Option<Record<'_>>)> {
+        let samples = self.samples.get(&id)?;
         let record = |i: usize| samples.get(i).and_then(|s| s.1.get(s.2));
-        let new = layout.position_value(&record(newer)?)?;
-        let old = match older {
-            Some(i) => layout.position_value(&record(i)?),
+        let older = match older {
+            Some(i) => Some(record(i)?),
             None => None,
         };
-        Some(old.map_or(new, |old| lerp(old, new, share)))
+        Some((record(newer)?, older))
     }
 
     /// The samples an entity is shown from at `tick`: the newer one's index, the older
@@ -861,6 +869,7 @@ mod tests {
             previous = view(tick);
         }
     }
+
     /// The cheap position read draws every entity exactly where the full one shows it:
     /// between samples, before the first, held at rest, and extrapolated past the newest.
     #[test]
@@ -872,8 +881,9 @@ mod tests {
         use super::{Timeline, WorldState};
 
         let fields = Arc::new(Fields::new(arena::schema(&ArenaConfig::default())));
+        // The same samples twice: each read notes how far it extrapolated.
         let mut timeline = Timeline::new(Arc::clone(&fields));
-        let mut a = Timeline::new(Arc::clone(&fields));
+        let mut full = Timeline::new(Arc::clone(&fields));
         // Entity 7 moves every snapshot (faster after tick 8); entity 9 stops at tick 6
         // and its value is carried over from then on.
         for tick in (2..=14u32).step_by(2) {
@@ -901,13 +911,13 @@ mod tests {
                 ..WorldState::default()
             };
             timeline.push(&world, 60.0);
-            a.push(&world, 60.0);
+            full.push(&world, 60.0);
         }
         let mut checked = 0;
         for step in 0..=80 {
             let tick = f64::from(step) * 0.25;
             for id in [EntityId(7), EntityId(9), EntityId(11)] {
-                let shown = a.at(id, tick, 60.0).and_then(|s| s.position());
+                let shown = full.at(id, tick, 60.0).and_then(|s| s.position());
                 assert_eq!(
                     timeline.position_at(id, tick, 60.0),
                     shown,
@@ -918,7 +928,7 @@ mod tests {
         }
         assert_eq!(checked, 2 * 81);
         assert!(timeline.max_extrapolated_s() > 0.0);
-        assert_eq!(timeline.max_extrapolated_s(), a.max_extrapolated_s());
+        assert_eq!(timeline.max_extrapolated_s(), full.max_extrapolated_s());
     }
 
     #[test]
