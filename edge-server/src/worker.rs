@@ -465,7 +465,8 @@ impl Worker {
                 continue;
             }
             // Each seat's input frames, from its connection through its own mailbox; its
-            // datagram size limit.
+            // datagram size limit, when a snapshot is due.
+            let snapshot_due = hosted.host.snapshot_due(now);
             for (session, (player, link)) in &mut hosted.links {
                 link.take_datagrams(now, self.ctx.max_input_rate_hz, &self.ctx.metrics);
                 self.frames.clear();
@@ -476,10 +477,12 @@ impl Worker {
                 for request in link.inputs.take_requests() {
                     hosted.host.request(*player, *session, request);
                 }
-                let max_datagram = link.datagrams.max_size();
-                hosted
-                    .host
-                    .set_max_datagram(*player, *session, max_datagram);
+                if snapshot_due {
+                    let max_datagram = link.datagrams.max_size();
+                    hosted
+                        .host
+                        .set_max_datagram(*player, *session, max_datagram);
+                }
             }
             let started = Instant::now();
             let ran = hosted.host.run_due(now);
