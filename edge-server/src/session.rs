@@ -1,7 +1,7 @@
 //! One player's connection: the handshake, then two pumps (control in and out) until
-//! either side ends it. Datagrams do not pass through the session: the sim worker hands
-//! snapshots to the connection and takes inputs from it itself
-//! ([`crate::worker::DatagramLink`]).
+//! either side ends it, and the connection's datagram reader beside them. Snapshots do not
+//! pass through the session: the sim worker hands them to the connection itself; input
+//! datagrams wait in the seat's inbox for its match's tick ([`crate::worker::QuicLink`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,7 +24,7 @@ use crate::control_stream::{ControlStream, SeatControl as _};
 use crate::directory::{Directory, Route};
 use crate::handshake::Pending;
 use crate::metrics::EdgeMetrics;
-use crate::worker::{CONTROL_QUEUE, Command, InputMailbox, Outbound, SessionLink};
+use crate::worker::{CONTROL_QUEUE, Command, InputMailbox, Outbound, QuicLink, SessionLink};
 
 /// QUIC application close codes the edge uses.
 pub mod close_code {
@@ -186,6 +186,8 @@ struct Session {
     /// The control stream, shared with the sim worker, and its queue.
     writer: Arc<ControlStream<SendStream>>,
     queue: mpsc::Receiver<Outbound>,
+    /// The seat's datagrams: its reader runs while the session does.
+    link: QuicLink,
 }
 
 /// Reads the Hello (by `deadline`) and seats its player.
@@ -297,6 +299,7 @@ async fn seat(
     let (writer, queue) = ControlStream::new(CONTROL_QUEUE);
     let writer = Arc::new(writer);
     let inputs = Arc::new(InputMailbox::default());
+    let link = QuicLink::new(conn.clone());
     let (reply_tx, reply) = oneshot::channel();
     let join = Command::Join {
         match_id: token.match_id,
@@ -306,9 +309,7 @@ async fn seat(
         tick: route.tick.clone(),
         link: SessionLink {
             id,
-            // Snapshots go from the sim thread straight to the connection, and inputs
-            // straight from it.
-            datagrams: Box::new(conn.clone()),
+            datagrams: Box::new(link.clone()),
             control: writer.clone(),
             inputs: inputs.clone(),
             gate: crate::worker::InputGate::default(),
@@ -347,6 +348,7 @@ async fn seat(
         },
         writer,
         queue,
+        link,
     };
     if !write_frame(send, &welcome).await {
         session.seat.leave(shared);
@@ -381,9 +383,12 @@ impl Session {
             seat,
             writer,
             mut queue,
+            link,
         } = self;
         // The welcome is written: the stream is the writer's, and the sim worker's.
         writer.attach(send);
+        // Ends with the connection, or here with the session.
+        let reader = AbortOnDrop(tokio::spawn(link.read(shared.metrics.clone())));
         let control_in = control_in(shared, &mut recv, &writer, &seat);
         let control_out = control_out(shared, &conn, &writer, &mut queue);
         let end = tokio::select! {
@@ -393,6 +398,7 @@ impl Session {
             _ = conn.closed() => End::Closed,
         };
         seat.leave(shared);
+        drop(reader);
         let Some(mut send) = writer.detach() else {
             conn.close(VarInt::from_u32(close_code::DONE), b"closed");
             return;
@@ -552,5 +558,14 @@ async fn control_out(
             return End::Goodbye;
         }
         next = writer.settle(queue);
+    }
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -14,8 +14,8 @@ use crate::config::{EdgeConfig, TlsSource};
 /// Datagrams queued for sending per connection before quinn drops the oldest: a few
 /// snapshots' worth, so a stalled path never holds stale state.
 const DATAGRAM_SEND_BUFFER: usize = 16 * 1024;
-/// Datagrams buffered per connection on receipt, until the seat's match's tick takes them
-/// (`worker::DatagramLink`), before quinn drops the oldest.
+/// Datagrams buffered per connection on receipt, until the connection's reader takes them
+/// into the seat's inbox (`worker::QuicLink`), before quinn drops the oldest.
 const DATAGRAM_RECEIVE_BUFFER: usize = 64 * 1024;
 
 /// A loaded certificate: chain, key and the leaf's fingerprint.

@@ -94,15 +94,7 @@ pub(crate) enum Unsent {
     Gone,
 }
 
-/// A seat's datagrams, both ways. On the edge it is the QUIC connection itself, called
-/// from the sim thread: quinn's `send_datagram` is synchronous and thread-safe, so a
-/// snapshot crosses no channel and wakes no task of the session on its way out (the
-/// connection's driver still sends it); and the input datagrams the connection's driver
-/// received are taken at the seat's match's tick, so an input wakes no task of the
-/// session on its way in either. quinn queues datagrams both ways up to its buffers
-/// (`tls::DATAGRAM_SEND_BUFFER`, `tls::DATAGRAM_RECEIVE_BUFFER`) and drops the oldest
-/// beyond them: a connection that does not drain, or a client that floods, loses its own
-/// oldest datagrams, never the sim's time.
+/// A seat's datagrams, both ways, as the sim worker sees them ([`QuicLink`] on the edge).
 pub(crate) trait DatagramLink: Send {
     /// Hands a datagram to the connection.
     fn send(&self, bytes: Bytes) -> Result<(), Unsent>;
@@ -112,9 +104,81 @@ pub(crate) trait DatagramLink: Send {
     fn recv(&self) -> Option<Bytes>;
 }
 
-impl DatagramLink for quinn::Connection {
+/// Input datagrams a seat's inbox holds for its match's tick; beyond them the oldest is
+/// dropped (and counted rejected): what a flooding client can make the edge hold.
+pub const INBOX_DATAGRAMS: usize = INPUT_DATAGRAMS_PER_TICK;
+
+/// The edge's datagram link for one connection. Snapshots go from the sim thread straight
+/// to the connection: quinn's `send_datagram` is synchronous and thread-safe, so a
+/// snapshot crosses no channel and wakes no task of the session on its way out (the
+/// connection's driver still sends it). Input datagrams come the other way through the
+/// seat's inbox: the connection's reader ([`QuicLink::read`], a task on the network
+/// threads) takes each from quinn as it arrives, and the match's tick takes the inbox's.
+/// The sim thread never waits on quinn's lock to read: the network thread holds it
+/// through each packet's processing and `sendmsg`, and a sim thread that asked a
+/// connection for its datagrams while a preempted network thread held it stalled every
+/// match of its worker (docs/PERFORMANCE.md, "Where the sim threads wait"). The size limit
+/// is read by the reader too, and left in an atomic.
+#[derive(Clone)]
+pub(crate) struct QuicLink(Arc<QuicLinkShared>);
+
+struct QuicLinkShared {
+    conn: quinn::Connection,
+    inbox: Inbox,
+    max_size: std::sync::atomic::AtomicUsize,
+}
+
+/// A seat's input datagrams between its connection's reader and its match's tick, at most
+/// [`INBOX_DATAGRAMS`].
+#[derive(Debug, Default)]
+struct Inbox(Mutex<VecDeque<Bytes>>);
+
+impl Inbox {
+    /// Leaves a datagram for the tick; whether the oldest was dropped for it.
+    fn put(&self, bytes: Bytes) -> bool {
+        let mut inbox = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let full = inbox.len() >= INBOX_DATAGRAMS;
+        if full {
+            inbox.pop_front();
+        }
+        inbox.push_back(bytes);
+        full
+    }
+
+    /// The oldest datagram waiting.
+    fn take(&self) -> Option<Bytes> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
+    }
+}
+
+impl QuicLink {
+    /// A link over `conn`; nothing arrives in its inbox until [`QuicLink::read`] runs.
+    pub fn new(conn: quinn::Connection) -> Self {
+        let max_size = conn.max_datagram_size().unwrap_or(0);
+        Self(Arc::new(QuicLinkShared {
+            conn,
+            inbox: Inbox::default(),
+            max_size: max_size.into(),
+        }))
+    }
+
+    /// Reads the connection's datagrams into the inbox until the connection ends.
+    pub async fn read(self, metrics: Arc<EdgeMetrics>) {
+        let link = &self.0;
+        while let Ok(bytes) = link.conn.read_datagram().await {
+            if link.inbox.put(bytes) {
+                metrics.datagrams_in.inc();
+                metrics.datagrams_rejected.inc();
+            }
+            let max_size = link.conn.max_datagram_size().unwrap_or(0);
+            link.max_size.store(max_size, Ordering::Relaxed);
+        }
+    }
+}
+
+impl DatagramLink for QuicLink {
     fn send(&self, bytes: Bytes) -> Result<(), Unsent> {
-        match self.send_datagram(bytes) {
+        match self.0.conn.send_datagram(bytes) {
             Ok(()) => Ok(()),
             Err(quinn::SendDatagramError::TooLarge) => Err(Unsent::TooLarge),
             Err(_) => Err(Unsent::Gone),
@@ -122,19 +186,11 @@ impl DatagramLink for quinn::Connection {
     }
 
     fn max_size(&self) -> usize {
-        self.max_datagram_size().unwrap_or(0)
+        self.0.max_size.load(Ordering::Relaxed)
     }
 
     fn recv(&self) -> Option<Bytes> {
-        use std::future::Future as _;
-        use std::task::{Context, Poll, Waker};
-        // Asked once and not waited for: a datagram already received is ready at once,
-        // and none leaves nothing behind (the wait is dropped with the future).
-        let read = std::pin::pin!(self.read_datagram());
-        match read.poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(Ok(bytes)) => Some(bytes),
-            Poll::Ready(Err(_)) | Poll::Pending => None,
-        }
+        self.0.inbox.take()
     }
 }
 
@@ -823,6 +879,20 @@ mod tests {
             .expect("the session is told");
         let hosted = &worker.matches[&MatchId(1)];
         assert_eq!(hosted.links.len(), 1, "the other seat plays on");
+    }
+
+    /// A seat's inbox holds at most [`INBOX_DATAGRAMS`] between two ticks, keeping the
+    /// newest, and hands them over oldest first.
+    #[test]
+    fn a_seats_inbox_is_bounded_and_keeps_the_newest() {
+        let inbox = Inbox::default();
+        let dropped = (0..INBOX_DATAGRAMS + 10)
+            .filter(|&i| inbox.put(Bytes::from(vec![i as u8])))
+            .count();
+        assert_eq!(dropped, 10);
+        let kept: Vec<u8> = std::iter::from_fn(|| inbox.take()).map(|b| b[0]).collect();
+        let newest: Vec<u8> = (10..INBOX_DATAGRAMS + 10).map(|i| i as u8).collect();
+        assert_eq!(kept, newest);
     }
 
     /// Regression test for unfair sim workers: one command queue served all of a
