@@ -230,16 +230,6 @@ impl MatchHost {
         self.next_tick_at
     }
 
-    /// Whether the ticks due by `now` include a snapshot tick (conservatively: any run of
-    /// more than one due tick counts as one). The worker asks a seat's connection for its
-    /// datagram size only then: the size is read when a snapshot is built, and asking
-    /// takes the connection's lock, which the network thread may hold.
-    pub fn snapshot_due(&self, now: Instant) -> bool {
-        let next = self.game.tick().wrapping_add(1);
-        next.is_multiple_of(self.game.config().ticks_per_snapshot())
-            || self.next_tick_at + self.period <= now
-    }
-
     /// The simulation, for inspection.
     pub fn game(&self) -> &Match {
         &self.game
@@ -661,37 +651,6 @@ pub(crate) mod tests {
         assert!(
             matches!((event, snapshot), (Some(e), Some(s)) if e < s),
             "{tick_2:?}"
-        );
-    }
-
-    /// The worker reads a seat's datagram size only when `snapshot_due` says so: it must
-    /// be true before every tick run that sends snapshots (one at a time, and a run of
-    /// several due ticks), and it is false before the ticks between them.
-    #[test]
-    fn a_snapshot_is_due_before_every_tick_that_sends_one() {
-        let t0 = Instant::now();
-        let mut host = host(t0);
-        host.join(PlayerId(1), 0, &config(), 10, 1200)
-            .expect("seated");
-        drain(&mut host);
-        let mut at = t0;
-        for _ in 0..12 {
-            at += PERIOD;
-            let due = host.snapshot_due(at);
-            host.run_due(at);
-            let sent = drain(&mut host)
-                .iter()
-                .any(|t| matches!(t, Transmit::Datagram { session: 10, .. }));
-            assert_eq!(due, sent, "tick {}", host.tick());
-        }
-        // Three ticks due at once (the second a snapshot tick, the first not).
-        assert!(host.tick().is_multiple_of(2));
-        assert!(host.snapshot_due(at + PERIOD * 3));
-        host.run_due(at + PERIOD * 3);
-        assert!(
-            drain(&mut host)
-                .iter()
-                .any(|t| matches!(t, Transmit::Datagram { session: 10, .. }))
         );
     }
 

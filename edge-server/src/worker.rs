@@ -117,8 +117,8 @@ pub const INBOX_DATAGRAMS: usize = INPUT_DATAGRAMS_PER_TICK;
 /// The sim thread never waits on quinn's lock to read: the network thread holds it
 /// through each packet's processing and `sendmsg`, and a sim thread that asked a
 /// connection for its datagrams while a preempted network thread held it stalled every
-/// match of its worker (docs/PERFORMANCE.md, "Where the sim threads wait"). The size limit
-/// is read by the reader too, and left in an atomic.
+/// match of its worker (docs/PERFORMANCE.md, "Where the simulation threads wait"). The
+/// size limit is read by the reader too, and left in an atomic.
 #[derive(Clone)]
 pub(crate) struct QuicLink(Arc<QuicLinkShared>);
 
@@ -521,8 +521,7 @@ impl Worker {
                 continue;
             }
             // Each seat's input frames, from its connection through its own mailbox; its
-            // datagram size limit, when a snapshot is due.
-            let snapshot_due = hosted.host.snapshot_due(now);
+            // datagram size limit.
             for (session, (player, link)) in &mut hosted.links {
                 link.take_datagrams(now, self.ctx.max_input_rate_hz, &self.ctx.metrics);
                 self.frames.clear();
@@ -533,12 +532,10 @@ impl Worker {
                 for request in link.inputs.take_requests() {
                     hosted.host.request(*player, *session, request);
                 }
-                if snapshot_due {
-                    let max_datagram = link.datagrams.max_size();
-                    hosted
-                        .host
-                        .set_max_datagram(*player, *session, max_datagram);
-                }
+                let max_datagram = link.datagrams.max_size();
+                hosted
+                    .host
+                    .set_max_datagram(*player, *session, max_datagram);
             }
             let started = Instant::now();
             let ran = hosted.host.run_due(now);
