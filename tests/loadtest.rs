@@ -1,8 +1,15 @@
 //! `outpost loadtest` end to end: a small run against a spawned edge, its JSON and HTML
-//! report checked for consistency; and the runs it must refuse.
+//! report checked for consistency; players the edge refuses; and the runs it must refuse.
+
+mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+use outpost_loadtest::{LoadConfig, Target};
+use outpost_protocol::TokenSigner;
 
 fn outpost(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_outpost"))
@@ -130,6 +137,49 @@ fn small_load_test_holds_every_player_and_reports_consistent_figures() {
     }
     assert!(!page.contains("src=\"http"), "self-contained");
     assert!(Path::new(&report_dir.join("index.html")).exists());
+}
+
+/// Players whose tokens the edge does not trust (signed with another key) are each
+/// counted once as a rejected join, none plays, and the run ends by itself: the load
+/// generator's own transport (two sockets' worth of players here) reads the edge's
+/// Reject as the SDK would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn players_the_edge_refuses_are_counted_as_rejected_joins() {
+    let edge = common::TestEdge::start().await;
+    let players = 40;
+    let config = LoadConfig {
+        target: Target::Edge {
+            addr: edge.edge.quic_addr(),
+            fingerprint: edge.edge.cert_fingerprint(),
+            edge_id: common::EDGE_ID.into(),
+            signer: Arc::new(TokenSigner::from_seed(&[7; 32])),
+        },
+        players,
+        match_size: 8,
+        duration: Duration::from_secs(1),
+        ramp_per_s: 400,
+        match_config: outpost_arena::config(&outpost_arena::ArenaConfig::default()),
+        input_hz: 30,
+        link: None,
+        prediction: false,
+        modes: outpost_arena::modes(),
+        metrics_url: None,
+        allowed_host: None,
+        progress: false,
+    };
+    let report = outpost_loadtest::run(config).await.expect("the run ends");
+    assert_eq!(report.connect_attempts, u64::from(players));
+    assert_eq!(report.connect_failures, u64::from(players));
+    assert_eq!(report.players_joined, 0);
+    assert_eq!(report.players_connected, 0);
+    assert_eq!(
+        report.errors_by_kind.get("rejected"),
+        Some(&u64::from(players)),
+        "{:?}",
+        report.errors_by_kind
+    );
+    assert_eq!(report.errors, u64::from(players));
+    edge.edge.shutdown().await;
 }
 
 #[test]
@@ -428,7 +478,7 @@ fn a_load_test_through_a_production_gateway_holds_every_player_and_requeues_afte
 fn the_edges_network_threads_run_nicer_than_its_simulation_threads() {
     let dir = tempfile::tempdir().expect("temp dir");
     let key = dir.path().join("token.pub");
-    let public = outpost_protocol::TokenSigner::from_seed(&[7; 32]).public_key();
+    let public = TokenSigner::from_seed(&[7; 32]).public_key();
     let hex: String = public.iter().map(|b| format!("{b:02x}")).collect();
     std::fs::write(&key, hex).expect("write");
     let mut edge = Process::start(&[

@@ -340,6 +340,27 @@ impl MatchConnection {
         }
     }
 
+    /// Bytes read from the edge's control stream: every whole frame in `pending` is
+    /// handed to [`MatchConnection::on_control`] and cut from it, and what is left of a
+    /// frame waits for the rest (a frame may arrive in pieces). Whether the stream goes
+    /// on: not after a frame that does not decode, or one that ends the match's messages.
+    pub fn on_control_bytes(&mut self, pending: &mut Vec<u8>, now: Instant) -> bool {
+        let mut at = 0;
+        let mut more = true;
+        while more {
+            match codec::decode_frame(&pending[at..]) {
+                Ok(Some((message, used))) => {
+                    at += used;
+                    more = self.on_control(message, now) != ControlFlow::End;
+                }
+                Ok(None) => break,
+                Err(_) => more = false,
+            }
+        }
+        pending.drain(..at);
+        more
+    }
+
     /// A clock ping to send on the control stream; its answer sets
     /// [`MatchConnection::ping_rtt`].
     pub fn ping(&self, now: Instant) -> Control {

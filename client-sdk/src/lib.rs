@@ -46,7 +46,7 @@ pub use connection::{ControlFlow, MatchConnection, NetcodeStats, SessionStats};
 pub use netcode::{PredictedSelf, Shown, WorldState, input_ticks};
 pub use outpost_protocol::SignedToken;
 pub use replay::{ReplayFrame, ReplayPlayer};
-pub use session::{Client, Probe, Session};
+pub use session::{CLIENT_UDP_BUFFER_BYTES, Client, Probe, Session};
 pub use tls::{Trust, client_config};
 
 /// Where and how to join a match: what the cloud's matchmaker (or the dev tool) hands a

@@ -20,7 +20,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
-use crate::connection::{ControlFlow, MatchConnection, NetcodeStats, SessionStats};
+use crate::connection::{MatchConnection, NetcodeStats, SessionStats};
 use crate::netcode::{PredictedSelf, Shown, WorldState};
 use crate::tls::client_config;
 use crate::{Assignment, ClientError, Trust};
@@ -37,7 +37,7 @@ pub struct Client {
 }
 
 /// Socket buffer a client asks for, each way.
-const CLIENT_UDP_BUFFER_BYTES: usize = 1024 * 1024;
+pub const CLIENT_UDP_BUFFER_BYTES: usize = 1024 * 1024;
 
 impl Client {
     /// A client bound to an ephemeral IPv4 UDP port.
@@ -560,24 +560,12 @@ async fn read_inbound(
     }
 }
 
-/// Hands every whole frame in `pending` to the connection; whether the stream goes on (not
-/// after a frame that does not decode, or one that ends the match's messages).
+/// Hands every whole frame in `pending` to the connection
+/// ([`MatchConnection::on_control_bytes`]) and wakes whoever waits for events; whether the
+/// stream goes on.
 fn take_frames(pending: &mut Vec<u8>, state: &Shared) -> bool {
-    let mut at = 0;
-    let mut more = true;
-    while more {
-        match codec::decode_frame(&pending[at..]) {
-            Ok(Some((message, used))) => {
-                at += used;
-                let flow = state.lock().on_control(message, now());
-                state.events.notify_one();
-                more = flow != ControlFlow::End;
-            }
-            Ok(None) => break,
-            Err(_) => more = false,
-        }
-    }
-    pending.drain(..at);
+    let more = state.lock().on_control_bytes(pending, now());
+    state.events.notify_one();
     more
 }
 

@@ -8,10 +8,10 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use outpost_client::{NetcodeStats, Session};
+use outpost_client::{ClientError, NetcodeStats, PredictedSelf, Session, WorldState};
 use outpost_protocol::replication::{Fields, InputRecord, View};
 use outpost_protocol::schema::{FieldKind, Value};
-use outpost_protocol::{EntityId, MatchEvent};
+use outpost_protocol::{Answer, EntityId, MatchEvent};
 use outpost_sim::{Modes, Sight};
 use tokio::time::MissedTickBehavior;
 
@@ -49,37 +49,95 @@ pub(crate) struct Requests {
     pub refused: u64,
 }
 
+/// What a bot's turn reads of a player's match and the requests it sends: the SDK's
+/// [`Session`], or a seat of the load generator's own transport (`crate::swarm`).
+pub(crate) trait Seat {
+    /// The next answer to a request, if one is waiting.
+    fn next_answer(&self) -> Option<Answer>;
+    /// The newest state received.
+    fn latest(&self) -> Option<Arc<WorldState>>;
+    /// The match's field layout.
+    fn fields(&self) -> Arc<Fields>;
+    /// The player's own entity.
+    fn entity(&self) -> EntityId;
+    /// The own entity as predicted, if prediction is on.
+    fn predicted_self(&self) -> Option<PredictedSelf>;
+    /// The tick remote entities are drawn at, if interpolation is on.
+    fn render_tick(&self) -> Option<f64>;
+    /// An entity's position interpolated at `render_tick`.
+    fn interpolated_position(&self, entity: EntityId, render_tick: f64) -> Option<[f32; 3]>;
+    /// Sends a request of the mode's schema on the control stream.
+    fn send_request(
+        &self,
+        name: &str,
+        values: &[Value],
+        lists: &[&[Vec<Value>]],
+    ) -> Result<u32, ClientError>;
+}
+
+impl Seat for Session {
+    fn next_answer(&self) -> Option<Answer> {
+        self.try_next_answer()
+    }
+    fn latest(&self) -> Option<Arc<WorldState>> {
+        self.latest_snapshot()
+    }
+    fn fields(&self) -> Arc<Fields> {
+        Session::fields(self)
+    }
+    fn entity(&self) -> EntityId {
+        Session::entity(self)
+    }
+    fn predicted_self(&self) -> Option<PredictedSelf> {
+        Session::predicted_self(self)
+    }
+    fn render_tick(&self) -> Option<f64> {
+        Session::render_tick(self)
+    }
+    fn interpolated_position(&self, entity: EntityId, render_tick: f64) -> Option<[f32; 3]> {
+        Session::interpolated_position(self, entity, render_tick)
+    }
+    fn send_request(
+        &self,
+        name: &str,
+        values: &[Value],
+        lists: &[&[Vec<Value>]],
+    ) -> Result<u32, ClientError> {
+        Session::send_request(self, name, values, lists)
+    }
+}
+
 /// A mode's bot's turn: it learns the answers to its requests, sends the request it
 /// wants to (if any), and chooses its input from what a game would draw — the own entity
 /// predicted (or as last received), the others interpolated at the render tick (or, with
-/// interpolation off, as last received). A request the session could not send (it
-/// closed) shows in the session's state by the next turn.
+/// interpolation off, as last received). A request the seat could not send (it closed)
+/// shows in the seat's state by the next turn.
 pub(crate) fn choose(
-    session: &Session,
+    seat: &impl Seat,
     brain: &mut dyn outpost_sim::Bot,
     requests: &mut Requests,
 ) -> Option<InputRecord> {
-    while let Some(answer) = session.try_next_answer() {
+    while let Some(answer) = seat.next_answer() {
         requests.refused += u64::from(answer.refused.is_some());
         brain.answered(&answer);
     }
-    let world = session.latest_snapshot();
-    let fields = session.fields();
+    let world = seat.latest();
+    let fields = seat.fields();
     let empty = View::new();
     let view = world.as_ref().map_or(&empty, |w| &*w.records);
-    let me = session.entity();
+    let me = seat.entity();
     let received = |id| {
         view.find(id)
             .and_then(|r| fields.layout().position_value(&r))
     };
-    let own_position = session
+    let own_position = seat
         .predicted_self()
         .map(|p| p.position)
         .or_else(|| received(me));
-    let render_tick = session.render_tick();
+    let render_tick = seat.render_tick();
     let drawn = |id| {
         render_tick
-            .and_then(|t| session.interpolated_position(id, t))
+            .and_then(|t| seat.interpolated_position(id, t))
             .or_else(|| received(id))
     };
     let sight = Sight {
@@ -91,10 +149,10 @@ pub(crate) fn choose(
     };
     if let Some(request) = brain.next_request(&sight) {
         let lists: Vec<&[Vec<Value>]> = request.lists.iter().map(Vec::as_slice).collect();
-        match session.send_request(request.name, &request.values, &lists) {
+        match seat.send_request(request.name, &request.values, &lists) {
             Ok(_) => requests.sent += 1,
             // The bot's own request does not fit its schema: its mode's bug.
-            Err(outpost_client::ClientError::Request(err)) => {
+            Err(ClientError::Request(err)) => {
                 tracing::warn!(%err, "a bot's request was not sent");
             }
             Err(_) => {}

@@ -1,12 +1,14 @@
 //! # outpost-loadtest
 //!
 //! The load-testing harness behind `outpost loadtest`: N simulated players, each a
-//! client-SDK session playing like a bot (moving, turning toward the nearest opponent,
+//! client-SDK netcode connection playing like a bot (moving, turning toward the nearest opponent,
 //! shooting, jumping), joining matches of a given size at a given ramp-up rate, for a
 //! given time. Two ways in:
 //!
 //! - [`Target::Edge`]: straight to one edge, with connect tokens minted by the harness
-//!   from a dev key the edge trusts (one signature per match, as the cloud does);
+//!   from a dev key the edge trusts (one signature per match, as the cloud does); these
+//!   players play over the harness's own transport, a task per UDP socket driving
+//!   quinn-proto connections (`swarm`);
 //! - [`Target::Stack`]: the full stack, each player logging in and matchmaking through
 //!   the cloud API (or an edge's gateway in front of it), then joining where it is sent.
 //!
@@ -24,6 +26,7 @@ mod player;
 mod recorder;
 pub mod report;
 pub mod scrape;
+mod swarm;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -361,18 +364,26 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<Report> {
     config.validate()?;
     let config = Arc::new(config);
     let endpoints = config.players.div_ceil(PLAYERS_PER_ENDPOINT) as usize;
-    let mut clients = Vec::with_capacity(endpoints);
     let bind: SocketAddr = match &config.target {
         Target::Edge { addr, .. } if addr.is_ipv6() => "[::]:0".parse()?,
         Target::Edge { addr, .. } if addr.ip().is_loopback() => "127.0.0.1:0".parse()?,
         _ => "0.0.0.0:0".parse()?,
     };
+    // The full stack's players play through the SDK's sessions; players joined with
+    // tokens through the load generator's own transport (`swarm`), a task per socket.
+    let mut clients = Vec::new();
+    let mut sockets = Vec::new();
     for _ in 0..endpoints {
-        clients.push(Arc::new(
-            Client::bind(bind)
-                .context("opening a client endpoint")?
-                .with_modes(config.modes.clone()),
-        ));
+        match config.target {
+            Target::Stack { .. } => clients.push(Arc::new(
+                Client::bind(bind)
+                    .context("opening a client endpoint")?
+                    .with_modes(config.modes.clone()),
+            )),
+            Target::Edge { .. } => {
+                sockets.push(std::net::UdpSocket::bind(bind).context("opening a client socket")?)
+            }
+        }
     }
     // With a link preset, each endpoint's players reach the edge through its own relay.
     let mut relays = Vec::new();
@@ -409,38 +420,59 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<Report> {
     let hold_until = tokio::time::Instant::now() + config.ramp_time() + config.duration;
     let mut players = Vec::with_capacity(config.players as usize);
     let gap = Duration::from_secs(1) / config.ramp_per_s;
-    let mut next = tokio::time::Instant::now();
-    for n in 0..config.players {
-        tokio::time::sleep_until(next).await;
-        next += gap;
-        let endpoint = n as usize % endpoints;
-        let join = match &config.target {
-            Target::Edge {
-                addr, fingerprint, ..
-            } => player::Join::Direct(Assignment {
-                edge_addr: relays.get(endpoint).map_or(*addr, LinkRelay::addr),
-                server_name: "localhost".into(),
-                trust: Trust::Pinned(*fingerprint),
-                connect_token: tokens[n as usize].clone(),
-            }),
-            Target::Stack {
-                api_url,
-                mode,
-                load_test_key,
-            } => player::Join::Stack {
-                api_url: api_url.clone(),
-                mode: mode.clone(),
-                load_test_key: load_test_key.clone(),
-            },
-        };
-        players.push(tokio::spawn(player::play(
-            n,
-            join,
-            clients[endpoint].clone(),
-            config.clone(),
-            recorder.clone(),
-            hold_until,
-        )));
+    let first = tokio::time::Instant::now();
+    let start_at = |n: u32| first + gap * n;
+    match &config.target {
+        Target::Edge {
+            addr, fingerprint, ..
+        } => {
+            let mut seated: Vec<Vec<swarm::Seated>> = (0..endpoints).map(|_| Vec::new()).collect();
+            for n in 0..config.players {
+                let endpoint = n as usize % endpoints;
+                seated[endpoint].push(swarm::Seated {
+                    n,
+                    assignment: Assignment {
+                        edge_addr: relays.get(endpoint).map_or(*addr, LinkRelay::addr),
+                        server_name: "localhost".into(),
+                        trust: Trust::Pinned(*fingerprint),
+                        connect_token: tokens[n as usize].clone(),
+                    },
+                    start_at: start_at(n).into_std(),
+                });
+            }
+            for (socket, seated) in sockets.into_iter().zip(seated) {
+                let (config, recorder) = (config.clone(), recorder.clone());
+                players.push(tokio::spawn(async move {
+                    if let Err(err) = swarm::run(socket, seated, config, recorder, hold_until).await
+                    {
+                        tracing::warn!(%err, "a load generator socket failed");
+                    }
+                }));
+            }
+            tokio::time::sleep_until(start_at(config.players.saturating_sub(1))).await;
+        }
+        Target::Stack {
+            api_url,
+            mode,
+            load_test_key,
+        } => {
+            for n in 0..config.players {
+                tokio::time::sleep_until(start_at(n)).await;
+                let join = player::Join {
+                    api_url: api_url.clone(),
+                    mode: mode.clone(),
+                    load_test_key: load_test_key.clone(),
+                };
+                players.push(tokio::spawn(player::play(
+                    n,
+                    join,
+                    clients[n as usize % endpoints].clone(),
+                    config.clone(),
+                    recorder.clone(),
+                    hold_until,
+                )));
+            }
+        }
     }
     recorder.ramp_done(started.elapsed());
     hold_started.notify_one();
