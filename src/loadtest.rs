@@ -60,6 +60,13 @@ pub struct LoadtestArgs {
     /// or with `--spawn-edge` the cores the edge's simulation threads leave (at least one).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     threads: Option<u16>,
+    /// Nice value added to the load generator's network threads, 0 to 19 (Linux): it
+    /// stands for players on other machines, so where it shares cores with the edge it
+    /// measures, the edge's simulation threads go first (a spawned edge keeps the
+    /// priority the load generator started with). Docs/PERFORMANCE.md, "The load
+    /// generator below the edge".
+    #[arg(long, env = "OUTPOST_LOADTEST_NICE", default_value_t = 5, value_parser = clap::value_parser!(u8).range(0..=19))]
+    nice: u8,
     /// QUIC address of a running edge to test; it must trust the public key of
     /// `--token-seed-file` (see `--print-public-key`).
     #[arg(long, requires_all = ["edge_fingerprint", "token_seed_file"])]
@@ -129,6 +136,11 @@ struct ChildEdge {
 }
 
 impl LoadtestArgs {
+    /// `--nice`.
+    pub(crate) fn nice(&self) -> u8 {
+        self.nice
+    }
+
     /// Worker threads for the runtime the load generator runs on (see `--threads`;
     /// `docs/PERFORMANCE.md`, "The load generator's threads").
     pub(crate) fn runtime_threads(&self) -> usize {

@@ -43,6 +43,14 @@ fn main() -> anyhow::Result<()> {
     match &cli.command {
         Command::Loadtest(args) => {
             runtime.worker_threads(args.runtime_threads());
+            let nice = args.nice();
+            // Only the runtime's threads: a spawned edge is started from this one and
+            // keeps its priority.
+            runtime.on_thread_start(move || {
+                if let Err(e) = edge::lower_thread_priority(nice) {
+                    eprintln!("outpost loadtest: cannot lower a thread's priority: {e}");
+                }
+            });
         }
         Command::Edge(args) => {
             runtime.worker_threads(args.net_threads());

@@ -322,6 +322,102 @@ fn full_stack_players_log_in_and_matchmake_through_the_gateway() {
     assert!(number(&report, "tick_ms_p99") > 0.0);
 }
 
+/// A nice value from a `/proc` stat: field 19 (those after the name's closing parenthesis
+/// start at field 3).
+#[cfg(target_os = "linux")]
+fn nice_in(stat: &str) -> i64 {
+    stat[stat.rfind(')').expect("stat names the thread") + 2..]
+        .split(' ')
+        .nth(19 - 3)
+        .and_then(|n| n.parse().ok())
+        .expect("a nice value")
+}
+
+#[cfg(target_os = "linux")]
+fn read_proc(path: impl AsRef<Path>) -> String {
+    std::fs::read_to_string(path).expect("readable")
+}
+
+/// A process's own (its first thread's) nice value.
+#[cfg(target_os = "linux")]
+fn process_nice(pid: u32) -> i64 {
+    nice_in(&read_proc(format!("/proc/{pid}/stat")))
+}
+
+/// A process's threads: name and nice value.
+#[cfg(target_os = "linux")]
+fn thread_nices(pid: u32) -> Vec<(String, i64)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the process's threads")
+        .map(|task| {
+            let path = task.expect("a thread").path();
+            let name = read_proc(path.join("comm")).trim().to_owned();
+            (name, nice_in(&read_proc(path.join("stat"))))
+        })
+        .collect()
+}
+
+/// The nice values of the threads whose names start with `prefix`.
+#[cfg(target_os = "linux")]
+fn named(threads: &[(String, i64)], prefix: &str) -> Vec<i64> {
+    threads
+        .iter()
+        .filter(|(name, _)| name.starts_with(prefix))
+        .map(|&(_, nice)| nice)
+        .collect()
+}
+
+/// The load generator with `--nice`: its network threads (the async runtime's) run that
+/// much nicer, and the edge it spawns keeps the priority the load generator started with
+/// (its simulation threads must not inherit the load generator's network threads').
+#[cfg(target_os = "linux")]
+#[test]
+fn the_load_generators_threads_run_nicer_than_the_edge_it_spawned() {
+    let mut run = Process::start(&[
+        "loadtest",
+        "--spawn-edge",
+        "--players",
+        "2",
+        "--match-size",
+        "2",
+        "--duration",
+        "2s",
+        "--threads",
+        "2",
+        "--nice",
+        "3",
+    ]);
+    run.line("outpost loadtest: spawned edge on quic");
+    let pid = run.child.id();
+    let base = process_nice(pid);
+    let edge = std::fs::read_dir("/proc")
+        .expect("processes")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|&child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|stat| {
+                stat[stat.rfind(')').map_or(0, |at| at + 2)..]
+                    .split(' ')
+                    .nth(1)
+                    .is_some_and(|parent| parent == pid.to_string())
+            })
+        })
+        .expect("the spawned edge");
+    let load_generator = thread_nices(pid);
+    let network = named(&load_generator, "tokio-rt-worker");
+    assert_eq!(network.len(), 2, "{load_generator:?}");
+    assert!(
+        network.iter().all(|&n| n == (base + 3).min(19)),
+        "{load_generator:?}"
+    );
+    let edge_threads = thread_nices(edge);
+    let simulation = named(&edge_threads, "outpost-sim-");
+    assert!(!simulation.is_empty(), "{edge_threads:?}");
+    assert!(simulation.iter().all(|&n| n == base), "{edge_threads:?}");
+    // The run ends by itself (its stderr read to the end, so it never blocks on it).
+    for _ in run.lines.by_ref() {}
+    assert!(run.child.wait().expect("the run ends").success());
+}
+
 /// A child process killed (and reaped) when dropped, and the lines of its stderr.
 struct Process {
     child: std::process::Child,
@@ -500,32 +596,9 @@ fn the_edges_network_threads_run_nicer_than_its_simulation_threads() {
     ]);
     edge.announced("edge listening: ");
     let pid = edge.child.id();
-    // A nice value is field 19 of a stat; those after the name's closing parenthesis
-    // start at field 3.
-    let nice = |stat: &str| -> i64 {
-        stat[stat.rfind(')').expect("stat names the thread") + 2..]
-            .split(' ')
-            .nth(19 - 3)
-            .and_then(|n| n.parse().ok())
-            .expect("a nice value")
-    };
-    let read = |path: std::path::PathBuf| std::fs::read_to_string(path).expect("readable");
-    let base = nice(&read(format!("/proc/{pid}/stat").into()));
-    let threads: Vec<(String, i64)> = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .expect("the edge's threads")
-        .map(|task| {
-            let path = task.expect("a thread").path();
-            let name = read(path.join("comm")).trim().to_owned();
-            (name, nice(&read(path.join("stat"))))
-        })
-        .collect();
-    let of = |prefix: &str| -> Vec<i64> {
-        threads
-            .iter()
-            .filter(|(name, _)| name.starts_with(prefix))
-            .map(|&(_, nice)| nice)
-            .collect()
-    };
+    let base = process_nice(pid);
+    let threads = thread_nices(pid);
+    let of = |prefix: &str| named(&threads, prefix);
     let (network, simulation) = (of("tokio-rt-worker"), of("outpost-sim-"));
     assert_eq!(network.len(), 2, "{threads:?}");
     assert_eq!(simulation.len(), 2, "{threads:?}");
