@@ -219,16 +219,12 @@ struct Swarm {
 
 impl Swarm {
     async fn drive(&mut self) -> std::io::Result<()> {
-        let client = client_config(
-            &self
-                .players
-                .first()
-                .map_or(outpost_client::Trust::Pinned([0; 32]), |p| {
-                    p.assignment.trust.clone()
-                }),
-            IDLE_TIMEOUT,
-        )
-        .map_err(std::io::Error::other)?;
+        // One edge, one trust, for every player of the run.
+        let Some(first) = self.players.first() else {
+            return Ok(());
+        };
+        let client =
+            client_config(&first.assignment.trust, IDLE_TIMEOUT).map_err(std::io::Error::other)?;
         let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
         tokio::pin!(sleep);
         loop {
@@ -274,6 +270,8 @@ impl Swarm {
         } = self;
         let now = Instant::now();
         let stride = io.recv_buf.len() / RECV_BATCH;
+        // What a server endpoint would answer with; a client's never does.
+        let mut response = Vec::new();
         loop {
             let mut metas = [RecvMeta::default(); RECV_BATCH];
             let mut chunks = io.recv_buf.chunks_mut(stride);
@@ -291,7 +289,6 @@ impl Swarm {
             for (meta, buf) in metas.iter().zip(bufs.iter()).take(count) {
                 let data = &buf[..meta.len];
                 for segment in data.chunks(meta.stride.max(1)) {
-                    let mut response = Vec::new();
                     let event = endpoint.handle(
                         now,
                         meta.addr,
@@ -419,9 +416,14 @@ impl Swarm {
                         match start(player.n, welcome, config, &conn.stats(), now) {
                             Ok(mut playing) => {
                                 recorder.connected(match_id);
-                                player.control_open =
-                                    playing.netcode.on_control_bytes(&mut player.pending, now)
-                                        && !control_ended;
+                                // What followed the Welcome in the same bytes.
+                                take_control(
+                                    &mut player.pending,
+                                    &mut player.control_open,
+                                    &mut playing.netcode,
+                                    control_ended,
+                                    now,
+                                );
                                 Phase::Playing(playing)
                             }
                             // A schema the SDK cannot read: the join failed, as the SDK's.
@@ -450,15 +452,14 @@ impl Swarm {
                 }
             }
             Phase::Playing(mut playing) => {
-                if readable && player.control_open {
-                    // After a frame that does not decode, or the match's last message,
-                    // nothing more is read from the stream (nor kept).
-                    player.control_open =
-                        playing.netcode.on_control_bytes(&mut player.pending, now)
-                            && !control_ended;
-                }
-                if !player.control_open {
-                    player.pending = Vec::new();
+                if readable {
+                    take_control(
+                        &mut player.pending,
+                        &mut player.control_open,
+                        &mut playing.netcode,
+                        control_ended,
+                        now,
+                    );
                 }
                 if datagrams {
                     while let Some(datagram) = conn.datagrams().recv() {
@@ -543,10 +544,25 @@ impl Player {
             Phase::Playing(playing) => Some(playing.next_input),
             Phase::Done => None,
         };
-        match (timer, own) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        timer.into_iter().chain(own).min()
+    }
+}
+
+/// Hands the control bytes read to the player's netcode, whole frames at a time. After a
+/// frame that does not decode, the match's last message or the stream's end
+/// (`ended`), nothing more is read from the stream, nor kept.
+fn take_control(
+    pending: &mut Vec<u8>,
+    open: &mut bool,
+    netcode: &mut MatchConnection,
+    ended: bool,
+    now: Instant,
+) {
+    if *open {
+        *open = netcode.on_control_bytes(pending, now) && !ended;
+    }
+    if !*open {
+        *pending = Vec::new();
     }
 }
 
