@@ -358,7 +358,12 @@ impl MatchHost {
                     / self.period.as_nanos().max(1);
                 ran.missed = behind as u64 + 1;
                 self.metrics.missed_ticks.inc_by(ran.missed);
-                self.next_tick_at = now + self.period;
+                // On in the clock's own phase (see `worker::TICK_PHASES`).
+                let skipped = u32::try_from(ran.missed).unwrap_or(u32::MAX);
+                self.next_tick_at = self
+                    .next_tick_at
+                    .checked_add(self.period.saturating_mul(skipped))
+                    .unwrap_or(now + self.period);
                 break;
             }
             self.next_tick_at += self.period;
@@ -664,6 +669,10 @@ pub(crate) mod tests {
         assert_eq!(ran.ticks, MAX_CATCH_UP_TICKS);
         assert_eq!(ran.missed, 16, "ticks 5..=20 given up");
         assert_eq!(host.next_tick_at(), t0 + PERIOD * 21);
+        // Woken between two ticks' times, it goes on in its clock's phase.
+        let ran = host.run_due(t0 + PERIOD * 40 + PERIOD / 2);
+        assert_eq!(ran.missed, 16, "ticks 25..=40 given up");
+        assert_eq!(host.next_tick_at(), t0 + PERIOD * 41);
     }
 
     #[test]

@@ -208,6 +208,7 @@ impl Edge {
                 .map(|_| Arc::new(AtomicU64::new(0)))
                 .collect(),
         };
+        let outgoing = Arc::new(worker::Outgoing::new(worker::OUTGOING_DATAGRAMS));
         for index in 0..config.sim_threads {
             let (tx, rx) = std::sync::mpsc::sync_channel(COMMAND_QUEUE);
             senders.push(tx);
@@ -228,6 +229,8 @@ impl Edge {
                 modes: config.modes.clone(),
                 beat: beats.workers[index].clone(),
                 beats_since: beats.since,
+                phase: (index as u32, config.sim_threads as u32),
+                outgoing: outgoing.clone(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("outpost-sim-{index}"))
@@ -258,6 +261,7 @@ impl Edge {
         });
         let cancel = CancellationToken::new();
         let connections = TaskTracker::new();
+        tokio::spawn(outgoing.run(shared.metrics.clone(), cancel.clone()));
 
         let (http_addr, http_task) = match config.http_listen {
             Some(addr) => {

@@ -94,10 +94,20 @@ pub(crate) enum Unsent {
     Gone,
 }
 
+/// How a datagram was handed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Handed {
+    /// To the connection itself.
+    Now,
+    /// Into the worker pass's batch, for the network side ([`Outgoing`]).
+    Later,
+}
+
 /// A seat's datagrams, both ways, as the sim worker sees them ([`QuicLink`] on the edge).
 pub(crate) trait DatagramLink: Send {
-    /// Hands a datagram to the connection.
-    fn send(&self, bytes: Bytes) -> Result<(), Unsent>;
+    /// Hands a datagram to the connection: at once, or with `batch` into the worker
+    /// pass's batch, which the worker hands to the network side at the pass's end.
+    fn send(&self, bytes: Bytes, batch: Option<&mut SendBatch>) -> Result<Handed, Unsent>;
     /// The largest datagram the connection takes now, bytes.
     fn max_size(&self) -> usize;
     /// The oldest datagram received and not yet taken, if any.
@@ -177,11 +187,23 @@ impl QuicLink {
 }
 
 impl DatagramLink for QuicLink {
-    fn send(&self, bytes: Bytes) -> Result<(), Unsent> {
-        match self.0.conn.send_datagram(bytes) {
-            Ok(()) => Ok(()),
-            Err(quinn::SendDatagramError::TooLarge) => Err(Unsent::TooLarge),
-            Err(_) => Err(Unsent::Gone),
+    fn send(&self, bytes: Bytes, batch: Option<&mut SendBatch>) -> Result<Handed, Unsent> {
+        let Some(batch) = batch else {
+            return match self.0.conn.send_datagram(bytes) {
+                Ok(()) => Ok(Handed::Now),
+                Err(quinn::SendDatagramError::TooLarge) => Err(Unsent::TooLarge),
+                Err(_) => Err(Unsent::Gone),
+            };
+        };
+        // The checks quinn would make, on what the reader last saw; quinn makes them again
+        // when the network side hands the datagram over.
+        match self.max_size() {
+            0 => Err(Unsent::Gone),
+            max if bytes.len() > max => Err(Unsent::TooLarge),
+            _ => {
+                batch.push((self.0.conn.clone(), bytes));
+                Ok(Handed::Later)
+            }
         }
     }
 
@@ -191,6 +213,107 @@ impl DatagramLink for QuicLink {
 
     fn recv(&self) -> Option<Bytes> {
         self.0.inbox.take()
+    }
+}
+
+/// A worker pass's snapshots for the network side: each with its connection.
+pub(crate) type SendBatch = Vec<(quinn::Connection, Bytes)>;
+
+/// Snapshots waiting for the network side, from all workers together; beyond them a
+/// pass's batch is dropped and counted (`snapshots_dropped`): the network threads are
+/// that far behind, and the next snapshot of each seat supersedes its dropped one.
+pub const OUTGOING_DATAGRAMS: usize = 16_384;
+
+/// Snapshot datagrams on their way from the sim workers to their connections. A worker
+/// collects its pass's snapshots (every match whose tick was due) and hands them over in
+/// one go at the pass's end; one task on the network threads ([`Outgoing::run`]) gives
+/// each to its connection. Handed to quinn from the sim thread one by one, each snapshot
+/// took its connection's lock (which the network thread holds through a packet's
+/// processing and `sendmsg`: a preempted network thread stalled the sim thread) and woke
+/// the connection's driver from outside the runtime, through the runtime's shared queue
+/// and often an unpark of the network thread; now a pass costs one lock of this queue and
+/// one wake, and the drivers are woken from inside the runtime (docs/PERFORMANCE.md, "One
+/// hand-off per worker pass"). Snapshots that follow a tick's reliable messages still go
+/// at once, behind them, so that both leave in one packet.
+pub(crate) struct Outgoing<T = (quinn::Connection, Bytes)> {
+    queue: Mutex<Vec<T>>,
+    ready: tokio::sync::Notify,
+    bound: usize,
+}
+
+impl<T> Outgoing<T> {
+    /// An empty queue holding at most `bound` items.
+    pub fn new(bound: usize) -> Self {
+        Self {
+            queue: Mutex::new(Vec::new()),
+            ready: tokio::sync::Notify::new(),
+            bound,
+        }
+    }
+
+    /// Moves `batch` into the queue and wakes the network side; a batch that does not
+    /// fit is dropped whole. How many items were dropped.
+    pub fn hand_over(&self, batch: &mut Vec<T>) -> usize {
+        if batch.is_empty() {
+            return 0;
+        }
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if queue.len() + batch.len() > self.bound {
+            let dropped = batch.len();
+            batch.clear();
+            return dropped;
+        }
+        let was_empty = queue.is_empty();
+        queue.append(batch);
+        drop(queue);
+        // The task takes the whole queue after each wake: a wake is owed only when the
+        // queue was empty (a stored permit if the task is busy).
+        if was_empty {
+            self.ready.notify_one();
+        }
+        0
+    }
+
+    /// Waits for items, then swaps them into `taken` (empty on entry).
+    async fn take(&self, taken: &mut Vec<T>) {
+        self.ready.notified().await;
+        std::mem::swap(
+            &mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()),
+            taken,
+        );
+    }
+}
+
+impl Outgoing {
+    /// The network side: gives each handed-over snapshot to its connection, until
+    /// `cancel`.
+    pub async fn run(
+        self: Arc<Self>,
+        metrics: Arc<EdgeMetrics>,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        let mut taken = Vec::new();
+        loop {
+            tokio::select! {
+                () = self.take(&mut taken) => {}
+                () = cancel.cancelled() => break,
+            }
+            for (conn, bytes) in taken.drain(..) {
+                let len = bytes.len() as u64;
+                match conn.send_datagram(bytes) {
+                    Ok(()) => {
+                        metrics.datagrams_out.inc();
+                        metrics.bytes_out.inc_by(len);
+                    }
+                    // Its path shrank since the sim thread looked.
+                    Err(quinn::SendDatagramError::TooLarge) => {
+                        metrics.snapshots_dropped.inc();
+                    }
+                    // Gone: its session sees the connection end and leaves the seat.
+                    Err(_) => {}
+                }
+            }
+        }
     }
 }
 
@@ -328,6 +451,36 @@ pub(crate) struct WorkerContext {
     /// Where this worker says it is alive, each turn of its loop.
     pub beat: Arc<AtomicU64>,
     pub beats_since: Instant,
+    /// This worker's index and the number of workers: its tick phases are shifted by
+    /// `index / count` of a phase from the others' (see [`TICK_PHASES`]).
+    pub phase: (u32, u32),
+    /// Where a pass's snapshots go to the network side.
+    pub outgoing: Arc<Outgoing>,
+}
+
+/// Phases per tick period that a worker's matches start their clocks on. A match created
+/// at any moment starts on the next of its worker's phase boundaries (at most a quarter
+/// tick later), so the matches of a phase tick in one pass of the worker: the worker
+/// wakes at most this many times per tick period, and the network side receives their
+/// snapshots together, where matches created at random moments each woke both on their
+/// own. Workers' boundaries are spread over a phase, so their passes do not all fall on
+/// the same moment.
+pub const TICK_PHASES: u32 = 4;
+
+/// When a match created at `now` with tick `period` starts its clock: the first phase
+/// boundary at or after `now`, for the worker whose boundaries fall at `epoch` plus
+/// `index / count` of a phase plus whole phases.
+pub(crate) fn phase_start(
+    epoch: Instant,
+    (index, count): (u32, u32),
+    now: Instant,
+    period: Duration,
+) -> Instant {
+    let step = (period / TICK_PHASES).as_nanos().max(1);
+    let shift = step * u128::from(index) / u128::from(count.max(1));
+    let since = now.saturating_duration_since(epoch).as_nanos() + step - shift;
+    let wait = (step - since % step) % step;
+    now + Duration::from_nanos(wait as u64)
 }
 
 /// The sim workers' last turns of their loops, as milliseconds since `since`: a worker
@@ -365,6 +518,8 @@ struct Worker {
     ctx: WorkerContext,
     matches: HashMap<MatchId, Hosted>,
     frames: Vec<InputFrame>,
+    /// This pass's snapshots, until [`Worker::hand_over`].
+    batch: SendBatch,
 }
 
 /// Runs a worker until the stop flag is set or every command sender is gone.
@@ -412,7 +567,14 @@ impl Worker {
             ctx,
             matches: HashMap::new(),
             frames: Vec::new(),
+            batch: Vec::new(),
         }
+    }
+
+    /// Hands the pass's snapshots to the network side.
+    fn hand_over(&mut self) {
+        let dropped = self.ctx.outgoing.hand_over(&mut self.batch);
+        self.ctx.metrics.snapshots_dropped.inc_by(dropped as u64);
     }
 
     fn handle(&mut self, command: Command, now: Instant) {
@@ -427,6 +589,7 @@ impl Worker {
                 reply,
             } => {
                 let result = self.join(match_id, &config, (player, team), tick, link, now);
+                self.hand_over();
                 // The connection may be gone already; the seat then times out as a leave.
                 let _ = reply.send(result);
             }
@@ -470,10 +633,11 @@ impl Worker {
             let started_at_ms = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
+            let period = Duration::from_secs(1) / u32::from(config.tick_hz.max(1));
             let host = MatchHost::new(
                 match_id,
                 config,
-                now,
+                phase_start(self.ctx.beats_since, self.ctx.phase, now, period),
                 started_at_ms,
                 self.settings(),
                 self.ctx.metrics.clone(),
@@ -501,7 +665,7 @@ impl Worker {
         {
             Ok(joined) => {
                 hosted.links.insert(session, (player, link));
-                route(hosted, &self.ctx.metrics, now);
+                route(hosted, &self.ctx.metrics, now, &mut self.batch);
                 Ok(joined)
             }
             Err(code) => {
@@ -540,7 +704,7 @@ impl Worker {
             let started = Instant::now();
             let ran = hosted.host.run_due(now);
             hosted.tick.store(hosted.host.tick(), Ordering::Release);
-            route(hosted, &self.ctx.metrics, now);
+            route(hosted, &self.ctx.metrics, now, &mut self.batch);
             if ran.ticks > 0 {
                 let each = started.elapsed() / ran.ticks;
                 for _ in 0..ran.ticks {
@@ -557,6 +721,7 @@ impl Worker {
         for match_id in finished {
             self.close_match(match_id);
         }
+        self.hand_over();
     }
 
     /// Says goodbye to everyone in a match and forgets it.
@@ -565,7 +730,13 @@ impl Worker {
             return;
         };
         let record = hosted.host.close();
-        route(&mut hosted, &self.ctx.metrics, Instant::now());
+        route(
+            &mut hosted,
+            &self.ctx.metrics,
+            Instant::now(),
+            &mut self.batch,
+        );
+        self.hand_over();
         self.ctx.directory.ended(match_id);
         self.ctx.metrics.matches.dec();
         tracing::info!(match_id = %match_id, outcome = ?record.outcome, ticks = record.ticks, "match closed");
@@ -596,7 +767,7 @@ impl Worker {
 /// seat's link (dropping its control queue ends the session) and the seat waits out the
 /// grace period; a snapshot too large for the connection's current path, or behind a
 /// full queue, is dropped and counted.
-fn route(hosted: &mut Hosted, metrics: &EdgeMetrics, now: Instant) {
+fn route(hosted: &mut Hosted, metrics: &EdgeMetrics, now: Instant, batch: &mut SendBatch) {
     // A tick's reliable messages per seat, encoded, until its snapshot (or the pass's end)
     // takes them to the stream (at most the match's seats).
     let mut pending: Vec<(u64, Vec<u8>)> = Vec::new();
@@ -607,12 +778,14 @@ fn route(hosted: &mut Hosted, metrics: &EdgeMetrics, now: Instant) {
                 let Some((_, link)) = hosted.links.get(&session) else {
                     continue;
                 };
-                let snapshot = match pending.iter().position(|(s, _)| *s == session) {
+                // A snapshot behind the tick's messages goes to the connection at once,
+                // right after them; the others with the pass's batch.
+                let (snapshot, batch) = match pending.iter().position(|(s, _)| *s == session) {
                     // Behind the tick's messages: on the stream at once, or queued.
                     Some(at) => {
                         let (_, frames) = pending.swap_remove(at);
                         match link.control.send(&frames, Some(bytes)) {
-                            Ok(Routed::Direct(bytes)) => bytes,
+                            Ok(Routed::Direct(bytes)) => (bytes, None),
                             Ok(Routed::Queued) => continue,
                             Ok(Routed::Dropped) => {
                                 metrics.snapshots_dropped.inc();
@@ -624,11 +797,13 @@ fn route(hosted: &mut Hosted, metrics: &EdgeMetrics, now: Instant) {
                             }
                         }
                     }
-                    None => bytes,
+                    None => (bytes, Some(&mut *batch)),
                 };
                 let len = snapshot.len() as u64;
-                match link.datagrams.send(snapshot) {
-                    Ok(()) => {
+                match link.datagrams.send(snapshot, batch) {
+                    // Counted by the network side when it hands the datagram over.
+                    Ok(Handed::Later) => {}
+                    Ok(Handed::Now) => {
                         metrics.datagrams_out.inc();
                         metrics.bytes_out.inc_by(len);
                     }
@@ -715,6 +890,8 @@ mod tests {
             modes: outpost_arena::modes(),
             beat: Arc::new(AtomicU64::new(0)),
             beats_since: Instant::now(),
+            phase: (0, 1),
+            outgoing: Arc::new(Outgoing::new(OUTGOING_DATAGRAMS)),
         }
     }
 
@@ -785,9 +962,9 @@ mod tests {
     }
 
     impl DatagramLink for Received {
-        fn send(&self, _: Bytes) -> Result<(), Unsent> {
+        fn send(&self, _: Bytes, _: Option<&mut SendBatch>) -> Result<Handed, Unsent> {
             self.1.fetch_add(1, Ordering::Relaxed);
-            Ok(())
+            Ok(Handed::Now)
         }
 
         fn max_size(&self) -> usize {
@@ -806,7 +983,8 @@ mod tests {
     #[test]
     fn a_snapshot_behind_its_ticks_events_follows_them_through_the_control_queue() {
         let mut worker = Worker::new(context());
-        let start = Instant::now();
+        // A phase boundary: the match's first tick is one period on.
+        let start = worker.ctx.beats_since;
         // The stream is not attached yet (the session has not written its welcome).
         let (link, (_control, mut queue)) = seat(&mut worker, 1, 1, start);
         // Tick 1 has the join's event, held; tick 2 sends it and then the snapshot.
@@ -835,7 +1013,8 @@ mod tests {
     #[test]
     fn a_tick_with_room_writes_its_events_and_sends_its_snapshot_from_the_sim_thread() {
         let mut worker = Worker::new(context());
-        let start = Instant::now();
+        // A phase boundary: the match's first tick is one period on.
+        let start = worker.ctx.beats_since;
         let (link, (control, mut queue)) = seat(&mut worker, 1, 1, start);
         control.attach(Memory {
             written: Vec::new(),
@@ -862,7 +1041,8 @@ mod tests {
     #[tokio::test]
     async fn a_seat_whose_queue_is_full_is_let_go_and_its_session_told() {
         let mut worker = Worker::new(context());
-        let start = Instant::now();
+        // A phase boundary: the match's first tick is one period on.
+        let start = worker.ctx.beats_since;
         let (_link, (slow, _slow_queue)) = seat(&mut worker, 1, 1, start);
         for _ in 0..CONTROL_QUEUE {
             slow.enqueue(Outbound::Frames(vec![0])).expect("room");
@@ -876,6 +1056,62 @@ mod tests {
             .expect("the session is told");
         let hosted = &worker.matches[&MatchId(1)];
         assert_eq!(hosted.links.len(), 1, "the other seat plays on");
+    }
+
+    /// Matches created at different moments within one phase tick together: one pass of
+    /// the worker; a match created past the boundary ticks a phase later; and a second
+    /// worker's boundaries fall between the first's.
+    #[test]
+    fn matches_created_within_a_phase_tick_in_one_pass() {
+        let mut worker = Worker::new(context());
+        let epoch = worker.ctx.beats_since;
+        let period = Duration::from_secs(1) / 60;
+        let step = period / TICK_PHASES;
+        let ms = Duration::from_millis;
+        for (id, after) in [(1, ms(1)), (2, ms(2)), (3, ms(4)), (4, ms(5))] {
+            let _ = seat(&mut worker, id, id, epoch + after);
+        }
+        let due = |worker: &Worker, id: u64| worker.matches[&MatchId(id)].host.next_tick_at();
+        for id in 1..=3 {
+            assert_eq!(due(&worker, id), epoch + step + period, "match {id}");
+        }
+        assert_eq!(due(&worker, 4), epoch + step * 2 + period);
+        // On a boundary: no wait.
+        assert_eq!(
+            phase_start(epoch, (0, 1), epoch + step, period),
+            epoch + step
+        );
+        let second = phase_start(epoch, (1, 2), epoch + ms(1), period);
+        assert_eq!(second, epoch + step / 2);
+        assert_eq!(
+            phase_start(epoch, (1, 2), epoch + ms(3), period),
+            second + step
+        );
+    }
+
+    /// The queue between the workers and the network side holds at most its bound: a
+    /// batch that does not fit is dropped whole (and counted by the worker), and every
+    /// batch that fits wakes the network side once.
+    #[tokio::test(start_paused = true)]
+    async fn the_network_sides_queue_is_bounded_and_drops_a_batch_that_does_not_fit() {
+        let outgoing = Outgoing::<u32>::new(4);
+        let take = async |outgoing: &Outgoing<u32>| {
+            let mut taken = Vec::new();
+            tokio::time::timeout(Duration::from_secs(1), outgoing.take(&mut taken))
+                .await
+                .expect("woken");
+            taken
+        };
+        let mut batch = vec![1, 2, 3];
+        assert_eq!(outgoing.hand_over(&mut batch), 0);
+        assert!(batch.is_empty(), "moved into the queue");
+        let mut batch = vec![4, 5];
+        assert_eq!(outgoing.hand_over(&mut batch), 2, "five do not fit in four");
+        assert!(batch.is_empty());
+        assert_eq!(take(&outgoing).await, [1, 2, 3]);
+        let mut batch = vec![6, 7, 8, 9];
+        assert_eq!(outgoing.hand_over(&mut batch), 0, "room again once taken");
+        assert_eq!(take(&outgoing).await, [6, 7, 8, 9]);
     }
 
     /// A seat's inbox holds at most [`INBOX_DATAGRAMS`] between two ticks, keeping the
@@ -899,7 +1135,8 @@ mod tests {
     #[test]
     fn a_flooding_seat_cannot_make_another_match_lose_inputs() {
         let mut worker = Worker::new(context());
-        let start = Instant::now();
+        // A phase boundary: the match's first tick is one period on.
+        let start = worker.ctx.beats_since;
         let (flooder, _keep_flooder) = seat(&mut worker, 1, 1, start);
         let (honest, _keep_honest) = seat(&mut worker, 2, 2, start);
         // Far more frames than the shared queue (16,384) ever held, between two ticks:
