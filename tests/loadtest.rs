@@ -147,25 +147,17 @@ fn small_load_test_holds_every_player_and_reports_consistent_figures() {
 async fn players_the_edge_refuses_are_counted_as_rejected_joins() {
     let edge = common::TestEdge::start().await;
     let players = 40;
+    let target = Target::Edge {
+        addr: edge.edge.quic_addr(),
+        fingerprint: edge.edge.cert_fingerprint(),
+        edge_id: common::EDGE_ID.into(),
+        signer: Arc::new(TokenSigner::from_seed(&[7; 32])),
+    };
     let config = LoadConfig {
-        target: Target::Edge {
-            addr: edge.edge.quic_addr(),
-            fingerprint: edge.edge.cert_fingerprint(),
-            edge_id: common::EDGE_ID.into(),
-            signer: Arc::new(TokenSigner::from_seed(&[7; 32])),
-        },
-        players,
         match_size: 8,
         duration: Duration::from_secs(1),
         ramp_per_s: 400,
-        match_config: outpost_arena::config(&outpost_arena::ArenaConfig::default()),
-        input_hz: 30,
-        link: None,
-        prediction: false,
-        modes: outpost_arena::modes(),
-        metrics_url: None,
-        allowed_host: None,
-        progress: false,
+        ..LoadConfig::arena(target, players)
     };
     let report = outpost_loadtest::run(config).await.expect("the run ends");
     assert_eq!(report.connect_attempts, u64::from(players));

@@ -182,6 +182,27 @@ pub enum ConfigError {
 }
 
 impl LoadConfig {
+    /// A ten-second run of `players` at `target` in arena matches of 16 with the arena's
+    /// default settings: 30 Hz inputs, 100 joins a second, a perfect link, no prediction,
+    /// no metrics, no progress lines. Change the fields for other runs.
+    pub fn arena(target: Target, players: u32) -> Self {
+        Self {
+            target,
+            players,
+            match_size: 16,
+            duration: Duration::from_secs(10),
+            ramp_per_s: 100,
+            match_config: outpost_arena::config(&outpost_arena::ArenaConfig::default()),
+            input_hz: 30,
+            link: None,
+            prediction: false,
+            modes: outpost_arena::modes(),
+            metrics_url: None,
+            allowed_host: None,
+            progress: false,
+        }
+    }
+
     /// Checks the run is bounded and aimed where allowed.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.players == 0 || self.players > MAX_PLAYERS {
@@ -509,21 +530,7 @@ mod tests {
     use super::*;
 
     fn config(target: Target) -> LoadConfig {
-        LoadConfig {
-            target,
-            players: 32,
-            match_size: 16,
-            duration: Duration::from_secs(10),
-            ramp_per_s: 100,
-            match_config: outpost_arena::config(&outpost_arena::ArenaConfig::default()),
-            input_hz: 30,
-            link: None,
-            prediction: false,
-            modes: outpost_arena::modes(),
-            metrics_url: None,
-            allowed_host: None,
-            progress: false,
-        }
+        LoadConfig::arena(target, 32)
     }
 
     fn edge(addr: &str) -> Target {
