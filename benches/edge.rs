@@ -144,6 +144,22 @@ fn tick_vs_physics(c: &mut Criterion) {
                 game.step();
             });
         });
+        if players == 16 {
+            // The same tick as a loaded edge's worker runs it: one match of 32 in turn, the
+            // other 31's worlds through the caches between two of its ticks (the single
+            // match above stays warm in them).
+            let mut matches: Vec<(Match, Bots)> =
+                (0..32).map(|_| arena_of(players, props)).collect();
+            let mut next = 0;
+            group.bench_function("arena_tick_one_of_32_in_turn", |b| {
+                b.iter(|| {
+                    let (game, bots) = &mut matches[next];
+                    next = (next + 1) % 32;
+                    bots.push(game);
+                    game.step();
+                });
+            });
+        }
         // The physics floor of the same scene: rapier alone, as the match leaves it tick
         // after tick — each character moved by the arena's sweep (rapier shape casts) with its
         // next input (the same call the match makes), then one step. No ECS, combat, lag
