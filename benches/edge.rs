@@ -12,6 +12,7 @@
 
 use outpost_arena::PlayerInput;
 use outpost_sim::ModeSettings as _;
+use std::collections::VecDeque;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -247,11 +248,23 @@ fn prepare(game: &mut Match, layout: &replication::Layout, interest: Interest) -
 fn snapshot_builds(c: &mut Criterion) {
     for (players, props) in [(PLAYERS, PROPS), (16, 40)] {
         let (game, bots) = arena_of(players, props);
-        snapshot_build(c, game, bots, players);
+        snapshot_build(c, game, bots, players, 1);
     }
+    // As a loaded edge's clients acknowledge: three snapshots back (an input round trip
+    // of about 35 ms at 1,000 players; docs/PERFORMANCE.md).
+    let (game, bots) = arena_of(16, 40);
+    snapshot_build(c, game, bots, 16, 3);
 }
 
-fn snapshot_build(c: &mut Criterion, mut game: Match, mut bots: Bots, players: u64) {
+/// Builds every client's snapshot, each client acknowledging the one `acks_back`
+/// snapshots before.
+fn snapshot_build(
+    c: &mut Criterion,
+    mut game: Match,
+    mut bots: Bots,
+    players: u64,
+    acks_back: usize,
+) {
     let settings = ArenaConfig::of(game.config()).expect("arena settings");
     let layout = replication::Layout::new(&arena::schema(&settings));
     let interest = Interest::default();
@@ -263,41 +276,51 @@ fn snapshot_build(c: &mut Criterion, mut game: Match, mut bots: Bots, players: u
             (PlayerId(p), ClientSnapshots::new(entity))
         })
         .collect();
-    let mut last_tick = 0;
+    // The ticks of the snapshots sent, newest last.
+    let mut sent_ticks: VecDeque<u32> = VecDeque::new();
+    let name = match acks_back {
+        1 => format!("snapshot/build_and_delta_encode_{players}_clients"),
+        n => format!("snapshot/build_and_delta_encode_{players}_clients_acks_{n}_back"),
+    };
     // Each iteration: the world moves on two ticks (a 30 Hz snapshot at 60 Hz, untimed),
     // then every client's snapshot is built against its newest acknowledged one and
     // encoded as a datagram (timed).
-    c.bench_function(
-        &format!("snapshot/build_and_delta_encode_{players}_clients"),
-        |b| {
-            b.iter_custom(|iters| {
-                let mut spent = Duration::ZERO;
-                for _ in 0..iters {
-                    for _ in 0..2 {
-                        bots.push(&mut game);
-                        game.step();
-                    }
-                    // Writing the records is the host's per-tick work, timed with the rest.
-                    let started = Instant::now();
-                    let prepared = prepare(&mut game, &layout, interest);
-                    let tick = game.tick();
-                    let frame = prepared.frame(tick, &layout, interest);
-                    for (player, client) in &mut clients {
-                        // Clients acknowledge the previous snapshot (one round trip behind).
-                        client.ack(last_tick);
-                        let built = client.build(&frame, budget);
-                        let ack_input_seq = game.ack_input_seq(*player).unwrap_or(0);
-                        let datagram =
-                            Datagram::Snapshot(built.into_snapshot(tick, ack_input_seq, 0));
-                        black_box(codec::encode_datagram(&datagram).expect("fits"));
-                    }
-                    spent += started.elapsed();
-                    last_tick = tick;
+    c.bench_function(&name, |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                for _ in 0..2 {
+                    bots.push(&mut game);
+                    game.step();
                 }
-                spent
-            });
-        },
-    );
+                // Writing the records is the host's per-tick work, timed with the rest.
+                let started = Instant::now();
+                let prepared = prepare(&mut game, &layout, interest);
+                let tick = game.tick();
+                let frame = prepared.frame(tick, &layout, interest);
+                let acked = sent_ticks
+                    .len()
+                    .checked_sub(acks_back)
+                    .map_or(0, |i| sent_ticks[i]);
+                for (player, client) in &mut clients {
+                    // Clients acknowledge the snapshot `acks_back` before this one.
+                    if acked != 0 {
+                        client.ack(acked);
+                    }
+                    let built = client.build(&frame, budget);
+                    let ack_input_seq = game.ack_input_seq(*player).unwrap_or(0);
+                    let datagram = Datagram::Snapshot(built.into_snapshot(tick, ack_input_seq, 0));
+                    black_box(codec::encode_datagram(&datagram).expect("fits"));
+                }
+                spent += started.elapsed();
+                sent_ticks.push_back(tick);
+                if sent_ticks.len() > acks_back {
+                    sent_ticks.pop_front();
+                }
+            }
+            spent
+        });
+    });
 }
 
 /// The load test's match (16 players, 40 props) as its clients receive it: 600 rounds
