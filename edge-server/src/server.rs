@@ -209,6 +209,7 @@ impl Edge {
                 .collect(),
         };
         let outgoing = Arc::new(worker::Outgoing::new(worker::OUTGOING_DATAGRAMS));
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
         for index in 0..config.sim_threads {
             let (tx, rx) = std::sync::mpsc::sync_channel(COMMAND_QUEUE);
             senders.push(tx);
@@ -232,11 +233,23 @@ impl Edge {
                 phase: (index as u32, config.sim_threads as u32),
                 outgoing: outgoing.clone(),
             };
+            let started = started_tx.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("outpost-sim-{index}"))
-                .spawn(move || worker::run(ctx, rx))
+                .spawn(move || {
+                    let _ = started.send(());
+                    worker::run(ctx, rx)
+                })
                 .context("spawning a sim worker thread")?;
             workers.push(handle);
+        }
+        // Every sim thread runs (named, at the process's priority) before the edge says
+        // it listens: a thread just spawned still carried its parent's name for a moment.
+        drop(started_tx);
+        for _ in 0..config.sim_threads {
+            if started_rx.recv().is_err() {
+                break;
+            }
         }
 
         let shared = Arc::new(Shared {
