@@ -17,17 +17,20 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use outpost_arena::bot::ArenaBot;
 use outpost_arena::move_character;
 use outpost_arena::{self as arena, ArenaConfig};
 use outpost_client::MatchConnection;
-use outpost_edge::snapshot::{ClientSnapshots, Frame, Interest, InterestGrid, body_budget};
+use outpost_edge::snapshot::{
+    ClientSnapshots, Frame, Interest, InterestGrid, SENT_HISTORY, body_budget,
+};
 use outpost_protocol::replication;
 use outpost_protocol::rng::SplitMix64;
 use outpost_protocol::{
     Datagram, EntityId, MatchConfig, MatchId, PROTOCOL_VERSION, PlayerId, Snapshot, Welcome, codec,
 };
 use outpost_sim::rapier3d::prelude::{CollisionPipeline, PhysicsPipeline, PhysicsWorld};
-use outpost_sim::{Match, Motion, Physics, PlayerSlot, RigidBodyRef};
+use outpost_sim::{Bot as _, Match, Motion, Physics, PlayerSlot, RigidBodyRef, Sight};
 
 const PLAYERS: u64 = 64;
 const PROPS: u16 = 1000;
@@ -82,6 +85,75 @@ impl Bots {
             inputs.push((PlayerId(p as u64 + 1), input));
         }
         inputs
+    }
+}
+
+/// Players as the load test's: each the arena's own bot ([`ArenaBot`], as `outpost
+/// loadtest` plays it) choosing from the match as it is (a client sees it about 100 ms
+/// late, interpolated): it turns toward the nearest opponent, strafes, keeps its
+/// distance, closes in, shoots and jumps, so the characters move as they do under load.
+struct Players {
+    fields: replication::Fields,
+    brains: Vec<ArenaBot>,
+    view: replication::View,
+    seq: u32,
+}
+
+impl Players {
+    fn new(game: &Match, players: u64) -> Self {
+        let settings = ArenaConfig::of(game.config()).expect("arena settings");
+        Self {
+            fields: replication::Fields::new(arena::schema(&settings)),
+            brains: (0..players).map(|p| ArenaBot::new(1000 + p)).collect(),
+            view: replication::View::new(),
+            seq: 0,
+        }
+    }
+}
+
+/// What moves a bench's players each tick.
+trait Drive {
+    /// How a bench's name tells these players from the others.
+    const NAME: &'static str;
+    /// Pushes every player's next input.
+    fn push(&mut self, game: &mut Match);
+}
+
+impl Drive for Bots {
+    const NAME: &'static str = "";
+    fn push(&mut self, game: &mut Match) {
+        Bots::push(self, game);
+    }
+}
+
+impl Drive for Players {
+    const NAME: &'static str = "_as_played";
+    fn push(&mut self, game: &mut Match) {
+        self.seq += 1;
+        game.write_records(&mut self.view);
+        let tick = game.tick();
+        let (fields, view) = (&self.fields, &self.view);
+        let position = |id| {
+            view.find(id)
+                .and_then(|r| fields.layout().position_value(&r))
+        };
+        for (p, brain) in self.brains.iter_mut().enumerate() {
+            let player = PlayerId(p as u64 + 1);
+            let own = game.player_entity(player).expect("seated");
+            let sight = Sight {
+                fields,
+                view,
+                own,
+                own_position: position(own),
+                drawn: &position,
+            };
+            if let Some(mut input) = brain.next_input(&sight) {
+                input.seq = self.seq;
+                input.ticks = 1;
+                input.view_tick = tick.saturating_sub(6);
+                game.push_input(player, input);
+            }
+        }
     }
 }
 
@@ -254,14 +326,19 @@ fn snapshot_builds(c: &mut Criterion) {
     // of about 35 ms at 1,000 players; docs/PERFORMANCE.md).
     let (game, bots) = arena_of(16, 40);
     snapshot_build(c, game, bots, 16, 3);
+    // The load test's match played as the load test's bots play it, acknowledging as
+    // its clients do: the bodies of the load test's size (docs/PERFORMANCE.md).
+    let (game, _) = arena_of(16, 40);
+    let players = Players::new(&game, 16);
+    snapshot_build(c, game, players, 16, 3);
 }
 
 /// Builds every client's snapshot, each client acknowledging the one `acks_back`
 /// snapshots before.
-fn snapshot_build(
+fn snapshot_build<D: Drive>(
     c: &mut Criterion,
     mut game: Match,
-    mut bots: Bots,
+    mut bots: D,
     players: u64,
     acks_back: usize,
 ) {
@@ -278,49 +355,72 @@ fn snapshot_build(
         .collect();
     // The ticks of the snapshots sent, newest last.
     let mut sent_ticks: VecDeque<u32> = VecDeque::new();
+    let played = D::NAME;
     let name = match acks_back {
-        1 => format!("snapshot/build_and_delta_encode_{players}_clients"),
-        n => format!("snapshot/build_and_delta_encode_{players}_clients_acks_{n}_back"),
+        1 => format!("snapshot/build_and_delta_encode_{players}_clients{played}"),
+        n => format!("snapshot/build_and_delta_encode_{players}_clients_acks_{n}_back{played}"),
     };
-    // Each iteration: the world moves on two ticks (a 30 Hz snapshot at 60 Hz, untimed),
-    // then every client's snapshot is built against its newest acknowledged one and
-    // encoded as a datagram (timed).
-    c.bench_function(&name, |b| {
-        b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..iters {
-                for _ in 0..2 {
-                    bots.push(&mut game);
-                    game.step();
-                }
-                // Writing the records is the host's per-tick work, timed with the rest.
-                let started = Instant::now();
-                let prepared = prepare(&mut game, &layout, interest);
-                let tick = game.tick();
-                let frame = prepared.frame(tick, &layout, interest);
-                let acked = sent_ticks
-                    .len()
-                    .checked_sub(acks_back)
-                    .map_or(0, |i| sent_ticks[i]);
-                for (player, client) in &mut clients {
-                    // Clients acknowledge the snapshot `acks_back` before this one.
-                    if acked != 0 {
-                        client.ack(acked);
-                    }
-                    let built = client.build(&frame, budget);
-                    let ack_input_seq = game.ack_input_seq(*player).unwrap_or(0);
-                    let datagram = Datagram::Snapshot(built.into_snapshot(tick, ack_input_seq, 0));
-                    black_box(codec::encode_datagram(&datagram).expect("fits"));
-                }
-                spent += started.elapsed();
-                sent_ticks.push_back(tick);
-                if sent_ticks.len() > acks_back {
-                    sent_ticks.pop_front();
-                }
+    // Snapshots encoded and their bytes.
+    let mut datagrams = (0u64, 0u64);
+    // A round: the world moves on two ticks (a 30 Hz snapshot at 60 Hz, untimed), then
+    // every client's snapshot is built against its newest acknowledged one and encoded
+    // as a datagram (timed).
+    let mut round = || {
+        for _ in 0..2 {
+            bots.push(&mut game);
+            game.step();
+        }
+        // Writing the records is the host's per-tick work, timed with the rest.
+        let started = Instant::now();
+        let prepared = prepare(&mut game, &layout, interest);
+        let tick = game.tick();
+        let frame = prepared.frame(tick, &layout, interest);
+        let acked = sent_ticks
+            .len()
+            .checked_sub(acks_back)
+            .map_or(0, |i| sent_ticks[i]);
+        for (player, client) in &mut clients {
+            // Clients acknowledge the snapshot `acks_back` before this one.
+            if acked != 0 {
+                client.ack(acked);
             }
-            spent
-        });
+            let built = client.build(&frame, budget);
+            let ack_input_seq = game.ack_input_seq(*player).unwrap_or(0);
+            let datagram = Datagram::Snapshot(built.into_snapshot(tick, ack_input_seq, 0));
+            let bytes = codec::encode_datagram(&datagram).expect("fits");
+            datagrams.0 += 1;
+            datagrams.1 += bytes.len() as u64;
+            black_box(bytes);
+        }
+        let spent = started.elapsed();
+        sent_ticks.push_back(tick);
+        if sent_ticks.len() > acks_back {
+            sent_ticks.pop_front();
+        }
+        spent
+    };
+    let mut warm = false;
+    c.bench_function(&name, |b| {
+        // Clients as a match's are after its first seconds: each with its history of
+        // views sent full, their buffers grown (untimed).
+        if !warm {
+            for _ in 0..SENT_HISTORY {
+                round();
+            }
+            warm = true;
+        }
+        b.iter_custom(|iters| (0..iters).map(|_| round()).sum());
     });
+    // What the figure stands for: the datagrams' size, as the load test reports its
+    // bandwidth (docs/PERFORMANCE.md compares the two).
+    let (count, bytes) = datagrams;
+    if count == 0 {
+        return; // left out by a filter
+    }
+    eprintln!(
+        "{name}: {count} snapshots, {:.1} bytes each",
+        bytes as f64 / count as f64
+    );
 }
 
 /// The load test's match (16 players, 40 props) as its clients receive it: 600 rounds
@@ -379,10 +479,12 @@ fn client_rounds() -> ClientRounds {
 /// them): each decoder's views are cold by its next snapshot, as they are where 1,000
 /// clients share the machine's caches.
 fn client_decodes(c: &mut Criterion) {
-    let ClientRounds { layout, rounds, .. } = client_rounds();
+    // Made when a bench that reads them runs, not when a filter leaves both out.
+    let made = std::cell::OnceCell::new();
     for copies in [1, 63] {
         let name = format!("snapshot/client_decode_{}_clients", 16 * copies);
         c.bench_function(&name, |b| {
+            let ClientRounds { layout, rounds, .. } = made.get_or_init(client_rounds);
             b.iter_custom(|iters| {
                 let mut spent = Duration::ZERO;
                 let mut done = 0u64;
@@ -410,36 +512,43 @@ fn client_decodes(c: &mut Criterion) {
 /// entity in view where it is shown now (interpolated at the render tick; the arena's
 /// bot does the same for the other characters before each input). Timed per round of 16.
 fn client_turns(c: &mut Criterion) {
-    let ClientRounds {
-        game,
-        clients,
-        rounds,
-        ..
-    } = client_rounds();
-    let settings = ArenaConfig::of(game.config()).expect("arena settings");
-    let schema = arena::schema(&settings).encode();
-    let datagrams: Vec<Vec<Vec<u8>>> = rounds
-        .iter()
-        .map(|round| {
-            round
-                .iter()
-                .map(|s| codec::encode_datagram(&Datagram::Snapshot(s.clone())).expect("fits"))
-                .collect()
-        })
-        .collect();
-    let welcome = |entity: EntityId| Welcome {
-        protocol_version: PROTOCOL_VERSION,
-        match_id: MatchId(1),
-        player_id: PlayerId(1),
-        entity,
-        tick: 0,
-        config: game.config().clone(),
-        schema: schema.clone(),
-        reconnect_key: [0; 16],
-        players: Vec::new(),
-    };
-    let period = Duration::from_secs(1) / u32::from(game.config().snapshot_hz);
+    // Made when the bench runs, not when a filter leaves it out.
+    let made = std::cell::OnceCell::new();
     c.bench_function("client/snapshot_and_draw_16_clients", |b| {
+        let (game, clients, schema, datagrams) = made.get_or_init(|| {
+            let ClientRounds {
+                game,
+                clients,
+                rounds,
+                ..
+            } = client_rounds();
+            let settings = ArenaConfig::of(game.config()).expect("arena settings");
+            let schema = arena::schema(&settings).encode();
+            let datagrams: Vec<Vec<Vec<u8>>> = rounds
+                .iter()
+                .map(|round| {
+                    round
+                        .iter()
+                        .map(|s| {
+                            codec::encode_datagram(&Datagram::Snapshot(s.clone())).expect("fits")
+                        })
+                        .collect()
+                })
+                .collect();
+            (game, clients, schema, datagrams)
+        });
+        let welcome = |entity: EntityId| Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            match_id: MatchId(1),
+            player_id: PlayerId(1),
+            entity,
+            tick: 0,
+            config: game.config().clone(),
+            schema: schema.clone(),
+            reconnect_key: [0; 16],
+            players: Vec::new(),
+        };
+        let period = Duration::from_secs(1) / u32::from(game.config().snapshot_hz);
         b.iter_custom(|iters| {
             let mut spent = Duration::ZERO;
             let mut done = 0u64;
