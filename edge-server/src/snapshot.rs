@@ -145,10 +145,19 @@ impl InterestGrid {
             dx * dx + dz * dz <= r2
         };
         if self.len <= SCAN_UP_TO || self.len != positions.len() {
-            out.extend((0..positions.len()).filter(|&i| {
-                let p = positions[i];
-                !p.iter().all(|c| c.is_finite()) || near(p)
-            }));
+            // Every index written, the next one over it unless this one is kept: no
+            // branch on the answer, no capacity check per entity. Near first: most
+            // entities are, and a position that is not finite (none) is near nothing.
+            out.resize(positions.len(), 0);
+            let mut kept = 0;
+            for (i, &p) in positions.iter().enumerate() {
+                let keep = near(p) || !p.iter().all(|c| c.is_finite());
+                if let Some(slot) = out.get_mut(kept) {
+                    *slot = i;
+                }
+                kept += usize::from(keep);
+            }
+            out.truncate(kept);
             return;
         }
         out.extend_from_slice(&self.everywhere);
@@ -388,10 +397,10 @@ impl ClientSnapshots {
                 }
                 run.end = i + 1;
             }
-            while baseline.get(b).is_some_and(|r| r.id < record.id) {
+            while baseline.id(b).is_some_and(|id| id < record.id) {
                 b += 1;
             }
-            let base = baseline.get(b).filter(|r| r.id == record.id).map(|_| b);
+            let base = (baseline.id(b) == Some(record.id)).then_some(b);
             target_of.push((i, base));
         }
         targets.extend_from(frame.records, run);
@@ -471,7 +480,13 @@ impl ClientSnapshots {
                 }) + GAP_ESTIMATE_BITS;
             }
         }
-        pending.sort_by(|a, b| b.0.total_cmp(&a.0));
+        // Most important first. Unpriced, every entry is chosen, and the order matters
+        // only if the body comes out over budget after all (sorted then, below).
+        let by_priority = |a: &(f32, u32, usize), b: &(f32, u32, usize)| b.0.total_cmp(&a.0);
+        let mut sorted = priced;
+        if sorted {
+            pending.sort_by(by_priority);
+        }
         let mut estimated = fixed_bits;
         chosen.clear();
         for &(_, cost, t) in pending.iter() {
@@ -552,14 +567,26 @@ impl ClientSnapshots {
             if whole {
                 std::mem::swap(&mut view, targets);
             }
+            if !sorted {
+                // Unpriced, all were chosen: in order of importance now.
+                pending.sort_by(by_priority);
+                chosen.clear();
+                chosen.extend(pending.iter().map(|&(_, cost, t)| (t, cost)));
+                sorted = true;
+            }
             // Over budget: drop the least important choices, about as many estimated bits
             // as the excess comes to (and at least one), and retry.
+            // Each choice is counted at what this body coded per estimated bit: the
+            // ratio learned on earlier bodies can be far off for this one (a scene that
+            // coded to little, then changes all at once), and by it the edge dropped
+            // many times the excess, down to the client's own character.
             let excess = (body.len() - budget) * 8;
+            let coded_now = (body.len() * 8) as f32 / estimated.max(1) as f32;
             let mut dropped = 0usize;
             while let Some((t, cost)) = chosen.pop() {
                 send[t] = false;
                 estimated = estimated.saturating_sub(cost);
-                dropped += (cost as f32 * coded_per_estimated[learned]) as usize;
+                dropped += (cost as f32 * coded_now) as usize;
                 if dropped >= excess {
                     break;
                 }
@@ -813,6 +840,52 @@ mod tests {
                 e.id
             );
         }
+    }
+
+    /// Regression: a body the budget was expected to hold unpriced (a ratio learned on
+    /// bodies that coded far below their estimate) came out over it, and the retry,
+    /// counting each dropped entity at that stale ratio, dropped everything down to the
+    /// client's own character. The least important go first, about the excess of them,
+    /// and the retry fits the budget.
+    #[test]
+    fn an_unpriced_body_over_budget_keeps_the_own_character() {
+        let layout = layout();
+        let mut client = ClientSnapshots::new(EntityId(500));
+        client.coded_per_estimated = [0.05; 2];
+        let entities = world(0.0);
+        let positions = positions_of(&entities);
+        let grid = InterestGrid::build(&positions, 8.0);
+        let records = quantized(&entities);
+        let built = client.build(&frame(1, &layout, &positions, &records, &grid), 120);
+        assert!(built.body.len() <= 120, "{} bytes", built.body.len());
+        assert!(built.deferred > 0, "the budget cut some");
+        let decoded = replication::decode(&layout, &View::new(), &built.body).expect("decodes");
+        assert!(decoded.find(EntityId(500)).is_some(), "own character sent");
+        // What was sent is nearer the character than what was deferred (importance
+        // falls with distance; every prop weighs the same).
+        let distance = |id: EntityId| {
+            let p = entities
+                .iter()
+                .find(|t| t.id == id)
+                .expect("exists")
+                .position;
+            (p[0] * p[0] + p[2] * p[2]).sqrt()
+        };
+        let farthest_sent = decoded
+            .iter()
+            .filter(|r| r.id != EntityId(500) && r.id != EntityId(501))
+            .map(|r| distance(r.id))
+            .fold(0.0f32, f32::max);
+        let nearest_deferred = client
+            .priority
+            .keys()
+            .filter(|&&id| id != EntityId(501))
+            .map(|&id| distance(id))
+            .fold(f32::INFINITY, f32::min);
+        assert!(
+            farthest_sent <= nearest_deferred,
+            "sent up to {farthest_sent} m, deferred from {nearest_deferred} m"
+        );
     }
 
     /// Regression: a snapshot that sent everything took the ids of its chosen entities

@@ -344,6 +344,9 @@ impl PartialEq for Record<'_> {
 }
 
 /// A client's view: entities sorted by id, unique, their slots in one buffer.
+///
+/// Every way of filling a view keeps its ids strictly increasing (copying relies on it),
+/// and lays the entities' slots one after another in the buffer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct View {
     /// (id, mask, first slot, slot count)
@@ -381,6 +384,13 @@ impl View {
         self.entries.is_empty()
     }
 
+    /// Where the last entity's slots end: the slots' length, between fillings.
+    fn end(&self) -> usize {
+        self.entries
+            .last()
+            .map_or(0, |&(_, _, at, len)| at as usize + len as usize)
+    }
+
     /// Appends an entity; ids must come in increasing order (an entity out of order, or
     /// with id 0, which is reserved, is left out).
     pub fn push(&mut self, id: EntityId, mask: u64, slots: &[u32]) {
@@ -399,13 +409,13 @@ impl View {
             self.slots.truncate(start);
             return Err(DeltaError::BadId);
         }
+        debug_assert_eq!(start, self.end(), "an entity's slots follow the last one's");
         let len = self.slots.len() - start;
         self.entries.push((id, mask, start as u32, len as u32));
         Ok(())
     }
 
-    /// Appends `other`'s entities `range` (see [`View::push`]): their slots in one copy
-    /// when they follow each other there, as a view's entities do.
+    /// Appends `other`'s entities `range` (see [`View::push`]): their slots in one copy.
     pub fn extend_from(&mut self, other: &View, range: std::ops::Range<usize>) {
         let Some(entries) = other.entries.get(range.clone()) else {
             return;
@@ -414,20 +424,24 @@ impl View {
             return;
         };
         let (start, end) = (first.2 as usize, last.2 as usize + last.3 as usize);
-        let in_order = self.entries.last().is_none_or(|&(id, ..)| id < first.0)
-            && first.0.0 != 0
-            && entries
+        // Within `other` the ids increase, and its entities' slots lie in id order (a
+        // view's invariants: not checked per copy, as every client's snapshot copies).
+        debug_assert!(
+            entries
                 .windows(2)
-                .all(|w| w[0].0 < w[1].0 && w[0].2 + w[0].3 == w[1].2);
+                .all(|w| w[0].0 < w[1].0 && w[0].2 + w[0].3 <= w[1].2)
+        );
+        let in_order = self.entries.last().is_none_or(|&(id, ..)| id < first.0);
         match other.slots.get(start..end) {
             Some(slots) if in_order => {
-                let shift = self.slots.len() as i64 - start as i64;
+                // Copied as they are, then moved to where their slots now start.
+                let shift = (self.slots.len() as u32).wrapping_sub(start as u32);
                 self.slots.extend_from_slice(slots);
-                self.entries.extend(
-                    entries.iter().map(|&(id, mask, at, len)| {
-                        (id, mask, (i64::from(at) + shift) as u32, len)
-                    }),
-                );
+                let from = self.entries.len();
+                self.entries.extend_from_slice(entries);
+                for entry in &mut self.entries[from..] {
+                    entry.2 = entry.2.wrapping_add(shift);
+                }
             }
             _ => {
                 for i in range {
@@ -453,6 +467,11 @@ impl View {
             mask,
             slots: self.slots.get(start..end)?,
         })
+    }
+
+    /// Entity `i`'s id (what a walk in id order reads of most entities it passes).
+    pub fn id(&self, i: usize) -> Option<EntityId> {
+        self.entries.get(i).map(|e| e.0)
     }
 
     /// The entity with id `id`.
@@ -1260,7 +1279,21 @@ thread_local! {
 /// `view` without the entities whose slots do not match their mask's layout: itself
 /// when all do (the edge's views always do), without copying it.
 fn fitting<'v>(layout: &Layout, view: &'v View) -> std::borrow::Cow<'v, View> {
-    if view.iter().all(|r| layout.fits(&r)) {
+    // Read off the entries alone (a record's slot count is its entry's), each mask
+    // looked up once in a row: a view's entities share a few masks, and both views of
+    // every client's body pass here.
+    let mut fits = None;
+    let all_fit = view.entries.iter().all(|&(_, mask, _, len)| {
+        if fits == Some((mask, len)) {
+            return true;
+        }
+        let ok = layout.valid_mask(mask) && len as usize == layout.entity_slots(mask);
+        if ok {
+            fits = Some((mask, len));
+        }
+        ok
+    });
+    if all_fit {
         return std::borrow::Cow::Borrowed(view);
     }
     let mut fit = View::with_capacity(view.len(), view.slots.len());
@@ -1286,14 +1319,18 @@ pub fn encode_predicted(
 ) -> Vec<u8> {
     let (base, cur) = (fitting(layout, baseline), fitting(layout, current));
     let (base, cur): (&View, &View) = (&base, &cur);
+    let EncodeBuffers {
+        mut new,
+        mut scratch,
+    } = ENCODE_BUFFERS.take();
     // New entries: absent from the baseline, or there with other components.
-    let mut new: Vec<usize> = Vec::new();
+    new.clear();
     let mut b = 0usize;
-    for (i, r) in cur.iter().enumerate() {
-        while base.get(b).is_some_and(|x| x.id < r.id) {
+    for (i, &(id, mask, ..)) in cur.entries.iter().enumerate() {
+        while base.entries.get(b).is_some_and(|x| x.0 < id) {
             b += 1;
         }
-        if base.get(b).is_none_or(|x| x.id != r.id || x.mask != r.mask) {
+        if base.entries.get(b).is_none_or(|x| x.0 != id || x.1 != mask) {
             new.push(i);
         }
     }
@@ -1310,17 +1347,16 @@ pub fn encode_predicted(
         );
         previous = id;
     }
-    let mut scratch: Vec<u32> = Vec::new();
     let mut predictor = Predictor::new(reference);
     let mut previous_new: Option<Record<'_>> = None;
     let (mut b, mut n, mut touched) = (0usize, 0usize, false);
     let mut c_i = 0usize;
     loop {
-        let next_new = new.get(n).and_then(|&i| cur.get(i)).map(|r| r.id);
+        let next_new = new.get(n).and_then(|&i| cur.id(i));
         match (base.get(b), next_new) {
             (Some(old), next) if next.is_none_or(|id| old.id <= id) => {
                 // Advance through the current view to this baseline entity.
-                while cur.get(c_i).is_some_and(|r| r.id < old.id) {
+                while cur.id(c_i).is_some_and(|id| id < old.id) {
                     c_i += 1;
                 }
                 let now = cur
@@ -1371,7 +1407,25 @@ pub fn encode_predicted(
         }
     }
     probs.keep();
+    ENCODE_BUFFERS.set(EncodeBuffers { new, scratch });
     e.finish()
+}
+
+/// An encode's work buffers (the new entries' indices, an entry's slots being coded):
+/// the thread's own, kept from its last body.
+#[derive(Debug, Default)]
+struct EncodeBuffers {
+    new: Vec<usize>,
+    scratch: Vec<u32>,
+}
+
+thread_local! {
+    static ENCODE_BUFFERS: std::cell::Cell<EncodeBuffers> = const {
+        std::cell::Cell::new(EncodeBuffers {
+            new: Vec::new(),
+            scratch: Vec::new(),
+        })
+    };
 }
 
 /// Decodes a body against `baseline`, giving the new view.
@@ -1407,6 +1461,22 @@ pub enum Origin {
 /// entity's [`Origin`] into `origins`, index for index. On an error `view` holds what was
 /// decoded before it.
 pub fn decode_predicted_into(
+    layout: &Layout,
+    baseline: &View,
+    reference: Option<Reference<'_>>,
+    body: &[u8],
+    view: &mut View,
+    origins: Option<&mut Vec<Origin>>,
+) -> Result<(), DeltaError> {
+    let decoded = decode_into(layout, baseline, reference, body, view, origins);
+    if decoded.is_err() {
+        // The slots of an entity the error cut short go with it.
+        view.slots.truncate(view.end());
+    }
+    decoded
+}
+
+fn decode_into(
     layout: &Layout,
     baseline: &View,
     reference: Option<Reference<'_>>,

@@ -346,6 +346,23 @@ proptest! {
         let _ = replication::decode_predicted(&layout, &baseline, Some(far), &body);
         let _ = ModeSchema::decode(&body);
     }
+
+    #[test]
+    fn a_view_left_by_a_failed_decode_copies_entity_for_entity(seed in any::<u64>(), body in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let mut rng = SplitMix64::new(seed);
+        let schema = schema(&mut rng);
+        let layout = Layout::new(&schema);
+        let baseline = evolve(&mut rng, &schema, &layout, &View::new());
+        let mut view = evolve(&mut rng, &schema, &layout, &baseline);
+        let _ = replication::decode_predicted_into(&layout, &baseline, None, &body, &mut view, None);
+        // An entity pushed after whatever the decode left, then the view copied whole.
+        let next = view.iter().last().map_or(1, |r| r.id.0 + 1);
+        view.push(EntityId(next), 0, &[7, 8, 9]);
+        let mut copy = View::new();
+        copy.extend_from(&view, 0..view.len());
+        prop_assert!(copy.iter().eq(view.iter()));
+        prop_assert_eq!(copy.find(EntityId(next)).map(|r| r.slots.to_vec()), Some(vec![7, 8, 9]));
+    }
 }
 
 /// A batch as a client sends it: newest first, sequence numbers falling by one (or more,
