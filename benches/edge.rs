@@ -331,23 +331,46 @@ fn snapshot_builds(c: &mut Criterion) {
     let (game, _) = arena_of(16, 40);
     let players = Players::new(&game, 16);
     snapshot_build(c, game, players, 16, 3);
+    // The same, with as many clients' states as a loaded edge holds: each of the match's
+    // 16 stands for 63 (1,008 histories, the load test's 1,000 players in matches of 16),
+    // so a build finds its client's views as cold as under load.
+    let (game, _) = arena_of(16, 40);
+    let players = Players::new(&game, 16);
+    snapshot_build_for(c, game, players, 16, 3, LOADED_EDGE_MATCHES);
 }
+
+/// Matches of 16 on an edge of 1,000 players.
+const LOADED_EDGE_MATCHES: usize = 63;
 
 /// Builds every client's snapshot, each client acknowledging the one `acks_back`
 /// snapshots before.
 fn snapshot_build<D: Drive>(
     c: &mut Criterion,
+    game: Match,
+    bots: D,
+    players: u64,
+    acks_back: usize,
+) {
+    snapshot_build_for(c, game, bots, players, acks_back, 1);
+}
+
+/// [`snapshot_build`], each client's state held `copies` times over (every copy built
+/// in turn against the same frame, as the clients of that many matches would be).
+fn snapshot_build_for<D: Drive>(
+    c: &mut Criterion,
     mut game: Match,
     mut bots: D,
     players: u64,
     acks_back: usize,
+    copies: usize,
 ) {
     let settings = ArenaConfig::of(game.config()).expect("arena settings");
     let layout = replication::Layout::new(&arena::schema(&settings));
     let interest = Interest::default();
     let snapshot_hz = game.config().snapshot_hz;
     let budget = body_budget(96_000, snapshot_hz, 1200);
-    let mut clients: Vec<(PlayerId, ClientSnapshots)> = (1..=players)
+    let mut clients: Vec<(PlayerId, ClientSnapshots)> = (0..copies)
+        .flat_map(|_| 1..=players)
         .map(|p| {
             let entity = game.player_entity(PlayerId(p)).expect("seated");
             (PlayerId(p), ClientSnapshots::new(entity))
@@ -356,9 +379,15 @@ fn snapshot_build<D: Drive>(
     // The ticks of the snapshots sent, newest last.
     let mut sent_ticks: VecDeque<u32> = VecDeque::new();
     let played = D::NAME;
+    let copied = match copies {
+        1 => String::new(),
+        n => format!("_{}_histories", n * players as usize),
+    };
     let name = match acks_back {
-        1 => format!("snapshot/build_and_delta_encode_{players}_clients{played}"),
-        n => format!("snapshot/build_and_delta_encode_{players}_clients_acks_{n}_back{played}"),
+        1 => format!("snapshot/build_and_delta_encode_{players}_clients{played}{copied}"),
+        n => format!(
+            "snapshot/build_and_delta_encode_{players}_clients_acks_{n}_back{played}{copied}"
+        ),
     };
     // Snapshots encoded and their bytes.
     let mut datagrams = (0u64, 0u64);

@@ -558,8 +558,9 @@ impl ClientSnapshots {
                     acked: false,
                     whole: built.deferred == 0,
                 });
-                // Baselines older than the oldest remembered view can no longer be used.
-                if sent_at(sent, *acked).is_none() {
+                // Baselines older than the oldest remembered view can no longer be used
+                // (an acknowledged tick is one of the history's until it leaves it).
+                if sent.front().is_none_or(|oldest| oldest.tick > *acked) {
                     *acked = 0;
                 }
                 return built;
@@ -596,11 +597,26 @@ impl ClientSnapshots {
 }
 
 /// Where the view sent at `tick` is in the history. The history is in tick order (one
-/// build per snapshot tick, pushed at the back), so a binary search: a scan from the
-/// oldest walked nearly all 64 views (a cache line or two each) for the usual ack of a
-/// recent one, three times per client per snapshot.
+/// build per snapshot tick, pushed at the back), and its ticks are usually a stride apart
+/// (the match's ticks per snapshot): first where the stride between the two newest puts
+/// it, then a binary search. Under load a client's history is cold; the guess reads the
+/// two newest entries and the one it names, where the search read six lines (and a scan
+/// from the oldest nearly all 64).
 fn sent_at(sent: &VecDeque<Sent>, tick: u32) -> Option<usize> {
-    sent.binary_search_by_key(&tick, |s| s.tick).ok()
+    let newest = sent.len().checked_sub(1)?;
+    let back = sent.get(newest)?.tick.checked_sub(tick)?;
+    let guess = newest
+        .checked_sub(1)
+        .and_then(|before| sent.get(before))
+        .and_then(|before| {
+            let stride = sent.get(newest)?.tick - before.tick;
+            (stride > 0 && back % stride == 0).then_some(())?;
+            newest.checked_sub(usize::try_from(back / stride).ok()?)
+        });
+    match guess {
+        Some(i) if sent.get(i).is_some_and(|s| s.tick == tick) => Some(i),
+        _ => sent.binary_search_by_key(&tick, |s| s.tick).ok(),
+    }
 }
 
 /// The reference for a snapshot of `tick` against `baseline`: the newest view sent whole
@@ -1182,6 +1198,37 @@ mod tests {
                 [own, 900],
                 "its own character and the positionless entity"
             );
+        }
+    }
+
+    #[test]
+    fn the_history_finds_every_view_whatever_the_gaps_between_them() {
+        // Strides of 2 (60 Hz ticks, 30 Hz snapshots), a stall, a burst one tick apart.
+        let ticks: Vec<u32> = (1..=20)
+            .map(|i| 2 * i)
+            .chain([47, 48, 49, 55, 57, 59, 61])
+            .collect();
+        for len in 0..=ticks.len() {
+            for first in 0..=len {
+                let sent: VecDeque<Sent> = ticks[first..len]
+                    .iter()
+                    .map(|&tick| Sent {
+                        tick,
+                        view: View::new(),
+                        acked: false,
+                        whole: true,
+                    })
+                    .collect();
+                for tick in 0..70 {
+                    let expected = sent.iter().position(|s| s.tick == tick);
+                    assert_eq!(
+                        sent_at(&sent, tick),
+                        expected,
+                        "tick {tick} in {:?}",
+                        &ticks[first..len]
+                    );
+                }
+            }
         }
     }
 
