@@ -145,19 +145,15 @@ impl InterestGrid {
             dx * dx + dz * dz <= r2
         };
         if self.len <= SCAN_UP_TO || self.len != positions.len() {
-            // Every index written, the next one over it unless this one is kept: no
-            // branch on the answer, no capacity check per entity. Near first: most
-            // entities are, and a position that is not finite (none) is near nothing.
-            out.resize(positions.len(), 0);
-            let mut kept = 0;
-            for (i, &p) in positions.iter().enumerate() {
-                let keep = near(p) || !p.iter().all(|c| c.is_finite());
-                if let Some(slot) = out.get_mut(kept) {
-                    *slot = i;
-                }
-                kept += usize::from(keep);
-            }
-            out.truncate(kept);
+            // Near first: most entities are, and a position that is not finite (none)
+            // is near nothing.
+            out.extend(
+                positions
+                    .iter()
+                    .enumerate()
+                    .filter(|&(_, &p)| near(p) || !p.iter().all(|c| c.is_finite()))
+                    .map(|(i, _)| i),
+            );
             return;
         }
         out.extend_from_slice(&self.everywhere);
