@@ -244,17 +244,10 @@ pub struct ClientSnapshots {
     /// builds on.
     behind: u32,
     priority: HashMap<EntityId, f32>,
-    // Buffers reused from build to build (a build runs per client per snapshot).
-    scratch: Vec<usize>,
-    /// The relevant entities as this client is to see them, and for each its index in
-    /// the frame and in the baseline.
+    /// The relevant entities as this client is to see them (the build's view buffer:
+    /// sent whole, it becomes the history's, and `spare` takes its place).
     targets: View,
-    target_of: Vec<(usize, Option<usize>)>,
-    stripped: Vec<u32>,
-    pending: Vec<(f32, u32, usize)>,
-    /// Per target: unchanged from the baseline, or chosen to be sent.
-    send: Vec<bool>,
-    chosen: Vec<(usize, u32)>,
+    /// The oldest view's buffers, taken back when it leaves the history.
     spare: View,
     /// Bits the coder spent per bit estimated ([`replication::entry_bits`] prices an
     /// entry as fixed-width codes; the range coder spends less, by how much depends on
@@ -272,13 +265,7 @@ impl ClientSnapshots {
             acked: 0,
             behind: 0,
             priority: HashMap::default(),
-            scratch: Vec::new(),
             targets: View::new(),
-            target_of: Vec::new(),
-            stripped: Vec::new(),
-            pending: Vec::new(),
-            send: Vec::new(),
-            chosen: Vec::new(),
             spare: View::new(),
             coded_per_estimated: [1.0; 2],
         }
@@ -325,22 +312,36 @@ impl ClientSnapshots {
 
     /// Builds the next snapshot body within `budget` bytes of body.
     pub fn build(&mut self, frame: &Frame<'_>, budget: usize) -> Built {
+        let mut buffers = BUILD_BUFFERS.take();
+        let built = self.build_with(frame, budget, &mut buffers);
+        BUILD_BUFFERS.set(buffers);
+        built
+    }
+
+    fn build_with(
+        &mut self,
+        frame: &Frame<'_>,
+        budget: usize,
+        buffers: &mut BuildBuffers,
+    ) -> Built {
         let Self {
             own,
             sent,
             acked,
             behind: _,
             priority,
-            scratch,
             targets,
+            spare,
+            coded_per_estimated,
+        } = self;
+        let BuildBuffers {
+            scratch,
             target_of,
             stripped,
             pending,
             send,
             chosen,
-            spare,
-            coded_per_estimated,
-        } = self;
+        } = buffers;
         let own = *own;
         let layout = frame.layout;
         let (owner_mask, others_mask) = (layout.owner_mask(), layout.others_mask());
@@ -590,6 +591,36 @@ impl ClientSnapshots {
             }
         }
     }
+}
+
+/// A build's work buffers: the relevant entities' indices in the frame, each target's
+/// index in the frame and in the baseline, a record's slots stripped of what the client
+/// may not see, the entries competing for the budget (priority, cost, target), per
+/// target whether it is sent (unchanged from the baseline, or chosen), and the choices.
+/// The thread's own, kept from its last build: a loaded edge's worker builds for
+/// hundreds of clients in turn, and buffers of each client's own were cold at every
+/// build.
+#[derive(Debug, Default)]
+struct BuildBuffers {
+    scratch: Vec<usize>,
+    target_of: Vec<(usize, Option<usize>)>,
+    stripped: Vec<u32>,
+    pending: Vec<(f32, u32, usize)>,
+    send: Vec<bool>,
+    chosen: Vec<(usize, u32)>,
+}
+
+thread_local! {
+    static BUILD_BUFFERS: std::cell::Cell<BuildBuffers> = const {
+        std::cell::Cell::new(BuildBuffers {
+            scratch: Vec::new(),
+            target_of: Vec::new(),
+            stripped: Vec::new(),
+            pending: Vec::new(),
+            send: Vec::new(),
+            chosen: Vec::new(),
+        })
+    };
 }
 
 /// Where the view sent at `tick` is in the history. The history is in tick order (one
