@@ -192,6 +192,24 @@ fn settled(mut t: TicketRecord, status: TicketStatus) -> TicketRecord {
     t
 }
 
+/// Delivers `writes` all at once, each from a task of its own: how many were applied.
+async fn applied_at_once(
+    store: &Arc<dyn Store>,
+    writes: impl Iterator<Item = ResultWrite>,
+) -> usize {
+    let tasks: Vec<_> = writes
+        .map(|write| {
+            let store = store.clone();
+            tokio::spawn(async move { store.apply_result(&write).await.expect("works") })
+        })
+        .collect();
+    let mut applied = 0;
+    for task in tasks {
+        applied += usize::from(task.await.expect("task"));
+    }
+    applied
+}
+
 /// Tickets, leases, matches, results, boards, histories, replays.
 async fn play_conformance(store: Arc<dyn Store>) {
     // Sequences increase, per name, never below the clock's floor.
@@ -370,16 +388,7 @@ async fn play_conformance(store: Arc<dyn Store>) {
         result_json: "{\"m\":7}".into(),
     };
     // Five deliveries of one result at once: exactly one applies it.
-    let racing: Vec<_> = (0..5)
-        .map(|_| {
-            let (store, write) = (store.clone(), write.clone());
-            tokio::spawn(async move { store.apply_result(&write).await.expect("works") })
-        })
-        .collect();
-    let mut applied = 0;
-    for task in racing {
-        applied += usize::from(task.await.expect("task"));
-    }
+    let applied = applied_at_once(&store, (0..5).map(|_| write.clone())).await;
     assert_eq!(applied, 1, "applied once of five concurrent deliveries");
     assert!(
         !store.apply_result(&write).await.expect("works"),
@@ -553,18 +562,8 @@ async fn play_conformance(store: Arc<dyn Store>) {
         result_json: "{}".into(),
         ..write.clone()
     };
-    let tasks: Vec<_> = (0..50)
-        .flat_map(|m| [m, m])
-        .chain(50..200)
-        .map(|m| {
-            let (store, write) = (store.clone(), tally(m));
-            tokio::spawn(async move { store.apply_result(&write).await.expect("works") })
-        })
-        .collect();
-    let mut applied = 0;
-    for task in tasks {
-        applied += usize::from(task.await.expect("task"));
-    }
+    let deliveries = (0..50).flat_map(|m| [m, m]).chain(50..200).map(tally);
+    let applied = applied_at_once(&store, deliveries).await;
     assert_eq!(applied, 200, "each result applied once");
     assert_eq!(entry("tally:all", 42).await.map(|e| e.score), Some(200.0));
     assert_eq!(
